@@ -1,0 +1,41 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Only python3 (3.11+) and make needed.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint format lock bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "uv==0.13.9"
+
+# Re-install whenever the lock file changes (uv pip sync: exactly the pinned versions, nothing else).
+$(STAMP): requirements.lock pyproject.toml | $(BIN)/python
+	$(BIN)/uv pip sync --python $(BIN)/python requirements.lock
+	$(BIN)/uv pip install --python $(BIN)/python --no-deps -e .
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/clvml demo
+
+test: $(STAMP)
+	$(BIN)/ruff check clvml tests bench
+	$(BIN)/python -m pytest -n 2 -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check clvml tests bench
+
+format: $(STAMP)
+	$(BIN)/ruff format clvml tests bench
+
+# Re-resolve the pins (needs network). Commit the updated requirements.lock.
+lock: | $(BIN)/python
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
+
+bench: $(STAMP)
+	$(BIN)/python bench/features.py
+
+clean:
+	rm -rf $(VENV) outputs data mlruns mlruns.db .pytest_cache

@@ -1,0 +1,329 @@
+"""YAML configuration, validated by pydantic.
+
+Every section is a strict model: unknown or misspelled keys are rejected with their full key path and
+a suggestion, and all problems are reported at once in a single :class:`~clvml.errors.ConfigError`.
+Relative paths in a config file are resolved against the folder holding that file, so a scheduled job
+behaves the same whatever its working directory.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from clvml.errors import ConfigError
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False, validate_assignment=True)
+
+
+def _check_identifier(value: str, what: str) -> str:
+    if not _IDENT.match(value):
+        raise ValueError(
+            f"{what} {value!r} is not a plain identifier (letters, digits and _; not starting with a "
+            "digit; at most 128 characters). Rename the column/table or quote-free alias it."
+        )
+    return value
+
+
+class TableSource(_Strict):
+    """Where one table comes from and how its columns map onto the canonical schema."""
+
+    path: Path | None = Field(None, description="Parquet/CSV file or folder, or DuckDB database file.")
+    format: Literal["parquet", "csv", "duckdb"] | None = Field(
+        None, description="Inferred from the file suffix when omitted."
+    )
+    table: str | None = Field(None, description="Table name inside a DuckDB database file.")
+    columns: dict[str, str] = Field(
+        default_factory=dict, description="canonical column name -> column name in your data."
+    )
+    event_types: dict[str, list[str]] = Field(
+        default_factory=dict, description="canonical event type -> your values that mean it."
+    )
+    timestamp_format: str | None = Field(None, description="strptime format for text timestamps.")
+
+    @field_validator("table")
+    @classmethod
+    def _table_ident(cls, v: str | None) -> str | None:
+        return None if v is None else _check_identifier(v, "table name")
+
+    @field_validator("columns")
+    @classmethod
+    def _columns_ident(cls, v: dict[str, str]) -> dict[str, str]:
+        for canonical, user in v.items():
+            _check_identifier(canonical, "canonical column")
+            _check_identifier(user, "column")
+        return v
+
+
+class SyntheticConfig(_Strict):
+    """Generate a synthetic world into ``path`` before reading it (the demo's data)."""
+
+    n_customers: int = Field(20_000, gt=0)
+    start: dt.date = dt.date(2023, 1, 1)
+    end: dt.date = dt.date(2024, 12, 31)
+    seed: int = 7
+    path: Path = Path("data/synthetic")
+    truth_horizon_days: int = Field(90, gt=0)
+    truth_every_days: int = Field(30, gt=0)
+
+
+class Policies(_Strict):
+    """What to do with rows that break a rule. ``error`` stops; ``drop`` removes and counts them."""
+
+    duplicates: Literal["error", "drop"] = "error"
+    future_events: Literal["error", "drop"] = "error"
+    unknown_event_types: Literal["error", "drop"] = "error"
+    orphan_customers: Literal["error", "drop", "keep"] = "error"
+    null_keys: Literal["error", "drop"] = "error"
+
+
+TABLE_NAMES = ("customers", "transactions", "activity", "social", "after_sales")
+
+
+class DataConfig(_Strict):
+    as_of: dt.datetime | None = Field(
+        None, description="Data snapshot time: events at or after it are errors (or dropped)."
+    )
+    synthetic: SyntheticConfig | None = None
+    tables: dict[str, TableSource] = Field(default_factory=dict)
+    policies: Policies = Field(default_factory=Policies)
+
+    @field_validator("tables")
+    @classmethod
+    def _known_tables(cls, v: dict[str, TableSource]) -> dict[str, TableSource]:
+        unknown = [k for k in v if k not in TABLE_NAMES]
+        if unknown:
+            hints = []
+            for k in unknown:
+                close = difflib.get_close_matches(k, TABLE_NAMES, n=1)
+                hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            raise ValueError(f"unknown table(s) {', '.join(hints)}; known: {', '.join(TABLE_NAMES)}")
+        return v
+
+    @model_validator(mode="after")
+    def _need_transactions(self) -> DataConfig:
+        if self.synthetic is None and "transactions" not in self.tables:
+            raise ValueError(
+                "no transactions table: add data.tables.transactions (it is the one required table) "
+                "or data.synthetic to generate a world"
+            )
+        return self
+
+
+class CutoffConfig(_Strict):
+    """The prediction dates stacked for training. Either ``dates`` or ``start``/``every_days``."""
+
+    dates: list[dt.date] | None = None
+    start: dt.date | None = None
+    end: dt.date | None = Field(None, description="Default: the latest date with a complete horizon.")
+    every_days: int = Field(30, gt=0)
+    validation: int = Field(1, ge=1, description="How many of the latest labelled cut-offs are held out.")
+
+    @model_validator(mode="after")
+    def _one_way(self) -> CutoffConfig:
+        if self.dates is None and self.start is None:
+            raise ValueError("give either cutoffs.dates or cutoffs.start (with every_days)")
+        if self.dates is not None and self.start is not None:
+            raise ValueError("give cutoffs.dates or cutoffs.start, not both")
+        return self
+
+
+class FeatureConfig(_Strict):
+    windows: list[int] = Field(default_factory=lambda: [30, 90, 180, 365])
+    families: list[Literal["transactions", "activity", "social", "after_sales", "profile"]] = Field(
+        default_factory=lambda: ["transactions", "activity", "social", "after_sales", "profile"]
+    )
+
+    @field_validator("windows")
+    @classmethod
+    def _positive(cls, v: list[int]) -> list[int]:
+        if not v or any(w <= 0 for w in v):
+            raise ValueError("windows must be a non-empty list of positive day counts")
+        return sorted(set(v))
+
+
+class LabelConfig(_Strict):
+    horizon_days: int = Field(90, gt=0)
+    churn_definition: Literal["no_purchase", "no_activity", "cancellation"] = "no_purchase"
+    cancellation_event: str = "account_closed"
+    value_target: Literal["spend", "margin"] = "spend"
+
+
+class LGBMParams(_Strict):
+    """LightGBM settings shared by the churn and value models (extra LightGBM params in ``params``)."""
+
+    n_estimators: int = Field(2000, gt=0, description="Upper bound; early stopping picks the number.")
+    learning_rate: float = Field(0.05, gt=0, le=1)
+    num_leaves: int = Field(31, ge=2)
+    min_child_samples: int = Field(50, ge=1)
+    subsample: float = Field(0.8, gt=0, le=1)
+    colsample_bytree: float = Field(0.8, gt=0, le=1)
+    reg_lambda: float = Field(1.0, ge=0)
+    early_stopping_rounds: int = Field(50, gt=0)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class ChurnModelConfig(LGBMParams):
+    calibration: Literal["isotonic", "platt", "none"] = "isotonic"
+
+
+class ValueModelConfig(LGBMParams):
+    form: Literal["hurdle", "tweedie"] = "hurdle"
+    tweedie_variance_power: float = Field(1.5, gt=1, lt=2)
+
+
+class ModelConfig(_Strict):
+    churn: ChurnModelConfig = Field(default_factory=ChurnModelConfig)
+    value: ValueModelConfig = Field(default_factory=ValueModelConfig)
+    btyd_features: bool = False
+
+
+class CLVConfig(_Strict):
+    periods: int = Field(4, gt=0, description="K horizons of length labels.horizon_days.")
+    margin: float = Field(0.3, ge=0, le=1, description="Margin rate applied to spend.")
+    discount_rate: float = Field(0.02, ge=0, description="Discount rate per horizon period.")
+    cost: float = Field(0.0, ge=0, description="Per-customer cost over the CLV period.")
+
+
+class TrackingConfig(_Strict):
+    uri: str | None = Field(None, description="Default: MLFLOW_TRACKING_URI, else a local store.")
+    experiment: str = "clvml"
+    enabled: bool = True
+
+
+class OutputConfig(_Strict):
+    dir: Path = Path("outputs")
+    model_dir: Path = Path("models")
+
+
+class Config(_Strict):
+    """A whole clvml run configuration."""
+
+    name: str = "clvml"
+    seed: int = 0
+    data: DataConfig
+    cutoffs: CutoffConfig
+    features: FeatureConfig = Field(default_factory=FeatureConfig)
+    labels: LabelConfig = Field(default_factory=LabelConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    clv: CLVConfig = Field(default_factory=CLVConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not re.match(r"^[A-Za-z0-9_.-]{1,64}$", v):
+            raise ValueError("name must be 1-64 characters of letters, digits, '.', '_' or '-'")
+        return v
+
+    def resolve_paths(self, base: Path) -> Config:
+        """Make relative paths absolute against ``base`` (the config file's folder)."""
+
+        def fix(p: Path | None) -> Path | None:
+            return None if p is None else (p if p.is_absolute() else (base / p).resolve())
+
+        for src in self.data.tables.values():
+            src.path = fix(src.path)
+        if self.data.synthetic is not None:
+            self.data.synthetic.path = fix(self.data.synthetic.path)
+        self.output.dir = fix(self.output.dir)
+        self.output.model_dir = fix(self.output.model_dir)
+        if self.tracking.uri and self.tracking.uri.startswith("sqlite:///") and not self.tracking.uri[
+            10:
+        ].startswith("/"):
+            self.tracking.uri = "sqlite:///" + str((base / self.tracking.uri[10:]).resolve())
+        return self
+
+    def flat(self) -> dict[str, str]:
+        """The config flattened to ``a.b.c -> value`` strings (for MLflow params)."""
+        out: dict[str, str] = {}
+
+        def walk(prefix: str, obj: Any) -> None:
+            if isinstance(obj, dict):
+                for k, v in obj.items():
+                    walk(f"{prefix}.{k}" if prefix else str(k), v)
+            else:
+                out[prefix] = str(obj)
+
+        walk("", self.model_dump(mode="json"))
+        return out
+
+
+def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
+    """Field names of the pydantic model reached by following ``loc`` from ``model``."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int) or current is None:
+            continue
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(str(part))
+            if field is None:  # a dict key such as tables.<name>: stay on the value model
+                continue
+            current = _model_in(field.annotation)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def _model_in(annotation: Any) -> Any:
+    args = getattr(annotation, "__args__", None)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for a in args or ():
+        m = _model_in(a)
+        if m is not None:
+            return m
+    return None
+
+
+def _format_errors(exc: ValidationError) -> list[str]:
+    problems = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        path = ".".join(str(p) for p in loc) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            known = _fields_at(Config, loc[:-1])
+            close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            allowed = f" Allowed keys here: {', '.join(known)}." if known else ""
+            problems.append(f"{path}: unknown key{hint}.{allowed}")
+        elif err["type"] == "missing":
+            problems.append(f"{path}: required key is missing")
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            problems.append(f"{path}: {msg} (got {err.get('input')!r})")
+    return problems
+
+
+def parse_config(raw: dict[str, Any], source: str | None = None, base: Path | None = None) -> Config:
+    """Validate a config mapping; raise :class:`ConfigError` listing every problem."""
+    if not isinstance(raw, dict):
+        raise ConfigError(["the config must be a YAML mapping of keys to values"], source)
+    try:
+        cfg = Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc), source) from None
+    return cfg.resolve_paths(base or Path.cwd())
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a YAML config file."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError([f"config file {path} does not exist"], str(path))
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"not valid YAML: {exc}"], str(path)) from None
+    return parse_config(raw, source=str(path), base=path.resolve().parent)

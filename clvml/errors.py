@@ -1,0 +1,67 @@
+"""Exception types. Every error a user can trigger says what is wrong, where, and how to fix it.
+
+The CLI maps each type to a documented exit code (see ``EXIT_CODES``).
+"""
+
+from __future__ import annotations
+
+
+class ClvmlError(Exception):
+    """Base class of every error clvml raises on purpose."""
+
+    exit_code = 1
+
+
+class ConfigError(ClvmlError):
+    """The YAML config is invalid. ``problems`` lists every problem found (all at once)."""
+
+    exit_code = 2
+
+    def __init__(self, problems: list[str], source: str | None = None):
+        self.problems = list(problems)
+        self.source = source
+        where = f" in {source}" if source else ""
+        lines = [f"{len(self.problems)} problem(s){where}:"] + [f"  - {p}" for p in self.problems]
+        super().__init__("\n".join(lines))
+
+
+class DataValidationError(ClvmlError):
+    """Input tables broke their contract. ``report`` holds every problem found."""
+
+    exit_code = 3
+
+    def __init__(self, report):  # report: clvml.data.validation.ValidationReport
+        self.report = report
+        super().__init__(report.format())
+
+
+class DataSourceError(ClvmlError):
+    """A data source could not be read (missing file, unknown format, bad table name)."""
+
+    exit_code = 3
+
+
+class ModelIncompatibleError(ClvmlError):
+    """A packaged model cannot score this data or was built by an incompatible clvml."""
+
+    exit_code = 5
+
+
+class DriftError(ClvmlError):
+    """Scoring stopped because input drift exceeded the configured threshold."""
+
+    exit_code = 4
+
+
+class NotFittedError(ClvmlError, ValueError):
+    """An estimator was used before ``fit``."""
+
+
+EXIT_CODES = {
+    0: "success",
+    1: "unexpected clvml error",
+    2: "invalid configuration",
+    3: "invalid input data",
+    4: "drift above the stop threshold: nothing written",
+    5: "model incompatible with this clvml version or this data",
+}
