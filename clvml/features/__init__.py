@@ -1,0 +1,14 @@
+"""Point-in-time feature builders (one module per history) and the generated feature catalog."""
+
+from clvml.features import activity, after_sales, profile, social, transactions  # noqa: F401
+from clvml.features.builder import (
+    DEFAULT_WINDOWS,
+    as_cutoffs,
+    build_features,
+    feature_specs,
+    to_pandas,
+)
+from clvml.features.registry import REGISTRY, FeatureSpec, catalog
+
+__all__ = ["DEFAULT_WINDOWS", "REGISTRY", "FeatureSpec", "as_cutoffs", "build_features", "catalog",
+           "feature_specs", "to_pandas"]

@@ -1,0 +1,62 @@
+"""Activity features: sessions, active days, time spent, page views, add-to-cart, recency, trend."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import ibis
+
+from clvml.features.engine import aggregate_family, day_of, safe_div
+from clvml.features.registry import Feature, family
+
+FAM = family("activity", "activity", "act")
+R = FAM.register
+
+R(Feature("sessions_{w}", "Sessions {span}.", "sessions", "{value} sessions {span}",
+          agg=lambda j, w: j.sessions.sum(where=w), windowed=True))
+R(Feature("active_days_{w}", "Days with any activity {span}.", "days", "active on {value} days {span}",
+          agg=lambda j, w: j.day.count(where=w), windowed=True))
+R(Feature("duration_{w}", "Total session time {span}.", "seconds", "{value} seconds on site {span}",
+          agg=lambda j, w: j.duration.sum(where=w), windowed=True, requires=("duration_s",)))
+R(Feature("views_{w}", "Page views {span}.", "views", "{value} page views {span}",
+          agg=lambda j, w: j.views.sum(where=w), windowed=True))
+R(Feature("carts_{w}", "Add-to-cart events {span}.", "events", "{value} add-to-cart events {span}",
+          agg=lambda j, w: j.carts.sum(where=w), windowed=True))
+R(Feature("logins_{w}", "Logins {span}.", "logins", "{value} logins {span}",
+          agg=lambda j, w: j.logins.sum(where=w), windowed=True))
+R(Feature("duration_mean", "Mean session duration over all history.", "seconds",
+          "sessions last {value} seconds on average",
+          derive=lambda c, w: safe_div(c.duration_all, c.sessions_all), fill=None,
+          requires=("duration_s",)))
+R(Feature("days_since_activity", "Days from the last activity event to the cut-off.", "days",
+          "last seen {value} days ago", agg=lambda j, w: (j.cutoff_day - j.day).min(), fill=None))
+R(Feature("sessions_last30", "", "", "", hidden=True,
+          agg=lambda j, w: j.sessions.sum(where=j.day >= j.cutoff_day - 30)))
+R(Feature("sessions_prev60", "", "", "", hidden=True,
+          agg=lambda j, w: j.sessions.sum(where=(j.day < j.cutoff_day - 30)
+                                          & (j.day >= j.cutoff_day - 90))))
+R(Feature("sessions_trend", "Sessions per day in the last 30 days minus in the 60 days before.",
+          "sessions/day", "visit rate changed by {value} sessions a day",
+          derive=lambda c, w: c.sessions_last30.fill_null(0) / 30.0
+          - c.sessions_prev60.fill_null(0) / 60.0))
+R(Feature("closed", "Account-closure events before the cut-off.", "events",
+          "closed the account {value} times", agg=lambda j, w: j.closed.sum()))
+
+
+def daily(act: ibis.Table) -> ibis.Table:
+    t = act.mutate(day=day_of(act.ts))
+    et = t.event_type
+    aggs = dict(
+        sessions=t.count(where=et == "session"),
+        views=t.count(where=et == "page_view"),
+        carts=t.count(where=et == "add_to_cart"),
+        logins=t.count(where=et == "login"),
+        closed=t.count(where=et == "account_closed"),
+    )
+    if "duration_s" in act.columns:
+        aggs["duration"] = t.duration_s.sum(where=et == "session").fill_null(0.0)
+    return t.group_by(["customer_id", "day"]).aggregate(**aggs)
+
+
+def build(act: ibis.Table, cutoffs: ibis.Table, windows: Sequence[int]) -> ibis.Table:
+    return aggregate_family(FAM, daily(act), cutoffs, windows, act.columns)

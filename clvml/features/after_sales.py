@@ -1,0 +1,82 @@
+"""After-sales features: tickets, complaints, what is still unresolved at the cut-off, resolution time,
+returns and refunds, satisfaction and NPS surveys.
+
+Rows are kept per event (not per day) because a ticket's resolution time matters: a ticket resolved at or
+after the cut-off counts as unresolved at that cut-off.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import ibis
+
+from clvml.features.engine import aggregate_family, day_of
+from clvml.features.registry import Feature, family
+
+FAM = family("after_sales", "after_sales", "as")
+R = FAM.register
+
+
+def _open(j):
+    return j.is_ticket & (j.resolved_day.isnull() | (j.resolved_day >= j.cutoff_day))
+
+
+R(Feature("tickets_{w}", "Support tickets and complaints opened {span}.", "tickets",
+          "opened {value} support tickets {span}",
+          agg=lambda j, w: j.is_ticket.cast("int64").sum(where=w), windowed=True))
+R(Feature("complaints_{w}", "Complaints {span}.", "complaints", "{value} complaints {span}",
+          agg=lambda j, w: j.is_complaint.cast("int64").sum(where=w), windowed=True))
+R(Feature("unresolved_now", "Tickets and complaints still unresolved at the cut-off.", "tickets",
+          "{value} support tickets still unresolved",
+          agg=lambda j, w: _open(j).cast("int64").sum()))
+R(Feature("unresolved_complaints_now", "Complaints still unresolved at the cut-off.", "complaints",
+          "{value} complaints still unresolved",
+          agg=lambda j, w: (_open(j) & j.is_complaint).cast("int64").sum()))
+R(Feature("resolution_days_mean", "Mean days to resolve tickets resolved before the cut-off.", "days",
+          "tickets took {value} days to resolve on average", fill=None,
+          agg=lambda j, w: j.res_days.mean(where=j.is_ticket & (j.resolved_day < j.cutoff_day)),
+          requires=("resolved_ts",)))
+R(Feature("returns_{w}", "Returns and refund events {span}.", "returns", "{value} returns {span}",
+          agg=lambda j, w: j.is_return.cast("int64").sum(where=w), windowed=True))
+R(Feature("refund_amount_all", "Amount refunded through after-sales over all history.", "currency",
+          "{value} refunded through support",
+          agg=lambda j, w: j.amount.sum(where=j.is_return), requires=("amount",)))
+R(Feature("surveys_all", "Surveys answered.", "surveys", "answered {value} surveys",
+          agg=lambda j, w: j.is_survey.cast("int64").sum()))
+R(Feature("satisfaction_last", "Latest satisfaction score (1-5).", "score",
+          "latest satisfaction score {value}/5", fill=None, requires=("satisfaction",),
+          agg=lambda j, w: j.satisfaction.argmax(j.ts_s, where=j.satisfaction.notnull())))
+R(Feature("satisfaction_mean", "Mean satisfaction score (1-5).", "score",
+          "average satisfaction {value}/5", fill=None, requires=("satisfaction",),
+          agg=lambda j, w: j.satisfaction.mean()))
+R(Feature("nps_last", "Latest NPS answer (0-10).", "score", "latest NPS answer {value}/10", fill=None,
+          requires=("nps",), agg=lambda j, w: j.nps.argmax(j.ts_s, where=j.nps.notnull())))
+R(Feature("nps_category", "Latest NPS category: promoter (9-10), passive (7-8), detractor (0-6).",
+          "category", "is a {value} (latest NPS)", fill=None, dtype="categorical",
+          requires=("nps",),
+          derive=lambda c, w: ibis.cases((c.nps_last >= 9, "promoter"), (c.nps_last >= 7, "passive"),
+                                         (c.nps_last >= 0, "detractor"), else_=ibis.null("string"))))
+R(Feature("days_since_complaint", "Days from the last complaint to the cut-off.", "days",
+          "last complaint {value} days ago", fill=None,
+          agg=lambda j, w: (j.cutoff_day - j.day).min(where=j.is_complaint)))
+
+
+def rows(af: ibis.Table) -> ibis.Table:
+    cols = af.columns
+    et = af.event_type
+    extra = {}
+    if "resolved_ts" in cols:
+        extra["resolved_day"] = day_of(af.resolved_ts)
+        extra["res_days"] = (af.resolved_ts.epoch_seconds() - af.ts.epoch_seconds()) / 86400.0
+    else:
+        extra["resolved_day"] = ibis.null("int64")
+    return af.mutate(
+        day=day_of(af.ts), ts_s=af.ts.epoch_seconds(),
+        is_ticket=et.isin(["ticket", "complaint"]), is_complaint=et == "complaint",
+        is_return=et.isin(["return", "refund"]), is_survey=et == "survey", **extra,
+    )
+
+
+def build(af: ibis.Table, cutoffs: ibis.Table, windows: Sequence[int]) -> ibis.Table:
+    return aggregate_family(FAM, rows(af), cutoffs, windows, af.columns)

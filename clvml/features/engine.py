@@ -1,0 +1,64 @@
+"""The shared query shape of every family: events -> one row per customer-day -> join to the cut-offs
+(strictly earlier days only) -> one conditional aggregation for every window -> derived columns.
+
+Cut-offs are midnights, so "day < cutoff day" is exactly "ts < cutoff": nothing at or after a cut-off
+can reach its features.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import ibis
+
+from clvml.features.registry import Family
+
+
+def day_of(ts: ibis.Value) -> ibis.Value:
+    """Days since 1970-01-01 of a timestamp (an integer, cheap to compare and subtract)."""
+    return ts.date().epoch_days()
+
+
+def aggregate_family(
+    fam: Family, rows: ibis.Table, cutoffs: ibis.Table, windows: Sequence[int],
+    columns: Sequence[str], day: str = "day",
+) -> ibis.Table:
+    """Aggregate ``rows`` (customer_id, day, metrics…) to one row per (customer, cut-off).
+
+    Returns the declared features (hidden helpers dropped) with prefix ``fam.prefix``; customers with
+    no rows before a cut-off are simply absent (the builder fills them).
+    """
+    j = rows.cross_join(cutoffs).filter(rows[day] < cutoffs.cutoff_day)
+    feats = fam.active(columns)
+    aggs: dict[str, ibis.Value] = {}
+    for f in feats:
+        if f.agg is None:
+            continue
+        for name, w in f.instances(windows):
+            win = None if w is None else j[day] >= j.cutoff_day - w
+            aggs[name] = f.agg(j, win)
+    out = j.group_by(["customer_id", "cutoff_day"]).aggregate(**aggs)
+    for f in feats:  # derived columns may use earlier derived ones: declared order matters
+        if f.derive is None:
+            continue
+        for name, w in f.instances(windows):
+            out = out.mutate(**{name: f.derive(out, w)})
+    keep = ["customer_id", "cutoff_day"] + [
+        name for f in feats if not f.hidden and (f.agg or f.derive)
+        for name, _ in f.instances(windows)
+    ]
+    return out.select(
+        "customer_id", "cutoff_day",
+        **{f"{fam.prefix}_{c}": out[c] for c in keep[2:]},
+    )
+
+
+def safe_div(a: ibis.Value, b: ibis.Value) -> ibis.Value:
+    """a / b, null when b is 0 or null."""
+    return ibis.ifelse(b.fill_null(0) == 0, ibis.null("float64"), a.cast("float64") / b)
+
+
+def std_from_moments(n: ibis.Value, s: ibis.Value, ss: ibis.Value) -> ibis.Value:
+    """Sample standard deviation from count, sum and sum of squares (null for n < 2)."""
+    var = (ss - s * s / n) / (n - 1)
+    return ibis.ifelse(n > 1, ibis.greatest(var, 0).sqrt(), ibis.null("float64"))

@@ -1,0 +1,53 @@
+"""Social features: shares, likes, referrals (and converted referrals), reviews and ratings."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import ibis
+
+from clvml.features.engine import aggregate_family, day_of, safe_div
+from clvml.features.registry import Feature, family
+
+FAM = family("social", "social", "soc")
+R = FAM.register
+
+R(Feature("shares_{w}", "Shares {span}.", "shares", "{value} shares {span}",
+          agg=lambda j, w: j.shares.sum(where=w), windowed=True))
+R(Feature("likes_{w}", "Likes {span}.", "likes", "{value} likes {span}",
+          agg=lambda j, w: j.likes.sum(where=w), windowed=True))
+R(Feature("referrals_{w}", "Referrals sent {span}.", "referrals", "referred {value} people {span}",
+          agg=lambda j, w: j.referrals.sum(where=w), windowed=True))
+R(Feature("referrals_converted_all", "Referrals that converted, over all history.", "referrals",
+          "{value} referred friends became customers", agg=lambda j, w: j.converted.sum()))
+R(Feature("reviews_{w}", "Reviews written {span}.", "reviews", "wrote {value} reviews {span}",
+          agg=lambda j, w: j.reviews.sum(where=w), windowed=True))
+R(Feature("rating_sum", "", "", "", agg=lambda j, w: j.rating_sum.sum(), hidden=True,
+          requires=("rating",)))
+R(Feature("rating_n", "", "", "", agg=lambda j, w: j.rating_n.sum(), hidden=True,
+          requires=("rating",)))
+R(Feature("rating_mean", "Mean rating given in reviews.", "stars", "rates {value} stars on average",
+          derive=lambda c, w: safe_div(c.rating_sum, c.rating_n), fill=None, requires=("rating",)))
+R(Feature("days_since_social", "Days from the last social event to the cut-off.", "days",
+          "last social interaction {value} days ago",
+          agg=lambda j, w: (j.cutoff_day - j.day).min(), fill=None))
+
+
+def daily(soc: ibis.Table) -> ibis.Table:
+    t = soc.mutate(day=day_of(soc.ts))
+    et = t.event_type
+    aggs = dict(
+        shares=t.count(where=et == "share"),
+        likes=t.count(where=et == "like"),
+        referrals=t.count(where=et == "referral"),
+        converted=t.count(where=et == "referral_converted"),
+        reviews=t.count(where=et == "review"),
+    )
+    if "rating" in soc.columns:
+        aggs["rating_sum"] = t.rating.sum(where=et == "review")
+        aggs["rating_n"] = t.rating.count(where=et == "review")
+    return t.group_by(["customer_id", "day"]).aggregate(**aggs)
+
+
+def build(soc: ibis.Table, cutoffs: ibis.Table, windows: Sequence[int]) -> ibis.Table:
+    return aggregate_family(FAM, daily(soc), cutoffs, windows, soc.columns)
