@@ -1,0 +1,87 @@
+"""Shared LightGBM plumbing: categorical handling, early stopping on time-ordered validation data and
+the refit on all data with the chosen number of rounds."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from clvml.errors import ModelIncompatibleError
+
+LGBM_KEYS = ("n_estimators", "learning_rate", "num_leaves", "min_child_samples", "subsample",
+             "colsample_bytree", "reg_lambda")
+
+
+def learn_categories(X: pd.DataFrame) -> dict[str, list[str]]:
+    """Categories of every non-numeric column, sorted (so codes are stable across runs)."""
+    cats = {}
+    for c in X.columns:
+        if not pd.api.types.is_numeric_dtype(X[c]) or isinstance(X[c].dtype, pd.CategoricalDtype):
+            values = X[c].dropna().astype(str).unique().tolist()
+            cats[c] = sorted(values)
+    return cats
+
+
+def prepare_X(X: pd.DataFrame, columns: list[str], categories: dict[str, list[str]]) -> pd.DataFrame:
+    """Columns in training order; categoricals with the training categories (unseen -> missing)."""
+    missing = [c for c in columns if c not in X.columns]
+    if missing:
+        raise ModelIncompatibleError(
+            f"{len(missing)} feature column(s) the model was trained on are missing: "
+            f"{', '.join(missing[:5])}{'…' if len(missing) > 5 else ''}. Build features with the same "
+            "feature configuration (families, windows, tables) as in training."
+        )
+    out = {}
+    for c in columns:
+        if c in categories:
+            out[c] = pd.Categorical(X[c].astype("string").astype(object).where(X[c].notna(), None),
+                                    categories=categories[c])
+        else:
+            try:
+                out[c] = pd.to_numeric(X[c]).astype("float64")
+            except (TypeError, ValueError):
+                raise ModelIncompatibleError(
+                    f"feature {c!r} is numeric in the model but not in the data") from None
+    return pd.DataFrame(out, index=X.index)
+
+
+def lgbm_params(est: Any, objective: str, **extra: Any) -> dict[str, Any]:
+    params = dict(
+        objective=objective, n_estimators=est.n_estimators, learning_rate=est.learning_rate,
+        num_leaves=est.num_leaves, min_child_samples=est.min_child_samples,
+        subsample=est.subsample, subsample_freq=1 if est.subsample < 1 else 0,
+        colsample_bytree=est.colsample_bytree, reg_lambda=est.reg_lambda,
+        random_state=est.random_state, n_jobs=est.n_jobs, deterministic=True, force_row_wise=True,
+        verbose=-1,
+    )
+    params.update(est.params or {})
+    params.update(extra)
+    return params
+
+
+def fit_with_early_stopping(
+    make: Any, params: dict[str, Any], X: pd.DataFrame, y: np.ndarray,
+    X_val: pd.DataFrame | None, y_val: np.ndarray | None, early_stopping_rounds: int,
+    sample_weight: np.ndarray | None = None,
+) -> tuple[Any, Any | None, int]:
+    """Fit on (X, y) with early stopping on the validation set, then refit on train + validation with
+    the chosen number of rounds.
+
+    Returns (final model, model fitted on X only or None, number of rounds).
+    """
+    if X_val is None or len(X_val) == 0:
+        model = make(**params)
+        model.fit(X, y, sample_weight=sample_weight)
+        return model, None, params["n_estimators"]
+    first = make(**params)
+    first.fit(X, y, sample_weight=sample_weight, eval_set=[(X_val, y_val)],
+              callbacks=[lgb.early_stopping(early_stopping_rounds, verbose=False)])
+    rounds = max(1, int(first.best_iteration_ or params["n_estimators"]))
+    final = make(**{**params, "n_estimators": rounds})
+    X_all = pd.concat([X, X_val])
+    y_all = np.concatenate([np.asarray(y), np.asarray(y_val)])
+    final.fit(X_all, y_all)
+    return final, first, rounds

@@ -1,0 +1,154 @@
+"""Training set over stacked cut-offs and the fit of the churn and value models.
+
+* Cut-offs come from the config grid; rows whose horizon is not complete by the end of the data are
+  excluded from targets (counted in ``TrainingSet.excluded``) — the newest cut-offs can only be scored.
+* Validation is time-ordered: the latest ``cutoffs.validation`` complete cut-offs are held out for early
+  stopping and calibration, then the models are refit on all rows with the chosen number of rounds.
+* :func:`evaluate_holdout` additionally holds out the very latest complete cut-off as an untouched test
+  set and reports metrics on it (models trained on earlier cut-offs only).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from clvml.config import Config
+from clvml.data.dataset import Dataset
+from clvml.errors import ClvmlError
+from clvml.features import build_features, feature_specs, to_pandas
+from clvml.features.registry import FeatureSpec
+from clvml.labels import build_labels
+from clvml.modeling.churn import ChurnModel
+from clvml.modeling.value import ValueModel
+
+KEYS = ["customer_id", "cutoff"]
+
+
+def data_end(ds: Dataset) -> dt.date:
+    """Last observed day (inclusive): the as-of date when configured, else the last transaction day."""
+    if ds.as_of is not None:
+        return ds.as_of
+    return ds.date_range()[1].date()
+
+
+def cutoff_grid(cfg: Config, last_day: dt.date) -> list[dt.date]:
+    """The configured cut-offs up to the last one that can still have any history (≤ last_day + 1)."""
+    c = cfg.cutoffs
+    if c.dates is not None:
+        return sorted(set(c.dates))
+    end = c.end or (last_day + dt.timedelta(days=1))
+    out, d = [], c.start
+    while d <= end:
+        out.append(d)
+        d += dt.timedelta(days=c.every_days)
+    if not out:
+        raise ClvmlError(f"cutoffs.start {c.start} is after the end {end}: no cut-offs")
+    return out
+
+
+@dataclass
+class TrainingSet:
+    """Features joined to labels, with complete horizons only."""
+
+    frame: pd.DataFrame
+    feature_columns: list[str]
+    specs: list[FeatureSpec]
+    cutoffs: list[dt.date]
+    excluded: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def X(self) -> pd.DataFrame:
+        return self.frame[self.feature_columns]
+
+
+def make_training_set(ds: Dataset, cfg: Config, cutoffs: list[dt.date] | None = None) -> TrainingSet:
+    last = data_end(ds)
+    cutoffs = cutoffs or cutoff_grid(cfg, last)
+    feats = to_pandas(build_features(ds.tables, cutoffs, windows=cfg.features.windows,
+                                     families=cfg.features.families))
+    lab = build_labels(ds.tables, cutoffs, horizon_days=cfg.labels.horizon_days,
+                       churn_definition=cfg.labels.churn_definition,
+                       cancellation_event=cfg.labels.cancellation_event, data_end=last).to_pandas()
+    lab["cutoff"] = pd.to_datetime(lab["cutoff"])
+    frame = feats.merge(lab, on=KEYS, how="inner", validate="one_to_one")
+    incomplete = ~frame["horizon_complete"]
+    excluded = {"rows_with_incomplete_horizon": int(incomplete.sum())}
+    frame = frame[~incomplete].reset_index(drop=True)
+    if frame.empty:
+        raise ClvmlError(
+            f"no cut-off has a complete {cfg.labels.horizon_days}-day horizon before {last}: move "
+            "cutoffs.start earlier or shorten labels.horizon_days")
+    specs = feature_specs(ds.tables, cfg.features.windows, cfg.features.families)
+    cols = [s.name for s in specs]
+    used = sorted(frame["cutoff"].dt.date.unique())
+    return TrainingSet(frame, cols, specs, used, excluded)
+
+
+def split_by_cutoff(frame: pd.DataFrame, n_last: int) -> tuple[np.ndarray, np.ndarray]:
+    """Boolean masks (earlier, latest ``n_last`` cut-offs); never shuffles across time."""
+    cuts = np.sort(frame["cutoff"].unique())
+    if len(cuts) <= n_last:
+        raise ClvmlError(f"need more than {n_last} labelled cut-offs to hold out {n_last}; got "
+                         f"{len(cuts)}: add cut-offs (cutoffs.start earlier / every_days smaller)")
+    held = frame["cutoff"].isin(cuts[-n_last:]).to_numpy()
+    return ~held, held
+
+
+def value_target(frame: pd.DataFrame, cfg: Config) -> np.ndarray:
+    if cfg.labels.value_target == "margin":
+        if "margin" not in frame:
+            raise ClvmlError("labels.value_target is margin but transactions have no margin column")
+        return np.maximum(frame["margin"].to_numpy(float), 0.0)
+    return frame["spend"].to_numpy(float)
+
+
+def make_models(cfg: Config) -> tuple[ChurnModel, ValueModel]:
+    common = lambda m: dict(  # noqa: E731
+        n_estimators=m.n_estimators, learning_rate=m.learning_rate, num_leaves=m.num_leaves,
+        min_child_samples=m.min_child_samples, subsample=m.subsample,
+        colsample_bytree=m.colsample_bytree, reg_lambda=m.reg_lambda,
+        early_stopping_rounds=m.early_stopping_rounds, random_state=cfg.seed, params=m.params)
+    churn = ChurnModel(calibration=cfg.model.churn.calibration, **common(cfg.model.churn))
+    value = ValueModel(form=cfg.model.value.form,
+                       tweedie_variance_power=cfg.model.value.tweedie_variance_power,
+                       **common(cfg.model.value))
+    return churn, value
+
+
+def fit_models(ts: TrainingSet, cfg: Config, mask: np.ndarray | None = None
+               ) -> tuple[ChurnModel, ValueModel]:
+    """Fit both models on the rows in ``mask`` (default all), validating on its latest cut-offs."""
+    frame = ts.frame if mask is None else ts.frame[mask].reset_index(drop=True)
+    tr, va = split_by_cutoff(frame, cfg.cutoffs.validation)
+    X = frame[ts.feature_columns]
+    y_churn = frame["churn"].astype(int).to_numpy()
+    y_val = value_target(frame, cfg)
+    purchases = frame["purchases"].to_numpy(float)
+    churn, value = make_models(cfg)
+    churn.fit(X[tr], y_churn[tr], eval_set=(X[va], y_churn[va]))
+    value.fit(X[tr], y_val[tr], purchases=purchases[tr],
+              eval_set=(X[va], y_val[va], purchases[va]))
+    return churn, value
+
+
+def evaluate_holdout(ts: TrainingSet, cfg: Config) -> dict[str, Any]:
+    """Train on all but the latest complete cut-off and score that untouched cut-off."""
+    from clvml.evaluation.metrics import churn_metrics, value_metrics
+
+    earlier, test = split_by_cutoff(ts.frame, 1)
+    churn, value = fit_models(ts, cfg, earlier)
+    tf = ts.frame[test].reset_index(drop=True)
+    p = churn.predict_proba(tf[ts.feature_columns])[:, 1]
+    v = value.predict(tf[ts.feature_columns])
+    return {
+        "test_cutoff": tf["cutoff"].iloc[0].date(),
+        "frame": tf.assign(pred_churn=p, pred_value=v),
+        "churn": churn_metrics(tf["churn"].astype(int), p),
+        "value": value_metrics(value_target(tf, cfg), v),
+        "models": (churn, value),
+    }

@@ -1,0 +1,107 @@
+"""Value model: expected spend (or margin) and expected number of purchases in the horizon."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.utils.validation import check_is_fitted
+
+from clvml.modeling.lgbm import fit_with_early_stopping, learn_categories, lgbm_params, prepare_X
+
+
+class ValueModel(RegressorMixin, BaseEstimator):
+    """Expected spend in the horizon, never negative.
+
+    Parameters
+    ----------
+    form
+        ``hurdle``: P(any purchase) × E[spend | purchase] (a binary LightGBM times a gamma-objective
+        LightGBM fitted on buyers only); ``tweedie``: one LightGBM with a Tweedie objective.
+    tweedie_variance_power
+        Tweedie power (1 < p < 2) for ``form="tweedie"``.
+
+    A Poisson LightGBM for the expected number of purchases is fitted when ``purchases`` is passed to
+    :meth:`fit` (:meth:`predict_purchases`).
+    """
+
+    def __init__(self, *, form: str = "hurdle", tweedie_variance_power: float = 1.5,
+                 n_estimators: int = 2000, learning_rate: float = 0.05, num_leaves: int = 31,
+                 min_child_samples: int = 50, subsample: float = 0.8, colsample_bytree: float = 0.8,
+                 reg_lambda: float = 1.0, early_stopping_rounds: int = 50, random_state: int = 0,
+                 n_jobs: int = 2, params: dict[str, Any] | None = None):
+        self.form = form
+        self.tweedie_variance_power = tweedie_variance_power
+        self.n_estimators = n_estimators
+        self.learning_rate = learning_rate
+        self.num_leaves = num_leaves
+        self.min_child_samples = min_child_samples
+        self.subsample = subsample
+        self.colsample_bytree = colsample_bytree
+        self.reg_lambda = reg_lambda
+        self.early_stopping_rounds = early_stopping_rounds
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+        self.params = params
+
+    def fit(self, X: pd.DataFrame, y, *, purchases=None,
+            eval_set: tuple[pd.DataFrame, Any] | tuple[pd.DataFrame, Any, Any] | None = None):
+        """Fit on spend ``y`` (and purchase counts). ``eval_set=(X_val, y_val[, purchases_val])``."""
+        if self.form not in ("hurdle", "tweedie"):
+            raise ValueError(f"form must be hurdle or tweedie, not {self.form!r}")
+        y = np.asarray(y, dtype=float)
+        if (y < 0).any():
+            raise ValueError(f"{int((y < 0).sum())} negative spend targets: value targets must be >= 0")
+        self.feature_names_in_ = np.array(list(X.columns), dtype=object)
+        self.categories_ = learn_categories(X)
+        cols = list(X.columns)
+        Xp = prepare_X(X, cols, self.categories_)
+        Xv = yv = pv = None
+        if eval_set is not None:
+            Xv = prepare_X(eval_set[0], cols, self.categories_)
+            yv = np.asarray(eval_set[1], dtype=float)
+            pv = np.asarray(eval_set[2], dtype=float) if len(eval_set) > 2 else None
+        es = self.early_stopping_rounds
+        self.n_rounds_ = {}
+        if self.form == "tweedie":
+            params = lgbm_params(self, "tweedie", tweedie_variance_power=self.tweedie_variance_power)
+            self.spend_, _, self.n_rounds_["spend"] = fit_with_early_stopping(
+                lgb.LGBMRegressor, params, Xp, y, Xv, yv, es)
+            self.buy_ = self.amount_ = None
+        else:
+            self.spend_ = None
+            bought = (y > 0).astype(int)
+            self.buy_, _, self.n_rounds_["buy"] = fit_with_early_stopping(
+                lgb.LGBMClassifier, lgbm_params(self, "binary"), Xp, bought, Xv,
+                None if yv is None else (yv > 0).astype(int), es)
+            mask, vmask = y > 0, None if yv is None else yv > 0
+            self.amount_, _, self.n_rounds_["amount"] = fit_with_early_stopping(
+                lgb.LGBMRegressor, lgbm_params(self, "gamma"), Xp[mask], y[mask],
+                None if Xv is None else Xv[vmask], None if yv is None else yv[vmask], es)
+        self.count_ = None
+        if purchases is not None:
+            self.count_, _, self.n_rounds_["purchases"] = fit_with_early_stopping(
+                lgb.LGBMRegressor, lgbm_params(self, "poisson"), Xp, np.asarray(purchases, float),
+                Xv, pv, es)
+        return self
+
+    def _features(self, X: pd.DataFrame) -> pd.DataFrame:
+        check_is_fitted(self, "feature_names_in_")
+        return prepare_X(X, list(self.feature_names_in_), self.categories_)
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """Expected spend in the horizon (>= 0)."""
+        Xp = self._features(X)
+        if self.form == "tweedie":
+            return np.maximum(self.spend_.predict(Xp), 0.0)
+        return self.buy_.predict_proba(Xp)[:, 1] * np.maximum(self.amount_.predict(Xp), 0.0)
+
+    def predict_purchases(self, X: pd.DataFrame) -> np.ndarray:
+        """Expected number of purchases in the horizon (needs ``purchases`` at fit time)."""
+        check_is_fitted(self, "count_")
+        if self.count_ is None:
+            raise ValueError("fit with purchases=... to predict purchase counts")
+        return np.maximum(self.count_.predict(self._features(X)), 0.0)

@@ -1,0 +1,128 @@
+"""The packaged model: everything needed to score, as one MLflow pyfunc model.
+
+Loading a bundle unpickles Python objects: only load bundles you trust.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from clvml.errors import ModelIncompatibleError
+from clvml.features.registry import FeatureSpec
+from clvml.modeling.churn import ChurnModel
+from clvml.modeling.clv import clv
+from clvml.modeling.value import ValueModel
+
+BUNDLE_FORMAT = 1
+
+
+@dataclass
+class ModelBundle:
+    """Churn and value models plus the feature specification and CLV parameters they need."""
+
+    churn: ChurnModel
+    value: ValueModel
+    specs: list[FeatureSpec]
+    windows: list[int]
+    families: list[str]
+    horizon_days: int
+    clv_params: dict[str, Any]
+    trained_cutoffs: list[dt.date] = field(default_factory=list)
+    clvml_version: str = ""
+    bundle_format: int = BUNDLE_FORMAT
+    name: str = "clvml"
+
+    @property
+    def feature_columns(self) -> list[str]:
+        return [s.name for s in self.specs]
+
+    def check_features(self, features: pd.DataFrame) -> None:
+        missing = [c for c in self.feature_columns if c not in features.columns]
+        if missing:
+            raise ModelIncompatibleError(
+                f"the data lacks {len(missing)} feature(s) the model was trained on "
+                f"({', '.join(missing[:5])}{'…' if len(missing) > 5 else ''}); score with the same "
+                f"tables and feature settings as training (windows {self.windows}, families "
+                f"{', '.join(self.families)})")
+
+    def predict(self, features: pd.DataFrame) -> pd.DataFrame:
+        """Scores for a feature table with ``customer_id`` and ``cutoff`` columns."""
+        self.check_features(features)
+        X = features[self.feature_columns]
+        p = self.churn.predict_proba(X)[:, 1]
+        value = self.value.predict(X)
+        purchases = (self.value.predict_purchases(X) if self.value.count_ is not None
+                     else np.full(len(X), np.nan))
+        out = pd.DataFrame({
+            "customer_id": features["customer_id"].to_numpy(),
+            "as_of": pd.to_datetime(features["cutoff"]).dt.date.to_numpy(),
+            "churn_probability": p,
+            "expected_purchases": purchases,
+            "expected_value": value,
+            "clv": clv(value, p, **self.clv_params),
+        })
+        return out
+
+
+def _pyfunc_class():
+    import mlflow.pyfunc
+
+    class ClvmlPyfunc(mlflow.pyfunc.PythonModel):
+        """MLflow wrapper: input is a feature table, output the scores of :class:`ModelBundle`."""
+
+        def __init__(self, bundle: ModelBundle):
+            self.bundle = bundle
+
+        def predict(self, context, model_input: pd.DataFrame, params=None):  # noqa: ARG002
+            return self.bundle.predict(model_input)
+
+    return ClvmlPyfunc
+
+
+def save_bundle(bundle: ModelBundle, path: str | Path, example: pd.DataFrame) -> Path:
+    """Export as an MLflow pyfunc model folder (replacing an older export atomically)."""
+    import shutil
+    import tempfile
+
+    import mlflow.pyfunc
+    from mlflow.models import infer_signature
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    shutil.rmtree(tmp)
+    model = _pyfunc_class()(bundle)
+    signature = infer_signature(example, bundle.predict(example))
+    mlflow.pyfunc.save_model(str(tmp), python_model=model, signature=signature,
+                             input_example=example.head(3))
+    old = path.with_name(f".{path.name}.old")
+    if path.exists():
+        if old.exists():
+            shutil.rmtree(old)
+        path.rename(old)
+    tmp.rename(path)
+    if old.exists():
+        shutil.rmtree(old)
+    return path
+
+
+def load_bundle(uri: str | Path) -> ModelBundle:
+    """Load a bundle from a folder, ``runs:/…`` or ``models:/…`` URI."""
+    import mlflow.pyfunc
+
+    try:
+        model = mlflow.pyfunc.load_model(str(uri))
+    except Exception as exc:
+        raise ModelIncompatibleError(f"cannot load model {uri}: {exc}") from None
+    bundle = model.unwrap_python_model().bundle
+    if getattr(bundle, "bundle_format", None) != BUNDLE_FORMAT:
+        raise ModelIncompatibleError(
+            f"model {uri} has bundle format {getattr(bundle, 'bundle_format', None)}, this clvml reads "
+            f"format {BUNDLE_FORMAT}: retrain with this clvml version")
+    return bundle

@@ -1,0 +1,66 @@
+"""MLflow tracking: one run per invocation, with the flattened config, data summary, metrics and model."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from clvml.config import Config
+
+
+def tracking_uri(cfg: Config) -> str:
+    """Config, else ``MLFLOW_TRACKING_URI``, else a SQLite store in the output folder."""
+    if cfg.tracking.uri:
+        return cfg.tracking.uri
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env
+    Path(cfg.output.dir).mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{Path(cfg.output.dir).resolve() / 'mlflow.db'}"
+
+
+@contextmanager
+def start_run(cfg: Config, run_name: str, tags: dict[str, str] | None = None) -> Iterator[Any]:
+    """Start an MLflow run in the config's experiment (created with a local artifact folder)."""
+    import mlflow
+
+    uri = tracking_uri(cfg)
+    mlflow.set_tracking_uri(uri)
+    exp = mlflow.get_experiment_by_name(cfg.tracking.experiment)
+    if exp is None:
+        art = None
+        if uri.startswith("sqlite:"):
+            art = (Path(cfg.output.dir).resolve() / "mlartifacts").as_uri()
+        mlflow.create_experiment(cfg.tracking.experiment, artifact_location=art)
+    mlflow.set_experiment(cfg.tracking.experiment)
+    with mlflow.start_run(run_name=run_name, tags=tags) as run:
+        yield run
+
+
+def log_config(cfg: Config) -> None:
+    import mlflow
+
+    items = sorted(cfg.flat().items())
+    for i in range(0, len(items), 90):
+        mlflow.log_params({k: v[:500] for k, v in items[i:i + 90]})
+    mlflow.log_text(cfg.model_dump_json(indent=2), "config.json")
+
+
+def log_metrics(metrics: dict[str, float], prefix: str = "", step: int | None = None) -> None:
+    import math
+
+    import mlflow
+
+    clean = {f"{prefix}{k}": float(v) for k, v in metrics.items()
+             if isinstance(v, int | float) and math.isfinite(v)}
+    mlflow.log_metrics(clean, step=step)
+
+
+def log_json(obj: Any, name: str) -> None:
+    import mlflow
+
+    mlflow.log_text(json.dumps(obj, indent=2, default=str, sort_keys=True), name)
