@@ -89,7 +89,8 @@ def build_labels(
             "customer_id_right", "cutoff_day_right")
         n_ev = lab._events.fill_null(0)
         churn = (lab.purchases == 0) & (n_ev == 0) if churn_definition == "no_activity" else n_ev > 0
-        lab = lab.drop("_events")
+        lab = lab.mutate(churn=churn).drop("_events")
+        churn = lab.churn
     else:
         raise ClvmlError(f"unknown churn_definition {churn_definition!r}")
     cutoff = (ibis.date(1970, 1, 1) + lab.cutoff_day.as_interval("D")).cast("date")

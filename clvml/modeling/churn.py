@@ -79,10 +79,12 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
 
     def predict_raw(self, X: pd.DataFrame) -> np.ndarray:
         """Uncalibrated LightGBM log-odds (the space SHAP values add up in)."""
-        return self.booster_.predict(self._features(X), raw_score=True)
+        Xp = self._features(X)
+        return self.booster_.predict(Xp, raw_score=True)
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        p = self.booster_.predict_proba(self._features(X))[:, 1]
+        Xp = self._features(X)
+        p = self.booster_.predict_proba(Xp)[:, 1]
         if self.calibrator_ is not None:
             if isinstance(self.calibrator_, IsotonicRegression):
                 p = self.calibrator_.predict(p)

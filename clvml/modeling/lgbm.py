@@ -77,7 +77,7 @@ def fit_with_early_stopping(
         model.fit(X, y, sample_weight=sample_weight)
         return model, None, params["n_estimators"]
     first = make(**params)
-    first.fit(X, y, sample_weight=sample_weight, eval_set=[(X_val, y_val)],
+    first.fit(X, y, sample_weight=sample_weight, eval_X=(X_val,), eval_y=(y_val,),
               callbacks=[lgb.early_stopping(early_stopping_rounds, verbose=False)])
     rounds = max(1, int(first.best_iteration_ or params["n_estimators"]))
     final = make(**{**params, "n_estimators": rounds})

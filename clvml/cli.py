@@ -1,0 +1,155 @@
+"""The ``clvml`` command line: a thin layer over the public API.
+
+Exit codes: 0 success; 1 unexpected clvml error; 2 invalid configuration; 3 invalid input data;
+4 drift stop; 5 model incompatible; 6 output not writable.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from clvml.errors import ClvmlError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Churn and customer-lifetime-value modelling.")
+features_app = typer.Typer(no_args_is_help=True, help="The feature catalog.")
+app.add_typer(features_app, name="features")
+console = Console(stderr=True)
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "demo.yaml"
+
+
+def _progress():
+    start = time.perf_counter()
+    tty = console.is_terminal
+
+    def show(msg: str) -> None:
+        t = time.perf_counter() - start
+        if tty:
+            console.print(f"[dim]{t:6.1f}s[/dim] {msg}")
+        else:  # structured log lines for schedulers
+            print(json.dumps({"t": round(t, 2), "event": msg}), file=sys.stderr, flush=True)
+
+    return show
+
+
+def _run(fn):
+    try:
+        return fn()
+    except ClvmlError as exc:
+        console.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
+        raise typer.Exit(exc.exit_code) from None
+
+
+def _config(path: Path | None):
+    from clvml.config import load_config
+
+    if path is None:
+        from clvml.datasets import demo_config_path
+
+        path = demo_config_path()
+    return load_config(path)
+
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file.")]
+
+
+@app.command()
+def demo(config: ConfigOpt = None, n_customers: Annotated[int | None, typer.Option(
+        help="Override the synthetic world size.")] = None) -> None:
+    """Run the whole pipeline on a synthetic world and print a summary."""
+    def go():
+        from clvml.pipeline import demo as run_demo
+
+        cfg = _config(config)
+        if n_customers is not None and cfg.data.synthetic is not None:
+            cfg.data.synthetic.n_customers = n_customers
+        r = run_demo(cfg, _progress())
+        o = r["oracle"] or {}
+        console.print(f"\n[bold]clvml demo[/bold] — held-out cut-off {r['test_cutoff']}")
+        console.print(f"  churn ROC AUC  {r['churn_auc']:.3f}   (oracle {o.get('oracle_auc', float('nan')):.3f})"
+                      f"   calibration error {r['churn_ece']:.3f}")
+        console.print(f"  value Gini     {r['value_gini']:.3f}   (oracle {o.get('oracle_gini', float('nan')):.3f})")
+        console.print(f"  scores         {r['scored_customers']:,} customers -> {r['scores_path']}")
+        console.print(f"  model          {r['model_path']}")
+        console.print(f"  MLflow run     {r['run_id']} at {r['tracking_uri']}")
+        console.print(f"  took {r['seconds']:.0f}s")
+    _run(go)
+
+
+@app.command()
+def simulate(out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the Parquet files.")],
+             n_customers: int = 20_000, start: str = "2023-01-01", end: str = "2024-12-31",
+             seed: int = 7, horizon_days: int = 90) -> None:
+    """Generate a synthetic world (all tables + ground truth) as Parquet."""
+    def go():
+        from clvml.data.synthetic import simulate as sim
+
+        w = sim(n_customers, start, end, seed=seed, horizon_days=horizon_days)
+        w.write(out)
+        for name, df in {**w.tables(), "truth": w.truth}.items():
+            console.print(f"  {name:<13} {len(df):>10,} rows")
+        console.print(f"wrote {out} in {w.params['seconds']}s")
+    _run(go)
+
+
+@app.command()
+def validate(config: Annotated[Path, typer.Argument(help="YAML config file.")]) -> None:
+    """Check a config and the data it points to, without training."""
+    def go():
+        from clvml.pipeline import load_data
+
+        cfg = _config(config)
+        ds = load_data(cfg, _progress())
+        for p in ds.report.problems:
+            console.print("  " + p.format(), highlight=False)
+        for name, n in ds.report.rows_out.items():
+            console.print(f"  {name:<13} {ds.report.rows_in.get(name, n):>10,} rows in, {n:>10,} kept")
+        console.print("[green]config and data are valid[/green]")
+    _run(go)
+
+
+@app.command()
+def train(config: ConfigOpt = None) -> None:
+    """Train the churn and value models, export the bundle and log the run to MLflow."""
+    def go():
+        from clvml.pipeline import train as run_train
+
+        cfg = _config(config)
+        r = run_train(cfg, progress=_progress())
+        console.print(json.dumps({k: r.summary[k] for k in ("test_cutoff", "churn", "value")},
+                                 indent=2, default=str))
+        console.print(f"model exported to {r.model_path}; MLflow run {r.run_id}")
+    _run(go)
+
+
+@features_app.command("list")
+def features_list(config: ConfigOpt = None,
+                  markdown: Annotated[bool, typer.Option(help="Print as Markdown.")] = False) -> None:
+    """List every feature the registry produces (name, source, window, unit, description)."""
+    from clvml.features.catalog_doc import catalog_markdown
+    from clvml.features.registry import catalog
+
+    windows = (30, 90, 180, 365)
+    if config is not None:
+        windows = tuple(_config(config).features.windows)
+    if markdown:
+        print(catalog_markdown(windows))
+        return
+    for s in catalog(windows):
+        w = f"{s.window}d" if s.window else "all"
+        print(f"{s.name:<34} {s.source:<12} {w:>5}  {s.unit:<10} {s.description}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+import os
+
+import pandas as pd
+import pytest
+
+os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+os.environ.pop("MLFLOW_TRACKING_URI", None)
+
+
+@pytest.fixture(scope="session")
+def small_world():
+    from clvml.data.synthetic import simulate
+
+    cuts = [pd.Timestamp("2024-03-01").date(), pd.Timestamp("2024-06-01").date()]
+    return simulate(1500, "2023-01-01", "2024-09-30", cutoffs=cuts, seed=3)
+
+
+def tx(rows):
+    """Transactions frame from (customer, ts, amount) tuples."""
+    return pd.DataFrame(rows, columns=["customer_id", "ts", "amount"]).assign(
+        ts=lambda d: pd.to_datetime(d.ts, format="mixed"))

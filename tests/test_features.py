@@ -1,0 +1,120 @@
+import datetime as dt
+import math
+
+import hypothesis.strategies as st
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from clvml.data.dataset import load_dataset
+from clvml.features import build_features, catalog, feature_specs, to_pandas
+from tests.conftest import tx
+
+CUT = dt.date(2024, 2, 10)
+
+
+def features(frames, cutoffs=(CUT,), windows=(30, 90)):
+    ds = load_dataset(frames=frames)
+    return to_pandas(build_features(ds.tables, cutoffs, windows=windows)).set_index("customer_id")
+
+
+def test_transaction_features_exact_values():
+    t = tx([("a", "2024-01-01 10:00", 10.0), ("a", "2024-01-11", 20.0), ("a", "2024-01-31 23:59", 30.0),
+            ("a", "2024-02-05", -5.0), ("a", "2024-02-10 00:00", 100.0),  # at the cut-off: excluded
+            ("b", "2024-02-10 00:00", 7.0)])  # b arrives at the cut-off: not a row
+    f = features({"transactions": t})
+    assert list(f.index) == ["a"]
+    a = f.loc["a"]
+    assert a.tx_recency_days == 10 and a.tx_tenure_days == 40
+    assert a.tx_orders_all == 3 and a.tx_orders_30d == 2
+    assert a.tx_spend_all == 60 and a.tx_spend_30d == 50 and a.tx_spend_max_all == 30
+    assert a.tx_spend_mean_all == 20 and a.tx_spend_std_all == pytest.approx(10.0)
+    assert a.tx_first_amount == 10
+    assert a.tx_ipt_mean == 15 and a.tx_ipt_last == 20
+    assert a.tx_ipt_std == pytest.approx(math.sqrt(50))
+    assert a.tx_recency_rel == pytest.approx(10 / 15)
+    assert a.tx_refunds_all == 1 and a.tx_refund_amount_all == 5
+    assert a.tx_orders_trend_90d == 3
+
+
+def test_activity_social_after_sales_profile_exact_values():
+    t = tx([("a", "2024-01-01", 10.0), ("a", "2024-02-01", 20.0), ("c", "2024-01-01", 5.0)])
+    act = pd.DataFrame({"customer_id": ["a"] * 5, "ts": pd.to_datetime(format="mixed", arg=
+        ["2024-01-01 09:00", "2024-01-01 09:01", "2024-02-01", "2024-02-01", "2024-02-09"]),
+        "event_type": ["session", "add_to_cart", "session", "add_to_cart", "session"],
+        "duration_s": [100.0, None, 300.0, None, 200.0]})
+    soc = pd.DataFrame({"customer_id": ["a", "a", "a"], "ts": pd.to_datetime(
+        ["2024-01-05", "2024-01-06", "2024-02-12"]), "event_type": ["review", "referral", "share"],
+        "rating": [4.0, None, None]})
+    af = pd.DataFrame({"customer_id": ["a", "a", "a", "a"], "ts": pd.to_datetime(
+        ["2024-01-02", "2024-01-20", "2024-01-25", "2024-02-01"]),
+        "event_type": ["complaint", "ticket", "survey", "survey"],
+        "resolved_ts": pd.to_datetime(["2024-02-15", "2024-01-22", None, None]),
+        "satisfaction": [None, None, 2.0, 5.0], "nps": [None, None, 3.0, 9.0],
+        "amount": [None, None, None, None]})
+    cust = pd.DataFrame({"customer_id": ["a", "c"], "signup_ts": pd.to_datetime(["2023-12-01", "2024-01-01"]),
+                         "acquisition_channel": ["email", "organic"], "membership_tier": ["gold", "basic"],
+                         "region": ["n", "s"], "birth_year": [1990, 2010]})
+    f = features({"transactions": t, "activity": act, "social": soc, "after_sales": af, "customers": cust})
+    a, c = f.loc["a"], f.loc["c"]
+    assert a.act_sessions_all == 3 and a.act_sessions_30d == 2 and a.act_active_days_all == 3
+    assert a.act_duration_all == 600 and a.act_duration_mean == 200 and a.act_carts_all == 2
+    assert a.act_days_since_activity == 1
+    assert a.act_cart_conversion_90d == 1.0  # 2 orders / 2 carts
+    assert c.act_sessions_all == 0 and pd.isna(c.act_days_since_activity)  # no activity: 0 vs undefined
+    assert a.soc_reviews_all == 1 and a.soc_referrals_all == 1 and a.soc_shares_all == 0  # share after cut
+    assert a.soc_rating_mean == 4 and a.soc_days_since_social == 35
+    assert a.as_complaints_all == 1 and a.as_tickets_all == 2
+    assert a.as_unresolved_now == 1 and a.as_unresolved_complaints_now == 1  # resolved after cut-off
+    assert a.as_resolution_days_mean == pytest.approx(2.0)
+    assert a.as_satisfaction_last == 5 and a.as_satisfaction_mean == 3.5
+    assert a.as_nps_last == 9 and a.as_nps_category == "promoter"
+    assert a.as_days_since_complaint == 39
+    assert a.prof_signup_tenure_days == 71 and a.prof_membership_tier == "gold"
+    assert a.prof_age_band == "25-34" and c.prof_age_band == "<25"
+
+
+def test_catalog_matches_built_columns(small_world):
+    ds = load_dataset(frames=small_world.tables())
+    f = build_features(ds.tables, [dt.date(2024, 3, 1)])
+    specs = feature_specs(ds.tables)
+    assert f.columns == ("customer_id", "cutoff", *[s.name for s in specs])
+    assert {s.name for s in specs} <= {s.name for s in catalog()}
+    assert all(s.description and s.unit and s.sentence for s in specs)
+
+
+def test_cutoffs_must_be_dates():
+    t = tx([("a", "2024-01-01", 1.0)])
+    ds = load_dataset(frames={"transactions": t})
+    with pytest.raises(ValueError, match="not a date"):
+        build_features(ds.tables, ["2024-01-05 12:00"])
+
+
+events = st.lists(st.tuples(st.sampled_from(["a", "b", "c"]), st.integers(-200, 200),
+                            st.floats(-50, 500, allow_nan=False).map(lambda x: round(x, 2))),
+                  min_size=1, max_size=12)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(before=events, after=events, act=st.lists(st.tuples(st.sampled_from(["a", "b"]),
+       st.integers(-100, 100), st.sampled_from(["session", "page_view", "add_to_cart"])), max_size=8))
+def test_events_at_or_after_the_cutoff_change_nothing(before, after, act):
+    """Appending arbitrary events at or after the cut-off leaves that cut-off's features unchanged."""
+    base = pd.Timestamp(CUT)
+    def mk(rows, lo_ok):
+        return tx([(c, base + pd.Timedelta(minutes=m) if lo_ok else base - pd.Timedelta(minutes=abs(m) + 1), a)
+                   for c, m, a in rows])
+    past = mk(before, False)
+    future = tx([(c, base + pd.Timedelta(minutes=abs(m)), a) for c, m, a in after])
+    act_past = pd.DataFrame([(c, base - pd.Timedelta(minutes=abs(m) + 1), e) for c, m, e in act],
+                            columns=["customer_id", "ts", "event_type"])
+    act_future = pd.DataFrame([(c, base + pd.Timedelta(minutes=abs(m)), e) for c, m, e in act],
+                              columns=["customer_id", "ts", "event_type"])
+    p1 = {"transactions": past.drop_duplicates()}
+    p2 = {"transactions": pd.concat([past, future]).drop_duplicates()}
+    if len(act_past):
+        p1["activity"] = act_past.drop_duplicates()
+        p2["activity"] = pd.concat([act_past, act_future]).drop_duplicates()
+    f1 = features(p1, windows=(1, 30))
+    f2 = features(p2, windows=(1, 30))
+    pd.testing.assert_frame_equal(f1, f2)

@@ -1,0 +1,87 @@
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.pipeline import Pipeline
+
+from clvml.errors import ModelIncompatibleError
+from clvml.modeling import ChurnModel, ValueModel, clv
+
+
+def data(n=3000, seed=0):
+    rng = np.random.default_rng(seed)
+    X = pd.DataFrame({"x": rng.normal(size=n), "noise": rng.normal(size=n),
+                      "tier": rng.choice(["gold", "basic"], n)})
+    logit = 1.5 * X.x + (X.tier == "gold") * 1.0
+    churn = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    spend = np.where(churn == 1, 0.0, rng.gamma(2.0, 10 * np.exp(0.5 * X.x)))
+    return X, churn, spend
+
+
+FAST = dict(n_estimators=200, learning_rate=0.1, min_child_samples=20, early_stopping_rounds=20)
+
+
+def test_sklearn_contract():
+    m = ChurnModel(calibration="platt", **FAST)
+    assert clone(m).get_params() == m.get_params()
+    with pytest.raises(NotFittedError):
+        m.predict_proba(pd.DataFrame({"x": [1.0]}))
+    with pytest.raises(TypeError):
+        ChurnModel("isotonic")  # keyword-only
+    X, y, _ = data()
+    pipe = Pipeline([("m", ChurnModel(**FAST))]).fit(X, y)
+    assert pipe.predict_proba(X).shape == (len(X), 2)
+
+
+@pytest.mark.parametrize("calibration", ["isotonic", "platt", "none"])
+def test_churn_model_learns_and_calibrates(calibration):
+    X, y, _ = data()
+    Xv, yv, _ = data(seed=1)
+    Xt, yt, _ = data(seed=2)
+    m = ChurnModel(calibration=calibration, **FAST).fit(X, y, eval_set=(Xv, yv))
+    p = m.predict_proba(Xt)[:, 1]
+    from clvml.evaluation.metrics import churn_metrics
+    met = churn_metrics(yt, p)
+    assert met["roc_auc"] > 0.75
+    assert met["ece"] < 0.05
+    assert m.n_rounds_ < 200  # early stopping chose the rounds
+    assert (calibration == "none") == (m.calibrator_ is None)
+
+
+@pytest.mark.parametrize("form", ["hurdle", "tweedie"])
+def test_value_model_is_non_negative_and_ranks(form):
+    X, y, spend = data()
+    Xv, _, sv = data(seed=1)
+    m = ValueModel(form=form, **FAST).fit(X, spend, purchases=(spend > 0).astype(float),
+                                          eval_set=(Xv, sv, (sv > 0).astype(float)))
+    pred = m.predict(Xv)
+    assert (pred >= 0).all()
+    from clvml.evaluation.metrics import normalized_gini
+    logit = 1.5 * Xv.x + (Xv.tier == "gold") * 1.0
+    oracle = (1 - 1 / (1 + np.exp(-logit))) * 20 * np.exp(0.5 * Xv.x)  # true E[spend]
+    assert normalized_gini(sv, pred) > 0.85 * normalized_gini(sv, oracle)
+    assert abs(pred.sum() / sv.sum() - 1) < 0.15
+    assert (m.predict_purchases(Xv) >= 0).all()
+
+
+def test_missing_feature_is_a_clear_error():
+    X, y, _ = data()
+    m = ChurnModel(**FAST).fit(X, y)
+    with pytest.raises(ModelIncompatibleError, match="missing: noise"):
+        m.predict_proba(X.drop(columns="noise"))
+
+
+def test_unseen_category_is_treated_as_missing():
+    X, y, _ = data()
+    m = ChurnModel(**FAST).fit(X, y)
+    X2 = X.head(5).assign(tier="platinum")
+    assert np.isfinite(m.predict_proba(X2)).all()
+
+
+def test_clv_formula_exact():
+    # spend 100, churn 0.5, 3 periods, margin 0.3, d = 0.1: 0.3*100*(1/1.1 + 0.5/1.21 + 0.25/1.331) - 5
+    got = clv([100.0], [0.5], periods=3, margin=0.3, discount_rate=0.1, cost=5.0)
+    want = 0.3 * 100 * (1 / 1.1 + 0.5 / 1.21 + 0.25 / 1.331) - 5
+    assert got[0] == pytest.approx(want)
+    assert clv([100.0], [1.0], periods=4, margin=1.0, discount_rate=0.0)[0] == pytest.approx(100.0)
