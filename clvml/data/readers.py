@@ -1,0 +1,112 @@
+"""Readers: Parquet, CSV, a DuckDB database file or an in-memory DataFrame -> an Ibis table.
+
+Everything lands on one Ibis connection (the embedded DuckDB backend by default). Column names and
+table names from a config are checked to be plain identifiers before they reach the backend.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import ibis
+import pandas as pd
+
+from clvml.config import TableSource, _check_identifier
+from clvml.errors import DataSourceError
+
+_counter = itertools.count()
+
+
+def connect(
+    *, memory_limit: str | None = None, temp_directory: str | None = None, threads: int | None = None
+) -> ibis.BaseBackend:
+    """Open the default in-process DuckDB backend with UTC as its session time zone."""
+    con = ibis.duckdb.connect()
+    con.raw_sql("SET TimeZone = 'UTC'")
+    if memory_limit is not None:
+        con.raw_sql(f"SET memory_limit = '{_check_size(memory_limit)}'")
+    if temp_directory is not None:
+        con.raw_sql(f"SET temp_directory = '{_check_path(temp_directory)}'")
+    if threads is not None:
+        con.raw_sql(f"SET threads = {int(threads)}")
+    return con
+
+
+def _check_size(value: str) -> str:
+    import re
+
+    if not re.fullmatch(r"\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)", value.strip()):
+        raise DataSourceError(f"memory limit {value!r} must look like '4GB' or '512MB'")
+    return value.strip()
+
+
+def _check_path(value: str) -> str:
+    if "'" in value:
+        raise DataSourceError(f"path {value!r} must not contain a quote character")
+    return value
+
+
+def _infer_format(path: Path) -> str:
+    suffixes = "".join(path.suffixes).lower()
+    if path.is_dir():
+        if any(path.rglob("*.parquet")):
+            return "parquet"
+        if any(path.rglob("*.csv")):
+            return "csv"
+    for ext, fmt in ((".parquet", "parquet"), (".pq", "parquet"), (".csv", "csv"), (".csv.gz", "csv"),
+                     (".duckdb", "duckdb"), (".db", "duckdb")):
+        if suffixes.endswith(ext):
+            return fmt
+    raise DataSourceError(
+        f"cannot tell the format of {path}: set format: parquet | csv | duckdb in the table's config"
+    )
+
+
+def read_table(
+    con: ibis.BaseBackend,
+    name: str,
+    source: TableSource | pd.DataFrame | ibis.Table,
+) -> ibis.Table:
+    """Read one table's raw data (user column names, original types) onto ``con``."""
+    _check_identifier(name, "table name")
+    if isinstance(source, ibis.Table):
+        return source
+    if isinstance(source, pd.DataFrame):
+        # an all-null object column has no type; give it text type (validation casts it later)
+        nulls = [c for c in source.columns if source[c].dtype == object and source[c].isna().all()]
+        if nulls:
+            source = source.astype({c: "string" for c in nulls})
+        return con.create_table(f"_raw_{name}_{next(_counter)}", source, temp=True)
+    if source.path is None:
+        raise DataSourceError(f"table {name!r}: no path given (data.tables.{name}.path)")
+    path = Path(source.path)
+    if not path.exists():
+        raise DataSourceError(
+            f"table {name!r}: {path} does not exist; fix data.tables.{name}.path "
+            "(relative paths are resolved against the config file's folder)"
+        )
+    fmt = source.format or _infer_format(path)
+    tname = f"_raw_{name}_{next(_counter)}"
+    try:
+        if fmt == "parquet":
+            target = str(path / "**" / "*.parquet") if path.is_dir() else str(path)
+            return con.read_parquet(target, table_name=tname)
+        if fmt == "csv":
+            id_col = source.columns.get("customer_id", "customer_id")
+            target = str(path / "**" / "*.csv") if path.is_dir() else str(path)
+            # ids are read as text: auto-detection would turn '00042' into 42 and merge keys
+            return con.read_csv(target, table_name=tname, types={id_col: "VARCHAR"})
+        if fmt == "duckdb":
+            if not source.table:
+                raise DataSourceError(
+                    f"table {name!r}: {path} is a DuckDB database; set data.tables.{name}.table"
+                )
+            alias = f"src_{next(_counter)}"
+            con.attach(str(path), alias, read_only=True)
+            return con.table(source.table, database=alias)
+    except DataSourceError:
+        raise
+    except Exception as exc:  # the backend's own error, re-worded with what and where
+        raise DataSourceError(f"table {name!r}: could not read {path} as {fmt}: {exc}") from None
+    raise DataSourceError(f"table {name!r}: unknown format {fmt!r}")

@@ -1,0 +1,539 @@
+"""A synthetic customer world with a documented causal story and exact ground truth.
+
+Causal story
+------------
+Each customer arrives on a sign-up day (uniform over the period) and buys on that day. Latent traits:
+
+* ``engagement`` e (log-normal): scales browsing, sharing and referrals, raises the purchase rate and
+  lowers the dropout hazard;
+* ``purchase rate`` λ (gamma, per day while alive), scaled by engagement;
+* ``spend level`` μ (log-normal): every order is Gamma(3, μ/3) dollars, mean exactly μ; high spenders are
+  more likely to be silver/gold members;
+* ``base dropout hazard`` h0 (gamma, per day), scaled by acquisition channel, membership tier and
+  engagement;
+* ``satisfaction`` s (normal): shifts survey answers, NPS and review ratings.
+
+Each day, in this order, for every arrived customer who is still alive:
+
+1. complaints and tickets due today are resolved; a resolution may come with a survey whose
+   satisfaction becomes the customer's latest satisfaction;
+2. the hazard is ``h0 · exp(0.8·open complaints + 0.25·open tickets + 0.6·[latest satisfaction ≤ 2]
+   − 0.3·[latest satisfaction ≥ 4] − 0.25·min(referrals, 3))`` — complaints, unresolved tickets and
+   poor satisfaction raise it; good support and referrals lower it;
+3. the customer drops out (forever) with that probability;
+4. otherwise buys with probability λ; a purchase day always starts with a browsing session, page views
+   and an add-to-cart (activity precedes purchases). A purchase may trigger a ticket or complaint (a
+   complaint stays unresolved with probability 0.3; slow resolutions get poor satisfaction), a
+   referral, a review, an NPS survey, or a later return/refund.
+
+Browsing, shares and likes follow engagement; after dropout browsing fades out. Region and birth
+year have no effect on anything (useful as irrelevant features).
+
+Ground truth
+------------
+For each requested cut-off day c (midnight) and every customer who arrived before c, the truth covers
+the horizon of days [c, c + H):
+
+* ``p_purchase``: probability of at least one purchase, computed exactly from the latent state (until
+  the first purchase the hazard path is deterministic: it only changes when already-scheduled
+  resolutions happen);
+* ``expected_purchases`` and ``expected_spend`` (= μ · expected purchases): the effect of purchases on
+  later hazard (complaints, referrals) is averaged over a few simulated paths with dropout integrated
+  out analytically (Rao-Blackwellised), so the estimate has very little noise;
+* ``alive`` at the cut-off.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+CHANNELS = np.array(["organic", "paid_search", "social", "referral", "email"])
+CHANNEL_P = np.array([0.35, 0.25, 0.15, 0.10, 0.15])
+CHANNEL_HAZARD = np.array([1.0, 1.4, 1.2, 0.7, 0.9])
+TIERS = np.array(["basic", "silver", "gold"])
+TIER_HAZARD = np.array([1.0, 0.85, 0.7])
+REGIONS = np.array(["north", "south", "east", "west"])
+CATEGORIES = np.array(["music", "books", "electronics", "home", "fashion", "toys"])
+CATEGORY_MARGIN = np.array([0.35, 0.30, 0.15, 0.25, 0.45, 0.30])
+SALES_CHANNELS = np.array(["web", "app", "store"])
+SLOTS = 4  # open tickets/complaints tracked per customer
+EMPTY = -1  # a free slot
+NEVER = 10**9  # a complaint that is never resolved / no resolution scheduled
+
+
+@dataclass
+class SyntheticWorld:
+    """The generated tables (canonical column names) and the ground truth per customer and cut-off."""
+
+    customers: pd.DataFrame
+    transactions: pd.DataFrame
+    activity: pd.DataFrame
+    social: pd.DataFrame
+    after_sales: pd.DataFrame
+    truth: pd.DataFrame
+    params: dict = field(default_factory=dict)
+
+    TABLES = ("customers", "transactions", "activity", "social", "after_sales")
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        return {name: getattr(self, name) for name in self.TABLES}
+
+    def write(self, path: str | Path) -> Path:
+        """Write every table and the truth as Parquet files into ``path`` (atomically per file)."""
+        from clvml.io import atomic_write_parquet
+
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        for name, df in {**self.tables(), "truth": self.truth}.items():
+            atomic_write_parquet(df, path / f"{name}.parquet")
+        return path
+
+
+class _State:
+    """Hazard-relevant state of a set of customers (arrays of equal length).
+
+    ``open_w`` (weighted count of open tickets/complaints) and ``next_due`` (earliest scheduled
+    resolution) are kept up to date incrementally so a day costs O(customers), not O(slots).
+    """
+
+    FIELDS = ("lam", "h0", "alive", "refs", "last_sat", "slot_due", "slot_sat", "slot_survey",
+              "slot_w", "open_w", "next_due")
+
+    def __init__(self, **arrays):
+        for k in self.FIELDS:
+            setattr(self, k, arrays[k])
+
+    @classmethod
+    def new(cls, lam: np.ndarray, h0: np.ndarray) -> _State:
+        n = lam.size
+        return cls(lam=lam, h0=h0, alive=np.ones(n, bool), refs=np.zeros(n, np.int64),
+                   last_sat=np.zeros(n), slot_due=np.full((n, SLOTS), EMPTY, np.int64),
+                   slot_sat=np.zeros((n, SLOTS)), slot_survey=np.zeros((n, SLOTS), bool),
+                   slot_w=np.zeros((n, SLOTS)), open_w=np.zeros(n),
+                   next_due=np.full(n, NEVER, np.int64))
+
+    def take(self, idx: np.ndarray) -> _State:
+        return _State(**{k: getattr(self, k)[idx].copy() for k in self.FIELDS})
+
+    def resolve(self, t: int) -> None:
+        """Resolve slots due on day ``t``; a resolution with a survey sets the latest satisfaction."""
+        rows = np.nonzero(self.next_due == t)[0]
+        if rows.size == 0:
+            return
+        due = self.slot_due[rows] == t
+        r, sl = np.nonzero(due & self.slot_survey[rows])
+        self.last_sat[rows[r]] = self.slot_sat[rows[r], sl]
+        w = self.slot_w[rows]
+        self.open_w[rows] -= np.where(due, w, 0.0).sum(axis=1)
+        w[due] = 0.0
+        self.slot_w[rows] = w
+        d = self.slot_due[rows]
+        d[due] = EMPTY
+        self.slot_due[rows] = d
+        self.next_due[rows] = np.where(d > t, d, NEVER).min(axis=1)
+
+    def hazard(self) -> np.ndarray:
+        poor = (self.last_sat >= 1) & (self.last_sat <= 2)  # 0 means no survey yet
+        good = self.last_sat >= 4
+        x = self.open_w + 0.6 * poor - 0.3 * good - 0.25 * np.minimum(self.refs, 3)
+        return np.minimum(self.h0 * np.exp(x), 0.5)
+
+    def add_slot(self, rows: np.ndarray, due: np.ndarray, sat: np.ndarray, survey: np.ndarray,
+                 w: np.ndarray) -> None:
+        if rows.size == 0:
+            return
+        free = self.slot_due[rows] == EMPTY
+        has = free.any(axis=1)
+        slot = free.argmax(axis=1)
+        r, s = rows[has], slot[has]
+        self.slot_due[r, s] = due[has]
+        self.slot_sat[r, s] = sat[has]
+        self.slot_survey[r, s] = survey[has]
+        self.slot_w[r, s] = w[has]
+        np.add.at(self.open_w, r, w[has])
+        np.minimum.at(self.next_due, r, due[has])
+
+
+def _purchase_consequences(st: _State, rows: np.ndarray, t: int, sat_trait: np.ndarray,
+                           eng: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Tickets/complaints and referrals triggered by purchases of ``rows`` on day ``t``."""
+    n = rows.size
+    u = rng.random((n, 4))
+    ticket = u[:, 0] < 0.09
+    complaint = ticket & (u[:, 1] < 0.55)
+    delay = 1 + np.floor(rng.gamma(2.0, 2.0, n)).astype(np.int64)
+    unresolved = complaint & (u[:, 2] < 0.3)
+    due = np.where(unresolved, NEVER, t + delay)
+    base = np.where(delay <= 3, 4.2, 2.2) + 0.6 * sat_trait[rows]
+    sat = np.clip(np.rint(base + rng.normal(0.0, 0.7, n)), 1, 5)
+    survey = (u[:, 3] < 0.7) & ~unresolved
+    w = np.where(complaint, 0.8, 0.25)
+    tk = ticket
+    st.add_slot(rows[tk], due[tk], sat[tk], survey[tk], w[tk])
+    referral = rng.random(n) < np.minimum(0.04 * eng[rows], 0.5)
+    st.refs[rows[referral]] += 1
+    return {"ticket": ticket, "complaint": complaint, "due": due, "sat": sat, "survey": survey,
+            "referral": referral, "delay": delay}
+
+
+def simulate(
+    n_customers: int = 20_000,
+    start: dt.date | str = "2023-01-01",
+    end: dt.date | str = "2024-12-31",
+    *,
+    cutoffs: list[dt.date] | None = None,
+    horizon_days: int = 90,
+    seed: int = 7,
+    truth_paths: int = 4,
+    progress: bool = False,
+) -> SyntheticWorld:
+    """Generate a synthetic world.
+
+    Parameters
+    ----------
+    n_customers
+        Customers arriving over the period.
+    start, end
+        First and last day of the history (inclusive).
+    cutoffs
+        Cut-off dates for the ground truth (midnight; horizon [c, c + horizon_days)). Default: every 30
+        days from ``start`` + 90 days up to ``end``.
+    horizon_days
+        Horizon of the ground truth.
+    seed
+        Everything is drawn from ``numpy.random.default_rng(seed)``: same seed, same world.
+    truth_paths
+        Simulated paths per customer for expected purchases (dropout is integrated out analytically).
+    """
+    t0 = time.perf_counter()
+    start = pd.Timestamp(start).date()
+    end = pd.Timestamp(end).date()
+    n_days = (end - start).days + 1
+    if n_days < 2:
+        raise ValueError("end must be after start")
+    if cutoffs is None:
+        cutoffs = [start + dt.timedelta(days=d) for d in range(90, n_days, 30)]
+    cut_days = sorted({(pd.Timestamp(c).date() - start).days for c in cutoffs})
+    rng = np.random.default_rng(seed)
+    n = int(n_customers)
+
+    # --- latent traits and profile -------------------------------------------------------------
+    signup = rng.integers(0, n_days, n)
+    eng = rng.lognormal(0.0, 0.6, n)
+    eng /= eng.mean()
+    lam = np.clip(rng.gamma(1.5, (1 / 45) / 1.5, n) * eng**0.3, 0.001, 0.3)
+    mu = rng.lognormal(np.log(40.0), 0.6, n)
+    sat_trait = rng.normal(0.0, 1.0, n)
+    channel = rng.choice(len(CHANNELS), n, p=CHANNEL_P)
+    z = (np.log(mu) - np.log(40.0)) / 0.6 + rng.normal(0.0, 1.0, n)
+    tier = np.digitize(z, [0.8, 1.9])  # ~ 60 / 30 / 10 %
+    h0 = (rng.gamma(2.0, (1 / 500) / 2.0, n) * CHANNEL_HAZARD[channel] * TIER_HAZARD[tier]
+          * eng**-0.5)
+    region = rng.choice(len(REGIONS), n)
+    birth_year = rng.integers(1950, 2006, n)
+    cat_pref = rng.dirichlet(np.full(len(CATEGORIES), 0.5), n)
+    chan_pref = rng.dirichlet(np.full(len(SALES_CHANNELS), 1.0), n)
+
+    st = _State.new(lam, h0)
+    death_day = np.full(n, -1, np.int64)
+
+    ev: dict[str, list] = {k: [] for k in (
+        "purchase", "browse", "closed", "share", "like", "ticket")}
+    truth_parts = []
+    cut_set = set(cut_days)
+
+    for t in range(n_days):
+        if t in cut_set:
+            truth_parts.append(_truth(st, t, signup, mu, sat_trait, eng, horizon_days,
+                                      truth_paths, rng))
+        arrived = signup <= t
+        st.resolve(t)
+        active = arrived & st.alive
+        h = st.hazard()
+        u = rng.random((n, 3))
+        died = active & (u[:, 0] < h)
+        st.alive[died] = False
+        death_day[died] = t
+        closed = np.nonzero(died & (u[:, 1] < 0.25))[0]
+        ev["closed"].append((closed, np.full(closed.size, t)))
+        active &= ~died
+        buy = active & ((u[:, 2] < lam) | (signup == t))
+        rows = np.nonzero(buy)[0]
+        ev["purchase"].append((rows, np.full(rows.size, t)))
+        if rows.size:
+            cons = _purchase_consequences(st, rows, t, sat_trait, eng, rng)
+            ev["ticket"].append((rows, t, cons))
+        # browsing without purchase: alive follow engagement, after dropout it fades out
+        p_browse = np.where(st.alive, np.minimum(0.025 * eng, 0.6), 0.0)
+        gone = ~st.alive & (death_day >= 0)
+        p_browse[gone] = np.minimum(0.025 * eng[gone], 0.6) * 0.3 * np.exp(
+            -(t - death_day[gone]) / 45.0)
+        ub = rng.random((n, 3))
+        browse = arrived & ~buy & (ub[:, 0] < p_browse)
+        b = np.nonzero(browse)[0]
+        ev["browse"].append((b, np.full(b.size, t)))
+        social_ok = arrived & st.alive
+        sh = np.nonzero(social_ok & (ub[:, 1] < np.minimum(0.004 * eng, 0.2)))[0]
+        ev["share"].append((sh, np.full(sh.size, t)))
+        lk = np.nonzero(social_ok & (ub[:, 2] < np.minimum(0.006 * eng, 0.2)))[0]
+        ev["like"].append((lk, np.full(lk.size, t)))
+
+    truth = (pd.concat(truth_parts, ignore_index=True) if truth_parts else
+             pd.DataFrame(columns=["customer_id", "cutoff", "alive", "p_purchase",
+                                   "expected_purchases", "expected_spend"]))
+    if len(truth):
+        truth["cutoff"] = [start + dt.timedelta(days=int(d)) for d in truth["cutoff"]]
+        truth["cutoff"] = pd.to_datetime(truth["cutoff"])
+    world = _assemble(ev, n, n_days, start, signup, mu, sat_trait, eng, channel, tier, region,
+                      birth_year, cat_pref, chan_pref, rng, truth)
+    world.params = {"n_customers": n, "start": str(start), "end": str(end), "seed": seed,
+                    "horizon_days": horizon_days, "seconds": round(time.perf_counter() - t0, 2)}
+    return world
+
+
+def _truth(st: _State, c: int, signup: np.ndarray, mu: np.ndarray, sat_trait: np.ndarray,
+           eng: np.ndarray, horizon: int, paths: int, rng: np.random.Generator) -> pd.DataFrame:
+    """Exact P(purchase in [c, c+H)) and low-noise expected purchases for customers arrived before c."""
+    idx = np.nonzero(signup < c)[0]
+    if idx.size == 0:
+        return pd.DataFrame()
+    # P(no purchase): deterministic hazard path until the first purchase
+    s = st.take(idx)
+    alive = s.alive.astype(float)
+    q = alive.copy()
+    p0 = 1.0 - alive
+    for t in range(c, c + horizon):
+        s.resolve(t)
+        h = s.hazard()
+        p0 += q * h
+        q *= (1.0 - h) * (1.0 - s.lam)
+    p0 += q
+    # expected purchases: paths simulated as if alive (purchases drive complaints/referrals),
+    # survival carried as a probability
+    live = idx[st.alive[idx]]
+    exp_p = np.zeros(idx.size)
+    if live.size:
+        rep = np.tile(live, paths)
+        sp = st.take(rep)
+        surv = np.ones(rep.size)
+        total = np.zeros(rep.size)
+        for t in range(c, c + horizon):
+            sp.resolve(t)
+            surv *= 1.0 - sp.hazard()
+            total += surv * sp.lam
+            buy = np.nonzero(rng.random(rep.size) < sp.lam)[0]
+            if buy.size:
+                _purchase_consequences(sp, buy, t, sat_trait[rep], eng[rep], rng)
+        mean = total.reshape(paths, live.size).mean(axis=0)
+        pos = np.searchsorted(idx, live)
+        exp_p[pos] = mean
+    return pd.DataFrame({
+        "customer_id": idx, "cutoff": c, "alive": st.alive[idx],
+        "p_purchase": 1.0 - p0, "expected_purchases": exp_p, "expected_spend": exp_p * mu[idx],
+    })
+
+
+def _ts(start: dt.date, day: np.ndarray, seconds: np.ndarray) -> np.ndarray:
+    base = np.datetime64(start, "s")
+    return base + day.astype("timedelta64[D]").astype("timedelta64[s]") + np.asarray(
+        seconds, np.int64).astype("timedelta64[s]")
+
+
+def _cat(parts: list) -> tuple[np.ndarray, np.ndarray]:
+    if not parts:
+        return np.empty(0, int), np.empty(0, int)
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def _cid(idx: np.ndarray) -> np.ndarray:
+    return np.char.add("C", np.char.zfill(idx.astype(str), 7))
+
+
+def _assemble(ev, n, n_days, start, signup, mu, sat_trait, eng, channel, tier, region, birth_year,
+              cat_pref, chan_pref, rng, truth) -> SyntheticWorld:
+    # ---- purchases -> transactions + purchase-day activity ----
+    p_idx, p_day = _cat(ev["purchase"])
+    n_p = p_idx.size
+    sess_start = rng.integers(6 * 3600, 22 * 3600, n_p)
+    dur = np.maximum(30, rng.gamma(2.0, 300.0, n_p)).astype(np.int64)
+    buy_sec = sess_start + (dur * rng.uniform(0.6, 0.95, n_p)).astype(np.int64)
+    amount = np.round(rng.gamma(3.0, mu[p_idx] / 3.0), 2) + 0.01
+    cat_u = rng.random(n_p)
+    category = (cat_u[:, None] > np.cumsum(cat_pref[p_idx], axis=1)).sum(axis=1).clip(0, 5)
+    ch_u = rng.random(n_p)
+    schan = (ch_u[:, None] > np.cumsum(chan_pref[p_idx], axis=1)).sum(axis=1).clip(0, 2)
+    discounted = rng.random(n_p) < 0.2
+    discount = np.where(discounted, np.round(amount * rng.uniform(0.05, 0.3, n_p), 2), 0.0)
+    margin = np.round(amount * CATEGORY_MARGIN[category] - discount * 0.5, 2)
+    order_id = np.char.add("O", np.arange(n_p).astype(str))
+    quantity = 1 + rng.poisson(0.6, n_p)
+    tx_ts = _ts(start, p_day, buy_sec)
+
+    # returns: refund transactions and after-sales return events 3-20 days later
+    ret = rng.random(n_p) < 0.05
+    r_day = p_day[ret] + rng.integers(3, 21, ret.sum())
+    keep = r_day < n_days
+    r_src = np.nonzero(ret)[0][keep]
+    r_day = r_day[keep]
+    r_amt = -np.round(amount[r_src] * np.where(rng.random(r_src.size) < 0.7, 1.0,
+                                               rng.uniform(0.2, 0.8, r_src.size)), 2)
+    r_ts = _ts(start, r_day, rng.integers(8 * 3600, 20 * 3600, r_src.size))
+    transactions = pd.DataFrame({
+        "customer_id": np.concatenate([p_idx, p_idx[r_src]]),
+        "ts": np.concatenate([tx_ts, r_ts]),
+        "amount": np.concatenate([amount, r_amt]),
+        "order_id": np.concatenate([order_id, np.char.add(order_id[r_src], "-R")]),
+        "quantity": np.concatenate([quantity, -quantity[r_src]]),
+        "category": CATEGORIES[np.concatenate([category, category[r_src]])],
+        "channel": SALES_CHANNELS[np.concatenate([schan, schan[r_src]])],
+        "discount": np.concatenate([discount, np.zeros(r_src.size)]),
+        "margin": np.concatenate([margin, -margin[r_src]]),
+    })
+
+    # ---- activity ----
+    b_idx, b_day = _cat(ev["browse"])
+    n_b = b_idx.size
+    b_start = rng.integers(0, 23 * 3600, n_b)
+    b_dur = np.maximum(10, rng.gamma(1.5, 200.0, n_b)).astype(np.int64)
+    s_idx = np.concatenate([p_idx, b_idx])
+    s_day = np.concatenate([p_day, b_day])
+    s_start = np.concatenate([sess_start, b_start])
+    s_dur = np.concatenate([dur, b_dur])
+    n_s = s_idx.size
+    is_buy = np.zeros(n_s, bool)
+    is_buy[:n_p] = True
+    views = 1 + rng.poisson(0.3 * np.minimum(eng[s_idx], 4))
+    v_rep = np.repeat(np.arange(n_s), views)
+    k = np.arange(v_rep.size) - np.repeat(np.cumsum(views) - views, views)  # view number in session
+    v_off = k * np.maximum(1, (s_dur * 0.6 / views).astype(np.int64))[v_rep]
+    cart = is_buy | (rng.random(n_s) < 0.2)
+    c_sess = np.nonzero(cart)[0]
+    c_off = (s_dur[c_sess] * 0.6).astype(np.int64)
+    login = rng.random(n_s) < 0.3
+    l_sess = np.nonzero(login)[0]
+    cl_idx, cl_day = _cat(ev["closed"])
+    act_parts = [
+        ("session", s_idx, s_day, s_start, s_dur.astype(float)),
+        ("login", s_idx[l_sess], s_day[l_sess], s_start[l_sess], np.full(l_sess.size, np.nan)),
+        ("page_view", s_idx[v_rep], s_day[v_rep], s_start[v_rep] + 1 + v_off,
+         np.full(v_rep.size, np.nan)),
+        ("add_to_cart", s_idx[c_sess], s_day[c_sess], s_start[c_sess] + c_off + 1,
+         np.full(c_sess.size, np.nan)),
+        ("account_closed", cl_idx, cl_day, rng.integers(1, 86_000, cl_idx.size),
+         np.full(cl_idx.size, np.nan)),
+    ]
+    activity = pd.DataFrame({
+        "customer_id": np.concatenate([p[1] for p in act_parts]),
+        "ts": np.concatenate([_ts(start, p[2], np.minimum(p[3], 86_399)) for p in act_parts]),
+        "event_type": np.concatenate([np.full(p[1].size, p[0]) for p in act_parts]),
+        "duration_s": np.concatenate([p[4] for p in act_parts]),
+    })
+
+    # ---- after-sales: tickets/complaints from purchases, surveys, returns ----
+    t_rows, t_days, t_tk, t_cp, t_due, t_sat, t_sv = [], [], [], [], [], [], []
+    nps_rows, nps_days, ref_rows, ref_days = [], [], [], []
+    for rows, t, cons in ev["ticket"]:
+        tk = cons["ticket"]
+        t_rows.append(rows[tk])
+        t_days.append(np.full(tk.sum(), t))
+        t_cp.append(cons["complaint"][tk])
+        t_due.append(cons["due"][tk])
+        t_sat.append(cons["sat"][tk])
+        t_sv.append(cons["survey"][tk])
+        ref = cons["referral"]
+        ref_rows.append(rows[ref])
+        ref_days.append(np.full(ref.sum(), t))
+    tr = np.concatenate(t_rows) if t_rows else np.empty(0, int)
+    td = np.concatenate(t_days) if t_days else np.empty(0, int)
+    tcp = np.concatenate(t_cp) if t_cp else np.empty(0, bool)
+    tdue = np.concatenate(t_due) if t_due else np.empty(0, int)
+    tsat = np.concatenate(t_sat) if t_sat else np.empty(0)
+    tsv = np.concatenate(t_sv) if t_sv else np.empty(0, bool)
+    t_sec = rng.integers(8 * 3600, 22 * 3600, tr.size)
+    t_ts = _ts(start, td, t_sec)
+    resolved_known = tdue < n_days
+    res_ts = np.where(resolved_known, _ts(start, np.minimum(tdue, n_days - 1),
+                                          rng.integers(8 * 3600, 20 * 3600, tr.size)),
+                      np.datetime64("NaT"))
+    sv = tsv & resolved_known
+    sv_ts = res_ts[sv] + np.timedelta64(60, "s")
+    sv_nps = np.clip(np.rint(2 * tsat[sv] + rng.normal(0, 1.0, sv.sum())), 0, 10)
+    # NPS surveys after some purchases
+    nps_mask = rng.random(n_p) < 0.08
+    nps_idx = p_idx[nps_mask]
+    nps_day = p_day[nps_mask] + rng.integers(1, 8, nps_mask.sum())
+    ok = nps_day < n_days
+    nps_idx, nps_day = nps_idx[ok], nps_day[ok]
+    nps_val = np.clip(np.rint(7 + 1.5 * sat_trait[nps_idx] + rng.normal(0, 1.5, nps_idx.size)), 0, 10)
+    nps_sat = np.clip(np.rint(3.6 + 0.8 * sat_trait[nps_idx] + rng.normal(0, 0.6, nps_idx.size)), 1, 5)
+    nps_ts = _ts(start, nps_day, rng.integers(8 * 3600, 22 * 3600, nps_idx.size))
+    ret_ts = r_ts + np.timedelta64(120, "s")
+    as_parts = {
+        "customer_id": [tr, tr[sv], nps_idx, p_idx[r_src]],
+        "ts": [t_ts, sv_ts, nps_ts, ret_ts],
+        "event_type": [np.where(tcp, "complaint", "ticket"), np.full(sv.sum(), "survey"),
+                       np.full(nps_idx.size, "survey"), np.full(r_src.size, "return")],
+        "resolved_ts": [res_ts, np.full(sv.sum(), np.datetime64("NaT"), "datetime64[s]"),
+                        np.full(nps_idx.size, np.datetime64("NaT"), "datetime64[s]"),
+                        np.full(r_src.size, np.datetime64("NaT"), "datetime64[s]")],
+        "satisfaction": [np.full(tr.size, np.nan), tsat[sv], nps_sat, np.full(r_src.size, np.nan)],
+        "nps": [np.full(tr.size, np.nan), sv_nps, nps_val, np.full(r_src.size, np.nan)],
+        "amount": [np.full(tr.size, np.nan), np.full(sv.sum(), np.nan), np.full(nps_idx.size, np.nan),
+                   -r_amt],
+    }
+    after_sales = pd.DataFrame({k: np.concatenate(v) for k, v in as_parts.items()})
+    after_sales["resolved_ts"] = pd.to_datetime(after_sales["resolved_ts"])
+
+    # ---- social ----
+    sh_idx, sh_day = _cat(ev["share"])
+    lk_idx, lk_day = _cat(ev["like"])
+    rf_idx = np.concatenate(ref_rows) if ref_rows else np.empty(0, int)
+    rf_day = np.concatenate(ref_days) if ref_days else np.empty(0, int)
+    conv = rng.random(rf_idx.size) < 0.35
+    cv_day = rf_day[conv] + rng.integers(1, 31, conv.sum())
+    okc = cv_day < n_days
+    cv_idx, cv_day = rf_idx[conv][okc], cv_day[okc]
+    rv_mask = rng.random(n_p) < 0.12
+    rv_idx = p_idx[rv_mask]
+    rv_day = p_day[rv_mask] + rng.integers(2, 11, rv_mask.sum())
+    okr = rv_day < n_days
+    rv_idx, rv_day = rv_idx[okr], rv_day[okr]
+    rating = np.clip(np.rint(3.8 + 0.7 * sat_trait[rv_idx] + rng.normal(0, 0.8, rv_idx.size)), 1, 5)
+    soc = [("share", sh_idx, sh_day), ("like", lk_idx, lk_day), ("referral", rf_idx, rf_day),
+           ("referral_converted", cv_idx, cv_day), ("review", rv_idx, rv_day)]
+    social = pd.DataFrame({
+        "customer_id": np.concatenate([s[1] for s in soc]),
+        "ts": np.concatenate([_ts(start, s[2], rng.integers(1, 86_399, s[1].size)) for s in soc]),
+        "event_type": np.concatenate([np.full(s[1].size, s[0]) for s in soc]),
+        "rating": np.concatenate([np.full(sh_idx.size + lk_idx.size + rf_idx.size + cv_idx.size,
+                                          np.nan), rating]),
+    })
+
+    customers = pd.DataFrame({
+        "customer_id": np.arange(n),
+        "signup_ts": _ts(start, signup, rng.integers(0, 6 * 3600, n)),
+        "acquisition_channel": CHANNELS[channel],
+        "membership_tier": TIERS[tier],
+        "region": REGIONS[region],
+        "birth_year": birth_year,
+    })
+    frames = {"customers": customers, "transactions": transactions, "activity": activity,
+              "social": social, "after_sales": after_sales}
+    for name, df in frames.items():
+        df["customer_id"] = _cid(df["customer_id"].to_numpy())
+        if "ts" in df:
+            df["ts"] = pd.to_datetime(df["ts"]).astype("datetime64[us]")
+            frames[name] = df.sort_values(["customer_id", "ts"], kind="stable").reset_index(drop=True)
+    after = frames["after_sales"]
+    after["resolved_ts"] = after["resolved_ts"].astype("datetime64[us]")
+    frames["customers"]["signup_ts"] = frames["customers"]["signup_ts"].astype("datetime64[us]")
+    if len(truth):
+        truth["customer_id"] = _cid(truth["customer_id"].to_numpy())
+        truth = truth.sort_values(["cutoff", "customer_id"]).reset_index(drop=True)
+    return SyntheticWorld(truth=truth, **frames)

@@ -1,0 +1,319 @@
+"""Validation of the input tables against their contracts, before any work is done.
+
+Every table is checked in one pass and every problem is reported at once. Each problem names the table,
+the column, the number of offending rows, up to three example rows, and how to fix it. Rows are only
+dropped where a policy in ``data.policies`` says so, and every dropped row is counted in the report.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import ibis
+import ibis.expr.datatypes as dtypes
+
+from clvml.config import Policies, TableSource
+from clvml.data.contracts import SCHEMAS, TableSchema
+
+Severity = Literal["error", "warning"]
+_TIMESTAMP = dtypes.Timestamp()
+
+
+@dataclass
+class Problem:
+    """One broken rule in one table/column."""
+
+    table: str
+    column: str | None
+    check: str
+    n_rows: int
+    message: str
+    fix: str
+    severity: Severity = "error"
+    action: Literal["stopped", "dropped", "kept"] = "stopped"
+    examples: list[dict[str, Any]] = field(default_factory=list)
+
+    def format(self) -> str:
+        where = f"{self.table}.{self.column}" if self.column else self.table
+        rows = f"{self.n_rows:,} row(s)" if self.n_rows >= 0 else ""
+        act = {"stopped": "", "dropped": " [dropped by policy]", "kept": " [kept by policy]"}[self.action]
+        text = f"[{self.severity}] {where}: {self.message} — {rows}{act}"
+        if self.examples:
+            ex = "; ".join(_fmt_row(r) for r in self.examples)
+            text += f"\n      e.g. {ex}"
+        return text + f"\n      fix: {self.fix}"
+
+
+def _fmt_row(row: dict[str, Any]) -> str:
+    return "{" + ", ".join(f"{k}={v!r}" for k, v in row.items()) + "}"
+
+
+@dataclass
+class ValidationReport:
+    """All problems found plus row counts in/out and rows dropped per table and reason."""
+
+    problems: list[Problem] = field(default_factory=list)
+    rows_in: dict[str, int] = field(default_factory=dict)
+    rows_out: dict[str, int] = field(default_factory=dict)
+    dropped: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error" and p.action == "stopped"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def format(self) -> str:
+        head = (
+            f"Input validation found {len(self.errors)} error(s) and "
+            f"{len(self.problems) - len(self.errors)} other finding(s):"
+        )
+        return "\n".join([head] + ["  " + p.format() for p in self.problems])
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "rows_in": dict(self.rows_in),
+            "rows_out": dict(self.rows_out),
+            "dropped": {t: dict(d) for t, d in self.dropped.items()},
+            "problems": [
+                {"table": p.table, "column": p.column, "check": p.check, "rows": p.n_rows,
+                 "severity": p.severity, "action": p.action}
+                for p in self.problems
+            ],
+        }
+
+    def _drop(self, table: str, check: str, n: int) -> None:
+        if n:
+            self.dropped.setdefault(table, {})[check] = self.dropped.get(table, {}).get(check, 0) + n
+
+
+@ibis.udf.scalar.builtin
+def try_strptime(value: str, fmt: str) -> _TIMESTAMP:  # DuckDB's try_strptime
+    ...
+
+
+@ibis.udf.scalar.builtin
+def isinf(value: float) -> bool:  # DuckDB's isinf
+    ...
+
+
+@ibis.udf.scalar.builtin
+def isnan(value: float) -> bool:  # DuckDB's isnan
+    ...
+
+
+def _as_timestamp(col: ibis.Value, fmt: str | None) -> ibis.Value:
+    t = col.type()
+    if t.is_timestamp():
+        # DuckDB converts TIMESTAMPTZ to the session time zone (UTC, see readers.connect)
+        return col.cast(dtypes.Timestamp()) if t.timezone is not None else col
+    if t.is_date():
+        return col.cast(dtypes.Timestamp())
+    text = col.cast(dtypes.string)
+    if fmt:
+        return try_strptime(text, fmt)
+    return text.try_cast(dtypes.Timestamp())
+
+
+def _as_number(col: ibis.Value) -> ibis.Value:
+    if col.type().is_numeric():
+        return col.cast(dtypes.float64)
+    if col.type().is_boolean():
+        return col.cast(dtypes.int8).cast(dtypes.float64)
+    return col.cast(dtypes.string).try_cast(dtypes.float64)
+
+
+def _examples(expr: ibis.Table, cond: ibis.Value, cols: list[str]) -> list[dict[str, Any]]:
+    rows = expr.filter(cond).select(*cols).order_by(cols).limit(3).to_pyarrow().to_pylist()
+    return [{k: (v.isoformat() if isinstance(v, dt.datetime | dt.date) else v) for k, v in r.items()}
+            for r in rows]
+
+
+def prepare_table(
+    name: str,
+    raw: ibis.Table,
+    source: TableSource | None,
+    policies: Policies,
+    report: ValidationReport,
+    as_of: dt.date | None = None,
+) -> ibis.Table | None:
+    """Map, type-check and clean one raw table. Returns ``None`` when the table cannot be used.
+
+    Problems are appended to ``report``; rows dropped under a policy are counted in it.
+    """
+    schema: TableSchema = SCHEMAS[name]
+    source = source or TableSource()
+    mapping = {c: source.columns.get(c, c) for c in schema.names}
+    unknown_keys = sorted(set(source.columns) - set(schema.names))
+    for k in unknown_keys:
+        report.problems.append(Problem(
+            name, k, "unknown_mapping", -1, f"'{k}' is not a canonical {name} column",
+            f"use one of: {', '.join(schema.names)} as keys of data.tables.{name}.columns",
+        ))
+    present = set(raw.columns)
+    missing = [c for c in schema.required if mapping[c] not in present]
+    for c in missing:
+        user = mapping[c]
+        report.problems.append(Problem(
+            name, c, "missing_column",
+            -1, f"required column '{user}' is missing (found: {', '.join(raw.columns) or 'none'})",
+            f"rename it in your data or map it: data.tables.{name}.columns.{c}: <your column>",
+        ))
+    if missing or unknown_keys:
+        return None
+
+    n_in = int(raw.count().to_pyarrow().as_py())
+    report.rows_in[name] = n_in
+    cols = [c for c in schema.names if mapping[c] in present]
+    user_of = {c: mapping[c] for c in cols}
+
+    # one projection: raw values under canonical names (for examples) + typed values + flags
+    proj: dict[str, ibis.Value] = {}
+    flags: dict[str, tuple[ibis.Value, str, str, str]] = {}  # key -> (cond, column, message, fix)
+    for c in cols:
+        proj[f"raw_{c}"] = raw[user_of[c]]
+    mapped = raw.select(**proj)
+    typed: dict[str, ibis.Value] = {}
+    for c in cols:
+        col = mapped[f"raw_{c}"]
+        kind = schema.column(c).kind
+        label = c if user_of[c] == c else f"{c} (your column '{user_of[c]}')"
+        if kind == "id":
+            t = col.type()
+            if not (t.is_string() or t.is_integer()):
+                report.problems.append(Problem(
+                    name, c, "wrong_type", n_in, f"{label} has type {t}; ids must be text or integers",
+                    "cast the id column to integer or text before loading",
+                ))
+                return None
+            typed[c] = col.cast(dtypes.string)
+            flags["null_id"] = (col.isnull(), c, f"null {label}", "remove these rows or fill the id, or "
+                                f"set data.policies.null_keys: drop")
+        elif kind == "timestamp":
+            typed[c] = _as_timestamp(col, source.timestamp_format)
+            if c == "ts":
+                flags["null_ts"] = (col.isnull(), c, f"null {label}",
+                                    "fill the timestamp or set data.policies.null_keys: drop")
+            flags[f"bad_{c}"] = (
+                col.notnull() & typed[c].isnull(), c,
+                f"unparseable timestamp in {label}",
+                f"use ISO-8601 text or set data.tables.{name}.timestamp_format (e.g. '%Y%m%d')"
+                + (" or set data.policies.null_keys: drop" if c == "ts" else ""),
+            )
+        elif kind == "number":
+            typed[c] = _as_number(col)
+            flags[f"bad_{c}"] = (col.notnull() & typed[c].isnull(), c, f"non-numeric values in {label}",
+                                 "clean the column so it holds numbers only")
+            flags[f"nonfinite_{c}"] = (
+                typed[c].notnull() & (isnan(typed[c]) | isinf(typed[c])), c,
+                f"NaN or infinite values in {label}", "replace them with real numbers or null (if optional)",
+            )
+            if schema.column(c).required:
+                flags[f"null_{c}"] = (col.isnull(), c, f"null {label} (required)",
+                                      "fill the value or remove the rows")
+        elif kind == "event_type":
+            text = col.cast(dtypes.string)
+            reverse = {v: k for k, vals in source.event_types.items() for v in vals}
+            if reverse:
+                typed[c] = text.substitute(reverse)
+            else:
+                typed[c] = text
+            vocab = list(schema.event_types)
+            flags["unknown_event"] = (
+                typed[c].isnull() | ~typed[c].isin(vocab), c,
+                f"event types outside the vocabulary ({', '.join(vocab)})",
+                f"map your values: data.tables.{name}.event_types.<canonical>: [your values], or set "
+                "data.policies.unknown_event_types: drop",
+            )
+        else:
+            typed[c] = col.cast(dtypes.string)
+
+    if as_of is not None and "ts" in typed:
+        limit = ibis.timestamp(dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time()))
+        flags["future"] = (typed["ts"] >= limit, "ts", f"events after the as-of date {as_of}",
+                           "fix data.as_of or the clock of the source, or set "
+                           "data.policies.future_events: drop")
+
+    full = mapped.mutate(**{f"t_{c}": v for c, v in typed.items()},
+                         **{f"f_{k}": v[0].fill_null(False) for k, v in flags.items()})
+    counts = full.aggregate(**{k: full[f"f_{k}"].cast("int64").sum() for k in flags}).to_pyarrow()
+    counts = {k: int(counts[k][0].as_py() or 0) for k in flags}
+
+    policy_of = {
+        "null_id": policies.null_keys, "null_ts": policies.null_keys, "bad_ts": policies.null_keys,
+        "future": policies.future_events, "unknown_event": policies.unknown_event_types,
+    }
+    drop_cond = ibis.literal(False)
+    raw_cols = [f"raw_{c}" for c in cols]
+    for key, (cond, column, message, fix) in flags.items():
+        n = counts[key]
+        if not n:
+            continue
+        policy = policy_of.get(key, "error")
+        action = "dropped" if policy == "drop" else "stopped"
+        ex = _examples(full, full[f"f_{key}"], raw_cols)
+        ex = [{k.removeprefix("raw_"): v for k, v in r.items()} for r in ex]
+        report.problems.append(Problem(name, column, key, n, message, fix,
+                                       "warning" if action == "dropped" else "error", action, ex))
+        if action == "dropped":
+            drop_cond = drop_cond | full[f"f_{key}"]
+            report._drop(name, key, n)
+
+    clean = full.filter(~drop_cond).select(**{c: full[f"t_{c}"] for c in cols})
+
+    # exact duplicates (after the drops above)
+    n_kept = int(clean.count().to_pyarrow().as_py())
+    n_distinct = int(clean.distinct().count().to_pyarrow().as_py())
+    if n_distinct < n_kept:
+        n_dup = n_kept - n_distinct
+        dup_keys = (clean.group_by(clean.columns).aggregate(_n=ibis._.count())
+                    .filter(ibis._._n > 1).drop("_n").order_by(clean.columns).limit(3))
+        ex = [{k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in r.items()}
+              for r in dup_keys.to_pyarrow().to_pylist()]
+        dropping = policies.duplicates == "drop"
+        report.problems.append(Problem(
+            name, None, "duplicates", n_dup, "exact duplicate rows (all columns equal)",
+            "de-duplicate the source, or set data.policies.duplicates: drop to keep one copy of each",
+            "warning" if dropping else "error", "dropped" if dropping else "stopped", ex,
+        ))
+        if dropping:
+            clean = clean.distinct()
+            report._drop(name, "duplicates", n_dup)
+    return clean
+
+
+def check_orphans(
+    tables: dict[str, ibis.Table], policies: Policies, report: ValidationReport
+) -> dict[str, ibis.Table]:
+    """Customers that appear in a history but not in ``customers`` (only when customers is given)."""
+    if "customers" not in tables:
+        return tables
+    known = tables["customers"].select("customer_id").distinct()
+    out = dict(tables)
+    for name, t in tables.items():
+        if name == "customers":
+            continue
+        orphans = t.anti_join(known, "customer_id")
+        n = int(orphans.count().to_pyarrow().as_py())
+        if not n:
+            continue
+        n_cust = int(orphans.customer_id.nunique().to_pyarrow().as_py())
+        ex = [{"customer_id": r["customer_id"]}
+              for r in orphans.select("customer_id").distinct().order_by("customer_id").limit(3)
+              .to_pyarrow().to_pylist()]
+        pol = policies.orphan_customers
+        action = {"error": "stopped", "drop": "dropped", "keep": "kept"}[pol]
+        report.problems.append(Problem(
+            name, "customer_id", "orphan_customers", n,
+            f"{n_cust:,} customer(s) absent from the customers table",
+            "add them to customers, or set data.policies.orphan_customers: drop | keep",
+            "error" if pol == "error" else "warning", action, ex,
+        ))
+        if pol == "drop":
+            out[name] = t.semi_join(known, "customer_id")
+            report._drop(name, "orphan_customers", n)
+    return out
