@@ -436,8 +436,8 @@ def _assemble(ev, n, n_days, start, signup, mu, sat_trait, eng, channel, tier, r
     })
 
     # ---- after-sales: tickets/complaints from purchases, surveys, returns ----
-    t_rows, t_days, t_tk, t_cp, t_due, t_sat, t_sv = [], [], [], [], [], [], []
-    nps_rows, nps_days, ref_rows, ref_days = [], [], [], []
+    t_rows, t_days, t_cp, t_due, t_sat, t_sv = [], [], [], [], [], []
+    ref_rows, ref_days = [], []
     for rows, t, cons in ev["ticket"]:
         tk = cons["ticket"]
         t_rows.append(rows[tk])

@@ -192,7 +192,7 @@ def prepare_table(
                 return None
             typed[c] = col.cast(dtypes.string)
             flags["null_id"] = (col.isnull(), c, f"null {label}", "remove these rows or fill the id, or "
-                                f"set data.policies.null_keys: drop")
+                                "set data.policies.null_keys: drop")
         elif kind == "timestamp":
             typed[c] = _as_timestamp(col, source.timestamp_format)
             if c == "ts":
@@ -249,7 +249,7 @@ def prepare_table(
     }
     drop_cond = ibis.literal(False)
     raw_cols = [f"raw_{c}" for c in cols]
-    for key, (cond, column, message, fix) in flags.items():
+    for key, (_cond, column, message, fix) in flags.items():
         n = counts[key]
         if not n:
             continue

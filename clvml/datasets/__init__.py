@@ -15,7 +15,7 @@ def demo_config_path() -> Path:
     return path
 
 
-def load_cdnow_sample() -> "pd.DataFrame":  # noqa: F821
+def load_cdnow_sample() -> pd.DataFrame:  # noqa: F821
     """The CDNOW 1/10 sample (Fader, Hardie & Lee 2005): 2,357 customers, 6,919 purchase rows.
 
     Columns: ``customer_id`` (text), ``cohort``, ``ts`` (purchase date, midnight), ``quantity`` (CDs),
