@@ -49,8 +49,7 @@ def main() -> None:
     print(f"# {dt.date.today()} {platform.node()} {platform.processor() or platform.machine()} "
           f"python {platform.python_version()}")
     rows = [run(n, args.cutoffs, args.windows) for n in args.customers]
-    print(pd.DataFrame(rows).to_markdown(index=False) if hasattr(pd.DataFrame, "to_markdown")
-          else pd.DataFrame(rows).to_string(index=False))
+    print(pd.DataFrame(rows).to_string(index=False))
 
 
 if __name__ == "__main__":

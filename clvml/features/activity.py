@@ -6,24 +6,24 @@ from collections.abc import Sequence
 
 import ibis
 
-from clvml.features.engine import aggregate_family, day_of, safe_div
+from clvml.features.engine import aggregate_family, day_of, safe_div, wsum
 from clvml.features.registry import Feature, family
 
 FAM = family("activity", "activity", "act")
 R = FAM.register
 
 R(Feature("sessions_{w}", "Sessions {span}.", "sessions", "{value} sessions {span}",
-          agg=lambda j, w: j.sessions.sum(where=w), windowed=True))
+          agg=lambda j, w: wsum(j.sessions, w), windowed=True))
 R(Feature("active_days_{w}", "Days with any activity {span}.", "days", "active on {value} days {span}",
-          agg=lambda j, w: j.day.count(where=w), windowed=True))
+          agg=lambda j, w: wsum(j.day.notnull(), w), windowed=True))
 R(Feature("duration_{w}", "Total session time {span}.", "seconds", "{value} seconds on site {span}",
-          agg=lambda j, w: j.duration.sum(where=w), windowed=True, requires=("duration_s",)))
+          agg=lambda j, w: wsum(j.duration, w), windowed=True, requires=("duration_s",)))
 R(Feature("views_{w}", "Page views {span}.", "views", "{value} page views {span}",
-          agg=lambda j, w: j.views.sum(where=w), windowed=True))
+          agg=lambda j, w: wsum(j.views, w), windowed=True))
 R(Feature("carts_{w}", "Add-to-cart events {span}.", "events", "{value} add-to-cart events {span}",
-          agg=lambda j, w: j.carts.sum(where=w), windowed=True))
+          agg=lambda j, w: wsum(j.carts, w), windowed=True))
 R(Feature("logins_{w}", "Logins {span}.", "logins", "{value} logins {span}",
-          agg=lambda j, w: j.logins.sum(where=w), windowed=True))
+          agg=lambda j, w: wsum(j.logins, w), windowed=True))
 R(Feature("duration_mean", "Mean session duration over all history.", "seconds",
           "sessions last {value} seconds on average",
           derive=lambda c, w: safe_div(c.duration_all, c.sessions_all), fill=None,

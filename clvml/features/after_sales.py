@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import ibis
 
-from clvml.features.engine import aggregate_family, day_of
+from clvml.features.engine import aggregate_family, day_of, wsum
 from clvml.features.registry import Feature, family
 
 FAM = family("after_sales", "after_sales", "as")
@@ -24,9 +24,9 @@ def _open(j):
 
 R(Feature("tickets_{w}", "Support tickets and complaints opened {span}.", "tickets",
           "opened {value} support tickets {span}",
-          agg=lambda j, w: j.is_ticket.cast("int64").sum(where=w), windowed=True))
+          agg=lambda j, w: wsum(j.is_ticket, w), windowed=True))
 R(Feature("complaints_{w}", "Complaints {span}.", "complaints", "{value} complaints {span}",
-          agg=lambda j, w: j.is_complaint.cast("int64").sum(where=w), windowed=True))
+          agg=lambda j, w: wsum(j.is_complaint, w), windowed=True))
 R(Feature("unresolved_now", "Tickets and complaints still unresolved at the cut-off.", "tickets",
           "{value} support tickets still unresolved",
           agg=lambda j, w: _open(j).cast("int64").sum()))
@@ -38,7 +38,7 @@ R(Feature("resolution_days_mean", "Mean days to resolve tickets resolved before 
           agg=lambda j, w: j.res_days.mean(where=j.is_ticket & (j.resolved_day < j.cutoff_day)),
           requires=("resolved_ts",)))
 R(Feature("returns_{w}", "Returns and refund events {span}.", "returns", "{value} returns {span}",
-          agg=lambda j, w: j.is_return.cast("int64").sum(where=w), windowed=True))
+          agg=lambda j, w: wsum(j.is_return, w), windowed=True))
 R(Feature("refund_amount_all", "Amount refunded through after-sales over all history.", "currency",
           "{value} refunded through support",
           agg=lambda j, w: j.amount.sum(where=j.is_return), requires=("amount",)))

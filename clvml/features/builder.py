@@ -14,7 +14,7 @@ import ibis
 import pandas as pd
 
 from clvml.features import activity, after_sales, profile, social, transactions
-from clvml.features.engine import safe_div
+from clvml.features.engine import day_of, safe_div
 from clvml.features.registry import FAMILIES, REGISTRY, Feature, FeatureSpec
 
 DEFAULT_WINDOWS = (30, 90, 180, 365)
@@ -86,15 +86,20 @@ def build_features(
     windows = sorted(set(int(w) for w in windows))
     cuts = cutoff_table(as_cutoffs(cutoffs))
     tx = tables["transactions"]
-    base = transactions.build(tx, cuts, windows)
     keys = ["customer_id", "cutoff_day"]
+    # the population: customers with a transaction strictly before the cut-off; every family joins
+    # onto this spine, so no family's query is evaluated twice
+    first = tx.group_by("customer_id").aggregate(_first=day_of(tx.ts).min())
+    spine = first.cross_join(cuts).filter(first._first < cuts.cutoff_day).select(*keys)
+    parts = [transactions.build(tx, cuts, windows)]
     specs = feature_specs(tables, windows, families)
     for name in ("activity", "social", "after_sales"):
         if name in families and REGISTRY[name].source in tables:
-            part = _BUILDERS[name](tables[REGISTRY[name].source], cuts, windows)
-            base = base.left_join(part, keys).drop("customer_id_right", "cutoff_day_right")
+            parts.append(_BUILDERS[name](tables[REGISTRY[name].source], cuts, windows))
     if "profile" in families and "customers" in tables:
-        part = profile.build(tables["customers"], base)
+        parts.append(profile.build(tables["customers"], spine))
+    base = spine
+    for part in parts:
         base = base.left_join(part, keys).drop("customer_id_right", "cutoff_day_right")
     names = {s.name for s in specs}
     if "act_cart_conversion_90d" in names:

@@ -6,22 +6,22 @@ from collections.abc import Sequence
 
 import ibis
 
-from clvml.features.engine import aggregate_family, day_of, safe_div
+from clvml.features.engine import aggregate_family, day_of, safe_div, wsum
 from clvml.features.registry import Feature, family
 
 FAM = family("social", "social", "soc")
 R = FAM.register
 
 R(Feature("shares_{w}", "Shares {span}.", "shares", "{value} shares {span}",
-          agg=lambda j, w: j.shares.sum(where=w), windowed=True))
+          agg=lambda j, w: wsum(j.shares, w), windowed=True))
 R(Feature("likes_{w}", "Likes {span}.", "likes", "{value} likes {span}",
-          agg=lambda j, w: j.likes.sum(where=w), windowed=True))
+          agg=lambda j, w: wsum(j.likes, w), windowed=True))
 R(Feature("referrals_{w}", "Referrals sent {span}.", "referrals", "referred {value} people {span}",
-          agg=lambda j, w: j.referrals.sum(where=w), windowed=True))
+          agg=lambda j, w: wsum(j.referrals, w), windowed=True))
 R(Feature("referrals_converted_all", "Referrals that converted, over all history.", "referrals",
           "{value} referred friends became customers", agg=lambda j, w: j.converted.sum()))
 R(Feature("reviews_{w}", "Reviews written {span}.", "reviews", "wrote {value} reviews {span}",
-          agg=lambda j, w: j.reviews.sum(where=w), windowed=True))
+          agg=lambda j, w: wsum(j.reviews, w), windowed=True))
 R(Feature("rating_sum", "", "", "", agg=lambda j, w: j.rating_sum.sum(), hidden=True,
           requires=("rating",)))
 R(Feature("rating_n", "", "", "", agg=lambda j, w: j.rating_n.sum(), hidden=True,

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import ibis
 
-from clvml.features.engine import aggregate_family, day_of, safe_div, std_from_moments
+from clvml.features.engine import aggregate_family, day_of, safe_div, std_from_moments, wmax, wsum
 from clvml.features.registry import Feature, family
 
 FAM = family("transactions", "transactions", "tx")
@@ -19,15 +19,15 @@ def _purchase(j):
 
 
 R(Feature("orders_{w}", "Orders {span}.", "orders", "{value} orders {span}",
-          agg=lambda j, w: j.orders.sum(where=w), windowed=True))
+          agg=lambda j, w: wsum(j.orders, w), windowed=True))
 R(Feature("spend_{w}", "Gross spend (positive amounts) {span}.", "currency", "spent {value} {span}",
-          agg=lambda j, w: j.spend.sum(where=w), windowed=True))
+          agg=lambda j, w: wsum(j.spend, w), windowed=True))
 R(Feature("purchase_days_{w}", "Distinct days with a purchase {span}.", "days",
           "bought on {value} different days {span}",
-          agg=lambda j, w: (j.orders > 0).cast("int64").sum(where=w), windowed=True))
+          agg=lambda j, w: wsum(j.orders > 0, w), windowed=True))
 R(Feature("spend_max_{w}", "Largest order {span}.", "currency", "largest order {value} {span}",
-          agg=lambda j, w: j.max_amount.max(where=w), windowed=True, fill=None))
-R(Feature("ss_{w}", "", "", "", agg=lambda j, w: j.ss.sum(where=w), windowed=True, hidden=True))
+          agg=lambda j, w: wmax(j.max_amount, w), windowed=True, fill=None))
+R(Feature("ss_{w}", "", "", "", agg=lambda j, w: wsum(j.ss, w), windowed=True, hidden=True))
 R(Feature("spend_mean_{w}", "Mean order value {span}.", "currency", "average order {value} {span}",
           derive=lambda c, w: safe_div(c[_n("spend", w)], c[_n("orders", w)]), windowed=True,
           fill=None))
@@ -36,9 +36,9 @@ R(Feature("spend_std_{w}", "Standard deviation of order values {span}.", "curren
           derive=lambda c, w: std_from_moments(c[_n("orders", w)], c[_n("spend", w)], c[_n("ss", w)]),
           windowed=True, fill=None))
 R(Feature("refunds_{w}", "Refund/return rows (negative amounts) {span}.", "refunds",
-          "{value} refunds {span}", agg=lambda j, w: j.refunds.sum(where=w), windowed=True))
+          "{value} refunds {span}", agg=lambda j, w: wsum(j.refunds, w), windowed=True))
 R(Feature("refund_amount_{w}", "Amount refunded {span}.", "currency", "{value} refunded {span}",
-          agg=lambda j, w: j.refund_amount.sum(where=w), windowed=True))
+          agg=lambda j, w: wsum(j.refund_amount, w), windowed=True))
 R(Feature("recency_days", "Days from the last purchase to the cut-off.", "days",
           "last purchase {value} days ago",
           agg=lambda j, w: (j.cutoff_day - j.day).min(where=_purchase(j)), fill=None))
@@ -87,7 +87,7 @@ R(Feature("basket_size", "Mean items per order over all history.", "items",
           "buys {value} items per order",
           derive=lambda c, w: safe_div(c.quantity_all, c.orders_all), fill=None,
           requires=("quantity",)))
-R(Feature("discount_{w}", "", "", "", agg=lambda j, w: j.discount.sum(where=w), windowed=True,
+R(Feature("discount_{w}", "", "", "", agg=lambda j, w: wsum(j.discount, w), windowed=True,
           hidden=True, requires=("discount",)))
 R(Feature("discount_share_{w}", "Discount as a share of list value (spend + discount) {span}.",
           "ratio", "{value} of order value was discounted {span}",
@@ -95,7 +95,7 @@ R(Feature("discount_share_{w}", "Discount as a share of list value (spend + disc
                                        c[_n("discount", w)] + c[_n("spend", w)]),
           windowed=True, fill=None, requires=("discount",)))
 R(Feature("margin_{w}", "Gross margin (refunds net) {span}.", "currency", "margin {value} {span}",
-          agg=lambda j, w: j.margin.sum(where=w), windowed=True, requires=("margin",)))
+          agg=lambda j, w: wsum(j.margin, w), windowed=True, requires=("margin",)))
 # computed by the mix queries below (one per categorical column)
 R(Feature("categories_all", "Distinct product categories bought.", "categories",
           "bought from {value} categories", requires=("category",)))
