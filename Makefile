@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint format lock bench clean
+.PHONY: demo test lint format lock bench bench-venv-ft clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,3 +39,8 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) outputs data mlruns mlruns.db .pytest_cache
+
+# featuretools (bench comparison only) needs pandas<3: its own pinned venv.
+bench-venv-ft:
+	$(PYTHON) -m venv .venv-ft
+	.venv-ft/bin/python -m pip install --quiet -r bench/requirements-featuretools.lock

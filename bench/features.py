@@ -1,8 +1,12 @@
 """Benchmark: point-in-time feature building on the synthetic world (all four histories).
 
-Prints wall time, events per second and peak RSS for each size. Usage:
+For each size (transactions; plus 3 other events per transaction) it prints, from a fresh process so
+peak memory is that run's own: validation+load time, feature-build wall time (all families, 4 windows +
+all history, 6 monthly cut-offs stacked), events per second and peak RSS. Then, on a smaller slice, it
+compares the same transaction features computed by clvml, by the plain pandas reference
+(``clvml.features.reference``) and by featuretools DFS (if ``.venv-ft`` exists: ``make bench-venv-ft``).
 
-    .venv/bin/python bench/features.py --customers 20000 100000 --cutoffs 6
+    .venv/bin/python bench/features.py --transactions 1000000 10000000
 
 Record results in bench/RESULTS.md with the date and machine.
 """
@@ -11,45 +15,100 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import platform
 import resource
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pandas as pd
 
-from clvml.data.dataset import load_dataset
-from clvml.data.synthetic import simulate
-from clvml.features import build_features
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from world import build_world  # noqa: E402
+
+from clvml.config import DataConfig, TableSource  # noqa: E402
+from clvml.data.dataset import load_dataset  # noqa: E402
+from clvml.data.readers import connect  # noqa: E402
+from clvml.features import build_features  # noqa: E402
+from clvml.features.reference import reference_features  # noqa: E402
+
+CUTOFFS = [dt.date(2024, m, 1) for m in range(7, 13)]
+TABLES = ("customers", "transactions", "activity", "social", "after_sales")
 
 
 def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
-def run(n: int, n_cutoffs: int, windows: list[int]) -> dict:
-    world = simulate(n, "2023-01-01", "2024-12-31", cutoffs=[], seed=1)
-    events = sum(len(getattr(world, t)) for t in ("transactions", "activity", "social", "after_sales"))
-    ds = load_dataset(frames=world.tables())
-    cuts = [dt.date(2024, 12, 1) - dt.timedelta(days=30 * i) for i in range(n_cutoffs)]
+def measure(path: Path, windows: list[int], memory_limit: str | None) -> dict:
+    con = connect(memory_limit=memory_limit, temp_directory=str(path.parent / "spill"))
+    cfg = DataConfig(tables={t: TableSource(path=path / t, format="parquet") for t in TABLES})
     t0 = time.perf_counter()
-    feats = build_features(ds.tables, cuts, windows=windows).to_pyarrow()
+    ds = load_dataset(cfg, con=con)
+    load_s = time.perf_counter() - t0
+    events = {t: ds.tables[t].count().execute() for t in TABLES[1:]}
+    t0 = time.perf_counter()
+    feats = build_features(ds.tables, CUTOFFS, windows=windows).to_pyarrow()
     secs = time.perf_counter() - t0
-    return {"customers": n, "transactions": len(world.transactions), "events": events,
-            "cutoffs": n_cutoffs, "rows": feats.num_rows, "features": feats.num_columns - 2,
-            "seconds": round(secs, 2), "events_per_s": int(events / secs),
+    total = sum(events.values())
+    return {"transactions": events["transactions"], "other_events": total - events["transactions"],
+            "rows": feats.num_rows, "features": feats.num_columns - 2, "load_s": round(load_s, 1),
+            "features_s": round(secs, 1), "events_per_s": int(total / secs),
             "peak_rss_gib": round(peak_rss_gib(), 2)}
+
+
+def compare(path: Path, n_tx: int, windows: list[int], ft_python: Path) -> dict:
+    """clvml vs pandas reference vs featuretools on the transaction features of ~n_tx transactions."""
+    tx = pd.read_parquet(path / "transactions")
+    ids = tx.customer_id.drop_duplicates().iloc[: int(n_tx / 6.4)]
+    tx = tx[tx.customer_id.isin(ids)].reset_index(drop=True)
+    sub = path.parent / f"compare-{n_tx}.parquet"
+    tx.to_parquet(sub)
+    out = {"transactions": len(tx)}
+    ds = load_dataset(frames={"transactions": tx})
+    t0 = time.perf_counter()
+    build_features(ds.tables, CUTOFFS, windows=windows, families=["transactions"]).to_pyarrow()
+    out["clvml_s"] = round(time.perf_counter() - t0, 2)
+    t0 = time.perf_counter()
+    reference_features({"transactions": tx}, CUTOFFS, windows)
+    out["pandas_s"] = round(time.perf_counter() - t0, 2)
+    if ft_python.exists():
+        res = subprocess.run([str(ft_python), str(Path(__file__).parent / "featuretools_dfs.py"), str(sub),
+                              ",".join(map(str, CUTOFFS)), ",".join(map(str, windows))],
+                             capture_output=True, text=True, check=True)
+        out["featuretools_s"] = json.loads(res.stdout.strip().splitlines()[-1])["seconds"]
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--customers", type=int, nargs="+", default=[20_000])
-    ap.add_argument("--cutoffs", type=int, default=6)
+    ap.add_argument("--transactions", type=int, nargs="+", default=[1_000_000])
     ap.add_argument("--windows", type=int, nargs="+", default=[30, 90, 180, 365])
+    ap.add_argument("--compare-transactions", type=int, default=100_000)
+    ap.add_argument("--featuretools-python", type=Path, default=Path(".venv-ft/bin/python"))
+    ap.add_argument("--memory-limit", default=None, help="DuckDB memory_limit, e.g. 6GB")
+    ap.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    print(f"# {dt.date.today()} {platform.node()} {platform.processor() or platform.machine()} "
-          f"python {platform.python_version()}")
-    rows = [run(n, args.cutoffs, args.windows) for n in args.customers]
+    if args.measure:
+        print(json.dumps(measure(args.measure, args.windows, args.memory_limit)))
+        return
+    print(f"# {dt.date.today()} {platform.node()} {platform.machine()} python {platform.python_version()}")
+    rows = []
+    for n in args.transactions:
+        path = build_world(n)
+        cmd = [sys.executable, __file__, "--measure", str(path), "--windows", *map(str, args.windows)]
+        if args.memory_limit:
+            cmd += ["--memory-limit", args.memory_limit]
+        res = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
+        print(json.dumps(rows[-1]), flush=True)
     print(pd.DataFrame(rows).to_string(index=False))
+    if args.compare_transactions:
+        cmp = compare(build_world(1_000_000), args.compare_transactions, args.windows, args.featuretools_python)
+        print("same transaction features:", json.dumps(cmp))
 
 
 if __name__ == "__main__":

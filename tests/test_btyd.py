@@ -1,10 +1,11 @@
 """BG/NBD and Gamma-Gamma against the published CDNOW figures (Fader, Hardie & Lee 2005)."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from clvml.datasets import load_cdnow_sample
-from clvml.modeling.btyd import BGNBD, GammaGamma, rfm_summary
+from clvml.modeling.btyd import BGNBD, BTYD_FEATURES, BoundaryWarning, GammaGamma, btyd_features, rfm_summary
 
 
 @pytest.fixture(scope="module")
@@ -38,3 +39,68 @@ def test_gamma_gamma_reproduces_the_paper(cdnow):
     assert g.params_["p"] == pytest.approx(6.25, abs=0.01)
     assert g.params_["q"] == pytest.approx(3.74, abs=0.01)
     assert g.params_["v"] == pytest.approx(15.44, abs=0.01)
+
+
+def tx(rows):
+    return pd.DataFrame(rows, columns=["customer_id", "ts", "amount"]).assign(ts=lambda d: pd.to_datetime(d.ts, format="mixed"))
+
+
+def test_calibration_holdout_split_edges():
+    t = tx([("a", "2024-01-01", 10), ("a", "2024-01-01 18:00", 5),   # same day: merged
+            ("a", "2024-01-15", 20),                                # last calibration day (inclusive)
+            ("a", "2024-01-16", 7),                                 # first holdout day
+            ("a", "2024-02-15", 8),                                 # last holdout day (inclusive)
+            ("a", "2024-02-16", 9),                                 # after the holdout: ignored, counted
+            ("a", "2024-01-10", -4),                                # refund: not a purchase, counted
+            ("b", "2024-01-15", 3),                                 # first purchase on the last day
+            ("c", "2024-01-16", 3)])                                # first seen in the holdout: excluded
+    s = rfm_summary(t, "2024-01-15", unit_days=1, holdout_end="2024-02-15")
+    assert list(s.index) == ["a", "b"]
+    assert s.loc["a", "frequency"] == 1 and s.loc["a", "recency"] == 14 and s.loc["a", "T"] == 14
+    assert s.loc["a", "first_amount"] == 15 and s.loc["a", "monetary_value"] == 20
+    assert s.loc["b", "frequency"] == 0 and s.loc["b", "T"] == 0 and s.loc["b", "monetary_value"] == 0
+    assert s.loc["a", "holdout_purchases"] == 2 and s.loc["a", "holdout_spend"] == 15
+    assert s.loc["b", "holdout_purchases"] == 0 and s.loc["a", "holdout_duration"] == 31
+    assert s.attrs == {"excluded_new_in_holdout": 1, "excluded_refund_rows": 1, "rows_after_holdout": 1}
+
+
+def test_boundary_solution_warns_and_keeps_predicting():
+    # nobody ever drops out: every repeat buyer bought on the last calibration day (t_x = T)
+    rng = np.random.default_rng(0)
+    n = 400
+    x = rng.poisson(3.0, n).astype(float)
+    T = rng.uniform(10, 50, n)
+    tx_ = np.where(x > 0, T, 0.0)
+    with pytest.warns(BoundaryWarning, match="boundary solution"):
+        m = BGNBD(unit_days=7).fit(x, tx_, T)
+    assert m.diagnostics_["at_bound"] and {"log_likelihood", "gradient_norm"} <= set(m.diagnostics_)
+    pa = m.p_alive(x, tx_, T)
+    e = m.expected_purchases(10.0, x, tx_, T)
+    assert np.isfinite(e).all() and (e >= 0).all() and (pa > 0.999).all()
+
+
+def test_p_no_purchase_is_the_churn_score(cdnow):
+    m = BGNBD(unit_days=7).fit(cdnow["frequency"], cdnow["recency"], cdnow["T"])
+    args = (cdnow["frequency"], cdnow["recency"], cdnow["T"])
+    p0 = m.p_no_purchase(39.0, *args)
+    assert ((p0 > 0) & (p0 < 1)).all()
+    # one-time buyers: P(alive) is 1, yet most will not buy again: P(no purchase) says so
+    one = (cdnow["frequency"] == 0).to_numpy()
+    assert p0[one].mean() > 0.6
+    assert np.all(m.p_no_purchase(0.0, *args) == pytest.approx(1 - m.p_alive(*args) + m.p_alive(*args)))
+    # longer horizons only make a purchase more likely; it predicts the holdout well
+    assert (m.p_no_purchase(78.0, *args) <= p0 + 1e-12).all()
+    from sklearn.metrics import roc_auc_score
+    assert roc_auc_score(cdnow["holdout_purchases"] == 0, p0) > 0.75
+
+
+def test_btyd_features_are_point_in_time():
+    t = load_cdnow_sample()
+    f = btyd_features(t, ["1997-07-01", "1997-10-01"], horizon_days=91)
+    later = pd.concat([t, pd.DataFrame({"customer_id": ["00004"] * 2, "ts": pd.to_datetime(
+        ["1997-10-01", "1998-01-01"]), "amount": [1000.0, 5.0]})], ignore_index=True)
+    g = btyd_features(later, ["1997-07-01", "1997-10-01"], horizon_days=91)
+    pd.testing.assert_frame_equal(f, g)
+    assert list(f.columns) == ["customer_id", "cutoff", *BTYD_FEATURES]
+    assert f.groupby("cutoff").size().to_dict() == {pd.Timestamp("1997-07-01"): 2357,
+                                                    pd.Timestamp("1997-10-01"): 2357}

@@ -27,12 +27,22 @@ def rfm_summary(transactions: pd.DataFrame, calibration_end: dt.date | str, *, u
                 holdout_end: dt.date | str | None = None) -> pd.DataFrame:
     """Per-customer frequency (repeat purchase days), recency ``t_x``, age ``T`` and mean repeat spend.
 
-    Same-day purchases are merged. Calibration covers days up to and including ``calibration_end``;
-    the holdout covers the days after it up to and including ``holdout_end``. Customers first seen in
-    the holdout are excluded; their count is in ``df.attrs['excluded_new_in_holdout']``.
+    This is also the calibration/holdout split helper for your own evaluations:
+
+    * purchases are rows with ``amount >= 0``; refund rows (negative) are not purchases and are counted
+      in ``df.attrs['excluded_refund_rows']``; same-day purchases are merged into one purchase day;
+    * calibration covers the days up to **and including** ``calibration_end``; the holdout covers the
+      days **after** it up to **and including** ``holdout_end`` (later days are ignored, counted in
+      ``df.attrs['rows_after_holdout']``);
+    * ``T`` counts from the first purchase day to ``calibration_end``; ``recency`` from the first to the
+      last calibration purchase day; both in units of ``unit_days`` days (7: weeks);
+    * customers first seen in the holdout are excluded; their count is in
+      ``df.attrs['excluded_new_in_holdout']``.
     """
     cal_end = pd.Timestamp(calibration_end)
-    t = transactions.assign(day=pd.to_datetime(transactions["ts"]).dt.normalize())
+    refunds = transactions["amount"] < 0
+    t = transactions[~refunds]
+    t = t.assign(day=pd.to_datetime(t["ts"]).dt.normalize())
     daily = t.groupby(["customer_id", "day"], as_index=False)["amount"].sum()
     first = daily.groupby("customer_id")["day"].min()
     cal = daily[daily.day <= cal_end]
@@ -57,6 +67,9 @@ def rfm_summary(transactions: pd.DataFrame, calibration_end: dt.date | str, *, u
         out["holdout_spend"] = hg["amount"].sum().reindex(out.index).fillna(0.0)
         out["holdout_duration"] = ((h_end - cal_end).days) / unit_days
     out.attrs["excluded_new_in_holdout"] = int((first > cal_end).sum())
+    out.attrs["excluded_refund_rows"] = int(refunds.sum())
+    out.attrs["rows_after_holdout"] = (0 if holdout_end is None
+                                       else int((daily.day > pd.Timestamp(holdout_end)).sum()))
     return out
 
 
@@ -74,17 +87,29 @@ def _bgnbd_ll(params: np.ndarray, x: np.ndarray, tx: np.ndarray, T: np.ndarray) 
 def _fit(nll, x0: np.ndarray, names: list[str]) -> tuple[np.ndarray, dict]:
     res = minimize(nll, np.log(x0), method="L-BFGS-B", bounds=[LOG_BOUNDS] * len(x0),
                    options={"maxiter": 5000, "ftol": 1e-14, "gtol": 1e-9})
-    theta = res.x
+    theta = np.asarray(res.x, float)
+    best = float(nll(theta))
+    at_bound = []
+    # A flat likelihood towards a bound (e.g. a -> 0 when no dropout is detectable) stalls the optimiser
+    # short of the bound: a parameter is on its bound if moving it there loses no likelihood.
+    for i, name in enumerate(names):
+        for bound in LOG_BOUNDS:
+            trial = theta.copy()
+            trial[i] = bound
+            value = float(nll(trial))
+            if np.isfinite(value) and value <= best + 1e-6 * max(1.0, abs(best)):
+                theta, best = trial, min(best, value)
+                at_bound.append(f"{name}={'lower' if bound == LOG_BOUNDS[0] else 'upper'} bound "
+                                f"{np.exp(bound):g}")
+                break
     eps = 1e-6
     grad = np.array([(nll(theta + eps * e) - nll(theta - eps * e)) / (2 * eps) for e in np.eye(len(theta))])
-    at_bound = [n for n, v in zip(names, theta, strict=True)
-                if abs(v - LOG_BOUNDS[0]) < 1e-3 or abs(v - LOG_BOUNDS[1]) < 1e-3]
-    diag = {"log_likelihood": float(-res.fun), "gradient_norm": float(np.linalg.norm(grad)),
+    diag = {"log_likelihood": -best, "gradient_norm": float(np.linalg.norm(grad)),
             "converged": bool(res.success), "message": str(res.message), "at_bound": at_bound}
     if at_bound:
-        warnings.warn(f"parameter(s) {', '.join(at_bound)} on their bound: returning the boundary solution "
-                      f"(log-likelihood {diag['log_likelihood']:.3f}, gradient norm {diag['gradient_norm']:.2e})",
-                      BoundaryWarning, stacklevel=3)
+        warnings.warn(f"{'; '.join(at_bound)}: the likelihood is maximised on the boundary, returning the "
+                      f"boundary solution (log-likelihood {diag['log_likelihood']:.3f}, gradient norm "
+                      f"{diag['gradient_norm']:.2e}); predictions remain valid", BoundaryWarning, stacklevel=3)
     return np.exp(theta), diag
 
 
@@ -110,6 +135,17 @@ class BGNBD:
         r, al, a, b = self.r_, self.alpha_, self.a_, self.b_
         ratio = np.exp(np.log(a) - np.log(b + np.maximum(x, 1) - 1) + (r + x) * (np.log(al + TT) - np.log(al + tx)))
         return np.where(x > 0, 1.0 / (1.0 + ratio), 1.0)
+
+    def p_no_purchase(self, t, frequency, recency, T) -> np.ndarray:
+        """P(no purchase in (T, T + t]): the churn score (P(alive) is 1 for every one-time buyer).
+
+        Dead customers never buy; an alive one buys nothing with probability ``((α+T)/(α+T+t))^(r+x)``
+        (dropout only happens right after a purchase), so ``1 − P(alive) + P(alive)·that``.
+        """
+        x, tx, TT = (np.asarray(v, float) for v in (frequency, recency, T))
+        pa = self.p_alive(x, tx, TT)
+        quiet = np.exp((self.r_ + x) * (np.log(self.alpha_ + TT) - np.log(self.alpha_ + TT + t)))
+        return 1.0 - pa + pa * quiet
 
     def expected_purchases(self, t, frequency, recency, T) -> np.ndarray:
         """E[purchases in (T, T + t]] for each customer (t in the model's time unit)."""
@@ -148,3 +184,75 @@ class GammaGamma:
         p, q, v = self.p_, self.q_, self.v_
         pop = p * v / (q - 1)
         return np.where(x > 0, (q - 1) / (p * x + q - 1) * pop + p * x / (p * x + q - 1) * m, pop)
+
+
+class BTYDModel:
+    """BG/NBD + Gamma-Gamma fitted on the purchases strictly before a cut-off.
+
+    The classic baseline of every evaluation, and the source of the optional ``btyd_*`` features.
+    Fits that end on a boundary are kept (with the warning recorded in ``warnings_``).
+
+    Parameters
+    ----------
+    unit_days
+        Length of the model's time unit in days (7 = weeks); horizons are given in days.
+    """
+
+    def __init__(self, *, unit_days: float = 7.0):
+        self.unit_days = unit_days
+
+    def fit(self, transactions: pd.DataFrame, cutoff: dt.date | str) -> BTYDModel:
+        """``transactions``: ``customer_id, ts, amount``; only rows with ``ts < cutoff`` are used."""
+        cutoff = pd.Timestamp(cutoff)
+        ts = pd.to_datetime(transactions["ts"])
+        if ts.dt.tz is not None:
+            ts = ts.dt.tz_convert("UTC").dt.tz_localize(None)
+        past = transactions.assign(ts=ts)[ts < cutoff]
+        self.summary_ = rfm_summary(past, cutoff - pd.Timedelta(days=1), unit_days=self.unit_days)
+        s = self.summary_
+        if s.empty:
+            raise ValueError(f"no purchases before the cut-off {cutoff.date()}: nothing to fit")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", BoundaryWarning)
+            self.bgnbd_ = BGNBD(unit_days=self.unit_days).fit(s["frequency"], s["recency"], s["T"])
+            self.gamma_gamma_ = GammaGamma().fit(s["frequency"], s["monetary_value"])
+        self.warnings_ = [str(w.message) for w in caught if issubclass(w.category, BoundaryWarning)]
+        self.cutoff_ = cutoff
+        return self
+
+    def predict(self, horizon_days: float) -> pd.DataFrame:
+        """Per customer seen before the cut-off: ``p_alive``, ``p_no_purchase`` (the churn score),
+        ``expected_purchases`` and ``expected_spend`` over ``[cutoff, cutoff + horizon_days)``."""
+        s, m = self.summary_, self.bgnbd_
+        t = horizon_days / self.unit_days
+        args = (s["frequency"], s["recency"], s["T"])
+        n = m.expected_purchases(t, *args)
+        return pd.DataFrame({
+            "p_alive": m.p_alive(*args),
+            "p_no_purchase": m.p_no_purchase(t, *args),
+            "expected_purchases": n,
+            "expected_spend": n * self.gamma_gamma_.expected_spend(s["frequency"], s["monetary_value"]),
+        }, index=s.index)
+
+
+BTYD_FEATURES = ("btyd_p_alive", "btyd_p_no_purchase", "btyd_expected_purchases", "btyd_expected_spend")
+
+
+def btyd_features(transactions: pd.DataFrame, cutoffs, horizon_days: float, *,
+                  unit_days: float = 7.0) -> pd.DataFrame:
+    """BTYD predictions as point-in-time features: one model fitted per cut-off on earlier purchases.
+
+    Returns ``customer_id, cutoff`` and :data:`BTYD_FEATURES`.
+    """
+    frames = []
+    first = pd.to_datetime(transactions["ts"]).min()
+    for c in sorted(set(pd.Timestamp(c) for c in cutoffs)):
+        if not first < c.tz_localize(first.tz) if first.tz is not None else not first < c:
+            continue
+        model = BTYDModel(unit_days=unit_days).fit(transactions, c)
+        if model.summary_.empty:
+            continue
+        p = model.predict(horizon_days).add_prefix("btyd_")
+        frames.append(p.rename_axis("customer_id").reset_index().assign(cutoff=c))
+    cols = ["customer_id", "cutoff", *BTYD_FEATURES]
+    return pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)
