@@ -73,9 +73,11 @@ def demo(config: ConfigOpt = None, n_customers: Annotated[int | None, typer.Opti
         r = run_demo(cfg, _progress())
         o = r["oracle"] or {}
         console.print(f"\n[bold]clvml demo[/bold] — held-out cut-off {r['test_cutoff']}")
-        console.print(f"  churn ROC AUC  {r['churn_auc']:.3f}   (oracle {o.get('oracle_auc', float('nan')):.3f})"
-                      f"   calibration error {r['churn_ece']:.3f}")
-        console.print(f"  value Gini     {r['value_gini']:.3f}   (oracle {o.get('oracle_gini', float('nan')):.3f})")
+        nan = float("nan")
+        console.print(f"  churn ROC AUC  {r['churn_auc']:.3f}   (oracle {o.get('oracle_auc', nan):.3f}, "
+                      f"BG/NBD {r['btyd_churn_auc']:.3f})   calibration error {r['churn_ece']:.3f}")
+        console.print(f"  value Gini     {r['value_gini']:.3f}   (oracle {o.get('oracle_gini', nan):.3f}, "
+                      f"BG/NBD+GG {r['btyd_value_gini']:.3f})")
         console.print(f"  scores         {r['scored_customers']:,} customers -> {r['scores_path']}")
         console.print(f"  model          {r['model_path']}")
         console.print(f"  MLflow run     {r['run_id']} at {r['tracking_uri']}")

@@ -34,6 +34,7 @@ class ModelBundle:
     horizon_days: int
     clv_params: dict[str, Any]
     trained_cutoffs: list[dt.date] = field(default_factory=list)
+    btyd_features: bool = False  # the models also take the btyd_* features (refitted as of scoring)
     clvml_version: str = ""
     bundle_format: int = BUNDLE_FORMAT
     name: str = "clvml"

@@ -23,6 +23,7 @@ from clvml.evaluation.metrics import normalized_gini
 from clvml.features import build_features, to_pandas
 from clvml.io import atomic_write_json, atomic_write_parquet
 from clvml.modeling.training import (
+    add_btyd_features,
     cutoff_grid,
     data_end,
     evaluate_holdout,
@@ -84,13 +85,13 @@ def train(cfg: Config, ds: Dataset | None = None, progress: Progress = _quiet) -
     ts = make_training_set(ds, cfg)
     progress(f"training set: {len(ts.frame):,} rows over {len(ts.cutoffs)} cut-offs, "
              f"{len(ts.feature_columns)} features; evaluating on the latest cut-off")
-    ev = evaluate_holdout(ts, cfg)
+    ev = evaluate_holdout(ts, cfg, ds)
     progress("fitting the final models on all complete cut-offs")
     churn, value = fit_models(ts, cfg)
     bundle = ModelBundle(
         churn=churn, value=value, specs=ts.specs, windows=list(cfg.features.windows),
         families=list(cfg.features.families), horizon_days=cfg.labels.horizon_days,
-        clv_params=cfg.clv.model_dump(), trained_cutoffs=ts.cutoffs,
+        clv_params=cfg.clv.model_dump(), trained_cutoffs=ts.cutoffs, btyd_features=cfg.model.btyd_features,
         clvml_version=__version__, name=cfg.name,
     )
     model_path = Path(cfg.output.model_dir) / cfg.name
@@ -99,7 +100,8 @@ def train(cfg: Config, ds: Dataset | None = None, progress: Progress = _quiet) -
     summary = {
         "data": ds.summary(), "training_rows": len(ts.frame), "cutoffs": [str(c) for c in ts.cutoffs],
         "excluded": ts.excluded, "test_cutoff": str(ev["test_cutoff"]),
-        "churn": ev["churn"], "value": ev["value"], "rounds": {
+        "churn": ev["churn"], "value": ev["value"],
+        "btyd_churn": ev.get("btyd_churn"), "btyd_value": ev.get("btyd_value"), "rounds": {
             "churn": churn.n_rounds_, "value": value.n_rounds_},
         "seconds": round(time.perf_counter() - t0, 1),
     }
@@ -119,6 +121,9 @@ def _track(cfg, ds, ts, ev, summary, model_path) -> str:
         tracking.log_config(cfg)
         tracking.log_metrics(ev["churn"], "test_churn_")
         tracking.log_metrics(ev["value"], "test_value_")
+        if "btyd_churn" in ev:
+            tracking.log_metrics(ev["btyd_churn"], "test_btyd_churn_")
+            tracking.log_metrics(ev["btyd_value"], "test_btyd_value_")
         tracking.log_metrics({"training_rows": len(ts.frame), "features": len(ts.feature_columns),
                               **{f"dropped_{t}_{k}": v for t, d in ds.report.dropped.items()
                                  for k, v in d.items()}})
@@ -133,6 +138,8 @@ def score(bundle: ModelBundle, ds: Dataset, as_of: dt.date) -> pd.DataFrame:
     """Features as of ``as_of`` (events strictly before it) → churn, value and CLV per customer."""
     feats = to_pandas(build_features(ds.tables, [as_of], windows=bundle.windows,
                                      families=bundle.families))
+    if bundle.btyd_features:
+        feats = add_btyd_features(ds, feats, [as_of], bundle.horizon_days)
     return bundle.predict(feats)
 
 
@@ -173,6 +180,8 @@ def demo(cfg: Config, progress: Progress = _quiet) -> dict[str, Any]:
         "churn_auc": result.evaluation["churn"]["roc_auc"],
         "churn_ece": result.evaluation["churn"]["ece"],
         "value_gini": result.evaluation["value"]["normalized_gini"],
+        "btyd_churn_auc": result.evaluation["btyd_churn"]["roc_auc"],
+        "btyd_value_gini": result.evaluation["btyd_value"]["normalized_gini"],
         "oracle": oracle, "scores_path": str(out), "scored_customers": len(scores),
         "model_path": str(result.model_path), "run_id": result.run_id,
         "tracking_uri": None, "seconds": round(time.perf_counter() - t0, 1),

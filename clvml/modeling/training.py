@@ -4,8 +4,11 @@
   excluded from targets (counted in ``TrainingSet.excluded``) — the newest cut-offs can only be scored.
 * Validation is time-ordered: the latest ``cutoffs.validation`` complete cut-offs are held out for early
   stopping and calibration, then the models are refit on all rows with the chosen number of rounds.
+* Held-out sets are embargoed: rows whose label horizon overlaps the held-out period are left out of
+  the training side (they would leak it), exactly as in production, where the newest labels end at
+  the training date.
 * :func:`evaluate_holdout` additionally holds out the very latest complete cut-off as an untouched test
-  set and reports metrics on it (models trained on earlier cut-offs only).
+  set and reports metrics on it (models trained only on rows whose horizon ended before it).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from clvml.errors import ClvmlError
 from clvml.features import build_features, feature_specs, to_pandas
 from clvml.features.registry import FeatureSpec
 from clvml.labels import build_labels
+from clvml.modeling.btyd import BTYD_FEATURES, BTYDModel, btyd_features
 from clvml.modeling.churn import ChurnModel
 from clvml.modeling.value import ValueModel
 
@@ -66,11 +70,52 @@ class TrainingSet:
         return self.frame[self.feature_columns]
 
 
+BTYD_SPECS = [
+    FeatureSpec("btyd_p_alive", "btyd", "transactions", None,
+                "BG/NBD probability that the customer is still alive.", "probability", "numeric",
+                "always defined", "BG/NBD says {value} chance of still being active"),
+    FeatureSpec("btyd_p_no_purchase", "btyd", "transactions", None,
+                "BG/NBD probability of no purchase over the label horizon.", "probability", "numeric",
+                "always defined", "BG/NBD gives {value} chance of no purchase in the horizon"),
+    FeatureSpec("btyd_expected_purchases", "btyd", "transactions", None,
+                "BG/NBD expected purchase days over the label horizon.", "purchases", "numeric",
+                "always defined", "BG/NBD expects {value} purchases in the horizon"),
+    FeatureSpec("btyd_expected_spend", "btyd", "transactions", None,
+                "BG/NBD x Gamma-Gamma expected spend over the label horizon.", "currency", "numeric",
+                "always defined", "BG/NBD expects {value} of spend in the horizon"),
+]
+assert [s.name for s in BTYD_SPECS] == list(BTYD_FEATURES)
+
+
+def transactions_frame(ds: Dataset, before: dt.date) -> pd.DataFrame:
+    """``customer_id, ts, amount`` of the transactions strictly before ``before`` (for BTYD)."""
+    t = ds.tables["transactions"]
+    t = t.filter(t.ts < pd.Timestamp(before).to_pydatetime()).select("customer_id", "ts", "amount")
+    df = t.to_pandas()
+    df["ts"] = pd.to_datetime(df["ts"], utc=True).dt.tz_localize(None)
+    return df
+
+
+def add_btyd_features(ds: Dataset, feats: pd.DataFrame, cutoffs: list[dt.date],
+                      horizon_days: int) -> pd.DataFrame:
+    """``feats`` with the BG/NBD + Gamma-Gamma features of each (customer, cut-off) appended, each
+    cut-off's models fitted on purchases strictly before it."""
+    tx = transactions_frame(ds, max(cutoffs))
+    b = btyd_features(tx, cutoffs, horizon_days)
+    b["cutoff"] = pd.to_datetime(b["cutoff"])
+    out = feats.merge(b, on=KEYS, how="left", validate="one_to_one")
+    # customers with only refund rows before the cut-off have no purchase to fit on
+    return out.fillna({"btyd_p_alive": 0.0, "btyd_p_no_purchase": 1.0, "btyd_expected_purchases": 0.0,
+                       "btyd_expected_spend": 0.0})
+
+
 def make_training_set(ds: Dataset, cfg: Config, cutoffs: list[dt.date] | None = None) -> TrainingSet:
     last = data_end(ds)
     cutoffs = cutoffs or cutoff_grid(cfg, last)
     feats = to_pandas(build_features(ds.tables, cutoffs, windows=cfg.features.windows,
                                      families=cfg.features.families))
+    if cfg.model.btyd_features:
+        feats = add_btyd_features(ds, feats, cutoffs, cfg.labels.horizon_days)
     lab = build_labels(ds.tables, cutoffs, horizon_days=cfg.labels.horizon_days,
                        churn_definition=cfg.labels.churn_definition,
                        cancellation_event=cfg.labels.cancellation_event, data_end=last).to_pandas()
@@ -84,19 +129,33 @@ def make_training_set(ds: Dataset, cfg: Config, cutoffs: list[dt.date] | None = 
             f"no cut-off has a complete {cfg.labels.horizon_days}-day horizon before {last}: move "
             "cutoffs.start earlier or shorten labels.horizon_days")
     specs = feature_specs(ds.tables, cfg.features.windows, cfg.features.families)
+    if cfg.model.btyd_features:
+        specs = specs + BTYD_SPECS
     cols = [s.name for s in specs]
     used = sorted(frame["cutoff"].dt.date.unique())
     return TrainingSet(frame, cols, specs, used, excluded)
 
 
-def split_by_cutoff(frame: pd.DataFrame, n_last: int) -> tuple[np.ndarray, np.ndarray]:
-    """Boolean masks (earlier, latest ``n_last`` cut-offs); never shuffles across time."""
+def split_by_cutoff(frame: pd.DataFrame, n_last: int, horizon_days: int = 0
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Boolean masks (earlier, latest ``n_last`` cut-offs); never shuffles across time.
+
+    With ``horizon_days``, "earlier" keeps only rows whose label horizon ends by the first held-out
+    cut-off (``cutoff + horizon_days <= held-out cut-off``): an embargo, so no training label covers
+    the held-out period (overlapping horizons would leak it and bias early stopping and evaluation).
+    """
     cuts = np.sort(frame["cutoff"].unique())
     if len(cuts) <= n_last:
         raise ClvmlError(f"need more than {n_last} labelled cut-offs to hold out {n_last}; got "
                          f"{len(cuts)}: add cut-offs (cutoffs.start earlier / every_days smaller)")
-    held = frame["cutoff"].isin(cuts[-n_last:]).to_numpy()
-    return ~held, held
+    first_held = cuts[-n_last]
+    held = (frame["cutoff"] >= first_held).to_numpy()
+    ends = frame["cutoff"] + pd.Timedelta(days=horizon_days)
+    earlier = (ends <= first_held).to_numpy() & ~held
+    if not earlier.any():
+        raise ClvmlError(f"no cut-off's {horizon_days}-day horizon ends before the held-out cut-off "
+                         f"{pd.Timestamp(first_held).date()}: add earlier cut-offs (cutoffs.start)")
+    return earlier, held
 
 
 def value_target(frame: pd.DataFrame, cfg: Config) -> np.ndarray:
@@ -124,7 +183,7 @@ def fit_models(ts: TrainingSet, cfg: Config, mask: np.ndarray | None = None
                ) -> tuple[ChurnModel, ValueModel]:
     """Fit both models on the rows in ``mask`` (default all), validating on its latest cut-offs."""
     frame = ts.frame if mask is None else ts.frame[mask].reset_index(drop=True)
-    tr, va = split_by_cutoff(frame, cfg.cutoffs.validation)
+    tr, va = split_by_cutoff(frame, cfg.cutoffs.validation, cfg.labels.horizon_days)
     X = frame[ts.feature_columns]
     y_churn = frame["churn"].astype(int).to_numpy()
     y_val = value_target(frame, cfg)
@@ -136,19 +195,37 @@ def fit_models(ts: TrainingSet, cfg: Config, mask: np.ndarray | None = None
     return churn, value
 
 
-def evaluate_holdout(ts: TrainingSet, cfg: Config) -> dict[str, Any]:
-    """Train on all but the latest complete cut-off and score that untouched cut-off."""
+def btyd_baseline(ds: Dataset, frame: pd.DataFrame, cutoff: dt.date, horizon_days: int) -> pd.DataFrame:
+    """BG/NBD + Gamma-Gamma fitted on purchases before ``cutoff``: ``p_no_purchase`` and
+    ``expected_spend`` for the customers of ``frame`` (customers with no purchase to fit: 1 and 0)."""
+    model = BTYDModel().fit(transactions_frame(ds, cutoff), cutoff)
+    pred = model.predict(horizon_days).reindex(frame["customer_id"])
+    return pd.DataFrame({"p_no_purchase": pred["p_no_purchase"].fillna(1.0).to_numpy(),
+                         "expected_spend": pred["expected_spend"].fillna(0.0).to_numpy()})
+
+
+def evaluate_holdout(ts: TrainingSet, cfg: Config, ds: Dataset | None = None) -> dict[str, Any]:
+    """Train on all but the latest complete cut-off and score that untouched cut-off, beside the
+    BG/NBD + Gamma-Gamma baseline on the same customers (when ``ds`` is given)."""
     from clvml.evaluation.metrics import churn_metrics, value_metrics
 
-    earlier, test = split_by_cutoff(ts.frame, 1)
+    earlier, test = split_by_cutoff(ts.frame, 1, cfg.labels.horizon_days)
     churn, value = fit_models(ts, cfg, earlier)
     tf = ts.frame[test].reset_index(drop=True)
     p = churn.predict_proba(tf[ts.feature_columns])[:, 1]
     v = value.predict(tf[ts.feature_columns])
-    return {
+    y_churn, y_value = tf["churn"].astype(int), value_target(tf, cfg)
+    out = {
         "test_cutoff": tf["cutoff"].iloc[0].date(),
         "frame": tf.assign(pred_churn=p, pred_value=v),
-        "churn": churn_metrics(tf["churn"].astype(int), p),
-        "value": value_metrics(value_target(tf, cfg), v),
+        "churn": churn_metrics(y_churn, p),
+        "value": value_metrics(y_value, v),
         "models": (churn, value),
     }
+    if ds is not None:
+        base = btyd_baseline(ds, tf, out["test_cutoff"], cfg.labels.horizon_days)
+        out["btyd_churn"] = churn_metrics(y_churn, base["p_no_purchase"].to_numpy())
+        out["btyd_value"] = value_metrics(y_value, base["expected_spend"].to_numpy())
+        out["frame"] = out["frame"].assign(btyd_churn=base["p_no_purchase"].to_numpy(),
+                                           btyd_value=base["expected_spend"].to_numpy())
+    return out
