@@ -104,3 +104,15 @@ def test_btyd_features_are_point_in_time():
     assert list(f.columns) == ["customer_id", "cutoff", *BTYD_FEATURES]
     assert f.groupby("cutoff").size().to_dict() == {pd.Timestamp("1997-07-01"): 2357,
                                                     pd.Timestamp("1997-10-01"): 2357}
+
+
+def test_lightgbm_vs_bgnbd_on_the_cdnow_holdout():
+    from clvml.evaluation.cdnow import compare_on_cdnow
+
+    r = compare_on_cdnow()
+    base, lgbm = r.loc["BG/NBD + Gamma-Gamma"], r.loc["LightGBM, BG/NBD-shaped"]
+    assert base.actual_total == pytest.approx(r.actual_total.iloc[0]) and base.actual_total > 60_000
+    # measured: Gini 0.695 vs 0.638, AUC 0.782 vs 0.757 (MAE and total still favour BG/NBD: see README)
+    assert lgbm.normalized_gini > base.normalized_gini + 0.03
+    assert lgbm.churn_auc > base.churn_auc + 0.01
+    assert np.isfinite(r.to_numpy(float)).all()

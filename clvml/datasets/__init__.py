@@ -19,7 +19,8 @@ def load_cdnow_sample() -> pd.DataFrame:  # noqa: F821
     """The CDNOW 1/10 sample (Fader, Hardie & Lee 2005): 2,357 customers, 6,919 purchase rows.
 
     Columns: ``customer_id`` (text), ``cohort``, ``ts`` (purchase date, midnight), ``quantity`` (CDs),
-    ``amount`` (dollars).
+    ``amount`` (dollars), ``order_id`` (the line number in the file: 9 pairs of lines are identical yet
+    are separate purchases, so the id keeps them distinct for duplicate checks).
     """
     import pandas as pd
 
@@ -27,4 +28,5 @@ def load_cdnow_sample() -> pd.DataFrame:  # noqa: F821
     df = pd.read_csv(path, sep=r"\s+", header=None, names=["customer_id", "cohort", "date", "quantity", "amount"],
                      dtype={"customer_id": str, "cohort": str, "date": str})
     df["ts"] = pd.to_datetime(df["date"], format="%Y%m%d")
-    return df[["customer_id", "cohort", "ts", "quantity", "amount"]]
+    df["order_id"] = [f"L{i + 1}" for i in range(len(df))]
+    return df[["customer_id", "cohort", "ts", "quantity", "amount", "order_id"]]

@@ -1,0 +1,90 @@
+"""LightGBM vs BG/NBD + Gamma-Gamma on the real CDNOW sample, 39-week holdout (1997-10-01..1998-06-30).
+
+The LightGBM models see calibration-period data only (purchases before 1997-10-01). A 39-week label
+needs a cut-off 39 weeks before the end of calibration, i.e. before the first purchase: horizon-matched
+labels are impossible here. So the models learn a 13-week horizon at weekly cut-offs inside the
+calibration period (with the BG/NBD predictions of each cut-off as extra features), and the 13-week
+predictions are carried to 39 weeks with each customer's own BG/NBD shape:
+
+    E[spend, 39w] = LightGBM E[spend, 13w] · BTYD E[spend, 39w] / BTYD E[spend, 13w]
+    P(no purchase, 39w) = LightGBM P(no purchase, 13w) · BTYD P0(39w) / BTYD P0(13w)
+
+i.e. LightGBM sets the level and the ranking, BG/NBD's dropout dynamics set how it decays (a naive
+×3 scaling ignores dropout). :func:`compare_on_cdnow` reports both side by side.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import warnings
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import mean_absolute_error, roc_auc_score
+
+from clvml.data.dataset import load_dataset
+from clvml.datasets import load_cdnow_sample
+from clvml.evaluation.metrics import normalized_gini
+from clvml.features import build_features, to_pandas
+from clvml.labels import build_labels
+from clvml.modeling.btyd import BTYD_FEATURES, BTYDModel, btyd_features
+from clvml.modeling.churn import ChurnModel
+from clvml.modeling.value import ValueModel
+
+CAL_END = pd.Timestamp("1997-10-01")  # first holdout day (calibration is everything before)
+HOLD_END = pd.Timestamp("1998-07-01")  # first day after the holdout
+SHORT_H = 91
+KEYS = ["customer_id", "cutoff"]
+
+
+def compare_on_cdnow(seed: int = 1) -> pd.DataFrame:
+    """Holdout spend MAE, normalized Gini, churn AUC and total predicted vs actual spend for BG/NBD +
+    Gamma-Gamma and LightGBM (both extrapolations), on the 2,357 CDNOW customers."""
+    raw = load_cdnow_sample()
+    tx = raw[["customer_id", "ts", "amount", "quantity", "order_id"]]
+    cal = tx[tx.ts < CAL_END]
+    ds = load_dataset(frames={"transactions": cal})
+    cuts = [dt.date(1997, 3, 1) + dt.timedelta(days=7 * i) for i in range(30)]
+    cuts = [c for c in cuts if pd.Timestamp(c) + pd.Timedelta(days=SHORT_H) <= CAL_END]
+    windows = [30, 90, 180]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        feats = to_pandas(build_features(ds.tables, cuts, windows=windows))
+        lab = build_labels(ds.tables, cuts, horizon_days=SHORT_H).to_pandas()
+        lab["cutoff"] = pd.to_datetime(lab["cutoff"])
+        fr = feats.merge(lab, on=KEYS).merge(btyd_features(cal, cuts, SHORT_H), on=KEYS)
+        cols = [c for c in feats.columns if c not in KEYS] + list(BTYD_FEATURES)
+        last = np.sort(fr["cutoff"].unique())[-2:]
+        va = fr["cutoff"].isin(last)
+        tr = fr["cutoff"] + pd.Timedelta(days=SHORT_H) <= last[0]  # embargo
+        kw = dict(n_estimators=2000, learning_rate=0.03, num_leaves=7, min_child_samples=50,
+                  early_stopping_rounds=50, random_state=seed)
+        churn = ChurnModel(calibration="isotonic", **kw).fit(
+            fr.loc[tr, cols], fr.loc[tr, "churn"].astype(int), eval_set=(fr.loc[va, cols], fr.loc[va, "churn"]))
+        value = ValueModel(form="hurdle", **kw).fit(
+            fr.loc[tr, cols], fr.loc[tr, "spend"].to_numpy(float), purchases=fr.loc[tr, "purchases"].to_numpy(float),
+            eval_set=(fr.loc[va, cols], fr.loc[va, "spend"].to_numpy(float), fr.loc[va, "purchases"].to_numpy(float)))
+        now = to_pandas(build_features(ds.tables, [CAL_END.date()], windows=windows))
+        now = now.merge(btyd_features(cal, [CAL_END.date()], SHORT_H), on=KEYS)
+        btyd = BTYDModel().fit(cal, CAL_END)
+    horizon = (HOLD_END - CAL_END).days
+    short, full = (btyd.predict(h).reindex(now["customer_id"]) for h in (SHORT_H, horizon))
+    p0_short = churn.predict_proba(now[cols])[:, 1]
+    v_short = value.predict(now[cols])
+    hold = tx[(tx.ts >= CAL_END) & (tx.ts < HOLD_END)]
+    actual = hold.groupby("customer_id")["amount"].sum().reindex(now["customer_id"]).fillna(0.0).to_numpy()
+    preds = {
+        "BG/NBD + Gamma-Gamma": (full["p_no_purchase"].to_numpy(), full["expected_spend"].to_numpy()),
+        "LightGBM, BG/NBD-shaped": (
+            p0_short * full["p_no_purchase"].to_numpy() / short["p_no_purchase"].to_numpy(),
+            v_short * full["expected_spend"].to_numpy() / np.maximum(short["expected_spend"].to_numpy(), 1e-12)),
+        "LightGBM, naive x3": (p0_short ** (horizon / SHORT_H), v_short * horizon / SHORT_H),
+    }
+    rows = []
+    for name, (p0, v) in preds.items():
+        rows.append({"model": name, "spend_mae": mean_absolute_error(actual, v),
+                     "normalized_gini": normalized_gini(actual, v),
+                     "churn_auc": roc_auc_score(actual == 0, p0), "predicted_total": float(v.sum()),
+                     "actual_total": float(actual.sum()),
+                     "total_error_pct": 100 * (v.sum() / actual.sum() - 1)})
+    return pd.DataFrame(rows).set_index("model")
