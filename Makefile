@@ -36,6 +36,7 @@ lock: | $(BIN)/python
 
 bench: $(STAMP)
 	$(BIN)/python bench/features.py
+	$(BIN)/python bench/btyd.py
 
 clean:
 	rm -rf $(VENV) outputs data mlruns mlruns.db .pytest_cache
