@@ -46,6 +46,16 @@ def synthetic_cutoffs(cfg: Config) -> list[dt.date]:
     return sorted(set(grid) | {syn.end + dt.timedelta(days=1)})
 
 
+def _world_matches(path: Path, cutoffs: list[dt.date], end: dt.date) -> bool:
+    """A world written earlier is reused only if its truth covers every cut-off the config needs
+    (cut-offs after the last simulated day have no truth)."""
+    truth = path / "truth.parquet"
+    if not (path / "transactions.parquet").exists() or not truth.exists():
+        return False
+    have = set(pd.to_datetime(pd.read_parquet(truth, columns=["cutoff"])["cutoff"]).dt.date)
+    return {c for c in cutoffs if c <= end} <= have
+
+
 def load_data(cfg: Config, progress: Progress = _quiet) -> Dataset:
     """Generate the synthetic world when configured (reusing it if already written), then read and
     validate every configured table."""
@@ -53,7 +63,7 @@ def load_data(cfg: Config, progress: Progress = _quiet) -> Dataset:
     if data.synthetic is not None:
         syn = data.synthetic
         path = Path(syn.path)
-        if not (path / "transactions.parquet").exists():
+        if not _world_matches(path, synthetic_cutoffs(cfg), syn.end):
             from clvml.data.synthetic import simulate
 
             progress(f"generating a synthetic world of {syn.n_customers:,} customers")

@@ -104,3 +104,16 @@ def test_cli_features_list_matches_docs():
     assert res.exit_code == 0
     doc = (Path(__file__).parents[1] / "docs" / "features.md").read_text()
     assert res.output.strip() == doc.strip(), "docs/features.md is stale: regenerate it"
+
+
+def test_cached_world_is_reused_only_if_its_truth_covers_the_grid(tmp_path):
+    import datetime as dt
+
+    from clvml.pipeline import _world_matches
+
+    assert not _world_matches(tmp_path, [dt.date(2024, 1, 1)], dt.date(2024, 12, 31))  # nothing written
+    pd.DataFrame({"cutoff": pd.to_datetime(["2024-01-01", "2024-02-01"])}).to_parquet(tmp_path / "truth.parquet")
+    pd.DataFrame({"x": [1]}).to_parquet(tmp_path / "transactions.parquet")
+    end = dt.date(2024, 12, 31)
+    assert _world_matches(tmp_path, [dt.date(2024, 1, 1), dt.date(2025, 1, 1)], end)  # after end: no truth
+    assert not _world_matches(tmp_path, [dt.date(2024, 1, 1), dt.date(2024, 3, 1)], end)  # grid changed
