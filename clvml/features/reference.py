@@ -103,12 +103,10 @@ def reference_features(tables: dict[str, pd.DataFrame], cutoffs: Iterable[dt.dat
             resolved_day = _days(ticket.resolved_ts) if "resolved_ts" in ticket else np.nan
             still_open = ticket[pd.isna(resolved_day) | (resolved_day >= cut)]
             f["as_unresolved_now"] = still_open.groupby("customer_id").one.sum()
-        counts = [c for c in f.columns if c.split("_")[0] in ("tx", "act", "soc", "as")
-                  and any(c.startswith(p) for p in ("tx_orders", "tx_spend_", "tx_purchase_days", "tx_refund",
-                                                    "act_sessions", "act_active_days", "soc_shares",
-                                                    "soc_reviews", "as_tickets", "as_complaints",
-                                                    "as_unresolved"))
-                  and not any(c.startswith(p) for p in ("tx_spend_max", "tx_spend_mean"))]
+        # counts and sums are 0 for customers without such rows; max, mean, "days since" stay null
+        undefined = ("tx_spend_max", "tx_spend_mean", "tx_recency", "tx_tenure", "tx_first", "tx_ipt",
+                     "act_days_since", "soc_days_since")
+        counts = [c for c in f.columns if not c.startswith(undefined)]
         f[counts] = f[counts].fillna(0)
         frames.append(f.assign(cutoff=pd.Timestamp(cutoff)).set_index("cutoff", append=True))
     return pd.concat(frames).sort_index()

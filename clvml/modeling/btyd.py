@@ -186,6 +186,12 @@ class GammaGamma:
         return np.where(x > 0, (q - 1) / (p * x + q - 1) * pop + p * x / (p * x + q - 1) * m, pop)
 
 
+def _naive_utc(ts: pd.Series) -> pd.Series:
+    """Timestamps as naive UTC (cut-offs are naive midnights in UTC)."""
+    ts = pd.to_datetime(ts)
+    return ts.dt.tz_convert("UTC").dt.tz_localize(None) if ts.dt.tz is not None else ts
+
+
 class BTYDModel:
     """BG/NBD + Gamma-Gamma fitted on the purchases strictly before a cut-off.
 
@@ -204,9 +210,7 @@ class BTYDModel:
     def fit(self, transactions: pd.DataFrame, cutoff: dt.date | str) -> BTYDModel:
         """``transactions``: ``customer_id, ts, amount``; only rows with ``ts < cutoff`` are used."""
         cutoff = pd.Timestamp(cutoff)
-        ts = pd.to_datetime(transactions["ts"])
-        if ts.dt.tz is not None:
-            ts = ts.dt.tz_convert("UTC").dt.tz_localize(None)
+        ts = _naive_utc(transactions["ts"])
         past = transactions.assign(ts=ts)[ts < cutoff]
         self.summary_ = rfm_summary(past, cutoff - pd.Timedelta(days=1), unit_days=self.unit_days)
         s = self.summary_
@@ -245,9 +249,9 @@ def btyd_features(transactions: pd.DataFrame, cutoffs, horizon_days: float, *,
     Returns ``customer_id, cutoff`` and :data:`BTYD_FEATURES`.
     """
     frames = []
-    first = pd.to_datetime(transactions["ts"]).min()
+    first = _naive_utc(transactions["ts"]).min()
     for c in sorted(set(pd.Timestamp(c) for c in cutoffs)):
-        if not first < c.tz_localize(first.tz) if first.tz is not None else not first < c:
+        if not first < c:  # nothing to fit on yet
             continue
         model = BTYDModel(unit_days=unit_days).fit(transactions, c)
         if model.summary_.empty:

@@ -71,18 +71,17 @@ class TrainingSet:
 
 
 BTYD_SPECS = [
-    FeatureSpec("btyd_p_alive", "btyd", "transactions", None,
-                "BG/NBD probability that the customer is still alive.", "probability", "numeric",
-                "always defined", "BG/NBD says {value} chance of still being active"),
-    FeatureSpec("btyd_p_no_purchase", "btyd", "transactions", None,
-                "BG/NBD probability of no purchase over the label horizon.", "probability", "numeric",
-                "always defined", "BG/NBD gives {value} chance of no purchase in the horizon"),
-    FeatureSpec("btyd_expected_purchases", "btyd", "transactions", None,
-                "BG/NBD expected purchase days over the label horizon.", "purchases", "numeric",
-                "always defined", "BG/NBD expects {value} purchases in the horizon"),
-    FeatureSpec("btyd_expected_spend", "btyd", "transactions", None,
-                "BG/NBD x Gamma-Gamma expected spend over the label horizon.", "currency", "numeric",
-                "always defined", "BG/NBD expects {value} of spend in the horizon"),
+    FeatureSpec(name, "btyd", "transactions", None, description, unit, "numeric", "always defined", sentence)
+    for name, description, unit, sentence in (
+        ("btyd_p_alive", "BG/NBD probability that the customer is still alive.", "probability",
+         "BG/NBD says {value} chance of still being active"),
+        ("btyd_p_no_purchase", "BG/NBD probability of no purchase over the label horizon.", "probability",
+         "BG/NBD gives {value} chance of no purchase in the horizon"),
+        ("btyd_expected_purchases", "BG/NBD expected purchase days over the label horizon.", "purchases",
+         "BG/NBD expects {value} purchases in the horizon"),
+        ("btyd_expected_spend", "BG/NBD x Gamma-Gamma expected spend over the label horizon.", "currency",
+         "BG/NBD expects {value} of spend in the horizon"),
+    )
 ]
 assert [s.name for s in BTYD_SPECS] == list(BTYD_FEATURES)
 
