@@ -32,7 +32,7 @@ from world import build_world  # noqa: E402
 from clvml.config import DataConfig, TableSource  # noqa: E402
 from clvml.data.dataset import load_dataset  # noqa: E402
 from clvml.data.readers import connect  # noqa: E402
-from clvml.features import build_features  # noqa: E402
+from clvml.features import build_features, write_features  # noqa: E402
 from clvml.features.reference import reference_features  # noqa: E402
 
 CUTOFFS = [dt.date(2024, m, 1) for m in range(7, 13)]
@@ -43,7 +43,7 @@ def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
-def measure(path: Path, windows: list[int], memory_limit: str | None) -> dict:
+def measure(path: Path, windows: list[int], memory_limit: str | None, batches: int | None) -> dict:
     con = connect(memory_limit=memory_limit, temp_directory=str(path.parent / "spill"))
     cfg = DataConfig(tables={t: TableSource(path=path / t, format="parquet") for t in TABLES})
     t0 = time.perf_counter()
@@ -51,11 +51,15 @@ def measure(path: Path, windows: list[int], memory_limit: str | None) -> dict:
     load_s = time.perf_counter() - t0
     events = {t: ds.tables[t].count().execute() for t in TABLES[1:]}
     t0 = time.perf_counter()
-    feats = build_features(ds.tables, CUTOFFS, windows=windows).to_pyarrow()
+    # written to Parquet in customer batches, as a user would at this size: the stacked table itself
+    # is ~1.2e9 values at 10M transactions and does not fit the memory target in one piece
+    res = write_features(ds.tables, CUTOFFS, path.parent / f"features-{path.name}", windows=windows,
+                         batches=batches)
     secs = time.perf_counter() - t0
     total = sum(events.values())
     return {"transactions": events["transactions"], "other_events": total - events["transactions"],
-            "rows": feats.num_rows, "features": feats.num_columns - 2, "load_s": round(load_s, 1),
+            "rows": res.rows, "features": res.columns - 2, "batches": res.batches,
+            "load_s": round(load_s, 1),
             "features_s": round(secs, 1), "events_per_s": int(total / secs),
             "peak_rss_gib": round(peak_rss_gib(), 2)}
 
@@ -90,10 +94,11 @@ def main() -> None:
     ap.add_argument("--compare-transactions", type=int, default=100_000)
     ap.add_argument("--featuretools-python", type=Path, default=Path(".venv-ft/bin/python"))
     ap.add_argument("--memory-limit", default=None, help="DuckDB memory_limit, e.g. 6GB")
+    ap.add_argument("--batches", type=int, default=None, help="customer batches (default: automatic)")
     ap.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.measure:
-        print(json.dumps(measure(args.measure, args.windows, args.memory_limit)))
+        print(json.dumps(measure(args.measure, args.windows, args.memory_limit, args.batches)))
         return
     print(f"# {dt.date.today()} {platform.node()} {platform.machine()} python {platform.python_version()}")
     rows = []
@@ -102,6 +107,8 @@ def main() -> None:
         cmd = [sys.executable, __file__, "--measure", str(path), "--windows", *map(str, args.windows)]
         if args.memory_limit:
             cmd += ["--memory-limit", args.memory_limit]
+        if args.batches:
+            cmd += ["--batches", str(args.batches)]
         res = subprocess.run(cmd, capture_output=True, text=True, check=True)
         rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
         print(json.dumps(rows[-1]), flush=True)

@@ -18,7 +18,13 @@ from clvml.errors import (  # noqa: E402
     ModelIncompatibleError,
 )
 from clvml.evaluation.metrics import churn_metrics, normalized_gini, value_metrics  # noqa: E402
-from clvml.features import build_features, catalog, feature_specs, to_pandas  # noqa: E402
+from clvml.features import (  # noqa: E402
+    build_features,
+    catalog,
+    feature_specs,
+    to_pandas,
+    write_features,
+)
 from clvml.labels import build_labels  # noqa: E402
 from clvml.modeling import ChurnModel, ValueModel, clv  # noqa: E402
 from clvml.packaging import ModelBundle, load_bundle  # noqa: E402
@@ -28,5 +34,5 @@ __all__ = [
     "Dataset", "ModelBundle", "ModelIncompatibleError", "SyntheticWorld", "ValidationReport",
     "ValueModel", "build_features", "build_labels", "catalog", "churn_metrics", "clv",
     "feature_specs", "load_bundle", "load_config", "load_dataset", "normalized_gini", "parse_config",
-    "simulate", "to_pandas", "value_metrics",
+    "simulate", "to_pandas", "value_metrics", "write_features",
 ]

@@ -131,6 +131,23 @@ def train(config: ConfigOpt = None) -> None:
     _run(go)
 
 
+@app.command()
+def backtest(config: ConfigOpt = None) -> None:
+    """Rolling-origin backtest: LightGBM beside BG/NBD+GG and simple baselines, HTML report."""
+    def go():
+        from clvml.pipeline import run_backtest
+
+        cfg = _config(config)
+        r = run_backtest(cfg, progress=_progress())
+        s = r.result.summary()
+        keep = [("churn", "roc_auc"), ("churn", "pr_auc"), ("churn", "brier"), ("churn", "ece"),
+                ("churn", "lift_top10"), ("value", "mae"), ("value", "normalized_gini"),
+                ("value", "spearman"), ("value", "decile_mape"), ("value", "total_error_pct")]
+        print(s.loc[[k for k in keep if k in s.index]].round(4).to_string())
+        console.print(f"report: {r.report['report']}; MLflow run {r.run_id}")
+    _run(go)
+
+
 @features_app.command("list")
 def features_list(config: ConfigOpt = None,
                   markdown: Annotated[bool, typer.Option(help="Print as Markdown.")] = False) -> None:

@@ -206,6 +206,66 @@ class OutputConfig(_Strict):
     model_dir: Path = Path("models")
 
 
+class BacktestConfig(_Strict):
+    """Rolling-origin backtest: explicit ``origins`` (labelled cut-offs), else the latest ``last``."""
+
+    origins: list[dt.date] | None = None
+    last: int = Field(3, ge=1, description="Without origins: how many of the latest labelled cut-offs.")
+
+
+TUNABLE = {"learning_rate": float, "num_leaves": int, "min_child_samples": int, "subsample": float,
+           "colsample_bytree": float, "reg_lambda": float}
+
+
+class SearchRange(_Strict):
+    """One tuned parameter: uniform (or log-uniform) between ``low`` and ``high``."""
+
+    low: float
+    high: float
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SearchRange:
+        if not self.low < self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError("a log range needs low > 0")
+        return self
+
+
+def _default_space() -> dict[str, SearchRange]:
+    return {
+        f"{m}.{k}": SearchRange(**v) for m in ("churn", "value") for k, v in {
+            "learning_rate": {"low": 0.02, "high": 0.2, "log": True},
+            "num_leaves": {"low": 7, "high": 127, "log": True},
+            "min_child_samples": {"low": 20, "high": 400, "log": True},
+            "colsample_bytree": {"low": 0.3, "high": 1.0},
+        }.items()
+    }
+
+
+class TuneConfig(_Strict):
+    """Optuna study over LightGBM parameters, scored on the time-ordered validation cut-offs."""
+
+    n_trials: int = Field(20, ge=1)
+    timeout_s: float | None = Field(None, gt=0)
+    objective: Literal["churn_auc", "value_gini", "both"] = Field(
+        "both", description="both: mean of churn ROC AUC and value normalized Gini.")
+    space: dict[str, SearchRange] = Field(default_factory=_default_space)
+
+    @field_validator("space")
+    @classmethod
+    def _known(cls, v: dict[str, SearchRange]) -> dict[str, SearchRange]:
+        bad = [k for k in v if k.count(".") != 1 or k.split(".")[0] not in ("churn", "value")
+               or k.split(".")[1] not in TUNABLE]
+        if bad:
+            raise ValueError(f"unknown tuning parameter(s) {bad}: use churn.<p> or value.<p> with p one of "
+                             f"{sorted(TUNABLE)}")
+        if not v:
+            raise ValueError("the search space is empty")
+        return v
+
+
 class Config(_Strict):
     """A whole clvml run configuration."""
 
@@ -217,6 +277,8 @@ class Config(_Strict):
     labels: LabelConfig = Field(default_factory=LabelConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     clv: CLVConfig = Field(default_factory=CLVConfig)
+    backtest: BacktestConfig = Field(default_factory=BacktestConfig)
+    tune: TuneConfig = Field(default_factory=TuneConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
 

@@ -86,6 +86,25 @@ def _pyfunc_class():
     return ClvmlPyfunc
 
 
+#: what scoring a bundle imports (pinned to the installed versions when the bundle is saved)
+RUNTIME_PACKAGES = ("clvml", "pandas", "numpy", "scipy", "scikit-learn", "lightgbm", "mlflow", "pyarrow",
+                    "ibis-framework", "duckdb", "sqlglot", "pydantic", "PyYAML")
+
+
+def pip_requirements() -> list[str]:
+    """The bundle's requirements, pinned to this environment: stated, not inferred (MLflow's inference
+    imports the model in a subprocess and costs ~9 s per export)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = []
+    for pkg in RUNTIME_PACKAGES:
+        try:
+            out.append(f"{pkg}=={version(pkg)}")
+        except PackageNotFoundError:
+            out.append(pkg)
+    return out
+
+
 def save_bundle(bundle: ModelBundle, path: str | Path, example: pd.DataFrame) -> Path:
     """Export as an MLflow pyfunc model folder (replacing an older export atomically)."""
     import shutil
@@ -101,7 +120,7 @@ def save_bundle(bundle: ModelBundle, path: str | Path, example: pd.DataFrame) ->
     model = _pyfunc_class()(bundle)
     signature = infer_signature(example, bundle.predict(example))
     mlflow.pyfunc.save_model(str(tmp), python_model=model, signature=signature,
-                             input_example=example.head(3))
+                             input_example=example.head(3), pip_requirements=pip_requirements())
     old = path.with_name(f".{path.name}.old")
     if path.exists():
         if old.exists():

@@ -19,14 +19,15 @@ from clvml import __version__
 from clvml.config import Config, TableSource
 from clvml.data.contracts import SCHEMAS
 from clvml.data.dataset import Dataset, load_dataset
+from clvml.evaluation.backtest import BacktestResult, backtest
 from clvml.evaluation.metrics import normalized_gini
+from clvml.evaluation.report import write_report
 from clvml.features import build_features, to_pandas
 from clvml.io import atomic_write_json, atomic_write_parquet
 from clvml.modeling.training import (
     add_btyd_features,
     cutoff_grid,
     data_end,
-    evaluate_holdout,
     fit_models,
     make_training_set,
 )
@@ -80,22 +81,36 @@ def load_data(cfg: Config, progress: Progress = _quiet) -> Dataset:
 @dataclass
 class TrainResult:
     bundle: ModelBundle
-    evaluation: dict[str, Any]
+    evaluation: BacktestResult
     summary: dict[str, Any]
     run_id: str | None
     model_path: Path
+    report: dict[str, Path]
+
+
+def metric_dict(result: BacktestResult, task: str, model: str) -> dict[str, float]:
+    """Mean over origins of every metric of one (task, model)."""
+    m = result.metrics[(result.metrics.task == task) & (result.metrics.model == model)]
+    return {k: float(v) for k, v in m.groupby("metric")["value"].mean().items()}
+
+
+def _result_summary(result: BacktestResult) -> dict[str, Any]:
+    return {f"{task}_{model}" if model != "lightgbm" else task: metric_dict(result, task, model)
+            for task in ("churn", "value") for model in result.metrics.model.unique()}
 
 
 def train(cfg: Config, ds: Dataset | None = None, progress: Progress = _quiet) -> TrainResult:
     """Build the training set, evaluate on the latest complete cut-off, fit the final models on all
-    complete cut-offs, export the bundle to ``output.model_dir/<name>`` and track it in MLflow."""
+    complete cut-offs, export the bundle to ``output.model_dir/<name>``, write the evaluation report to
+    ``output.dir/evaluation`` and track it all in MLflow."""
     t0 = time.perf_counter()
     ds = ds or load_data(cfg, progress)
     progress("building point-in-time features and labels")
     ts = make_training_set(ds, cfg)
+    test_cutoff = ts.cutoffs[-1]
     progress(f"training set: {len(ts.frame):,} rows over {len(ts.cutoffs)} cut-offs, "
-             f"{len(ts.feature_columns)} features; evaluating on the latest cut-off")
-    ev = evaluate_holdout(ts, cfg, ds)
+             f"{len(ts.feature_columns)} features; evaluating on the latest cut-off {test_cutoff}")
+    ev = backtest(ts, cfg, ds, [test_cutoff])
     progress("fitting the final models on all complete cut-offs")
     churn, value = fit_models(ts, cfg)
     bundle = ModelBundle(
@@ -109,39 +124,98 @@ def train(cfg: Config, ds: Dataset | None = None, progress: Progress = _quiet) -
     save_bundle(bundle, model_path, example)
     summary = {
         "data": ds.summary(), "training_rows": len(ts.frame), "cutoffs": [str(c) for c in ts.cutoffs],
-        "excluded": ts.excluded, "test_cutoff": str(ev["test_cutoff"]),
-        "churn": ev["churn"], "value": ev["value"],
-        "btyd_churn": ev.get("btyd_churn"), "btyd_value": ev.get("btyd_value"), "rounds": {
-            "churn": churn.n_rounds_, "value": value.n_rounds_},
+        "excluded": ts.excluded, "test_cutoff": str(test_cutoff), **_result_summary(ev),
+        "rounds": {"churn": churn.n_rounds_, "value": value.n_rounds_},
         "seconds": round(time.perf_counter() - t0, 1),
     }
+    report = write_report(ev, Path(cfg.output.dir) / "evaluation", f"clvml train: {cfg.name}",
+                          {"held-out cut-off": test_cutoff, "horizon (days)": cfg.labels.horizon_days,
+                           "training rows": len(ts.frame), "features": len(ts.feature_columns)})
     run_id = None
     if cfg.tracking.enabled:
         progress("logging the run to MLflow")
-        run_id = _track(cfg, ds, ts, ev, summary, model_path)
-    return TrainResult(bundle, ev, summary, run_id, model_path)
+        run_id = _track_train(cfg, ds, ts, ev, summary, model_path, report)
+    return TrainResult(bundle, ev, summary, run_id, model_path, report)
 
 
-def _track(cfg, ds, ts, ev, summary, model_path) -> str:
+def _log_data(ds: Dataset, ts) -> None:
+    from clvml import tracking
+
+    tracking.log_metrics({"training_rows": len(ts.frame), "features": len(ts.feature_columns),
+                          **{f"dropped_{t}_{k}": v for t, d in ds.report.dropped.items()
+                             for k, v in d.items()}})
+    tracking.log_json(ds.summary(), "data_summary.json")
+    tracking.log_json(ds.lineage, "lineage.json")
+    tracking.log_json([s.__dict__ for s in ts.specs], "feature_catalog.json")
+
+
+def _log_evaluation(ev: BacktestResult, report: dict[str, Path], prefix: str) -> None:
+    import mlflow
+
+    from clvml import tracking
+
+    for (task, model), g in ev.metrics.groupby(["task", "model"]):
+        name = f"{prefix}{task}_" if model == "lightgbm" else f"{prefix}{model}_{task}_"
+        tracking.log_metrics(g.groupby("metric")["value"].mean().to_dict(), name)
+        if g.origin.nunique() > 1:  # per origin, as steps in date order
+            for step, (_, go) in enumerate(g.groupby("origin")):
+                tracking.log_metrics(dict(zip(go.metric, go.value, strict=True)), name + "origin_",
+                                     step=step)
+    for name, path in report.items():
+        mlflow.log_artifact(str(path), artifact_path="evaluation/plots" if name.startswith("plot_")
+                            else "evaluation")
+
+
+def _track_train(cfg, ds, ts, ev, summary, model_path, report) -> str:
     import mlflow
 
     from clvml import tracking
 
     with tracking.start_run(cfg, run_name=f"train-{cfg.name}", tags={"clvml.job": "train"}) as run:
         tracking.log_config(cfg)
-        tracking.log_metrics(ev["churn"], "test_churn_")
-        tracking.log_metrics(ev["value"], "test_value_")
-        if "btyd_churn" in ev:
-            tracking.log_metrics(ev["btyd_churn"], "test_btyd_churn_")
-            tracking.log_metrics(ev["btyd_value"], "test_btyd_value_")
-        tracking.log_metrics({"training_rows": len(ts.frame), "features": len(ts.feature_columns),
-                              **{f"dropped_{t}_{k}": v for t, d in ds.report.dropped.items()
-                                 for k, v in d.items()}})
+        _log_data(ds, ts)
+        _log_evaluation(ev, report, "test_")
         tracking.log_json(summary, "summary.json")
-        tracking.log_json(ds.lineage, "lineage.json")
-        tracking.log_json([s.__dict__ for s in ts.specs], "feature_catalog.json")
         mlflow.log_artifacts(str(model_path), artifact_path="model")
         return run.info.run_id
+
+
+def backtest_origins(cfg: Config, labelled: list[dt.date]) -> list[dt.date]:
+    """The configured origins, else the latest ``backtest.last`` labelled cut-offs."""
+    if cfg.backtest.origins:
+        return sorted(set(cfg.backtest.origins))
+    return labelled[-cfg.backtest.last:]
+
+
+@dataclass
+class BacktestRun:
+    result: BacktestResult
+    report: dict[str, Path]
+    run_id: str | None
+
+
+def run_backtest(cfg: Config, ds: Dataset | None = None, progress: Progress = _quiet) -> BacktestRun:
+    """``clvml backtest``: rolling-origin evaluation, report in ``output.dir/backtest``, MLflow run."""
+    ds = ds or load_data(cfg, progress)
+    progress("building point-in-time features and labels")
+    ts = make_training_set(ds, cfg)
+    origins = backtest_origins(cfg, ts.cutoffs)
+    result = backtest(ts, cfg, ds, origins, progress)
+    report = write_report(result, Path(cfg.output.dir) / "backtest", f"clvml backtest: {cfg.name}",
+                          {"origins": ", ".join(str(o) for o in origins),
+                           "horizon (days)": cfg.labels.horizon_days, "rows": len(ts.frame),
+                           "features": len(ts.feature_columns)})
+    run_id = None
+    if cfg.tracking.enabled:
+        from clvml import tracking
+
+        with tracking.start_run(cfg, run_name=f"backtest-{cfg.name}",
+                                tags={"clvml.job": "backtest"}) as run:
+            tracking.log_config(cfg)
+            _log_data(ds, ts)
+            _log_evaluation(result, report, "backtest_")
+            run_id = run.info.run_id
+    return BacktestRun(result, report, run_id)
 
 
 def score(bundle: ModelBundle, ds: Dataset, as_of: dt.date) -> pd.DataFrame:
@@ -153,24 +227,26 @@ def score(bundle: ModelBundle, ds: Dataset, as_of: dt.date) -> pd.DataFrame:
     return bundle.predict(feats)
 
 
-def oracle_comparison(cfg: Config, ev: dict[str, Any]) -> dict[str, float] | None:
-    """AUC and Gini of the true probabilities / expectations on the test cut-off (synthetic only)."""
+def oracle_comparison(cfg: Config, ev: BacktestResult) -> dict[str, float] | None:
+    """AUC and Gini of the true probabilities / expectations at the evaluated origins (synthetic
+    only), beside LightGBM's on the same rows."""
     from sklearn.metrics import roc_auc_score
 
     if cfg.data.synthetic is None:
         return None
     truth = pd.read_parquet(Path(cfg.data.synthetic.path) / "truth.parquet")
     truth["cutoff"] = pd.to_datetime(truth["cutoff"])
-    m = ev["frame"].merge(truth, on=["customer_id", "cutoff"], how="inner")
+    pred = ev.predictions.rename(columns={"origin": "cutoff"})
+    m = pred.merge(truth, on=["customer_id", "cutoff"], how="inner")
     if m.empty:
         return None
     churn = m["churn"].astype(int)
     return {
         "rows": len(m),
         "oracle_auc": float(roc_auc_score(churn, 1 - m["p_purchase"])),
-        "model_auc": float(roc_auc_score(churn, m["pred_churn"])),
-        "oracle_gini": normalized_gini(m["spend"], m["expected_spend"]),
-        "model_gini": normalized_gini(m["spend"], m["pred_value"]),
+        "model_auc": float(roc_auc_score(churn, m["churn_lightgbm"])),
+        "oracle_gini": normalized_gini(m["value"], m["expected_spend"]),
+        "model_gini": normalized_gini(m["value"], m["value_lightgbm"]),
     }
 
 
@@ -185,13 +261,17 @@ def demo(cfg: Config, progress: Progress = _quiet) -> dict[str, Any]:
     out = Path(cfg.output.dir) / "scores.parquet"
     atomic_write_parquet(scores, out)
     oracle = oracle_comparison(cfg, result.evaluation)
+    sm = result.summary
     report = {
-        "test_cutoff": str(result.evaluation["test_cutoff"]),
-        "churn_auc": result.evaluation["churn"]["roc_auc"],
-        "churn_ece": result.evaluation["churn"]["ece"],
-        "value_gini": result.evaluation["value"]["normalized_gini"],
-        "btyd_churn_auc": result.evaluation["btyd_churn"]["roc_auc"],
-        "btyd_value_gini": result.evaluation["btyd_value"]["normalized_gini"],
+        "test_cutoff": sm["test_cutoff"],
+        "churn_auc": sm["churn"]["roc_auc"],
+        "churn_ece": sm["churn"]["ece"],
+        "value_gini": sm["value"]["normalized_gini"],
+        "btyd_churn_auc": sm["churn_btyd"]["roc_auc"],
+        "btyd_value_gini": sm["value_btyd"]["normalized_gini"],
+        "simple_churn_auc": sm["churn_simple"]["roc_auc"],
+        "simple_value_gini": sm["value_simple"]["normalized_gini"],
+        "report_path": str(result.report["report"]),
         "oracle": oracle, "scores_path": str(out), "scored_customers": len(scores),
         "model_path": str(result.model_path), "run_id": result.run_id,
         "tracking_uri": None, "seconds": round(time.perf_counter() - t0, 1),

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from clvml.data.dataset import load_dataset
-from clvml.features import build_features, catalog, feature_specs, to_pandas
+from clvml.features import build_features, catalog, feature_specs, to_pandas, write_features
 from tests.conftest import tx
 
 CUT = dt.date(2024, 2, 10)
@@ -118,3 +118,44 @@ def test_events_at_or_after_the_cutoff_change_nothing(before, after, act):
     f1 = features(p1, windows=(1, 30))
     f2 = features(p2, windows=(1, 30))
     pd.testing.assert_frame_equal(f1, f2)
+
+
+def test_write_features_in_batches_equals_one_query(small_world, tmp_path):
+    ds = load_dataset(frames=small_world.tables())
+    cuts = [dt.date(2024, 3, 1), dt.date(2024, 6, 1)]
+    whole = to_pandas(build_features(ds.tables, cuts))
+    res = write_features(ds.tables, cuts, tmp_path / "feats", batches=3)
+    assert res.batches == 3 and res.rows == len(whole) and res.columns == whole.shape[1]
+    parts = sorted((tmp_path / "feats").glob("part-*.parquet"))
+    assert len(parts) == 3 and all(len(pd.read_parquet(p)) > 0 for p in parts)
+    got = pd.read_parquet(tmp_path / "feats").sort_values(["cutoff", "customer_id"]).reset_index(drop=True)
+    got["cutoff"] = pd.to_datetime(got["cutoff"])
+    for c in whole.select_dtypes("category").columns:
+        got[c] = got[c].astype(whole[c].dtype)
+    pd.testing.assert_frame_equal(got, whole, check_dtype=False)
+    # batches partition the customers: nobody is in two parts
+    ids = [set(pd.read_parquet(p, columns=["customer_id"]).customer_id) for p in parts]
+    assert sum(map(len, ids)) == len(set().union(*ids))
+
+
+def test_write_features_failure_keeps_previous_output(small_world, tmp_path, monkeypatch):
+    ds = load_dataset(frames=small_world.tables())
+    out = tmp_path / "feats"
+    write_features(ds.tables, [dt.date(2024, 3, 1)], out, batches=2)
+    before = sorted(p.read_bytes() for p in out.glob("*.parquet"))
+    from clvml.features import writer
+
+    calls = {"n": 0}
+    real = writer.build_features
+
+    def failing(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("boom in the second batch")
+        return real(*a, **k)
+
+    monkeypatch.setattr(writer, "build_features", failing)
+    with pytest.raises(RuntimeError, match="second batch"):
+        write_features(ds.tables, [dt.date(2024, 6, 1)], out, batches=2)
+    assert sorted(p.read_bytes() for p in out.glob("*.parquet")) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["feats"]  # no temporary folder left behind

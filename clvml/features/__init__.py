@@ -9,6 +9,7 @@ from clvml.features.builder import (
     to_pandas,
 )
 from clvml.features.registry import REGISTRY, FeatureSpec, catalog
+from clvml.features.writer import FeatureFiles, write_features
 
-__all__ = ["DEFAULT_WINDOWS", "REGISTRY", "FeatureSpec", "as_cutoffs", "build_features", "catalog",
-           "feature_specs", "to_pandas"]
+__all__ = ["DEFAULT_WINDOWS", "REGISTRY", "FeatureFiles", "FeatureSpec", "as_cutoffs", "build_features", "catalog",
+           "feature_specs", "to_pandas", "write_features"]

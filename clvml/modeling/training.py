@@ -7,15 +7,14 @@
 * Held-out sets are embargoed: rows whose label horizon overlaps the held-out period are left out of
   the training side (they would leak it), exactly as in production, where the newest labels end at
   the training date.
-* :func:`evaluate_holdout` additionally holds out the very latest complete cut-off as an untouched test
-  set and reports metrics on it (models trained only on rows whose horizon ended before it).
+* Out-of-sample evaluation (an untouched latest cut-off, or a rolling-origin backtest) lives in
+  :mod:`clvml.evaluation.backtest`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -201,30 +200,3 @@ def btyd_baseline(ds: Dataset, frame: pd.DataFrame, cutoff: dt.date, horizon_day
     pred = model.predict(horizon_days).reindex(frame["customer_id"])
     return pd.DataFrame({"p_no_purchase": pred["p_no_purchase"].fillna(1.0).to_numpy(),
                          "expected_spend": pred["expected_spend"].fillna(0.0).to_numpy()})
-
-
-def evaluate_holdout(ts: TrainingSet, cfg: Config, ds: Dataset | None = None) -> dict[str, Any]:
-    """Train on all but the latest complete cut-off and score that untouched cut-off, beside the
-    BG/NBD + Gamma-Gamma baseline on the same customers (when ``ds`` is given)."""
-    from clvml.evaluation.metrics import churn_metrics, value_metrics
-
-    earlier, test = split_by_cutoff(ts.frame, 1, cfg.labels.horizon_days)
-    churn, value = fit_models(ts, cfg, earlier)
-    tf = ts.frame[test].reset_index(drop=True)
-    p = churn.predict_proba(tf[ts.feature_columns])[:, 1]
-    v = value.predict(tf[ts.feature_columns])
-    y_churn, y_value = tf["churn"].astype(int), value_target(tf, cfg)
-    out = {
-        "test_cutoff": tf["cutoff"].iloc[0].date(),
-        "frame": tf.assign(pred_churn=p, pred_value=v),
-        "churn": churn_metrics(y_churn, p),
-        "value": value_metrics(y_value, v),
-        "models": (churn, value),
-    }
-    if ds is not None:
-        base = btyd_baseline(ds, tf, out["test_cutoff"], cfg.labels.horizon_days)
-        out["btyd_churn"] = churn_metrics(y_churn, base["p_no_purchase"].to_numpy())
-        out["btyd_value"] = value_metrics(y_value, base["expected_spend"].to_numpy())
-        out["frame"] = out["frame"].assign(btyd_churn=base["p_no_purchase"].to_numpy(),
-                                           btyd_value=base["expected_spend"].to_numpy())
-    return out

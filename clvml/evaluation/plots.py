@@ -1,0 +1,145 @@
+"""Evaluation plots (matplotlib, PNG): every churn/value model of a backtest on the same axes.
+
+Each function takes the ``predictions`` frame of :class:`~clvml.evaluation.backtest.BacktestResult`
+(pooled over origins) and returns a Figure; :func:`save_plots` writes them all as PNG files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: scheduled jobs and CI have no display
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
+
+from clvml.evaluation.backtest import MODELS  # noqa: E402
+from clvml.io import atomic_write  # noqa: E402
+
+LABELS = {"lightgbm": "LightGBM", "btyd": "BG/NBD + Gamma-Gamma", "simple": "simple baseline"}
+
+
+def _models(pred: pd.DataFrame, task: str) -> list[str]:
+    return [m for m in MODELS if f"{task}_{m}" in pred]
+
+
+def _fig(title: str, xlabel: str, ylabel: str):
+    fig, ax = plt.subplots(figsize=(6, 4.5), dpi=100)
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    return fig, ax
+
+
+def roc(pred: pd.DataFrame):
+    from sklearn.metrics import roc_auc_score
+
+    fig, ax = _fig("Churn: ROC curve", "false positive rate", "true positive rate")
+    for m in _models(pred, "churn"):
+        fpr, tpr, _ = roc_curve(pred["churn"], pred[f"churn_{m}"])
+        ax.plot(fpr, tpr, label=f"{LABELS[m]} (AUC {roc_auc_score(pred['churn'], pred[f'churn_{m}']):.3f})")
+    ax.plot([0, 1], [0, 1], "k:", lw=1)
+    ax.legend(loc="lower right")
+    return fig
+
+
+def precision_recall(pred: pd.DataFrame):
+    fig, ax = _fig("Churn: precision-recall curve", "recall", "precision")
+    for m in _models(pred, "churn"):
+        prec, rec, _ = precision_recall_curve(pred["churn"], pred[f"churn_{m}"])
+        ax.plot(rec, prec, label=LABELS[m])
+    ax.axhline(pred["churn"].mean(), color="k", ls=":", lw=1, label="churn rate")
+    ax.legend(loc="lower left")
+    return fig
+
+
+def calibration_table(y, p, bins: int = 10) -> pd.DataFrame:
+    """Mean predicted and observed churn per equal-width probability bin (non-empty bins only)."""
+    y, p = np.asarray(y, float), np.asarray(p, float)
+    idx = np.minimum((p * bins).astype(int), bins - 1)
+    df = pd.DataFrame({"bin": idx, "y": y, "p": p}).groupby("bin")
+    return pd.DataFrame({"predicted": df.p.mean(), "observed": df.y.mean(), "n": df.size()})
+
+
+def calibration(pred: pd.DataFrame):
+    fig, ax = _fig("Churn: reliability (calibration) curve", "mean predicted probability",
+                   "observed churn rate")
+    for m in _models(pred, "churn"):
+        t = calibration_table(pred["churn"], pred[f"churn_{m}"])
+        ax.plot(t.predicted, t.observed, "o-", label=LABELS[m])
+    ax.plot([0, 1], [0, 1], "k:", lw=1, label="perfect")
+    ax.legend(loc="upper left")
+    return fig
+
+
+def gain_curve(y, score) -> tuple[np.ndarray, np.ndarray]:
+    """(fraction targeted, fraction of positives captured), targeting by decreasing score."""
+    y = np.asarray(y, float)[np.argsort(-np.asarray(score, float), kind="stable")]
+    x = np.arange(len(y) + 1) / len(y)
+    return x, np.concatenate([[0.0], np.cumsum(y) / max(y.sum(), 1e-12)])
+
+
+def cumulative_gain(pred: pd.DataFrame):
+    fig, ax = _fig("Churn: cumulative gain", "share of customers targeted (highest risk first)",
+                   "share of churners reached")
+    for m in _models(pred, "churn"):
+        ax.plot(*gain_curve(pred["churn"], pred[f"churn_{m}"]), label=LABELS[m])
+    ax.plot([0, 1], [0, 1], "k:", lw=1, label="random")
+    ax.legend(loc="lower right")
+    return fig
+
+
+def decile_table(actual, predicted) -> pd.DataFrame:
+    """Mean predicted and actual value per decile of the prediction (decile 1 = highest)."""
+    order = np.argsort(-np.asarray(predicted, float), kind="stable")
+    rows = []
+    for d, chunk in enumerate(np.array_split(order, 10), start=1):
+        rows.append((d, float(np.asarray(predicted)[chunk].mean()), float(np.asarray(actual)[chunk].mean())))
+    return pd.DataFrame(rows, columns=["decile", "predicted", "actual"]).set_index("decile")
+
+
+def value_deciles(pred: pd.DataFrame):
+    models = _models(pred, "value")
+    fig, ax = _fig("Value: mean predicted vs actual spend by predicted decile",
+                   "decile of the prediction (1 = highest)", "mean spend in the horizon")
+    width = 0.8 / (len(models) + 1)
+    for i, m in enumerate(models):
+        t = decile_table(pred["value"], pred[f"value_{m}"])
+        ax.bar(t.index + (i - len(models) / 2) * width, t.predicted, width, label=f"{LABELS[m]}: predicted")
+        ax.plot(t.index, t.actual, "o-", label=f"{LABELS[m]}: actual")
+    ax.set_xticks(range(1, 11))
+    ax.legend(fontsize=7)
+    return fig
+
+
+def clv_distribution(pred: pd.DataFrame):
+    fig, ax = _fig("Predicted CLV distribution (LightGBM)", "CLV", "customers")
+    v = pred["clv_lightgbm"].to_numpy(float)
+    ax.hist(v, bins=60, color="tab:blue", alpha=0.8)
+    ax.axvline(np.median(v), color="k", ls="--", lw=1, label=f"median {np.median(v):,.1f}")
+    ax.set_yscale("log")
+    ax.legend()
+    return fig
+
+
+PLOTS = {"roc": roc, "precision_recall": precision_recall, "calibration": calibration,
+         "cumulative_gain": cumulative_gain, "value_deciles": value_deciles,
+         "clv_distribution": clv_distribution}
+
+
+def save_plots(pred: pd.DataFrame, folder: str | Path) -> dict[str, Path]:
+    """Write every plot as ``<folder>/<name>.png`` (atomically); returns name -> path."""
+    out = {}
+    for name, make in PLOTS.items():
+        fig = make(pred)
+        try:
+            out[name] = atomic_write(Path(folder) / f"{name}.png",
+                                     lambda tmp, fig=fig: fig.savefig(tmp, format="png", bbox_inches="tight"))
+        finally:
+            plt.close(fig)
+    return out

@@ -1,0 +1,88 @@
+"""A self-contained HTML evaluation report (metrics tables + embedded PNG plots) for one run."""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from clvml.evaluation.backtest import BacktestResult
+from clvml.evaluation.plots import LABELS, save_plots
+from clvml.io import atomic_write_parquet, atomic_write_text
+
+# metrics where lower is better (the best model is highlighted per row)
+LOWER_IS_BETTER = {"log_loss", "brier", "ece", "mae", "rmse", "decile_mape"}
+CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}
+table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}
+th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}.best{font-weight:bold;background:#e8f5e9}
+.plots{display:flex;flex-wrap:wrap;gap:1em}.plots img{width:520px;border:1px solid #eee}
+dl{display:grid;grid-template-columns:max-content auto;gap:2px 1em}dt{font-weight:bold}"""
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:,.4g}" if abs(v) < 1e5 else f"{v:,.0f}"
+    return html.escape(str(v))
+
+
+def summary_table(result: BacktestResult) -> str:
+    """HTML table: (task, metric) rows, one column per model, the best value per row in bold."""
+    s = result.summary()
+    head = "".join(f"<th>{html.escape(LABELS.get(m, m))}</th>" for m in s.columns)
+    rows = []
+    for (task, metric), r in s.iterrows():
+        vals = r.dropna()
+        best = None
+        if len(vals) > 1 and metric not in ("total_actual", "total_predicted"):
+            if metric == "total_error_pct":
+                best = vals.abs().idxmin()
+            else:
+                best = vals.idxmin() if metric in LOWER_IS_BETTER else vals.idxmax()
+        cells = "".join(f"<td class='best'>{_fmt(v)}</td>" if m == best else f"<td>{_fmt(v)}</td>"
+                        for m, v in r.items())
+        rows.append(f"<tr><td>{task}: {metric}</td>{cells}</tr>")
+    return f"<table><tr><th>metric (mean over origins)</th>{head}</tr>{''.join(rows)}</table>"
+
+
+def per_origin_table(result: BacktestResult, metrics=("roc_auc", "ece", "normalized_gini",
+                                                      "total_error_pct")) -> str:
+    m = result.metrics[result.metrics.metric.isin(metrics)]
+    t = m.pivot_table(index="origin", columns=["task", "metric", "model"], values="value")
+    head = "".join(f"<th>{html.escape(f'{a}: {b} ({LABELS.get(c, c)})')}</th>" for a, b, c in t.columns)
+    rows = "".join(f"<tr><td>{pd.Timestamp(o).date()}</td>{''.join(f'<td>{_fmt(v)}</td>' for v in r)}</tr>"
+                   for o, r in t.iterrows())
+    return f"<table><tr><th>origin</th>{head}</tr>{rows}</table>"
+
+
+def render_html(title: str, meta: dict[str, Any], result: BacktestResult, plots: dict[str, Path]) -> str:
+    """The report as one HTML string (plots embedded as base64 PNG, no external files)."""
+    info = "".join(f"<dt>{html.escape(str(k))}</dt><dd>{_fmt(v)}</dd>" for k, v in meta.items())
+    imgs = "".join(
+        f"<figure><img alt='{html.escape(n)}' src='data:image/png;base64,"
+        f"{base64.b64encode(Path(p).read_bytes()).decode()}'><figcaption>{html.escape(n)}</figcaption></figure>"
+        for n, p in plots.items())
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1><dl>{info}</dl>"
+            f"<h2>Metrics</h2><p>Every model is scored on the same customers at every origin. Best per "
+            f"row in bold.</p>{summary_table(result)}<h2>Per origin</h2>{per_origin_table(result)}"
+            f"<h2>Plots</h2><div class='plots'>{imgs}</div></body></html>")
+
+
+def write_report(result: BacktestResult, folder: str | Path, title: str,
+                 meta: dict[str, Any]) -> dict[str, Path]:
+    """Write metrics (CSV), predictions (Parquet), the PNG plots and ``report.html`` into ``folder``.
+
+    Returns name -> path of everything written (all writes atomic).
+    """
+    folder = Path(folder)
+    out = {"metrics": folder / "metrics.csv", "summary": folder / "summary.csv",
+           "predictions": folder / "predictions.parquet"}
+    atomic_write_text(result.metrics.to_csv(index=False), out["metrics"])
+    atomic_write_text(result.summary().to_csv(), out["summary"])
+    atomic_write_parquet(result.predictions, out["predictions"])
+    plots = save_plots(result.predictions, folder / "plots")
+    out["report"] = atomic_write_text(render_html(title, meta, result, plots), folder / "report.html")
+    return {**out, **{f"plot_{k}": v for k, v in plots.items()}}
