@@ -7,6 +7,8 @@ import pytest
 
 os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
 os.environ.pop("MLFLOW_TRACKING_URI", None)
+if os.environ.get("PYTEST_XDIST_WORKER"):  # parallel workers: one LightGBM thread each (no oversubscription)
+    os.environ.setdefault("CLVML_THREADS", "1")
 
 
 @pytest.fixture(scope="session")

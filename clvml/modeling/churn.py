@@ -32,7 +32,7 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
     def __init__(self, *, calibration: str = "isotonic", n_estimators: int = 2000,
                  learning_rate: float = 0.05, num_leaves: int = 31, min_child_samples: int = 50,
                  subsample: float = 0.8, colsample_bytree: float = 0.8, reg_lambda: float = 1.0,
-                 early_stopping_rounds: int = 50, random_state: int = 0, n_jobs: int = 2,
+                 early_stopping_rounds: int = 50, random_state: int = 0, n_jobs: int | None = None,
                  params: dict[str, Any] | None = None):
         self.calibration = calibration
         self.n_estimators = n_estimators

@@ -48,13 +48,25 @@ def prepare_X(X: pd.DataFrame, columns: list[str], categories: dict[str, list[st
     return pd.DataFrame(out, index=X.index)
 
 
+def default_threads() -> int:
+    """LightGBM threads when an estimator's ``n_jobs`` is None: ``CLVML_THREADS`` if set, else every
+    core. Set it when several processes train at once (parallel test workers, a scheduler running jobs
+    side by side): OpenMP threads of different processes competing for the same cores busy-wait and
+    can make training ten times slower."""
+    import os
+
+    env = os.environ.get("CLVML_THREADS")
+    return int(env) if env else (os.cpu_count() or 1)
+
+
 def lgbm_params(est: Any, objective: str, **extra: Any) -> dict[str, Any]:
     params = dict(
         objective=objective, n_estimators=est.n_estimators, learning_rate=est.learning_rate,
         num_leaves=est.num_leaves, min_child_samples=est.min_child_samples,
         subsample=est.subsample, subsample_freq=1 if est.subsample < 1 else 0,
         colsample_bytree=est.colsample_bytree, reg_lambda=est.reg_lambda,
-        random_state=est.random_state, n_jobs=est.n_jobs, deterministic=True, force_row_wise=True,
+        random_state=est.random_state,
+        n_jobs=est.n_jobs if est.n_jobs is not None else default_threads(), deterministic=True, force_row_wise=True,
         verbose=-1,
     )
     params.update(est.params or {})

@@ -1,0 +1,133 @@
+"""Backtest, baselines, plots and the HTML report."""
+
+import datetime as dt
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from clvml.cli import app
+from clvml.config import load_config
+from clvml.data.dataset import load_dataset
+from clvml.errors import ClvmlError
+from clvml.evaluation.backtest import last_horizon_spend, recency_baseline, train_mask
+from clvml.evaluation.plots import calibration_table, decile_table, gain_curve
+from tests.conftest import tx
+from tests.test_demo import write_config
+
+
+def test_train_mask_embargoes_overlapping_horizons():
+    f = pd.DataFrame({"cutoff": pd.to_datetime(["2024-01-01", "2024-02-01", "2024-03-01", "2024-04-01"])})
+    # origin 2024-04-01, 31-day horizon: 2024-03-01 + 31 days = 2024-04-01 ends exactly at the origin
+    assert train_mask(f, dt.date(2024, 4, 1), 31).tolist() == [True, True, True, False]
+    # 32 days: the 2024-03-01 horizon overlaps the origin's period, so it is left out
+    assert train_mask(f, dt.date(2024, 4, 1), 32).tolist() == [True, True, False, False]
+
+
+def test_last_horizon_spend_counts_only_purchases_in_the_last_horizon():
+    t = tx([("a", "2024-01-01", 10.0), ("a", "2024-03-02", 5.0), ("a", "2024-03-31 23:59", 7.0),
+            ("a", "2024-04-01", 100.0),  # at the origin: after
+            ("b", "2024-03-10", -4.0), ("b", "2024-03-01 23:00", 3.0)])
+    ds = load_dataset(frames={"transactions": t})
+    got = last_horizon_spend(ds, pd.Series(["a", "b", "c"]), dt.date(2024, 4, 1), 31)
+    # window [2024-03-01, 2024-04-01): a 5 + 7, b 3 (the refund is not spend), c nothing
+    assert got.tolist() == [12.0, 3.0, 0.0]
+
+
+def test_recency_baseline_is_an_increasing_calibrated_map():
+    train = pd.DataFrame({"tx_recency_days": [1, 2, 10, 20, 40, 80], "tx_tenure_days": [100] * 6,
+                          "churn": [0, 0, 0, 1, 1, 1]})
+    test = pd.DataFrame({"tx_recency_days": [0, 15, 1000, np.nan], "tx_tenure_days": [5, 5, 5, 30]})
+    p = recency_baseline(train, test)
+    assert p[0] == 0.0 and p[2] == 1.0 and 0.0 <= p[1] <= 1.0
+    assert p[3] == 1.0  # no purchase (refunds only): tenure 30 stands in for recency
+
+
+def test_plot_tables():
+    t = calibration_table([0, 0, 1, 1], [0.05, 0.08, 0.92, 0.5])
+    assert t.loc[0].tolist() == pytest.approx([0.065, 0.0, 2])
+    assert t.loc[9].observed == 1.0 and t.loc[5].predicted == 0.5
+    x, y = gain_curve([1, 0, 1, 0], [0.9, 0.8, 0.7, 0.1])
+    assert x.tolist() == [0, 0.25, 0.5, 0.75, 1] and y.tolist() == [0, 0.5, 0.5, 1, 1]
+    d = decile_table(np.arange(20, dtype=float), np.arange(20, dtype=float))
+    assert d.loc[1].tolist() == [18.5, 18.5] and d.loc[10].tolist() == [0.5, 0.5]
+
+
+BT = {"cutoffs": {"start": "2023-04-01", "every_days": 45}, "labels": {"horizon_days": 60},
+      "backtest": {"last": 2}}
+
+
+@pytest.fixture(scope="module")
+def backtest_run(tmp_path_factory):
+    from clvml.pipeline import run_backtest
+
+    tmp = tmp_path_factory.mktemp("bt")
+    cfg = load_config(write_config(tmp, **BT))
+    return tmp, cfg, run_backtest(cfg)
+
+
+def test_backtest_scores_every_model_on_the_same_customers(backtest_run):
+    tmp, cfg, r = backtest_run
+    pred, met = r.result.predictions, r.result.metrics
+    origins = sorted(pred.origin.dt.date.unique())
+    assert origins == [dt.date(2024, 2, 10), dt.date(2024, 3, 26)]
+    for col in ("churn_lightgbm", "churn_btyd", "churn_simple", "value_lightgbm", "value_btyd",
+                "value_simple", "clv_lightgbm"):
+        assert pred[col].notna().all(), col
+    assert not pred.duplicated(["origin", "customer_id"]).any()
+    assert set(met.model) == {"lightgbm", "btyd", "simple"}
+    assert len(met) == 2 * 3 * (7 + 8)  # origins x models x (churn + value metrics)
+    s = r.result.summary()
+    assert list(s.columns) == ["lightgbm", "btyd", "simple"]
+    # on held-out horizons the LightGBM models rank better than the simple baselines
+    assert s.loc[("churn", "roc_auc"), "lightgbm"] > s.loc[("churn", "roc_auc"), "simple"]
+    assert s.loc[("value", "normalized_gini"), "lightgbm"] > s.loc[("value", "normalized_gini"), "simple"]
+    # realised labels are the ones of the training set at that cut-off
+    assert pred.churn.isin([0, 1]).all() and (pred.value >= 0).all()
+
+
+def test_backtest_report_and_mlflow_run(backtest_run):
+    tmp, cfg, r = backtest_run
+    html = r.report["report"].read_text()
+    assert html.count("data:image/png;base64,") == 6 and "BG/NBD + Gamma-Gamma" in html
+    assert "2024-02-10" in html and "normalized_gini" in html
+    for name in ("roc", "precision_recall", "calibration", "cumulative_gain", "value_deciles",
+                 "clv_distribution"):
+        assert r.report[f"plot_{name}"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    metrics = pd.read_csv(r.report["metrics"])
+    assert len(metrics) == len(r.result.metrics)
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp / 'out' / 'mlflow.db'}")
+    run = client.get_run(r.run_id)
+    assert run.data.tags["clvml.job"] == "backtest"
+    m = run.data.metrics
+    assert m["backtest_churn_roc_auc"] == pytest.approx(r.result.summary().loc[("churn", "roc_auc"), "lightgbm"])
+    assert "backtest_btyd_value_normalized_gini" in m and "backtest_simple_churn_roc_auc" in m
+    hist = client.get_metric_history(r.run_id, "backtest_churn_origin_roc_auc")
+    assert [h.step for h in hist] == [0, 1]
+    arts = {a.path for a in client.list_artifacts(r.run_id, "evaluation")}
+    assert {"evaluation/report.html", "evaluation/metrics.csv", "evaluation/plots"} <= arts
+
+
+def test_backtest_origin_must_be_a_labelled_cutoff(backtest_run):
+    from clvml.evaluation.backtest import evaluate_origin
+    from clvml.modeling.training import make_training_set
+    from clvml.pipeline import load_data
+
+    tmp, cfg, r = backtest_run
+    ds = load_data(cfg)
+    ts = make_training_set(ds, cfg)
+    with pytest.raises(ClvmlError, match="not a labelled cut-off"):
+        evaluate_origin(ts, cfg, ds, dt.date(2024, 2, 11))
+    with pytest.raises(ClvmlError, match="need more than cutoffs.validation"):
+        evaluate_origin(ts, cfg, ds, dt.date(2023, 6, 30))
+
+
+def test_cli_backtest_prints_the_comparison(tmp_path):
+    path = write_config(tmp_path, **{**BT, "backtest": {"origins": ["2024-03-26"]},
+                                     "tracking": {"enabled": False}})
+    res = CliRunner().invoke(app, ["backtest", "-c", str(path)])
+    assert res.exit_code == 0, res.output
+    assert "lightgbm" in res.output and "btyd" in res.output and "roc_auc" in res.output
+    assert (tmp_path / "out" / "backtest" / "report.html").exists()
