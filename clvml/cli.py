@@ -148,6 +148,24 @@ def backtest(config: ConfigOpt = None) -> None:
     _run(go)
 
 
+@app.command()
+def tune(config: ConfigOpt = None, n_trials: Annotated[int | None, typer.Option(
+        help="Override tune.n_trials.")] = None) -> None:
+    """Optuna study on time-ordered validation cut-offs; writes the tuned config for `clvml train`."""
+    def go():
+        from clvml.tuning import tune as run_tune
+
+        cfg = _config(config)
+        if n_trials is not None:
+            cfg.tune.n_trials = n_trials
+        r = run_tune(cfg, progress=_progress())
+        console.print(f"best {cfg.tune.objective} {r.best_value:.4f} after {r.trials} trials "
+                      f"({r.pruned} pruned): {json.dumps(r.best_params)}")
+        console.print(f"tuned config: {r.config_path} (train with `clvml train -c {r.config_path}`); "
+                      f"MLflow run {r.run_id}")
+    _run(go)
+
+
 @features_app.command("list")
 def features_list(config: ConfigOpt = None,
                   markdown: Annotated[bool, typer.Option(help="Print as Markdown.")] = False) -> None:

@@ -248,6 +248,8 @@ class TuneConfig(_Strict):
     """Optuna study over LightGBM parameters, scored on the time-ordered validation cut-offs."""
 
     n_trials: int = Field(20, ge=1)
+    origins: int = Field(2, ge=1, description="Score each trial at the latest N labelled cut-offs, in "
+                         "time order, training only on earlier ones; a trial can be pruned after each.")
     timeout_s: float | None = Field(None, gt=0)
     objective: Literal["churn_auc", "value_gini", "both"] = Field(
         "both", description="both: mean of churn ROC AUC and value normalized Gini.")

@@ -29,16 +29,23 @@ def start_run(cfg: Config, run_name: str, tags: dict[str, str] | None = None) ->
     import mlflow
 
     uri = tracking_uri(cfg)
-    mlflow.set_tracking_uri(uri)
-    exp = mlflow.get_experiment_by_name(cfg.tracking.experiment)
-    if exp is None:
-        art = None
-        if uri.startswith("sqlite:"):
-            art = (Path(cfg.output.dir).resolve() / "mlartifacts").as_uri()
-        mlflow.create_experiment(cfg.tracking.experiment, artifact_location=art)
-    mlflow.set_experiment(cfg.tracking.experiment)
-    with mlflow.start_run(run_name=run_name, tags=tags) as run:
-        yield run
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)  # also exports MLFLOW_TRACKING_URI: restored below, so the next
+    try:                          # config in this process is not sent to this run's store
+        exp = mlflow.get_experiment_by_name(cfg.tracking.experiment)
+        if exp is None:
+            art = None
+            if uri.startswith("sqlite:"):
+                art = (Path(cfg.output.dir).resolve() / "mlartifacts").as_uri()
+            mlflow.create_experiment(cfg.tracking.experiment, artifact_location=art)
+        mlflow.set_experiment(cfg.tracking.experiment)
+        with mlflow.start_run(run_name=run_name, tags=tags) as run:
+            yield run
+    finally:
+        if env is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = env
 
 
 def log_config(cfg: Config) -> None:

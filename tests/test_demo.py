@@ -117,3 +117,17 @@ def test_cached_world_is_reused_only_if_its_truth_covers_the_grid(tmp_path):
     end = dt.date(2024, 12, 31)
     assert _world_matches(tmp_path, [dt.date(2024, 1, 1), dt.date(2025, 1, 1)], end)  # after end: no truth
     assert not _world_matches(tmp_path, [dt.date(2024, 1, 1), dt.date(2024, 3, 1)], end)  # grid changed
+
+
+def test_tracking_uri_of_one_run_does_not_leak_into_the_next(tmp_path):
+    import os
+
+    from clvml.tracking import start_run, tracking_uri
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a, b = load_config(write_config(tmp_path / "a")), load_config(write_config(tmp_path / "b"))
+    with start_run(a, "first"):
+        pass
+    assert "MLFLOW_TRACKING_URI" not in os.environ
+    assert tracking_uri(b) != tracking_uri(a) and str(tmp_path / "b") in tracking_uri(b)

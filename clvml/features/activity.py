@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import ibis
 
-from clvml.features.engine import aggregate_family, day_of, safe_div, wsum
+from clvml.features.engine import aggregate_family, day_of, exact_sum, safe_div, wsum
 from clvml.features.registry import Feature, family
 
 FAM = family("activity", "activity", "act")
@@ -54,7 +54,7 @@ def daily(act: ibis.Table) -> ibis.Table:
         closed=t.count(where=et == "account_closed"),
     )
     if "duration_s" in act.columns:
-        aggs["duration"] = t.duration_s.sum(where=et == "session").fill_null(0.0)
+        aggs["duration"] = exact_sum(t.duration_s, et == "session").fill_null(0)
     return t.group_by(["customer_id", "day"]).aggregate(**aggs)
 
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import ibis
 
-from clvml.features.engine import aggregate_family, day_of, wsum
+from clvml.features.engine import aggregate_family, day_of, exact_sum, safe_div, wsum
 from clvml.features.registry import Feature, family
 
 FAM = family("after_sales", "after_sales", "as")
@@ -41,7 +41,7 @@ R(Feature("returns_{w}", "Returns and refund events {span}.", "returns", "{value
           agg=lambda j, w: wsum(j.is_return, w), windowed=True))
 R(Feature("refund_amount_all", "Amount refunded through after-sales over all history.", "currency",
           "{value} refunded through support",
-          agg=lambda j, w: j.amount.sum(where=j.is_return), requires=("amount",)))
+          agg=lambda j, w: exact_sum(j.amount, j.is_return), requires=("amount",)))
 R(Feature("surveys_all", "Surveys answered.", "surveys", "answered {value} surveys",
           agg=lambda j, w: j.is_survey.cast("int64").sum()))
 R(Feature("satisfaction_last", "Latest satisfaction score (1-5).", "score",
@@ -49,7 +49,7 @@ R(Feature("satisfaction_last", "Latest satisfaction score (1-5).", "score",
           agg=lambda j, w: j.satisfaction.argmax(j.ts_s, where=j.satisfaction.notnull())))
 R(Feature("satisfaction_mean", "Mean satisfaction score (1-5).", "score",
           "average satisfaction {value}/5", fill=None, requires=("satisfaction",),
-          agg=lambda j, w: j.satisfaction.mean()))
+          agg=lambda j, w: safe_div(exact_sum(j.satisfaction), j.satisfaction.count())))
 R(Feature("nps_last", "Latest NPS answer (0-10).", "score", "latest NPS answer {value}/10", fill=None,
           requires=("nps",), agg=lambda j, w: j.nps.argmax(j.ts_s, where=j.nps.notnull())))
 R(Feature("nps_category", "Latest NPS category: promoter (9-10), passive (7-8), detractor (0-6).",

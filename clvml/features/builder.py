@@ -105,8 +105,12 @@ def build_features(
     if "act_cart_conversion_90d" in names:
         base = base.mutate(act_cart_conversion_90d=safe_div(base.tx_orders_90d,
                                                             base.act_carts_90d))
-    out = {s.name: (base[s.name].fill_null(s.fill) if s.fill is not None else base[s.name])
-           for s in specs}
+    out = {}
+    for s in specs:
+        col = base[s.name]
+        if col.type().is_decimal():  # exact sums (engine.exact_sum) are handed out as float64
+            col = col.cast("float64")
+        out[s.name] = col.fill_null(s.fill) if s.fill is not None else col
     cutoff = (ibis.date(1970, 1, 1) + base.cutoff_day.as_interval("D")).cast("date")
     return base.select("customer_id", cutoff=cutoff, **out)
 

@@ -56,6 +56,21 @@ def aggregate_family(
     )
 
 
+#: exact type for sums of floating-point quantities: 29 integer digits, 9 decimals
+EXACT = ibis.expr.datatypes.Decimal(38, 9)
+
+
+def exact_sum(x: ibis.Value, where: ibis.Value | None = None) -> ibis.Value:
+    """Sum of a floating-point column computed in DECIMAL(38, 9), null when no row is summed.
+
+    A floating-point sum depends on the order of its terms, and a parallel hash aggregation adds them
+    in whatever order its threads deliver: two runs on the same data could differ in the last bits
+    (and LightGBM would then pick other splits). Decimal sums are exact, so features are identical
+    run after run. Each value is rounded to 1e-9 first, far below any currency or duration unit.
+    """
+    return x.cast(EXACT).sum(where=where)
+
+
 def safe_div(a: ibis.Value, b: ibis.Value) -> ibis.Value:
     """a / b, null when b is 0 or null."""
     return ibis.ifelse(b.fill_null(0) == 0, ibis.null("float64"), a.cast("float64") / b)
@@ -63,6 +78,7 @@ def safe_div(a: ibis.Value, b: ibis.Value) -> ibis.Value:
 
 def std_from_moments(n: ibis.Value, s: ibis.Value, ss: ibis.Value) -> ibis.Value:
     """Sample standard deviation from count, sum and sum of squares (null for n < 2)."""
+    n, s, ss = n.cast("float64"), s.cast("float64"), ss.cast("float64")
     var = (ss - s * s / n) / (n - 1)
     return ibis.ifelse(n > 1, ibis.greatest(var, 0).sqrt(), ibis.null("float64"))
 

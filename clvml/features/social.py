@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import ibis
 
-from clvml.features.engine import aggregate_family, day_of, safe_div, wsum
+from clvml.features.engine import aggregate_family, day_of, exact_sum, safe_div, wsum
 from clvml.features.registry import Feature, family
 
 FAM = family("social", "social", "soc")
@@ -44,7 +44,7 @@ def daily(soc: ibis.Table) -> ibis.Table:
         reviews=t.count(where=et == "review"),
     )
     if "rating" in soc.columns:
-        aggs["rating_sum"] = t.rating.sum(where=et == "review")
+        aggs["rating_sum"] = exact_sum(t.rating, et == "review")
         aggs["rating_n"] = t.rating.count(where=et == "review")
     return t.group_by(["customer_id", "day"]).aggregate(**aggs)
 

@@ -7,7 +7,15 @@ from collections.abc import Sequence
 
 import ibis
 
-from clvml.features.engine import aggregate_family, day_of, safe_div, std_from_moments, wmax, wsum
+from clvml.features.engine import (
+    aggregate_family,
+    day_of,
+    exact_sum,
+    safe_div,
+    std_from_moments,
+    wmax,
+    wsum,
+)
 from clvml.features.registry import Feature, family
 
 FAM = family("transactions", "transactions", "tx")
@@ -119,18 +127,18 @@ def daily(tx: ibis.Table) -> ibis.Table:
     pos = t.amount > 0
     aggs = dict(
         orders=t.amount.count(where=pos),
-        spend=t.amount.sum(where=pos).fill_null(0.0),
-        ss=(t.amount * t.amount).sum(where=pos).fill_null(0.0),
+        spend=exact_sum(t.amount, pos).fill_null(0),
+        ss=exact_sum(t.amount * t.amount, pos).fill_null(0),
         max_amount=t.amount.max(where=pos),
         refunds=t.amount.count(where=t.amount < 0),
-        refund_amount=(-t.amount).sum(where=t.amount < 0).fill_null(0.0),
+        refund_amount=exact_sum(-t.amount, t.amount < 0).fill_null(0),
     )
     if "quantity" in cols:
-        aggs["quantity"] = t.quantity.sum(where=pos).fill_null(0.0)
+        aggs["quantity"] = exact_sum(t.quantity, pos).fill_null(0)
     if "discount" in cols:
-        aggs["discount"] = t.discount.sum(where=pos).fill_null(0.0)
+        aggs["discount"] = exact_sum(t.discount, pos).fill_null(0)
     if "margin" in cols:
-        aggs["margin"] = t.margin.sum().fill_null(0.0)
+        aggs["margin"] = exact_sum(t.margin).fill_null(0)
     d = t.group_by(["customer_id", "day"]).aggregate(**aggs)
     prev = ibis.ifelse(d.orders > 0, d.day, ibis.null("int64")).max().over(
         ibis.window(group_by="customer_id", order_by="day", rows=(None, -1))
@@ -141,14 +149,14 @@ def daily(tx: ibis.Table) -> ibis.Table:
 def _mix(tx: ibis.Table, cutoffs: ibis.Table, column: str, count_name: str,
          share_name: str, kind: str) -> ibis.Table:
     t = tx.filter(tx.amount > 0).mutate(day=day_of(tx.ts), key=tx[column].fill_null("(none)"))
-    d = t.group_by(["customer_id", "key", "day"]).aggregate(n=t.count(), s=t.amount.sum())
+    d = t.group_by(["customer_id", "key", "day"]).aggregate(n=t.count(), s=exact_sum(t.amount))
     j = d.cross_join(cutoffs).filter(d.day < cutoffs.cutoff_day)
     per = j.group_by(["customer_id", "cutoff_day", "key"]).aggregate(n=j.n.sum(), s=j.s.sum())
     if kind == "hhi":  # spend concentration
         agg = per.group_by(["customer_id", "cutoff_day"]).aggregate(
-            **{count_name: per.count(), "_ss": (per.s * per.s).sum(), "_s": per.s.sum()})
+            **{count_name: per.count(), "_ss": exact_sum(per.s.cast("float64") ** 2), "_s": per.s.sum()})
         return agg.select("customer_id", "cutoff_day", count_name,
-                          **{share_name: safe_div(agg._ss, agg._s * agg._s)})
+                          **{share_name: safe_div(agg._ss, agg._s.cast("float64") ** 2)})
     agg = per.group_by(["customer_id", "cutoff_day"]).aggregate(
         **{count_name: per.count(), "_max": per.n.max(), "_tot": per.n.sum()})
     return agg.select("customer_id", "cutoff_day", count_name,

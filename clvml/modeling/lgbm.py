@@ -48,15 +48,22 @@ def prepare_X(X: pd.DataFrame, columns: list[str], categories: dict[str, list[st
     return pd.DataFrame(out, index=X.index)
 
 
-def default_threads() -> int:
-    """LightGBM threads when an estimator's ``n_jobs`` is None: ``CLVML_THREADS`` if set, else every
-    core. Set it when several processes train at once (parallel test workers, a scheduler running jobs
-    side by side): OpenMP threads of different processes competing for the same cores busy-wait and
-    can make training ten times slower."""
+#: below this many training rows LightGBM runs on one thread: threads cost more than they save there,
+#: and OpenMP threads busy-wait, so any other process on the machine slows a multi-threaded fit down
+SMALL_FIT_ROWS = 50_000
+
+
+def default_threads(rows: int) -> int:
+    """LightGBM threads when an estimator's ``n_jobs`` is None: ``CLVML_THREADS`` if set, else one for
+    small fits and every core otherwise. Set ``CLVML_THREADS`` when several processes train at once
+    (parallel test workers, jobs side by side): competing OpenMP threads can make a fit ten times
+    slower."""
     import os
 
     env = os.environ.get("CLVML_THREADS")
-    return int(env) if env else (os.cpu_count() or 1)
+    if env:
+        return int(env)
+    return 1 if rows < SMALL_FIT_ROWS else (os.cpu_count() or 1)
 
 
 def lgbm_params(est: Any, objective: str, **extra: Any) -> dict[str, Any]:
@@ -65,8 +72,7 @@ def lgbm_params(est: Any, objective: str, **extra: Any) -> dict[str, Any]:
         num_leaves=est.num_leaves, min_child_samples=est.min_child_samples,
         subsample=est.subsample, subsample_freq=1 if est.subsample < 1 else 0,
         colsample_bytree=est.colsample_bytree, reg_lambda=est.reg_lambda,
-        random_state=est.random_state,
-        n_jobs=est.n_jobs if est.n_jobs is not None else default_threads(), deterministic=True, force_row_wise=True,
+        random_state=est.random_state, n_jobs=est.n_jobs, deterministic=True, force_row_wise=True,
         verbose=-1,
     )
     params.update(est.params or {})
@@ -84,6 +90,8 @@ def fit_with_early_stopping(
 
     Returns (final model, model fitted on X only or None, number of rounds).
     """
+    if params.get("n_jobs") is None:
+        params = {**params, "n_jobs": default_threads(len(X) + (0 if X_val is None else len(X_val)))}
     if X_val is None or len(X_val) == 0:
         model = make(**params)
         model.fit(X, y, sample_weight=sample_weight)
