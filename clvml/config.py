@@ -178,7 +178,7 @@ class ChurnModelConfig(LGBMParams):
 
 
 class ValueModelConfig(LGBMParams):
-    form: Literal["hurdle", "tweedie"] = "hurdle"
+    form: Literal["hurdle", "tweedie", "frequency"] = "hurdle"
     tweedie_variance_power: float = Field(1.5, gt=1, lt=2)
 
 

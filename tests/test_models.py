@@ -49,7 +49,7 @@ def test_churn_model_learns_and_calibrates(calibration):
     assert (calibration == "none") == (m.calibrator_ is None)
 
 
-@pytest.mark.parametrize("form", ["hurdle", "tweedie"])
+@pytest.mark.parametrize("form", ["hurdle", "tweedie", "frequency"])
 def test_value_model_is_non_negative_and_ranks(form):
     X, y, spend = data()
     Xv, _, sv = data(seed=1)
@@ -63,6 +63,22 @@ def test_value_model_is_non_negative_and_ranks(form):
     assert normalized_gini(sv, pred) > 0.85 * normalized_gini(sv, oracle)
     assert abs(pred.sum() / sv.sum() - 1) < 0.15
     assert (m.predict_purchases(Xv) >= 0).all()
+
+
+def test_frequency_form_is_purchases_times_order_value():
+    rng = np.random.default_rng(3)
+    n = 4000
+    X = pd.DataFrame({"rate": rng.uniform(0.2, 3, n), "aov": rng.uniform(10, 100, n)})
+    k = rng.poisson(X.rate)
+    spend = np.array([rng.gamma(3.0, a / 3.0, c).sum() for a, c in zip(X.aov, k, strict=True)])
+    m = ValueModel(form="frequency", **FAST).fit(X, spend, purchases=k)
+    pred = m.predict(X)
+    # E[spend] = rate x aov exactly; the two LightGBMs recover it closely on average
+    assert abs(pred.mean() / (X.rate * X.aov).mean() - 1) < 0.05
+    assert np.corrcoef(pred, X.rate * X.aov)[0, 1] > 0.9
+    np.testing.assert_allclose(pred, m.predict_purchases(X) * m.amount_.predict(X), rtol=1e-12)
+    with pytest.raises(ValueError, match="needs purchases"):
+        ValueModel(form="frequency").fit(X, spend)
 
 
 def test_missing_feature_is_a_clear_error():

@@ -83,7 +83,7 @@ def lgbm_params(est: Any, objective: str, **extra: Any) -> dict[str, Any]:
 def fit_with_early_stopping(
     make: Any, params: dict[str, Any], X: pd.DataFrame, y: np.ndarray,
     X_val: pd.DataFrame | None, y_val: np.ndarray | None, early_stopping_rounds: int,
-    sample_weight: np.ndarray | None = None,
+    sample_weight: np.ndarray | None = None, sample_weight_val: np.ndarray | None = None,
 ) -> tuple[Any, Any | None, int]:
     """Fit on (X, y) with early stopping on the validation set, then refit on train + validation with
     the chosen number of rounds.
@@ -98,10 +98,15 @@ def fit_with_early_stopping(
         return model, None, params["n_estimators"]
     first = make(**params)
     first.fit(X, y, sample_weight=sample_weight, eval_X=(X_val,), eval_y=(y_val,),
+              eval_sample_weight=None if sample_weight_val is None else [sample_weight_val],
               callbacks=[lgb.early_stopping(early_stopping_rounds, verbose=False)])
     rounds = max(1, int(first.best_iteration_ or params["n_estimators"]))
     final = make(**{**params, "n_estimators": rounds})
     X_all = pd.concat([X, X_val])
     y_all = np.concatenate([np.asarray(y), np.asarray(y_val)])
-    final.fit(X_all, y_all)
+    w_all = None
+    if sample_weight is not None:
+        w_val = np.ones(len(X_val)) if sample_weight_val is None else np.asarray(sample_weight_val)
+        w_all = np.concatenate([np.asarray(sample_weight), w_val])
+    final.fit(X_all, y_all, sample_weight=w_all)
     return final, first, rounds

@@ -20,7 +20,11 @@ class ValueModel(RegressorMixin, BaseEstimator):
     ----------
     form
         ``hurdle``: P(any purchase) × E[spend | purchase] (a binary LightGBM times a gamma-objective
-        LightGBM fitted on buyers only); ``tweedie``: one LightGBM with a Tweedie objective.
+        LightGBM fitted on buyers only); ``tweedie``: one LightGBM with a Tweedie objective;
+        ``frequency``: E[number of purchases] × E[order value] (a Poisson LightGBM times a gamma
+        LightGBM of the mean order value, fitted on buyers weighted by their number of orders) — the
+        BG/NBD × Gamma-Gamma decomposition, right when order values do not depend on how often a
+        customer buys; needs ``purchases`` at fit.
     tweedie_variance_power
         Tweedie power (1 < p < 2) for ``form="tweedie"``.
 
@@ -50,8 +54,10 @@ class ValueModel(RegressorMixin, BaseEstimator):
     def fit(self, X: pd.DataFrame, y, *, purchases=None,
             eval_set: tuple[pd.DataFrame, Any] | tuple[pd.DataFrame, Any, Any] | None = None):
         """Fit on spend ``y`` (and purchase counts). ``eval_set=(X_val, y_val[, purchases_val])``."""
-        if self.form not in ("hurdle", "tweedie"):
-            raise ValueError(f"form must be hurdle or tweedie, not {self.form!r}")
+        if self.form not in ("hurdle", "tweedie", "frequency"):
+            raise ValueError(f"form must be hurdle, tweedie or frequency, not {self.form!r}")
+        if self.form == "frequency" and purchases is None:
+            raise ValueError("form='frequency' needs purchases=... (purchase counts in the horizon)")
         y = np.asarray(y, dtype=float)
         if (y < 0).any():
             raise ValueError(f"{int((y < 0).sum())} negative spend targets: value targets must be >= 0")
@@ -71,6 +77,15 @@ class ValueModel(RegressorMixin, BaseEstimator):
             self.spend_, _, self.n_rounds_["spend"] = fit_with_early_stopping(
                 lgb.LGBMRegressor, params, Xp, y, Xv, yv, es)
             self.buy_ = self.amount_ = None
+        elif self.form == "frequency":
+            self.spend_ = self.buy_ = None
+            n = np.asarray(purchases, float)
+            mask = (y > 0) & (n > 0)
+            vmask = None if yv is None or pv is None else (yv > 0) & (pv > 0)
+            self.amount_, _, self.n_rounds_["amount"] = fit_with_early_stopping(
+                lgb.LGBMRegressor, lgbm_params(self, "gamma"), Xp[mask], y[mask] / n[mask],
+                None if vmask is None else Xv[vmask], None if vmask is None else yv[vmask] / pv[vmask],
+                es, sample_weight=n[mask], sample_weight_val=None if vmask is None else pv[vmask])
         else:
             self.spend_ = None
             bought = (y > 0).astype(int)
@@ -97,6 +112,8 @@ class ValueModel(RegressorMixin, BaseEstimator):
         Xp = self._features(X)
         if self.form == "tweedie":
             return np.maximum(self.spend_.predict(Xp), 0.0)
+        if self.form == "frequency":
+            return np.maximum(self.count_.predict(Xp), 0.0) * np.maximum(self.amount_.predict(Xp), 0.0)
         return self.buy_.predict_proba(Xp)[:, 1] * np.maximum(self.amount_.predict(Xp), 0.0)
 
     def predict_purchases(self, X: pd.DataFrame) -> np.ndarray:
