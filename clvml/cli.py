@@ -159,7 +159,8 @@ def tune(config: ConfigOpt = None, n_trials: Annotated[int | None, typer.Option(
         if n_trials is not None:
             cfg.tune.n_trials = n_trials
         r = run_tune(cfg, progress=_progress())
-        console.print(f"best {cfg.tune.objective} {r.best_value:.4f} after {r.trials} trials "
+        base = "" if r.default_value is None else f" (the config's own parameters: {r.default_value:.4f})"
+        console.print(f"best {cfg.tune.objective} {r.best_value:.4f}{base} after {r.trials} trials "
                       f"({r.pruned} pruned): {json.dumps(r.best_params)}")
         console.print(f"tuned config: {r.config_path} (train with `clvml train -c {r.config_path}`); "
                       f"MLflow run {r.run_id}")

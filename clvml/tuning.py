@@ -31,6 +31,7 @@ from clvml.modeling.training import TrainingSet, make_training_set
 class TuneResult:
     best_params: dict[str, Any]
     best_value: float
+    default_value: float | None  # the config's own parameters (trial 0), when inside the space
     trials: int
     pruned: int
     config_path: Path
@@ -99,6 +100,11 @@ def tune(cfg: Config, ds: Dataset | None = None, progress=lambda _: None) -> Tun
         progress(f"trial {trial.number}: {cfg.tune.objective} {sum(values) / len(values):.4f}")
         return sum(values) / len(values)
 
+    # trial 0 is the config as given, so the study can only match or improve on it
+    current = {k: getattr(getattr(cfg.model, k.split(".")[0]), k.split(".")[1]) for k in space}
+    in_space = all(space[k].low <= v <= space[k].high for k, v in current.items())
+    if in_space:
+        study.enqueue_trial(current)
     run_id = None
     if cfg.tracking.enabled:
         from clvml import tracking
@@ -113,8 +119,10 @@ def tune(cfg: Config, ds: Dataset | None = None, progress=lambda _: None) -> Tun
         study.optimize(objective, n_trials=cfg.tune.n_trials, timeout=cfg.tune.timeout_s)
         path = _write_tuned(cfg, study)
     pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials)
-    return TuneResult(dict(study.best_params), float(study.best_value), len(study.trials), pruned, path,
-                      run_id)
+    first = study.trials[0]
+    default = first.value if in_space and first.state == optuna.trial.TrialState.COMPLETE else None
+    return TuneResult(dict(study.best_params), float(study.best_value), default, len(study.trials), pruned,
+                      path, run_id)
 
 
 def _write_tuned(cfg: Config, study) -> Path:

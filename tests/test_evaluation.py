@@ -92,6 +92,26 @@ def test_backtest_report_and_mlflow_run(backtest_run):
     tmp, cfg, r = backtest_run
     html = r.report["report"].read_text()
     assert html.count("data:image/png;base64,") == 6 and "BG/NBD + Gamma-Gamma" in html
+    # the report is self-contained and every embedded plot decodes to a real image
+    import base64
+    import io
+    from html.parser import HTMLParser
+
+    import matplotlib.image
+
+    class Imgs(HTMLParser):
+        srcs: list = []
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "img":
+                self.srcs.append(dict(attrs)["src"])
+
+    parser = Imgs()
+    parser.feed(html)
+    assert len(parser.srcs) == 6 and all(s.startswith("data:image/png;base64,") for s in parser.srcs)
+    for src in parser.srcs:
+        img = matplotlib.image.imread(io.BytesIO(base64.b64decode(src.split(",", 1)[1])), format="png")
+        assert img.shape[0] > 200 and img.shape[1] > 300 and img.std() > 0.05  # drawn, not blank
     assert "2024-02-10" in html and "normalized_gini" in html
     for name in ("roc", "precision_recall", "calibration", "cumulative_gain", "value_deciles",
                  "clv_distribution"):
@@ -139,11 +159,13 @@ def test_tune_is_seeded_prunes_logs_child_runs_and_writes_a_trainable_config(tmp
     over = {**BT, "tune": {"n_trials": 5, "origins": 2, "space": {
         "churn.learning_rate": {"low": 0.05, "high": 0.3, "log": True},
         "churn.num_leaves": {"low": 4, "high": 63, "log": True},
-        "value.min_child_samples": {"low": 10, "high": 200}}}}
+        "value.min_child_samples": {"low": 10, "high": 200}}}}  # the config's own values are inside
     cfg = load_config(write_config(tmp_path, **over))
     r = tune(cfg)
     assert r.trials == 5 and set(r.best_params) == set(over["tune"]["space"])
     assert 0.5 < r.best_value < 1
+    # trial 0 is the config's own parameters, so tuning matches or improves on them
+    assert r.default_value is not None and r.best_value >= r.default_value
     tuned = load_config(r.config_path)  # `clvml train -c` reads exactly this
     assert tuned.model.churn.learning_rate == pytest.approx(r.best_params["churn.learning_rate"])
     assert tuned.model.churn.num_leaves == r.best_params["churn.num_leaves"]
