@@ -132,3 +132,53 @@ def reason_codes(contrib: pd.DataFrame, X: pd.DataFrame, specs: Sequence[Feature
             out[f"reason_{i + 1}_text"].append(
                 None if name is None else (spec.explain(value) if spec else f"{name} = {value}"))
     return pd.DataFrame(out, index=contrib.index)
+
+
+def write_explanations(churn: ChurnModel, value: ValueModel, X: pd.DataFrame, specs: Sequence[FeatureSpec],
+                       folder, top: int = 3, max_rows: int = 5000, seed: int = 0) -> dict[str, object]:
+    """Global drivers of both models on ``X`` (a sample of at most ``max_rows``), written to ``folder``:
+    mean |SHAP| rankings and family totals (CSV), a beeswarm summary and dependence plots of the
+    ``top`` features per model (PNG). Returns name -> path."""
+    from pathlib import Path
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import shap
+
+    from clvml.io import atomic_write, atomic_write_text
+
+    folder = Path(folder)
+    if len(X) > max_rows:
+        X = X.sample(max_rows, random_state=seed)
+    out: dict[str, object] = {}
+    numeric = X.apply(lambda c: c.cat.codes.where(c.notna()) if isinstance(c.dtype, pd.CategoricalDtype)
+                      else pd.to_numeric(c, errors="coerce")).astype(float)
+    for name, model in (("churn", churn), ("value", value)):
+        c = contributions(model, X)
+        imp = global_importance(c, specs)
+        out[f"{name}_importance"] = atomic_write_text(imp.to_csv(), folder / f"{name}_shap_importance.csv")
+        out[f"{name}_families"] = atomic_write_text(family_importance(c, specs).to_csv(),
+                                                    folder / f"{name}_shap_families.csv")
+        vals = c.drop(columns=BIAS)
+        plt.figure()
+        shap.summary_plot(vals.to_numpy(), numeric[vals.columns], show=False, max_display=20)
+        fig = plt.gcf()
+        fig.suptitle(f"{name}: SHAP summary (raw score space)")
+        out[f"{name}_beeswarm"] = atomic_write(folder / f"{name}_beeswarm.png",
+                                               lambda tmp, fig=fig: fig.savefig(tmp, format="png",
+                                                                                bbox_inches="tight"))
+        plt.close(fig)
+        for feat in imp.index[:top]:
+            fig, ax = plt.subplots(figsize=(5, 4))
+            ax.scatter(numeric[feat], vals[feat], s=4, alpha=0.4)
+            ax.set_xlabel(feat)
+            ax.set_ylabel(f"SHAP value ({name})")
+            ax.set_title(f"{name}: dependence on {feat}")
+            ax.grid(alpha=0.3)
+            out[f"{name}_dependence_{feat}"] = atomic_write(
+                folder / f"{name}_dependence_{feat}.png",
+                lambda tmp, fig=fig: fig.savefig(tmp, format="png", bbox_inches="tight"))
+            plt.close(fig)
+    return out

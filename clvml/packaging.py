@@ -38,6 +38,7 @@ class ModelBundle:
     clvml_version: str = ""
     bundle_format: int = BUNDLE_FORMAT
     name: str = "clvml"
+    reason_codes: int = 3  # top features pushing churn risk up / value down, per customer (0: none)
 
     @property
     def feature_columns(self) -> list[str]:
@@ -68,6 +69,14 @@ class ModelBundle:
             "expected_value": value,
             "clv": clv(value, p, **self.clv_params),
         })
+        if self.reason_codes:
+            from clvml.explain import contributions, reason_codes
+
+            for prefix, model, direction in (("churn", self.churn, 1), ("value", self.value, -1)):
+                rc = reason_codes(contributions(model, X), X, self.specs, k=self.reason_codes,
+                                  direction=direction)
+                keep = [c for c in rc.columns if not c.endswith("_value")]
+                out = pd.concat([out, rc[keep].add_prefix(f"{prefix}_").reset_index(drop=True)], axis=1)
         return out
 
 

@@ -22,6 +22,7 @@ from clvml.data.dataset import Dataset, load_dataset
 from clvml.evaluation.backtest import BacktestResult, backtest
 from clvml.evaluation.metrics import normalized_gini
 from clvml.evaluation.report import write_report
+from clvml.explain import write_explanations
 from clvml.features import build_features, to_pandas
 from clvml.io import atomic_write_json, atomic_write_parquet
 from clvml.modeling.training import (
@@ -131,10 +132,14 @@ def train(cfg: Config, ds: Dataset | None = None, progress: Progress = _quiet) -
     report = write_report(ev, Path(cfg.output.dir) / "evaluation", f"clvml train: {cfg.name}",
                           {"held-out cut-off": test_cutoff, "horizon (days)": cfg.labels.horizon_days,
                            "training rows": len(ts.frame), "features": len(ts.feature_columns)})
+    progress("explaining the models (SHAP) on the latest cut-off")
+    latest = ts.frame[ts.frame["cutoff"] == pd.Timestamp(test_cutoff)]
+    explanations = write_explanations(churn, value, latest[ts.feature_columns], ts.specs,
+                                      Path(cfg.output.dir) / "explanations", seed=cfg.seed)
     run_id = None
     if cfg.tracking.enabled:
         progress("logging the run to MLflow")
-        run_id = _track_train(cfg, ds, ts, ev, summary, model_path, report)
+        run_id = _track_train(cfg, ds, ts, ev, summary, model_path, report, explanations)
     return TrainResult(bundle, ev, summary, run_id, model_path, report)
 
 
@@ -166,7 +171,7 @@ def _log_evaluation(ev: BacktestResult, report: dict[str, Path], prefix: str) ->
                             else "evaluation")
 
 
-def _track_train(cfg, ds, ts, ev, summary, model_path, report) -> str:
+def _track_train(cfg, ds, ts, ev, summary, model_path, report, explanations) -> str:
     import mlflow
 
     from clvml import tracking
@@ -176,6 +181,8 @@ def _track_train(cfg, ds, ts, ev, summary, model_path, report) -> str:
         _log_data(ds, ts)
         _log_evaluation(ev, report, "test_")
         tracking.log_json(summary, "summary.json")
+        for path in explanations.values():
+            mlflow.log_artifact(str(path), artifact_path="explanations")
         mlflow.log_artifacts(str(model_path), artifact_path="model")
         return run.info.run_id
 

@@ -46,7 +46,14 @@ def test_demo_end_to_end(demo_run):
     scores = pd.read_parquet(r["scores_path"])
     tx = pd.read_parquet(tmp / "world" / "transactions.parquet")
     assert len(scores) == tx.customer_id.nunique() == r["scored_customers"]
-    assert set(scores.columns) >= {"customer_id", "as_of", "churn_probability", "expected_value", "clv"}
+    assert set(scores.columns) >= {"customer_id", "as_of", "churn_probability", "expected_value", "clv",
+                                   "churn_reason_1", "churn_reason_1_shap", "churn_reason_3_text",
+                                   "value_reason_1_text"}
+    # reason codes: the features pushing churn risk up (positive SHAP), in plain language
+    assert scores.churn_reason_1_text.notna().mean() > 0.9
+    assert (scores.churn_reason_1_shap.dropna() > 0).all()
+    assert (scores.churn_reason_1_shap.fillna(0) >= scores.churn_reason_2_shap.fillna(0)).all()
+    assert (scores.value_reason_1_shap.dropna() < 0).all()
     assert scores.churn_probability.between(0, 1).all() and (scores.expected_value >= 0).all()
     assert str(scores.as_of.iloc[0]) == "2024-07-01"
     # the models learned something real on held-out data, close to the oracle
@@ -64,7 +71,11 @@ def test_demo_run_is_tracked_in_mlflow(demo_run):
     assert 0.5 < run.data.metrics["test_churn_roc_auc"] <= 1
     assert "test_value_normalized_gini" in run.data.metrics
     names = {a.path for a in client.list_artifacts(r["run_id"])}
-    assert {"summary.json", "feature_catalog.json", "config.json", "model"} <= names
+    assert {"summary.json", "feature_catalog.json", "config.json", "model", "explanations"} <= names
+    expl = {a.path.split("/")[-1] for a in client.list_artifacts(r["run_id"], "explanations")}
+    assert {"churn_shap_importance.csv", "churn_shap_families.csv", "churn_beeswarm.png",
+            "value_beeswarm.png"} <= expl
+    assert sum(n.startswith("churn_dependence_") for n in expl) == 3
 
 
 def test_exported_bundle_reloads_and_scores_identically(demo_run):
