@@ -10,6 +10,7 @@ from clvml.config import Config, load_config, parse_config  # noqa: E402
 from clvml.data.dataset import Dataset, load_dataset  # noqa: E402
 from clvml.data.synthetic import SyntheticWorld, simulate  # noqa: E402
 from clvml.data.validation import ValidationReport  # noqa: E402
+from clvml.datasets import load_cdnow_sample  # noqa: E402
 from clvml.errors import (  # noqa: E402
     ClvmlError,
     ConfigError,
@@ -17,7 +18,16 @@ from clvml.errors import (  # noqa: E402
     DataValidationError,
     ModelIncompatibleError,
 )
+from clvml.evaluation.backtest import BacktestResult, backtest  # noqa: E402
+from clvml.evaluation.cdnow import compare_on_cdnow  # noqa: E402
 from clvml.evaluation.metrics import churn_metrics, normalized_gini, value_metrics  # noqa: E402
+from clvml.explain import (  # noqa: E402
+    contributions,
+    family_importance,
+    global_importance,
+    reason_codes,
+    segment_drivers,
+)
 from clvml.features import (  # noqa: E402
     build_features,
     catalog,
@@ -27,12 +37,16 @@ from clvml.features import (  # noqa: E402
 )
 from clvml.labels import build_labels  # noqa: E402
 from clvml.modeling import ChurnModel, ValueModel, clv  # noqa: E402
+from clvml.modeling.btyd import BTYDModel  # noqa: E402
+from clvml.modeling.training import split_by_cutoff  # noqa: E402
 from clvml.packaging import ModelBundle, load_bundle  # noqa: E402
 
 __all__ = [
-    "ChurnModel", "ClvmlError", "Config", "ConfigError", "DataSourceError", "DataValidationError",
-    "Dataset", "ModelBundle", "ModelIncompatibleError", "SyntheticWorld", "ValidationReport",
-    "ValueModel", "build_features", "build_labels", "catalog", "churn_metrics", "clv",
-    "feature_specs", "load_bundle", "load_config", "load_dataset", "normalized_gini", "parse_config",
-    "simulate", "to_pandas", "value_metrics", "write_features",
+    "BTYDModel", "BacktestResult", "ChurnModel", "ClvmlError", "Config", "ConfigError", "DataSourceError",
+    "DataValidationError", "Dataset", "ModelBundle", "ModelIncompatibleError", "SyntheticWorld",
+    "ValidationReport", "ValueModel", "backtest", "build_features", "build_labels", "catalog",
+    "churn_metrics", "clv", "compare_on_cdnow", "contributions", "family_importance", "feature_specs",
+    "global_importance", "load_bundle", "load_cdnow_sample", "load_config", "load_dataset",
+    "normalized_gini", "parse_config", "reason_codes", "segment_drivers", "simulate", "split_by_cutoff",
+    "to_pandas", "value_metrics", "write_features",
 ]
