@@ -31,30 +31,28 @@ def _contrib(booster, X: pd.DataFrame) -> np.ndarray:
     return np.asarray(booster.predict(X, pred_contrib=True), dtype=float)
 
 
+def _boosters(model: ChurnModel | ValueModel) -> list:
+    """The fitted LightGBM models whose raw scores add up to the explained score."""
+    if isinstance(model, ChurnModel):
+        check_is_fitted(model, "booster_")
+        return [model.booster_]
+    check_is_fitted(model, "feature_names_in_")
+    return {"frequency": [model.count_, model.amount_], "tweedie": [model.spend_],
+            "hurdle": [model.buy_, model.amount_]}[model.form]
+
+
 def contributions(model: ChurnModel | ValueModel, X: pd.DataFrame) -> pd.DataFrame:
     """SHAP values per row and feature in the model's raw score space, plus the ``_base_value``
     column; each row sums to the raw score (see the module docstring)."""
-    if isinstance(model, ChurnModel):
-        check_is_fitted(model, "booster_")
-        Xp = model._features(X)
-        parts = [model.booster_]
-    else:
-        check_is_fitted(model, "feature_names_in_")
-        Xp = model._features(X)
-        parts = {"frequency": [model.count_, model.amount_], "tweedie": [model.spend_],
-                 "hurdle": [model.buy_, model.amount_]}[model.form]
-    total = sum(_contrib(b, Xp) for b in parts)
+    Xp = model._features(X)
+    total = sum(_contrib(b, Xp) for b in _boosters(model))
     return pd.DataFrame(total, columns=[*Xp.columns, BIAS], index=X.index)
 
 
 def raw_score(model: ChurnModel | ValueModel, X: pd.DataFrame) -> np.ndarray:
     """The raw (link-space) score the contributions add up to."""
-    if isinstance(model, ChurnModel):
-        return model.booster_.predict(model._features(X), raw_score=True)
     Xp = model._features(X)
-    parts = {"frequency": [model.count_, model.amount_], "tweedie": [model.spend_],
-             "hurdle": [model.buy_, model.amount_]}[model.form]
-    return sum(b.predict(Xp, raw_score=True) for b in parts)
+    return sum(b.predict(Xp, raw_score=True) for b in _boosters(model))
 
 
 def check_against_shap(model: ChurnModel | ValueModel, X: pd.DataFrame) -> float:
@@ -62,12 +60,9 @@ def check_against_shap(model: ChurnModel | ValueModel, X: pd.DataFrame) -> float
     import shap
 
     ours = contributions(model, X).drop(columns=BIAS).to_numpy()
-    boosters = ([model.booster_] if isinstance(model, ChurnModel) else
-                {"frequency": [model.count_, model.amount_], "tweedie": [model.spend_],
-                 "hurdle": [model.buy_, model.amount_]}[model.form])
     Xp = model._features(X)
     theirs = 0
-    for b in boosters:
+    for b in _boosters(model):
         v = shap.TreeExplainer(b.booster_ if hasattr(b, "booster_") else b).shap_values(Xp)
         theirs = theirs + np.asarray(v[1] if isinstance(v, list) else v, dtype=float)
     return float(np.abs(ours - theirs).max())
