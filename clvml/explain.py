@@ -84,7 +84,7 @@ def family_importance(contrib: pd.DataFrame, specs: Sequence[FeatureSpec]) -> pd
     fam = {s.name: s.family for s in specs}
     c = contrib.drop(columns=BIAS)
     groups = c.T.groupby([fam.get(n, "other") for n in c.columns]).sum().T
-    return groups.abs().mean().sort_values(ascending=False).rename("mean_abs_shap")
+    return groups.abs().mean().sort_values(ascending=False).rename("mean_abs_shap").rename_axis("family")
 
 
 def segment_drivers(contrib: pd.DataFrame, segments: pd.Series, top: int = 5) -> pd.DataFrame:
