@@ -68,13 +68,33 @@ def check_against_shap(model: ChurnModel | ValueModel, X: pd.DataFrame) -> float
     return float(np.abs(ours - theirs).max())
 
 
-def global_importance(contrib: pd.DataFrame, specs: Sequence[FeatureSpec] | None = None) -> pd.DataFrame:
-    """Mean |SHAP| per feature, largest first, with its family when ``specs`` are given."""
+def _numeric(X: pd.DataFrame) -> pd.DataFrame:
+    """Features as floats (categories as their codes, missing as NaN) for plots and activity masks."""
+    return X.apply(lambda c: c.cat.codes.where(c.notna()) if isinstance(c.dtype, pd.CategoricalDtype)
+                   else pd.to_numeric(c, errors="coerce")).astype(float)
+
+
+def global_importance(contrib: pd.DataFrame, specs: Sequence[FeatureSpec] | None = None,
+                      X: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Mean |SHAP| per feature, largest first, with its family when ``specs`` are given.
+
+    With ``X``, also ``active_share`` (rows where the feature is non-null and non-zero) and
+    ``mean_abs_shap_when_active``: rare but strong drivers (an unresolved complaint, an account
+    closure) move few customers, so their overall mean is small even when they dominate the risk of
+    the customers they touch; this column ranks them by that effect.
+    """
     imp = contrib.drop(columns=BIAS).abs().mean().sort_values(ascending=False)
     out = imp.rename("mean_abs_shap").to_frame()
     if specs is not None:
         fam = {s.name: s.family for s in specs}
         out["family"] = [fam.get(n, "other") for n in out.index]
+    if X is not None:
+        num = _numeric(X[list(out.index)])
+        active = (num.notna() & (num != 0)).to_numpy()
+        absc = contrib[list(out.index)].abs().to_numpy()
+        n = active.sum(axis=0)
+        out["active_share"] = n / max(len(X), 1)
+        out["mean_abs_shap_when_active"] = np.where(n > 0, (absc * active).sum(axis=0) / np.maximum(n, 1), 0.0)
     out.index.name = "feature"
     return out
 
@@ -148,11 +168,10 @@ def write_explanations(churn: ChurnModel, value: ValueModel, X: pd.DataFrame, sp
     if len(X) > max_rows:
         X = X.sample(max_rows, random_state=seed)
     out: dict[str, object] = {}
-    numeric = X.apply(lambda c: c.cat.codes.where(c.notna()) if isinstance(c.dtype, pd.CategoricalDtype)
-                      else pd.to_numeric(c, errors="coerce")).astype(float)
+    numeric = _numeric(X)
     for name, model in (("churn", churn), ("value", value)):
         c = contributions(model, X)
-        imp = global_importance(c, specs)
+        imp = global_importance(c, specs, X)
         out[f"{name}_importance"] = atomic_write_text(imp.to_csv(), folder / f"{name}_shap_importance.csv")
         out[f"{name}_families"] = atomic_write_text(family_importance(c, specs).to_csv(),
                                                     folder / f"{name}_shap_families.csv")

@@ -51,6 +51,14 @@ def test_the_informative_feature_drives_and_noise_does_not(fitted):
     assert imp.index[0] == "x" and imp.index[-1] == "noise"
 
 
+def test_importance_when_active():
+    contrib = pd.DataFrame({"a": [0.0, 0.0, 0.0, 2.0], "b": [0.3, 0.3, 0.3, 0.3], BIAS: [0.0] * 4})
+    X = pd.DataFrame({"a": [0.0, 0.0, np.nan, 1.0], "b": [1.0, 2.0, 3.0, 4.0]})
+    imp = global_importance(contrib, X=X)
+    assert imp.loc["a"].tolist() == pytest.approx([0.5, 0.25, 2.0])  # mean, active share, when active
+    assert imp.loc["b"].tolist() == pytest.approx([0.3, 1.0, 0.3])
+
+
 SPECS = [FeatureSpec("tx_recency_days", "transactions", "transactions", None, "", "days", "numeric", "",
                      "last purchase {value} days ago"),
          FeatureSpec("as_complaints_90d", "after_sales", "after_sales", 90, "", "complaints", "numeric", "",
@@ -116,3 +124,11 @@ def test_synthetic_world_drivers_rank_as_the_generator_built_them(tmp_path):
     assert rank["noise"] > max(best(p) for p in ("as_", "soc_", "act_", "tx_"))
     fam = family_importance(c, ts.specs)
     assert fam.index[0] in ("transactions", "activity")
+    # unresolved complaints/tickets touch few customers but drive their risk: ranked by the effect on
+    # the customers they touch, they are among the top drivers
+    cond = global_importance(c, ts.specs, f.loc[va, cols]).sort_values("mean_abs_shap_when_active",
+                                                                     ascending=False)
+    print(cond.head(20))
+    after = [n for n in cond.index[:15] if n.startswith("as_")]
+    assert after, list(cond.index[:15])
+    assert list(cond.index).index("noise") > 15
