@@ -156,13 +156,11 @@ def write_explanations(churn: ChurnModel, value: ValueModel, X: pd.DataFrame, sp
     ``top`` features per model (PNG). Returns name -> path."""
     from pathlib import Path
 
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import shap
 
-    from clvml.io import atomic_write, atomic_write_text
+    from clvml.evaluation.plots import save_figure
+    from clvml.io import atomic_write_text
 
     folder = Path(folder)
     if len(X) > max_rows:
@@ -180,10 +178,7 @@ def write_explanations(churn: ChurnModel, value: ValueModel, X: pd.DataFrame, sp
         shap.summary_plot(vals.to_numpy(), numeric[vals.columns], show=False, max_display=20)
         fig = plt.gcf()
         fig.suptitle(f"{name}: SHAP summary (raw score space)")
-        out[f"{name}_beeswarm"] = atomic_write(folder / f"{name}_beeswarm.png",
-                                               lambda tmp, fig=fig: fig.savefig(tmp, format="png",
-                                                                                bbox_inches="tight"))
-        plt.close(fig)
+        out[f"{name}_beeswarm"] = save_figure(fig, folder / f"{name}_beeswarm.png")
         for feat in imp.index[:top]:
             fig, ax = plt.subplots(figsize=(5, 4))
             ax.scatter(numeric[feat], vals[feat], s=4, alpha=0.4)
@@ -191,8 +186,5 @@ def write_explanations(churn: ChurnModel, value: ValueModel, X: pd.DataFrame, sp
             ax.set_ylabel(f"SHAP value ({name})")
             ax.set_title(f"{name}: dependence on {feat}")
             ax.grid(alpha=0.3)
-            out[f"{name}_dependence_{feat}"] = atomic_write(
-                folder / f"{name}_dependence_{feat}.png",
-                lambda tmp, fig=fig: fig.savefig(tmp, format="png", bbox_inches="tight"))
-            plt.close(fig)
+            out[f"{name}_dependence_{feat}"] = save_figure(fig, folder / f"{name}_dependence_{feat}.png")
     return out

@@ -51,6 +51,28 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     return path
 
 
+def replace_dir(tmp: Path, path: Path) -> Path:
+    """Put the finished folder ``tmp`` in place of the folder ``path`` (the old one is removed only
+    after the rename, and restored if the rename fails)."""
+    import shutil
+
+    old = None
+    if path.exists():
+        old = path.with_name(f".{path.name}.old-{os.getpid()}")
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(path, old)
+    try:
+        os.replace(tmp, path)
+    except OSError:
+        if old is not None:
+            os.replace(old, path)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return path
+
+
 def atomic_write_parquet(df: pd.DataFrame | pa.Table, path: str | Path) -> Path:
     """Write a DataFrame/Arrow table as Parquet atomically (deterministic bytes for equal input)."""
     table = df if isinstance(df, pa.Table) else pa.Table.from_pandas(df, preserve_index=False)

@@ -122,6 +122,8 @@ def save_bundle(bundle: ModelBundle, path: str | Path, example: pd.DataFrame) ->
     import mlflow.pyfunc
     from mlflow.models import infer_signature
 
+    from clvml.io import replace_dir
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
@@ -130,15 +132,7 @@ def save_bundle(bundle: ModelBundle, path: str | Path, example: pd.DataFrame) ->
     signature = infer_signature(example, bundle.predict(example))
     mlflow.pyfunc.save_model(str(tmp), python_model=model, signature=signature,
                              input_example=example.head(3), pip_requirements=pip_requirements())
-    old = path.with_name(f".{path.name}.old")
-    if path.exists():
-        if old.exists():
-            shutil.rmtree(old)
-        path.rename(old)
-    tmp.rename(path)
-    if old.exists():
-        shutil.rmtree(old)
-    return path
+    return replace_dir(tmp, path)
 
 
 def load_bundle(uri: str | Path) -> ModelBundle:

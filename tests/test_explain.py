@@ -115,7 +115,6 @@ def test_synthetic_world_drivers_rank_as_the_generator_built_them(tmp_path):
     rank = {n: i for i, n in enumerate(imp.index)}
     top = list(imp.index[:15])
     best = lambda prefix: min(i for n, i in rank.items() if n.startswith(prefix))  # noqa: E731
-    print(imp.head(20), {p: best(p) for p in ("as_", "soc_", "act_", "tx_")}, rank["noise"])
     # recency / engagement and frequency lead, as the generator built them
     assert any("recency" in n or "days_since_activity" in n for n in top[:5]), top
     assert any("orders" in n or "purchase_days" in n or "ipt" in n for n in top), top
@@ -128,7 +127,6 @@ def test_synthetic_world_drivers_rank_as_the_generator_built_them(tmp_path):
     # the customers they touch, they are among the top drivers
     cond = global_importance(c, ts.specs, f.loc[va, cols]).sort_values("mean_abs_shap_when_active",
                                                                      ascending=False)
-    print(cond.head(20))
     after = [n for n in cond.index[:15] if n.startswith("as_")]
     assert after, list(cond.index[:15])
     assert list(cond.index).index("noise") > 15

@@ -132,14 +132,14 @@ PLOTS = {"roc": roc, "precision_recall": precision_recall, "calibration": calibr
          "clv_distribution": clv_distribution}
 
 
+def save_figure(fig, path: str | Path) -> Path:
+    """Write ``fig`` as PNG atomically and close it."""
+    try:
+        return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", bbox_inches="tight"))
+    finally:
+        plt.close(fig)
+
+
 def save_plots(pred: pd.DataFrame, folder: str | Path) -> dict[str, Path]:
     """Write every plot as ``<folder>/<name>.png`` (atomically); returns name -> path."""
-    out = {}
-    for name, make in PLOTS.items():
-        fig = make(pred)
-        try:
-            out[name] = atomic_write(Path(folder) / f"{name}.png",
-                                     lambda tmp, fig=fig: fig.savefig(tmp, format="png", bbox_inches="tight"))
-        finally:
-            plt.close(fig)
-    return out
+    return {name: save_figure(make(pred), Path(folder) / f"{name}.png") for name, make in PLOTS.items()}

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
@@ -23,7 +22,7 @@ import pyarrow.parquet as pq
 
 from clvml.features.builder import DEFAULT_WINDOWS, as_cutoffs, build_features
 from clvml.features.registry import FAMILIES
-from clvml.io import OutputError
+from clvml.io import OutputError, replace_dir
 
 #: (customer, cut-off) rows per batch by default: keeps DuckDB's aggregation state near 1-2 GiB
 ROWS_PER_BATCH = 1_500_000
@@ -98,7 +97,7 @@ def write_features(
             con.to_parquet(feats.order_by(["cutoff", "customer_id"]), out, compression="zstd")
             meta = pq.ParquetFile(out).metadata
             rows, columns = rows + meta.num_rows, meta.num_columns
-        _swap_in(tmp, path)
+        replace_dir(tmp, path)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         raise OutputError(f"writing features to {path} failed: {exc.strerror or exc}; the previous "
@@ -107,19 +106,3 @@ def write_features(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return FeatureFiles(path, batches, rows, columns)
-
-
-def _swap_in(tmp: Path, path: Path) -> None:
-    """Replace the folder ``path`` by ``tmp`` (the old one is removed only after the rename)."""
-    old = None
-    if path.exists():
-        old = path.with_name(f".{path.name}.old-{os.getpid()}")
-        os.replace(path, old)
-    try:
-        os.replace(tmp, path)
-    except OSError:
-        if old is not None:
-            os.replace(old, path)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
