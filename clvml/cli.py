@@ -167,6 +167,45 @@ def tune(config: ConfigOpt = None, n_trials: Annotated[int | None, typer.Option(
     _run(go)
 
 
+@app.command()
+def score(
+    model: Annotated[str, typer.Option("--model", "-m", help="Bundle folder, runs:/<id>/model or "
+                                       "models:/<name>@<alias>.")],
+    as_of: Annotated[str, typer.Option("--as-of", help="Prediction date YYYY-MM-DD: events strictly "
+                                       "before it are used.")],
+    config: ConfigOpt = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Parquet root (partition as_of=DATE is "
+                                             "replaced).")] = None,
+    table: Annotated[str | None, typer.Option("--table", help="Write to this table of the DuckDB "
+                                              "database given by --database / scoring.database.")] = None,
+    database: Annotated[str | None, typer.Option("--database", help="DuckDB database file.")] = None,
+) -> None:
+    """Score every customer as of a date: churn, value, CLV, segments, actions, reason codes.
+
+    Exit codes: 0 ok, 2 bad config, 3 bad input data, 4 drift stop, 5 model incompatible,
+    6 output not writable, 7 another run holds the lock.
+    """
+    def go():
+        import datetime as dt
+
+        from clvml.errors import ConfigError
+        from clvml.scoring import score as run_score
+
+        cfg = _config(config)
+        try:
+            day = dt.date.fromisoformat(as_of)
+        except ValueError:
+            raise ConfigError([f"--as-of: {as_of!r} is not a date (YYYY-MM-DD)"]) from None
+        if table and not (database or cfg.scoring.database):
+            raise ConfigError(["--table needs --database (or scoring.database in the config)"])
+        r = run_score(cfg, model, day, out=out, database=database, table=table, progress=_progress())
+        m = r.manifest
+        console.print(f"{m['rows_out']:,} customers scored as of {m['as_of']} -> {r.target} "
+                      f"(model {m['model']['version']}, {m['seconds']:.0f}s); drift (PSI) of the scores "
+                      f"{m['drift'].get('scores')}")
+    _run(go)
+
+
 @features_app.command("list")
 def features_list(config: ConfigOpt = None,
                   markdown: Annotated[bool, typer.Option(help="Print as Markdown.")] = False) -> None:

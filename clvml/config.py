@@ -199,6 +199,32 @@ class TrackingConfig(_Strict):
     uri: str | None = Field(None, description="Default: MLFLOW_TRACKING_URI, else a local store.")
     experiment: str = "clvml"
     enabled: bool = True
+    register_model: bool = Field(True, description="Register each trained model as a new version of <name>.")
+    alias: str | None = Field("candidate", description="Registry alias moved to the new version "
+                              "(score with models:/<name>@<alias>).")
+
+
+class ScoringConfig(_Strict):
+    """The scheduled scoring job (``clvml score``)."""
+
+    out: Path | None = Field(None, description="Parquet root, partitioned by as_of (default "
+                             "<output.dir>/scores).")
+    database: str | None = Field(None, description="Write to a table of this DuckDB database file "
+                                 "(or duckdb:// URL) instead of Parquet.")
+    table: str = "clvml_scores"
+    chunk_customers: int = Field(250_000, gt=0, description="Customers scored per chunk (memory bound).")
+    drift_warn: float = Field(0.1, gt=0, description="Warn when a feature's or score's PSI exceeds this.")
+    drift_stop: float | None = Field(0.5, gt=0, description="Fail, writing nothing, above this PSI "
+                                     "(null: never stop).")
+    drift_columns: Literal["scores", "all"] = Field(
+        "all", description="Which PSIs may stop the run: scores only, or features and scores.")
+    lock_timeout_s: float = Field(0, ge=0, description="Wait this long for a concurrent run of the same "
+                                  "as_of to finish before failing.")
+
+    @field_validator("table")
+    @classmethod
+    def _table_ident(cls, v: str) -> str:
+        return _check_identifier(v, "table name")
 
 
 class OutputConfig(_Strict):
@@ -268,6 +294,121 @@ class TuneConfig(_Strict):
         return v
 
 
+TIERS = ("high", "potential", "general", "low")
+BANDS = ("low", "medium", "high")
+
+
+class RFMRule(_Strict):
+    """A named RFM segment: customers whose scores fall in every given inclusive range."""
+
+    name: str
+    r: tuple[int, int] = (1, 5)
+    f: tuple[int, int] = (1, 5)
+    m: tuple[int, int] = (1, 5)
+
+    def matches(self, r, f, m):
+        return ((r >= self.r[0]) & (r <= self.r[1]) & (f >= self.f[0]) & (f <= self.f[1])
+                & (m >= self.m[0]) & (m <= self.m[1]))
+
+
+def _rfm_grid() -> list[RFMRule]:
+    # the classic recency x frequency grid; the first matching rule wins
+    rules = [("champions", (5, 5), (4, 5)), ("loyal", (3, 4), (4, 5)),
+             ("potential_loyalists", (4, 5), (2, 3)), ("new", (5, 5), (1, 1)), ("promising", (4, 4), (1, 1)),
+             ("need_attention", (3, 3), (3, 3)), ("about_to_sleep", (3, 3), (1, 2)),
+             ("cannot_lose", (1, 2), (5, 5)), ("at_risk", (1, 2), (3, 4)), ("lost", (1, 1), (1, 2)),
+             ("hibernating", (2, 2), (1, 2))]
+    return [RFMRule(name=n, r=r, f=f) for n, r, f in rules]
+
+
+class RFMConfig(_Strict):
+    """RFM quintile scores and the named segments built from them."""
+
+    quantiles: int = Field(5, ge=2, le=10, description="Score levels (5: quintiles).")
+    window_days: int | None = Field(None, description="Frequency/monetary window (a features.windows "
+                                    "entry); null: all history.")
+    rules: list[RFMRule] = Field(default_factory=_rfm_grid, description="First matching rule wins.")
+    fallback: str = "other"
+
+
+class LifecycleConfig(_Strict):
+    """Thresholds in days; left empty they are learned from the base's inter-purchase times."""
+
+    active_days: float | None = Field(None, gt=0, description="Silent longer than this: dormant.")
+    churned_days: float | None = Field(None, gt=0, description="Silent longer than this: churned.")
+    new_days: float | None = Field(None, gt=0, description="First purchase within this: new "
+                                   "(default: active_days).")
+    active_quantile: float = Field(0.8, gt=0, lt=1, description="Learned active_days: this quantile of "
+                                   "inter-purchase times.")
+    churned_quantile: float = Field(0.95, gt=0, lt=1)
+
+
+class RiskBands(_Strict):
+    """Churn-probability thresholds of the medium and high risk bands."""
+
+    medium: float = Field(0.3, gt=0, lt=1)
+    high: float = Field(0.6, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RiskBands:
+        if not self.medium < self.high:
+            raise ValueError(f"medium ({self.medium}) must be below high ({self.high})")
+        return self
+
+
+def _default_actions() -> dict[str, dict[str, str]]:
+    return {
+        "high": {"high": "vip_retention_call", "medium": "vip_care", "low": "loyalty_reward"},
+        "potential": {"high": "win_back_offer", "medium": "nurture_offer", "low": "upsell"},
+        "general": {"high": "reactivation_email", "medium": "nurture_email", "low": "newsletter"},
+        "low": {"high": "no_action", "medium": "automated_reminder", "low": "automated_reminder"},
+    }
+
+
+class BudgetConfig(_Strict):
+    """Retention budget allocation (see :func:`clvml.segments.allocate_budget`)."""
+
+    total: float = Field(10_000.0, ge=0)
+    method: Literal["shares", "optimal"] = "shares"
+    shares: dict[str, float] = Field(default_factory=lambda: {"high": 0.80, "potential": 0.15,
+                                                              "general": 0.04, "low": 0.01})
+    cost_per_contact: float = Field(5.0, gt=0)
+    save_rate: float = Field(0.1, ge=0, le=1)
+
+
+def _check_tiers(v: dict[str, Any], what: str) -> None:
+    if set(v) != set(TIERS):
+        raise ValueError(f"{what} must name exactly the tiers {list(TIERS)}, got {sorted(v)}")
+
+
+class SegmentsConfig(_Strict):
+    rfm: RFMConfig = Field(default_factory=RFMConfig)
+    lifecycle: LifecycleConfig = Field(default_factory=LifecycleConfig)
+    value_tiers: dict[str, float] = Field(
+        default_factory=lambda: {"high": 0.05, "potential": 0.15, "general": 0.40, "low": 0.40},
+        description="Share of customers in each CLV tier, learned as CLV cut points at training.")
+    risk_bands: RiskBands = Field(default_factory=RiskBands)
+    actions: dict[str, dict[str, str]] = Field(default_factory=_default_actions,
+                                               description="value tier -> risk band -> action.")
+    budget: BudgetConfig = Field(default_factory=BudgetConfig)
+
+    @model_validator(mode="after")
+    def _complete(self) -> SegmentsConfig:
+        _check_tiers(self.value_tiers, "segments.value_tiers")
+        if abs(sum(self.value_tiers.values()) - 1) > 1e-6 or min(self.value_tiers.values()) <= 0:
+            raise ValueError(f"segments.value_tiers shares must be positive and sum to 1, got "
+                             f"{self.value_tiers}")
+        _check_tiers(self.actions, "segments.actions")
+        gaps = [f"{t}.{b}" for t in TIERS for b in BANDS if b not in self.actions[t]]
+        if gaps:
+            raise ValueError(f"segments.actions has no action for {gaps}: give one for every value tier "
+                             f"x risk band ({list(BANDS)})")
+        _check_tiers(self.budget.shares, "segments.budget.shares")
+        if abs(sum(self.budget.shares.values()) - 1) > 1e-6:
+            raise ValueError(f"segments.budget.shares must sum to 1, got {self.budget.shares}")
+        return self
+
+
 class Config(_Strict):
     """A whole clvml run configuration."""
 
@@ -281,6 +422,8 @@ class Config(_Strict):
     clv: CLVConfig = Field(default_factory=CLVConfig)
     backtest: BacktestConfig = Field(default_factory=BacktestConfig)
     tune: TuneConfig = Field(default_factory=TuneConfig)
+    segments: SegmentsConfig = Field(default_factory=SegmentsConfig)
+    scoring: ScoringConfig = Field(default_factory=ScoringConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
 
@@ -302,6 +445,10 @@ class Config(_Strict):
         if self.data.synthetic is not None:
             self.data.synthetic.path = fix(self.data.synthetic.path)
         self.output.dir = fix(self.output.dir)
+        self.scoring.out = fix(self.scoring.out)
+        db = self.scoring.database
+        if db and "://" not in db and not Path(db).is_absolute():
+            self.scoring.database = str((base / db).resolve())
         self.output.model_dir = fix(self.output.model_dir)
         if self.tracking.uri and self.tracking.uri.startswith("sqlite:///") and not self.tracking.uri[
             10:

@@ -53,6 +53,12 @@ class DriftError(ClvmlError):
     exit_code = 4
 
 
+class LockError(ClvmlError):
+    """Another run holds the lock on the same output (same as_of)."""
+
+    exit_code = 7
+
+
 class NotFittedError(ClvmlError, ValueError):
     """An estimator was used before ``fit``."""
 
@@ -64,4 +70,6 @@ EXIT_CODES = {
     3: "invalid input data",
     4: "drift above the stop threshold: nothing written",
     5: "model incompatible with this clvml version or this data",
+    6: "output location not writable (permission, disk full): previous output unchanged",
+    7: "another run is writing the same output (lock held): nothing written",
 }

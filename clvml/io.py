@@ -51,11 +51,39 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     return path
 
 
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (22, 38, 95):  # EINVAL, ENOSYS, EOPNOTSUPP: filesystem or kernel cannot exchange
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
 def replace_dir(tmp: Path, path: Path) -> Path:
-    """Put the finished folder ``tmp`` in place of the folder ``path`` (the old one is removed only
-    after the rename, and restored if the rename fails)."""
+    """Put the finished folder ``tmp`` in place of the folder ``path``.
+
+    On Linux the two folders are exchanged in one atomic step, so a reader (or a crash) sees either the
+    old folder or the new one, never neither. Elsewhere the old folder is renamed aside first and
+    restored if the second rename fails.
+    """
     import shutil
 
+    if path.exists() and _exchange(tmp, path):
+        shutil.rmtree(tmp, ignore_errors=True)  # now holds the old folder
+        return path
     old = None
     if path.exists():
         old = path.with_name(f".{path.name}.old-{os.getpid()}")

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -19,7 +20,11 @@ from clvml.modeling.churn import ChurnModel
 from clvml.modeling.clv import clv
 from clvml.modeling.value import ValueModel
 
-BUNDLE_FORMAT = 1
+if TYPE_CHECKING:
+    from clvml.drift import DriftReference
+    from clvml.segments import Segmenter
+
+BUNDLE_FORMAT = 2
 
 
 @dataclass
@@ -39,10 +44,30 @@ class ModelBundle:
     bundle_format: int = BUNDLE_FORMAT
     name: str = "clvml"
     reason_codes: int = 3  # top features pushing churn risk up / value down, per customer (0: none)
+    segmenter: Segmenter | None = None  # RFM, lifecycle, value tiers, risk bands, actions
+    reference: DriftReference | None = None  # training snapshot of features and scores (drift check)
 
     @property
     def feature_columns(self) -> list[str]:
         return [s.name for s in self.specs]
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """Short content hash of the fitted models and feature list: equal models, equal fingerprint
+        (used as ``model_version`` in the scores)."""
+        import hashlib
+
+        from clvml.explain import _boosters
+
+        h = hashlib.sha256("\n".join(self.feature_columns).encode())
+        for model in (self.churn, self.value):
+            for booster in _boosters(model):
+                h.update(booster.booster_.model_to_string().encode())
+        return h.hexdigest()[:12]
+
+    @property
+    def model_version(self) -> str:
+        return f"{self.name}-{self.fingerprint}"
 
     def check_features(self, features: pd.DataFrame) -> None:
         missing = [c for c in self.feature_columns if c not in features.columns]
@@ -53,15 +78,15 @@ class ModelBundle:
                 f"tables and feature settings as training (windows {self.windows}, families "
                 f"{', '.join(self.families)})")
 
-    def predict(self, features: pd.DataFrame) -> pd.DataFrame:
-        """Scores for a feature table with ``customer_id`` and ``cutoff`` columns."""
+    def core_scores(self, features: pd.DataFrame) -> pd.DataFrame:
+        """Churn probability, expected purchases and value, and CLV (no segments, no reasons)."""
         self.check_features(features)
         X = features[self.feature_columns]
         p = self.churn.predict_proba(X)[:, 1]
         value = self.value.predict(X)
         purchases = (self.value.predict_purchases(X) if self.value.count_ is not None
                      else np.full(len(X), np.nan))
-        out = pd.DataFrame({
+        return pd.DataFrame({
             "customer_id": features["customer_id"].to_numpy(),
             "as_of": pd.to_datetime(features["cutoff"]).dt.date.to_numpy(),
             "churn_probability": p,
@@ -69,6 +94,17 @@ class ModelBundle:
             "expected_value": value,
             "clv": clv(value, p, **self.clv_params),
         })
+
+    def predict(self, features: pd.DataFrame) -> pd.DataFrame:
+        """Scores for a feature table with ``customer_id`` and ``cutoff`` columns: churn, value, CLV,
+        segments (when the bundle has them) and reason codes."""
+        out = self.core_scores(features)
+        X = features[self.feature_columns]
+        p = out["churn_probability"].to_numpy()
+        if self.segmenter is not None:
+            seg = self.segmenter.transform(features.reset_index(drop=True), p, out["clv"].to_numpy())
+            out.insert(3, "risk_band", seg.pop("risk_band"))
+            out = pd.concat([out, seg], axis=1)
         if self.reason_codes:
             from clvml.explain import contributions, reason_codes
 
@@ -77,6 +113,7 @@ class ModelBundle:
                                   direction=direction)
                 keep = [c for c in rc.columns if not c.endswith("_value")]
                 out = pd.concat([out, rc[keep].add_prefix(f"{prefix}_").reset_index(drop=True)], axis=1)
+        out["model_version"] = self.model_version
         return out
 
 
@@ -135,17 +172,35 @@ def save_bundle(bundle: ModelBundle, path: str | Path, example: pd.DataFrame) ->
     return replace_dir(tmp, path)
 
 
+def _compatible(made_by: str, running: str) -> bool:
+    """Bundles are compatible within a minor version (0.1.x reads 0.1.y; 1.x reads 1.y)."""
+    a, b = made_by.split("."), running.split(".")
+    return len(a) >= 2 and (a[:2] == b[:2] if a[0] == "0" else a[0] == b[0])
+
+
 def load_bundle(uri: str | Path) -> ModelBundle:
-    """Load a bundle from a folder, ``runs:/…`` or ``models:/…`` URI."""
+    """Load a bundle from a folder, ``runs:/…`` or ``models:/name@alias`` URI.
+
+    Raises :class:`~clvml.errors.ModelIncompatibleError` when the URI cannot be loaded or the bundle
+    was written by an incompatible clvml version (the message names both versions).
+    """
     import mlflow.pyfunc
+
+    from clvml import __version__
 
     try:
         model = mlflow.pyfunc.load_model(str(uri))
     except Exception as exc:
-        raise ModelIncompatibleError(f"cannot load model {uri}: {exc}") from None
-    bundle = model.unwrap_python_model().bundle
-    if getattr(bundle, "bundle_format", None) != BUNDLE_FORMAT:
+        raise ModelIncompatibleError(f"cannot load model {uri}: {str(exc).splitlines()[0]}. Check the "
+                                     "URI (a bundle folder, runs:/<id>/model or models:/<name>@<alias>) "
+                                     "and that it was exported by `clvml train`") from None
+    bundle = getattr(model.unwrap_python_model(), "bundle", None)
+    if not isinstance(bundle, ModelBundle):
+        raise ModelIncompatibleError(f"model {uri} is not a clvml bundle (exported by `clvml train`)")
+    made_by = getattr(bundle, "clvml_version", "") or "unknown"
+    if getattr(bundle, "bundle_format", None) != BUNDLE_FORMAT or not _compatible(made_by, __version__):
         raise ModelIncompatibleError(
-            f"model {uri} has bundle format {getattr(bundle, 'bundle_format', None)}, this clvml reads "
-            f"format {BUNDLE_FORMAT}: retrain with this clvml version")
+            f"model {uri} was exported by clvml {made_by} (bundle format "
+            f"{getattr(bundle, 'bundle_format', None)}); this is clvml {__version__} (format "
+            f"{BUNDLE_FORMAT}). Retrain with `clvml train`, or score with clvml=={made_by}")
     return bundle

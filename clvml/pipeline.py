@@ -24,7 +24,7 @@ from clvml.evaluation.metrics import normalized_gini
 from clvml.evaluation.report import write_report
 from clvml.explain import write_explanations
 from clvml.features import build_features, to_pandas
-from clvml.io import atomic_write_json, atomic_write_parquet
+from clvml.io import atomic_write_json
 from clvml.modeling.training import (
     add_btyd_features,
     cutoff_grid,
@@ -120,6 +120,8 @@ def train(cfg: Config, ds: Dataset | None = None, progress: Progress = _quiet) -
         clv_params=cfg.clv.model_dump(), trained_cutoffs=ts.cutoffs, btyd_features=cfg.model.btyd_features,
         clvml_version=__version__, name=cfg.name,
     )
+    latest = ts.frame[ts.frame["cutoff"] == pd.Timestamp(test_cutoff)]
+    fit_segments_and_reference(bundle, latest, ds, test_cutoff, cfg)
     model_path = Path(cfg.output.model_dir) / cfg.name
     example = ts.frame[["customer_id", "cutoff", *ts.feature_columns]].head(50)
     save_bundle(bundle, model_path, example)
@@ -133,7 +135,6 @@ def train(cfg: Config, ds: Dataset | None = None, progress: Progress = _quiet) -
                           {"held-out cut-off": test_cutoff, "horizon (days)": cfg.labels.horizon_days,
                            "training rows": len(ts.frame), "features": len(ts.feature_columns)})
     progress("explaining the models (SHAP) on the latest cut-off")
-    latest = ts.frame[ts.frame["cutoff"] == pd.Timestamp(test_cutoff)]
     explanations = write_explanations(churn, value, latest[ts.feature_columns], ts.specs,
                                       Path(cfg.output.dir) / "explanations", seed=cfg.seed)
     run_id = None
@@ -141,6 +142,23 @@ def train(cfg: Config, ds: Dataset | None = None, progress: Progress = _quiet) -
         progress("logging the run to MLflow")
         run_id = _track_train(cfg, ds, ts, ev, summary, model_path, report, explanations)
     return TrainResult(bundle, ev, summary, run_id, model_path, report)
+
+
+def fit_segments_and_reference(bundle: ModelBundle, latest: pd.DataFrame, ds: Dataset, cutoff: dt.date,
+                               cfg: Config) -> None:
+    """Learn the segment thresholds and the drift reference from the latest training cut-off and
+    attach them to ``bundle``."""
+    from clvml.analytics import interpurchase_times
+    from clvml.drift import DriftReference
+    from clvml.scoring import SCORE_COLUMNS
+    from clvml.segments import Segmenter
+
+    core = bundle.core_scores(latest)
+    gaps = interpurchase_times(ds.tables["transactions"], before=cutoff)
+    bundle.segmenter = Segmenter(cfg.segments).fit(latest, core["clv"], gaps)
+    snapshot = pd.concat([latest[bundle.feature_columns].reset_index(drop=True),
+                          core[SCORE_COLUMNS].reset_index(drop=True)], axis=1)
+    bundle.reference = DriftReference.fit(snapshot)
 
 
 def _log_data(ds: Dataset, ts) -> None:
@@ -184,7 +202,9 @@ def _track_train(cfg, ds, ts, ev, summary, model_path, report, explanations) -> 
         for path in explanations.values():
             mlflow.log_artifact(str(path), artifact_path="explanations")
         mlflow.log_artifacts(str(model_path), artifact_path="model")
-        return run.info.run_id
+        run_id = run.info.run_id
+    tracking.register_model(cfg, run_id)
+    return run_id
 
 
 def backtest_origins(cfg: Config, labelled: list[dt.date]) -> list[dt.date]:
@@ -263,10 +283,10 @@ def demo(cfg: Config, progress: Progress = _quiet) -> dict[str, Any]:
     ds = load_data(cfg, progress)
     result = train(cfg, ds, progress)
     as_of = data_end(ds) + dt.timedelta(days=1)
-    progress(f"scoring every customer as of {as_of}")
-    scores = score(result.bundle, ds, as_of)
-    out = Path(cfg.output.dir) / "scores.parquet"
-    atomic_write_parquet(scores, out)
+    progress(f"scoring every customer as of {as_of} (the scheduled scoring job)")
+    from clvml.scoring import score as score_job
+
+    scored = score_job(cfg, str(result.model_path), as_of, ds=ds, progress=progress)
     oracle = oracle_comparison(cfg, result.evaluation)
     sm = result.summary
     report = {
@@ -279,7 +299,8 @@ def demo(cfg: Config, progress: Progress = _quiet) -> dict[str, Any]:
         "simple_churn_auc": sm["churn_simple"]["roc_auc"],
         "simple_value_gini": sm["value_simple"]["normalized_gini"],
         "report_path": str(result.report["report"]),
-        "oracle": oracle, "scores_path": str(out), "scored_customers": len(scores),
+        "oracle": oracle, "scores_path": scored.target, "scored_customers": scored.manifest["rows_out"],
+        "drift": scored.manifest["drift"].get("scores"),
         "model_path": str(result.model_path), "run_id": result.run_id,
         "tracking_uri": None, "seconds": round(time.perf_counter() - t0, 1),
     }

@@ -24,14 +24,28 @@ def tracking_uri(cfg: Config) -> str:
 
 
 @contextmanager
-def start_run(cfg: Config, run_name: str, tags: dict[str, str] | None = None) -> Iterator[Any]:
-    """Start an MLflow run in the config's experiment (created with a local artifact folder)."""
+def using_tracking(cfg: Config) -> Iterator[str]:
+    """Point MLflow at the config's tracking store for the duration of the block."""
     import mlflow
 
     uri = tracking_uri(cfg)
     env = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(uri)  # also exports MLFLOW_TRACKING_URI: restored below, so the next
-    try:                          # config in this process is not sent to this run's store
+    try:                          # config in this process is not sent to this store
+        yield uri
+    finally:
+        if env is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = env
+
+
+@contextmanager
+def start_run(cfg: Config, run_name: str, tags: dict[str, str] | None = None) -> Iterator[Any]:
+    """Start an MLflow run in the config's experiment (created with a local artifact folder)."""
+    import mlflow
+
+    with using_tracking(cfg) as uri:
         exp = mlflow.get_experiment_by_name(cfg.tracking.experiment)
         if exp is None:
             art = None
@@ -41,11 +55,21 @@ def start_run(cfg: Config, run_name: str, tags: dict[str, str] | None = None) ->
         mlflow.set_experiment(cfg.tracking.experiment)
         with mlflow.start_run(run_name=run_name, tags=tags) as run:
             yield run
-    finally:
-        if env is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = env
+
+
+def register_model(cfg: Config, run_id: str) -> str | None:
+    """Register the run's ``model`` artifact as ``cfg.name`` and point ``tracking.alias`` at the new
+    version; returns the version (None when registration is off)."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    if not cfg.tracking.register_model:
+        return None
+    with using_tracking(cfg):
+        mv = mlflow.register_model(f"runs:/{run_id}/model", cfg.name)
+        if cfg.tracking.alias:
+            MlflowClient().set_registered_model_alias(cfg.name, cfg.tracking.alias, mv.version)
+        return str(mv.version)
 
 
 def log_config(cfg: Config) -> None:

@@ -13,14 +13,17 @@ import datetime as dt
 import math
 import shutil
 import tempfile
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import ibis
+import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
-from clvml.features.builder import DEFAULT_WINDOWS, as_cutoffs, build_features
+from clvml.features.builder import DEFAULT_WINDOWS, as_cutoffs, build_features, to_pandas
 from clvml.features.registry import FAMILIES
 from clvml.io import OutputError, replace_dir
 
@@ -42,6 +45,92 @@ def customer_batch(table: ibis.Table, batch: int, batches: int) -> ibis.Table:
     """Rows of ``table`` whose customer falls in ``batch`` of ``batches`` (by a stable hash)."""
     h = table.customer_id.hash() % batches
     return table.filter(ibis.ifelse(h < 0, h + batches, h) == batch)
+
+
+class FeatureBatches:
+    """The features of one customer batch at a time (every batch gives exactly its customers' rows).
+
+    On DuckDB the large feature query is compiled once, over temporary views that are redefined for
+    each batch; compiling costs ~2 s, running a small batch ~0.1 s. Other backends build and compile
+    the expression per batch. Use as a context manager (the views are dropped on exit).
+    """
+
+    def __init__(self, tables: Mapping[str, ibis.Table], cutoffs: Iterable[dt.date | str], *,
+                 windows: Sequence[int] = DEFAULT_WINDOWS, families: Sequence[str] = FAMILIES,
+                 batches: int = 1):
+        if batches < 1:
+            raise ValueError(f"batches must be at least 1, got {batches}")
+        self.tables, self.batches = dict(tables), batches
+        self.cutoffs, self.windows, self.families = as_cutoffs(cutoffs), windows, families
+        self.con = self.tables["transactions"].get_backend()
+        self._views: dict[str, str] = {}
+        self._sql: str | None = None
+        self._ran = False
+        self.expr = None
+        if self.con.name == "duckdb":
+            uid = uuid.uuid4().hex[:10]
+            self._base = {n: self.con.compile(t) for n, t in self.tables.items()}
+            self._views = {n: f"_clvml_batch_{n}_{uid}" for n in self.tables}
+            self._define(0)
+            views = {n: self.con.table(v) for n, v in self._views.items()}
+            self.expr = self._order(build_features(views, self.cutoffs, windows=windows, families=families))
+
+    @staticmethod
+    def _order(expr: ibis.Table) -> ibis.Table:
+        return expr.order_by(["cutoff", "customer_id"])
+
+    def _define(self, b: int) -> None:
+        for n, view in self._views.items():  # identifiers are generated here, never user text
+            self.con.raw_sql(f'CREATE OR REPLACE TEMP VIEW "{view}" AS SELECT * FROM ({self._base[n]}) '
+                             f"AS base WHERE hash(customer_id) % {self.batches} = {b}")
+
+    def expression(self, b: int) -> ibis.Table:
+        """The batch's feature expression (on DuckDB: after redefining the views for it)."""
+        if self.expr is not None:
+            self._define(b)
+            return self.expr
+        part = {n: customer_batch(t, b, self.batches) for n, t in self.tables.items()}
+        return self._order(build_features(part, self.cutoffs, windows=self.windows, families=self.families))
+
+    def arrow(self, b: int) -> pa.Table:
+        """Features of batch ``b`` as an Arrow table (ordered by cut-off and customer)."""
+        expr = self.expression(b)
+        if self.expr is None:
+            return expr.to_pyarrow()
+        if not self._ran:  # the first run goes through ibis, which registers the cut-off table
+            self._ran = True
+            return expr.to_pyarrow()
+        if self._sql is None:
+            self._sql = self.con.compile(expr)
+        res = self.con.raw_sql(self._sql)
+        out = res.to_arrow_table() if hasattr(res, "to_arrow_table") else res.fetch_arrow_table()
+        return out.cast(expr.schema().to_pyarrow())
+
+    def pandas(self, b: int) -> pd.DataFrame:
+        """Features of batch ``b`` as :func:`~clvml.features.builder.to_pandas` returns them."""
+        from ibis.backends.duckdb.converter import DuckDBPandasData
+
+        expr = self.expression(b)
+        if self.expr is None:
+            return to_pandas(expr)
+        table = self.arrow(b)
+        df = pd.DataFrame({name: col.to_pylist() if col.null_count or pa.types.is_dictionary(col.type)
+                           else col.to_pandas() for name, col in zip(table.column_names, table.columns,
+                                                                      strict=True)})
+        df = DuckDBPandasData.convert_table(df, expr.schema())
+        df["cutoff"] = pd.to_datetime(df["cutoff"])
+        return df
+
+    def close(self) -> None:
+        for view in self._views.values():
+            self.con.raw_sql(f'DROP VIEW IF EXISTS "{view}"')
+        self._views = {}
+
+    def __enter__(self) -> FeatureBatches:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def write_features(
@@ -89,14 +178,12 @@ def write_features(
                           "exists and is writable") from None
     try:
         rows = columns = 0
-        for b in range(batches):
-            part = {name: customer_batch(t, b, batches) if "customer_id" in t.columns else t
-                    for name, t in tables.items()}
-            feats = build_features(part, cuts, windows=windows, families=families)
-            out = tmp / f"part-{b:04d}.parquet"
-            con.to_parquet(feats.order_by(["cutoff", "customer_id"]), out, compression="zstd")
-            meta = pq.ParquetFile(out).metadata
-            rows, columns = rows + meta.num_rows, meta.num_columns
+        with FeatureBatches(tables, cuts, windows=windows, families=families, batches=batches) as fb:
+            for b in range(batches):
+                out = tmp / f"part-{b:04d}.parquet"
+                con.to_parquet(fb.expression(b), out, compression="zstd")
+                meta = pq.ParquetFile(out).metadata
+                rows, columns = rows + meta.num_rows, meta.num_columns
         replace_dir(tmp, path)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -94,17 +94,26 @@ def transactions_frame(ds: Dataset, before: dt.date) -> pd.DataFrame:
     return df
 
 
-def add_btyd_features(ds: Dataset, feats: pd.DataFrame, cutoffs: list[dt.date],
-                      horizon_days: int) -> pd.DataFrame:
-    """``feats`` with the BG/NBD + Gamma-Gamma features of each (customer, cut-off) appended, each
-    cut-off's models fitted on purchases strictly before it."""
-    tx = transactions_frame(ds, max(cutoffs))
-    b = btyd_features(tx, cutoffs, horizon_days)
+def btyd_table(ds: Dataset, cutoffs: list[dt.date], horizon_days: int) -> pd.DataFrame:
+    """BG/NBD + Gamma-Gamma features per (customer, cut-off), each cut-off's models fitted on
+    purchases strictly before it."""
+    b = btyd_features(transactions_frame(ds, max(cutoffs)), cutoffs, horizon_days)
     b["cutoff"] = pd.to_datetime(b["cutoff"])
-    out = feats.merge(b, on=KEYS, how="left", validate="one_to_one")
+    return b
+
+
+def merge_btyd(feats: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
+    """``feats`` with the :func:`btyd_table` columns of its (customer, cut-off) rows appended."""
+    out = feats.merge(table, on=KEYS, how="left", validate="one_to_one")
     # customers with only refund rows before the cut-off have no purchase to fit on
     return out.fillna({"btyd_p_alive": 0.0, "btyd_p_no_purchase": 1.0, "btyd_expected_purchases": 0.0,
                        "btyd_expected_spend": 0.0})
+
+
+def add_btyd_features(ds: Dataset, feats: pd.DataFrame, cutoffs: list[dt.date],
+                      horizon_days: int) -> pd.DataFrame:
+    """``feats`` with the BG/NBD + Gamma-Gamma features of each (customer, cut-off) appended."""
+    return merge_btyd(feats, btyd_table(ds, cutoffs, horizon_days))
 
 
 def make_training_set(ds: Dataset, cfg: Config, cutoffs: list[dt.date] | None = None) -> TrainingSet:

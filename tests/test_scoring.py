@@ -1,0 +1,246 @@
+"""The scheduled scoring job: output, idempotence, crash safety, locks, drift stop, model checks."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from clvml.cli import app
+from clvml.config import load_config
+from clvml.errors import DriftError, LockError, ModelIncompatibleError
+from clvml.pipeline import load_data, train
+from clvml.scoring import output_lock, score
+from tests.test_demo import write_config
+
+AS_OF = dt.date(2024, 7, 1)
+COLUMNS = ["customer_id", "as_of", "churn_probability", "risk_band", "expected_purchases", "expected_value",
+           "clv", "value_tier", "lifecycle_stage", "rfm_segment", "recommended_action", "churn_reason_1",
+           "churn_reason_1_shap", "churn_reason_1_text", "value_reason_3_text", "model_version"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("scoring")
+    cfg_path = write_config(tmp, name="shop")
+    cfg = load_config(cfg_path)
+    ds = load_data(cfg)
+    result = train(cfg, ds)
+    return tmp, cfg_path, result
+
+
+def _cfg(cfg_path, **scoring):
+    cfg = load_config(cfg_path)
+    for k, v in scoring.items():
+        setattr(cfg.scoring, k, v)
+    return cfg
+
+
+def _parts(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.glob("part-*.parquet"))}
+
+
+def test_scores_every_customer_with_segments_reasons_and_a_manifest(trained, tmp_path):
+    tmp, cfg_path, result = trained
+    r = score(_cfg(cfg_path), str(result.model_path), AS_OF, out=tmp_path / "scores")
+    folder = tmp_path / "scores" / "as_of=2024-07-01"
+    assert r.target == str(folder)
+    s = pd.read_parquet(folder)
+    assert set(COLUMNS) <= set(s.columns)
+    tx = pd.read_parquet(tmp / "world" / "transactions.parquet")
+    before = tx[tx.ts < pd.Timestamp(AS_OF, tz=tx.ts.dt.tz)].customer_id
+    assert sorted(s.customer_id) == sorted(before.unique())  # one row per customer seen before as_of
+    assert s.customer_id.is_unique and (s.as_of.astype(str) == "2024-07-01").all()
+    assert set(s.value_tier) == {"high", "potential", "general", "low"}
+    assert set(s.risk_band) <= {"low", "medium", "high"} and s.recommended_action.notna().all()
+    assert set(s.lifecycle_stage) <= {"new", "active", "returning", "dormant", "churned"}
+    m = json.loads((folder / "_manifest.json").read_text())
+    assert m["rows_out"] == len(s) == m["customers"]["scored"]
+    assert m["customers"]["skipped_first_transaction_on_or_after_as_of"] == (
+        tx.customer_id.nunique() - before.nunique())
+    assert m["model"]["version"] == s.model_version.iloc[0] == result.bundle.model_version
+    assert sum(f["rows"] for f in m["files"].values()) == len(s)
+    assert m["drift"]["checked"] and set(m["drift"]["scores"]) == {"churn_probability", "expected_value", "clv"}
+
+
+def test_rerun_is_byte_identical_and_chunks_do_not_change_scores(trained, tmp_path):
+    _, cfg_path, result = trained
+    out = tmp_path / "scores"
+    score(_cfg(cfg_path), str(result.model_path), AS_OF, out=out)
+    first = _parts(out / "as_of=2024-07-01")
+    score(_cfg(cfg_path), str(result.model_path), dt.date(2024, 6, 1), out=out)  # another partition
+    score(_cfg(cfg_path), str(result.model_path), AS_OF, out=out)
+    assert _parts(out / "as_of=2024-07-01") == first
+    assert (out / "as_of=2024-06-01").is_dir()  # untouched by the re-run of another as_of
+    chunked = score(_cfg(cfg_path, chunk_customers=400), str(result.model_path), AS_OF, out=tmp_path / "c")
+    assert chunked.manifest["chunks"] == 4
+    a = pd.read_parquet(out / "as_of=2024-07-01").sort_values("customer_id").reset_index(drop=True)
+    b = pd.read_parquet(tmp_path / "c" / "as_of=2024-07-01").sort_values("customer_id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(a, b)
+
+
+KILLER = textwrap.dedent("""
+    import os, signal, sys, datetime as dt
+    import pyarrow.parquet as pq
+    import clvml.io, clvml.scoring
+    from clvml.config import load_config
+    stage = sys.argv[3]
+    calls = {"n": 0}
+    real_write, real_replace = pq.write_table, clvml.io.replace_dir
+    def write(*a, **k):
+        calls["n"] += 1
+        if stage == "mid-chunks" and calls["n"] == 2:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real_write(*a, **k)
+    def replace(tmp, path):
+        if stage == "before-swap":
+            os.kill(os.getpid(), signal.SIGKILL)
+        out = real_replace(tmp, path)
+        if stage == "after-swap":
+            os.kill(os.getpid(), signal.SIGKILL)
+        return out
+    pq.write_table = write
+    clvml.scoring.replace_dir = replace
+    cfg = load_config(sys.argv[1])
+    cfg.scoring.chunk_customers = 750
+    clvml.scoring.score(cfg, sys.argv[2], dt.date(2024, 7, 1), out=cfg.output.dir / "killed")
+""")
+
+
+def test_a_run_killed_at_any_stage_leaves_a_readable_partition(trained, tmp_path):
+    _, cfg_path, result = trained
+    cfg = _cfg(cfg_path, chunk_customers=750)
+    root = Path(cfg.output.dir) / "killed"
+    score(cfg, str(result.model_path), AS_OF, out=root)
+    before = _parts(root / "as_of=2024-07-01")
+    script = tmp_path / "kill.py"
+    script.write_text(KILLER)
+    for stage in ("mid-chunks", "before-swap", "after-swap"):  # SIGKILL: no cleanup code runs
+        proc = subprocess.run([sys.executable, str(script), str(cfg_path), str(result.model_path), stage],
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+        # the old partition (or, after the swap, the identical new one), complete and readable
+        assert _parts(root / "as_of=2024-07-01") == before, stage
+        assert len(pd.read_parquet(root / "as_of=2024-07-01")) > 0
+        left = [p for p in root.iterdir() if p.name.endswith(".tmp")]
+        assert len(left) == (stage != "after-swap")  # the next run removes a killed run's temp folder
+    proc = subprocess.run([sys.executable, str(script), str(cfg_path), str(result.model_path), "before-swap"],
+                          capture_output=True, text=True, timeout=300)
+    r = score(cfg, str(result.model_path), AS_OF, out=root)  # a re-run completes and cleans up
+    assert r.manifest["stale_temp_folders_removed"] == 1
+    assert _parts(root / "as_of=2024-07-01") == before
+    assert not [p for p in root.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_concurrent_run_of_the_same_as_of_is_refused(trained, tmp_path):
+    _, cfg_path, result = trained
+    out = tmp_path / "scores"
+    with output_lock(out / ".as_of=2024-07-01.lock", 0), pytest.raises(LockError) as err:
+        score(_cfg(cfg_path), str(result.model_path), AS_OF, out=out)
+    assert "another scoring run" in str(err.value) and f"pid {os.getpid()}" in str(err.value)
+    assert not (out / "as_of=2024-07-01").exists()
+    score(_cfg(cfg_path), str(result.model_path), AS_OF, out=out)  # lock released: runs
+
+
+def _world_config(tmp_path, world: Path, drop: str | None = None, scale: float = 1.0, **extra) -> Path:
+    tables = {}
+    for name in ("customers", "transactions", "activity", "social", "after_sales"):
+        if name == drop:
+            continue
+        df = pd.read_parquet(world / f"{name}.parquet")
+        if name == "transactions" and scale != 1.0:
+            df["amount"] = df["amount"] * scale
+        df.to_parquet(tmp_path / f"{name}.parquet")
+        tables[name] = {"path": f"{name}.parquet"}
+    cfg = {"name": "shop", "data": {"tables": tables}, "cutoffs": {"start": "2024-01-01"},
+           "output": {"dir": "out"}, "tracking": {"enabled": False}, **extra}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_schema_mismatch_fails_with_exit_5_naming_the_table(trained, tmp_path):
+    tmp, _, result = trained
+    path = _world_config(tmp_path, tmp / "world", drop="activity")
+    res = CliRunner().invoke(app, ["score", "-c", str(path), "--model", str(result.model_path),
+                                   "--as-of", "2024-07-01"])
+    assert res.exit_code == 5, res.output
+    assert "activity" in res.output and "not configured" in res.output
+    scores = tmp_path / "out" / "scores"
+    assert not [p for p in scores.iterdir() if not p.name.endswith(".lock")]  # nothing but the lock file
+
+
+def test_bundle_from_another_clvml_version_is_refused(trained, tmp_path):
+    from clvml.packaging import load_bundle, save_bundle
+
+    tmp, cfg_path, result = trained
+    bundle = load_bundle(result.model_path)
+    bundle.clvml_version = "9.0.0"
+    from clvml.features import build_features, to_pandas
+
+    ds = load_data(load_config(cfg_path))
+    ex = to_pandas(build_features(ds.tables, [AS_OF], windows=bundle.windows, families=bundle.families)).head(5)
+    save_bundle(bundle, tmp_path / "old", ex)
+    with pytest.raises(ModelIncompatibleError) as err:
+        load_bundle(tmp_path / "old")
+    assert "9.0.0" in str(err.value) and "Retrain" in str(err.value)
+    res = CliRunner().invoke(app, ["score", "-c", str(cfg_path), "--model", str(tmp_path / "old"),
+                                   "--as-of", "2024-07-01", "--out", str(tmp_path / "s")])
+    assert res.exit_code == 5 and not (tmp_path / "s" / "as_of=2024-07-01").exists()
+
+
+def test_drift_stop_writes_nothing_and_exits_4(trained, tmp_path):
+    tmp, _, result = trained
+    path = _world_config(tmp_path, tmp / "world", scale=25.0,
+                         scoring={"drift_stop": 0.5})  # a currency bug: amounts 25x
+    out = tmp_path / "s"
+    res = CliRunner().invoke(app, ["score", "-c", str(path), "--model", str(result.model_path),
+                                   "--as-of", "2024-07-01", "--out", str(out)])
+    assert res.exit_code == 4, res.output
+    assert "tx_spend" in res.output and "nothing was written" in res.output
+    assert not (out / "as_of=2024-07-01").exists() and not [p for p in out.iterdir() if p.is_dir()]
+    with pytest.raises(DriftError):  # also from the API, and the same data passes with the stop off
+        score(load_config(path), str(result.model_path), AS_OF, out=out)
+    cfg = load_config(path)
+    cfg.scoring.drift_stop = None
+    r = score(cfg, str(result.model_path), AS_OF, out=out)
+    assert max(r.manifest["drift"]["warnings"].values()) > 0.5
+
+
+def test_scores_from_a_registry_alias_equal_the_local_bundle(trained, tmp_path):
+    _, cfg_path, result = trained
+    local = score(_cfg(cfg_path), str(result.model_path), AS_OF, out=tmp_path / "a")
+    reg = score(_cfg(cfg_path), "models:/shop@candidate", AS_OF, out=tmp_path / "b")
+    assert reg.manifest["model"]["registry_version"] == "1"
+    assert _parts(Path(local.target)) == _parts(Path(reg.target))
+
+
+def test_output_to_a_duckdb_table_replaces_its_as_of(trained, tmp_path):
+    _, cfg_path, result = trained
+    db = tmp_path / "scores.duckdb"
+    args = ["score", "-c", str(cfg_path), "--model", str(result.model_path), "--database", str(db),
+            "--table", "churn_scores"]
+    for as_of in ("2024-07-01", "2024-07-01", "2024-06-01"):  # re-run of 07-01 replaces its rows
+        res = CliRunner().invoke(app, [*args, "--as-of", as_of])
+        assert res.exit_code == 0, res.output
+    con = duckdb.connect(str(db), read_only=True)
+    counts = dict(con.execute("SELECT as_of::VARCHAR, count(*) FROM churn_scores GROUP BY 1").fetchall())
+    n = len(pd.read_parquet(score(_cfg(cfg_path), str(result.model_path), AS_OF,
+                                  out=tmp_path / "p").target))
+    assert counts["2024-07-01"] == n and set(counts) == {"2024-07-01", "2024-06-01"}
+    man = con.execute("SELECT as_of::VARCHAR, manifest FROM churn_scores_manifests ORDER BY 1").fetchall()
+    assert [m[0] for m in man] == ["2024-06-01", "2024-07-01"]
+    assert json.loads(man[1][1])["rows_out"] == n
+    bad = CliRunner().invoke(app, [*args[:-2], "--table", "x; DROP TABLE churn_scores", "--as-of", "2024-07-01"])
+    assert bad.exit_code == 6 and "not a plain identifier" in bad.output
