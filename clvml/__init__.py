@@ -6,11 +6,13 @@ Data flow: data (contracts, validation, readers, synthetic world) → features (
 
 __version__ = "0.1.0"
 
+from clvml.analytics import interpurchase_times  # noqa: E402
 from clvml.config import Config, load_config, parse_config  # noqa: E402
 from clvml.data.dataset import Dataset, load_dataset  # noqa: E402
 from clvml.data.synthetic import SyntheticWorld, simulate  # noqa: E402
 from clvml.data.validation import ValidationReport  # noqa: E402
 from clvml.datasets import load_cdnow_sample  # noqa: E402
+from clvml.drift import DriftReference  # noqa: E402
 from clvml.errors import (  # noqa: E402
     ClvmlError,
     ConfigError,
@@ -40,9 +42,12 @@ from clvml.modeling import ChurnModel, ValueModel, clv  # noqa: E402
 from clvml.modeling.btyd import BTYDModel  # noqa: E402
 from clvml.modeling.training import split_by_cutoff  # noqa: E402
 from clvml.packaging import ModelBundle, load_bundle  # noqa: E402
+from clvml.scoring import ScoreResult, score  # noqa: E402
+from clvml.segments import Segmenter, allocate_budget  # noqa: E402
 
 __all__ = [
-    "BTYDModel", "BacktestResult", "ChurnModel", "ClvmlError", "Config", "ConfigError", "DataSourceError",
+    "BTYDModel", "BacktestResult", "DriftReference", "ScoreResult", "Segmenter", "allocate_budget",
+    "interpurchase_times", "score", "ChurnModel", "ClvmlError", "Config", "ConfigError", "DataSourceError",
     "DataValidationError", "Dataset", "ModelBundle", "ModelIncompatibleError", "SyntheticWorld",
     "ValidationReport", "ValueModel", "backtest", "build_features", "build_labels", "catalog",
     "churn_metrics", "clv", "compare_on_cdnow", "contributions", "family_importance", "feature_specs",

@@ -1,7 +1,7 @@
 """The ``clvml`` command line: a thin layer over the public API.
 
 Exit codes: 0 success; 1 unexpected clvml error; 2 invalid configuration; 3 invalid input data;
-4 drift stop; 5 model incompatible; 6 output not writable.
+4 drift stop; 5 model incompatible; 6 output not writable; 7 lock held by another run.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Churn and customer-lifetime-value modelling.")
 features_app = typer.Typer(no_args_is_help=True, help="The feature catalog.")
 app.add_typer(features_app, name="features")
+report_app = typer.Typer(no_args_is_help=True, help="Reports for analysts.")
+app.add_typer(report_app, name="report")
 console = Console(stderr=True)
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "demo.yaml"
 
@@ -203,6 +205,28 @@ def score(
         console.print(f"{m['rows_out']:,} customers scored as of {m['as_of']} -> {r.target} "
                       f"(model {m['model']['version']}, {m['seconds']:.0f}s); drift (PSI) of the scores "
                       f"{m['drift'].get('scores')}")
+    _run(go)
+
+
+@report_app.command("analytics")
+def report_analytics(config: ConfigOpt = None, as_of: Annotated[str | None, typer.Option(
+        "--as-of", help="Use only events before this date (default: all).")] = None,
+                     out: Annotated[Path | None, typer.Option(help="Folder (default <output.dir>/analytics).")]
+                     = None) -> None:
+    """Repurchase rate, cohort retention, repurchase cycle, first-to-second purchase, churn rate over
+    time and survey summaries: CSV + PNG + one HTML page."""
+    def go():
+        import datetime as dt
+
+        from clvml.analytics_report import write_analytics_report
+        from clvml.pipeline import load_data
+
+        cfg = _config(config)
+        day = dt.date.fromisoformat(as_of) if as_of else None
+        ds = load_data(cfg, _progress())
+        r = write_analytics_report(ds, out or Path(cfg.output.dir) / "analytics",
+                                   horizon_days=cfg.labels.horizon_days, before=day)
+        console.print(f"analytics report: {r['report']}")
     _run(go)
 
 

@@ -127,33 +127,51 @@ def reason_codes(contrib: pd.DataFrame, X: pd.DataFrame, specs: Sequence[Feature
     that way (the rest are null)."""
     by_name = {s.name: s for s in specs}
     c = contrib.drop(columns=BIAS)
-    vals = c.to_numpy() * direction
-    names = np.array(c.columns)
-    order = np.argsort(-vals, axis=1, kind="stable")[:, :k]
-    out: dict[str, list] = {f"reason_{i + 1}{suf}": [] for i in range(k)
-                            for suf in ("", "_shap", "_value", "_text")}
+    C = c.to_numpy()
+    vals = C * direction
+    names = np.array(c.columns, dtype=object)
+    n, kk = len(c), min(k, C.shape[1])
+    # the k largest per row (argpartition, then ordered by value, ties by column order)
+    part = np.argpartition(-vals, kk - 1, axis=1)[:, :kk] if kk < C.shape[1] else np.tile(
+        np.arange(C.shape[1]), (n, 1))
+    top = np.take_along_axis(vals, part, 1)
+    order = np.take_along_axis(part, np.lexsort((part, -top), axis=1), 1)[:, :kk]
     Xv = X.reset_index(drop=True)
-    for r in range(len(c)):
-        for i in range(k):
-            j = order[r, i]
-            name = names[j]
-            if vals[r, j] <= 0:
-                name = None
-            value = None if name is None else Xv.at[r, name]
-            out[f"reason_{i + 1}"].append(name)
-            out[f"reason_{i + 1}_shap"].append(None if name is None else float(c.iat[r, j]))
-            out[f"reason_{i + 1}_value"].append(None if name is None or pd.isna(value) else str(value))
-            spec = by_name.get(name) if name else None
-            out[f"reason_{i + 1}_text"].append(
-                None if name is None else (spec.explain(value) if spec else f"{name} = {value}"))
+    out: dict[str, np.ndarray] = {}
+    rows = np.arange(n)
+    for i in range(k):
+        name = np.full(n, None, dtype=object)
+        shap = np.full(n, np.nan)
+        value = np.full(n, None, dtype=object)
+        text = np.full(n, None, dtype=object)
+        if i < kk:
+            j = order[:, i]
+            ok = vals[rows, j] > 0  # fewer than k features push this way: the rest stay null
+            name[ok] = names[j[ok]]
+            shap[ok] = C[rows[ok], j[ok]]
+            for jj in np.unique(j[ok]):
+                at = np.flatnonzero(ok & (j == jj))
+                feat = names[jj]
+                codes, uniq = pd.factorize(Xv[feat].iloc[at], use_na_sentinel=True)
+                spec = by_name.get(feat)
+                shown = np.array([str(u) for u in uniq] + [None], dtype=object)
+                said = np.array([spec.explain(u) if spec else f"{feat} = {u}" for u in uniq]
+                                + [spec.explain(None) if spec else f"{feat} = None"], dtype=object)
+                value[at] = shown[codes]  # code -1 (missing) takes the last entry
+                text[at] = said[codes]
+        p = f"reason_{i + 1}"
+        out.update({p: name, f"{p}_shap": shap, f"{p}_value": value, f"{p}_text": text})
     return pd.DataFrame(out, index=contrib.index)
 
 
 def write_explanations(churn: ChurnModel, value: ValueModel, X: pd.DataFrame, specs: Sequence[FeatureSpec],
-                       folder, top: int = 3, max_rows: int = 5000, seed: int = 0) -> dict[str, object]:
+                       folder, top: int = 3, max_rows: int = 5000, seed: int = 0,
+                       segments: pd.DataFrame | None = None) -> dict[str, object]:
     """Global drivers of both models on ``X`` (a sample of at most ``max_rows``), written to ``folder``:
     mean |SHAP| rankings and family totals (CSV), a beeswarm summary and dependence plots of the
-    ``top`` features per model (PNG). Returns name -> path."""
+    ``top`` features per model (PNG), and, for each column of ``segments`` (same index as ``X``, e.g.
+    value tier and lifecycle stage), the top drivers per segment (``<model>_drivers_by_<column>.csv``).
+    Returns name -> path."""
     from pathlib import Path
 
     import matplotlib.pyplot as plt
@@ -179,6 +197,10 @@ def write_explanations(churn: ChurnModel, value: ValueModel, X: pd.DataFrame, sp
         fig = plt.gcf()
         fig.suptitle(f"{name}: SHAP summary (raw score space)")
         out[f"{name}_beeswarm"] = save_figure(fig, folder / f"{name}_beeswarm.png")
+        for col in [] if segments is None else segments.columns:
+            drivers = segment_drivers(c, segments.loc[X.index, col], top=10).rename(columns={"segment": col})
+            out[f"{name}_drivers_by_{col}"] = atomic_write_text(drivers.to_csv(index=False),
+                                                                folder / f"{name}_drivers_by_{col}.csv")
         for feat in imp.index[:top]:
             fig, ax = plt.subplots(figsize=(5, 4))
             ax.scatter(numeric[feat], vals[feat], s=4, alpha=0.4)

@@ -135,8 +135,12 @@ def train(cfg: Config, ds: Dataset | None = None, progress: Progress = _quiet) -
                           {"held-out cut-off": test_cutoff, "horizon (days)": cfg.labels.horizon_days,
                            "training rows": len(ts.frame), "features": len(ts.feature_columns)})
     progress("explaining the models (SHAP) on the latest cut-off")
+    core = bundle.core_scores(latest)
+    segs = bundle.segmenter.transform(latest.reset_index(drop=True), core["churn_probability"], core["clv"])
+    segs.index = latest.index
     explanations = write_explanations(churn, value, latest[ts.feature_columns], ts.specs,
-                                      Path(cfg.output.dir) / "explanations", seed=cfg.seed)
+                                      Path(cfg.output.dir) / "explanations", seed=cfg.seed,
+                                      segments=segs[["value_tier", "lifecycle_stage", "risk_band"]])
     run_id = None
     if cfg.tracking.enabled:
         progress("logging the run to MLflow")

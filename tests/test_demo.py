@@ -56,6 +56,12 @@ def test_demo_end_to_end(demo_run):
     assert (scores.value_reason_1_shap.dropna() < 0).all()
     assert scores.churn_probability.between(0, 1).all() and (scores.expected_value >= 0).all()
     assert str(scores.as_of.iloc[0]) == "2024-07-01"
+    # segments and actions from the thresholds learned at training
+    assert set(scores.value_tier) == {"high", "potential", "general", "low"}
+    assert scores.recommended_action.notna().all() and scores.rfm_segment.notna().all()
+    # churned (by the learned lifecycle thresholds) customers are the riskiest, active the safest
+    risk = scores.groupby("lifecycle_stage").churn_probability.mean()
+    assert risk["churned"] > risk["dormant"] > risk["active"]
     # the models learned something real on held-out data, close to the oracle
     o = r["oracle"]
     assert o["model_auc"] > 0.8 and o["model_auc"] > 0.9 * o["oracle_auc"]
@@ -76,6 +82,15 @@ def test_demo_run_is_tracked_in_mlflow(demo_run):
     assert {"churn_shap_importance.csv", "churn_shap_families.csv", "churn_beeswarm.png",
             "value_beeswarm.png"} <= expl
     assert sum(n.startswith("churn_dependence_") for n in expl) == 3
+    assert {"churn_drivers_by_value_tier.csv", "churn_drivers_by_lifecycle_stage.csv",
+            "value_drivers_by_risk_band.csv"} <= expl
+    # segment drivers: churned customers' risk is driven up by how long they have been silent
+    drivers = pd.read_csv(tmp / "out" / "explanations" / "churn_drivers_by_lifecycle_stage.csv")
+    churned = drivers[drivers.lifecycle_stage == "churned"].iloc[0]
+    assert churned.mean_shap > 0 and ("recency" in churned.feature or "since" in churned.feature)
+    active = drivers[drivers.lifecycle_stage == "active"]
+    assert active.mean_shap.iloc[0] < 0  # the strongest driver of active customers lowers their risk
+    assert set(drivers.lifecycle_stage) <= {"new", "active", "returning", "dormant", "churned"}
 
 
 def test_exported_bundle_reloads_and_scores_identically(demo_run):

@@ -1,0 +1,109 @@
+"""Benchmark: the scoring job end to end (features, both models, CLV, segments, top-3 reason codes,
+drift check, Parquet output) on the synthetic world, at several customer-base sizes.
+
+The model is trained once on the demo world (``configs/demo.yaml``, tracking off) and cached in
+``bench/out/score-model``. The scored worlds are the first k 100k-customer chunks of the cached
+``bench/out/world-10000000`` (built by ``bench/world.py`` if missing): all four histories plus
+profiles. Each size runs in a fresh process, so its peak RSS is its own.
+
+    .venv/bin/python bench/scoring.py --customers 100000 500000 1000000
+
+Record results in bench/RESULTS.md with the date and machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from world import CHUNK, build_world  # noqa: E402
+
+from clvml.config import load_config, parse_config  # noqa: E402
+
+OUT = Path("bench/out")
+TABLES = ("customers", "transactions", "activity", "social", "after_sales")
+AS_OF = dt.date(2025, 1, 1)
+
+
+def model_path() -> Path:
+    path = OUT / "score-model" / "demo"
+    if not (path / "MLmodel").exists():
+        from clvml.pipeline import train
+
+        cfg = load_config("configs/demo.yaml")
+        cfg.tracking.enabled = False
+        cfg.output.model_dir = (OUT / "score-model").resolve()
+        cfg.output.dir = (OUT / "score-model-out").resolve()
+        train(cfg)
+    return path
+
+
+def world(customers: int) -> Path:
+    """A folder per table holding links to the first ``customers / 100k`` chunks of the 10M world."""
+    src = build_world(10_000_000)
+    k = customers // CHUNK
+    path = OUT / f"score-world-{customers}"
+    for t in TABLES:
+        (path / t).mkdir(parents=True, exist_ok=True)
+        for i in range(k):
+            link = path / t / f"part-{i:03d}.parquet"
+            if not link.exists():
+                link.symlink_to((src / t / f"part-{i:03d}.parquet").resolve())
+    return path
+
+
+def measure(path: Path, chunk: int) -> dict:
+    cfg = parse_config({"name": "bench", "data": {"tables": {t: {"path": str(path / t), "format": "parquet"}
+                                                             for t in TABLES}},
+                        "cutoffs": {"start": "2024-01-01"}, "tracking": {"enabled": False},
+                        "scoring": {"chunk_customers": chunk, "drift_stop": None},
+                        "output": {"dir": str(path.parent / f"scores-{path.name}")}})
+    marks: list[tuple[float, str]] = []
+    t0 = time.perf_counter()
+
+    def progress(msg: str) -> None:
+        marks.append((round(time.perf_counter() - t0, 1), msg))
+
+    from clvml.scoring import score
+
+    r = score(cfg, str(model_path().resolve()), AS_OF, progress=progress)
+    total = time.perf_counter() - t0
+    load = next(t for t, m in marks if m.startswith("scoring "))
+    return {"customers": r.manifest["rows_out"], "chunks": r.manifest["chunks"],
+            "events": sum(r.manifest["rows_kept"].values()), "load_validate_s": load,
+            "score_s": round(total - load, 1), "total_s": round(total, 1),
+            "customers_per_s": int(r.manifest["rows_out"] / total),
+            "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2, 2),
+            "score_psi": r.manifest["drift"]["scores"]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--customers", type=int, nargs="+", default=[100_000, 500_000, 1_000_000])
+    ap.add_argument("--chunk", type=int, default=250_000, help="scoring.chunk_customers")
+    ap.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.measure:
+        print(json.dumps(measure(args.measure, args.chunk)))
+        return
+    print(f"# {dt.date.today()} {platform.node()} {platform.machine()} python {platform.python_version()}")
+    model_path()
+    for n in args.customers:
+        res = subprocess.run([sys.executable, __file__, "--measure", str(world(n)), "--chunk", str(args.chunk)],
+                             capture_output=True, text=True)
+        if res.returncode:
+            sys.exit(res.stderr[-3000:])
+        print(res.stdout.strip().splitlines()[-1], flush=True)
+
+
+if __name__ == "__main__":
+    main()
