@@ -145,16 +145,14 @@ def test_write_features_failure_keeps_previous_output(small_world, tmp_path, mon
     before = sorted(p.read_bytes() for p in out.glob("*.parquet"))
     from clvml.features import writer
 
-    calls = {"n": 0}
-    real = writer.build_features
+    real = writer.FeatureBatches.expression
 
-    def failing(*a, **k):
-        calls["n"] += 1
-        if calls["n"] == 2:
+    def failing(self, b):
+        if b == 1:
             raise RuntimeError("boom in the second batch")
-        return real(*a, **k)
+        return real(self, b)
 
-    monkeypatch.setattr(writer, "build_features", failing)
+    monkeypatch.setattr(writer.FeatureBatches, "expression", failing)
     with pytest.raises(RuntimeError, match="second batch"):
         write_features(ds.tables, [dt.date(2024, 6, 1)], out, batches=2)
     assert sorted(p.read_bytes() for p in out.glob("*.parquet")) == before
@@ -169,3 +167,16 @@ def test_features_are_bit_identical_run_after_run(small_world):
     runs = [to_pandas(build_features(ds.tables, cuts)) for _ in range(3)]
     for other in runs[1:]:
         pd.testing.assert_frame_equal(runs[0], other, check_exact=True)
+
+
+def test_feature_batches_partition_the_customers_exactly(small_world):
+    from clvml.features.writer import FeatureBatches
+
+    ds = load_dataset(frames=small_world.tables())
+    cuts = [dt.date(2024, 3, 1), dt.date(2024, 6, 1)]
+    whole = to_pandas(build_features(ds.tables, cuts))
+    with FeatureBatches(ds.tables, cuts, batches=3) as fb:
+        parts = [fb.pandas(b) for b in range(3)]  # the first through Ibis, the rest as compiled SQL
+    assert all(len(p) for p in parts)
+    joined = pd.concat(parts).sort_values(["cutoff", "customer_id"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(joined, whole.reset_index(drop=True))
