@@ -21,15 +21,21 @@ from clvml.evaluation.report import CSS  # noqa: E402
 from clvml.io import atomic_write_text  # noqa: E402
 
 
+def _axes(title: str, xlabel: str = "", ylabel: str = "", width: float = 6):
+    fig, ax = plt.subplots(figsize=(width, 3.5))
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    return fig, ax
+
+
 def plot_repurchase(df: pd.DataFrame):
-    fig, ax = plt.subplots(figsize=(7, 3.5))
+    fig, ax = _axes("Repurchase rate by month", ylabel="share of the month's buyers", width=7)
     ax.plot(df["month"], df["returning_rate"], marker="o", label="bought in an earlier month")
     ax.plot(df["month"], df["repeat_rate"], marker="o", label="2+ purchase days in the month")
-    ax.set_ylabel("share of the month's buyers")
-    ax.set_title("Repurchase rate by month")
     ax.tick_params(axis="x", rotation=90)
     ax.legend()
-    ax.grid(alpha=0.3)
     return fig
 
 
@@ -46,36 +52,26 @@ def plot_cohorts(df: pd.DataFrame):
 
 
 def plot_cycle(gaps: np.ndarray):
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig, ax = _axes("Inter-purchase time", "days between purchases", "gaps")
     ax.hist(gaps, bins=np.arange(0, min(gaps.max() if len(gaps) else 1, 730) + 7, 7))
-    ax.set_xlabel("days between purchases")
-    ax.set_ylabel("gaps")
-    ax.set_title("Inter-purchase time")
-    ax.grid(alpha=0.3)
     return fig
 
 
 def plot_second(df: pd.DataFrame):
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig, ax = _axes("First to second purchase", "days since the first purchase", "share who bought again")
     ax.plot(df["days"], df["rate"])
-    ax.set_xlabel("days since the first purchase")
-    ax.set_ylabel("share who bought again")
-    ax.set_title("First to second purchase")
-    ax.grid(alpha=0.3)
     return fig
 
 
 def plot_churn(df: pd.DataFrame):
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig, ax = _axes("Churn rate over time (active buyers with no purchase in the next horizon)",
+                    ylabel="churn rate")
     ax.plot(pd.to_datetime(df["cutoff"]), df["churn_rate"], marker="o")
-    ax.set_ylabel("churn rate")
-    ax.set_title("Churn rate over time (active buyers with no purchase in the next horizon)")
-    ax.grid(alpha=0.3)
     return fig
 
 
 def plot_surveys(df: pd.DataFrame):
-    fig, ax = plt.subplots(figsize=(7, 3.5))
+    fig, ax = _axes("Surveys by month", width=7)
     if "nps" in df:
         ax.plot(df["month"], df["nps"], marker="o", label="NPS")
         ax.set_ylabel("NPS")
@@ -84,8 +80,6 @@ def plot_surveys(df: pd.DataFrame):
         ax2.plot(df["month"], df["mean_satisfaction"], color="tab:orange", marker="s", label="satisfaction")
         ax2.set_ylabel("mean satisfaction (1-5)")
     ax.tick_params(axis="x", rotation=90)
-    ax.set_title("Surveys by month")
-    ax.grid(alpha=0.3)
     return fig
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,31 @@ def replace_dir(tmp: Path, path: Path) -> Path:
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
     return path
+
+
+@contextmanager
+def staging_dir(parent: Path, prefix: str, target: str) -> Iterator[Path]:
+    """A temporary folder in ``parent`` in which to build the output ``target``.
+
+    The block moves it into place (:func:`replace_dir`) or consumes it; whatever is left afterwards is
+    removed, also when the block fails, and an ``OSError`` becomes an :class:`OutputError` saying the
+    previous output is unchanged.
+    """
+    import shutil
+
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=".tmp", dir=parent))
+    except OSError as exc:
+        raise OutputError(f"cannot write to {parent}: {exc.strerror or exc}; check the path exists and "
+                          "is writable") from None
+    try:
+        yield tmp
+    except OSError as exc:
+        raise OutputError(f"writing {target} failed: {exc.strerror or exc}; the previous output (if "
+                          "any) is unchanged") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def atomic_write_parquet(df: pd.DataFrame | pa.Table, path: str | Path) -> Path:

@@ -23,7 +23,6 @@ import hashlib
 import math
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -43,7 +42,7 @@ from clvml.errors import DriftError, LockError, ModelIncompatibleError
 from clvml.features.builder import feature_specs
 from clvml.features.engine import day_of
 from clvml.features.writer import FeatureBatches
-from clvml.io import OutputError, atomic_write_json, replace_dir
+from clvml.io import OutputError, atomic_write_json, replace_dir, staging_dir
 from clvml.packaging import ModelBundle, load_bundle
 
 Progress = Callable[[str], None]
@@ -270,13 +269,7 @@ def score(cfg: Config, model: str, as_of: dt.date, *, out: Path | None = None, d
         progress(f"scoring {pop['scored']:,} customers as of {as_of} in {chunks} chunk(s)")
         parent = Path(target).parent if not database else db_path.parent
         stale = _remove_stale(parent, as_of)
-        try:
-            parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=f".as_of={as_of}.", suffix=".tmp", dir=parent))
-        except OSError as exc:
-            raise OutputError(f"cannot write to {parent}: {exc.strerror or exc}; check the path exists "
-                              "and is writable") from None
-        try:
+        with staging_dir(parent, f".as_of={as_of}.", target) as tmp:
             rows, counts = score_chunks(bundle, ds, as_of, tmp, chunks, progress)
             drift = drift_summary(bundle, counts, cfg)
             for col, v in drift.get("warnings", {}).items():
@@ -303,16 +296,8 @@ def score(cfg: Config, model: str, as_of: dt.date, *, out: Path | None = None, d
             atomic_write_json(manifest, tmp / "_manifest.json")
             if database:
                 _write_duckdb(db_path, table, tmp, as_of, manifest)
-                shutil.rmtree(tmp, ignore_errors=True)
             else:
                 replace_dir(tmp, Path(target))
-        except OSError as exc:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise OutputError(f"writing {target} failed: {exc.strerror or exc}; the previous output "
-                              "(if any) is unchanged") from None
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
     progress(f"wrote {rows:,} rows to {target} in {manifest['seconds']:.1f}s")
     return ScoreResult(target, manifest)
 

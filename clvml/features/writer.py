@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import shutil
-import tempfile
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -25,7 +23,7 @@ import pyarrow.parquet as pq
 
 from clvml.features.builder import DEFAULT_WINDOWS, as_cutoffs, build_features, to_pandas
 from clvml.features.registry import FAMILIES
-from clvml.io import OutputError, replace_dir
+from clvml.io import replace_dir, staging_dir
 
 #: (customer, cut-off) rows per batch by default: keeps DuckDB's aggregation state near 1-2 GiB
 ROWS_PER_BATCH = 1_500_000
@@ -94,7 +92,9 @@ class FeatureBatches:
 
     def arrow(self, b: int) -> pa.Table:
         """Features of batch ``b`` as an Arrow table (ordered by cut-off and customer)."""
-        expr = self.expression(b)
+        return self._run(self.expression(b))
+
+    def _run(self, expr: ibis.Table) -> pa.Table:
         if self.expr is None:
             return expr.to_pyarrow()
         if not self._ran:  # the first run goes through ibis, which registers the cut-off table
@@ -113,7 +113,7 @@ class FeatureBatches:
         expr = self.expression(b)
         if self.expr is None:
             return to_pandas(expr)
-        table = self.arrow(b)
+        table = self._run(expr)
         df = pd.DataFrame({name: col.to_pylist() if col.null_count or pa.types.is_dictionary(col.type)
                            else col.to_pandas() for name, col in zip(table.column_names, table.columns,
                                                                       strict=True)})
@@ -170,26 +170,13 @@ def write_features(
     if batches < 1:
         raise ValueError(f"batches must be at least 1, got {batches}")
     path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    except OSError as exc:
-        raise OutputError(f"cannot write to {path.parent}: {exc.strerror or exc}; check the path "
-                          "exists and is writable") from None
-    try:
-        rows = columns = 0
-        with FeatureBatches(tables, cuts, windows=windows, families=families, batches=batches) as fb:
-            for b in range(batches):
-                out = tmp / f"part-{b:04d}.parquet"
-                con.to_parquet(fb.expression(b), out, compression="zstd")
-                meta = pq.ParquetFile(out).metadata
-                rows, columns = rows + meta.num_rows, meta.num_columns
+    rows = columns = 0
+    with staging_dir(path.parent, f".{path.name}.", f"features to {path}") as tmp, \
+            FeatureBatches(tables, cuts, windows=windows, families=families, batches=batches) as fb:
+        for b in range(batches):
+            out = tmp / f"part-{b:04d}.parquet"
+            con.to_parquet(fb.expression(b), out, compression="zstd")
+            meta = pq.ParquetFile(out).metadata
+            rows, columns = rows + meta.num_rows, meta.num_columns
         replace_dir(tmp, path)
-    except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise OutputError(f"writing features to {path} failed: {exc.strerror or exc}; the previous "
-                          "output (if any) is unchanged") from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return FeatureFiles(path, batches, rows, columns)
