@@ -9,7 +9,7 @@ __version__ = "0.1.0"
 from clvml.analytics import interpurchase_times  # noqa: E402
 from clvml.config import Config, load_config, parse_config  # noqa: E402
 from clvml.data.dataset import Dataset, load_dataset  # noqa: E402
-from clvml.data.synthetic import SyntheticWorld, simulate  # noqa: E402
+from clvml.data.synthetic import Campaign, SyntheticWorld, simulate  # noqa: E402
 from clvml.data.validation import ValidationReport  # noqa: E402
 from clvml.datasets import load_cdnow_sample  # noqa: E402
 from clvml.drift import DriftReference  # noqa: E402
@@ -23,6 +23,12 @@ from clvml.errors import (  # noqa: E402
 from clvml.evaluation.backtest import BacktestResult, backtest  # noqa: E402
 from clvml.evaluation.cdnow import compare_on_cdnow  # noqa: E402
 from clvml.evaluation.metrics import churn_metrics, normalized_gini, value_metrics  # noqa: E402
+from clvml.experiments import (  # noqa: E402
+    evaluate_experiment,
+    experiment_outcomes,
+    power_of,
+    sample_size,
+)
 from clvml.explain import (  # noqa: E402
     contributions,
     family_importance,
@@ -44,8 +50,11 @@ from clvml.modeling.training import split_by_cutoff  # noqa: E402
 from clvml.packaging import ModelBundle, load_bundle  # noqa: E402
 from clvml.scoring import ScoreResult, score  # noqa: E402
 from clvml.segments import Segmenter, allocate_budget  # noqa: E402
+from clvml.uplift import UpliftModel, qini_coefficient, qini_curve, targeting_list  # noqa: E402
 
 __all__ = [
+    "Campaign", "UpliftModel", "evaluate_experiment", "experiment_outcomes", "power_of", "qini_coefficient",
+    "qini_curve", "sample_size", "targeting_list",
     "BTYDModel", "BacktestResult", "DriftReference", "ScoreResult", "Segmenter", "allocate_budget",
     "interpurchase_times", "score", "ChurnModel", "ClvmlError", "Config", "ConfigError", "DataSourceError",
     "DataValidationError", "Dataset", "ModelBundle", "ModelIncompatibleError", "SyntheticWorld",

@@ -23,6 +23,8 @@ features_app = typer.Typer(no_args_is_help=True, help="The feature catalog.")
 app.add_typer(features_app, name="features")
 report_app = typer.Typer(no_args_is_help=True, help="Reports for analysts.")
 app.add_typer(report_app, name="report")
+experiment_app = typer.Typer(no_args_is_help=True, help="Retention-incentive experiments and uplift.")
+app.add_typer(experiment_app, name="experiment")
 console = Console(stderr=True)
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "demo.yaml"
 
@@ -227,6 +229,129 @@ def report_analytics(config: ConfigOpt = None, as_of: Annotated[str | None, type
         r = write_analytics_report(ds, out or Path(cfg.output.dir) / "analytics",
                                    horizon_days=cfg.labels.horizon_days, before=day)
         console.print(f"analytics report: {r['report']}")
+    _run(go)
+
+
+AssignOpt = Annotated[Path | None, typer.Option(
+    "--assignments", "-a", help="Assignment table (.parquet/.csv): customer_id, group, assigned_ts "
+    "(default experiments.assignments, or the synthetic world's campaign).")]
+WindowOpt = Annotated[int | None, typer.Option("--window-days", help="Outcome window (default "
+                                               "experiments.window_days).")]
+
+
+def _experiment_cfg(config, window_days, **over):
+    cfg = _config(config)
+    if window_days is not None:
+        over["window_days"] = window_days
+    for k, v in over.items():
+        if v is not None and v != []:
+            setattr(cfg.experiments, k, v)
+    return cfg
+
+
+@experiment_app.command("evaluate")
+def experiment_evaluate(
+    config: ConfigOpt = None, assignments: AssignOpt = None, window_days: WindowOpt = None,
+    by: Annotated[list[str] | None, typer.Option("--by", help="Segment column (repeatable).")] = None,
+    scores: Annotated[Path | None, typer.Option(help="Scores partition to take segment columns from "
+                                                "(e.g. value_tier).")] = None,
+    control: Annotated[str | None, typer.Option(help="Control group label.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Folder (default <output.dir>/experiments).")] = None,
+) -> None:
+    """Effect of an incentive on repurchase rate, purchases and spend, with confidence intervals,
+    overall and per segment."""
+    def go():
+        from clvml.experiment_report import evaluate
+        from clvml.pipeline import load_data
+
+        cfg = _experiment_cfg(config, window_days, by=by, control=control)
+        ds = load_data(cfg, _progress())
+        r = evaluate(cfg, ds, assignments=assignments, scores=scores, out=out, progress=_progress())
+        for _, e in r["effects"][r["effects"]["segment_by"] == "all"].iterrows():
+            console.print(f"  {e['campaign_id']} {e['metric']:<12} effect {e['effect']:+.4f} "
+                          f"[{e['ci_low']:+.4f}, {e['ci_high']:+.4f}]  p={e['p_value']:.3g}  "
+                          f"(control {e['mean_control']:.4f}, n={e['n_treatment']:,}+{e['n_control']:,})")
+        console.print(f"excluded: {r['summary']['excluded']}; effects: {r['files']['effects']}")
+    _run(go)
+
+
+@experiment_app.command("power")
+def experiment_power(
+    baseline: Annotated[float | None, typer.Option(help="Control rate or mean (default: measured "
+                                                   "from the history with -c and --as-of).")] = None,
+    effect: Annotated[float, typer.Option(help="Smallest effect worth detecting.")] = 0.02,
+    metric: Annotated[str, typer.Option(help="rate (repurchase) or mean (spend).")] = "rate",
+    sd: Annotated[float | None, typer.Option(help="Outcome sd for metric=mean.")] = None,
+    relative: Annotated[bool, typer.Option(help="effect is relative to the baseline.")] = False,
+    alpha: float = 0.05, power: float = 0.8,
+    ratio: Annotated[float, typer.Option(help="Treated per control customer.")] = 1.0,
+    config: ConfigOpt = None,
+    as_of: Annotated[str | None, typer.Option("--as-of", help="Measure the baseline over the window "
+                                              "before this date.")] = None,
+    window_days: WindowOpt = None,
+) -> None:
+    """Customers needed per arm to detect an effect (baseline from the history when not given)."""
+    def go():
+        import datetime as dt
+
+        from clvml.errors import ConfigError
+        from clvml.experiments import baseline_from_history, sample_size
+
+        base, spread = baseline, sd
+        if base is None or (metric == "mean" and spread is None):
+            if as_of is None:
+                raise ConfigError(["give --baseline (and --sd for metric=mean), or -c and --as-of "
+                                      "to measure them from the history"])
+            from clvml.pipeline import load_data
+
+            cfg = _experiment_cfg(config, window_days)
+            h = baseline_from_history(load_data(cfg, _progress())["transactions"],
+                                      as_of=dt.date.fromisoformat(as_of),
+                                      window_days=cfg.experiments.window_days)
+            console.print(f"history {h['window_start']}..{h['as_of']}: repurchase rate "
+                          f"{h['repurchase_rate']:.4f}, spend mean {h['spend_mean']:.2f} sd "
+                          f"{h['spend_sd']:.2f} ({h['customers']:,} customers)")
+            if base is None:
+                base = h["repurchase_rate"] if metric == "rate" else h["spend_mean"]
+            spread = spread if spread is not None else h["spend_sd"]
+        p = sample_size(baseline=base, effect=effect, metric=metric, sd=spread, alpha=alpha,
+                        power=power, ratio=ratio, relative=relative)
+        print(json.dumps({"metric": p.metric, "baseline": p.baseline, "effect": p.effect,
+                          "alpha": p.alpha, "power": p.power, "ratio": p.ratio,
+                          "n_control": p.n_control, "n_treatment": p.n_treatment, "total": p.total}))
+    _run(go)
+
+
+@experiment_app.command("uplift")
+def experiment_uplift(
+    config: ConfigOpt = None, assignments: AssignOpt = None, window_days: WindowOpt = None,
+    as_of: Annotated[str | None, typer.Option("--as-of", help="Rank customers as of this date "
+                                              "(default: day after the latest transaction).")] = None,
+    metric: Annotated[str | None, typer.Option(help="repurchased or spend.")] = None,
+    value: Annotated[float | None, typer.Option(help="Worth of one unit of the metric.")] = None,
+    cost: Annotated[float | None, typer.Option(help="Cost per contact.")] = None,
+    budget: Annotated[float | None, typer.Option(help="Total contact budget.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Folder (default <output.dir>/uplift).")] = None,
+) -> None:
+    """Learn who responds to the incentive (T-learner uplift on LightGBM) from a past randomised
+    campaign; report its Qini coefficient on held-out customers and write a targeting list."""
+    def go():
+        import datetime as dt
+
+        from clvml.experiment_report import uplift
+        from clvml.pipeline import load_data
+
+        cfg = _experiment_cfg(config, window_days, uplift_metric=metric, value=value, cost=cost,
+                              budget=budget)
+        ds = load_data(cfg, _progress())
+        day = dt.date.fromisoformat(as_of) if as_of else None
+        r = uplift(cfg, ds, assignments=assignments, as_of=day, out=out, progress=_progress())
+        s = r["summary"]
+        console.print(f"Qini coefficient on {s['test_customers']:,} held-out customers: "
+                      f"{s['qini_coefficient']['uplift_model']:.4f} (random ranking "
+                      f"{s['qini_coefficient']['random_ranking']:.4f})")
+        console.print(f"{s['targeted']:,} of {s['ranked']:,} customers targeted as of {s['as_of']}: "
+                      f"{r['files']['targeting']}")
     _run(go)
 
 

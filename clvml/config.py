@@ -65,6 +65,20 @@ class TableSource(_Strict):
         return v
 
 
+class CampaignSpec(_Strict):
+    """A randomised incentive in the synthetic world (:class:`clvml.data.synthetic.Campaign`)."""
+
+    date: dt.date
+    campaign_id: str = "retention-1"
+    window_days: int = Field(30, gt=0)
+    treat_share: float = Field(0.5, gt=0, lt=1)
+    lift: float = Field(2.0, ge=0, description="Lift of the daily purchase probability (lapsed buyers).")
+    recent_days: int = Field(60, gt=0)
+    recent_factor: float = Field(0.15, ge=0)
+    gold_factor: float = Field(0.25, ge=0)
+    seed: int = 1
+
+
 class SyntheticConfig(_Strict):
     """Generate a synthetic world into ``path`` before reading it (the demo's data)."""
 
@@ -75,6 +89,8 @@ class SyntheticConfig(_Strict):
     path: Path = Path("data/synthetic")
     truth_horizon_days: int = Field(90, gt=0)
     truth_every_days: int = Field(30, gt=0)
+    campaigns: list[CampaignSpec] = Field(default_factory=list, description="Randomised incentives; "
+                                          "their assignments are written to <path>/assignments.parquet.")
 
 
 class Policies(_Strict):
@@ -225,6 +241,24 @@ class ScoringConfig(_Strict):
     @classmethod
     def _table_ident(cls, v: str) -> str:
         return _check_identifier(v, "table name")
+
+
+class ExperimentConfig(_Strict):
+    """Retention-incentive experiments (``clvml experiment …``)."""
+
+    assignments: Path | None = Field(None, description="Assignment table (Parquet or CSV): customer_id, "
+                                     "group, assigned_ts[, campaign_id, segment columns].")
+    window_days: int = Field(30, gt=0, description="Outcome window after assignment.")
+    control: str = Field("control", description="Label of the control group.")
+    alpha: float = Field(0.05, gt=0, lt=1, description="1 - confidence level of the intervals.")
+    by: list[str] = Field(default_factory=list, description="Segment columns for per-segment effects.")
+    uplift_metric: Literal["repurchased", "spend"] = "repurchased"
+    test_share: float = Field(0.3, gt=0, lt=1, description="Customers held out to measure the Qini "
+                              "coefficient of the uplift model.")
+    value: float = Field(1.0, ge=0, description="Worth of one unit of the uplift metric (e.g. margin per "
+                         "incremental repurchase).")
+    cost: float = Field(0.0, ge=0, description="Cost of one contact.")
+    budget: float | None = Field(None, gt=0, description="Total contact budget (caps the targets).")
 
 
 class OutputConfig(_Strict):
@@ -424,6 +458,7 @@ class Config(_Strict):
     tune: TuneConfig = Field(default_factory=TuneConfig)
     segments: SegmentsConfig = Field(default_factory=SegmentsConfig)
     scoring: ScoringConfig = Field(default_factory=ScoringConfig)
+    experiments: ExperimentConfig = Field(default_factory=ExperimentConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
 
@@ -446,6 +481,7 @@ class Config(_Strict):
             self.data.synthetic.path = fix(self.data.synthetic.path)
         self.output.dir = fix(self.output.dir)
         self.scoring.out = fix(self.scoring.out)
+        self.experiments.assignments = fix(self.experiments.assignments)
         db = self.scoring.database
         if db and "://" not in db and not Path(db).is_absolute():
             self.scoring.database = str((base / db).resolve())

@@ -48,11 +48,13 @@ def synthetic_cutoffs(cfg: Config) -> list[dt.date]:
     return sorted(set(grid) | {syn.end + dt.timedelta(days=1)})
 
 
-def _world_matches(path: Path, cutoffs: list[dt.date], end: dt.date) -> bool:
+def _world_matches(path: Path, cutoffs: list[dt.date], end: dt.date, campaigns: bool = False) -> bool:
     """A world written earlier is reused only if its truth covers every cut-off the config needs
-    (cut-offs after the last simulated day have no truth)."""
+    (cut-offs after the last simulated day have no truth) and it has the configured campaigns."""
     truth = path / "truth.parquet"
     if not (path / "transactions.parquet").exists() or not truth.exists():
+        return False
+    if campaigns and not (path / "assignments.parquet").exists():
         return False
     have = set(pd.to_datetime(pd.read_parquet(truth, columns=["cutoff"])["cutoff"]).dt.date)
     return {c for c in cutoffs if c <= end} <= have
@@ -65,12 +67,13 @@ def load_data(cfg: Config, progress: Progress = _quiet) -> Dataset:
     if data.synthetic is not None:
         syn = data.synthetic
         path = Path(syn.path)
-        if not _world_matches(path, synthetic_cutoffs(cfg), syn.end):
-            from clvml.data.synthetic import simulate
+        if not _world_matches(path, synthetic_cutoffs(cfg), syn.end, bool(syn.campaigns)):
+            from clvml.data.synthetic import Campaign, simulate
 
             progress(f"generating a synthetic world of {syn.n_customers:,} customers")
             world = simulate(syn.n_customers, syn.start, syn.end, cutoffs=synthetic_cutoffs(cfg),
-                             horizon_days=cfg.labels.horizon_days, seed=syn.seed)
+                             horizon_days=cfg.labels.horizon_days, seed=syn.seed,
+                             campaigns=[Campaign(**c.model_dump()) for c in syn.campaigns])
             world.write(path)
         for name in SCHEMAS:
             if name not in data.tables:

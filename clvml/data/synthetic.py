@@ -41,12 +41,25 @@ the horizon of days [c, c + H):
   later hazard (complaints, referrals) is averaged over a few simulated paths with dropout integrated
   out analytically (Rao-Blackwellised), so the estimate has very little noise;
 * ``alive`` at the cut-off.
+
+Campaigns (optional)
+--------------------
+A :class:`Campaign` is a randomised retention incentive on a date d: every customer who arrived before d
+is assigned to treatment with probability ``treat_share`` (from its own random stream, so the rest of
+the world is drawn identically), and a treated customer's daily purchase probability is multiplied by
+``1 + tau`` on days [d, d + window). The effect is heterogeneous on things the business can see:
+``tau = lift`` for customers whose last purchase was at least ``recent_days`` before d, ``lift ·
+recent_factor`` for recent buyers, times ``gold_factor`` for gold members. The truth per assigned
+customer (``SyntheticWorld.campaign_truth``) is computed like the cut-off truth, under both arms:
+exact P(purchase in the window) and expected spend (common random paths for both arms). The regular
+cut-off truth ignores campaigns.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -78,6 +91,8 @@ class SyntheticWorld:
     after_sales: pd.DataFrame
     truth: pd.DataFrame
     params: dict = field(default_factory=dict)
+    assignments: pd.DataFrame | None = None
+    campaign_truth: pd.DataFrame | None = None
 
     TABLES = ("customers", "transactions", "activity", "social", "after_sales")
 
@@ -85,14 +100,50 @@ class SyntheticWorld:
         return {name: getattr(self, name) for name in self.TABLES}
 
     def write(self, path: str | Path) -> Path:
-        """Write every table and the truth as Parquet files into ``path`` (atomically per file)."""
+        """Write every table and the truth (and campaigns, if any) as Parquet files into ``path``
+        (atomically per file)."""
         from clvml.io import atomic_write_parquet
 
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        for name, df in {**self.tables(), "truth": self.truth}.items():
+        extra = {k: getattr(self, k) for k in ("assignments", "campaign_truth")
+                 if getattr(self, k) is not None}
+        for name, df in {**self.tables(), "truth": self.truth, **extra}.items():
             atomic_write_parquet(df, path / f"{name}.parquet")
         return path
+
+
+@dataclass(frozen=True)
+class Campaign:
+    """A randomised retention incentive in the synthetic world (see the module docstring).
+
+    Parameters
+    ----------
+    date
+        Assignment date d; the incentive acts on days [d, d + window_days).
+    lift
+        Multiplicative lift of the daily purchase probability for a lapsed, non-gold customer.
+    recent_days, recent_factor
+        Customers who bought within ``recent_days`` before d get ``lift · recent_factor``.
+    gold_factor
+        Multiplier of the lift for gold members.
+    """
+
+    date: dt.date | str = "2024-09-01"
+    campaign_id: str = "retention-1"
+    window_days: int = 30
+    treat_share: float = 0.5
+    lift: float = 2.0
+    recent_days: int = 60
+    recent_factor: float = 0.15
+    gold_factor: float = 0.25
+    seed: int = 1
+
+    def effect(self, days_since_last: np.ndarray, tier: np.ndarray) -> np.ndarray:
+        """True lift ``tau`` per customer from days since the last purchase and tier code (2 = gold)."""
+        lapsed = days_since_last >= self.recent_days
+        return (self.lift * np.where(lapsed, 1.0, self.recent_factor)
+                * np.where(tier == 2, self.gold_factor, 1.0))
 
 
 class _State:
@@ -191,6 +242,7 @@ def simulate(
     horizon_days: int = 90,
     seed: int = 7,
     truth_paths: int = 4,
+    campaigns: Sequence[Campaign] = (),
     progress: bool = False,
 ) -> SyntheticWorld:
     """Generate a synthetic world.
@@ -210,6 +262,9 @@ def simulate(
         Everything is drawn from ``numpy.random.default_rng(seed)``: same seed, same world.
     truth_paths
         Simulated paths per customer for expected purchases (dropout is integrated out analytically).
+    campaigns
+        Randomised incentives to run (:class:`Campaign`); their assignments and true effects are in
+        ``SyntheticWorld.assignments`` and ``.campaign_truth``. Without campaigns nothing else changes.
     """
     t0 = time.perf_counter()
     start = pd.Timestamp(start).date()
@@ -247,11 +302,25 @@ def simulate(
         "purchase", "browse", "closed", "share", "like", "ticket")}
     truth_parts = []
     cut_set = set(cut_days)
+    camp_at: dict[int, list[tuple[int, Campaign]]] = {}
+    for k, camp in enumerate(campaigns):
+        d = (pd.Timestamp(camp.date).date() - start).days
+        if not 0 < d < n_days:
+            raise ValueError(f"campaign {camp.campaign_id!r} date {camp.date} is outside the history "
+                             f"({start} .. {end})")
+        camp_at.setdefault(d, []).append((k, camp))
+    last_buy = np.full(n, -1, np.int64)
+    boost = np.zeros(n)
+    boost_until = np.full(n, -1, np.int64)
+    camp_parts: list[pd.DataFrame] = []
 
     for t in range(n_days):
         if t in cut_set:
             truth_parts.append(_truth(st, t, signup, mu, sat_trait, eng, horizon_days,
                                       truth_paths, rng))
+        for k, camp in camp_at.get(t, ()):
+            camp_parts.append(_run_campaign(camp, k, seed, st, t, signup, last_buy, tier, boost,
+                                            boost_until, mu, sat_trait, eng, max(truth_paths, 8)))
         arrived = signup <= t
         st.resolve(t)
         active = arrived & st.alive
@@ -263,8 +332,10 @@ def simulate(
         closed = np.nonzero(died & (u[:, 1] < 0.25))[0]
         ev["closed"].append((closed, np.full(closed.size, t)))
         active &= ~died
-        buy = active & ((u[:, 2] < lam) | (signup == t))
+        lam_t = lam * (1.0 + np.where(boost_until > t, boost, 0.0)) if camp_at else lam
+        buy = active & ((u[:, 2] < lam_t) | (signup == t))
         rows = np.nonzero(buy)[0]
+        last_buy[rows] = t
         ev["purchase"].append((rows, np.full(rows.size, t)))
         if rows.size:
             cons = _purchase_consequences(st, rows, t, sat_trait, eng, rng)
@@ -292,19 +363,62 @@ def simulate(
         truth["cutoff"] = pd.to_datetime(truth["cutoff"])
     world = _assemble(ev, n, n_days, start, signup, mu, sat_trait, eng, channel, tier, region,
                       birth_year, cat_pref, chan_pref, rng, truth)
+    if camp_parts:
+        ct = pd.concat(camp_parts, ignore_index=True)
+        ct["customer_id"] = _cid(ct["customer_id"].to_numpy())
+        ct["assigned_ts"] = pd.to_datetime([start + dt.timedelta(days=int(d)) for d in ct.pop("day")]
+                                           ).astype("datetime64[us]")
+        world.assignments = ct[["customer_id", "campaign_id", "group", "assigned_ts"]].copy()
+        world.campaign_truth = ct
     world.params = {"n_customers": n, "start": str(start), "end": str(end), "seed": seed,
                     "horizon_days": horizon_days, "seconds": round(time.perf_counter() - t0, 2)}
     return world
 
 
+def _run_campaign(camp: Campaign, k: int, seed: int, st: _State, t: int, signup: np.ndarray,
+                  last_buy: np.ndarray, tier: np.ndarray, boost: np.ndarray, boost_until: np.ndarray,
+                  mu: np.ndarray, sat_trait: np.ndarray, eng: np.ndarray, paths: int) -> pd.DataFrame:
+    """Assign a campaign on day ``t``, switch on the lift of the treated, and return its truth."""
+    crng = np.random.default_rng([seed, camp.seed, k])
+    idx = np.nonzero(signup < t)[0]
+    treated = crng.random(idx.size) < camp.treat_share
+    tau = camp.effect(t - last_buy[idx], tier[idx])
+    scale = np.ones(signup.size)
+    scale[idx] = 1.0 + tau
+    path_seed = int(crng.integers(2**32))
+    arms = {}
+    for arm, lam_scale in (("control", None), ("treatment", scale)):
+        arms[arm] = _truth(st, t, signup, mu, sat_trait, eng, camp.window_days, paths,
+                           np.random.default_rng(path_seed), lam_scale=lam_scale)
+    tr = idx[treated]
+    boost[tr] = tau[treated]
+    boost_until[tr] = t + camp.window_days
+    c, x = arms["control"], arms["treatment"]
+    return pd.DataFrame({
+        "customer_id": idx, "campaign_id": camp.campaign_id, "day": t,
+        "group": np.where(treated, "treatment", "control"), "alive": c["alive"].to_numpy(),
+        "days_since_last_purchase": t - last_buy[idx], "tau": tau,
+        "p_purchase_control": c["p_purchase"].to_numpy(),
+        "p_purchase_treatment": x["p_purchase"].to_numpy(),
+        "uplift_purchase": x["p_purchase"].to_numpy() - c["p_purchase"].to_numpy(),
+        "expected_spend_control": c["expected_spend"].to_numpy(),
+        "expected_spend_treatment": x["expected_spend"].to_numpy(),
+        "uplift_spend": x["expected_spend"].to_numpy() - c["expected_spend"].to_numpy(),
+    })
+
+
 def _truth(st: _State, c: int, signup: np.ndarray, mu: np.ndarray, sat_trait: np.ndarray,
-           eng: np.ndarray, horizon: int, paths: int, rng: np.random.Generator) -> pd.DataFrame:
-    """Exact P(purchase in [c, c+H)) and low-noise expected purchases for customers arrived before c."""
+           eng: np.ndarray, horizon: int, paths: int, rng: np.random.Generator,
+           lam_scale: np.ndarray | None = None) -> pd.DataFrame:
+    """Exact P(purchase in [c, c+H)) and low-noise expected purchases for customers arrived before c
+    (purchase rates multiplied by ``lam_scale`` over the horizon when given)."""
     idx = np.nonzero(signup < c)[0]
     if idx.size == 0:
         return pd.DataFrame()
     # P(no purchase): deterministic hazard path until the first purchase
     s = st.take(idx)
+    if lam_scale is not None:
+        s.lam = np.minimum(s.lam * lam_scale[idx], 1.0)
     alive = s.alive.astype(float)
     q = alive.copy()
     p0 = 1.0 - alive
@@ -321,6 +435,8 @@ def _truth(st: _State, c: int, signup: np.ndarray, mu: np.ndarray, sat_trait: np
     if live.size:
         rep = np.tile(live, paths)
         sp = st.take(rep)
+        if lam_scale is not None:
+            sp.lam = np.minimum(sp.lam * lam_scale[rep], 1.0)
         surv = np.ones(rep.size)
         total = np.zeros(rep.size)
         for t in range(c, c + horizon):
