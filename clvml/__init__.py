@@ -24,6 +24,7 @@ from clvml.evaluation.backtest import BacktestResult, backtest  # noqa: E402
 from clvml.evaluation.cdnow import compare_on_cdnow  # noqa: E402
 from clvml.evaluation.metrics import churn_metrics, normalized_gini, value_metrics  # noqa: E402
 from clvml.experiments import (  # noqa: E402
+    baseline_from_history,
     evaluate_experiment,
     experiment_outcomes,
     power_of,
@@ -53,8 +54,8 @@ from clvml.segments import Segmenter, allocate_budget  # noqa: E402
 from clvml.uplift import UpliftModel, qini_coefficient, qini_curve, targeting_list  # noqa: E402
 
 __all__ = [
-    "Campaign", "UpliftModel", "evaluate_experiment", "experiment_outcomes", "power_of", "qini_coefficient",
-    "qini_curve", "sample_size", "targeting_list",
+    "Campaign", "UpliftModel", "baseline_from_history", "evaluate_experiment", "experiment_outcomes",
+    "power_of", "qini_coefficient", "qini_curve", "sample_size", "targeting_list",
     "BTYDModel", "BacktestResult", "DriftReference", "ScoreResult", "Segmenter", "allocate_budget",
     "interpurchase_times", "score", "ChurnModel", "ClvmlError", "Config", "ConfigError", "DataSourceError",
     "DataValidationError", "Dataset", "ModelBundle", "ModelIncompatibleError", "SyntheticWorld",

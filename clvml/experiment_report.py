@@ -114,8 +114,23 @@ def evaluate(cfg: Config, ds: Dataset, *, assignments: Path | None = None, score
                "overall": {f"{c}/{m}": {k: _num(r[k]) for k in ("effect", "ci_low", "ci_high", "p_value",
                                                                   "mean_control", "mean_treatment")}
                            for (c, m), r in overall.iterrows()}}
+    summary["incremental_totals"] = incremental_totals(effects, ex.cost)
     files["summary"] = atomic_write_json(summary, out / "summary.json")
     return {"effects": effects, "summary": summary, "files": files}
+
+
+def incremental_totals(effects: pd.DataFrame, cost: float = 0.0) -> dict[str, dict[str, float | None]]:
+    """What the treated group gained in total (effect × treated customers, with the interval) and,
+    with a contact ``cost``, incremental spend net of what contacting them cost."""
+    out = {}
+    for _, r in effects[effects["segment_by"] == "all"].iterrows():
+        n = r["n_treatment"]
+        tot = {k: _num(r[k] * n) for k in ("effect", "ci_low", "ci_high")}
+        if r["metric"] == "spend":
+            tot["contact_cost"] = float(cost * n)
+            tot["net_of_cost"] = _num(r["effect"] * n - cost * n)
+        out[f"{r['campaign_id']}/{r['metric']}"] = tot
+    return out
 
 
 def _num(v: Any) -> float | None:

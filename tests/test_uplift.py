@@ -126,6 +126,10 @@ def test_effects_cover_the_true_effect(campaign):
     # the heterogeneity is visible: gold members (lift x 0.25) respond least
     rate = e.xs("repurchased", level="metric")["effect"]
     assert rate["gold"] < rate["basic"] and rate["gold"] < rate["silver"]
+    tot = r["summary"]["incremental_totals"]["retention-1/spend"]
+    spend_all = e.loc[("all", "spend")]
+    assert tot["effect"] == pytest.approx(spend_all["effect"] * spend_all["n_treatment"])
+    assert tot["net_of_cost"] == pytest.approx(tot["effect"] - cfg.experiments.cost * spend_all["n_treatment"])
     assert r["summary"]["excluded"] == {"window_incomplete": 0, "no_profile (kept as 'unknown')": 0}
     assert (path / "out" / "experiments" / "plots" / "effect_spend.png").stat().st_size > 5000
     assert len(pd.read_parquet(path / "out" / "experiments" / "outcomes.parquet")) == len(truth)
