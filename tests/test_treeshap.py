@@ -1,0 +1,83 @@
+"""Memoised tree SHAP equals LightGBM's pred_contrib on every kind of split and missing value."""
+
+from __future__ import annotations
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+import pytest
+
+from clvml.treeshap import BINCOUNT_SPLITS, compile_booster, tree_shap
+
+
+def frame(n: int, seed: int, nan_share: float = 0.1) -> tuple[pd.DataFrame, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    X = pd.DataFrame({
+        "a": rng.normal(size=n), "b": rng.exponential(size=n), "c": rng.integers(0, 5, n).astype(float),
+        "z": np.where(rng.random(n) < 0.3, 0.0, rng.normal(size=n)),
+        "cat": pd.Categorical(rng.choice(["red", "green", "blue", "grey"], n),
+                              categories=["blue", "green", "grey", "red"]),
+    })
+    X.loc[rng.random(n) < nan_share, "a"] = np.nan
+    X.loc[rng.random(n) < nan_share, "cat"] = np.nan
+    logit = X.a.fillna(1.5) - X.b + 0.5 * X.c + (X.cat == "red") * 1.2 + (X.z == 0) * 0.8
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    return X, y
+
+
+def check(booster, X) -> float:
+    full = np.asarray(booster.predict(X, pred_contrib=True))
+    ours = tree_shap(booster, X)
+    assert ours.shape == full.shape
+    return float(np.abs(ours - full).max())
+
+
+@pytest.mark.parametrize("params", [
+    {"max_depth": 4, "num_leaves": 15},                        # the demo's shape: bincount path
+    {"num_leaves": 63, "min_child_samples": 5},                # > BINCOUNT_SPLITS splits: sort path
+    {"max_depth": 3, "zero_as_missing": True},                 # missing type "Zero"
+    {"max_depth": 4, "objective": "regression"},
+], ids=["depth4", "deep", "zero_missing", "regression"])
+def test_equals_pred_contrib(params):
+    X, y = frame(3000, 1)
+    params = {"objective": "binary", "n_estimators": 40, "verbose": -1, "deterministic": True,
+              "force_row_wise": True, "num_threads": 1, **params}
+    target = y if params["objective"] == "binary" else X.b.to_numpy() * 2 + y
+    model = lgb.train(params, lgb.Dataset(X, target), num_boost_round=params.pop("n_estimators"))
+    if params.get("num_leaves") == 63:
+        assert max(len(t.splits) for t in compile_booster(model).trees) > BINCOUNT_SPLITS
+    # scoring data: NaN in a column that had none in training (missing type None), unseen NaN
+    # categories, values outside the training range
+    Xs, _ = frame(5000, 2, nan_share=0.2)
+    Xs.loc[::7, "b"] = np.nan
+    Xs.loc[::11, "c"] = 99.0
+    assert check(model, Xs) < 1e-9
+    assert check(model, Xs.iloc[:1]) < 1e-9
+
+
+def test_falls_back_for_very_large_trees_and_empty_input():
+    X, y = frame(4000, 3)
+    model = lgb.train({"objective": "regression", "num_leaves": 100, "min_child_samples": 2, "verbose": -1,
+                       "num_threads": 1}, lgb.Dataset(X, X.b.to_numpy() + y), num_boost_round=3)
+    assert not compile_booster(model).supported  # > 62 splits in a tree: codes would overflow
+    assert check(model, X) < 1e-9
+    assert tree_shap(model, X.iloc[:0]).shape[0] == 0
+
+
+def test_contributions_use_it_and_match_shap(small_world):
+    from clvml.data.dataset import load_dataset
+    from clvml.explain import check_against_shap, contributions
+    from clvml.features import build_features, to_pandas
+    from clvml.labels import build_labels
+    from clvml.modeling import ChurnModel
+
+    ds = load_dataset(frames=small_world.tables())
+    f = to_pandas(build_features(ds.tables, ["2024-03-01"]))
+    lab = build_labels(ds.tables, ["2024-03-01"], horizon_days=90).to_pandas()
+    d = f.merge(lab, on=["customer_id", "cutoff"])
+    X = d.drop(columns=[c for c in d.columns if c in lab.columns])
+    model = ChurnModel(n_estimators=30, params={"max_depth": 4}).fit(X, d["churn"])
+    c = contributions(model, X)
+    raw = model.booster_.predict(model._features(X), raw_score=True)
+    assert np.allclose(c.sum(axis=1), raw, atol=1e-9)
+    assert check_against_shap(model, X.iloc[:300]) < 1e-6
