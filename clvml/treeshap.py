@@ -41,6 +41,10 @@ class _Split:
 class _Tree:
     splits: list[_Split]
 
+    @property
+    def features(self) -> np.ndarray:
+        return np.unique([s.feature for s in self.splits]).astype(np.int64)
+
 
 class CompiledBooster:
     """The split structure of every tree of a LightGBM booster (from ``dump_model``)."""
@@ -162,7 +166,13 @@ def tree_shap(booster, X: pd.DataFrame) -> np.ndarray:
             left = _goes_left(s, F[s.feature], has_nan[s.feature])
             code |= np.left_shift(left.view(np.uint8), j, dtype=dtype)
         first, inv = _distinct(code, len(tree.splits))
-        c = _one_tree_shap(booster, np.ascontiguousarray(F[:, first].T), t)
-        for k in np.flatnonzero(np.any(c != 0, axis=1)):
-            phi[k] += c[k][inv]
+        # one row per pattern; features the tree does not split on are left 0 (their SHAP value is 0
+        # whatever they are, and LightGBM skips zeros when it reads a row)
+        used = tree.features
+        rows = np.zeros((first.size, F.shape[0]))
+        rows[:, used] = F[np.ix_(used, first)].T
+        c = _one_tree_shap(booster, rows, t)
+        for k in used:
+            phi[k] += c[k].take(inv)
+        phi[-1] += c[-1, 0]  # the tree's expected value, the same for every row
     return phi.T
