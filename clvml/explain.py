@@ -134,14 +134,16 @@ def reason_codes(contrib: pd.DataFrame, X: pd.DataFrame, specs: Sequence[Feature
     vals = C * direction
     names = np.array(c.columns, dtype=object)
     n, kk = len(c), min(k, C.shape[1])
-    # the k largest per row (argpartition, then ordered by value, ties by column order)
-    part = np.argpartition(-vals, kk - 1, axis=1)[:, :kk] if kk < C.shape[1] else np.tile(
-        np.arange(C.shape[1]), (n, 1))
-    top = np.take_along_axis(vals, part, 1)
-    order = np.take_along_axis(part, np.lexsort((part, -top), axis=1), 1)[:, :kk]
+    # the k largest per row, largest first, ties by column order: k passes of argmax (which returns
+    # the first maximum), each knocking out the one it found
+    rows = np.arange(n)
+    work = vals.copy()
+    order = np.empty((n, kk), dtype=np.int64)
+    for i in range(kk):
+        order[:, i] = work.argmax(axis=1)
+        work[rows, order[:, i]] = -np.inf
     Xv = X.reset_index(drop=True)
     out: dict[str, np.ndarray] = {}
-    rows = np.arange(n)
     for i in range(k):
         name = np.full(n, None, dtype=object)
         shap = np.full(n, np.nan)

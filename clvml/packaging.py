@@ -78,10 +78,15 @@ class ModelBundle:
                 f"tables and feature settings as training (windows {self.windows}, families "
                 f"{', '.join(self.families)})")
 
-    def core_scores(self, features: pd.DataFrame) -> pd.DataFrame:
+    def _prepared(self, features: pd.DataFrame) -> pd.DataFrame:
+        """The model matrix, converted once and shared by both models (they are trained on the same
+        columns; a model whose columns differ converts again for itself)."""
+        return self.churn._features(features[self.feature_columns])
+
+    def core_scores(self, features: pd.DataFrame, X: pd.DataFrame | None = None) -> pd.DataFrame:
         """Churn probability, expected purchases and value, and CLV (no segments, no reasons)."""
         self.check_features(features)
-        X = features[self.feature_columns]
+        X = self._prepared(features) if X is None else X
         p = self.churn.predict_proba(X)[:, 1]
         value = self.value.predict(X)
         purchases = (self.value.predict_purchases(X) if self.value.count_ is not None
@@ -98,8 +103,9 @@ class ModelBundle:
     def predict(self, features: pd.DataFrame) -> pd.DataFrame:
         """Scores for a feature table with ``customer_id`` and ``cutoff`` columns: churn, value, CLV,
         segments (when the bundle has them) and reason codes."""
-        out = self.core_scores(features)
-        X = features[self.feature_columns]
+        self.check_features(features)
+        X = self._prepared(features)
+        out = self.core_scores(features, X)
         p = out["churn_probability"].to_numpy()
         if self.segmenter is not None:
             seg = self.segmenter.transform(features.reset_index(drop=True), p, out["clv"].to_numpy())

@@ -25,8 +25,23 @@ def learn_categories(X: pd.DataFrame) -> dict[str, list[str]]:
     return cats
 
 
+def is_prepared(X: pd.DataFrame, columns: list[str], categories: dict[str, list[str]]) -> bool:
+    """Whether ``X`` already is what :func:`prepare_X` would return (then it is used as it is)."""
+    if list(X.columns) != columns:
+        return False
+    for c, dtype in X.dtypes.items():
+        if c in categories:
+            if not isinstance(dtype, pd.CategoricalDtype) or list(dtype.categories) != categories[c]:
+                return False
+        elif dtype != np.float64:
+            return False
+    return True
+
+
 def prepare_X(X: pd.DataFrame, columns: list[str], categories: dict[str, list[str]]) -> pd.DataFrame:
     """Columns in training order; categoricals with the training categories (unseen -> missing)."""
+    if is_prepared(X, columns, categories):
+        return X
     missing = [c for c in columns if c not in X.columns]
     if missing:
         raise ModelIncompatibleError(
