@@ -163,6 +163,29 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def prefetched(make: Callable[[int], Any], n: int) -> Iterator[Any]:
+    """``make(0) … make(n - 1)`` in order, each computed in a background thread while the caller works
+    on the previous one (features of the next chunk run in DuckDB, which releases the GIL, while the
+    models score this one). At most one result waits; an error in ``make`` is raised here."""
+    if n <= 1:
+        yield from (make(i) for i in range(n))
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1, thread_name_prefix="clvml-features") as pool:
+        nxt = pool.submit(make, 0)
+        for i in range(n):
+            cur = nxt.result()
+            if i + 1 < n:
+                nxt = pool.submit(make, i + 1)
+            try:
+                yield cur
+            except GeneratorExit:
+                nxt.cancel()
+                raise
+            del cur
+
+
 def score_chunks(bundle: ModelBundle, ds: Dataset, as_of: dt.date, folder: Path, chunks: int,
                  progress: Progress) -> tuple[int, dict[str, Any] | None]:
     """Score every customer batch into ``folder/part-NNNN.parquet``; return rows written and the drift
@@ -175,8 +198,7 @@ def score_chunks(bundle: ModelBundle, ds: Dataset, as_of: dt.date, folder: Path,
     rows, counts = 0, None
     with FeatureBatches(ds.tables, [as_of], windows=bundle.windows, families=bundle.families,
                         batches=chunks) as batches:
-        for b in range(chunks):
-            feats = batches.pandas(b)
+        for b, feats in enumerate(prefetched(batches.pandas, chunks)):
             if btyd is not None:
                 from clvml.modeling.training import merge_btyd
 
