@@ -13,7 +13,13 @@ import pandas as pd
 from clvml.config import DataConfig, Policies, TableSource
 from clvml.data.contracts import SCHEMAS
 from clvml.data.readers import connect, read_table
-from clvml.data.validation import Problem, ValidationReport, check_orphans, prepare_table
+from clvml.data.validation import (
+    Problem,
+    ValidationReport,
+    check_orphans,
+    prepare_table,
+    typed_table_name,
+)
 from clvml.errors import DataSourceError, DataValidationError
 
 
@@ -103,10 +109,13 @@ def load_dataset(
         raise DataValidationError(report)
     materialised = {}
     for name, t in clean.items():
-        order = ["customer_id", "ts"] if "ts" in t.columns else ["customer_id"]
-        mt = con.create_table(f"clean_{name}_{id(report)}", t.order_by(order), temp=True)
-        report.rows_out[name] = int(mt.count().to_pyarrow().as_py())
-        materialised[name] = mt
+        if report.dropped.get(name):  # rows were filtered: store the rest, free the converted copy
+            order = ["customer_id", "ts"] if "ts" in t.columns else ["customer_id"]
+            t = con.create_table(f"clean_{name}_{id(report)}", t.order_by(order), temp=True)
+            con.drop_table(typed_table_name(name, report), force=True)
+        # else: a projection of the converted table, already sorted by customer and time
+        report.rows_out[name] = int(t.count().to_pyarrow().as_py())
+        materialised[name] = t
     return Dataset(con, materialised, report, as_of, lineage)
 
 

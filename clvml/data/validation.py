@@ -133,6 +133,11 @@ def _examples(expr: ibis.Table, cond: ibis.Value, cols: list[str]) -> list[dict[
             for r in rows]
 
 
+def typed_table_name(name: str, report: ValidationReport) -> str:
+    """The temporary table holding a source table's converted rows for one validation run."""
+    return f"clvml_typed_{name}_{id(report)}"
+
+
 def prepare_table(
     name: str,
     raw: ibis.Table,
@@ -166,8 +171,7 @@ def prepare_table(
     if missing or unknown_keys:
         return None
 
-    n_in = int(raw.count().to_pyarrow().as_py())
-    report.rows_in[name] = n_in
+    n_in = -1  # counted below, in the one pass over the source
     cols = [c for c in schema.names if mapping[c] in present]
     user_of = {c: mapping[c] for c in cols}
 
@@ -186,7 +190,8 @@ def prepare_table(
             t = col.type()
             if not (t.is_string() or t.is_integer()):
                 report.problems.append(Problem(
-                    name, c, "wrong_type", n_in, f"{label} has type {t}; ids must be text or integers",
+                    name, c, "wrong_type", int(raw.count().to_pyarrow().as_py()),
+                    f"{label} has type {t}; ids must be text or integers",
                     "cast the id column to integer or text before loading",
                 ))
                 return None
@@ -240,7 +245,18 @@ def prepare_table(
 
     full = mapped.mutate(**{f"t_{c}": v for c, v in typed.items()},
                          **{f"f_{k}": v[0].fill_null(False) for k, v in flags.items()})
-    counts = full.aggregate(**{k: full[f"f_{k}"].cast("int64").sum() for k in flags}).to_pyarrow()
+    # the source is read and converted once: typed values and flags go to a temporary table, sorted
+    # by customer (and time); counts, duplicates and orphans are then cheap scans of it. The raw
+    # values are read again only to show examples of a problem.
+    con = raw.get_backend()
+    order = [f"t_{c}" for c in ("customer_id", "ts") if c in typed]
+    mat = con.create_table(typed_table_name(name, report),
+                           full.select(*[f"t_{c}" for c in cols], *[f"f_{k}" for k in flags])
+                           .order_by(order), temp=True)
+    counts = mat.aggregate(n=mat.count(), **{k: mat[f"f_{k}"].cast("int64").sum() for k in flags}
+                           ).to_pyarrow()
+    n_in = int(counts["n"][0].as_py())
+    report.rows_in[name] = n_in
     counts = {k: int(counts[k][0].as_py() or 0) for k in flags}
 
     policy_of = {
@@ -260,10 +276,11 @@ def prepare_table(
         report.problems.append(Problem(name, column, key, n, message, fix,
                                        "warning" if action == "dropped" else "error", action, ex))
         if action == "dropped":
-            drop_cond = drop_cond | full[f"f_{key}"]
+            drop_cond = drop_cond | mat[f"f_{key}"]
             report._drop(name, key, n)
 
-    clean = full.filter(~drop_cond).select(**{c: full[f"t_{c}"] for c in cols})
+    clean = mat.filter(~drop_cond) if any(report.dropped.get(name, {})) else mat
+    clean = clean.select(**{c: clean[f"t_{c}"] for c in cols})
 
     # exact duplicates (after the drops above)
     n_kept = int(clean.count().to_pyarrow().as_py())
