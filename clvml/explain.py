@@ -28,12 +28,6 @@ from clvml.modeling.value import ValueModel
 BIAS = "_base_value"
 
 
-def _contrib(booster, X: pd.DataFrame) -> np.ndarray:
-    from clvml.treeshap import tree_shap
-
-    return tree_shap(booster.booster_ if hasattr(booster, "booster_") else booster, X)
-
-
 def _boosters(model: ChurnModel | ValueModel) -> list:
     """The fitted LightGBM models whose raw scores add up to the explained score."""
     if isinstance(model, ChurnModel):
@@ -47,8 +41,12 @@ def _boosters(model: ChurnModel | ValueModel) -> list:
 def contributions(model: ChurnModel | ValueModel, X: pd.DataFrame) -> pd.DataFrame:
     """SHAP values per row and feature in the model's raw score space, plus the ``_base_value``
     column; each row sums to the raw score (see the module docstring)."""
+    from clvml.treeshap import feature_matrix, tree_shap
+
     Xp = model._features(X)
-    total = sum(_contrib(b, Xp) for b in _boosters(model))
+    F = feature_matrix(Xp, list(Xp.columns))  # shared by the boosters (same training columns)
+    total = sum(tree_shap(b.booster_ if hasattr(b, "booster_") else b, Xp, F=F)
+                for b in _boosters(model))
     return pd.DataFrame(total, columns=[*Xp.columns, BIAS], index=X.index)
 
 
@@ -154,8 +152,10 @@ def reason_codes(contrib: pd.DataFrame, X: pd.DataFrame, specs: Sequence[Feature
             ok = vals[rows, j] > 0  # fewer than k features push this way: the rest stay null
             name[ok] = names[j[ok]]
             shap[ok] = C[rows[ok], j[ok]]
-            for jj in np.unique(j[ok]):
-                at = np.flatnonzero(ok & (j == jj))
+            idx = np.flatnonzero(ok)
+            idx = idx[np.argsort(j[idx], kind="stable")]  # rows grouped by their i-th feature
+            feats, starts = np.unique(j[idx], return_index=True)
+            for jj, at in zip(feats, np.split(idx, starts[1:]), strict=True):
                 feat = names[jj]
                 codes, uniq = pd.factorize(Xv[feat].iloc[at], use_na_sentinel=True)
                 spec = by_name.get(feat)

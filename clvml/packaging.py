@@ -88,9 +88,9 @@ class ModelBundle:
         self.check_features(features)
         X = self._prepared(features) if X is None else X
         p = self.churn.predict_proba(X)[:, 1]
-        value = self.value.predict(X)
-        purchases = (self.value.predict_purchases(X) if self.value.count_ is not None
-                     else np.full(len(X), np.nan))
+        value, purchases = self.value.predict_with_purchases(X)
+        if purchases is None:
+            purchases = np.full(len(X), np.nan)
         return pd.DataFrame({
             "customer_id": features["customer_id"].to_numpy(),
             "as_of": pd.to_datetime(features["cutoff"]).dt.date.to_numpy(),

@@ -141,19 +141,21 @@ def _one_tree_shap(booster, rows: np.ndarray, t: int) -> np.ndarray:
                                           num_threads=1)).T
 
 
-def tree_shap(booster, X: pd.DataFrame) -> np.ndarray:
+def tree_shap(booster, X: pd.DataFrame, F: np.ndarray | None = None) -> np.ndarray:
     """SHAP values of ``booster`` for the rows of ``X``: (rows, features + 1), the last column the
     expected value; the same as ``booster.predict(X, pred_contrib=True)``.
 
     ``X`` must be prepared the way the booster was trained (same columns, categoricals with the
-    training categories), as for ``predict``.
+    training categories), as for ``predict``. ``F``: :func:`feature_matrix` of ``X`` when the caller
+    already has it (boosters trained on the same columns share it).
     """
     cb = compile_booster(booster)
     if len(X) == 0:
         return np.zeros((0, len(cb.feature_names) + 1))
     if not cb.supported:
         return np.asarray(booster.predict(X, pred_contrib=True), dtype=float)
-    F = np.ascontiguousarray(feature_matrix(X, cb.feature_names))
+    if F is None or F.shape != (len(cb.feature_names), len(X)) or list(X.columns) != cb.feature_names:
+        F = feature_matrix(X, cb.feature_names)
     has_nan = [bool(np.isnan(row).any()) for row in F]
     phi = np.zeros((F.shape[0] + 1, F.shape[1]))
     for t, tree in enumerate(cb.trees):

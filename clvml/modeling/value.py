@@ -109,12 +109,19 @@ class ValueModel(RegressorMixin, BaseEstimator):
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         """Expected spend in the horizon (>= 0)."""
+        return self.predict_with_purchases(X)[0]
+
+    def predict_with_purchases(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
+        """(expected spend, expected purchases or None without a count model), each booster run once."""
         Xp = self._features(X)
+        count = None
+        if getattr(self, "count_", None) is not None:
+            count = np.maximum(self.count_.predict(Xp), 0.0)
         if self.form == "tweedie":
-            return np.maximum(self.spend_.predict(Xp), 0.0)
+            return np.maximum(self.spend_.predict(Xp), 0.0), count
         if self.form == "frequency":
-            return np.maximum(self.count_.predict(Xp), 0.0) * np.maximum(self.amount_.predict(Xp), 0.0)
-        return self.buy_.predict_proba(Xp)[:, 1] * np.maximum(self.amount_.predict(Xp), 0.0)
+            return count * np.maximum(self.amount_.predict(Xp), 0.0), count
+        return self.buy_.predict_proba(Xp)[:, 1] * np.maximum(self.amount_.predict(Xp), 0.0), count
 
     def predict_purchases(self, X: pd.DataFrame) -> np.ndarray:
         """Expected number of purchases in the horizon (needs ``purchases`` at fit time)."""
