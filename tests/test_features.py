@@ -180,3 +180,19 @@ def test_feature_batches_partition_the_customers_exactly(small_world):
     assert all(len(p) for p in parts)
     joined = pd.concat(parts).sort_values(["cutoff", "customer_id"]).reset_index(drop=True)
     pd.testing.assert_frame_equal(joined, whole.reset_index(drop=True))
+
+
+def test_feature_batches_by_id_range_with_more_batches_than_customers():
+    from clvml.features.writer import FeatureBatches, _range_bounds
+
+    ds = load_dataset(frames={"transactions": pd.DataFrame({
+        "customer_id": ["b'q", "a", "c", "a"], "ts": pd.to_datetime(["2024-01-02", "2024-01-03",
+                                                                     "2024-01-04", "2024-01-05"]),
+        "amount": [5.0, 7.0, 9.0, 11.0]})})
+    assert _range_bounds(ds["transactions"], 3) == [None, "b'q", "c", None]  # a quote in an id: a literal
+    whole = to_pandas(build_features(ds.tables, ["2024-02-01"]))
+    with FeatureBatches(ds.tables, ["2024-02-01"], batches=5) as fb:
+        parts = [fb.pandas(b) for b in range(5)]
+    assert [len(p) for p in parts] == [1, 1, 1, 0, 0]
+    joined = pd.concat(parts[:3]).sort_values(["cutoff", "customer_id"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(joined, whole.reset_index(drop=True))

@@ -3,8 +3,9 @@
 :func:`~clvml.features.builder.build_features` is one lazy query whose hash aggregations hold one state
 per (customer, cut-off); at millions of customers that no longer fits in memory and DuckDB spills
 heavily. Every feature depends on one customer's own history only, so the customers can be split into
-disjoint batches (by a hash of ``customer_id``) and each batch built and streamed to its own Parquet
-file: the result is exactly the same rows, with memory proportional to the batch.
+disjoint batches (on DuckDB ranges of ``customer_id``, elsewhere a hash of it) and each batch built and
+streamed to its own Parquet file: the result is exactly the same rows, with memory proportional to the
+batch.
 """
 
 from __future__ import annotations
@@ -45,6 +46,24 @@ def customer_batch(table: ibis.Table, batch: int, batches: int) -> ibis.Table:
     return table.filter(ibis.ifelse(h < 0, h + batches, h) == batch)
 
 
+def _sql_string(value: str) -> str:
+    """A SQL string literal (quotes doubled): customer ids are data, never SQL."""
+    import sqlglot.expressions as sge
+
+    return sge.Literal.string(value).sql("duckdb")
+
+
+def _range_bounds(tx: ibis.Table, batches: int) -> list[str | None]:
+    """Customer-id bounds (None = open end) splitting the transaction customers into ``batches``
+    batches of (nearly) equal size, in DuckDB's string order; batch b is [bounds[b], bounds[b + 1])."""
+    if batches == 1:
+        return [None, None]
+    ids = tx.select(customer_id=tx.customer_id.cast("string")).distinct().order_by("customer_id")
+    ids = ids.to_pyarrow()["customer_id"]
+    cut = [ids[int(round(len(ids) * k / batches))].as_py() for k in range(1, batches)] if len(ids) else []
+    return [None, *sorted(set(cut)), None]  # fewer customers than batches: the last ones are empty
+
+
 class FeatureBatches:
     """The features of one customer batch at a time (every batch gives exactly its customers' rows).
 
@@ -67,6 +86,7 @@ class FeatureBatches:
         self.expr = None
         if self.con.name == "duckdb":
             uid = uuid.uuid4().hex[:10]
+            self._bounds = _range_bounds(self.tables["transactions"], batches)
             self._base = {n: self.con.compile(t) for n, t in self.tables.items()}
             self._views = {n: f"_clvml_batch_{n}_{uid}" for n in self.tables}
             self._define(0)
@@ -78,9 +98,17 @@ class FeatureBatches:
         return expr.order_by(["cutoff", "customer_id"])
 
     def _define(self, b: int) -> None:
+        # a batch is a range of customer ids: the clean tables are sorted by customer, so DuckDB's
+        # min/max statistics skip the row groups of other batches instead of hashing every row
+        if b + 1 >= len(self._bounds):
+            cond = "FALSE"
+        else:
+            lo, hi = self._bounds[b], self._bounds[b + 1]
+            cond = " AND ".join([f"customer_id >= {_sql_string(lo)}"] * (lo is not None)
+                                + [f"customer_id < {_sql_string(hi)}"] * (hi is not None)) or "TRUE"
         for n, view in self._views.items():  # identifiers are generated here, never user text
             self.con.raw_sql(f'CREATE OR REPLACE TEMP VIEW "{view}" AS SELECT * FROM ({self._base[n]}) '
-                             f"AS base WHERE hash(customer_id) % {self.batches} = {b}")
+                             f"AS base WHERE {cond}")
 
     def expression(self, b: int) -> ibis.Table:
         """The batch's feature expression (on DuckDB: after redefining the views for it)."""
