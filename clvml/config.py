@@ -228,7 +228,7 @@ class ScoringConfig(_Strict):
     database: str | None = Field(None, description="Write to a table of this DuckDB database file "
                                  "(or duckdb:// URL) instead of Parquet.")
     table: str = "clvml_scores"
-    chunk_customers: int = Field(250_000, gt=0, description="Customers scored per chunk (memory bound).")
+    chunk_customers: int = Field(125_000, gt=0, description="Customers scored per chunk (memory bound).")
     drift_warn: float = Field(0.1, gt=0, description="Warn when a feature's or score's PSI exceeds this.")
     drift_stop: float | None = Field(0.5, gt=0, description="Fail, writing nothing, above this PSI "
                                      "(null: never stop).")

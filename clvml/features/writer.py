@@ -142,9 +142,14 @@ class FeatureBatches:
         if self.expr is None:
             return to_pandas(expr)
         table = self._run(expr)
-        df = pd.DataFrame({name: col.to_pylist() if col.null_count or pa.types.is_dictionary(col.type)
-                           else col.to_pandas() for name, col in zip(table.column_names, table.columns,
-                                                                      strict=True)})
+        def column(col: pa.ChunkedArray):
+            numeric = pa.types.is_integer(col.type) or pa.types.is_floating(col.type)
+            if pa.types.is_dictionary(col.type) or (col.null_count and not numeric):
+                return col.to_pylist()
+            return col.to_pandas()  # numbers with nulls: float64 with NaN, as to_pandas gives them
+
+        df = pd.DataFrame({name: column(col) for name, col in zip(table.column_names, table.columns,
+                                                                   strict=True)})
         df = DuckDBPandasData.convert_table(df, expr.schema())
         df["cutoff"] = pd.to_datetime(df["cutoff"])
         return df
