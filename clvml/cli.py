@@ -182,7 +182,8 @@ def score(
                                              "replaced).")] = None,
     table: Annotated[str | None, typer.Option("--table", help="Write to this table of the DuckDB "
                                               "database given by --database / scoring.database.")] = None,
-    database: Annotated[str | None, typer.Option("--database", help="DuckDB database file.")] = None,
+    database: Annotated[str | None, typer.Option("--database", help="DuckDB database file, or an Ibis "
+                                                 "URL (sqlite:///…, postgres://…).")] = None,
 ) -> None:
     """Score every customer as of a date: churn, value, CLV, segments, actions, reason codes.
 

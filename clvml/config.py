@@ -225,8 +225,9 @@ class ScoringConfig(_Strict):
 
     out: Path | None = Field(None, description="Parquet root, partitioned by as_of (default "
                              "<output.dir>/scores).")
-    database: str | None = Field(None, description="Write to a table of this DuckDB database file "
-                                 "(or duckdb:// URL) instead of Parquet.")
+    database: str | None = Field(None, description="Write to a table of this DuckDB database file, or "
+                                 "of any database Ibis connects to by URL (sqlite:///…, postgres://…), "
+                                 "instead of Parquet.")
     table: str = "clvml_scores"
     chunk_customers: int = Field(125_000, gt=0, description="Customers scored per chunk (memory bound).")
     drift_warn: float = Field(0.1, gt=0, description="Warn when a feature's or score's PSI exceeds this.")

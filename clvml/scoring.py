@@ -268,14 +268,17 @@ def score(cfg: Config, model: str, as_of: dt.date, *, out: Path | None = None, d
             raise OutputError(str(exc)) from None
     bundle, model_info = resolve_model(cfg, model)
     progress(f"model {model_info['version']} (clvml {model_info['clvml_version']}) from {model}")
+    url = None
     if database:
         db_path = Path(database.removeprefix("duckdb://")) if database.startswith("duckdb://") or \
             "://" not in database else None
-        if db_path is None:
-            raise OutputError(f"scoring.database {database!r}: only DuckDB database files (a path or "
-                              "duckdb:///path) are supported as table output; write Parquet instead")
+        if db_path is None:  # another Ibis backend: lock and stage locally
+            url = database
+            key = hashlib.sha256(f"{url}|{table}".encode()).hexdigest()[:16]
+            db_path = Path(cfg.output.dir) / f"scores-{key}"
+            db_path.parent.mkdir(parents=True, exist_ok=True)
         lock_path = db_path.with_name(f".{db_path.name}.{table}.as_of={as_of}.lock")
-        target = f"{db_path}:{table}"
+        target = f"{_redact(url) if url else db_path}:{table}"
     else:
         root = Path(out or sc.out or Path(cfg.output.dir) / "scores")
         lock_path = root / f".as_of={as_of}.lock"
@@ -316,7 +319,9 @@ def score(cfg: Config, model: str, as_of: dt.date, *, out: Path | None = None, d
                     "Check the input data for a broken feed; if the change is real, retrain, or raise "
                     "scoring.drift_stop")
             atomic_write_json(manifest, tmp / "_manifest.json")
-            if database:
+            if url:
+                _write_ibis(url, table, tmp, as_of, manifest)
+            elif database:
                 _write_duckdb(db_path, table, tmp, as_of, manifest)
             else:
                 replace_dir(tmp, Path(target))
@@ -359,6 +364,85 @@ def _write_duckdb(db_path: Path, table: str, parts: Path, as_of: dt.date, manife
                           "scoring.table)") from None
     finally:
         con.close()
+
+
+def _redact(url: str) -> str:
+    """A connection URL without its password (for logs and manifests)."""
+    import re
+
+    return re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", url)
+
+
+def _write_ibis(url: str, table: str, parts: Path, as_of: dt.date, manifest: dict) -> None:
+    """Replace the as_of's rows of ``table`` (and its manifest row) in a database reached through Ibis
+    (``ibis.connect(url)``, e.g. ``sqlite:///scores.db`` or ``postgres://…``).
+
+    The rows are first loaded into staging tables; then one transaction deletes the as_of's old rows and
+    copies the new ones in, so readers see the old or the new scores. The backend must run plain SQL
+    (``raw_sql``) with BEGIN/COMMIT; tested with SQLite.
+    """
+    import json
+
+    import ibis
+    import sqlglot as sg
+
+    try:
+        con = ibis.connect(url)
+    except Exception as exc:  # noqa: BLE001 - any driver error: report it as an output error
+        raise OutputError(f"cannot connect to {_redact(url)}: {exc}") from None
+    dialect = con.name
+    files = sorted(parts.glob("part-*.parquet"))
+    rows = pa.concat_tables([pq.read_table(p) for p in files]) if files else None
+    uid = os.urandom(5).hex()
+    names = {"rows": f"{table}__clvml_{uid}", "man": f"{table}_manifests__clvml_{uid}"}
+    mtable = f"{table}_manifests"
+    q = {n: sg.to_identifier(n, quoted=True).sql(dialect) for n in (table, mtable, *names.values())}
+    day = f"'{as_of.isoformat()}'"  # a date, never user text
+    man = pa.table({"as_of": pa.array([as_of], pa.date32()),
+                    "manifest": [json.dumps(manifest, default=str)]})
+    try:
+        existing = set(con.list_tables())
+        stmts = ["BEGIN"]
+        if rows is not None:
+            con.create_table(names["rows"], rows)
+            if table not in existing:
+                con.create_table(table, schema=con.table(names["rows"]).schema())
+            cols = ", ".join(sg.to_identifier(c, quoted=True).sql(dialect) for c in rows.column_names)
+        if table in existing or rows is not None:
+            stmts.append(f"DELETE FROM {q[table]} WHERE as_of = {day}")
+        if rows is not None:
+            stmts.append(f"INSERT INTO {q[table]} ({cols}) SELECT {cols} FROM {q[names['rows']]}")
+        con.create_table(names["man"], man)
+        if mtable not in existing:
+            con.create_table(mtable, schema=con.table(names["man"]).schema())
+        stmts += [f"DELETE FROM {q[mtable]} WHERE as_of = {day}",
+                  f"INSERT INTO {q[mtable]} (as_of, manifest) SELECT as_of, manifest FROM {q[names['man']]}",
+                  "COMMIT"]
+        try:
+            for stmt in stmts:
+                _run_sql(con, stmt)
+        except Exception:
+            with contextlib.suppress(Exception):
+                _run_sql(con, "ROLLBACK")
+            raise
+    except OutputError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise OutputError(f"writing table {table} at {_redact(url)} failed: {exc}; its rows for {as_of} "
+                          "are unchanged (if the columns differ from an earlier run, drop the table or "
+                          "use a new scoring.table)") from None
+    finally:
+        for n in names.values():
+            with contextlib.suppress(Exception):
+                con.drop_table(n, force=True)
+        with contextlib.suppress(Exception):
+            con.disconnect()
+
+
+def _run_sql(con, stmt: str) -> None:
+    res = con.raw_sql(stmt)
+    if hasattr(res, "close"):
+        res.close()
 
 
 def _exists(con, table: str) -> bool:

@@ -12,6 +12,7 @@ import textwrap
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -20,6 +21,7 @@ from typer.testing import CliRunner
 from clvml.cli import app
 from clvml.config import load_config
 from clvml.errors import DriftError, LockError, ModelIncompatibleError
+from clvml.io import OutputError
 from clvml.pipeline import load_data, train
 from clvml.scoring import output_lock, score
 from tests.test_demo import write_config
@@ -244,3 +246,27 @@ def test_output_to_a_duckdb_table_replaces_its_as_of(trained, tmp_path):
     assert json.loads(man[1][1])["rows_out"] == n
     bad = CliRunner().invoke(app, [*args[:-2], "--table", "x; DROP TABLE churn_scores", "--as-of", "2024-07-01"])
     assert bad.exit_code == 6 and "not a plain identifier" in bad.output
+
+
+def test_output_to_an_ibis_backend_url_replaces_its_as_of(trained, tmp_path):
+    import sqlite3
+
+    _, cfg_path, result = trained
+    url = f"sqlite:///{tmp_path / 'scores.db'}"
+    for as_of in (AS_OF, AS_OF, dt.date(2024, 6, 1)):  # the re-run of AS_OF replaces its rows
+        r = score(_cfg(cfg_path), str(result.model_path), as_of, database=url, table="churn_scores")
+        assert r.target.endswith(":churn_scores")
+    parquet = pd.read_parquet(score(_cfg(cfg_path), str(result.model_path), AS_OF, out=tmp_path / "p").target)
+    con = sqlite3.connect(tmp_path / "scores.db")
+    counts = dict(con.execute("SELECT as_of, count(*) FROM churn_scores GROUP BY 1").fetchall())
+    assert counts == {"2024-06-01": counts["2024-06-01"], "2024-07-01": len(parquet)}
+    got = pd.read_sql("SELECT * FROM churn_scores WHERE as_of = '2024-07-01' ORDER BY customer_id", con)
+    assert np.allclose(got["churn_probability"], parquet.sort_values("customer_id")["churn_probability"])
+    assert got["churn_reason_1_text"].tolist() == parquet.sort_values("customer_id")["churn_reason_1_text"].tolist()
+    man = con.execute("SELECT as_of, manifest FROM churn_scores_manifests ORDER BY 1").fetchall()
+    assert [m[0] for m in man] == ["2024-06-01", "2024-07-01"] and json.loads(man[1][1])["rows_out"] == len(parquet)
+    tables = {t for (t,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert tables == {"churn_scores", "churn_scores_manifests"}  # staging tables dropped
+    with pytest.raises(OutputError, match="cannot connect"):
+        score(_cfg(cfg_path), str(result.model_path), AS_OF, database="nosuchdb://user:secret@host/x",
+              table="churn_scores")
