@@ -175,7 +175,59 @@ def save_bundle(bundle: ModelBundle, path: str | Path, example: pd.DataFrame) ->
     signature = infer_signature(example, bundle.predict(example))
     mlflow.pyfunc.save_model(str(tmp), python_model=model, signature=signature,
                              input_example=example.head(3), pip_requirements=pip_requirements())
+    from clvml.io import atomic_write_json
+
+    atomic_write_json({"algorithm": "sha256", "files": bundle_checksums(tmp)}, tmp / CHECKSUMS)
     return replace_dir(tmp, path)
+
+
+#: the file in a bundle folder listing the SHA-256 of every other file
+CHECKSUMS = "clvml_checksums.json"
+#: metadata MLflow writes into a model it downloads from the registry (YAML, never unpickled)
+MLFLOW_ADDED = {"registered_model_meta"}
+
+
+def bundle_checksums(folder: Path) -> dict[str, str]:
+    """SHA-256 of every file under ``folder`` (relative POSIX paths), the checksum file excepted."""
+    import hashlib
+
+    out = {}
+    for p in sorted(folder.rglob("*")):
+        rel = p.relative_to(folder).as_posix()
+        if p.is_file() and rel != CHECKSUMS:
+            out[rel] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+def verify_bundle(folder: Path, uri: str | Path) -> None:
+    """Refuse a bundle folder whose files differ from the checksums recorded at export.
+
+    Loading a bundle unpickles Python objects, which can run arbitrary code: only load bundles from
+    sources you trust. The checksums catch bundles altered or corrupted after ``clvml train`` wrote
+    them (a swapped pickle, a truncated copy); they do not authenticate who wrote them.
+    """
+    import json
+
+    listed = folder / CHECKSUMS
+    if not listed.is_file():
+        raise ModelIncompatibleError(
+            f"model {uri} has no {CHECKSUMS}: it was not exported by this version's `clvml train`; it is "
+            "not loaded, because loading runs pickled code. Re-export it with `clvml train`")
+    try:
+        want = json.loads(listed.read_text())["files"]
+    except (ValueError, KeyError) as exc:
+        raise ModelIncompatibleError(f"model {uri}: {CHECKSUMS} is unreadable ({exc}); not loaded") from None
+    have = bundle_checksums(folder)
+    changed = sorted(f for f in want if f in have and have[f] != want[f])
+    missing = sorted(set(want) - set(have))
+    extra = sorted(set(have) - set(want) - MLFLOW_ADDED)
+    if changed or missing or extra:
+        what = "; ".join(f"{k}: {', '.join(v[:5])}" for k, v in
+                         (("changed", changed), ("missing", missing), ("unexpected", extra)) if v)
+        raise ModelIncompatibleError(
+            f"model {uri} does not match the checksums recorded when it was exported ({what}); it is "
+            "not loaded, because loading runs pickled code. Re-export it with `clvml train`, or copy it "
+            "again from its source")
 
 
 def _compatible(made_by: str, running: str) -> bool:
@@ -187,15 +239,28 @@ def _compatible(made_by: str, running: str) -> bool:
 def load_bundle(uri: str | Path) -> ModelBundle:
     """Load a bundle from a folder, ``runs:/…`` or ``models:/name@alias`` URI.
 
-    Raises :class:`~clvml.errors.ModelIncompatibleError` when the URI cannot be loaded or the bundle
-    was written by an incompatible clvml version (the message names both versions).
+    Raises :class:`~clvml.errors.ModelIncompatibleError` when the URI cannot be loaded, its files do not
+    match the checksums recorded at export (checked before anything is unpickled: see
+    :func:`verify_bundle`), or the bundle was written by an incompatible clvml version (the message
+    names both versions).
     """
     import mlflow.pyfunc
 
     from clvml import __version__
 
     try:
-        model = mlflow.pyfunc.load_model(str(uri))
+        local = Path(str(uri))
+        if not local.is_dir():  # runs:/… or models:/…: fetch the files, check them, then unpickle
+            import mlflow.artifacts
+
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=str(uri)))
+    except Exception as exc:
+        raise ModelIncompatibleError(f"cannot load model {uri}: {str(exc).splitlines()[0]}. Check the "
+                                     "URI (a bundle folder, runs:/<id>/model or models:/<name>@<alias>) "
+                                     "and that it was exported by `clvml train`") from None
+    verify_bundle(local, uri)
+    try:
+        model = mlflow.pyfunc.load_model(str(local))
     except Exception as exc:
         raise ModelIncompatibleError(f"cannot load model {uri}: {str(exc).splitlines()[0]}. Check the "
                                      "URI (a bundle folder, runs:/<id>/model or models:/<name>@<alias>) "

@@ -270,3 +270,26 @@ def test_output_to_an_ibis_backend_url_replaces_its_as_of(trained, tmp_path):
     with pytest.raises(OutputError, match="cannot connect"):
         score(_cfg(cfg_path), str(result.model_path), AS_OF, database="nosuchdb://user:secret@host/x",
               table="churn_scores")
+
+
+def test_altered_bundles_are_refused_before_unpickling(trained, tmp_path):
+    import shutil
+
+    from clvml.packaging import CHECKSUMS, load_bundle
+
+    _, cfg_path, result = trained
+    cases = {"changed": lambda d: (d / "python_model.pkl").write_bytes(
+                 (d / "python_model.pkl").read_bytes() + b"\0"),
+             "unexpected": lambda d: (d / "evil.pkl").write_bytes(b"x"),
+             "missing": lambda d: (d / "MLmodel").unlink(),
+             f"no {CHECKSUMS}": lambda d: (d / CHECKSUMS).unlink()}
+    for word, alter in cases.items():
+        d = tmp_path / word.replace(" ", "_")
+        shutil.copytree(result.model_path, d)
+        load_bundle(d)  # an intact copy loads
+        alter(d)
+        with pytest.raises(ModelIncompatibleError, match=word):
+            load_bundle(d)
+    res = CliRunner().invoke(app, ["score", "-c", str(cfg_path), "--model", str(tmp_path / "changed"),
+                                   "--as-of", "2024-07-01", "--out", str(tmp_path / "s")])
+    assert res.exit_code == 5 and "python_model.pkl" in res.output
