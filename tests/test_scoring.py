@@ -293,3 +293,31 @@ def test_altered_bundles_are_refused_before_unpickling(trained, tmp_path):
     res = CliRunner().invoke(app, ["score", "-c", str(cfg_path), "--model", str(tmp_path / "changed"),
                                    "--as-of", "2024-07-01", "--out", str(tmp_path / "s")])
     assert res.exit_code == 5 and "python_model.pkl" in res.output
+
+
+def test_disk_full_mid_run_is_a_clear_error_and_keeps_the_previous_partition(trained, tmp_path, monkeypatch):
+    import errno
+
+    import clvml.scoring as scoring_mod
+
+    _, cfg_path, result = trained
+    cfg = _cfg(cfg_path, chunk_customers=200)
+    score(cfg, str(result.model_path), AS_OF, out=tmp_path / "s")
+    folder = tmp_path / "s" / "as_of=2024-07-01"
+    before = _parts(folder)
+    real = scoring_mod.pq.write_table
+    calls = []
+
+    def full_disk(table, where, **kw):
+        calls.append(where)
+        if len(calls) == 2:  # the second chunk's file: the disk is full
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(table, where, **kw)
+
+    monkeypatch.setattr(scoring_mod.pq, "write_table", full_disk)
+    with pytest.raises(OutputError, match="No space left on device.*previous output.*unchanged") as err:
+        score(cfg, str(result.model_path), AS_OF, out=tmp_path / "s")
+    assert err.value.exit_code == 6
+    assert _parts(folder) == before  # the earlier partition is byte-identical
+    assert sorted(p.name for p in (tmp_path / "s").iterdir() if not p.name.endswith(".lock")) == [
+        "as_of=2024-07-01"]  # no temporary folder left behind
