@@ -77,7 +77,21 @@ def read_table(
         nulls = [c for c in source.columns if source[c].dtype == object and source[c].isna().all()]
         if nulls:
             source = source.astype({c: "string" for c in nulls})
-        return con.create_table(f"_raw_{name}_{next(_counter)}", source, temp=True)
+        for c in source.columns:  # an object column mixing types (ids 1 and "1") cannot be typed
+            if source[c].dtype == object:
+                kinds = source[c].dropna().map(type)
+                if kinds.nunique() > 1:
+                    counts = kinds.map(lambda k: k.__name__).value_counts()
+                    raise DataSourceError(
+                        f"table {name!r} column {c!r} mixes value types "
+                        f"({', '.join(f'{k}: {n:,} rows' for k, n in counts.items())}); cast it to one "
+                        "type before loading (ids as text: df[col].astype(str) — note that 1 and '1' "
+                        "then become the same id)")
+        try:
+            return con.create_table(f"_raw_{name}_{next(_counter)}", source, temp=True)
+        except (TypeError, ValueError) as exc:  # pyarrow conversion errors subclass these
+            raise DataSourceError(f"table {name!r} cannot be converted to typed columns: {exc}; give "
+                                  "each column one type") from None
     if source.path is None:
         raise DataSourceError(f"table {name!r}: no path given (data.tables.{name}.path)")
     path = Path(source.path)

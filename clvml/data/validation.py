@@ -263,7 +263,7 @@ def prepare_table(
         "null_id": policies.null_keys, "null_ts": policies.null_keys, "bad_ts": policies.null_keys,
         "future": policies.future_events, "unknown_event": policies.unknown_event_types,
     }
-    drop_cond = ibis.literal(False)
+    dropping: list[str] = []
     raw_cols = [f"raw_{c}" for c in cols]
     for key, (_cond, column, message, fix) in flags.items():
         n = counts[key]
@@ -276,10 +276,20 @@ def prepare_table(
         report.problems.append(Problem(name, column, key, n, message, fix,
                                        "warning" if action == "dropped" else "error", action, ex))
         if action == "dropped":
-            drop_cond = drop_cond | mat[f"f_{key}"]
-            report._drop(name, key, n)
+            dropping.append(key)
 
-    clean = mat.filter(~drop_cond) if any(report.dropped.get(name, {})) else mat
+    if dropping:
+        # a row with several problems is dropped once: count it under its first reason, so the
+        # per-reason counts add up to the rows removed
+        excl, seen = {}, ibis.literal(False)
+        for key in dropping:
+            excl[key] = (mat[f"f_{key}"] & ~seen).cast("int64").sum()
+            seen = seen | mat[f"f_{key}"]
+        got = mat.aggregate(**excl).to_pyarrow()
+        for key in dropping:
+            report._drop(name, key, int(got[key][0].as_py() or 0))
+        drop_cond = seen
+    clean = mat.filter(~drop_cond) if dropping else mat
     clean = clean.select(**{c: clean[f"t_{c}"] for c in cols})
 
     # exact duplicates (after the drops above)
