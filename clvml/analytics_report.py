@@ -16,18 +16,13 @@ import pandas as pd  # noqa: E402
 
 from clvml import analytics  # noqa: E402
 from clvml.data.dataset import Dataset  # noqa: E402
-from clvml.evaluation.plots import save_figure  # noqa: E402
+from clvml.evaluation.plots import axes, save_figure  # noqa: E402
 from clvml.evaluation.report import CSS  # noqa: E402
 from clvml.io import atomic_write_text  # noqa: E402
 
 
 def _axes(title: str, xlabel: str = "", ylabel: str = "", width: float = 6):
-    fig, ax = plt.subplots(figsize=(width, 3.5))
-    ax.set_title(title)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.grid(alpha=0.3)
-    return fig, ax
+    return axes(title, xlabel, ylabel, width=width, height=3.5)
 
 
 def plot_repurchase(df: pd.DataFrame):

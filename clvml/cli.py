@@ -244,9 +244,16 @@ def _experiment_cfg(config, window_days, **over):
     cfg = _config(config)
     if window_days is not None:
         over["window_days"] = window_days
-    for k, v in over.items():
-        if v is not None and v != []:
-            setattr(cfg.experiments, k, v)
+    from pydantic import ValidationError
+
+    from clvml.config import ExperimentConfig, _format_errors
+    from clvml.errors import ConfigError
+
+    given = {k: v for k, v in over.items() if v is not None and v != []}
+    try:  # options are validated like the YAML keys they override
+        cfg.experiments = ExperimentConfig.model_validate({**cfg.experiments.model_dump(), **given})
+    except ValidationError as exc:
+        raise ConfigError([f"experiments.{e}" for e in _format_errors(exc)]) from None
     return cfg
 
 

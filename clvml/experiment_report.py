@@ -11,11 +11,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from clvml.analytics_report import _axes
 from clvml.config import Config
 from clvml.data.dataset import Dataset
 from clvml.errors import ConfigError, DataSourceError
-from clvml.evaluation.plots import save_figure
+from clvml.evaluation.plots import axes, save_figure
 from clvml.experiments import Outcomes, evaluate_experiment, experiment_outcomes
 from clvml.features import build_features, to_pandas
 from clvml.io import atomic_write_json, atomic_write_parquet, atomic_write_text
@@ -81,7 +80,7 @@ def plot_effects(effects: pd.DataFrame, metric: str):
     labels = [("all" if b == "all" else f"{b}={s}") + f" ({c})" if len(effects["campaign_id"].unique()) > 1
               else ("all" if b == "all" else f"{b}={s}")
               for b, s, c in zip(e["segment_by"], e["segment"], e["campaign_id"], strict=True)]
-    fig, ax = _axes(f"Effect on {metric} (treatment − control, with CI)", xlabel=metric, width=7)
+    fig, ax = axes(f"Effect on {metric} (treatment − control, with CI)", xlabel=metric, width=7, height=3.5)
     y = np.arange(len(e))
     ax.errorbar(e["effect"], y, xerr=[e["effect"] - e["ci_low"], e["ci_high"] - e["effect"]], fmt="o",
                 capsize=3)
@@ -153,8 +152,8 @@ def features_at(cfg: Config, ds: Dataset, keys: pd.DataFrame) -> pd.DataFrame:
 
 
 def plot_qini(curves: dict[str, pd.DataFrame], metric: str):
-    fig, ax = _axes("Qini curve (held-out customers)", xlabel="share of customers targeted",
-                    ylabel=f"incremental {metric}")
+    fig, ax = axes("Qini curve (held-out customers)", xlabel="share of customers targeted",
+                   ylabel=f"incremental {metric}", height=3.5)
     for name, c in curves.items():
         ax.plot(c["fraction"], c["qini"], label=name)
     any_c = next(iter(curves.values()))

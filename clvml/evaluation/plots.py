@@ -27,8 +27,9 @@ def _models(pred: pd.DataFrame, task: str) -> list[str]:
     return [m for m in MODELS if f"{task}_{m}" in pred]
 
 
-def _fig(title: str, xlabel: str, ylabel: str):
-    fig, ax = plt.subplots(figsize=(6, 4.5), dpi=100)
+def axes(title: str, xlabel: str = "", ylabel: str = "", width: float = 6, height: float = 4.5):
+    """A figure with one titled, labelled, lightly gridded axes (every clvml plot starts here)."""
+    fig, ax = plt.subplots(figsize=(width, height), dpi=100)
     ax.set_title(title)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
@@ -39,7 +40,7 @@ def _fig(title: str, xlabel: str, ylabel: str):
 def roc(pred: pd.DataFrame):
     from sklearn.metrics import roc_auc_score
 
-    fig, ax = _fig("Churn: ROC curve", "false positive rate", "true positive rate")
+    fig, ax = axes("Churn: ROC curve", "false positive rate", "true positive rate")
     for m in _models(pred, "churn"):
         fpr, tpr, _ = roc_curve(pred["churn"], pred[f"churn_{m}"])
         ax.plot(fpr, tpr, label=f"{LABELS[m]} (AUC {roc_auc_score(pred['churn'], pred[f'churn_{m}']):.3f})")
@@ -49,7 +50,7 @@ def roc(pred: pd.DataFrame):
 
 
 def precision_recall(pred: pd.DataFrame):
-    fig, ax = _fig("Churn: precision-recall curve", "recall", "precision")
+    fig, ax = axes("Churn: precision-recall curve", "recall", "precision")
     for m in _models(pred, "churn"):
         prec, rec, _ = precision_recall_curve(pred["churn"], pred[f"churn_{m}"])
         ax.plot(rec, prec, label=LABELS[m])
@@ -67,7 +68,7 @@ def calibration_table(y, p, bins: int = 10) -> pd.DataFrame:
 
 
 def calibration(pred: pd.DataFrame):
-    fig, ax = _fig("Churn: reliability (calibration) curve", "mean predicted probability",
+    fig, ax = axes("Churn: reliability (calibration) curve", "mean predicted probability",
                    "observed churn rate")
     for m in _models(pred, "churn"):
         t = calibration_table(pred["churn"], pred[f"churn_{m}"])
@@ -85,7 +86,7 @@ def gain_curve(y, score) -> tuple[np.ndarray, np.ndarray]:
 
 
 def cumulative_gain(pred: pd.DataFrame):
-    fig, ax = _fig("Churn: cumulative gain", "share of customers targeted (highest risk first)",
+    fig, ax = axes("Churn: cumulative gain", "share of customers targeted (highest risk first)",
                    "share of churners reached")
     for m in _models(pred, "churn"):
         ax.plot(*gain_curve(pred["churn"], pred[f"churn_{m}"]), label=LABELS[m])
@@ -105,7 +106,7 @@ def decile_table(actual, predicted) -> pd.DataFrame:
 
 def value_deciles(pred: pd.DataFrame):
     models = _models(pred, "value")
-    fig, ax = _fig("Value: mean predicted vs actual spend by predicted decile",
+    fig, ax = axes("Value: mean predicted vs actual spend by predicted decile",
                    "decile of the prediction (1 = highest)", "mean spend in the horizon")
     width = 0.8 / (len(models) + 1)
     for i, m in enumerate(models):
@@ -118,7 +119,7 @@ def value_deciles(pred: pd.DataFrame):
 
 
 def clv_distribution(pred: pd.DataFrame):
-    fig, ax = _fig("Predicted CLV distribution (LightGBM)", "CLV", "customers")
+    fig, ax = axes("Predicted CLV distribution (LightGBM)", "CLV", "customers")
     v = pred["clv_lightgbm"].to_numpy(float)
     ax.hist(v, bins=60, color="tab:blue", alpha=0.8)
     ax.axvline(np.median(v), color="k", ls="--", lw=1, label=f"median {np.median(v):,.1f}")
