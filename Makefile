@@ -32,7 +32,7 @@ format: $(STAMP)
 
 # Re-resolve the pins (needs network). Commit the updated requirements.lock.
 lock: | $(BIN)/python
-	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra dev --extra spark --python-version 3.11 -o requirements.lock
 
 bench: $(STAMP)
 	$(BIN)/python bench/features.py

@@ -444,6 +444,47 @@ class SegmentsConfig(_Strict):
         return self
 
 
+class DuckDBEngine(_Strict):
+    """Settings of the embedded DuckDB engine (the default)."""
+
+    memory_limit: str | None = Field(None, description="e.g. '4GB': above it DuckDB spills to disk "
+                                     "(default: 80% of RAM).")
+    temp_directory: Path | None = Field(None, description="Where DuckDB spills (default: .tmp in the "
+                                        "working folder).")
+    threads: int | None = Field(None, gt=0)
+
+    @field_validator("memory_limit")
+    @classmethod
+    def _size(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)", v.strip()):
+            raise ValueError("must look like '4GB' or '512MB'")
+        return v
+
+
+class SparkEngine(_Strict):
+    """Settings of the Spark engine (``pip install clvml[spark]``; Java 17 or newer)."""
+
+    master: str | None = Field(
+        "local[*]", description="Spark master URL; null = whatever spark-submit / the cluster sets.")
+    app_name: str = "clvml"
+    conf: dict[str, str] = Field(default_factory=dict, description="Extra Spark settings, e.g. "
+                                 "spark.executor.memory: 8g.")
+
+
+class EngineConfig(_Strict):
+    """Which engine runs the queries (reading, validation, features): ``engine: duckdb | spark`` or a
+    mapping with the backend's settings."""
+
+    backend: Literal["duckdb", "spark"] = "duckdb"
+    duckdb: DuckDBEngine = Field(default_factory=DuckDBEngine)
+    spark: SparkEngine = Field(default_factory=SparkEngine)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, v: Any) -> Any:
+        return {"backend": v} if isinstance(v, str) else v
+
+
 class Config(_Strict):
     """A whole clvml run configuration."""
 
@@ -451,6 +492,7 @@ class Config(_Strict):
     seed: int = 0
     data: DataConfig
     cutoffs: CutoffConfig
+    engine: EngineConfig = Field(default_factory=EngineConfig)
     features: FeatureConfig = Field(default_factory=FeatureConfig)
     labels: LabelConfig = Field(default_factory=LabelConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -487,6 +529,7 @@ class Config(_Strict):
         if db and "://" not in db and not Path(db).is_absolute():
             self.scoring.database = str((base / db).resolve())
         self.output.model_dir = fix(self.output.model_dir)
+        self.engine.duckdb.temp_directory = fix(self.engine.duckdb.temp_directory)
         if self.tracking.uri and self.tracking.uri.startswith("sqlite:///") and not self.tracking.uri[
             10:
         ].startswith("/"):

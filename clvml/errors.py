@@ -59,6 +59,12 @@ class LockError(ClvmlError):
     exit_code = 7
 
 
+class EngineError(ClvmlError):
+    """The configured compute engine cannot start (pyspark not installed, no Java 17, bad setting)."""
+
+    exit_code = 8
+
+
 class NotFittedError(ClvmlError, ValueError):
     """An estimator was used before ``fit``."""
 
@@ -72,4 +78,5 @@ EXIT_CODES = {
     5: "model incompatible with this clvml version or this data",
     6: "output location not writable (permission, disk full): previous output unchanged",
     7: "another run is writing the same output (lock held): nothing written",
+    8: "the configured engine cannot start (e.g. Spark without pyspark or Java 17)",
 }

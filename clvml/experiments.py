@@ -28,6 +28,7 @@ import pandas as pd
 from scipy import stats
 
 from clvml.data.validation import Problem, ValidationReport
+from clvml.engine import materialize
 from clvml.errors import ConfigError, DataValidationError
 
 METRICS = ("repurchased", "purchases", "spend")
@@ -131,7 +132,7 @@ def experiment_outcomes(assignments: pd.DataFrame, transactions: ibis.Table, *, 
     a = a.loc[complete].reset_index(drop=True)
     con = transactions._find_backend()
     keys = ibis.memtable(a[["customer_id", "campaign_id", "assigned_ts", "window_end"]])
-    keys = con.create_table(f"clvml_assign_{id(a)}", keys, temp=True)
+    keys = materialize(con, f"clvml_assign_{id(a)}", keys)
     tx = transactions.filter(transactions.amount > 0)
     j = keys.inner_join(tx, [keys.customer_id == tx.customer_id, tx.ts >= keys.assigned_ts,
                              tx.ts < keys.window_end])

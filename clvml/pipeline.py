@@ -78,8 +78,10 @@ def load_data(cfg: Config, progress: Progress = _quiet) -> Dataset:
         for name in SCHEMAS:
             if name not in data.tables:
                 data.tables[name] = TableSource(path=path / f"{name}.parquet")
-    progress("reading and validating input tables")
-    return load_dataset(data)
+    from clvml.engine import connect_engine
+
+    progress(f"reading and validating input tables ({cfg.engine.backend})")
+    return load_dataset(data, con=connect_engine(cfg.engine))
 
 
 @dataclass

@@ -295,7 +295,12 @@ def score(cfg: Config, model: str, as_of: dt.date, *, out: Path | None = None, d
         parent = Path(target).parent if not database else db_path.parent
         stale = _remove_stale(parent, as_of)
         with staging_dir(parent, f".as_of={as_of}.", target) as tmp:
-            rows, counts = score_chunks(bundle, ds, as_of, tmp, chunks, progress)
+            if ds.con.name == "pyspark":
+                from clvml.spark_scoring import score_partitions
+
+                rows, counts = score_partitions(bundle, ds, as_of, tmp, SCORE_COLUMNS, progress)
+            else:
+                rows, counts = score_chunks(bundle, ds, as_of, tmp, chunks, progress)
             drift = drift_summary(bundle, counts, cfg)
             for col, v in drift.get("warnings", {}).items():
                 progress(f"drift warning: PSI {v:.3f} for {col}")

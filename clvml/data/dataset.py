@@ -20,6 +20,7 @@ from clvml.data.validation import (
     prepare_table,
     typed_table_name,
 )
+from clvml.engine import materialize, release
 from clvml.errors import DataSourceError, DataValidationError
 
 
@@ -111,8 +112,8 @@ def load_dataset(
     for name, t in clean.items():
         if report.dropped.get(name):  # rows were filtered: store the rest, free the converted copy
             order = ["customer_id", "ts"] if "ts" in t.columns else ["customer_id"]
-            t = con.create_table(f"clean_{name}_{id(report)}", t.order_by(order), temp=True)
-            con.drop_table(typed_table_name(name, report), force=True)
+            t = materialize(con, f"clean_{name}_{id(report)}", t.order_by(order))
+            release(con, typed_table_name(name, report))
         # else: a projection of the converted table, already sorted by customer and time
         report.rows_out[name] = int(t.count().to_pyarrow().as_py())
         materialised[name] = t

@@ -88,7 +88,10 @@ def read_table(
                         "type before loading (ids as text: df[col].astype(str) — note that 1 and '1' "
                         "then become the same id)")
         try:
-            return con.create_table(f"_raw_{name}_{next(_counter)}", source, temp=True)
+            tname = f"_raw_{name}_{next(_counter)}"
+            if con.name == "pyspark":
+                return _spark_frame(con, tname, source)
+            return con.create_table(tname, source, temp=True)
         except (TypeError, ValueError) as exc:  # pyarrow conversion errors subclass these
             raise DataSourceError(f"table {name!r} cannot be converted to typed columns: {exc}; give "
                                   "each column one type") from None
@@ -102,6 +105,8 @@ def read_table(
         )
     fmt = source.format or _infer_format(path)
     tname = f"_raw_{name}_{next(_counter)}"
+    if con.name == "pyspark":
+        return _spark_source(con, name, tname, path, fmt)
     try:
         if fmt == "parquet":
             target = str(path / "**" / "*.parquet") if path.is_dir() else str(path)
@@ -124,3 +129,27 @@ def read_table(
     except Exception as exc:  # the backend's own error, re-worded with what and where
         raise DataSourceError(f"table {name!r}: could not read {path} as {fmt}: {exc}") from None
     raise DataSourceError(f"table {name!r}: unknown format {fmt!r}")
+
+
+def _spark_frame(con: ibis.BaseBackend, tname: str, df: pd.DataFrame) -> ibis.Table:
+    """An in-memory DataFrame as a Spark view, through Arrow: nulls stay nulls (going through pandas,
+    Spark would read a missing float as NaN, which is a value)."""
+    import pyarrow as pa
+
+    con._session.createDataFrame(pa.Table.from_pandas(df, preserve_index=False)) \
+        .createOrReplaceTempView(tname)
+    return con.table(tname)
+
+
+def _spark_source(con: ibis.BaseBackend, name: str, tname: str, path: Path, fmt: str) -> ibis.Table:
+    """A Parquet or CSV file or folder read by Spark (a folder is read whole, partitions included)."""
+    try:
+        if fmt == "parquet":
+            return con.read_parquet(str(path), table_name=tname)
+        if fmt == "csv":
+            # every column as text, ids included ('00042' stays '00042'); validation converts types
+            return con.read_csv(str(path), table_name=tname, inferSchema=False, header=True)
+    except Exception as exc:
+        raise DataSourceError(f"table {name!r}: Spark could not read {path} as {fmt}: {exc}") from None
+    raise DataSourceError(f"table {name!r}: format {fmt!r} cannot be read by engine: spark; convert "
+                          "it to Parquet (DuckDB database files are read by the duckdb engine only)")

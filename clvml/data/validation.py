@@ -16,6 +16,7 @@ import ibis.expr.datatypes as dtypes
 
 from clvml.config import Policies, TableSource
 from clvml.data.contracts import SCHEMAS, TableSchema
+from clvml.engine import materialize
 
 Severity = Literal["error", "warning"]
 _TIMESTAMP = dtypes.Timestamp()
@@ -97,16 +98,39 @@ def try_strptime(value: str, fmt: str) -> _TIMESTAMP:  # DuckDB's try_strptime
 
 
 @ibis.udf.scalar.builtin
-def isinf(value: float) -> bool:  # DuckDB's isinf
+def try_to_timestamp(value: str, fmt: str) -> _TIMESTAMP:  # Spark's try_to_timestamp
     ...
 
 
-@ibis.udf.scalar.builtin
-def isnan(value: float) -> bool:  # DuckDB's isnan
-    ...
+#: strptime directives -> Spark datetime pattern letters
+_JAVA_PATTERN = {"Y": "yyyy", "y": "yy", "m": "MM", "d": "dd", "H": "HH", "I": "hh", "M": "mm",
+                 "S": "ss", "f": "SSSSSS", "p": "a", "b": "MMM", "B": "MMMM", "j": "DDD", "z": "Z",
+                 "%": "%"}
 
 
-def _as_timestamp(col: ibis.Value, fmt: str | None) -> ibis.Value:
+def java_pattern(fmt: str) -> str:
+    """A strptime format (``%Y%m%d``) as a Spark datetime pattern (``yyyyMMdd``); literal text is
+    quoted. Raises ValueError for directives Spark cannot parse."""
+    out, literal, i = [], "", 0
+    while i < len(fmt):
+        if fmt[i] == "%" and i + 1 < len(fmt):
+            d = fmt[i + 1]
+            if d not in _JAVA_PATTERN:
+                raise ValueError(f"timestamp_format directive %{d} has no Spark equivalent")
+            if literal:
+                out.append("'" + literal.replace("'", "''") + "'")
+                literal = ""
+            out.append(_JAVA_PATTERN[d] if d != "%" else "'%'")
+            i += 2
+        else:
+            literal += fmt[i]
+            i += 1
+    if literal:
+        out.append("'" + literal.replace("'", "''") + "'")
+    return "".join(out)
+
+
+def _as_timestamp(col: ibis.Value, fmt: str | None, backend: str = "duckdb") -> ibis.Value:
     t = col.type()
     if t.is_timestamp():
         # DuckDB converts TIMESTAMPTZ to the session time zone (UTC, see readers.connect)
@@ -114,6 +138,8 @@ def _as_timestamp(col: ibis.Value, fmt: str | None) -> ibis.Value:
     if t.is_date():
         return col.cast(dtypes.Timestamp())
     text = col.cast(dtypes.string)
+    if fmt and backend == "pyspark":
+        return try_to_timestamp(text, java_pattern(fmt))
     if fmt:
         return try_strptime(text, fmt)
     return text.try_cast(dtypes.Timestamp())
@@ -199,7 +225,7 @@ def prepare_table(
             flags["null_id"] = (col.isnull(), c, f"null {label}", "remove these rows or fill the id, or "
                                 "set data.policies.null_keys: drop")
         elif kind == "timestamp":
-            typed[c] = _as_timestamp(col, source.timestamp_format)
+            typed[c] = _as_timestamp(col, source.timestamp_format, raw.get_backend().name)
             if c == "ts":
                 flags["null_ts"] = (col.isnull(), c, f"null {label}",
                                     "fill the timestamp or set data.policies.null_keys: drop")
@@ -214,7 +240,7 @@ def prepare_table(
             flags[f"bad_{c}"] = (col.notnull() & typed[c].isnull(), c, f"non-numeric values in {label}",
                                  "clean the column so it holds numbers only")
             flags[f"nonfinite_{c}"] = (
-                typed[c].notnull() & (isnan(typed[c]) | isinf(typed[c])), c,
+                typed[c].notnull() & (typed[c].isnan() | typed[c].isinf()), c,
                 f"NaN or infinite values in {label}", "replace them with real numbers or null (if optional)",
             )
             if schema.column(c).required:
@@ -250,9 +276,8 @@ def prepare_table(
     # values are read again only to show examples of a problem.
     con = raw.get_backend()
     order = [f"t_{c}" for c in ("customer_id", "ts") if c in typed]
-    mat = con.create_table(typed_table_name(name, report),
-                           full.select(*[f"t_{c}" for c in cols], *[f"f_{k}" for k in flags])
-                           .order_by(order), temp=True)
+    mat = materialize(con, typed_table_name(name, report),
+                      full.select(*[f"t_{c}" for c in cols], *[f"f_{k}" for k in flags]).order_by(order))
     counts = mat.aggregate(n=mat.count(), **{k: mat[f"f_{k}"].cast("int64").sum() for k in flags}
                            ).to_pyarrow()
     n_in = int(counts["n"][0].as_py())

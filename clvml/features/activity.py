@@ -37,8 +37,8 @@ R(Feature("sessions_prev60", "", "", "", hidden=True,
                                           & (j.day >= j.cutoff_day - 90))))
 R(Feature("sessions_trend", "Sessions per day in the last 30 days minus in the 60 days before.",
           "sessions/day", "visit rate changed by {value} sessions a day",
-          derive=lambda c, w: c.sessions_last30.fill_null(0) / 30.0
-          - c.sessions_prev60.fill_null(0) / 60.0))
+          derive=lambda c, w: c.sessions_last30.fill_null(0).cast("float64") / 30
+          - c.sessions_prev60.fill_null(0).cast("float64") / 60))
 R(Feature("closed", "Account-closure events before the cut-off.", "events",
           "closed the account {value} times", agg=lambda j, w: j.closed.sum()))
 

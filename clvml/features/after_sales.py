@@ -68,7 +68,7 @@ def rows(af: ibis.Table) -> ibis.Table:
     extra = {}
     if "resolved_ts" in cols:
         extra["resolved_day"] = day_of(af.resolved_ts)
-        extra["res_days"] = (af.resolved_ts.epoch_seconds() - af.ts.epoch_seconds()) / 86400.0
+        extra["res_days"] = (af.resolved_ts.epoch_seconds() - af.ts.epoch_seconds()).cast("float64") / 86400
     else:
         extra["resolved_day"] = ibis.null("int64")
     return af.mutate(

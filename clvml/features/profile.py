@@ -29,7 +29,7 @@ R(Feature("age_band", "Age band at the cut-off (<25, 25-34, 35-44, 45-54, 55-64,
 
 
 def _age_band(c: ibis.Table) -> ibis.Value:
-    age = (c.cutoff_day / 365.2425 + 1970).floor() - c.birth_year
+    age = (c.cutoff_day.cast("float64") / 365.2425 + 1970).floor() - c.birth_year
     return ibis.cases((age < 25, "<25"), (age < 35, "25-34"), (age < 45, "35-44"), (age < 55, "45-54"),
                       (age < 65, "55-64"), (age >= 65, "65+"), else_=ibis.null("string"))
 

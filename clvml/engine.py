@@ -1,0 +1,112 @@
+"""Compute engines: the Ibis backend that reads, validates and builds features.
+
+DuckDB (embedded, the default) runs everything in-process and spills to disk above ``memory_limit``.
+Spark runs the very same Ibis expressions on a cluster (or ``local[N]``): only connecting differs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import ibis
+
+from clvml.config import EngineConfig
+from clvml.errors import EngineError
+
+#: the oldest Java that Spark 4 runs on
+MIN_JAVA = 17
+
+
+def connect_engine(engine: EngineConfig | str | None = None) -> ibis.BaseBackend:
+    """Open the configured backend: DuckDB (default) or Spark.
+
+    Parameters
+    ----------
+    engine
+        The config's ``engine`` section, or just ``"duckdb"`` / ``"spark"``.
+    """
+    if engine is None or isinstance(engine, str):
+        engine = EngineConfig.model_validate(engine or "duckdb")
+    if engine.backend == "spark":
+        return ibis.pyspark.connect(spark_session(engine))
+    from clvml.data.readers import connect
+
+    d = engine.duckdb
+    return connect(memory_limit=d.memory_limit, threads=d.threads,
+                   temp_directory=None if d.temp_directory is None else str(d.temp_directory))
+
+
+def java_version(java: str | None = None) -> int | None:
+    """Major version of the Java runtime Spark would use (``$JAVA_HOME/bin/java``, else ``java`` on
+    the PATH); None when there is none."""
+    if java is None:
+        home = os.environ.get("JAVA_HOME")
+        java = str(Path(home) / "bin" / "java") if home else shutil.which("java")
+    if not java or not Path(java).exists():
+        return None
+    try:
+        out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=60)
+    except OSError:
+        return None
+    m = re.search(r'version "(\d+)(?:\.(\d+))?', out.stderr + out.stdout)
+    if not m:
+        return None
+    major = int(m.group(1))
+    return int(m.group(2) or 0) if major == 1 else major  # "1.8.0" is Java 8
+
+
+def spark_session(engine: EngineConfig):
+    """A SparkSession with the config's master and settings, in UTC (as the DuckDB engine)."""
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        raise EngineError("engine: spark needs pyspark: pip install 'clvml[spark]'") from None
+    version = java_version()
+    if version is None or version < MIN_JAVA:
+        found = "no Java was found" if version is None else f"found Java {version}"
+        raise EngineError(
+            f"engine: spark needs Java {MIN_JAVA} or newer and {found}. Install a JDK {MIN_JAVA}+ "
+            "(e.g. apt install openjdk-17-jre-headless) and set JAVA_HOME to it")
+    sp = engine.spark
+    builder = SparkSession.builder.appName(sp.app_name)
+    if sp.master:
+        builder = builder.master(sp.master)
+    conf = {"spark.sql.session.timeZone": "UTC", **sp.conf}
+    if (sp.master or "").startswith("local") and not os.environ.get("PYSPARK_PYTHON"):
+        # local workers must run this interpreter (the one with clvml installed), not python3 on
+        # the PATH; PySpark reads only the environment variable for that
+        os.environ["PYSPARK_PYTHON"] = sys.executable
+    for key, value in conf.items():
+        builder = builder.config(key, value)
+    return builder.getOrCreate()
+
+
+def backend_name(obj: ibis.BaseBackend | ibis.Table) -> str:
+    """``duckdb``, ``pyspark``, … of a backend or of the backend holding a table."""
+    con = obj.get_backend() if isinstance(obj, ibis.Table) else obj
+    return con.name
+
+
+def materialize(con: ibis.BaseBackend, name: str, expr: ibis.Table) -> ibis.Table:
+    """Compute ``expr`` once and keep it for the session under ``name`` (a temporary table on
+    DuckDB, a cached temporary view on Spark)."""
+    if con.name == "pyspark":
+        con.create_view(name, expr, overwrite=True)
+        con._session.catalog.cacheTable(name)
+        return con.table(name)
+    return con.create_table(name, expr, temp=True)
+
+
+def release(con: ibis.BaseBackend, name: str) -> None:
+    """Drop what :func:`materialize` kept under ``name``."""
+    if con.name == "pyspark":
+        if con._session.catalog.tableExists(name):
+            con._session.catalog.uncacheTable(name)
+            con.drop_view(name, force=True)
+        return
+    con.drop_table(name, force=True)
