@@ -51,17 +51,30 @@ def _run(fn):
         raise typer.Exit(exc.exit_code) from None
 
 
-def _config(path: Path | None):
+def _config(path: Path | None, engine: str | None = None):
     from clvml.config import load_config
 
     if path is None:
         from clvml.datasets import demo_config_path
 
         path = demo_config_path()
-    return load_config(path)
+    cfg = load_config(path)
+    if engine is not None:
+        from pydantic import ValidationError
+
+        from clvml.errors import ConfigError
+
+        try:
+            cfg.engine.backend = engine
+        except ValidationError:
+            raise ConfigError([f"--engine: {engine!r} is not an engine (duckdb, spark); it sets "
+                               "engine.backend"], str(path)) from None
+    return cfg
 
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file.")]
+EngineOpt = Annotated[str | None, typer.Option("--engine", help="duckdb or spark: overrides "
+                                               "engine.backend of the config.")]
 
 
 @app.command()
@@ -106,12 +119,13 @@ def simulate(out: Annotated[Path, typer.Option("--out", "-o", help="Folder for t
 
 
 @app.command()
-def validate(config: Annotated[Path, typer.Argument(help="YAML config file.")]) -> None:
+def validate(config: Annotated[Path, typer.Argument(help="YAML config file.")],
+             engine: EngineOpt = None) -> None:
     """Check a config and the data it points to, without training."""
     def go():
         from clvml.pipeline import load_data
 
-        cfg = _config(config)
+        cfg = _config(config, engine)
         ds = load_data(cfg, _progress())
         for p in ds.report.problems:
             console.print("  " + p.format(), highlight=False)
@@ -122,12 +136,12 @@ def validate(config: Annotated[Path, typer.Argument(help="YAML config file.")]) 
 
 
 @app.command()
-def train(config: ConfigOpt = None) -> None:
+def train(config: ConfigOpt = None, engine: EngineOpt = None) -> None:
     """Train the churn and value models, export the bundle and log the run to MLflow."""
     def go():
         from clvml.pipeline import train as run_train
 
-        cfg = _config(config)
+        cfg = _config(config, engine)
         r = run_train(cfg, progress=_progress())
         console.print(json.dumps({k: r.summary[k] for k in ("test_cutoff", "churn", "value")},
                                  indent=2, default=str))
@@ -136,12 +150,12 @@ def train(config: ConfigOpt = None) -> None:
 
 
 @app.command()
-def backtest(config: ConfigOpt = None) -> None:
+def backtest(config: ConfigOpt = None, engine: EngineOpt = None) -> None:
     """Rolling-origin backtest: LightGBM beside BG/NBD+GG and simple baselines, HTML report."""
     def go():
         from clvml.pipeline import run_backtest
 
-        cfg = _config(config)
+        cfg = _config(config, engine)
         r = run_backtest(cfg, progress=_progress())
         s = r.result.summary()
         keep = [("churn", "roc_auc"), ("churn", "pr_auc"), ("churn", "brier"), ("churn", "ece"),
@@ -184,11 +198,12 @@ def score(
                                               "database given by --database / scoring.database.")] = None,
     database: Annotated[str | None, typer.Option("--database", help="DuckDB database file, or an Ibis "
                                                  "URL (sqlite:///…, postgres://…).")] = None,
+    engine: EngineOpt = None,
 ) -> None:
     """Score every customer as of a date: churn, value, CLV, segments, actions, reason codes.
 
     Exit codes: 0 ok, 2 bad config, 3 bad input data, 4 drift stop, 5 model incompatible,
-    6 output not writable, 7 another run holds the lock.
+    6 output not writable, 7 another run holds the lock, 8 the engine cannot start.
     """
     def go():
         import datetime as dt
@@ -196,7 +211,7 @@ def score(
         from clvml.errors import ConfigError
         from clvml.scoring import score as run_score
 
-        cfg = _config(config)
+        cfg = _config(config, engine)
         try:
             day = dt.date.fromisoformat(as_of)
         except ValueError:

@@ -103,10 +103,9 @@ def materialize(con: ibis.BaseBackend, name: str, expr: ibis.Table) -> ibis.Tabl
 
 
 def release(con: ibis.BaseBackend, name: str) -> None:
-    """Drop what :func:`materialize` kept under ``name``."""
+    """Free what :func:`materialize` kept under ``name``. On Spark the view stays defined (views
+    built on it still need its definition) and only its cached data is dropped."""
     if con.name == "pyspark":
-        if con._session.catalog.tableExists(name):
-            con._session.catalog.uncacheTable(name)
-            con.drop_view(name, force=True)
+        con._session.catalog.uncacheTable(name)
         return
     con.drop_table(name, force=True)

@@ -17,6 +17,7 @@ import ibis.expr.datatypes as dtypes
 from clvml.config import Policies, TableSource
 from clvml.data.contracts import SCHEMAS, TableSchema
 from clvml.engine import materialize
+from clvml.errors import DataSourceError
 
 Severity = Literal["error", "warning"]
 _TIMESTAMP = dtypes.Timestamp()
@@ -130,6 +131,12 @@ def java_pattern(fmt: str) -> str:
     return "".join(out)
 
 
+def _non_finite(x: ibis.Value) -> ibis.Value:
+    """NaN or ±infinity, on every engine: x - x is exactly 0 for every finite float and NaN otherwise
+    (Ibis compiles ``isinf`` to a constant FALSE on Spark)."""
+    return (x - x) != 0
+
+
 def _as_timestamp(col: ibis.Value, fmt: str | None, backend: str = "duckdb") -> ibis.Value:
     t = col.type()
     if t.is_timestamp():
@@ -225,7 +232,11 @@ def prepare_table(
             flags["null_id"] = (col.isnull(), c, f"null {label}", "remove these rows or fill the id, or "
                                 "set data.policies.null_keys: drop")
         elif kind == "timestamp":
-            typed[c] = _as_timestamp(col, source.timestamp_format, raw.get_backend().name)
+            try:
+                typed[c] = _as_timestamp(col, source.timestamp_format, raw.get_backend().name)
+            except ValueError as exc:
+                raise DataSourceError(f"data.tables.{name}.timestamp_format: {exc}; use ISO-8601 "
+                                      "text or a format of %Y %m %d %H %M %S %f %p %b %j %z") from None
             if c == "ts":
                 flags["null_ts"] = (col.isnull(), c, f"null {label}",
                                     "fill the timestamp or set data.policies.null_keys: drop")
@@ -240,7 +251,7 @@ def prepare_table(
             flags[f"bad_{c}"] = (col.notnull() & typed[c].isnull(), c, f"non-numeric values in {label}",
                                  "clean the column so it holds numbers only")
             flags[f"nonfinite_{c}"] = (
-                typed[c].notnull() & (typed[c].isnan() | typed[c].isinf()), c,
+                typed[c].notnull() & _non_finite(typed[c]), c,
                 f"NaN or infinite values in {label}", "replace them with real numbers or null (if optional)",
             )
             if schema.column(c).required:
