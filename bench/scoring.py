@@ -26,6 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from out_of_core import replicate  # noqa: E402
 from world import CHUNK, build_world  # noqa: E402
 
 from clvml.config import load_config, parse_config  # noqa: E402
@@ -49,10 +50,14 @@ def model_path() -> Path:
 
 
 def world(customers: int) -> Path:
-    """A folder per table holding links to the first ``customers / 100k`` chunks of the 10M world."""
+    """A folder per table holding links to the first ``customers / 100k`` chunks of the 10M world
+    (1.56M customers); larger sizes take the first customers of the 100M world of
+    ``bench/out_of_core.py`` (ten copies of it under new ids)."""
     src = build_world(10_000_000)
     k = customers // CHUNK
     path = OUT / f"score-world-{customers}"
+    if k > len(list((src / "transactions").glob("part-*.parquet"))):
+        return _first_customers(replicate(src, 10, OUT), customers, path)
     for t in TABLES:
         (path / t).mkdir(parents=True, exist_ok=True)
         for i in range(k):
@@ -62,9 +67,31 @@ def world(customers: int) -> Path:
     return path
 
 
-def measure(path: Path, chunk: int) -> dict:
-    cfg = parse_config({"name": "bench", "data": {"tables": {t: {"path": str(path / t), "format": "parquet"}
-                                                             for t in TABLES}},
+def _first_customers(src: Path, customers: int, path: Path) -> Path:
+    """The first ``customers`` customers (in id order) of the world at ``src``, as Parquet."""
+    if (path / "_SUCCESS").exists():
+        return path
+    import duckdb
+
+    con = duckdb.connect()
+    ids = f"read_parquet('{src}/customers/*.parquet')"
+    bound = con.execute(f"SELECT customer_id FROM {ids} ORDER BY customer_id LIMIT 1 OFFSET {customers}"
+                        ).fetchone()[0]
+    for t in TABLES:
+        (path / t).mkdir(parents=True, exist_ok=True)
+        con.execute(f"COPY (SELECT * FROM read_parquet('{src}/{t}/*.parquet') WHERE customer_id < "
+                    f"'{bound}' ORDER BY customer_id) TO '{path / t / 'part-000.parquet'}' "
+                    "(FORMAT parquet, COMPRESSION zstd)")
+    (path / "_SUCCESS").write_text("ok\n")
+    return path
+
+
+def measure(path: Path, chunk: int, memory_limit: str | None = None) -> dict:
+    engine = {"duckdb": {"memory_limit": memory_limit, "temp_directory": str(OUT / "spill-scoring")}} \
+        if memory_limit else "duckdb"
+    cfg = parse_config({"name": "bench", "engine": engine,
+                        "data": {"tables": {t: {"path": str(path / t), "format": "parquet"}
+                                            for t in TABLES}},
                         "cutoffs": {"start": "2024-01-01"}, "tracking": {"enabled": False},
                         "scoring": {**({"chunk_customers": chunk} if chunk else {}), "drift_stop": None},
                         "output": {"dir": str(path.parent / f"scores-{path.name}")}})
@@ -91,10 +118,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--customers", type=int, nargs="+", default=[100_000, 500_000, 1_000_000])
     ap.add_argument("--chunk", type=int, default=0, help="scoring.chunk_customers (default: the config's)")
+    ap.add_argument("--memory-limit", default=None, help="engine.duckdb.memory_limit, e.g. 6GB")
     ap.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.measure:
-        print(json.dumps(measure(args.measure, args.chunk)))
+        print(json.dumps(measure(args.measure, args.chunk, args.memory_limit)))
         return
     print(f"# {dt.date.today()} {platform.node()} {platform.machine()} python {platform.python_version()}")
     model_path()
@@ -102,8 +130,10 @@ def main() -> None:
         # a production install has compiled bytecode; this VM sets PYTHONDONTWRITEBYTECODE, which
         # would add ~3 s of compiling imports to every run
         env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-        res = subprocess.run([sys.executable, __file__, "--measure", str(world(n)), "--chunk", str(args.chunk)],
-                             capture_output=True, text=True, env=env)
+        cmd = [sys.executable, __file__, "--measure", str(world(n)), "--chunk", str(args.chunk)]
+        if args.memory_limit:
+            cmd += ["--memory-limit", args.memory_limit]
+        res = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if res.returncode:
             sys.exit(res.stderr[-3000:])
         print(res.stdout.strip().splitlines()[-1], flush=True)

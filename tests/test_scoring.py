@@ -321,3 +321,20 @@ def test_disk_full_mid_run_is_a_clear_error_and_keeps_the_previous_partition(tra
     assert _parts(folder) == before  # the earlier partition is byte-identical
     assert sorted(p.name for p in (tmp_path / "s").iterdir() if not p.name.endswith(".lock")) == [
         "as_of=2024-07-01"]  # no temporary folder left behind
+
+
+def test_same_data_config_and_seed_give_identical_features_models_and_scores(trained, tmp_path):
+    from clvml.features import write_features
+
+    tmp, cfg_path, result = trained
+    cfg = load_config(cfg_path)
+    cfg.output.model_dir, cfg.output.dir = tmp_path / "models", tmp_path / "out"
+    cfg.tracking.enabled = False
+    again = train(cfg, load_data(cfg))  # a second, independent training run
+    assert again.bundle.model_version == result.bundle.model_version  # hash of every tree
+    a = score(_cfg(cfg_path), str(result.model_path), AS_OF, out=tmp_path / "a")
+    b = score(_cfg(cfg_path), str(again.model_path), AS_OF, out=tmp_path / "b")
+    assert _parts(Path(a.target)) == _parts(Path(b.target)) != {}
+    feats = [write_features(load_data(cfg).tables, [AS_OF], tmp_path / f"f{i}", batches=2).path
+             for i in range(2)]  # two fresh loads: byte-identical Parquet files
+    assert _parts(feats[0]) == _parts(feats[1]) != {}
