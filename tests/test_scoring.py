@@ -295,9 +295,12 @@ def test_altered_bundles_are_refused_before_unpickling(trained, tmp_path):
     assert res.exit_code == 5 and "python_model.pkl" in res.output
 
 
-def test_disk_full_mid_run_is_a_clear_error_and_keeps_the_previous_partition(trained, tmp_path, monkeypatch):
-    import errno
-
+@pytest.mark.parametrize(("code", "at_call", "text"), [
+    (28, 2, "No space left on device"),  # ENOSPC while the second chunk is written
+    (30, 1, "Read-only file system"),    # EROFS: the location turned read-only (root ignores chmod)
+])
+def test_disk_full_or_read_only_is_a_clear_error_and_keeps_the_previous_partition(
+        trained, tmp_path, monkeypatch, code, at_call, text):
     import clvml.scoring as scoring_mod
 
     _, cfg_path, result = trained
@@ -308,14 +311,14 @@ def test_disk_full_mid_run_is_a_clear_error_and_keeps_the_previous_partition(tra
     real = scoring_mod.pq.write_table
     calls = []
 
-    def full_disk(table, where, **kw):
+    def failing(table, where, **kw):
         calls.append(where)
-        if len(calls) == 2:  # the second chunk's file: the disk is full
-            raise OSError(errno.ENOSPC, "No space left on device")
+        if len(calls) == at_call:
+            raise OSError(code, text)
         return real(table, where, **kw)
 
-    monkeypatch.setattr(scoring_mod.pq, "write_table", full_disk)
-    with pytest.raises(OutputError, match="No space left on device.*previous output.*unchanged") as err:
+    monkeypatch.setattr(scoring_mod.pq, "write_table", failing)
+    with pytest.raises(OutputError, match=f"{text}.*previous output.*unchanged") as err:
         score(cfg, str(result.model_path), AS_OF, out=tmp_path / "s")
     assert err.value.exit_code == 6
     assert _parts(folder) == before  # the earlier partition is byte-identical
