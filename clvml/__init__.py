@@ -13,11 +13,13 @@ from clvml.data.synthetic import Campaign, SyntheticWorld, simulate  # noqa: E40
 from clvml.data.validation import ValidationReport  # noqa: E402
 from clvml.datasets import load_cdnow_sample  # noqa: E402
 from clvml.drift import DriftReference  # noqa: E402
+from clvml.engine import connect_engine  # noqa: E402
 from clvml.errors import (  # noqa: E402
     ClvmlError,
     ConfigError,
     DataSourceError,
     DataValidationError,
+    EngineError,
     ModelIncompatibleError,
 )
 from clvml.evaluation.backtest import BacktestResult, backtest  # noqa: E402
@@ -63,5 +65,5 @@ __all__ = [
     "churn_metrics", "clv", "compare_on_cdnow", "contributions", "family_importance", "feature_specs",
     "global_importance", "load_bundle", "load_cdnow_sample", "load_config", "load_dataset",
     "normalized_gini", "parse_config", "reason_codes", "segment_drivers", "simulate", "split_by_cutoff",
-    "to_pandas", "value_metrics", "write_features",
+    "to_pandas", "value_metrics", "write_features", "connect_engine", "EngineError",
 ]
