@@ -20,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from clvml.errors import ConfigError
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+#: a memory size as DuckDB accepts it ('4GB', '512 MiB'); checked before it reaches a SET statement
+SIZE = re.compile(r"\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)")
 
 
 class _Strict(BaseModel):
@@ -456,7 +458,7 @@ class DuckDBEngine(_Strict):
     @field_validator("memory_limit")
     @classmethod
     def _size(cls, v: str | None) -> str | None:
-        if v is not None and not re.fullmatch(r"\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)", v.strip()):
+        if v is not None and not SIZE.fullmatch(v.strip()):
             raise ValueError("must look like '4GB' or '512MB'")
         return v
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import ibis
 import pandas as pd
 
-from clvml.config import TableSource, _check_identifier
+from clvml.config import SIZE, TableSource, _check_identifier
 from clvml.errors import DataSourceError
 
 _counter = itertools.count()
@@ -34,9 +34,8 @@ def connect(
 
 
 def _check_size(value: str) -> str:
-    import re
 
-    if not re.fullmatch(r"\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)", value.strip()):
+    if not SIZE.fullmatch(value.strip()):
         raise DataSourceError(f"memory limit {value!r} must look like '4GB' or '512MB'")
     return value.strip()
 

@@ -106,7 +106,7 @@ def try_to_timestamp(value: str, fmt: str) -> _TIMESTAMP:  # Spark's try_to_time
 #: strptime directives -> Spark datetime pattern letters
 _JAVA_PATTERN = {"Y": "yyyy", "y": "yy", "m": "MM", "d": "dd", "H": "HH", "I": "hh", "M": "mm",
                  "S": "ss", "f": "SSSSSS", "p": "a", "b": "MMM", "B": "MMMM", "j": "DDD", "z": "Z",
-                 "%": "%"}
+                 "%": "'%'"}
 
 
 def java_pattern(fmt: str) -> str:
@@ -121,7 +121,7 @@ def java_pattern(fmt: str) -> str:
             if literal:
                 out.append("'" + literal.replace("'", "''") + "'")
                 literal = ""
-            out.append(_JAVA_PATTERN[d] if d != "%" else "'%'")
+            out.append(_JAVA_PATTERN[d])
             i += 2
         else:
             literal += fmt[i]
