@@ -37,6 +37,18 @@ def test_transaction_features_exact_values():
     assert a.tx_orders_trend_90d == 3
 
 
+def test_money_sums_are_exact_whatever_the_order():
+    # in float64, 0.1 + 0.2 + 0.3 is 0.6000000000000001 and (0.3 + 0.2) + 0.1 is 0.6: the order of a
+    # parallel sum would show in the last digits. Whole units of 1e-6 give exactly 0.6 either way.
+    assert 0.1 + 0.2 + 0.3 != 0.3 + 0.2 + 0.1
+    for amounts in ([0.1, 0.2, 0.3], [0.3, 0.2, 0.1]):
+        t = tx([("a", f"2024-01-0{k + 1}", x) for k, x in enumerate(amounts)])
+        a = features({"transactions": t}).loc["a"]
+        assert a.tx_spend_all == 0.6 and a.tx_spend_30d == 0.6
+        assert a.tx_spend_mean_all == 0.6 / 3
+        assert a.tx_first_amount == amounts[0]
+
+
 def test_activity_social_after_sales_profile_exact_values():
     t = tx([("a", "2024-01-01", 10.0), ("a", "2024-02-01", 20.0), ("c", "2024-01-01", 5.0)])
     act = pd.DataFrame({"customer_id": ["a"] * 5, "ts": pd.to_datetime(format="mixed", arg=
@@ -160,8 +172,8 @@ def test_write_features_failure_keeps_previous_output(small_world, tmp_path, mon
 
 
 def test_features_are_bit_identical_run_after_run(small_world):
-    # parallel float sums depend on thread timing; the builders sum floats exactly (DECIMAL), so two
-    # runs give the same bits (before that, tx_category_hhi differed in the last digits)
+    # parallel float sums depend on thread timing; the builders sum whole units (engine.exact_sum), so
+    # two runs give the same bits (before exact sums, tx_category_hhi differed in the last digits)
     ds = load_dataset(frames=small_world.tables())
     cuts = [dt.date(2024, 3, 1), dt.date(2024, 6, 1)]
     runs = [to_pandas(build_features(ds.tables, cuts)) for _ in range(3)]

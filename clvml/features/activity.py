@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import ibis
 
-from clvml.features.engine import aggregate_family, day_of, exact_sum, safe_div, wsum
+from clvml.features.engine import aggregate_family, day_of, exact_sum, from_units, safe_div, wsum
 from clvml.features.registry import Feature, family
 
 FAM = family("activity", "activity", "act")
@@ -17,7 +17,8 @@ R(Feature("sessions_{w}", "Sessions {span}.", "sessions", "{value} sessions {spa
 R(Feature("active_days_{w}", "Days with any activity {span}.", "days", "active on {value} days {span}",
           agg=lambda j, w: wsum(j.day.notnull(), w), windowed=True))
 R(Feature("duration_{w}", "Total session time {span}.", "seconds", "{value} seconds on site {span}",
-          agg=lambda j, w: wsum(j.duration, w), windowed=True, requires=("duration_s",)))
+          agg=lambda j, w: from_units(wsum(j.duration, w)), windowed=True,
+          requires=("duration_s",)))
 R(Feature("views_{w}", "Page views {span}.", "views", "{value} page views {span}",
           agg=lambda j, w: wsum(j.views, w), windowed=True))
 R(Feature("carts_{w}", "Add-to-cart events {span}.", "events", "{value} add-to-cart events {span}",
@@ -31,16 +32,16 @@ R(Feature("duration_mean", "Mean session duration over all history.", "seconds",
 R(Feature("days_since_activity", "Days from the last activity event to the cut-off.", "days",
           "last seen {value} days ago", agg=lambda j, w: (j.cutoff_day - j.day).min(), fill=None))
 R(Feature("sessions_last30", "", "", "", hidden=True,
-          agg=lambda j, w: j.sessions.sum(where=j.day >= j.cutoff_day - 30)))
+          agg=lambda j, w: wsum(j.sessions, where=j.day >= j.cutoff_day - 30)))
 R(Feature("sessions_prev60", "", "", "", hidden=True,
-          agg=lambda j, w: j.sessions.sum(where=(j.day < j.cutoff_day - 30)
+          agg=lambda j, w: wsum(j.sessions, where=(j.day < j.cutoff_day - 30)
                                           & (j.day >= j.cutoff_day - 90))))
 R(Feature("sessions_trend", "Sessions per day in the last 30 days minus in the 60 days before.",
           "sessions/day", "visit rate changed by {value} sessions a day",
           derive=lambda c, w: c.sessions_last30.fill_null(0).cast("float64") / 30
           - c.sessions_prev60.fill_null(0).cast("float64") / 60))
 R(Feature("closed", "Account-closure events before the cut-off.", "events",
-          "closed the account {value} times", agg=lambda j, w: j.closed.sum()))
+          "closed the account {value} times", agg=lambda j, w: wsum(j.closed)))
 
 
 def daily(act: ibis.Table) -> ibis.Table:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import ibis
 
-from clvml.features.engine import aggregate_family, day_of, exact_sum, safe_div, wsum
+from clvml.features.engine import aggregate_family, day_of, exact_sum, from_units, safe_div, wsum
 from clvml.features.registry import Feature, family
 
 FAM = family("after_sales", "after_sales", "as")
@@ -22,6 +22,10 @@ def _open(j):
     return j.is_ticket & (j.resolved_day.isnull() | (j.resolved_day >= j.cutoff_day))
 
 
+def _resolved(j):
+    return j.is_ticket & (j.resolved_day < j.cutoff_day)
+
+
 R(Feature("tickets_{w}", "Support tickets and complaints opened {span}.", "tickets",
           "opened {value} support tickets {span}",
           agg=lambda j, w: wsum(j.is_ticket, w), windowed=True))
@@ -29,27 +33,28 @@ R(Feature("complaints_{w}", "Complaints {span}.", "complaints", "{value} complai
           agg=lambda j, w: wsum(j.is_complaint, w), windowed=True))
 R(Feature("unresolved_now", "Tickets and complaints still unresolved at the cut-off.", "tickets",
           "{value} support tickets still unresolved",
-          agg=lambda j, w: _open(j).cast("int64").sum()))
+          agg=lambda j, w: wsum(_open(j))))
 R(Feature("unresolved_complaints_now", "Complaints still unresolved at the cut-off.", "complaints",
           "{value} complaints still unresolved",
-          agg=lambda j, w: (_open(j) & j.is_complaint).cast("int64").sum()))
+          agg=lambda j, w: wsum(_open(j) & j.is_complaint)))
 R(Feature("resolution_days_mean", "Mean days to resolve tickets resolved before the cut-off.", "days",
           "tickets took {value} days to resolve on average", fill=None,
-          agg=lambda j, w: j.res_days.mean(where=j.is_ticket & (j.resolved_day < j.cutoff_day)),
+          agg=lambda j, w: safe_div(wsum(j.res_s, where=_resolved(j)).cast("float64") / 86400,
+                                    j.res_s.count(where=_resolved(j))),
           requires=("resolved_ts",)))
 R(Feature("returns_{w}", "Returns and refund events {span}.", "returns", "{value} returns {span}",
           agg=lambda j, w: wsum(j.is_return, w), windowed=True))
 R(Feature("refund_amount_all", "Amount refunded through after-sales over all history.", "currency",
           "{value} refunded through support",
-          agg=lambda j, w: exact_sum(j.amount, j.is_return), requires=("amount",)))
+          agg=lambda j, w: from_units(exact_sum(j.amount, j.is_return)), requires=("amount",)))
 R(Feature("surveys_all", "Surveys answered.", "surveys", "answered {value} surveys",
-          agg=lambda j, w: j.is_survey.cast("int64").sum()))
+          agg=lambda j, w: wsum(j.is_survey)))
 R(Feature("satisfaction_last", "Latest satisfaction score (1-5).", "score",
           "latest satisfaction score {value}/5", fill=None, requires=("satisfaction",),
           agg=lambda j, w: j.satisfaction.argmax(j.ts_s, where=j.satisfaction.notnull())))
 R(Feature("satisfaction_mean", "Mean satisfaction score (1-5).", "score",
           "average satisfaction {value}/5", fill=None, requires=("satisfaction",),
-          agg=lambda j, w: safe_div(exact_sum(j.satisfaction), j.satisfaction.count())))
+          agg=lambda j, w: safe_div(from_units(exact_sum(j.satisfaction)), j.satisfaction.count())))
 R(Feature("nps_last", "Latest NPS answer (0-10).", "score", "latest NPS answer {value}/10", fill=None,
           requires=("nps",), agg=lambda j, w: j.nps.argmax(j.ts_s, where=j.nps.notnull())))
 R(Feature("nps_category", "Latest NPS category: promoter (9-10), passive (7-8), detractor (0-6).",
@@ -68,7 +73,8 @@ def rows(af: ibis.Table) -> ibis.Table:
     extra = {}
     if "resolved_ts" in cols:
         extra["resolved_day"] = day_of(af.resolved_ts)
-        extra["res_days"] = (af.resolved_ts.epoch_seconds() - af.ts.epoch_seconds()).cast("float64") / 86400
+        # whole seconds: their sum is exact, so the mean is the same bits on every run
+        extra["res_s"] = af.resolved_ts.epoch_seconds() - af.ts.epoch_seconds()
     else:
         extra["resolved_day"] = ibis.null("int64")
     return af.mutate(

@@ -96,9 +96,12 @@ def build_features(
     for name in ("activity", "social", "after_sales"):
         if name in families and REGISTRY[name].source in tables:
             parts.append(_BUILDERS[name](tables[REGISTRY[name].source], cuts, windows))
-    if "profile" in families and "customers" in tables:
-        parts.append(profile.build(tables["customers"], spine))
+    # the profile is a one-to-one extension of the spine: joined first, it keeps every later join's
+    # build side a single family's part (joined last, DuckDB built its hash table from the wide
+    # accumulated table: 6 of 35 s at 1M transactions)
     base = spine
+    if "profile" in families and "customers" in tables:
+        base = profile.build(tables["customers"], spine)
     for part in parts:
         base = base.left_join(part, keys).drop("customer_id_right", "cutoff_day_right")
     names = {s.name for s in specs}

@@ -29,9 +29,9 @@ def aggregate_family(
     no rows before a cut-off are simply absent (the builder fills them).
     """
     j = rows.cross_join(cutoffs).filter(rows[day] < cutoffs.cutoff_day)
-    # one 0/1 column per window, computed once and multiplied in: much cheaper than one
-    # FILTER clause per aggregate
-    j = j.mutate(**{f"_in{w}": (j[day] >= j.cutoff_day - w).cast("int8") for w in windows})
+    # one 0/1 column per window (float64, like the sums it multiplies), computed once and multiplied
+    # in: much cheaper than one FILTER clause per aggregate
+    j = j.mutate(**{f"_in{w}": (j[day] >= j.cutoff_day - w).cast("float64") for w in windows})
     feats = fam.active(columns)
     aggs: dict[str, ibis.Value] = {}
     for f in feats:
@@ -56,19 +56,37 @@ def aggregate_family(
     )
 
 
-#: exact type for sums of floating-point quantities: 29 integer digits, 9 decimals
+#: exact type for sums of squares of sums (``transactions._mix``), where integer units would overflow
 EXACT = ibis.expr.datatypes.Decimal(38, 9)
 
+#: decimals kept by :func:`exact_sum`
+DECIMALS = 6
 
-def exact_sum(x: ibis.Value, where: ibis.Value | None = None) -> ibis.Value:
-    """Sum of a floating-point column computed in DECIMAL(38, 9), null when no row is summed.
+
+def decimal_sum(x: ibis.Value, where: ibis.Value | None = None) -> ibis.Value:
+    """Sum computed in DECIMAL(38, 9) (each value rounded to 1e-9): exact over 29 integer digits, but
+    128-bit arithmetic is slow, so only for the few sums that are not aggregated per window."""
+    return x.cast(EXACT).sum(where=where)
+
+
+def exact_sum(x: ibis.Value, where: ibis.Value | None = None,
+              decimals: int = DECIMALS) -> ibis.Value:
+    """Sum of a floating-point column in integer units of ``10**-decimals``, as float64.
 
     A floating-point sum depends on the order of its terms, and a parallel hash aggregation adds them
     in whatever order its threads deliver: two runs on the same data could differ in the last bits
-    (and LightGBM would then pick other splits). Decimal sums are exact, so features are identical
-    run after run. Each value is rounded to 1e-9 first, far below any currency or duration unit.
+    (and LightGBM would then pick other splits). Each value is rounded to a whole number of units, so
+    every partial sum is an integer, exact in float64 in any order while the total stays below 2**53
+    (9e9 currency units at 6 decimals); beyond that it is an ordinary float64 sum. The result is in
+    units: window sums of it are exact too, and :func:`from_units` converts back. (DECIMAL sums are
+    also exact but cost twice the whole feature build in 128-bit arithmetic.)
     """
-    return x.cast(EXACT).sum(where=where)
+    return (x.cast("float64") * 10**decimals).round().sum(where=where)
+
+
+def from_units(x: ibis.Value, decimals: int = DECIMALS) -> ibis.Value:
+    """A sum of :func:`exact_sum` units back in the column's own unit."""
+    return x.cast("float64") / 10**decimals
 
 
 def safe_div(a: ibis.Value, b: ibis.Value) -> ibis.Value:
@@ -83,11 +101,17 @@ def std_from_moments(n: ibis.Value, s: ibis.Value, ss: ibis.Value) -> ibis.Value
     return ibis.ifelse(n > 1, ibis.greatest(var, 0).sqrt(), ibis.null("float64"))
 
 
-def wsum(x: ibis.Value, w: ibis.Value | None) -> ibis.Value:
-    """Sum of ``x`` over the window indicator ``w`` (None: all rows). Booleans count as 0/1."""
-    if x.type().is_boolean():
-        x = x.cast("int64")
-    return x.sum() if w is None else (x * w).sum()
+def wsum(x: ibis.Value, w: ibis.Value | None = None, where: ibis.Value | None = None) -> ibis.Value:
+    """Sum of ``x`` over the window indicator ``w`` (None: all rows) and the rows where ``where``
+    holds. Booleans count as 0/1.
+
+    Integers are summed as float64 and cast back: exact below 2**53 and several times faster than
+    DuckDB's 128-bit integer sums, which dominated the feature build.
+    """
+    integer = x.type().is_boolean() or x.type().is_integer()
+    x = x.cast("float64")
+    total = (x if w is None else x * w).sum(where=where)
+    return total.cast("int64") if integer else total
 
 
 def wmax(x: ibis.Value, w: ibis.Value | None) -> ibis.Value:

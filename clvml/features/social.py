@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import ibis
 
-from clvml.features.engine import aggregate_family, day_of, exact_sum, safe_div, wsum
+from clvml.features.engine import aggregate_family, day_of, exact_sum, from_units, safe_div, wsum
 from clvml.features.registry import Feature, family
 
 FAM = family("social", "social", "soc")
@@ -19,12 +19,12 @@ R(Feature("likes_{w}", "Likes {span}.", "likes", "{value} likes {span}",
 R(Feature("referrals_{w}", "Referrals sent {span}.", "referrals", "referred {value} people {span}",
           agg=lambda j, w: wsum(j.referrals, w), windowed=True))
 R(Feature("referrals_converted_all", "Referrals that converted, over all history.", "referrals",
-          "{value} referred friends became customers", agg=lambda j, w: j.converted.sum()))
+          "{value} referred friends became customers", agg=lambda j, w: wsum(j.converted)))
 R(Feature("reviews_{w}", "Reviews written {span}.", "reviews", "wrote {value} reviews {span}",
           agg=lambda j, w: wsum(j.reviews, w), windowed=True))
-R(Feature("rating_sum", "", "", "", agg=lambda j, w: j.rating_sum.sum(), hidden=True,
+R(Feature("rating_sum", "", "", "", agg=lambda j, w: from_units(j.rating_sum.sum()), hidden=True,
           requires=("rating",)))
-R(Feature("rating_n", "", "", "", agg=lambda j, w: j.rating_n.sum(), hidden=True,
+R(Feature("rating_n", "", "", "", agg=lambda j, w: wsum(j.rating_n), hidden=True,
           requires=("rating",)))
 R(Feature("rating_mean", "Mean rating given in reviews.", "stars", "rates {value} stars on average",
           derive=lambda c, w: safe_div(c.rating_sum, c.rating_n), fill=None, requires=("rating",)))

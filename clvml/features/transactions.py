@@ -10,7 +10,9 @@ import ibis
 from clvml.features.engine import (
     aggregate_family,
     day_of,
+    decimal_sum,
     exact_sum,
+    from_units,
     safe_div,
     std_from_moments,
     wmax,
@@ -20,6 +22,8 @@ from clvml.features.registry import Feature, family
 
 FAM = family("transactions", "transactions", "tx")
 R = FAM.register
+#: the sum of squared order values (for the spread) keeps 4 decimals: exact to 9e11 squared units
+SS_DECIMALS = 4
 
 
 def _purchase(j):
@@ -29,13 +33,14 @@ def _purchase(j):
 R(Feature("orders_{w}", "Orders {span}.", "orders", "{value} orders {span}",
           agg=lambda j, w: wsum(j.orders, w), windowed=True))
 R(Feature("spend_{w}", "Gross spend (positive amounts) {span}.", "currency", "spent {value} {span}",
-          agg=lambda j, w: wsum(j.spend, w), windowed=True))
+          agg=lambda j, w: from_units(wsum(j.spend, w)), windowed=True))
 R(Feature("purchase_days_{w}", "Distinct days with a purchase {span}.", "days",
           "bought on {value} different days {span}",
           agg=lambda j, w: wsum(j.orders > 0, w), windowed=True))
 R(Feature("spend_max_{w}", "Largest order {span}.", "currency", "largest order {value} {span}",
           agg=lambda j, w: wmax(j.max_amount, w), windowed=True, fill=None))
-R(Feature("ss_{w}", "", "", "", agg=lambda j, w: wsum(j.ss, w), windowed=True, hidden=True))
+R(Feature("ss_{w}", "", "", "", agg=lambda j, w: from_units(wsum(j.ss, w), SS_DECIMALS), windowed=True,
+          hidden=True))
 R(Feature("spend_mean_{w}", "Mean order value {span}.", "currency", "average order {value} {span}",
           derive=lambda c, w: safe_div(c[_n("spend", w)], c[_n("orders", w)]), windowed=True,
           fill=None))
@@ -46,7 +51,7 @@ R(Feature("spend_std_{w}", "Standard deviation of order values {span}.", "curren
 R(Feature("refunds_{w}", "Refund/return rows (negative amounts) {span}.", "refunds",
           "{value} refunds {span}", agg=lambda j, w: wsum(j.refunds, w), windowed=True))
 R(Feature("refund_amount_{w}", "Amount refunded {span}.", "currency", "{value} refunded {span}",
-          agg=lambda j, w: wsum(j.refund_amount, w), windowed=True))
+          agg=lambda j, w: from_units(wsum(j.refund_amount, w)), windowed=True))
 R(Feature("recency_days", "Days from the last purchase to the cut-off.", "days",
           "last purchase {value} days ago",
           agg=lambda j, w: (j.cutoff_day - j.day).min(where=_purchase(j)), fill=None))
@@ -54,10 +59,10 @@ R(Feature("tenure_days", "Days from the first transaction to the cut-off.", "day
           "customer for {value} days", agg=lambda j, w: (j.cutoff_day - j.day).max()))
 R(Feature("first_amount", "Spend on the first purchase day.", "currency",
           "first purchase was {value}",
-          agg=lambda j, w: j.spend.argmin(j.day, where=_purchase(j)), fill=None))
+          agg=lambda j, w: from_units(j.spend.argmin(j.day, where=_purchase(j))), fill=None))
 R(Feature("gap_n", "", "", "", agg=lambda j, w: j.gap.count(), hidden=True))
-R(Feature("gap_sum", "", "", "", agg=lambda j, w: j.gap.sum(), hidden=True))
-R(Feature("gap_ss", "", "", "", agg=lambda j, w: (j.gap * j.gap).sum(), hidden=True))
+R(Feature("gap_sum", "", "", "", agg=lambda j, w: wsum(j.gap), hidden=True))
+R(Feature("gap_ss", "", "", "", agg=lambda j, w: wsum(j.gap * j.gap), hidden=True))
 R(Feature("ipt_last", "Days between the last two purchase days.", "days",
           "the last gap between purchases was {value} days",
           agg=lambda j, w: j.gap.argmax(j.day, where=j.gap.notnull()), fill=None))
@@ -74,28 +79,28 @@ R(Feature("ipt_last_rel", "Last gap divided by the customer's mean gap.", "ratio
           "the last gap was {value}× the usual one",
           derive=lambda c, w: safe_div(c.ipt_last, c.ipt_mean), fill=None))
 R(Feature("orders_prev90", "", "", "", hidden=True,
-          agg=lambda j, w: j.orders.sum(where=(j.day < j.cutoff_day - 90)
-                                        & (j.day >= j.cutoff_day - 180))))
+          agg=lambda j, w: wsum(j.orders, where=(j.day < j.cutoff_day - 90)
+                                             & (j.day >= j.cutoff_day - 180))))
 R(Feature("orders_last90", "", "", "", hidden=True,
-          agg=lambda j, w: j.orders.sum(where=j.day >= j.cutoff_day - 90)))
+          agg=lambda j, w: wsum(j.orders, where=j.day >= j.cutoff_day - 90)))
 R(Feature("spend_prev90", "", "", "", hidden=True,
-          agg=lambda j, w: j.spend.sum(where=(j.day < j.cutoff_day - 90)
-                                       & (j.day >= j.cutoff_day - 180))))
+          agg=lambda j, w: from_units(j.spend.sum(where=(j.day < j.cutoff_day - 90)
+                                                  & (j.day >= j.cutoff_day - 180)))))
 R(Feature("spend_last90", "", "", "", hidden=True,
-          agg=lambda j, w: j.spend.sum(where=j.day >= j.cutoff_day - 90)))
+          agg=lambda j, w: from_units(j.spend.sum(where=j.day >= j.cutoff_day - 90))))
 R(Feature("orders_trend_90d", "Orders in the last 90 days minus orders in the 90 days before.",
           "orders", "orders changed by {value} versus the previous 90 days",
           derive=lambda c, w: c.orders_last90.fill_null(0) - c.orders_prev90.fill_null(0)))
 R(Feature("spend_trend_90d", "Spend in the last 90 days minus spend in the 90 days before.",
           "currency", "spend changed by {value} versus the previous 90 days",
           derive=lambda c, w: c.spend_last90.fill_null(0) - c.spend_prev90.fill_null(0)))
-R(Feature("quantity_all", "", "", "", agg=lambda j, w: j.quantity.sum(), hidden=True,
+R(Feature("quantity_all", "", "", "", agg=lambda j, w: from_units(j.quantity.sum()), hidden=True,
           requires=("quantity",)))
 R(Feature("basket_size", "Mean items per order over all history.", "items",
           "buys {value} items per order",
           derive=lambda c, w: safe_div(c.quantity_all, c.orders_all), fill=None,
           requires=("quantity",)))
-R(Feature("discount_{w}", "", "", "", agg=lambda j, w: wsum(j.discount, w), windowed=True,
+R(Feature("discount_{w}", "", "", "", agg=lambda j, w: from_units(wsum(j.discount, w)), windowed=True,
           hidden=True, requires=("discount",)))
 R(Feature("discount_share_{w}", "Discount as a share of list value (spend + discount) {span}.",
           "ratio", "{value} of order value was discounted {span}",
@@ -103,7 +108,7 @@ R(Feature("discount_share_{w}", "Discount as a share of list value (spend + disc
                                        c[_n("discount", w)] + c[_n("spend", w)]),
           windowed=True, fill=None, requires=("discount",)))
 R(Feature("margin_{w}", "Gross margin (refunds net) {span}.", "currency", "margin {value} {span}",
-          agg=lambda j, w: wsum(j.margin, w), windowed=True, requires=("margin",)))
+          agg=lambda j, w: from_units(wsum(j.margin, w)), windowed=True, requires=("margin",)))
 # computed by the mix queries below (one per categorical column)
 R(Feature("categories_all", "Distinct product categories bought.", "categories",
           "bought from {value} categories", requires=("category",)))
@@ -128,7 +133,7 @@ def daily(tx: ibis.Table) -> ibis.Table:
     aggs = dict(
         orders=t.amount.count(where=pos),
         spend=exact_sum(t.amount, pos).fill_null(0),
-        ss=exact_sum(t.amount * t.amount, pos).fill_null(0),
+        ss=exact_sum(t.amount * t.amount, pos, SS_DECIMALS).fill_null(0),
         max_amount=t.amount.max(where=pos),
         refunds=t.amount.count(where=t.amount < 0),
         refund_amount=exact_sum(-t.amount, t.amount < 0).fill_null(0),
@@ -149,12 +154,12 @@ def daily(tx: ibis.Table) -> ibis.Table:
 def _mix(tx: ibis.Table, cutoffs: ibis.Table, column: str, count_name: str,
          share_name: str, kind: str) -> ibis.Table:
     t = tx.filter(tx.amount > 0).mutate(day=day_of(tx.ts), key=tx[column].fill_null("(none)"))
-    d = t.group_by(["customer_id", "key", "day"]).aggregate(n=t.count(), s=exact_sum(t.amount))
+    d = t.group_by(["customer_id", "key", "day"]).aggregate(n=t.count(), s=decimal_sum(t.amount))
     j = d.cross_join(cutoffs).filter(d.day < cutoffs.cutoff_day)
     per = j.group_by(["customer_id", "cutoff_day", "key"]).aggregate(n=j.n.sum(), s=j.s.sum())
     if kind == "hhi":  # spend concentration
         agg = per.group_by(["customer_id", "cutoff_day"]).aggregate(
-            **{count_name: per.count(), "_ss": exact_sum(per.s.cast("float64") ** 2), "_s": per.s.sum()})
+            **{count_name: per.count(), "_ss": decimal_sum(per.s.cast("float64") ** 2), "_s": per.s.sum()})
         return agg.select("customer_id", "cutoff_day", count_name,
                           **{share_name: safe_div(agg._ss, agg._s.cast("float64") ** 2)})
     agg = per.group_by(["customer_id", "cutoff_day"]).aggregate(

@@ -134,6 +134,19 @@ class FeatureBatches:
         out = res.to_arrow_table() if hasattr(res, "to_arrow_table") else res.fetch_arrow_table()
         return out.cast(expr.schema().to_pyarrow())
 
+    def to_parquet(self, b: int, out: Path) -> None:
+        """Write batch ``b`` to the Parquet file ``out`` (zstd), with the compiled query reused on
+        DuckDB (through Ibis every batch would be compiled again: ~2-3 s each)."""
+        expr = self.expression(b)
+        if self.expr is None or not self._ran:
+            self._ran = self.expr is not None  # the first run registers the cut-off table
+            self.con.to_parquet(expr, out, compression="zstd")
+            return
+        if self._sql is None:
+            self._sql = self.con.compile(expr)
+        self.con.raw_sql(f"COPY ({self._sql}) TO {_sql_string(str(out))} "
+                         "(FORMAT 'parquet', COMPRESSION 'zstd')")
+
     def pandas(self, b: int) -> pd.DataFrame:
         """Features of batch ``b`` as :func:`~clvml.features.builder.to_pandas` returns them."""
         from ibis.backends.duckdb.converter import DuckDBPandasData
@@ -196,7 +209,6 @@ def write_features(
     """
     cuts = as_cutoffs(cutoffs)
     tx = tables["transactions"]
-    con = tx.get_backend()
     if batches is None:
         customers = int(tx.customer_id.nunique().to_pyarrow().as_py())
         batches = max(1, math.ceil(customers * len(cuts) / ROWS_PER_BATCH))
@@ -208,7 +220,7 @@ def write_features(
             FeatureBatches(tables, cuts, windows=windows, families=families, batches=batches) as fb:
         for b in range(batches):
             out = tmp / f"part-{b:04d}.parquet"
-            con.to_parquet(fb.expression(b), out, compression="zstd")
+            fb.to_parquet(b, out)
             meta = pq.ParquetFile(out).metadata
             rows, columns = rows + meta.num_rows, meta.num_columns
         replace_dir(tmp, path)
