@@ -44,7 +44,7 @@ def test_money_sums_are_exact_whatever_the_order():
     for amounts in ([0.1, 0.2, 0.3], [0.3, 0.2, 0.1]):
         t = tx([("a", f"2024-01-0{k + 1}", x) for k, x in enumerate(amounts)])
         a = features({"transactions": t}).loc["a"]
-        assert a.tx_spend_all == 0.6 and a.tx_spend_30d == 0.6
+        assert a.tx_spend_all == 0.6 and a.tx_spend_90d == 0.6 and a.tx_spend_30d == 0
         assert a.tx_spend_mean_all == 0.6 / 3
         assert a.tx_first_amount == amounts[0]
 
