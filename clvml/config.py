@@ -196,7 +196,8 @@ class ChurnModelConfig(LGBMParams):
 
 
 class ValueModelConfig(LGBMParams):
-    form: Literal["hurdle", "tweedie", "frequency"] = "hurdle"
+    form: Literal["hurdle", "tweedie", "frequency", "offset"] = Field(
+        "hurdle", description="offset: boosted from btyd_expected_spend (needs model.btyd_features).")
     tweedie_variance_power: float = Field(1.5, gt=1, lt=2)
 
 
@@ -204,6 +205,13 @@ class ModelConfig(_Strict):
     churn: ChurnModelConfig = Field(default_factory=ChurnModelConfig)
     value: ValueModelConfig = Field(default_factory=ValueModelConfig)
     btyd_features: bool = False
+
+    @model_validator(mode="after")
+    def _offset_needs_btyd(self) -> ModelConfig:
+        if self.value.form == "offset" and not self.btyd_features:
+            raise ValueError("model.value.form: offset boosts from the BG/NBD prediction "
+                             "btyd_expected_spend; set model.btyd_features: true")
+        return self
 
 
 class CLVConfig(_Strict):

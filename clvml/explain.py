@@ -35,7 +35,7 @@ def _boosters(model: ChurnModel | ValueModel) -> list:
         return [model.booster_]
     check_is_fitted(model, "feature_names_in_")
     return {"frequency": [model.count_, model.amount_], "tweedie": [model.spend_],
-            "hurdle": [model.buy_, model.amount_]}[model.form]
+            "offset": [model.spend_], "hurdle": [model.buy_, model.amount_]}[model.form]
 
 
 def contributions(model: ChurnModel | ValueModel, X: pd.DataFrame) -> pd.DataFrame:
@@ -47,6 +47,9 @@ def contributions(model: ChurnModel | ValueModel, X: pd.DataFrame) -> pd.DataFra
     F = feature_matrix(Xp, list(Xp.columns))  # shared by the boosters (same training columns)
     total = sum(tree_shap(b.booster_ if hasattr(b, "booster_") else b, Xp, F=F)
                 for b in _boosters(model))
+    if isinstance(model, ValueModel) and model.form == "offset":
+        # the baseline the trees correct is itself a feature: its log is that feature's share
+        total[:, list(Xp.columns).index(model.offset_column)] += model._offset(X)
     return pd.DataFrame(total, columns=[*Xp.columns, BIAS], index=X.index)
 
 

@@ -112,7 +112,10 @@ def test_lightgbm_vs_bgnbd_on_the_cdnow_holdout():
     r = compare_on_cdnow()
     base, lgbm = r.loc["BG/NBD + Gamma-Gamma"], r.loc["LightGBM, BG/NBD-shaped"]
     assert base.actual_total == pytest.approx(r.actual_total.iloc[0]) and base.actual_total > 60_000
-    # measured: Gini 0.695 vs 0.638, AUC 0.782 vs 0.757 (MAE and total still favour BG/NBD: see README)
+    # measured: MAE 30.17 vs 30.41, Gini 0.692 vs 0.638, AUC 0.782 vs 0.757, total -13.0 % vs -15.6 %
+    # (seeds 2, 3, 11: MAE 30.16, 30.18, 29.99); the bar: at least match BG/NBD on every one
+    assert lgbm.spend_mae < base.spend_mae
     assert lgbm.normalized_gini > base.normalized_gini + 0.03
     assert lgbm.churn_auc > base.churn_auc + 0.01
+    assert abs(lgbm.total_error_pct) < abs(base.total_error_pct)
     assert np.isfinite(r.to_numpy(float)).all()

@@ -62,3 +62,12 @@ def test_bad_yaml_and_missing_file(tmp_path):
     bad.write_text("a: [1, 2\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(bad)
+
+
+def test_offset_value_form_needs_the_btyd_features():
+    raw = {"data": {"tables": {"transactions": {"path": "x"}}}, "cutoffs": {"start": "2024-01-01"},
+           "model": {"value": {"form": "offset"}}}
+    with pytest.raises(ConfigError, match=r"model.value.form: offset .* set model.btyd_features: true"):
+        parse_config(raw)
+    raw["model"]["btyd_features"] = True
+    assert parse_config(raw).model.value.form == "offset"

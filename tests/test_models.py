@@ -81,6 +81,33 @@ def test_frequency_form_is_purchases_times_order_value():
         ValueModel(form="frequency").fit(X, spend)
 
 
+def test_offset_form_corrects_the_baseline_and_extrapolates_with_it():
+    # truth: E[spend] = baseline x exp(0.5 z); the baseline alone misses the z factor
+    rng = np.random.default_rng(4)
+
+    def world(n, lo, hi):
+        X = pd.DataFrame({"btyd_expected_spend": rng.uniform(lo, hi, n), "z": rng.normal(size=n)})
+        mean = X.btyd_expected_spend * np.exp(0.5 * X.z)
+        return X, rng.gamma(2.0, mean / 2.0), mean
+
+    X, y, _ = world(4000, 5, 50)
+    Xv, yv, _ = world(1000, 5, 50)
+    Xt, _, truth = world(2000, 200, 500)  # baselines 4-100x larger than any training row
+    m = ValueModel(form="offset", **FAST).fit(X, y, eval_set=(Xv, yv))
+    ratio = m.predict(Xt) / truth
+    assert abs(ratio.mean() - 1) < 0.1 and np.corrcoef(m.predict(Xt), truth)[0, 1] > 0.95
+    # a free-standing LightGBM cannot predict beyond the largest training target level
+    free = ValueModel(form="tweedie", **FAST).fit(X, y, eval_set=(Xv, yv))
+    assert (free.predict(Xt) / truth).mean() < 0.3
+    # explanations stay additive: the baseline's log is attributed to the baseline feature
+    from clvml.explain import BIAS, contributions
+    c = contributions(m, Xt.head(50))
+    np.testing.assert_allclose(c.sum(axis=1), np.log(m.predict(Xt.head(50))), rtol=1e-6)
+    assert c.drop(columns=BIAS).abs().mean().idxmax() == "btyd_expected_spend"
+    with pytest.raises(ValueError, match="btyd_features: true"):
+        ValueModel(form="offset").fit(X.drop(columns="btyd_expected_spend"), y)
+
+
 def test_missing_feature_is_a_clear_error():
     X, y, _ = data()
     m = ChurnModel(**FAST).fit(X, y)

@@ -11,6 +11,15 @@ predictions are carried to 39 weeks with each customer's own BG/NBD shape:
 
 i.e. LightGBM sets the level and the ranking, BG/NBD's dropout dynamics set how it decays (a naive
 ×3 scaling ignores dropout). :func:`compare_on_cdnow` reports both side by side.
+
+The value model is ``ValueModel(form="offset")``: a Poisson LightGBM boosted from BG/NBD + Gamma-Gamma's
+own 13-week expected spend, i.e. a multiplicative correction of the baseline. A free-standing LightGBM
+(the hurdle form) ranked better than BG/NBD but was compressed: on the holdout its top decile predicted
+95 against 151 actual, because the customers scored on 1997-10-01 are older and have bought more than
+any training row (the latest cut-off with a full 13-week label is 1997-07-01), and trees do not
+extrapolate. Boosting from the baseline keeps BG/NBD's structural extrapolation and lets the trees fix
+the ranking. Its rounds are chosen by squared error on the last two calibration cut-offs, and the
+correction is averaged over ``value_seeds`` seeds (bagging): single seeds scatter by ±0.3 in MAE.
 """
 
 from __future__ import annotations
@@ -37,7 +46,7 @@ SHORT_H = 91
 KEYS = ["customer_id", "cutoff"]
 
 
-def compare_on_cdnow(seed: int = 1) -> pd.DataFrame:
+def compare_on_cdnow(seed: int = 1, value_seeds: int = 6) -> pd.DataFrame:
     """Holdout spend MAE, normalized Gini, churn AUC and total predicted vs actual spend for BG/NBD +
     Gamma-Gamma and LightGBM (both extrapolations), on the 2,357 CDNOW customers."""
     raw = load_cdnow_sample()
@@ -61,16 +70,17 @@ def compare_on_cdnow(seed: int = 1) -> pd.DataFrame:
                   early_stopping_rounds=50, random_state=seed)
         churn = ChurnModel(calibration="isotonic", **kw).fit(
             fr.loc[tr, cols], fr.loc[tr, "churn"].astype(int), eval_set=(fr.loc[va, cols], fr.loc[va, "churn"]))
-        value = ValueModel(form="hurdle", **kw).fit(
-            fr.loc[tr, cols], fr.loc[tr, "spend"].to_numpy(float), purchases=fr.loc[tr, "purchases"].to_numpy(float),
-            eval_set=(fr.loc[va, cols], fr.loc[va, "spend"].to_numpy(float), fr.loc[va, "purchases"].to_numpy(float)))
+        values = [ValueModel(form="offset", **{**kw, "random_state": seed + k}).fit(
+            fr.loc[tr, cols], fr.loc[tr, "spend"].to_numpy(float),
+            eval_set=(fr.loc[va, cols], fr.loc[va, "spend"].to_numpy(float)))
+            for k in range(value_seeds)]
         now = to_pandas(build_features(ds.tables, [CAL_END.date()], windows=windows))
         now = now.merge(btyd_features(cal, [CAL_END.date()], SHORT_H), on=KEYS)
         btyd = BTYDModel().fit(cal, CAL_END)
     horizon = (HOLD_END - CAL_END).days
     short, full = (btyd.predict(h).reindex(now["customer_id"]) for h in (SHORT_H, horizon))
     p0_short = churn.predict_proba(now[cols])[:, 1]
-    v_short = value.predict(now[cols])
+    v_short = np.mean([value.predict(now[cols]) for value in values], axis=0)
     hold = tx[(tx.ts >= CAL_END) & (tx.ts < HOLD_END)]
     actual = hold.groupby("customer_id")["amount"].sum().reindex(now["customer_id"]).fillna(0.0).to_numpy()
     preds = {

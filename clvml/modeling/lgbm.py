@@ -99,9 +99,10 @@ def fit_with_early_stopping(
     make: Any, params: dict[str, Any], X: pd.DataFrame, y: np.ndarray,
     X_val: pd.DataFrame | None, y_val: np.ndarray | None, early_stopping_rounds: int,
     sample_weight: np.ndarray | None = None, sample_weight_val: np.ndarray | None = None,
+    init_score: np.ndarray | None = None, init_score_val: np.ndarray | None = None,
 ) -> tuple[Any, Any | None, int]:
     """Fit on (X, y) with early stopping on the validation set, then refit on train + validation with
-    the chosen number of rounds.
+    the chosen number of rounds. ``init_score``: raw scores to boost from (an offset).
 
     Returns (final model, model fitted on X only or None, number of rounds).
     """
@@ -109,11 +110,13 @@ def fit_with_early_stopping(
         params = {**params, "n_jobs": default_threads(len(X) + (0 if X_val is None else len(X_val)))}
     if X_val is None or len(X_val) == 0:
         model = make(**params)
-        model.fit(X, y, sample_weight=sample_weight)
+        model.fit(X, y, sample_weight=sample_weight, init_score=init_score)
         return model, None, params["n_estimators"]
     first = make(**params)
-    first.fit(X, y, sample_weight=sample_weight, eval_X=(X_val,), eval_y=(y_val,),
+    first.fit(X, y, sample_weight=sample_weight, init_score=init_score, eval_X=(X_val,),
+              eval_y=(y_val,),
               eval_sample_weight=None if sample_weight_val is None else [sample_weight_val],
+              eval_init_score=None if init_score_val is None else [init_score_val],
               callbacks=[lgb.early_stopping(early_stopping_rounds, verbose=False)])
     rounds = max(1, int(first.best_iteration_ or params["n_estimators"]))
     final = make(**{**params, "n_estimators": rounds})
@@ -123,5 +126,6 @@ def fit_with_early_stopping(
     if sample_weight is not None:
         w_val = np.ones(len(X_val)) if sample_weight_val is None else np.asarray(sample_weight_val)
         w_all = np.concatenate([np.asarray(sample_weight), w_val])
-    final.fit(X_all, y_all, sample_weight=w_all)
+    s_all = None if init_score is None else np.concatenate([init_score, init_score_val])
+    final.fit(X_all, y_all, sample_weight=w_all, init_score=s_all)
     return final, first, rounds

@@ -12,6 +12,10 @@ from sklearn.utils.validation import check_is_fitted
 
 from clvml.modeling.lgbm import fit_with_early_stopping, learn_categories, lgbm_params, prepare_X
 
+FORMS = ("hurdle", "tweedie", "frequency", "offset")
+#: baseline floor of the offset form (a baseline of 0 would pin the prediction to 0 for ever)
+OFFSET_FLOOR = 0.01
+
 
 class ValueModel(RegressorMixin, BaseEstimator):
     """Expected spend in the horizon, never negative.
@@ -24,7 +28,15 @@ class ValueModel(RegressorMixin, BaseEstimator):
         ``frequency``: E[number of purchases] × E[order value] (a Poisson LightGBM times a gamma
         LightGBM of the mean order value, fitted on buyers weighted by their number of orders) — the
         BG/NBD × Gamma-Gamma decomposition, right when order values do not depend on how often a
-        customer buys; needs ``purchases`` at fit.
+        customer buys; needs ``purchases`` at fit; ``offset``: a Poisson (log-link) LightGBM boosted
+        from a baseline expectation that is one of the features (``offset_column``, e.g. the BG/NBD +
+        Gamma-Gamma ``btyd_expected_spend``), so it learns a multiplicative correction of that
+        baseline; where the trees cannot extrapolate (customers older or busier than any training
+        row) the baseline's own dynamics carry the prediction. Its rounds are chosen by squared error
+        on the validation set: the Poisson likelihood of currency amounts is dominated by the few
+        largest spenders.
+    offset_column
+        Feature holding the baseline expectation for ``form="offset"`` (values <= 0 count as 0.01).
     tweedie_variance_power
         Tweedie power (1 < p < 2) for ``form="tweedie"``.
 
@@ -32,12 +44,14 @@ class ValueModel(RegressorMixin, BaseEstimator):
     :meth:`fit` (:meth:`predict_purchases`).
     """
 
-    def __init__(self, *, form: str = "hurdle", tweedie_variance_power: float = 1.5,
+    def __init__(self, *, form: str = "hurdle", offset_column: str = "btyd_expected_spend",
+                 tweedie_variance_power: float = 1.5,
                  n_estimators: int = 2000, learning_rate: float = 0.05, num_leaves: int = 31,
                  min_child_samples: int = 50, subsample: float = 0.8, colsample_bytree: float = 0.8,
                  reg_lambda: float = 1.0, early_stopping_rounds: int = 50, random_state: int = 0,
                  n_jobs: int | None = None, params: dict[str, Any] | None = None):
         self.form = form
+        self.offset_column = offset_column
         self.tweedie_variance_power = tweedie_variance_power
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
@@ -54,8 +68,11 @@ class ValueModel(RegressorMixin, BaseEstimator):
     def fit(self, X: pd.DataFrame, y, *, purchases=None,
             eval_set: tuple[pd.DataFrame, Any] | tuple[pd.DataFrame, Any, Any] | None = None):
         """Fit on spend ``y`` (and purchase counts). ``eval_set=(X_val, y_val[, purchases_val])``."""
-        if self.form not in ("hurdle", "tweedie", "frequency"):
-            raise ValueError(f"form must be hurdle, tweedie or frequency, not {self.form!r}")
+        if self.form not in FORMS:
+            raise ValueError(f"form must be one of {', '.join(FORMS)}, not {self.form!r}")
+        if self.form == "offset" and self.offset_column not in X.columns:
+            raise ValueError(f"form='offset' needs the baseline column {self.offset_column!r} among the "
+                             "features (e.g. model.btyd_features: true gives btyd_expected_spend)")
         if self.form == "frequency" and purchases is None:
             raise ValueError("form='frequency' needs purchases=... (purchase counts in the horizon)")
         y = np.asarray(y, dtype=float)
@@ -72,7 +89,13 @@ class ValueModel(RegressorMixin, BaseEstimator):
             pv = np.asarray(eval_set[2], dtype=float) if len(eval_set) > 2 else None
         es = self.early_stopping_rounds
         self.n_rounds_ = {}
-        if self.form == "tweedie":
+        if self.form == "offset":
+            self.spend_, _, self.n_rounds_["spend"] = fit_with_early_stopping(
+                lgb.LGBMRegressor, lgbm_params(self, "poisson", metric="l2"), Xp, y, Xv, yv, es,
+                init_score=self._offset(X),
+                init_score_val=None if Xv is None else self._offset(eval_set[0]))
+            self.buy_ = self.amount_ = None
+        elif self.form == "tweedie":
             params = lgbm_params(self, "tweedie", tweedie_variance_power=self.tweedie_variance_power)
             self.spend_, _, self.n_rounds_["spend"] = fit_with_early_stopping(
                 lgb.LGBMRegressor, params, Xp, y, Xv, yv, es)
@@ -103,6 +126,11 @@ class ValueModel(RegressorMixin, BaseEstimator):
                 Xv, pv, es)
         return self
 
+    def _offset(self, X: pd.DataFrame) -> np.ndarray:
+        """log of the baseline expectation (the raw score the offset form boosts from)."""
+        base = pd.to_numeric(X[self.offset_column], errors="coerce").to_numpy(float)
+        return np.log(np.maximum(np.nan_to_num(base, nan=0.0), OFFSET_FLOOR))
+
     def _features(self, X: pd.DataFrame) -> pd.DataFrame:
         check_is_fitted(self, "feature_names_in_")
         return prepare_X(X, list(self.feature_names_in_), self.categories_)
@@ -117,6 +145,8 @@ class ValueModel(RegressorMixin, BaseEstimator):
         count = None
         if getattr(self, "count_", None) is not None:
             count = np.maximum(self.count_.predict(Xp), 0.0)
+        if self.form == "offset":
+            return np.exp(self.spend_.predict(Xp, raw_score=True) + self._offset(X)), count
         if self.form == "tweedie":
             return np.maximum(self.spend_.predict(Xp), 0.0), count
         if self.form == "frequency":
