@@ -47,23 +47,31 @@ def contributions(model: ChurnModel | ValueModel, X: pd.DataFrame) -> pd.DataFra
     F = feature_matrix(Xp, list(Xp.columns))  # shared by the boosters (same training columns)
     total = sum(tree_shap(b.booster_ if hasattr(b, "booster_") else b, Xp, F=F)
                 for b in _boosters(model))
-    if isinstance(model, ValueModel) and model.form == "offset":
+    if _has_offset(model):
         # the baseline the trees correct is itself a feature: its log is that feature's share
         total[:, list(Xp.columns).index(model.offset_column)] += model._offset(X)
     return pd.DataFrame(total, columns=[*Xp.columns, BIAS], index=X.index)
 
 
+def _has_offset(model: ChurnModel | ValueModel) -> bool:
+    return isinstance(model, ValueModel) and model.form == "offset"
+
+
 def raw_score(model: ChurnModel | ValueModel, X: pd.DataFrame) -> np.ndarray:
     """The raw (link-space) score the contributions add up to."""
     Xp = model._features(X)
-    return sum(b.predict(Xp, raw_score=True) for b in _boosters(model))
+    trees = sum(b.predict(Xp, raw_score=True) for b in _boosters(model))
+    return trees + model._offset(X) if _has_offset(model) else trees
 
 
 def check_against_shap(model: ChurnModel | ValueModel, X: pd.DataFrame) -> float:
     """Largest absolute difference between ``pred_contrib`` and ``shap.TreeExplainer`` values."""
     import shap
 
-    ours = contributions(model, X).drop(columns=BIAS).to_numpy()
+    ours = contributions(model, X).drop(columns=BIAS)
+    if _has_offset(model):  # TreeExplainer sees the trees only
+        ours[model.offset_column] -= model._offset(X)
+    ours = ours.to_numpy()
     Xp = model._features(X)
     theirs = 0
     for b in _boosters(model):
