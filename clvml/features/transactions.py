@@ -154,16 +154,16 @@ def daily(tx: ibis.Table) -> ibis.Table:
 def _mix(tx: ibis.Table, cutoffs: ibis.Table, column: str, count_name: str,
          share_name: str, kind: str) -> ibis.Table:
     t = tx.filter(tx.amount > 0).mutate(day=day_of(tx.ts), key=tx[column].fill_null("(none)"))
-    d = t.group_by(["customer_id", "key", "day"]).aggregate(n=t.count(), s=decimal_sum(t.amount))
+    d = t.group_by(["customer_id", "key", "day"]).aggregate(n=t.count(), s=exact_sum(t.amount))
     j = d.cross_join(cutoffs).filter(d.day < cutoffs.cutoff_day)
-    per = j.group_by(["customer_id", "cutoff_day", "key"]).aggregate(n=j.n.sum(), s=j.s.sum())
-    if kind == "hhi":  # spend concentration
+    per = j.group_by(["customer_id", "cutoff_day", "key"]).aggregate(n=wsum(j.n), s=wsum(j.s))
+    if kind == "hhi":  # spend concentration; squares of exact sums can pass 2**53: DECIMAL
         agg = per.group_by(["customer_id", "cutoff_day"]).aggregate(
-            **{count_name: per.count(), "_ss": decimal_sum(per.s.cast("float64") ** 2), "_s": per.s.sum()})
+            **{count_name: per.count(), "_ss": decimal_sum(from_units(per.s) ** 2), "_s": wsum(per.s)})
         return agg.select("customer_id", "cutoff_day", count_name,
-                          **{share_name: safe_div(agg._ss, agg._s.cast("float64") ** 2)})
+                          **{share_name: safe_div(agg._ss, from_units(agg._s) ** 2)})
     agg = per.group_by(["customer_id", "cutoff_day"]).aggregate(
-        **{count_name: per.count(), "_max": per.n.max(), "_tot": per.n.sum()})
+        **{count_name: per.count(), "_max": per.n.max(), "_tot": wsum(per.n)})
     return agg.select("customer_id", "cutoff_day", count_name,
                       **{share_name: safe_div(agg._max, agg._tot)})
 
