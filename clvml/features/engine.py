@@ -56,7 +56,7 @@ def aggregate_family(
     )
 
 
-#: exact type for sums of squares of sums (``transactions._mix``), where integer units would overflow
+#: exact type for sums of squared category spends (``transactions._mix``), beyond float64's 2**53
 EXACT = ibis.expr.datatypes.Decimal(38, 9)
 
 #: decimals kept by :func:`exact_sum`
@@ -65,7 +65,7 @@ DECIMALS = 6
 
 def decimal_sum(x: ibis.Value, where: ibis.Value | None = None) -> ibis.Value:
     """Sum computed in DECIMAL(38, 9) (each value rounded to 1e-9): exact over 29 integer digits, but
-    128-bit arithmetic is slow, so only for the few sums that are not aggregated per window."""
+    128-bit arithmetic is slow, so only where :func:`exact_sum`'s range is too small (squares)."""
     return x.cast(EXACT).sum(where=where)
 
 
@@ -79,7 +79,7 @@ def exact_sum(x: ibis.Value, where: ibis.Value | None = None,
     every partial sum is an integer, exact in float64 in any order while the total stays below 2**53
     (9e9 currency units at 6 decimals); beyond that it is an ordinary float64 sum. The result is in
     units: window sums of it are exact too, and :func:`from_units` converts back. (DECIMAL sums are
-    also exact but cost twice the whole feature build in 128-bit arithmetic.)
+    also exact, but DuckDB's 128-bit arithmetic was the largest cost of the feature build.)
     """
     return (x.cast("float64") * 10**decimals).round().sum(where=where)
 
@@ -105,8 +105,8 @@ def wsum(x: ibis.Value, w: ibis.Value | None = None, where: ibis.Value | None = 
     """Sum of ``x`` over the window indicator ``w`` (None: all rows) and the rows where ``where``
     holds. Booleans count as 0/1.
 
-    Integers are summed as float64 and cast back: exact below 2**53 and several times faster than
-    DuckDB's 128-bit integer sums, which dominated the feature build.
+    Integers are summed as float64 and cast back: exact below 2**53, and much cheaper than DuckDB's
+    128-bit (HUGEINT) integer sums.
     """
     integer = x.type().is_boolean() or x.type().is_integer()
     x = x.cast("float64")
