@@ -111,8 +111,6 @@ def build_features(
     out = {}
     for s in specs:
         col = base[s.name]
-        if col.type().is_decimal():  # exact sums (engine.exact_sum) are handed out as float64
-            col = col.cast("float64")
         out[s.name] = col.fill_null(s.fill) if s.fill is not None else col
     cutoff = (ibis.date(1970, 1, 1) + base.cutoff_day.as_interval("D")).cast("date")
     return base.select("customer_id", cutoff=cutoff, **out)

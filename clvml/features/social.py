@@ -22,7 +22,7 @@ R(Feature("referrals_converted_all", "Referrals that converted, over all history
           "{value} referred friends became customers", agg=lambda j, w: wsum(j.converted)))
 R(Feature("reviews_{w}", "Reviews written {span}.", "reviews", "wrote {value} reviews {span}",
           agg=lambda j, w: wsum(j.reviews, w), windowed=True))
-R(Feature("rating_sum", "", "", "", agg=lambda j, w: from_units(j.rating_sum.sum()), hidden=True,
+R(Feature("rating_sum", "", "", "", agg=lambda j, w: from_units(wsum(j.rating_sum)), hidden=True,
           requires=("rating",)))
 R(Feature("rating_n", "", "", "", agg=lambda j, w: wsum(j.rating_n), hidden=True,
           requires=("rating",)))

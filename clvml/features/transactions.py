@@ -84,17 +84,17 @@ R(Feature("orders_prev90", "", "", "", hidden=True,
 R(Feature("orders_last90", "", "", "", hidden=True,
           agg=lambda j, w: wsum(j.orders, where=j.day >= j.cutoff_day - 90)))
 R(Feature("spend_prev90", "", "", "", hidden=True,
-          agg=lambda j, w: from_units(j.spend.sum(where=(j.day < j.cutoff_day - 90)
+          agg=lambda j, w: from_units(wsum(j.spend, where=(j.day < j.cutoff_day - 90)
                                                   & (j.day >= j.cutoff_day - 180)))))
 R(Feature("spend_last90", "", "", "", hidden=True,
-          agg=lambda j, w: from_units(j.spend.sum(where=j.day >= j.cutoff_day - 90))))
+          agg=lambda j, w: from_units(wsum(j.spend, where=j.day >= j.cutoff_day - 90))))
 R(Feature("orders_trend_90d", "Orders in the last 90 days minus orders in the 90 days before.",
           "orders", "orders changed by {value} versus the previous 90 days",
           derive=lambda c, w: c.orders_last90.fill_null(0) - c.orders_prev90.fill_null(0)))
 R(Feature("spend_trend_90d", "Spend in the last 90 days minus spend in the 90 days before.",
           "currency", "spend changed by {value} versus the previous 90 days",
           derive=lambda c, w: c.spend_last90.fill_null(0) - c.spend_prev90.fill_null(0)))
-R(Feature("quantity_all", "", "", "", agg=lambda j, w: from_units(j.quantity.sum()), hidden=True,
+R(Feature("quantity_all", "", "", "", agg=lambda j, w: from_units(wsum(j.quantity)), hidden=True,
           requires=("quantity",)))
 R(Feature("basket_size", "Mean items per order over all history.", "items",
           "buys {value} items per order",

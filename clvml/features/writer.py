@@ -122,30 +122,35 @@ class FeatureBatches:
         """Features of batch ``b`` as an Arrow table (ordered by cut-off and customer)."""
         return self._run(self.expression(b))
 
-    def _run(self, expr: ibis.Table) -> pa.Table:
+    def _compiled(self, expr: ibis.Table) -> str | None:
+        """The SQL to run directly, or None to go through Ibis: on other backends, and on the first
+        run, which registers the cut-off table. Compiled once (~2-3 s each through Ibis)."""
         if self.expr is None:
-            return expr.to_pyarrow()
-        if not self._ran:  # the first run goes through ibis, which registers the cut-off table
+            return None
+        if not self._ran:
             self._ran = True
-            return expr.to_pyarrow()
+            return None
         if self._sql is None:
             self._sql = self.con.compile(expr)
-        res = self.con.raw_sql(self._sql)
+        return self._sql
+
+    def _run(self, expr: ibis.Table) -> pa.Table:
+        sql = self._compiled(expr)
+        if sql is None:
+            return expr.to_pyarrow()
+        res = self.con.raw_sql(sql)
         out = res.to_arrow_table() if hasattr(res, "to_arrow_table") else res.fetch_arrow_table()
         return out.cast(expr.schema().to_pyarrow())
 
     def to_parquet(self, b: int, out: Path) -> None:
-        """Write batch ``b`` to the Parquet file ``out`` (zstd), with the compiled query reused on
-        DuckDB (through Ibis every batch would be compiled again: ~2-3 s each)."""
+        """Write batch ``b`` to the Parquet file ``out`` (zstd)."""
         expr = self.expression(b)
-        if self.expr is None or not self._ran:
-            self._ran = self.expr is not None  # the first run registers the cut-off table
+        sql = self._compiled(expr)
+        if sql is None:
             self.con.to_parquet(expr, out, compression="zstd")
-            return
-        if self._sql is None:
-            self._sql = self.con.compile(expr)
-        self.con.raw_sql(f"COPY ({self._sql}) TO {_sql_string(str(out))} "
-                         "(FORMAT 'parquet', COMPRESSION 'zstd')")
+        else:
+            self.con.raw_sql(f"COPY ({sql}) TO {_sql_string(str(out))} "
+                             "(FORMAT 'parquet', COMPRESSION 'zstd')")
 
     def pandas(self, b: int) -> pd.DataFrame:
         """Features of batch ``b`` as :func:`~clvml.features.builder.to_pandas` returns them."""
