@@ -92,8 +92,10 @@ def demo(config: ConfigOpt = None, n_customers: Annotated[int | None, typer.Opti
         console.print(f"\n[bold]clvml demo[/bold] — held-out cut-off {r['test_cutoff']}")
         nan = float("nan")
         console.print(f"  churn ROC AUC  {r['churn_auc']:.3f}   (oracle {o.get('oracle_auc', nan):.3f}, "
+                      f"observable {o.get('observable_auc', nan):.3f}, "
                       f"BG/NBD {r['btyd_churn_auc']:.3f})   calibration error {r['churn_ece']:.3f}")
         console.print(f"  value Gini     {r['value_gini']:.3f}   (oracle {o.get('oracle_gini', nan):.3f}, "
+                      f"observable {o.get('observable_gini', nan):.3f}, "
                       f"BG/NBD+GG {r['btyd_value_gini']:.3f})")
         console.print(f"  scores         {r['scored_customers']:,} customers -> {r['scores_path']}")
         console.print(f"  model          {r['model_path']}")

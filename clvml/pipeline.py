@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from clvml import __version__
 from clvml.config import Config, TableSource
@@ -55,6 +56,8 @@ def _world_matches(path: Path, cutoffs: list[dt.date], end: dt.date, campaigns: 
     if not (path / "transactions.parquet").exists() or not truth.exists():
         return False
     if campaigns and not (path / "assignments.parquet").exists():
+        return False
+    if "p_purchase_observable" not in pq.read_schema(truth).names:  # written before that truth
         return False
     have = set(pd.to_datetime(pd.read_parquet(truth, columns=["cutoff"])["cutoff"]).dt.date)
     return {c for c in cutoffs if c <= end} <= have
@@ -265,7 +268,12 @@ def score(bundle: ModelBundle, ds: Dataset, as_of: dt.date) -> pd.DataFrame:
 
 def oracle_comparison(cfg: Config, ev: BacktestResult) -> dict[str, float] | None:
     """AUC and Gini of the true probabilities / expectations at the evaluated origins (synthetic
-    only), beside LightGBM's on the same rows."""
+    only), beside LightGBM's on the same rows.
+
+    ``oracle_*`` scores the truth given the hidden alive flag; ``observable_*`` scores the truth given
+    only what the business can observe plus each customer's true traits (the ceiling for a model
+    that does not know who has silently dropped out; see :class:`clvml.data.synthetic.AliveFilter`).
+    """
     from sklearn.metrics import roc_auc_score
 
     if cfg.data.synthetic is None:
@@ -283,6 +291,8 @@ def oracle_comparison(cfg: Config, ev: BacktestResult) -> dict[str, float] | Non
         "model_auc": float(roc_auc_score(churn, m["churn_lightgbm"])),
         "oracle_gini": normalized_gini(m["value"], m["expected_spend"]),
         "model_gini": normalized_gini(m["value"], m["value_lightgbm"]),
+        "observable_auc": float(roc_auc_score(churn, 1 - m["p_purchase_observable"])),
+        "observable_gini": normalized_gini(m["value"], m["expected_spend_observable"]),
     }
 
 

@@ -60,3 +60,82 @@ def test_dead_customers_never_buy_in_truth(small_world):
     t = small_world.truth
     assert (t.loc[~t.alive, "p_purchase"] == 0).all()
     assert ((t.p_purchase >= 0) & (t.p_purchase <= 1)).all()
+
+
+def _direct_p_alive(eng, h, lam, obs):
+    """P(alive after the last day | observations) by enumerating every dropout day (O(days²)).
+
+    ``obs`` maps buy/closed/browse/share/like to boolean arrays over days 0..T-1 (arrival on day 0)."""
+    pb, ps, pl = min(0.025 * eng, 0.6), min(0.004 * eng, 0.2), min(0.006 * eng, 0.2)
+    T = len(obs["buy"])
+    lam = np.where(np.arange(T) == 0, 1.0, lam)
+    b, cl, br, sh, lk = (obs[k] for k in ("buy", "closed", "browse", "share", "like"))
+
+    def alive_day(t):
+        return ((1 - h[t]) * (not cl[t]) * (lam[t] if b[t] else (1 - lam[t]) * (pb if br[t] else 1 - pb))
+                * (ps if sh[t] else 1 - ps) * (pl if lk[t] else 1 - pl))
+
+    w_alive = np.prod([alive_day(t) for t in range(T)])
+    w_dead = 0.0
+    for d in range(T):
+        w = np.prod([alive_day(t) for t in range(d)])
+        w *= h[d] * (0.25 if cl[d] else 0.75) * (not (b[d] or sh[d] or lk[d]))
+        w *= 0.3 * pb if br[d] else 1 - 0.3 * pb
+        for t in range(d + 1, T):
+            q = 0.3 * pb * np.exp(-(t - d) / 45)
+            w *= (not (b[t] or sh[t] or lk[t] or cl[t])) * (q if br[t] else 1 - q)
+        w_dead += w
+    return w_alive / (w_alive + w_dead)
+
+
+def test_alive_filter_is_the_exact_posterior():
+    from clvml.data.synthetic import AliveFilter
+
+    rng = np.random.default_rng(4)
+    n, T = 40, 70
+    eng = rng.lognormal(0, 0.8, n)
+    lam = rng.uniform(0.01, 0.2, n)
+    h = rng.uniform(0.002, 0.08, (T, n))
+    death = rng.integers(1, 2 * T, n)  # about half drop out within the window
+    days = np.arange(T)[:, None]
+    alive = days < death
+    age = days - death
+    pb = np.minimum(0.025 * eng, 0.6)
+    u = rng.random((5, T, n))
+    obs = {"buy": alive & ((u[0] < lam) | (days == 0)), "closed": (age == 0) & (u[1] < 0.25)}
+    obs["browse"] = ~obs["buy"] & (u[2] < np.where(alive, pb, 0.3 * pb * np.exp(-np.maximum(age, 0) / 45)))
+    obs["share"] = alive & (u[3] < 10 * np.minimum(0.004 * eng, 0.2))  # more to check
+    obs["like"] = alive & (u[4] < np.minimum(0.006 * eng, 0.2))
+    filt = AliveFilter(eng, memory=T + 5)
+    arrived = np.ones(n, bool)
+    for t in range(T):
+        filt.update(t, np.full(n, t == 0), arrived, h[t], np.where(t == 0, 1.0, lam),
+                    *(obs[k][t] for k in ("buy", "closed", "browse", "share", "like")))
+    got = filt.p_alive()
+    want = [_direct_p_alive(eng[i], h[:, i], lam[i], {k: v[:, i] for k, v in obs.items()})
+            for i in range(n)]
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
+    assert (got[obs["closed"].any(axis=0)] == 0).all()  # a closed account is gone for sure
+    assert 0.05 < got.mean() < 0.95
+
+
+def test_observable_truth_is_calibrated_and_sits_between_model_and_oracle():
+    w = simulate(4000, "2023-01-01", "2023-12-31", seed=21)
+    t = w.truth.copy()
+    # P(alive | what is observable, traits) is calibrated against the hidden flag
+    t["bin"] = pd.cut(t.p_alive_observable, [-0.01, 0.2, 0.4, 0.6, 0.8, 0.95, 1.0])
+    cal = t.groupby("bin", observed=True).agg(n=("alive", "size"), alive=("alive", "mean"),
+                                               post=("p_alive_observable", "mean"))
+    assert (cal.n > 200).all(), cal
+    assert ((cal.alive - cal.post).abs() < 0.04).all(), cal
+    # it only removes knowledge of the alive flag: the same truth for the surely alive ...
+    sure = t.p_alive_observable > 1 - 1e-12
+    assert sure.sum() > 300
+    np.testing.assert_allclose(t.p_purchase_observable[sure], t.p_purchase[sure], rtol=1e-9)
+    # ... and it is a forecast as honest as the oracle, with less resolution
+    truth, bought, _ = realised(w, "2023-09-28")
+    p = truth.p_purchase_observable.to_numpy()
+    assert abs(bought.mean() - p.mean()) < 4 * np.sqrt((p * (1 - p)).sum()) / len(p)
+    from sklearn.metrics import roc_auc_score
+
+    assert roc_auc_score(bought, p) < roc_auc_score(bought, truth.p_purchase)

@@ -78,6 +78,14 @@ SALES_CHANNELS = np.array(["web", "app", "store"])
 SLOTS = 4  # open tickets/complaints tracked per customer
 EMPTY = -1  # a free slot
 NEVER = 10**9  # a complaint that is never resolved / no resolution scheduled
+P_CLOSE = 0.25  # a dropout closes the account (an activity event) with this probability
+FADE = 0.3  # browsing right after dropout, relative to before ...
+FADE_DAYS = 45.0  # ... then fading as exp(-days since dropout / FADE_DAYS)
+
+
+def daily_rates(eng: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Daily probabilities of browsing (without buying), sharing and liking of an alive customer."""
+    return np.minimum(0.025 * eng, 0.6), np.minimum(0.004 * eng, 0.2), np.minimum(0.006 * eng, 0.2)
 
 
 @dataclass
@@ -211,6 +219,81 @@ class _State:
         np.minimum.at(self.next_due, r, due[has])
 
 
+class AliveFilter:
+    """Exact Bayesian filter of "still alive?" from what the business can observe, knowing the traits.
+
+    The world's truth conditions on the hidden alive flag, which no model can see. This filter gives
+    the best any model could do with the observable history *and* each customer's true traits
+    (rates, hazard path, engagement): the posterior P(alive | purchases, browsing, shares, likes,
+    account closures) under the generative model. Hidden state: the day of dropout. Dropout days
+    more than ``memory`` days back share one bucket whose post-dropout browsing probability is
+    taken at age ``memory`` (exp(-memory/45) ≈ 0.5 %: negligible).
+
+    Cost per day is O(customers): a dropped-out customer's daily "no browsing" factor depends only
+    on the age of the dropout, so the weights are stored net of the cumulative factor ``F(age)``
+    and only the rows that browsed or did something else that day are touched.
+    """
+
+    def __init__(self, eng: np.ndarray, memory: int = 240):
+        n = eng.size
+        self.p_browse, self.p_share, self.p_like = daily_rates(eng)
+        self.memory = memory
+        self.decay = FADE * np.exp(-np.arange(memory + 1) / FADE_DAYS)  # post-dropout browsing
+        c = self.p_browse[:, None] * self.decay[None, :]
+        c[:, 0] = 0.0
+        self.cum = np.exp(np.cumsum(np.log1p(-c), axis=1))  # F(age): no browsing on days 1..age
+        self.p_old = self.p_browse * self.decay[-1]
+        self.alive = np.zeros(n)  # P(alive, history) up to a per-customer constant
+        self.dead = np.zeros((n, memory))  # dropout day d at column d % memory, net of F(age)
+        self.old = np.zeros(n)  # dropped out more than `memory` days ago
+        self.t = -1
+
+    def _ages(self) -> np.ndarray:
+        return (self.t - np.arange(self.memory)) % self.memory
+
+    def update(self, t: int, new: np.ndarray, arrived: np.ndarray, h: np.ndarray, lam: np.ndarray,
+               buy: np.ndarray, closed: np.ndarray, browse: np.ndarray, share: np.ndarray,
+               like: np.ndarray) -> None:
+        """Fold in day ``t``'s observations (arrays over all customers; ``lam`` is today's purchase
+        probability of an alive customer, 1 on the arrival day)."""
+        self.t, k, pb = t, self.memory, self.p_browse
+        self.alive[new] = 1.0
+        silent = ~buy & ~share & ~like & ~closed  # all a dropped-out customer can show
+        survive = ((1.0 - h) * ~closed
+                   * np.where(buy, lam, (1.0 - lam) * np.where(browse, pb, 1.0 - pb))
+                   * np.where(share, self.p_share, 1.0 - self.p_share)
+                   * np.where(like, self.p_like, 1.0 - self.p_like))
+        die = (h * np.where(closed, P_CLOSE, 1.0 - P_CLOSE) * (~buy & ~share & ~like)
+               * np.where(browse, FADE * pb, 1.0 - FADE * pb))
+        col = t % k
+        self.old += self.dead[:, col] * self.cum[:, k]  # dropout day t - k leaves the window
+        self.dead[:, col] = 0.0
+        self.old *= np.where(browse, self.p_old, 1.0 - self.p_old) * silent
+        rows = np.nonzero(browse)[0]
+        if rows.size:  # replace the stored "no browsing today" factor by "browsing"
+            c = pb[rows, None] * self.decay[None, self._ages()]
+            self.dead[rows] *= c / (1.0 - c)
+        rows = np.nonzero(~silent)[0]
+        self.dead[rows] = 0.0
+        self.dead[:, col] = self.alive * die
+        self.alive = np.where(arrived, self.alive * survive, 0.0)
+        if t % 32 == 0:
+            self._normalize()
+
+    def _normalize(self) -> None:
+        dead = (self.dead * self.cum[:, self._ages()]).sum(axis=1)
+        tot = self.alive + dead + self.old
+        scale = np.where(tot > 0, 1.0 / np.where(tot > 0, tot, 1.0), 0.0)
+        self.alive *= scale
+        self.dead *= scale[:, None]
+        self.old *= scale
+
+    def p_alive(self) -> np.ndarray:
+        """P(alive at the end of the last folded-in day | observable history, traits)."""
+        self._normalize()
+        return self.alive.copy()
+
+
 def _purchase_consequences(st: _State, rows: np.ndarray, t: int, sat_trait: np.ndarray,
                            eng: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Tickets/complaints and referrals triggered by purchases of ``rows`` on day ``t``."""
@@ -243,6 +326,7 @@ def simulate(
     seed: int = 7,
     truth_paths: int = 4,
     campaigns: Sequence[Campaign] = (),
+    observable_truth: bool = True,
     progress: bool = False,
 ) -> SyntheticWorld:
     """Generate a synthetic world.
@@ -265,6 +349,10 @@ def simulate(
     campaigns
         Randomised incentives to run (:class:`Campaign`); their assignments and true effects are in
         ``SyntheticWorld.assignments`` and ``.campaign_truth``. Without campaigns nothing else changes.
+    observable_truth
+        Also compute the observable-information truth (``p_alive_observable``,
+        ``p_purchase_observable``, ``expected_spend_observable``; see :class:`AliveFilter`). It draws
+        from its own random stream, so the world is the same either way.
     """
     t0 = time.perf_counter()
     start = pd.Timestamp(start).date()
@@ -313,11 +401,17 @@ def simulate(
     boost = np.zeros(n)
     boost_until = np.full(n, -1, np.int64)
     camp_parts: list[pd.DataFrame] = []
+    rates = daily_rates(eng)
+    filt = AliveFilter(eng) if observable_truth else None
+    obs_rng = np.random.default_rng([seed, 2**31 - 1])
 
     for t in range(n_days):
         if t in cut_set:
-            truth_parts.append(_truth(st, t, signup, mu, sat_trait, eng, horizon_days,
-                                      truth_paths, rng))
+            part = _truth(st, t, signup, mu, sat_trait, eng, horizon_days, truth_paths, rng)
+            if filt is not None and len(part):
+                part = _observable_truth(part, filt, st, t, signup, mu, sat_trait, eng, horizon_days,
+                                         truth_paths, obs_rng)
+            truth_parts.append(part)
         for k, camp in camp_at.get(t, ()):
             camp_parts.append(_run_campaign(camp, k, seed, st, t, signup, last_buy, tier, boost,
                                             boost_until, mu, sat_trait, eng, max(truth_paths, 8)))
@@ -329,7 +423,8 @@ def simulate(
         died = active & (u[:, 0] < h)
         st.alive[died] = False
         death_day[died] = t
-        closed = np.nonzero(died & (u[:, 1] < 0.25))[0]
+        closing = died & (u[:, 1] < P_CLOSE)
+        closed = np.nonzero(closing)[0]
         ev["closed"].append((closed, np.full(closed.size, t)))
         active &= ~died
         lam_t = lam * (1.0 + np.where(boost_until > t, boost, 0.0)) if camp_at else lam
@@ -341,19 +436,23 @@ def simulate(
             cons = _purchase_consequences(st, rows, t, sat_trait, eng, rng)
             ev["ticket"].append((rows, t, cons))
         # browsing without purchase: alive follow engagement, after dropout it fades out
-        p_browse = np.where(st.alive, np.minimum(0.025 * eng, 0.6), 0.0)
+        p_browse = np.where(st.alive, rates[0], 0.0)
         gone = ~st.alive & (death_day >= 0)
-        p_browse[gone] = np.minimum(0.025 * eng[gone], 0.6) * 0.3 * np.exp(
-            -(t - death_day[gone]) / 45.0)
+        p_browse[gone] = rates[0][gone] * FADE * np.exp(-(t - death_day[gone]) / FADE_DAYS)
         ub = rng.random((n, 3))
         browse = arrived & ~buy & (ub[:, 0] < p_browse)
         b = np.nonzero(browse)[0]
         ev["browse"].append((b, np.full(b.size, t)))
         social_ok = arrived & st.alive
-        sh = np.nonzero(social_ok & (ub[:, 1] < np.minimum(0.004 * eng, 0.2)))[0]
+        share = social_ok & (ub[:, 1] < rates[1])
+        sh = np.nonzero(share)[0]
         ev["share"].append((sh, np.full(sh.size, t)))
-        lk = np.nonzero(social_ok & (ub[:, 2] < np.minimum(0.006 * eng, 0.2)))[0]
+        like = social_ok & (ub[:, 2] < rates[2])
+        lk = np.nonzero(like)[0]
         ev["like"].append((lk, np.full(lk.size, t)))
+        if filt is not None:
+            filt.update(t, signup == t, arrived, h, np.where(signup == t, 1.0, lam_t), buy,
+                        closing, browse, share, like)
 
     truth = (pd.concat(truth_parts, ignore_index=True) if truth_parts else
              pd.DataFrame(columns=["customer_id", "cutoff", "alive", "p_purchase",
@@ -453,6 +552,20 @@ def _truth(st: _State, c: int, signup: np.ndarray, mu: np.ndarray, sat_trait: np
         "customer_id": idx, "cutoff": c, "alive": st.alive[idx],
         "p_purchase": 1.0 - p0, "expected_purchases": exp_p, "expected_spend": exp_p * mu[idx],
     })
+
+
+def _observable_truth(part: pd.DataFrame, filt: AliveFilter, st: _State, c: int,
+                      signup: np.ndarray, mu: np.ndarray, sat_trait: np.ndarray, eng: np.ndarray,
+                      horizon: int, paths: int, rng: np.random.Generator) -> pd.DataFrame:
+    """``part`` (the truth at cut-off ``c``) with the observable-information truth appended:
+    P(alive | history, traits) times the truth of the same customer if alive."""
+    if_alive = _State(**{k: getattr(st, k) for k in _State.FIELDS})
+    if_alive.alive = np.ones(st.alive.size, bool)
+    ia = _truth(if_alive, c, signup, mu, sat_trait, eng, horizon, paths, rng)
+    post = filt.p_alive()[part["customer_id"].to_numpy()]
+    return part.assign(p_alive_observable=post,
+                       p_purchase_observable=post * ia["p_purchase"].to_numpy(),
+                       expected_spend_observable=post * ia["expected_spend"].to_numpy())
 
 
 def _ts(start: dt.date, day: np.ndarray, seconds: np.ndarray) -> np.ndarray:
