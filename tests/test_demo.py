@@ -66,6 +66,9 @@ def test_demo_end_to_end(demo_run):
     o = r["oracle"]
     assert o["model_auc"] > 0.8 and o["model_auc"] > 0.9 * o["oracle_auc"]
     assert o["model_gini"] > 0.8 * o["oracle_gini"]
+    # the observable ceiling (no knowledge of the hidden alive flag) sits below the oracle
+    assert o["observable_auc"] < o["oracle_auc"] and o["observable_gini"] < o["oracle_gini"]
+    assert o["model_auc"] > 0.9 * o["observable_auc"]
     assert json.loads((tmp / "out" / "demo_summary.json").read_text())["run_id"] == r["run_id"]
 
 
@@ -138,9 +141,12 @@ def test_cached_world_is_reused_only_if_its_truth_covers_the_grid(tmp_path):
     from clvml.pipeline import _world_matches
 
     assert not _world_matches(tmp_path, [dt.date(2024, 1, 1)], dt.date(2024, 12, 31))  # nothing written
-    pd.DataFrame({"cutoff": pd.to_datetime(["2024-01-01", "2024-02-01"])}).to_parquet(tmp_path / "truth.parquet")
+    truth = pd.DataFrame({"cutoff": pd.to_datetime(["2024-01-01", "2024-02-01"])})
+    truth.to_parquet(tmp_path / "truth.parquet")
     pd.DataFrame({"x": [1]}).to_parquet(tmp_path / "transactions.parquet")
     end = dt.date(2024, 12, 31)
+    assert not _world_matches(tmp_path, [dt.date(2024, 1, 1)], end)  # written before the observable truth
+    truth.assign(p_purchase_observable=0.5).to_parquet(tmp_path / "truth.parquet")
     assert _world_matches(tmp_path, [dt.date(2024, 1, 1), dt.date(2025, 1, 1)], end)  # after end: no truth
     assert not _world_matches(tmp_path, [dt.date(2024, 1, 1), dt.date(2024, 3, 1)], end)  # grid changed
 

@@ -40,7 +40,11 @@ the horizon of days [c, c + H):
 * ``expected_purchases`` and ``expected_spend`` (= μ · expected purchases): the effect of purchases on
   later hazard (complaints, referrals) is averaged over a few simulated paths with dropout integrated
   out analytically (Rao-Blackwellised), so the estimate has very little noise;
-* ``alive`` at the cut-off.
+* ``alive`` at the cut-off;
+* ``p_alive_observable``, ``p_purchase_observable``, ``expected_spend_observable``: the same truth for
+  an observer who knows every customer's traits but, like the business, cannot see whether the
+  customer has dropped out: P(alive | observable history) from :class:`AliveFilter`, times the truth
+  of the customer if alive. It is the ceiling for models, which also have to estimate the traits.
 
 Campaigns (optional)
 --------------------
@@ -352,7 +356,8 @@ def simulate(
     observable_truth
         Also compute the observable-information truth (``p_alive_observable``,
         ``p_purchase_observable``, ``expected_spend_observable``; see :class:`AliveFilter`). It draws
-        from its own random stream, so the world is the same either way.
+        from its own random stream, so the world is the same either way. It roughly doubles the
+        generation time; nothing is computed when there are no cut-offs.
     """
     t0 = time.perf_counter()
     start = pd.Timestamp(start).date()
@@ -402,7 +407,7 @@ def simulate(
     boost_until = np.full(n, -1, np.int64)
     camp_parts: list[pd.DataFrame] = []
     rates = daily_rates(eng)
-    filt = AliveFilter(eng) if observable_truth else None
+    filt = AliveFilter(eng) if observable_truth and cut_days else None
     obs_rng = np.random.default_rng([seed, 2**31 - 1])
 
     for t in range(n_days):
