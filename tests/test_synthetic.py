@@ -13,7 +13,13 @@ def test_same_seed_same_world_other_seed_other_world():
     for name in a.TABLES:
         pdt.assert_frame_equal(getattr(a, name), getattr(b, name))
     pdt.assert_frame_equal(a.truth, b.truth)
+    pdt.assert_frame_equal(a.traits, b.traits)
     assert not a.transactions.equals(c.transactions)
+    # the latent traits, one row per customer; gold members spend more per order
+    assert len(a.traits) == 400 and set(a.traits.customer_id) == set(a.customers.customer_id)
+    tr = a.traits.merge(a.customers, on="customer_id")
+    level = tr.groupby("membership_tier").spend_level.mean()
+    assert level["gold"] > level["silver"] > level["basic"]
 
 
 def test_world_passes_validation_and_has_every_history(small_world):

@@ -104,6 +104,7 @@ class SyntheticWorld:
     truth: pd.DataFrame
     params: dict = field(default_factory=dict)
     assignments: pd.DataFrame | None = None
+    traits: pd.DataFrame | None = None  # latent traits per customer (diagnostics only)
     campaign_truth: pd.DataFrame | None = None
 
     TABLES = ("customers", "transactions", "activity", "social", "after_sales")
@@ -118,7 +119,7 @@ class SyntheticWorld:
 
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        extra = {k: getattr(self, k) for k in ("assignments", "campaign_truth")
+        extra = {k: getattr(self, k) for k in ("assignments", "campaign_truth", "traits")
                  if getattr(self, k) is not None}
         for name, df in {**self.tables(), "truth": self.truth, **extra}.items():
             atomic_write_parquet(df, path / f"{name}.parquet")
@@ -474,6 +475,9 @@ def simulate(
                                            ).astype("datetime64[us]")
         world.assignments = ct[["customer_id", "campaign_id", "group", "assigned_ts"]].copy()
         world.campaign_truth = ct
+    world.traits = pd.DataFrame({
+        "customer_id": _cid(np.arange(n)), "purchase_rate": lam, "base_hazard": h0,
+        "engagement": eng, "spend_level": mu, "satisfaction": sat_trait})
     world.params = {"n_customers": n, "start": str(start), "end": str(end), "seed": seed,
                     "horizon_days": horizon_days, "seconds": round(time.perf_counter() - t0, 2)}
     return world
