@@ -89,7 +89,7 @@ def compare(path: Path, n_tx: int, windows: list[int], ft_python: Path) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--transactions", type=int, nargs="+", default=[1_000_000])
+    ap.add_argument("--transactions", type=int, nargs="*", default=[1_000_000])
     ap.add_argument("--windows", type=int, nargs="+", default=[30, 90, 180, 365])
     ap.add_argument("--compare-transactions", type=int, default=100_000)
     ap.add_argument("--featuretools-python", type=Path, default=Path(".venv-ft/bin/python"))
@@ -112,7 +112,8 @@ def main() -> None:
         res = subprocess.run(cmd, capture_output=True, text=True, check=True)
         rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
         print(json.dumps(rows[-1]), flush=True)
-    print(pd.DataFrame(rows).to_string(index=False))
+    if rows:
+        print(pd.DataFrame(rows).to_string(index=False))
     if args.compare_transactions:
         cmp = compare(build_world(1_000_000), args.compare_transactions, args.windows, args.featuretools_python)
         print("same transaction features:", json.dumps(cmp))
