@@ -1,6 +1,7 @@
 import numpy as np
 import pandas as pd
 import pandas.testing as pdt
+import pytest
 
 from clvml.data.dataset import load_dataset
 from clvml.data.synthetic import simulate
@@ -72,6 +73,12 @@ def _direct_p_alive(eng, h, lam, obs):
     """P(alive after the last day | observations) by enumerating every dropout day (O(days²)).
 
     ``obs`` maps buy/closed/browse/share/like to boolean arrays over days 0..T-1 (arrival on day 0)."""
+    w_alive, w_dead = _direct_weights(eng, h, lam, obs)
+    return w_alive / (w_alive + w_dead)
+
+
+def _direct_weights(eng, h, lam, obs):
+    """P(observations, alive at the end) and P(observations, dropped out), by enumeration."""
     pb, ps, pl = min(0.025 * eng, 0.6), min(0.004 * eng, 0.2), min(0.006 * eng, 0.2)
     T = len(obs["buy"])
     lam = np.where(np.arange(T) == 0, 1.0, lam)
@@ -91,16 +98,11 @@ def _direct_p_alive(eng, h, lam, obs):
             q = 0.3 * pb * np.exp(-(t - d) / 45)
             w *= (not (b[t] or sh[t] or lk[t] or cl[t])) * (q if br[t] else 1 - q)
         w_dead += w
-    return w_alive / (w_alive + w_dead)
+    return w_alive, w_dead
 
 
-def test_alive_filter_is_the_exact_posterior():
-    from clvml.data.synthetic import AliveFilter
-
-    rng = np.random.default_rng(4)
-    n, T = 40, 70
-    eng = rng.lognormal(0, 0.8, n)
-    lam = rng.uniform(0.01, 0.2, n)
+def _observations(rng, n, T, eng, lam):
+    """Observable days of ``n`` customers arriving on day 0 with hazards, and their dropout days."""
     h = rng.uniform(0.002, 0.08, (T, n))
     death = rng.integers(1, 2 * T, n)  # about half drop out within the window
     days = np.arange(T)[:, None]
@@ -112,6 +114,17 @@ def test_alive_filter_is_the_exact_posterior():
     obs["browse"] = ~obs["buy"] & (u[2] < np.where(alive, pb, 0.3 * pb * np.exp(-np.maximum(age, 0) / 45)))
     obs["share"] = alive & (u[3] < 10 * np.minimum(0.004 * eng, 0.2))  # more to check
     obs["like"] = alive & (u[4] < np.minimum(0.006 * eng, 0.2))
+    return h, obs
+
+
+def test_alive_filter_is_the_exact_posterior():
+    from clvml.data.synthetic import AliveFilter
+
+    rng = np.random.default_rng(4)
+    n, T = 40, 70
+    eng = rng.lognormal(0, 0.8, n)
+    lam = rng.uniform(0.01, 0.2, n)
+    h, obs = _observations(rng, n, T, eng, lam)
     filt = AliveFilter(eng, memory=T + 5)
     arrived = np.ones(n, bool)
     for t in range(T):
@@ -123,6 +136,56 @@ def test_alive_filter_is_the_exact_posterior():
     np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
     assert (got[obs["closed"].any(axis=0)] == 0).all()  # a closed account is gone for sure
     assert 0.05 < got.mean() < 0.95
+
+
+def test_rate_mixture_filter_is_the_exact_joint_posterior():
+    from clvml.data.synthetic import RATE_ENG, RateMixtureFilter, rate_grid
+
+    rng = np.random.default_rng(5)
+    n, T, K = 12, 60, 9
+    eng = rng.lognormal(0, 0.8, n)
+    g, prior = rate_grid(K)
+    assert prior.sum() == pytest.approx(1.0) and (np.diff(g) > 0).all()
+    lam = np.clip(g[rng.integers(2, K - 2, n)] * eng**RATE_ENG, 0.001, 0.3)  # true rate on a node
+    h, obs = _observations(rng, n, T, eng, lam)
+    mix = RateMixtureFilter(eng, points=K, memory=T + 5)
+    arrived = np.ones(n, bool)
+    for t in range(T):
+        mix.update(t, np.full(n, t == 0), arrived, h[t], np.ones(n),
+                   *(obs[k][t] for k in ("buy", "closed", "browse", "share", "like")))
+    w, p_alive = mix.posterior()
+    for i in range(n):
+        joint = np.array([_direct_weights(eng[i], h[:, i], mix.lam[i, j],
+                                          {k: v[:, i] for k, v in obs.items()}) for j in range(K)])
+        post = prior * joint.sum(axis=1)
+        np.testing.assert_allclose(w[i], post / post.sum(), rtol=1e-8, atol=1e-12)
+        np.testing.assert_allclose(p_alive[i], joint[:, 0] / joint.sum(axis=1), rtol=1e-8, atol=1e-12)
+    # buying often moves the posterior to high rates
+    rate = (w * mix.lam).sum(axis=1)
+    buys = obs["buy"].sum(axis=0)
+    assert np.corrcoef(rate, buys)[0, 1] > 0.5
+
+
+def test_rate_unknown_truth_sits_between_observable_and_model():
+    kw = dict(start="2023-01-01", end="2023-12-31", seed=21, cutoffs=["2023-07-01", "2023-09-28"])
+    plain = simulate(1500, **kw)
+    w = simulate(1500, **kw, rate_unknown_truth=["2023-09-28"])
+    pd.testing.assert_frame_equal(plain.transactions, w.transactions)  # same world
+    t = w.truth
+    at = t.cutoff == pd.Timestamp("2023-09-28")
+    assert t.loc[~at, "p_purchase_rate_unknown"].isna().all()
+    t = t[at]
+    assert ((t.p_purchase_rate_unknown >= 0) & (t.p_purchase_rate_unknown <= 1)).all()
+    assert (t.p_alive_rate_unknown[t.p_alive_observable == 0] == 0).all()  # closed accounts
+    truth, bought, _ = realised(w, "2023-09-28")
+    from sklearn.metrics import roc_auc_score
+
+    auc = {k: roc_auc_score(bought, truth[f"p_purchase{k}"]) for k in ("", "_observable", "_rate_unknown")}
+    assert auc[""] > auc["_observable"] > auc["_rate_unknown"] > 0.7, auc
+    p = truth.p_purchase_rate_unknown.to_numpy()  # still an honest forecast
+    assert abs(bought.mean() - p.mean()) < 4 * np.sqrt((p * (1 - p)).sum()) / len(p)
+    with pytest.raises(ValueError, match="among the cut-offs"):
+        simulate(50, **kw, rate_unknown_truth=["2023-08-01"])
 
 
 def test_observable_truth_is_calibrated_and_sits_between_model_and_oracle():

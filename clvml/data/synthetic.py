@@ -85,6 +85,9 @@ NEVER = 10**9  # a complaint that is never resolved / no resolution scheduled
 P_CLOSE = 0.25  # a dropout closes the account (an activity event) with this probability
 FADE = 0.3  # browsing right after dropout, relative to before ...
 FADE_DAYS = 45.0  # ... then fading as exp(-days since dropout / FADE_DAYS)
+# purchase rate: clip(Gamma(RATE_SHAPE, mean RATE_MEAN) * engagement**RATE_ENG, *RATE_CLIP) per day
+RATE_SHAPE, RATE_MEAN, RATE_ENG, RATE_CLIP = 1.5, 1 / 45, 0.3, (0.001, 0.3)
+RATE_NODES = 40  # grid nodes over the purchase rate of the rate-unknown truth (RateMixtureFilter)
 
 
 def daily_rates(eng: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -251,6 +254,7 @@ class AliveFilter:
         self.alive = np.zeros(n)  # P(alive, history) up to a per-customer constant
         self.dead = np.zeros((n, memory))  # dropout day d at column d % memory, net of F(age)
         self.old = np.zeros(n)  # dropped out more than `memory` days ago
+        self.log_scale = np.zeros(n)  # log of the normalising constants divided out so far
         self.t = -1
 
     def _ages(self) -> np.ndarray:
@@ -289,6 +293,7 @@ class AliveFilter:
         dead = (self.dead * self.cum[:, self._ages()]).sum(axis=1)
         tot = self.alive + dead + self.old
         scale = np.where(tot > 0, 1.0 / np.where(tot > 0, tot, 1.0), 0.0)
+        self.log_scale += np.log(np.where(tot > 0, tot, 1.0))
         self.alive *= scale
         self.dead *= scale[:, None]
         self.old *= scale
@@ -297,6 +302,55 @@ class AliveFilter:
         """P(alive at the end of the last folded-in day | observable history, traits)."""
         self._normalize()
         return self.alive.copy()
+
+    def log_evidence(self) -> np.ndarray:
+        """Log-probability of the observable history given the traits (up to a constant that does
+        not depend on the purchase rate); 0 before a customer arrives."""
+        self._normalize()
+        return self.log_scale.copy()
+
+
+def rate_grid(points: int) -> tuple[np.ndarray, np.ndarray]:
+    """Grid over the gamma part g of the purchase rate (λ = clip(g · engagement**RATE_ENG)) and the
+    prior mass of each point: log-spaced nodes, each carrying the prior mass of its cell (cells meet
+    halfway in log space; the first and last cells reach 0 and infinity)."""
+    from scipy.stats import gamma
+
+    prior = gamma(RATE_SHAPE, scale=RATE_MEAN / RATE_SHAPE)
+    g = np.geomspace(RATE_CLIP[0] / 4, prior.ppf(1 - 1e-7), points)
+    edges = np.sqrt(g[1:] * g[:-1])
+    cdf = np.concatenate([[0.0], prior.cdf(edges), [1.0]])
+    return g, np.diff(cdf)
+
+
+class RateMixtureFilter:
+    """:class:`AliveFilter` for an observer who knows every trait except the purchase rate.
+
+    One filter per node of :func:`rate_grid`; each node's evidence (the likelihood of the observable
+    history, purchases included) times its prior mass gives the posterior over the rate, jointly
+    with P(alive) at each node. Memory and time are ``points`` times those of one filter.
+    """
+
+    def __init__(self, eng: np.ndarray, points: int = RATE_NODES, memory: int = 240):
+        g, self.prior = rate_grid(points)
+        self.lam = np.clip(g[None, :] * eng[:, None] ** RATE_ENG, *RATE_CLIP)  # (customers, nodes)
+        self.filters = [AliveFilter(eng, memory) for _ in range(points)]
+
+    def update(self, t: int, new: np.ndarray, arrived: np.ndarray, h: np.ndarray, lift: np.ndarray,
+               buy: np.ndarray, closed: np.ndarray, browse: np.ndarray, share: np.ndarray,
+               like: np.ndarray) -> None:
+        """As :meth:`AliveFilter.update`, with ``lift`` the factor on today's purchase rate
+        (campaigns; 1 otherwise) instead of the rate itself."""
+        for j, f in enumerate(self.filters):
+            lam = np.where(new, 1.0, np.minimum(self.lam[:, j] * lift, 1.0))
+            f.update(t, new, arrived, h, lam, buy, closed, browse, share, like)
+
+    def posterior(self) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior weight of each rate node and P(alive | node, history), both (customers, nodes)."""
+        ll = np.column_stack([f.log_evidence() for f in self.filters]) + np.log(self.prior)
+        w = np.exp(ll - ll.max(axis=1, keepdims=True))
+        w /= w.sum(axis=1, keepdims=True)
+        return w, np.column_stack([f.p_alive() for f in self.filters])
 
 
 def _purchase_consequences(st: _State, rows: np.ndarray, t: int, sat_trait: np.ndarray,
@@ -332,6 +386,7 @@ def simulate(
     truth_paths: int = 4,
     campaigns: Sequence[Campaign] = (),
     observable_truth: bool = True,
+    rate_unknown_truth: Sequence[dt.date | str] = (),
     progress: bool = False,
 ) -> SyntheticWorld:
     """Generate a synthetic world.
@@ -359,6 +414,12 @@ def simulate(
         ``p_purchase_observable``, ``expected_spend_observable``; see :class:`AliveFilter`). It draws
         from its own random stream, so the world is the same either way. It roughly doubles the
         generation time; nothing is computed when there are no cut-offs.
+    rate_unknown_truth
+        Cut-offs (among ``cutoffs``) at which to also compute the truth for an observer who knows
+        every trait except the purchase rate (``p_alive_rate_unknown``, ``p_purchase_rate_unknown``,
+        ``expected_spend_rate_unknown``, NaN at other cut-offs; :class:`RateMixtureFilter` with
+        ``RATE_NODES`` nodes). A diagnostic: it costs about ``RATE_NODES`` times the observable
+        truth. Own random stream too, so the world is the same either way.
     """
     t0 = time.perf_counter()
     start = pd.Timestamp(start).date()
@@ -376,7 +437,7 @@ def simulate(
     signup = rng.integers(0, n_days, n)
     eng = rng.lognormal(0.0, 0.6, n)
     eng /= eng.mean()
-    lam = np.clip(rng.gamma(1.5, (1 / 45) / 1.5, n) * eng**0.3, 0.001, 0.3)
+    lam = np.clip(rng.gamma(RATE_SHAPE, RATE_MEAN / RATE_SHAPE, n) * eng**RATE_ENG, *RATE_CLIP)
     mu = rng.lognormal(np.log(40.0), 0.6, n)
     sat_trait = rng.normal(0.0, 1.0, n)
     channel = rng.choice(len(CHANNELS), n, p=CHANNEL_P)
@@ -410,6 +471,12 @@ def simulate(
     rates = daily_rates(eng)
     filt = AliveFilter(eng) if observable_truth and cut_days else None
     obs_rng = np.random.default_rng([seed, 2**31 - 1])
+    mix_days = {(pd.Timestamp(c).date() - start).days for c in rate_unknown_truth}
+    if not mix_days <= set(cut_days):
+        raise ValueError(f"rate_unknown_truth {sorted(map(str, rate_unknown_truth))} must be among "
+                         "the cut-offs")
+    mix = RateMixtureFilter(eng, RATE_NODES) if mix_days else None
+    mix_rng = np.random.default_rng([seed, 2**31 - 2])
 
     for t in range(n_days):
         if t in cut_set:
@@ -417,6 +484,9 @@ def simulate(
             if filt is not None and len(part):
                 part = _observable_truth(part, filt, st, t, signup, mu, sat_trait, eng, horizon_days,
                                          truth_paths, obs_rng)
+            if t in mix_days and len(part):
+                part = _rate_unknown_truth(part, mix, st, t, signup, mu, sat_trait, eng,
+                                           horizon_days, truth_paths, mix_rng)
             truth_parts.append(part)
         for k, camp in camp_at.get(t, ()):
             camp_parts.append(_run_campaign(camp, k, seed, st, t, signup, last_buy, tier, boost,
@@ -459,6 +529,8 @@ def simulate(
         if filt is not None:
             filt.update(t, signup == t, arrived, h, np.where(signup == t, 1.0, lam_t), buy,
                         closing, browse, share, like)
+        if mix is not None and t < max(mix_days):
+            mix.update(t, signup == t, arrived, h, lam_t / lam, buy, closing, browse, share, like)
 
     truth = (pd.concat(truth_parts, ignore_index=True) if truth_parts else
              pd.DataFrame(columns=["customer_id", "cutoff", "alive", "p_purchase",
@@ -575,6 +647,27 @@ def _observable_truth(part: pd.DataFrame, filt: AliveFilter, st: _State, c: int,
     return part.assign(p_alive_observable=post,
                        p_purchase_observable=post * ia["p_purchase"].to_numpy(),
                        expected_spend_observable=post * ia["expected_spend"].to_numpy())
+
+
+def _rate_unknown_truth(part: pd.DataFrame, mix: RateMixtureFilter, st: _State, c: int,
+                        signup: np.ndarray, mu: np.ndarray, sat_trait: np.ndarray, eng: np.ndarray,
+                        horizon: int, paths: int, rng: np.random.Generator) -> pd.DataFrame:
+    """``part`` with the truth for an observer who knows every trait but the purchase rate: the
+    truth if alive at each rate node, weighted by the posterior P(rate, alive | history)."""
+    if_alive = _State(**{k: getattr(st, k) for k in _State.FIELDS})
+    if_alive.alive = np.ones(st.alive.size, bool)
+    w, p_alive = mix.posterior()
+    ids = part["customer_id"].to_numpy()
+    p = np.zeros(ids.size)
+    spend = np.zeros(ids.size)
+    for j in range(w.shape[1]):
+        wj = (w[:, j] * p_alive[:, j])[ids]
+        ia = _truth(if_alive, c, signup, mu, sat_trait, eng, horizon, paths, rng,
+                    lam_scale=mix.lam[:, j] / st.lam)
+        p += wj * ia["p_purchase"].to_numpy()
+        spend += wj * ia["expected_spend"].to_numpy()
+    return part.assign(p_alive_rate_unknown=(w * p_alive).sum(axis=1)[ids],
+                       p_purchase_rate_unknown=p, expected_spend_rate_unknown=spend)
 
 
 def _ts(start: dt.date, day: np.ndarray, seconds: np.ndarray) -> np.ndarray:
