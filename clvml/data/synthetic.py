@@ -45,6 +45,10 @@ the horizon of days [c, c + H):
   an observer who knows every customer's traits but, like the business, cannot see whether the
   customer has dropped out: P(alive | observable history) from :class:`AliveFilter`, times the truth
   of the customer if alive. It is the ceiling for models, which also have to estimate the traits.
+* ``p_alive_rate_unknown``, ``p_purchase_rate_unknown``, ``expected_spend_rate_unknown`` (only at the
+  cut-offs passed as ``rate_unknown_truth``): the same for an observer who knows every trait except
+  the purchase rate, which it infers from the history (:class:`RateMixtureFilter`): a tighter
+  ceiling, still above any model, which must infer the other traits too.
 
 Campaigns (optional)
 --------------------
