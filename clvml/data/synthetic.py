@@ -639,13 +639,19 @@ def _truth(st: _State, c: int, signup: np.ndarray, mu: np.ndarray, sat_trait: np
     })
 
 
+def _if_alive(st: _State) -> _State:
+    """The same state with every customer alive (the arrays other than ``alive`` are shared)."""
+    out = _State(**{k: getattr(st, k) for k in _State.FIELDS})
+    out.alive = np.ones(st.alive.size, bool)
+    return out
+
+
 def _observable_truth(part: pd.DataFrame, filt: AliveFilter, st: _State, c: int,
                       signup: np.ndarray, mu: np.ndarray, sat_trait: np.ndarray, eng: np.ndarray,
                       horizon: int, paths: int, rng: np.random.Generator) -> pd.DataFrame:
     """``part`` (the truth at cut-off ``c``) with the observable-information truth appended:
     P(alive | history, traits) times the truth of the same customer if alive."""
-    if_alive = _State(**{k: getattr(st, k) for k in _State.FIELDS})
-    if_alive.alive = np.ones(st.alive.size, bool)
+    if_alive = _if_alive(st)
     ia = _truth(if_alive, c, signup, mu, sat_trait, eng, horizon, paths, rng)
     post = filt.p_alive()[part["customer_id"].to_numpy()]
     return part.assign(p_alive_observable=post,
@@ -658,8 +664,7 @@ def _rate_unknown_truth(part: pd.DataFrame, mix: RateMixtureFilter, st: _State, 
                         horizon: int, paths: int, rng: np.random.Generator) -> pd.DataFrame:
     """``part`` with the truth for an observer who knows every trait but the purchase rate: the
     truth if alive at each rate node, weighted by the posterior P(rate, alive | history)."""
-    if_alive = _State(**{k: getattr(st, k) for k in _State.FIELDS})
-    if_alive.alive = np.ones(st.alive.size, bool)
+    if_alive = _if_alive(st)
     w, p_alive = mix.posterior()
     ids = part["customer_id"].to_numpy()
     p = np.zeros(ids.size)
