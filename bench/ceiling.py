@@ -4,10 +4,10 @@ On the demo world, held-out latest cut-off, prints churn AUC and value Gini of:
 
 * the oracle: the truth given the hidden state, including who has silently dropped out;
 * the observable ceiling: the truth given what the business can see plus each customer's true traits
-  (``p_purchase_observable``; :class:`clvml.data.synthetic.AliveFilter`);
+  (``p_purchase_observable``; :class:`clvml.datasets.synthetic.AliveFilter`);
 * the rate-unknown ceiling: the same, for an observer who knows every trait except the purchase rate
   and infers it from the history like a model must (``p_purchase_rate_unknown``;
-  :class:`clvml.data.synthetic.RateMixtureFilter`);
+  :class:`clvml.datasets.synthetic.RateMixtureFilter`);
 * LightGBM with the demo config;
 * the same LightGBM given the true latent traits as four extra features, and given each trait alone.
   The gap between these and LightGBM is the cost of estimating that trait from the history.
@@ -26,10 +26,10 @@ from sklearn.metrics import roc_auc_score
 
 from clvml.config import load_config
 from clvml.data.dataset import load_dataset
-from clvml.data.synthetic import simulate
+from clvml.datasets.synthetic import simulate
 from clvml.evaluation.metrics import normalized_gini
+from clvml.jobs.pipeline import synthetic_cutoffs
 from clvml.modeling.training import TrainingSet, fit_models, make_training_set, split_by_cutoff
-from clvml.pipeline import synthetic_cutoffs
 
 TRAITS = ["purchase_rate", "base_hazard", "engagement", "spend_level"]
 

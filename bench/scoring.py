@@ -39,7 +39,7 @@ AS_OF = dt.date(2025, 1, 1)
 def model_path() -> Path:
     path = OUT / "score-model" / "demo"
     if not (path / "MLmodel").exists():
-        from clvml.pipeline import train
+        from clvml.jobs.pipeline import train
 
         cfg = load_config("configs/demo.yaml")
         cfg.tracking.enabled = False
@@ -101,7 +101,7 @@ def measure(path: Path, chunk: int, memory_limit: str | None = None) -> dict:
     def progress(msg: str) -> None:
         marks.append((round(time.perf_counter() - t0, 1), msg))
 
-    from clvml.scoring import score
+    from clvml.scoring.job import score
 
     r = score(cfg, str(model_path().resolve()), AS_OF, progress=progress)
     total = time.perf_counter() - t0

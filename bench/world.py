@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from clvml.data.synthetic import simulate
+from clvml.datasets.synthetic import simulate
 from clvml.io import atomic_write_parquet
 
 TX_PER_CUSTOMER = 6.4  # measured on the default 2023-01-01..2024-12-31 world

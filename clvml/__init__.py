@@ -6,13 +6,21 @@ Data flow: data (contracts, validation, readers, synthetic world) → features (
 
 __version__ = "0.1.0"
 
-from clvml.analytics import interpurchase_times  # noqa: E402
+from clvml.analytics.experiments import (  # noqa: E402
+    baseline_from_history,
+    evaluate_experiment,
+    experiment_outcomes,
+    power_of,
+    sample_size,
+)
+from clvml.analytics.repurchase import interpurchase_times  # noqa: E402
+from clvml.analytics.segments import Segmenter, allocate_budget  # noqa: E402
+from clvml.analytics.uplift import UpliftModel, qini_coefficient, qini_curve, targeting_list  # noqa: E402
 from clvml.config import Config, load_config, parse_config  # noqa: E402
 from clvml.data.dataset import Dataset, load_dataset  # noqa: E402
-from clvml.data.synthetic import Campaign, SyntheticWorld, simulate  # noqa: E402
 from clvml.data.validation import ValidationReport  # noqa: E402
 from clvml.datasets import load_cdnow_sample  # noqa: E402
-from clvml.drift import DriftReference  # noqa: E402
+from clvml.datasets.synthetic import Campaign, SyntheticWorld, simulate  # noqa: E402
 from clvml.engine import connect_engine  # noqa: E402
 from clvml.errors import (  # noqa: E402
     ClvmlError,
@@ -25,14 +33,7 @@ from clvml.errors import (  # noqa: E402
 from clvml.evaluation.backtest import BacktestResult, backtest  # noqa: E402
 from clvml.evaluation.cdnow import compare_on_cdnow  # noqa: E402
 from clvml.evaluation.metrics import churn_metrics, normalized_gini, value_metrics  # noqa: E402
-from clvml.experiments import (  # noqa: E402
-    baseline_from_history,
-    evaluate_experiment,
-    experiment_outcomes,
-    power_of,
-    sample_size,
-)
-from clvml.explain import (  # noqa: E402
+from clvml.explain.drivers import (  # noqa: E402
     contributions,
     family_importance,
     global_importance,
@@ -50,10 +51,9 @@ from clvml.labels import build_labels  # noqa: E402
 from clvml.modeling import ChurnModel, ValueModel, clv  # noqa: E402
 from clvml.modeling.btyd import BTYDModel  # noqa: E402
 from clvml.modeling.training import split_by_cutoff  # noqa: E402
-from clvml.packaging import ModelBundle, load_bundle  # noqa: E402
-from clvml.scoring import ScoreResult, score  # noqa: E402
-from clvml.segments import Segmenter, allocate_budget  # noqa: E402
-from clvml.uplift import UpliftModel, qini_coefficient, qini_curve, targeting_list  # noqa: E402
+from clvml.scoring.bundle import ModelBundle, load_bundle  # noqa: E402
+from clvml.scoring.drift import DriftReference  # noqa: E402
+from clvml.scoring.job import ScoreResult, score  # noqa: E402
 
 __all__ = [
     "Campaign", "UpliftModel", "baseline_from_history", "evaluate_experiment", "experiment_outcomes",

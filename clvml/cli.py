@@ -82,7 +82,7 @@ def demo(config: ConfigOpt = None, n_customers: Annotated[int | None, typer.Opti
         help="Override the synthetic world size.")] = None) -> None:
     """Run the whole pipeline on a synthetic world and print a summary."""
     def go():
-        from clvml.pipeline import demo as run_demo
+        from clvml.jobs.pipeline import demo as run_demo
 
         cfg = _config(config)
         if n_customers is not None and cfg.data.synthetic is not None:
@@ -110,7 +110,7 @@ def simulate(out: Annotated[Path, typer.Option("--out", "-o", help="Folder for t
              seed: int = 7, horizon_days: int = 90) -> None:
     """Generate a synthetic world (all tables + ground truth) as Parquet."""
     def go():
-        from clvml.data.synthetic import simulate as sim
+        from clvml.datasets.synthetic import simulate as sim
 
         w = sim(n_customers, start, end, seed=seed, horizon_days=horizon_days)
         w.write(out)
@@ -125,7 +125,7 @@ def validate(config: Annotated[Path, typer.Argument(help="YAML config file.")],
              engine: EngineOpt = None) -> None:
     """Check a config and the data it points to, without training."""
     def go():
-        from clvml.pipeline import load_data
+        from clvml.jobs.pipeline import load_data
 
         cfg = _config(config, engine)
         ds = load_data(cfg, _progress())
@@ -141,7 +141,7 @@ def validate(config: Annotated[Path, typer.Argument(help="YAML config file.")],
 def train(config: ConfigOpt = None, engine: EngineOpt = None) -> None:
     """Train the churn and value models, export the bundle and log the run to MLflow."""
     def go():
-        from clvml.pipeline import train as run_train
+        from clvml.jobs.pipeline import train as run_train
 
         cfg = _config(config, engine)
         r = run_train(cfg, progress=_progress())
@@ -155,7 +155,7 @@ def train(config: ConfigOpt = None, engine: EngineOpt = None) -> None:
 def backtest(config: ConfigOpt = None, engine: EngineOpt = None) -> None:
     """Rolling-origin backtest: LightGBM beside BG/NBD+GG and simple baselines, HTML report."""
     def go():
-        from clvml.pipeline import run_backtest
+        from clvml.jobs.pipeline import run_backtest
 
         cfg = _config(config, engine)
         r = run_backtest(cfg, progress=_progress())
@@ -173,7 +173,7 @@ def tune(config: ConfigOpt = None, n_trials: Annotated[int | None, typer.Option(
         help="Override tune.n_trials.")] = None) -> None:
     """Optuna study on time-ordered validation cut-offs; writes the tuned config for `clvml train`."""
     def go():
-        from clvml.tuning import tune as run_tune
+        from clvml.jobs.tune import tune as run_tune
 
         cfg = _config(config)
         if n_trials is not None:
@@ -211,7 +211,7 @@ def score(
         import datetime as dt
 
         from clvml.errors import ConfigError
-        from clvml.scoring import score as run_score
+        from clvml.scoring.job import score as run_score
 
         cfg = _config(config, engine)
         try:
@@ -238,8 +238,8 @@ def report_analytics(config: ConfigOpt = None, as_of: Annotated[str | None, type
     def go():
         import datetime as dt
 
-        from clvml.analytics_report import write_analytics_report
-        from clvml.pipeline import load_data
+        from clvml.analytics.repurchase_report import write_analytics_report
+        from clvml.jobs.pipeline import load_data
 
         cfg = _config(config)
         day = dt.date.fromisoformat(as_of) if as_of else None
@@ -286,8 +286,8 @@ def experiment_evaluate(
     """Effect of an incentive on repurchase rate, purchases and spend, with confidence intervals,
     overall and per segment."""
     def go():
-        from clvml.experiment_report import evaluate
-        from clvml.pipeline import load_data
+        from clvml.analytics.experiment_report import evaluate
+        from clvml.jobs.pipeline import load_data
 
         cfg = _experiment_cfg(config, window_days, by=by, control=control)
         ds = load_data(cfg, _progress())
@@ -319,15 +319,15 @@ def experiment_power(
     def go():
         import datetime as dt
 
+        from clvml.analytics.experiments import baseline_from_history, sample_size
         from clvml.errors import ConfigError
-        from clvml.experiments import baseline_from_history, sample_size
 
         base, spread = baseline, sd
         if base is None or (metric == "mean" and spread is None):
             if as_of is None:
                 raise ConfigError(["give --baseline (and --sd for metric=mean), or -c and --as-of "
                                       "to measure them from the history"])
-            from clvml.pipeline import load_data
+            from clvml.jobs.pipeline import load_data
 
             cfg = _experiment_cfg(config, window_days)
             h = baseline_from_history(load_data(cfg, _progress())["transactions"],
@@ -363,8 +363,8 @@ def experiment_uplift(
     def go():
         import datetime as dt
 
-        from clvml.experiment_report import uplift
-        from clvml.pipeline import load_data
+        from clvml.analytics.experiment_report import uplift
+        from clvml.jobs.pipeline import load_data
 
         cfg = _experiment_cfg(config, window_days, uplift_metric=metric, value=value, cost=cost,
                               budget=budget)

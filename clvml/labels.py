@@ -17,7 +17,7 @@ import ibis
 
 from clvml.errors import ClvmlError
 from clvml.features.builder import as_cutoffs, cutoff_table
-from clvml.features.engine import day_of
+from clvml.features.query import day_of
 
 EPOCH = dt.date(1970, 1, 1)
 

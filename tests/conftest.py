@@ -13,7 +13,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # parallel workers: one LightGBM thre
 
 @pytest.fixture(scope="session")
 def small_world():
-    from clvml.data.synthetic import simulate
+    from clvml.datasets.synthetic import simulate
 
     cuts = [pd.Timestamp("2024-03-01").date(), pd.Timestamp("2024-06-01").date()]
     return simulate(1500, "2023-01-01", "2024-09-30", cutoffs=cuts, seed=3)

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from clvml import analytics
-from clvml.analytics_report import write_analytics_report
+from clvml.analytics import repurchase as analytics
+from clvml.analytics.repurchase_report import write_analytics_report
 from clvml.data.dataset import load_dataset
 from tests.conftest import tx
 

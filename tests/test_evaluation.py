@@ -61,7 +61,7 @@ BT = {"cutoffs": {"start": "2023-04-01", "every_days": 45}, "labels": {"horizon_
 
 @pytest.fixture(scope="module")
 def backtest_run(tmp_path_factory):
-    from clvml.pipeline import run_backtest
+    from clvml.jobs.pipeline import run_backtest
 
     tmp = tmp_path_factory.mktemp("bt")
     cfg = load_config(write_config(tmp, **BT))
@@ -132,8 +132,8 @@ def test_backtest_report_and_mlflow_run(backtest_run):
 
 def test_backtest_origin_must_be_a_labelled_cutoff(backtest_run):
     from clvml.evaluation.backtest import evaluate_origin
+    from clvml.jobs.pipeline import load_data
     from clvml.modeling.training import make_training_set
-    from clvml.pipeline import load_data
 
     tmp, cfg, r = backtest_run
     ds = load_data(cfg)
@@ -154,7 +154,7 @@ def test_cli_backtest_prints_the_comparison(tmp_path):
 
 
 def test_tune_is_seeded_prunes_logs_child_runs_and_writes_a_trainable_config(tmp_path):
-    from clvml.tuning import tune
+    from clvml.jobs.tune import tune
 
     over = {**BT, "tune": {"n_trials": 5, "origins": 2, "space": {
         "churn.learning_rate": {"low": 0.05, "high": 0.3, "log": True},

@@ -7,9 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from clvml.data.dataset import load_dataset
-from clvml.errors import ConfigError, DataValidationError
-from clvml.experiments import (
+from clvml.analytics.experiments import (
     evaluate_experiment,
     experiment_outcomes,
     newcombe_interval,
@@ -17,6 +15,8 @@ from clvml.experiments import (
     sample_size,
     validate_assignments,
 )
+from clvml.data.dataset import load_dataset
+from clvml.errors import ConfigError, DataValidationError
 from tests.conftest import tx
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from clvml.explain import (
+from clvml.explain.drivers import (
     BIAS,
     check_against_shap,
     contributions,
@@ -96,8 +96,8 @@ def test_family_and_segment_drivers():
 
 def test_synthetic_world_drivers_rank_as_the_generator_built_them(tmp_path):
     from clvml.config import load_config
+    from clvml.jobs.pipeline import load_data
     from clvml.modeling.training import make_training_set, split_by_cutoff
-    from clvml.pipeline import load_data
     from tests.test_demo import write_config
 
     cfg = load_config(write_config(tmp_path, cutoffs={"start": "2023-04-01", "every_days": 30},

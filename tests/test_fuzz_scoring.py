@@ -20,8 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from clvml.config import Policies, load_config
 from clvml.data.dataset import load_dataset
 from clvml.errors import ClvmlError
-from clvml.pipeline import load_data, train
-from clvml.scoring import score
+from clvml.jobs.pipeline import load_data, train
+from clvml.scoring.job import score
 from tests.test_demo import write_config
 from tests.test_fuzz import AMOUNTS, IDS, TS
 

@@ -12,7 +12,7 @@ import mlflow
 import pytest
 
 from clvml.config import load_config
-from clvml.pipeline import train
+from clvml.jobs.pipeline import train
 from tests.test_demo import write_config
 
 
@@ -74,7 +74,7 @@ def test_train_logs_to_a_real_tracking_server(server, tmp_path, monkeypatch):
     assert Path(local).read_text() == r.report["report"].read_text()
     assert list((srv / "artifacts").rglob("report.html"))
     # and the packaged model loads from the run
-    from clvml.packaging import load_bundle
+    from clvml.scoring.bundle import load_bundle
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
     mlflow.set_tracking_uri(url)

@@ -100,7 +100,7 @@ def test_offset_form_corrects_the_baseline_and_extrapolates_with_it():
     free = ValueModel(form="tweedie", **FAST).fit(X, y, eval_set=(Xv, yv))
     assert (free.predict(Xt) / truth).mean() < 0.3
     # explanations stay additive: the baseline's log is attributed to the baseline feature
-    from clvml.explain import BIAS, check_against_shap, contributions, raw_score
+    from clvml.explain.drivers import BIAS, check_against_shap, contributions, raw_score
     c = contributions(m, Xt.head(50))
     np.testing.assert_allclose(c.sum(axis=1), np.log(m.predict(Xt.head(50))), rtol=1e-6)
     np.testing.assert_allclose(raw_score(m, Xt.head(50)), c.sum(axis=1), rtol=1e-9)

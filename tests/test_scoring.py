@@ -22,8 +22,8 @@ from clvml.cli import app
 from clvml.config import load_config
 from clvml.errors import DriftError, LockError, ModelIncompatibleError
 from clvml.io import OutputError
-from clvml.pipeline import load_data, train
-from clvml.scoring import output_lock, score
+from clvml.jobs.pipeline import load_data, train
+from clvml.scoring.job import output_lock, score
 from tests.test_demo import write_config
 
 AS_OF = dt.date(2024, 7, 1)
@@ -95,7 +95,7 @@ def test_rerun_is_byte_identical_and_chunks_do_not_change_scores(trained, tmp_pa
 KILLER = textwrap.dedent("""
     import os, signal, sys, datetime as dt
     import pyarrow.parquet as pq
-    import clvml.io, clvml.scoring
+    import clvml.io, clvml.scoring.job
     from clvml.config import load_config
     stage = sys.argv[3]
     calls = {"n": 0}
@@ -113,10 +113,10 @@ KILLER = textwrap.dedent("""
             os.kill(os.getpid(), signal.SIGKILL)
         return out
     pq.write_table = write
-    clvml.scoring.replace_dir = replace
+    clvml.scoring.job.replace_dir = replace
     cfg = load_config(sys.argv[1])
     cfg.scoring.chunk_customers = 750
-    clvml.scoring.score(cfg, sys.argv[2], dt.date(2024, 7, 1), out=cfg.output.dir / "killed")
+    clvml.scoring.job.score(cfg, sys.argv[2], dt.date(2024, 7, 1), out=cfg.output.dir / "killed")
 """)
 
 
@@ -184,7 +184,7 @@ def test_schema_mismatch_fails_with_exit_5_naming_the_table(trained, tmp_path):
 
 
 def test_bundle_from_another_clvml_version_is_refused(trained, tmp_path):
-    from clvml.packaging import load_bundle, save_bundle
+    from clvml.scoring.bundle import load_bundle, save_bundle
 
     tmp, cfg_path, result = trained
     bundle = load_bundle(result.model_path)
@@ -275,7 +275,7 @@ def test_output_to_an_ibis_backend_url_replaces_its_as_of(trained, tmp_path):
 def test_altered_bundles_are_refused_before_unpickling(trained, tmp_path):
     import shutil
 
-    from clvml.packaging import CHECKSUMS, load_bundle
+    from clvml.scoring.bundle import CHECKSUMS, load_bundle
 
     _, cfg_path, result = trained
     cases = {"changed": lambda d: (d / "python_model.pkl").write_bytes(
@@ -301,7 +301,7 @@ def test_altered_bundles_are_refused_before_unpickling(trained, tmp_path):
 ])
 def test_disk_full_or_read_only_is_a_clear_error_and_keeps_the_previous_partition(
         trained, tmp_path, monkeypatch, code, at_call, text):
-    import clvml.scoring as scoring_mod
+    import clvml.scoring.job as scoring_mod
 
     _, cfg_path, result = trained
     cfg = _cfg(cfg_path, chunk_customers=200)

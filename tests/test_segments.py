@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from clvml.analytics import interpurchase_times
+from clvml.analytics.repurchase import interpurchase_times
+from clvml.analytics.segments import Segmenter, allocate_budget, quantile_score
 from clvml.config import SegmentsConfig, parse_config
 from clvml.data.dataset import load_dataset
 from clvml.errors import ConfigError, NotFittedError
-from clvml.segments import Segmenter, allocate_budget, quantile_score
 from tests.conftest import tx
 
 

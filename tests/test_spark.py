@@ -14,13 +14,13 @@ from typer.testing import CliRunner
 from clvml.cli import app
 from clvml.config import DataConfig, EngineConfig, load_config
 from clvml.data.dataset import load_dataset
-from clvml.data.synthetic import simulate
 from clvml.data.validation import java_pattern
+from clvml.datasets.synthetic import simulate
 from clvml.engine import connect_engine, java_version, spark_session
 from clvml.errors import ConfigError, EngineError
 from clvml.features import build_features, to_pandas
-from clvml.pipeline import load_data, train
-from clvml.scoring import score
+from clvml.jobs.pipeline import load_data, train
+from clvml.scoring.job import score
 from tests.test_demo import write_config
 
 pytest.importorskip("pyspark")
@@ -133,7 +133,7 @@ def test_training_on_spark_gives_the_same_model(spark, trained, tmp_path):
     cfg.tracking.enabled = False
     ds = load_data(cfg)
     assert ds.con.name == "pyspark"
-    from clvml.packaging import load_bundle
+    from clvml.scoring.bundle import load_bundle
 
     # features, labels and the BG/NBD baseline computed by Spark; the same trees, to the last bit
     assert train(cfg, ds).bundle.model_version == load_bundle(model).model_version

@@ -4,7 +4,7 @@ import pandas.testing as pdt
 import pytest
 
 from clvml.data.dataset import load_dataset
-from clvml.data.synthetic import simulate
+from clvml.datasets.synthetic import simulate
 
 
 def test_same_seed_same_world_other_seed_other_world():
@@ -119,7 +119,7 @@ def _observations(rng, n, T, eng, lam):
 
 
 def test_alive_filter_is_the_exact_posterior():
-    from clvml.data.synthetic import AliveFilter
+    from clvml.datasets.synthetic import AliveFilter
 
     rng = np.random.default_rng(4)
     n, T = 40, 70
@@ -140,7 +140,7 @@ def test_alive_filter_is_the_exact_posterior():
 
 
 def test_rate_mixture_filter_is_the_exact_joint_posterior():
-    from clvml.data.synthetic import RATE_CLIP, RATE_ENG, RateMixtureFilter, rate_grid
+    from clvml.datasets.synthetic import RATE_CLIP, RATE_ENG, RateMixtureFilter, rate_grid
 
     rng = np.random.default_rng(5)
     n, T, K = 12, 60, 9

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from clvml.treeshap import BINCOUNT_SPLITS, compile_booster, tree_shap
+from clvml.explain.treeshap import BINCOUNT_SPLITS, compile_booster, tree_shap
 
 
 def frame(n: int, seed: int, nan_share: float = 0.1) -> tuple[pd.DataFrame, np.ndarray]:
@@ -66,7 +66,7 @@ def test_falls_back_for_very_large_trees_and_empty_input():
 
 def test_contributions_use_it_and_match_shap(small_world):
     from clvml.data.dataset import load_dataset
-    from clvml.explain import check_against_shap, contributions
+    from clvml.explain.drivers import check_against_shap, contributions
     from clvml.features import build_features, to_pandas
     from clvml.labels import build_labels
     from clvml.modeling import ChurnModel

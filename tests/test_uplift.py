@@ -9,10 +9,10 @@ import pytest
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
+from clvml.analytics.uplift import UpliftModel, qini_coefficient, qini_curve, targeting_list
 from clvml.config import parse_config
-from clvml.data.synthetic import Campaign, simulate
+from clvml.datasets.synthetic import Campaign, simulate
 from clvml.errors import ConfigError
-from clvml.uplift import UpliftModel, qini_coefficient, qini_curve, targeting_list
 
 Y = np.array([1, 0, 1, 0, 0, 1, 0, 0])
 W = np.array([1, 1, 1, 1, 0, 0, 0, 0])
@@ -79,7 +79,7 @@ def campaign(tmp_path_factory):
         "cutoffs": {"start": "2024-06-01", "every_days": 30},
         "experiments": {"by": ["membership_tier"]}, "output": {"dir": str(path / "out")},
     })
-    from clvml.pipeline import load_data
+    from clvml.jobs.pipeline import load_data
 
     ds = load_data(cfg)
     world = path / "world"
@@ -111,7 +111,7 @@ def test_campaign_leaves_the_world_before_it_unchanged():
 
 
 def test_effects_cover_the_true_effect(campaign):
-    from clvml.experiment_report import evaluate
+    from clvml.analytics.experiment_report import evaluate
 
     cfg, ds, path, truth = campaign
     r = evaluate(cfg, ds)  # the world's assignments; membership_tier joined from the customers table
@@ -136,7 +136,7 @@ def test_effects_cover_the_true_effect(campaign):
 
 
 def test_uplift_targeting_beats_random(campaign):
-    from clvml.experiment_report import uplift
+    from clvml.analytics.experiment_report import uplift
 
     cfg, ds, path, truth = campaign
     r = uplift(cfg, ds)

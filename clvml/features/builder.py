@@ -14,7 +14,7 @@ import ibis
 import pandas as pd
 
 from clvml.features import activity, after_sales, profile, social, transactions
-from clvml.features.engine import day_of, safe_div
+from clvml.features.query import day_of, safe_div
 from clvml.features.registry import FAMILIES, REGISTRY, Feature, FeatureSpec
 
 DEFAULT_WINDOWS = (30, 90, 180, 365)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ibis
 
-from clvml.features.engine import day_of
+from clvml.features.query import day_of
 from clvml.features.registry import Feature, family
 
 FAM = family("profile", "customers", "prof")

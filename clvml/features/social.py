@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import ibis
 
-from clvml.features.engine import aggregate_family, day_of, exact_sum, from_units, safe_div, wsum
+from clvml.features.query import aggregate_family, day_of, exact_sum, from_units, safe_div, wsum
 from clvml.features.registry import Feature, family
 
 FAM = family("social", "social", "soc")

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import ibis
 
-from clvml.features.engine import (
+from clvml.features.query import (
     aggregate_family,
     day_of,
     decimal_sum,

@@ -21,8 +21,8 @@ from clvml.modeling.clv import clv
 from clvml.modeling.value import ValueModel
 
 if TYPE_CHECKING:
-    from clvml.drift import DriftReference
-    from clvml.segments import Segmenter
+    from clvml.analytics.segments import Segmenter
+    from clvml.scoring.drift import DriftReference
 
 BUNDLE_FORMAT = 2
 
@@ -57,7 +57,7 @@ class ModelBundle:
         (used as ``model_version`` in the scores)."""
         import hashlib
 
-        from clvml.explain import _boosters
+        from clvml.explain.drivers import _boosters
 
         h = hashlib.sha256("\n".join(self.feature_columns).encode())
         for model in (self.churn, self.value):
@@ -112,7 +112,7 @@ class ModelBundle:
             out.insert(3, "risk_band", seg.pop("risk_band"))
             out = pd.concat([out, seg], axis=1)
         if self.reason_codes:
-            from clvml.explain import contributions, reason_codes
+            from clvml.explain.drivers import contributions, reason_codes
 
             for prefix, model, direction in (("churn", self.churn, 1), ("value", self.value, -1)):
                 rc = reason_codes(contributions(model, X), X, self.specs, k=self.reason_codes,

@@ -68,7 +68,7 @@ class TableSource(_Strict):
 
 
 class CampaignSpec(_Strict):
-    """A randomised incentive in the synthetic world (:class:`clvml.data.synthetic.Campaign`)."""
+    """A randomised incentive in the synthetic world (:class:`clvml.datasets.synthetic.Campaign`)."""
 
     date: dt.date
     campaign_id: str = "retention-1"
@@ -411,7 +411,7 @@ def _default_actions() -> dict[str, dict[str, str]]:
 
 
 class BudgetConfig(_Strict):
-    """Retention budget allocation (see :func:`clvml.segments.allocate_budget`)."""
+    """Retention budget allocation (see :func:`clvml.analytics.segments.allocate_budget`)."""
 
     total: float = Field(10_000.0, ge=0)
     method: Literal["shares", "optimal"] = "shares"

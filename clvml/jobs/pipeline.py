@@ -23,7 +23,7 @@ from clvml.data.dataset import Dataset, load_dataset
 from clvml.evaluation.backtest import BacktestResult, backtest
 from clvml.evaluation.metrics import normalized_gini
 from clvml.evaluation.report import write_report
-from clvml.explain import write_explanations
+from clvml.explain.drivers import write_explanations
 from clvml.features import build_features, to_pandas
 from clvml.io import atomic_write_json
 from clvml.modeling.training import (
@@ -33,7 +33,7 @@ from clvml.modeling.training import (
     fit_models,
     make_training_set,
 )
-from clvml.packaging import ModelBundle, save_bundle
+from clvml.scoring.bundle import ModelBundle, save_bundle
 
 Progress = Callable[[str], None]
 
@@ -71,7 +71,7 @@ def load_data(cfg: Config, progress: Progress = _quiet) -> Dataset:
         syn = data.synthetic
         path = Path(syn.path)
         if not _world_matches(path, synthetic_cutoffs(cfg), syn.end, bool(syn.campaigns)):
-            from clvml.data.synthetic import Campaign, simulate
+            from clvml.datasets.synthetic import Campaign, simulate
 
             progress(f"generating a synthetic world of {syn.n_customers:,} customers")
             world = simulate(syn.n_customers, syn.start, syn.end, cutoffs=synthetic_cutoffs(cfg),
@@ -160,10 +160,10 @@ def fit_segments_and_reference(bundle: ModelBundle, latest: pd.DataFrame, ds: Da
                                cfg: Config) -> None:
     """Learn the segment thresholds and the drift reference from the latest training cut-off and
     attach them to ``bundle``."""
-    from clvml.analytics import interpurchase_times
-    from clvml.drift import DriftReference
-    from clvml.scoring import SCORE_COLUMNS
-    from clvml.segments import Segmenter
+    from clvml.analytics.repurchase import interpurchase_times
+    from clvml.analytics.segments import Segmenter
+    from clvml.scoring.drift import DriftReference
+    from clvml.scoring.job import SCORE_COLUMNS
 
     core = bundle.core_scores(latest)
     gaps = interpurchase_times(ds.tables["transactions"], before=cutoff)
@@ -272,7 +272,7 @@ def oracle_comparison(cfg: Config, ev: BacktestResult) -> dict[str, float] | Non
 
     ``oracle_*`` scores the truth given the hidden alive flag; ``observable_*`` scores the truth given
     only what the business can observe plus each customer's true traits (the ceiling for a model
-    that does not know who has silently dropped out; see :class:`clvml.data.synthetic.AliveFilter`).
+    that does not know who has silently dropped out; see :class:`clvml.datasets.synthetic.AliveFilter`).
     """
     from sklearn.metrics import roc_auc_score
 
@@ -303,7 +303,7 @@ def demo(cfg: Config, progress: Progress = _quiet) -> dict[str, Any]:
     result = train(cfg, ds, progress)
     as_of = data_end(ds) + dt.timedelta(days=1)
     progress(f"scoring every customer as of {as_of} (the scheduled scoring job)")
-    from clvml.scoring import score as score_job
+    from clvml.scoring.job import score as score_job
 
     scored = score_job(cfg, str(result.model_path), as_of, ds=ds, progress=progress)
     oracle = oracle_comparison(cfg, result.evaluation)

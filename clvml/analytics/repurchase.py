@@ -14,7 +14,7 @@ import ibis
 import numpy as np
 import pandas as pd
 
-from clvml.features.engine import day_of
+from clvml.features.query import day_of
 
 EPOCH = dt.date(1970, 1, 1)
 

@@ -37,13 +37,13 @@ import pyarrow.parquet as pq
 from clvml import __version__
 from clvml.config import Config
 from clvml.data.dataset import Dataset
-from clvml.drift import add_counts
 from clvml.errors import DriftError, LockError, ModelIncompatibleError
 from clvml.features.builder import feature_specs
-from clvml.features.engine import day_of
+from clvml.features.query import day_of
 from clvml.features.writer import FeatureBatches
 from clvml.io import OutputError, atomic_write_json, replace_dir, staging_dir
-from clvml.packaging import ModelBundle, load_bundle
+from clvml.scoring.bundle import ModelBundle, load_bundle
+from clvml.scoring.drift import add_counts
 
 Progress = Callable[[str], None]
 SCORE_COLUMNS = ["churn_probability", "expected_value", "clv"]
@@ -285,7 +285,7 @@ def score(cfg: Config, model: str, as_of: dt.date, *, out: Path | None = None, d
         target = str(root / f"as_of={as_of}")
     with output_lock(lock_path, sc.lock_timeout_s):
         if ds is None:
-            from clvml.pipeline import load_data
+            from clvml.jobs.pipeline import load_data
 
             ds = load_data(cfg, progress)
         check_schema(bundle, ds)
@@ -296,7 +296,7 @@ def score(cfg: Config, model: str, as_of: dt.date, *, out: Path | None = None, d
         stale = _remove_stale(parent, as_of)
         with staging_dir(parent, f".as_of={as_of}.", target) as tmp:
             if ds.con.name == "pyspark":
-                from clvml.spark_scoring import score_partitions
+                from clvml.scoring.spark import score_partitions
 
                 rows, counts = score_partitions(bundle, ds, as_of, tmp, SCORE_COLUMNS, progress)
             else:

@@ -21,9 +21,9 @@ from typing import Any
 import pandas as pd
 
 from clvml.data.dataset import Dataset
-from clvml.drift import add_counts
 from clvml.features.builder import build_features
-from clvml.packaging import ModelBundle
+from clvml.scoring.bundle import ModelBundle
+from clvml.scoring.drift import add_counts
 
 COUNTS = "_clvml_drift_counts"
 

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from clvml import analytics  # noqa: E402
+from clvml.analytics import repurchase as analytics  # noqa: E402
 from clvml.data.dataset import Dataset  # noqa: E402
 from clvml.evaluation.plots import axes, save_figure  # noqa: E402
 from clvml.evaluation.report import CSS  # noqa: E402

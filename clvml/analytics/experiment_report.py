@@ -11,14 +11,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from clvml.analytics.experiments import Outcomes, evaluate_experiment, experiment_outcomes
+from clvml.analytics.uplift import UpliftModel, qini_coefficient, qini_curve, targeting_list
 from clvml.config import Config
 from clvml.data.dataset import Dataset
 from clvml.errors import ConfigError, DataSourceError
 from clvml.evaluation.plots import axes, save_figure
-from clvml.experiments import Outcomes, evaluate_experiment, experiment_outcomes
 from clvml.features import build_features, to_pandas
 from clvml.io import atomic_write_json, atomic_write_parquet, atomic_write_text
-from clvml.uplift import UpliftModel, qini_coefficient, qini_curve, targeting_list
 
 Progress = Callable[[str], None]
 

@@ -1,7 +1,7 @@
 """What drives churn and value: tree SHAP values, global drivers and per-customer reason codes.
 
 Contributions are LightGBM's own ``pred_contrib`` (exact tree SHAP, computed in C++), memoised by
-decision pattern (:mod:`clvml.treeshap`: ~9× faster on the demo model, identical values);
+decision pattern (:mod:`clvml.explain.treeshap`: ~9× faster on the demo model, identical values);
 :func:`check_against_shap` confirms they equal ``shap.TreeExplainer``'s. They are
 additive in the model's raw score space:
 
@@ -41,7 +41,7 @@ def _boosters(model: ChurnModel | ValueModel) -> list:
 def contributions(model: ChurnModel | ValueModel, X: pd.DataFrame) -> pd.DataFrame:
     """SHAP values per row and feature in the model's raw score space, plus the ``_base_value``
     column; each row sums to the raw score (see the module docstring)."""
-    from clvml.treeshap import feature_matrix, tree_shap
+    from clvml.explain.treeshap import feature_matrix, tree_shap
 
     Xp = model._features(X)
     F = feature_matrix(Xp, list(Xp.columns))  # shared by the boosters (same training columns)

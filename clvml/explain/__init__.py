@@ -1,0 +1,1 @@
+"""Explanations: exact TreeSHAP contributions, global and segment drivers, per-customer reason codes."""
