@@ -26,9 +26,9 @@ from sklearn.metrics import roc_auc_score
 
 from clvml.config import load_config
 from clvml.data.dataset import load_dataset
+from clvml.data.loading import synthetic_cutoffs
 from clvml.datasets.synthetic import simulate
 from clvml.evaluation.metrics import normalized_gini
-from clvml.jobs.pipeline import synthetic_cutoffs
 from clvml.modeling.training import TrainingSet, fit_models, make_training_set, split_by_cutoff
 
 TRAITS = ["purchase_rate", "base_hazard", "engagement", "spend_level"]

@@ -31,7 +31,7 @@ from world import build_world  # noqa: E402
 
 from clvml.config import DataConfig, TableSource  # noqa: E402
 from clvml.data.dataset import load_dataset  # noqa: E402
-from clvml.data.readers import connect  # noqa: E402
+from clvml.engine import connect  # noqa: E402
 from clvml.features import build_features, write_features  # noqa: E402
 from clvml.features.reference import reference_features  # noqa: E402
 

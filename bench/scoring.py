@@ -39,7 +39,7 @@ AS_OF = dt.date(2025, 1, 1)
 def model_path() -> Path:
     path = OUT / "score-model" / "demo"
     if not (path / "MLmodel").exists():
-        from clvml.jobs.pipeline import train
+        from clvml.jobs.train import train
 
         cfg = load_config("configs/demo.yaml")
         cfg.tracking.enabled = False

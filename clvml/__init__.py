@@ -4,8 +4,7 @@ Data flow: data (contracts, validation, readers, synthetic world) → features (
 → labels → modeling (LightGBM churn/value, CLV) → evaluation → tracking (MLflow) → scoring.
 """
 
-__version__ = "0.1.0"
-
+from clvml._version import __version__  # noqa: E402
 from clvml.analytics.experiments import (  # noqa: E402
     baseline_from_history,
     evaluate_experiment,
@@ -37,9 +36,9 @@ from clvml.explain.drivers import (  # noqa: E402
     contributions,
     family_importance,
     global_importance,
-    reason_codes,
     segment_drivers,
 )
+from clvml.explain.reasons import reason_codes  # noqa: E402
 from clvml.features import (  # noqa: E402
     build_features,
     catalog,
@@ -56,6 +55,7 @@ from clvml.scoring.drift import DriftReference  # noqa: E402
 from clvml.scoring.job import ScoreResult, score  # noqa: E402
 
 __all__ = [
+    "__version__",
     "Campaign", "UpliftModel", "baseline_from_history", "evaluate_experiment", "experiment_outcomes",
     "power_of", "qini_coefficient", "qini_curve", "sample_size", "targeting_list",
     "BTYDModel", "BacktestResult", "DriftReference", "ScoreResult", "Segmenter", "allocate_budget",

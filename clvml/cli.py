@@ -82,7 +82,7 @@ def demo(config: ConfigOpt = None, n_customers: Annotated[int | None, typer.Opti
         help="Override the synthetic world size.")] = None) -> None:
     """Run the whole pipeline on a synthetic world and print a summary."""
     def go():
-        from clvml.jobs.pipeline import demo as run_demo
+        from clvml.jobs.demo import demo as run_demo
 
         cfg = _config(config)
         if n_customers is not None and cfg.data.synthetic is not None:
@@ -125,7 +125,7 @@ def validate(config: Annotated[Path, typer.Argument(help="YAML config file.")],
              engine: EngineOpt = None) -> None:
     """Check a config and the data it points to, without training."""
     def go():
-        from clvml.jobs.pipeline import load_data
+        from clvml.data.loading import load_data
 
         cfg = _config(config, engine)
         ds = load_data(cfg, _progress())
@@ -141,7 +141,7 @@ def validate(config: Annotated[Path, typer.Argument(help="YAML config file.")],
 def train(config: ConfigOpt = None, engine: EngineOpt = None) -> None:
     """Train the churn and value models, export the bundle and log the run to MLflow."""
     def go():
-        from clvml.jobs.pipeline import train as run_train
+        from clvml.jobs.train import train as run_train
 
         cfg = _config(config, engine)
         r = run_train(cfg, progress=_progress())
@@ -155,7 +155,7 @@ def train(config: ConfigOpt = None, engine: EngineOpt = None) -> None:
 def backtest(config: ConfigOpt = None, engine: EngineOpt = None) -> None:
     """Rolling-origin backtest: LightGBM beside BG/NBD+GG and simple baselines, HTML report."""
     def go():
-        from clvml.jobs.pipeline import run_backtest
+        from clvml.jobs.backtest import run_backtest
 
         cfg = _config(config, engine)
         r = run_backtest(cfg, progress=_progress())
@@ -239,7 +239,7 @@ def report_analytics(config: ConfigOpt = None, as_of: Annotated[str | None, type
         import datetime as dt
 
         from clvml.analytics.repurchase_report import write_analytics_report
-        from clvml.jobs.pipeline import load_data
+        from clvml.data.loading import load_data
 
         cfg = _config(config)
         day = dt.date.fromisoformat(as_of) if as_of else None
@@ -287,7 +287,7 @@ def experiment_evaluate(
     overall and per segment."""
     def go():
         from clvml.analytics.experiment_report import evaluate
-        from clvml.jobs.pipeline import load_data
+        from clvml.data.loading import load_data
 
         cfg = _experiment_cfg(config, window_days, by=by, control=control)
         ds = load_data(cfg, _progress())
@@ -327,7 +327,7 @@ def experiment_power(
             if as_of is None:
                 raise ConfigError(["give --baseline (and --sd for metric=mean), or -c and --as-of "
                                       "to measure them from the history"])
-            from clvml.jobs.pipeline import load_data
+            from clvml.data.loading import load_data
 
             cfg = _experiment_cfg(config, window_days)
             h = baseline_from_history(load_data(cfg, _progress())["transactions"],
@@ -364,7 +364,7 @@ def experiment_uplift(
         import datetime as dt
 
         from clvml.analytics.experiment_report import uplift
-        from clvml.jobs.pipeline import load_data
+        from clvml.data.loading import load_data
 
         cfg = _experiment_cfg(config, window_days, uplift_metric=metric, value=value, cost=cost,
                               budget=budget)
@@ -384,8 +384,8 @@ def experiment_uplift(
 def features_list(config: ConfigOpt = None,
                   markdown: Annotated[bool, typer.Option(help="Print as Markdown.")] = False) -> None:
     """List every feature the registry produces (name, source, window, unit, description)."""
+    from clvml.features.builder import catalog
     from clvml.features.catalog_doc import catalog_markdown
-    from clvml.features.registry import catalog
 
     windows = (30, 90, 180, 365)
     if config is not None:

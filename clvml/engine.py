@@ -15,8 +15,37 @@ from pathlib import Path
 
 import ibis
 
-from clvml.config import EngineConfig
+from clvml.config import SIZE, EngineConfig
 from clvml.errors import EngineError
+
+
+def connect(
+    *, memory_limit: str | None = None, temp_directory: str | None = None, threads: int | None = None
+) -> ibis.BaseBackend:
+    """Open the default in-process DuckDB backend with UTC as its session time zone."""
+    con = ibis.duckdb.connect()
+    con.raw_sql("SET TimeZone = 'UTC'")
+    if memory_limit is not None:
+        con.raw_sql(f"SET memory_limit = '{_check_size(memory_limit)}'")
+    if temp_directory is not None:
+        con.raw_sql(f"SET temp_directory = '{_check_path(temp_directory)}'")
+    if threads is not None:
+        con.raw_sql(f"SET threads = {int(threads)}")
+    return con
+
+
+def _check_size(value: str) -> str:
+
+    if not SIZE.fullmatch(value.strip()):
+        raise EngineError(f"memory limit {value!r} must look like '4GB' or '512MB'")
+    return value.strip()
+
+
+def _check_path(value: str) -> str:
+    if "'" in value:
+        raise EngineError(f"path {value!r} must not contain a quote character")
+    return value
+
 
 #: the oldest Java that Spark 4 runs on
 MIN_JAVA = 17
@@ -34,8 +63,6 @@ def connect_engine(engine: EngineConfig | str | None = None) -> ibis.BaseBackend
         engine = EngineConfig.model_validate(engine or "duckdb")
     if engine.backend == "spark":
         return ibis.pyspark.connect(spark_session(engine))
-    from clvml.data.readers import connect
-
     d = engine.duckdb
     return connect(memory_limit=d.memory_limit, threads=d.threads,
                    temp_directory=None if d.temp_directory is None else str(d.temp_directory))

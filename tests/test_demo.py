@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from clvml.cli import app
 from clvml.config import load_config
-from clvml.jobs.pipeline import demo
+from clvml.jobs.demo import demo
 from clvml.scoring.bundle import load_bundle
 
 FAST = {"learning_rate": 0.1, "n_estimators": 150, "min_child_samples": 50, "early_stopping_rounds": 20}
@@ -99,7 +99,8 @@ def test_demo_run_is_tracked_in_mlflow(demo_run):
 def test_exported_bundle_reloads_and_scores_identically(demo_run):
     tmp, cfg, r = demo_run
     bundle = load_bundle(r["model_path"])
-    from clvml.jobs.pipeline import load_data, score
+    from clvml.data.loading import load_data
+    from clvml.jobs.train import score
 
     ds = load_data(cfg)
     again = score(bundle, ds, pd.Timestamp("2024-07-01").date())
@@ -138,7 +139,7 @@ def test_cli_features_list_matches_docs():
 def test_cached_world_is_reused_only_if_its_truth_covers_the_grid(tmp_path):
     import datetime as dt
 
-    from clvml.jobs.pipeline import _world_matches
+    from clvml.data.loading import _world_matches
 
     assert not _world_matches(tmp_path, [dt.date(2024, 1, 1)], dt.date(2024, 12, 31))  # nothing written
     truth = pd.DataFrame({"cutoff": pd.to_datetime(["2024-01-01", "2024-02-01"])})

@@ -61,7 +61,7 @@ BT = {"cutoffs": {"start": "2023-04-01", "every_days": 45}, "labels": {"horizon_
 
 @pytest.fixture(scope="module")
 def backtest_run(tmp_path_factory):
-    from clvml.jobs.pipeline import run_backtest
+    from clvml.jobs.backtest import run_backtest
 
     tmp = tmp_path_factory.mktemp("bt")
     cfg = load_config(write_config(tmp, **BT))
@@ -131,8 +131,8 @@ def test_backtest_report_and_mlflow_run(backtest_run):
 
 
 def test_backtest_origin_must_be_a_labelled_cutoff(backtest_run):
+    from clvml.data.loading import load_data
     from clvml.evaluation.backtest import evaluate_origin
-    from clvml.jobs.pipeline import load_data
     from clvml.modeling.training import make_training_set
 
     tmp, cfg, r = backtest_run

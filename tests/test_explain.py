@@ -11,9 +11,9 @@ from clvml.explain.drivers import (
     family_importance,
     global_importance,
     raw_score,
-    reason_codes,
     segment_drivers,
 )
+from clvml.explain.reasons import reason_codes
 from clvml.features.registry import FeatureSpec
 from clvml.modeling import ChurnModel, ValueModel
 from tests.test_models import FAST, data
@@ -96,7 +96,7 @@ def test_family_and_segment_drivers():
 
 def test_synthetic_world_drivers_rank_as_the_generator_built_them(tmp_path):
     from clvml.config import load_config
-    from clvml.jobs.pipeline import load_data
+    from clvml.data.loading import load_data
     from clvml.modeling.training import make_training_set, split_by_cutoff
     from tests.test_demo import write_config
 

@@ -19,8 +19,9 @@ from hypothesis import HealthCheck, given, settings
 
 from clvml.config import Policies, load_config
 from clvml.data.dataset import load_dataset
+from clvml.data.loading import load_data
 from clvml.errors import ClvmlError
-from clvml.jobs.pipeline import load_data, train
+from clvml.jobs.train import train
 from clvml.scoring.job import score
 from tests.test_demo import write_config
 from tests.test_fuzz import AMOUNTS, IDS, TS

@@ -12,7 +12,7 @@ import mlflow
 import pytest
 
 from clvml.config import load_config
-from clvml.jobs.pipeline import train
+from clvml.jobs.train import train
 from tests.test_demo import write_config
 
 

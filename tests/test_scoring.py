@@ -20,9 +20,10 @@ from typer.testing import CliRunner
 
 from clvml.cli import app
 from clvml.config import load_config
+from clvml.data.loading import load_data
 from clvml.errors import DriftError, LockError, ModelIncompatibleError
 from clvml.io import OutputError
-from clvml.jobs.pipeline import load_data, train
+from clvml.jobs.train import train
 from clvml.scoring.job import output_lock, score
 from tests.test_demo import write_config
 

@@ -14,12 +14,13 @@ from typer.testing import CliRunner
 from clvml.cli import app
 from clvml.config import DataConfig, EngineConfig, load_config
 from clvml.data.dataset import load_dataset
+from clvml.data.loading import load_data
 from clvml.data.validation import java_pattern
 from clvml.datasets.synthetic import simulate
 from clvml.engine import connect_engine, java_version, spark_session
 from clvml.errors import ConfigError, EngineError
 from clvml.features import build_features, to_pandas
-from clvml.jobs.pipeline import load_data, train
+from clvml.jobs.train import train
 from clvml.scoring.job import score
 from tests.test_demo import write_config
 

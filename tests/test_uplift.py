@@ -79,7 +79,7 @@ def campaign(tmp_path_factory):
         "cutoffs": {"start": "2024-06-01", "every_days": 30},
         "experiments": {"by": ["membership_tier"]}, "output": {"dir": str(path / "out")},
     })
-    from clvml.jobs.pipeline import load_data
+    from clvml.data.loading import load_data
 
     ds = load_data(cfg)
     world = path / "world"

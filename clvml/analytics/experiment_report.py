@@ -16,9 +16,9 @@ from clvml.analytics.uplift import UpliftModel, qini_coefficient, qini_curve, ta
 from clvml.config import Config
 from clvml.data.dataset import Dataset
 from clvml.errors import ConfigError, DataSourceError
-from clvml.evaluation.plots import axes, save_figure
 from clvml.features import build_features, to_pandas
 from clvml.io import atomic_write_json, atomic_write_parquet, atomic_write_text
+from clvml.plotting import axes, save_figure
 
 Progress = Callable[[str], None]
 

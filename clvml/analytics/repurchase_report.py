@@ -16,9 +16,12 @@ import pandas as pd  # noqa: E402
 
 from clvml.analytics import repurchase as analytics  # noqa: E402
 from clvml.data.dataset import Dataset  # noqa: E402
-from clvml.evaluation.plots import axes, save_figure  # noqa: E402
-from clvml.evaluation.report import CSS  # noqa: E402
 from clvml.io import atomic_write_text  # noqa: E402
+from clvml.plotting import (  # noqa: E402
+    CSS,  # noqa: E402
+    axes,
+    save_figure,
+)
 
 
 def _axes(title: str, xlabel: str = "", ylabel: str = "", width: float = 6):

@@ -12,7 +12,7 @@ import pandas as pd
 
 from clvml.config import DataConfig, Policies, TableSource
 from clvml.data.contracts import SCHEMAS
-from clvml.data.readers import connect, read_table
+from clvml.data.readers import read_table
 from clvml.data.validation import (
     Problem,
     ValidationReport,
@@ -20,7 +20,7 @@ from clvml.data.validation import (
     prepare_table,
     typed_table_name,
 )
-from clvml.engine import materialize, release
+from clvml.engine import connect, materialize, release
 from clvml.errors import DataSourceError, DataValidationError
 
 

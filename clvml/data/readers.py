@@ -12,38 +12,10 @@ from pathlib import Path
 import ibis
 import pandas as pd
 
-from clvml.config import SIZE, TableSource, _check_identifier
+from clvml.config import TableSource, _check_identifier
 from clvml.errors import DataSourceError
 
 _counter = itertools.count()
-
-
-def connect(
-    *, memory_limit: str | None = None, temp_directory: str | None = None, threads: int | None = None
-) -> ibis.BaseBackend:
-    """Open the default in-process DuckDB backend with UTC as its session time zone."""
-    con = ibis.duckdb.connect()
-    con.raw_sql("SET TimeZone = 'UTC'")
-    if memory_limit is not None:
-        con.raw_sql(f"SET memory_limit = '{_check_size(memory_limit)}'")
-    if temp_directory is not None:
-        con.raw_sql(f"SET temp_directory = '{_check_path(temp_directory)}'")
-    if threads is not None:
-        con.raw_sql(f"SET threads = {int(threads)}")
-    return con
-
-
-def _check_size(value: str) -> str:
-
-    if not SIZE.fullmatch(value.strip()):
-        raise DataSourceError(f"memory limit {value!r} must look like '4GB' or '512MB'")
-    return value.strip()
-
-
-def _check_path(value: str) -> str:
-    if "'" in value:
-        raise DataSourceError(f"path {value!r} must not contain a quote character")
-    return value
 
 
 def _infer_format(path: Path) -> str:

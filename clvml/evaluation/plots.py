@@ -12,29 +12,18 @@ import matplotlib
 
 matplotlib.use("Agg")  # headless: scheduled jobs and CI have no display
 
-import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
 
 from clvml.evaluation.backtest import MODELS  # noqa: E402
-from clvml.io import atomic_write  # noqa: E402
+from clvml.plotting import axes, save_figure  # noqa: E402
 
 LABELS = {"lightgbm": "LightGBM", "btyd": "BG/NBD + Gamma-Gamma", "simple": "simple baseline"}
 
 
 def _models(pred: pd.DataFrame, task: str) -> list[str]:
     return [m for m in MODELS if f"{task}_{m}" in pred]
-
-
-def axes(title: str, xlabel: str = "", ylabel: str = "", width: float = 6, height: float = 4.5):
-    """A figure with one titled, labelled, lightly gridded axes (every clvml plot starts here)."""
-    fig, ax = plt.subplots(figsize=(width, height), dpi=100)
-    ax.set_title(title)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.grid(alpha=0.3)
-    return fig, ax
 
 
 def roc(pred: pd.DataFrame):
@@ -131,14 +120,6 @@ def clv_distribution(pred: pd.DataFrame):
 PLOTS = {"roc": roc, "precision_recall": precision_recall, "calibration": calibration,
          "cumulative_gain": cumulative_gain, "value_deciles": value_deciles,
          "clv_distribution": clv_distribution}
-
-
-def save_figure(fig, path: str | Path) -> Path:
-    """Write ``fig`` as PNG atomically and close it."""
-    try:
-        return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", bbox_inches="tight"))
-    finally:
-        plt.close(fig)
 
 
 def save_plots(pred: pd.DataFrame, folder: str | Path) -> dict[str, Path]:

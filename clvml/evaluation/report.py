@@ -12,14 +12,10 @@ import pandas as pd
 from clvml.evaluation.backtest import BacktestResult
 from clvml.evaluation.plots import LABELS, save_plots
 from clvml.io import atomic_write_parquet, atomic_write_text
+from clvml.plotting import CSS
 
 # metrics where lower is better (the best model is highlighted per row)
 LOWER_IS_BETTER = {"log_loss", "brier", "ece", "mae", "rmse", "decile_mape"}
-CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}
-table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}
-th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}.best{font-weight:bold;background:#e8f5e9}
-.plots{display:flex;flex-wrap:wrap;gap:1em}.plots img{width:520px;border:1px solid #eee}
-dl{display:grid;grid-template-columns:max-content auto;gap:2px 1em}dt{font-weight:bold}"""
 
 
 def _fmt(v: Any) -> str:

@@ -1,4 +1,5 @@
-"""What drives churn and value: tree SHAP values, global drivers and per-customer reason codes.
+"""What drives churn and value: tree SHAP values and global and segment drivers (per-customer reason
+codes are in :mod:`clvml.explain.reasons`).
 
 Contributions are LightGBM's own ``pred_contrib`` (exact tree SHAP, computed in C++), memoised by
 decision pattern (:mod:`clvml.explain.treeshap`: ~9× faster on the demo model, identical values);
@@ -131,55 +132,6 @@ def segment_drivers(contrib: pd.DataFrame, segments: pd.Series, top: int = 5) ->
     return pd.DataFrame(rows, columns=["segment", "feature", "mean_shap"])
 
 
-def reason_codes(contrib: pd.DataFrame, X: pd.DataFrame, specs: Sequence[FeatureSpec], k: int = 3,
-                 direction: int = 1) -> pd.DataFrame:
-    """For each row, the ``k`` features pushing the score most in ``direction`` (+1: up, e.g. churn
-    risk; -1: down, e.g. value), as ``reason_i`` (feature), ``reason_i_shap``, ``reason_i_value`` and
-    ``reason_i_text`` (a sentence from the feature catalog). Fewer than ``k`` when fewer features push
-    that way (the rest are null)."""
-    by_name = {s.name: s for s in specs}
-    c = contrib.drop(columns=BIAS)
-    C = c.to_numpy()
-    vals = C * direction
-    names = np.array(c.columns, dtype=object)
-    n, kk = len(c), min(k, C.shape[1])
-    # the k largest per row, largest first, ties by column order: k passes of argmax (which returns
-    # the first maximum), each knocking out the one it found
-    rows = np.arange(n)
-    work = vals.copy()
-    order = np.empty((n, kk), dtype=np.int64)
-    for i in range(kk):
-        order[:, i] = work.argmax(axis=1)
-        work[rows, order[:, i]] = -np.inf
-    Xv = X.reset_index(drop=True)
-    out: dict[str, np.ndarray] = {}
-    for i in range(k):
-        name = np.full(n, None, dtype=object)
-        shap = np.full(n, np.nan)
-        value = np.full(n, None, dtype=object)
-        text = np.full(n, None, dtype=object)
-        if i < kk:
-            j = order[:, i]
-            ok = vals[rows, j] > 0  # fewer than k features push this way: the rest stay null
-            name[ok] = names[j[ok]]
-            shap[ok] = C[rows[ok], j[ok]]
-            idx = np.flatnonzero(ok)
-            idx = idx[np.argsort(j[idx], kind="stable")]  # rows grouped by their i-th feature
-            feats, starts = np.unique(j[idx], return_index=True)
-            for jj, at in zip(feats, np.split(idx, starts[1:]), strict=True):
-                feat = names[jj]
-                codes, uniq = pd.factorize(Xv[feat].iloc[at], use_na_sentinel=True)
-                spec = by_name.get(feat)
-                shown = np.array([str(u) for u in uniq] + [None], dtype=object)
-                said = np.array([spec.explain(u) if spec else f"{feat} = {u}" for u in uniq]
-                                + [spec.explain(None) if spec else f"{feat} = None"], dtype=object)
-                value[at] = shown[codes]  # code -1 (missing) takes the last entry
-                text[at] = said[codes]
-        p = f"reason_{i + 1}"
-        out.update({p: name, f"{p}_shap": shap, f"{p}_value": value, f"{p}_text": text})
-    return pd.DataFrame(out, index=contrib.index)
-
-
 def write_explanations(churn: ChurnModel, value: ValueModel, X: pd.DataFrame, specs: Sequence[FeatureSpec],
                        folder, top: int = 3, max_rows: int = 5000, seed: int = 0,
                        segments: pd.DataFrame | None = None) -> dict[str, object]:
@@ -193,8 +145,8 @@ def write_explanations(churn: ChurnModel, value: ValueModel, X: pd.DataFrame, sp
     import matplotlib.pyplot as plt
     import shap
 
-    from clvml.evaluation.plots import save_figure
     from clvml.io import atomic_write_text
+    from clvml.plotting import save_figure
 
     folder = Path(folder)
     if len(X) > max_rows:

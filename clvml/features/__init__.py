@@ -5,10 +5,11 @@ from clvml.features.builder import (
     DEFAULT_WINDOWS,
     as_cutoffs,
     build_features,
+    catalog,
     feature_specs,
     to_pandas,
 )
-from clvml.features.registry import REGISTRY, FeatureSpec, catalog
+from clvml.features.registry import REGISTRY, FeatureSpec
 from clvml.features.writer import FeatureFiles, write_features
 
 __all__ = ["DEFAULT_WINDOWS", "REGISTRY", "FeatureFiles", "FeatureSpec", "as_cutoffs", "build_features", "catalog",

@@ -121,3 +121,9 @@ def to_pandas(features: ibis.Table) -> pd.DataFrame:
     df = features.order_by(["cutoff", "customer_id"]).to_pandas()
     df["cutoff"] = pd.to_datetime(df["cutoff"])
     return df
+
+
+def catalog(windows: Sequence[int] = (30, 90, 180, 365),
+            families: Sequence[str] = FAMILIES) -> list[FeatureSpec]:
+    """Every feature the registry can produce for these windows (all optional columns present)."""
+    return [s for f in families for s in REGISTRY[f].specs(windows)]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from clvml.features.registry import FAMILIES, REGISTRY, catalog
+from clvml.features.builder import catalog
+from clvml.features.registry import FAMILIES, REGISTRY
 
 
 def catalog_markdown(windows: Sequence[int] = (30, 90, 180, 365)) -> str:

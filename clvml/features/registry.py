@@ -139,11 +139,3 @@ def both(a: Any, b: Any) -> Any:
 def in_window(rows: ibis.Table, w: int | None, day: str = "day") -> Any:
     """Rows whose day lies in [cutoff - w, cutoff) (rows are already restricted to before the cutoff)."""
     return None if w is None else rows[day] >= rows.cutoff_day - w
-
-
-def catalog(windows: Sequence[int] = (30, 90, 180, 365),
-            families: Sequence[str] = FAMILIES) -> list[FeatureSpec]:
-    """Every feature the registry can produce for these windows (all optional columns present)."""
-    import clvml.features  # noqa: F401  (registers the families)
-
-    return [s for f in families for s in REGISTRY[f].specs(windows)]

@@ -67,7 +67,7 @@ def tune(cfg: Config, ds: Dataset | None = None, progress=lambda _: None) -> Tun
     """Run the study; log it to MLflow (one child run per trial); write the tuned config."""
     import optuna
 
-    from clvml.jobs.pipeline import load_data
+    from clvml.data.loading import load_data
 
     ds = ds or load_data(cfg, progress)
     progress("building point-in-time features and labels")

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from clvml.config import Config
+from clvml.data.cutoffs import cutoff_grid, data_end
 from clvml.data.dataset import Dataset
 from clvml.errors import ClvmlError
 from clvml.features import build_features, feature_specs, to_pandas
@@ -30,28 +31,6 @@ from clvml.modeling.churn import ChurnModel
 from clvml.modeling.value import ValueModel
 
 KEYS = ["customer_id", "cutoff"]
-
-
-def data_end(ds: Dataset) -> dt.date:
-    """Last observed day (inclusive): the as-of date when configured, else the last transaction day."""
-    if ds.as_of is not None:
-        return ds.as_of
-    return ds.date_range()[1].date()
-
-
-def cutoff_grid(cfg: Config, last_day: dt.date) -> list[dt.date]:
-    """The configured cut-offs up to the last one that can still have any history (≤ last_day + 1)."""
-    c = cfg.cutoffs
-    if c.dates is not None:
-        return sorted(set(c.dates))
-    end = c.end or (last_day + dt.timedelta(days=1))
-    out, d = [], c.start
-    while d <= end:
-        out.append(d)
-        d += dt.timedelta(days=c.every_days)
-    if not out:
-        raise ClvmlError(f"cutoffs.start {c.start} is after the end {end}: no cut-offs")
-    return out
 
 
 @dataclass

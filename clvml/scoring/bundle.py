@@ -20,6 +20,9 @@ from clvml.modeling.churn import ChurnModel
 from clvml.modeling.clv import clv
 from clvml.modeling.value import ValueModel
 
+SCORE_COLUMNS = ["churn_probability", "expected_value", "clv"]
+"""The core score columns of every score row (also compared by the drift check)."""
+
 if TYPE_CHECKING:
     from clvml.analytics.segments import Segmenter
     from clvml.scoring.drift import DriftReference
@@ -112,7 +115,8 @@ class ModelBundle:
             out.insert(3, "risk_band", seg.pop("risk_band"))
             out = pd.concat([out, seg], axis=1)
         if self.reason_codes:
-            from clvml.explain.drivers import contributions, reason_codes
+            from clvml.explain.drivers import contributions
+            from clvml.explain.reasons import reason_codes
 
             for prefix, model, direction in (("churn", self.churn, 1), ("value", self.value, -1)):
                 rc = reason_codes(contributions(model, X), X, self.specs, k=self.reason_codes,
@@ -246,7 +250,7 @@ def load_bundle(uri: str | Path) -> ModelBundle:
     """
     import mlflow.pyfunc
 
-    from clvml import __version__
+    from clvml._version import __version__
 
     try:
         local = Path(str(uri))

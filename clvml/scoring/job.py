@@ -34,7 +34,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from clvml import __version__
+from clvml._version import __version__
 from clvml.config import Config
 from clvml.data.dataset import Dataset
 from clvml.errors import DriftError, LockError, ModelIncompatibleError
@@ -42,11 +42,10 @@ from clvml.features.builder import feature_specs
 from clvml.features.query import day_of
 from clvml.features.writer import FeatureBatches
 from clvml.io import OutputError, atomic_write_json, replace_dir, staging_dir
-from clvml.scoring.bundle import ModelBundle, load_bundle
+from clvml.scoring.bundle import SCORE_COLUMNS, ModelBundle, load_bundle
 from clvml.scoring.drift import add_counts
 
 Progress = Callable[[str], None]
-SCORE_COLUMNS = ["churn_probability", "expected_value", "clv"]
 
 
 @dataclass
@@ -285,7 +284,7 @@ def score(cfg: Config, model: str, as_of: dt.date, *, out: Path | None = None, d
         target = str(root / f"as_of={as_of}")
     with output_lock(lock_path, sc.lock_timeout_s):
         if ds is None:
-            from clvml.jobs.pipeline import load_data
+            from clvml.data.loading import load_data
 
             ds = load_data(cfg, progress)
         check_schema(bundle, ds)

@@ -1,0 +1,113 @@
+"""The ``data`` section: table sources, the synthetic world, bad-value policies."""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from clvml.config.base import _check_identifier, _Strict
+
+
+class TableSource(_Strict):
+    """Where one table comes from and how its columns map onto the canonical schema."""
+
+    path: Path | None = Field(None, description="Parquet/CSV file or folder, or DuckDB database file.")
+    format: Literal["parquet", "csv", "duckdb"] | None = Field(
+        None, description="Inferred from the file suffix when omitted."
+    )
+    table: str | None = Field(None, description="Table name inside a DuckDB database file.")
+    columns: dict[str, str] = Field(
+        default_factory=dict, description="canonical column name -> column name in your data."
+    )
+    event_types: dict[str, list[str]] = Field(
+        default_factory=dict, description="canonical event type -> your values that mean it."
+    )
+    timestamp_format: str | None = Field(None, description="strptime format for text timestamps.")
+
+    @field_validator("table")
+    @classmethod
+    def _table_ident(cls, v: str | None) -> str | None:
+        return None if v is None else _check_identifier(v, "table name")
+
+    @field_validator("columns")
+    @classmethod
+    def _columns_ident(cls, v: dict[str, str]) -> dict[str, str]:
+        for canonical, user in v.items():
+            _check_identifier(canonical, "canonical column")
+            _check_identifier(user, "column")
+        return v
+
+
+class CampaignSpec(_Strict):
+    """A randomised incentive in the synthetic world (:class:`clvml.datasets.synthetic.Campaign`)."""
+
+    date: dt.date
+    campaign_id: str = "retention-1"
+    window_days: int = Field(30, gt=0)
+    treat_share: float = Field(0.5, gt=0, lt=1)
+    lift: float = Field(2.0, ge=0, description="Lift of the daily purchase probability (lapsed buyers).")
+    recent_days: int = Field(60, gt=0)
+    recent_factor: float = Field(0.15, ge=0)
+    gold_factor: float = Field(0.25, ge=0)
+    seed: int = 1
+
+
+class SyntheticConfig(_Strict):
+    """Generate a synthetic world into ``path`` before reading it (the demo's data)."""
+
+    n_customers: int = Field(20_000, gt=0)
+    start: dt.date = dt.date(2023, 1, 1)
+    end: dt.date = dt.date(2024, 12, 31)
+    seed: int = 7
+    path: Path = Path("data/synthetic")
+    truth_horizon_days: int = Field(90, gt=0)
+    truth_every_days: int = Field(30, gt=0)
+    campaigns: list[CampaignSpec] = Field(default_factory=list, description="Randomised incentives; "
+                                          "their assignments are written to <path>/assignments.parquet.")
+
+
+class Policies(_Strict):
+    """What to do with rows that break a rule. ``error`` stops; ``drop`` removes and counts them."""
+
+    duplicates: Literal["error", "drop"] = "error"
+    future_events: Literal["error", "drop"] = "error"
+    unknown_event_types: Literal["error", "drop"] = "error"
+    orphan_customers: Literal["error", "drop", "keep"] = "error"
+    null_keys: Literal["error", "drop"] = "error"
+
+
+TABLE_NAMES = ("customers", "transactions", "activity", "social", "after_sales")
+
+
+class DataConfig(_Strict):
+    as_of: dt.datetime | None = Field(
+        None, description="Data snapshot time: events at or after it are errors (or dropped)."
+    )
+    synthetic: SyntheticConfig | None = None
+    tables: dict[str, TableSource] = Field(default_factory=dict)
+    policies: Policies = Field(default_factory=Policies)
+
+    @field_validator("tables")
+    @classmethod
+    def _known_tables(cls, v: dict[str, TableSource]) -> dict[str, TableSource]:
+        unknown = [k for k in v if k not in TABLE_NAMES]
+        if unknown:
+            hints = []
+            for k in unknown:
+                close = difflib.get_close_matches(k, TABLE_NAMES, n=1)
+                hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            raise ValueError(f"unknown table(s) {', '.join(hints)}; known: {', '.join(TABLE_NAMES)}")
+        return v
+
+    @model_validator(mode="after")
+    def _need_transactions(self) -> DataConfig:
+        if self.synthetic is None and "transactions" not in self.tables:
+            raise ValueError(
+                "no transactions table: add data.tables.transactions (it is the one required table) "
+                "or data.synthetic to generate a world"
+            )
+        return self

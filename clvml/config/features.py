@@ -1,0 +1,49 @@
+"""The ``cutoffs``, ``features`` and ``labels`` sections."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from clvml.config.base import _Strict
+
+
+class CutoffConfig(_Strict):
+    """The prediction dates stacked for training. Either ``dates`` or ``start``/``every_days``."""
+
+    dates: list[dt.date] | None = None
+    start: dt.date | None = None
+    end: dt.date | None = Field(None, description="Default: the latest date with a complete horizon.")
+    every_days: int = Field(30, gt=0)
+    validation: int = Field(1, ge=1, description="How many of the latest labelled cut-offs are held out.")
+
+    @model_validator(mode="after")
+    def _one_way(self) -> CutoffConfig:
+        if self.dates is None and self.start is None:
+            raise ValueError("give either cutoffs.dates or cutoffs.start (with every_days)")
+        if self.dates is not None and self.start is not None:
+            raise ValueError("give cutoffs.dates or cutoffs.start, not both")
+        return self
+
+
+class FeatureConfig(_Strict):
+    windows: list[int] = Field(default_factory=lambda: [30, 90, 180, 365])
+    families: list[Literal["transactions", "activity", "social", "after_sales", "profile"]] = Field(
+        default_factory=lambda: ["transactions", "activity", "social", "after_sales", "profile"]
+    )
+
+    @field_validator("windows")
+    @classmethod
+    def _positive(cls, v: list[int]) -> list[int]:
+        if not v or any(w <= 0 for w in v):
+            raise ValueError("windows must be a non-empty list of positive day counts")
+        return sorted(set(v))
+
+
+class LabelConfig(_Strict):
+    horizon_days: int = Field(90, gt=0)
+    churn_definition: Literal["no_purchase", "no_activity", "cancellation"] = "no_purchase"
+    cancellation_event: str = "account_closed"
+    value_target: Literal["spend", "margin"] = "spend"

@@ -1,0 +1,48 @@
+"""The ``scoring``, ``tracking`` and ``output`` sections."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from clvml.config.base import _check_identifier, _Strict
+
+
+class TrackingConfig(_Strict):
+    uri: str | None = Field(None, description="Default: MLFLOW_TRACKING_URI, else a local store.")
+    experiment: str = "clvml"
+    enabled: bool = True
+    register_model: bool = Field(True, description="Register each trained model as a new version of <name>.")
+    alias: str | None = Field("candidate", description="Registry alias moved to the new version "
+                              "(score with models:/<name>@<alias>).")
+
+
+class ScoringConfig(_Strict):
+    """The scheduled scoring job (``clvml score``)."""
+
+    out: Path | None = Field(None, description="Parquet root, partitioned by as_of (default "
+                             "<output.dir>/scores).")
+    database: str | None = Field(None, description="Write to a table of this DuckDB database file, or "
+                                 "of any database Ibis connects to by URL (sqlite:///…, postgres://…), "
+                                 "instead of Parquet.")
+    table: str = "clvml_scores"
+    chunk_customers: int = Field(125_000, gt=0, description="Customers scored per chunk (memory bound).")
+    drift_warn: float = Field(0.1, gt=0, description="Warn when a feature's or score's PSI exceeds this.")
+    drift_stop: float | None = Field(0.5, gt=0, description="Fail, writing nothing, above this PSI "
+                                     "(null: never stop).")
+    drift_columns: Literal["scores", "all"] = Field(
+        "all", description="Which PSIs may stop the run: scores only, or features and scores.")
+    lock_timeout_s: float = Field(0, ge=0, description="Wait this long for a concurrent run of the same "
+                                  "as_of to finish before failing.")
+
+    @field_validator("table")
+    @classmethod
+    def _table_ident(cls, v: str) -> str:
+        return _check_identifier(v, "table name")
+
+
+class OutputConfig(_Strict):
+    dir: Path = Path("outputs")
+    model_dir: Path = Path("models")

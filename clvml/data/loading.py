@@ -1,0 +1,69 @@
+"""Config → validated tables: generate (or reuse) the configured synthetic world, then read and validate
+every configured table on the configured engine."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+
+from clvml.config import Config, TableSource
+from clvml.data.contracts import SCHEMAS
+from clvml.data.cutoffs import cutoff_grid
+from clvml.data.dataset import Dataset, load_dataset
+
+Progress = Callable[[str], None]
+
+
+def quiet(_: str) -> None:
+    """A progress callback that says nothing."""
+
+
+def synthetic_cutoffs(cfg: Config) -> list[dt.date]:
+    """Cut-offs for the synthetic ground truth: the training grid plus the scoring date."""
+    syn = cfg.data.synthetic
+    grid = cutoff_grid(cfg, syn.end)
+    return sorted(set(grid) | {syn.end + dt.timedelta(days=1)})
+
+
+def _world_matches(path: Path, cutoffs: list[dt.date], end: dt.date, campaigns: bool = False) -> bool:
+    """A world written earlier is reused only if its truth covers every cut-off the config needs
+    (cut-offs after the last simulated day have no truth) and it has the configured campaigns."""
+    truth = path / "truth.parquet"
+    if not (path / "transactions.parquet").exists() or not truth.exists():
+        return False
+    if campaigns and not (path / "assignments.parquet").exists():
+        return False
+    if "p_purchase_observable" not in pq.read_schema(truth).names:  # written before that truth
+        return False
+    have = set(pd.to_datetime(pd.read_parquet(truth, columns=["cutoff"])["cutoff"]).dt.date)
+    return {c for c in cutoffs if c <= end} <= have
+
+
+def load_data(cfg: Config, progress: Progress = quiet) -> Dataset:
+    """Generate the synthetic world when configured (reusing it if already written), then read and
+    validate every configured table."""
+    data = cfg.data
+    if data.synthetic is not None:
+        syn = data.synthetic
+        path = Path(syn.path)
+        if not _world_matches(path, synthetic_cutoffs(cfg), syn.end, bool(syn.campaigns)):
+            from clvml.datasets.synthetic import Campaign, simulate
+
+            progress(f"generating a synthetic world of {syn.n_customers:,} customers")
+            world = simulate(syn.n_customers, syn.start, syn.end, cutoffs=synthetic_cutoffs(cfg),
+                             horizon_days=cfg.labels.horizon_days, seed=syn.seed,
+                             campaigns=[Campaign(**c.model_dump()) for c in syn.campaigns])
+            world.write(path)
+        for name in SCHEMAS:
+            if name not in data.tables:
+                data.tables[name] = TableSource(path=path / f"{name}.parquet")
+    from clvml.engine import connect_engine
+
+    progress(f"reading and validating input tables ({cfg.engine.backend})")
+    return load_dataset(data, con=connect_engine(cfg.engine))
+
+

@@ -1,0 +1,61 @@
+"""Per-customer reason codes: the features that push one customer's score most, with a sentence from
+the feature catalog for each (the texts account managers read)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from clvml.explain.drivers import BIAS
+from clvml.features.registry import FeatureSpec
+
+
+def reason_codes(contrib: pd.DataFrame, X: pd.DataFrame, specs: Sequence[FeatureSpec], k: int = 3,
+                 direction: int = 1) -> pd.DataFrame:
+    """For each row, the ``k`` features pushing the score most in ``direction`` (+1: up, e.g. churn
+    risk; -1: down, e.g. value), as ``reason_i`` (feature), ``reason_i_shap``, ``reason_i_value`` and
+    ``reason_i_text`` (a sentence from the feature catalog). Fewer than ``k`` when fewer features push
+    that way (the rest are null)."""
+    by_name = {s.name: s for s in specs}
+    c = contrib.drop(columns=BIAS)
+    C = c.to_numpy()
+    vals = C * direction
+    names = np.array(c.columns, dtype=object)
+    n, kk = len(c), min(k, C.shape[1])
+    # the k largest per row, largest first, ties by column order: k passes of argmax (which returns
+    # the first maximum), each knocking out the one it found
+    rows = np.arange(n)
+    work = vals.copy()
+    order = np.empty((n, kk), dtype=np.int64)
+    for i in range(kk):
+        order[:, i] = work.argmax(axis=1)
+        work[rows, order[:, i]] = -np.inf
+    Xv = X.reset_index(drop=True)
+    out: dict[str, np.ndarray] = {}
+    for i in range(k):
+        name = np.full(n, None, dtype=object)
+        shap = np.full(n, np.nan)
+        value = np.full(n, None, dtype=object)
+        text = np.full(n, None, dtype=object)
+        if i < kk:
+            j = order[:, i]
+            ok = vals[rows, j] > 0  # fewer than k features push this way: the rest stay null
+            name[ok] = names[j[ok]]
+            shap[ok] = C[rows[ok], j[ok]]
+            idx = np.flatnonzero(ok)
+            idx = idx[np.argsort(j[idx], kind="stable")]  # rows grouped by their i-th feature
+            feats, starts = np.unique(j[idx], return_index=True)
+            for jj, at in zip(feats, np.split(idx, starts[1:]), strict=True):
+                feat = names[jj]
+                codes, uniq = pd.factorize(Xv[feat].iloc[at], use_na_sentinel=True)
+                spec = by_name.get(feat)
+                shown = np.array([str(u) for u in uniq] + [None], dtype=object)
+                said = np.array([spec.explain(u) if spec else f"{feat} = {u}" for u in uniq]
+                                + [spec.explain(None) if spec else f"{feat} = None"], dtype=object)
+                value[at] = shown[codes]  # code -1 (missing) takes the last entry
+                text[at] = said[codes]
+        p = f"reason_{i + 1}"
+        out.update({p: name, f"{p}_shap": shap, f"{p}_value": value, f"{p}_text": text})
+    return pd.DataFrame(out, index=contrib.index)

@@ -1,0 +1,167 @@
+"""``clvml train``: build the training set, evaluate on the latest complete cut-off, fit the final
+models, export the bundle, write the report and explanations, and track it all in MLflow.
+
+This module only sequences the public stages (data → features → labels → modeling → evaluation →
+explain → scoring bundle) and reports progress.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from clvml._version import __version__
+from clvml.config import Config
+from clvml.data.dataset import Dataset
+from clvml.data.loading import Progress, load_data, quiet
+from clvml.evaluation.backtest import BacktestResult, backtest
+from clvml.evaluation.report import write_report
+from clvml.explain.drivers import write_explanations
+from clvml.features import build_features, to_pandas
+from clvml.modeling.training import add_btyd_features, fit_models, make_training_set
+from clvml.scoring.bundle import SCORE_COLUMNS, ModelBundle, save_bundle
+
+
+@dataclass
+class TrainResult:
+    bundle: ModelBundle
+    evaluation: BacktestResult
+    summary: dict[str, Any]
+    run_id: str | None
+    model_path: Path
+    report: dict[str, Path]
+
+
+def metric_dict(result: BacktestResult, task: str, model: str) -> dict[str, float]:
+    """Mean over origins of every metric of one (task, model)."""
+    m = result.metrics[(result.metrics.task == task) & (result.metrics.model == model)]
+    return {k: float(v) for k, v in m.groupby("metric")["value"].mean().items()}
+
+
+def _result_summary(result: BacktestResult) -> dict[str, Any]:
+    return {f"{task}_{model}" if model != "lightgbm" else task: metric_dict(result, task, model)
+            for task in ("churn", "value") for model in result.metrics.model.unique()}
+
+
+def train(cfg: Config, ds: Dataset | None = None, progress: Progress = quiet) -> TrainResult:
+    """Build the training set, evaluate on the latest complete cut-off, fit the final models on all
+    complete cut-offs, export the bundle to ``output.model_dir/<name>``, write the evaluation report to
+    ``output.dir/evaluation`` and track it all in MLflow."""
+    t0 = time.perf_counter()
+    ds = ds or load_data(cfg, progress)
+    progress("building point-in-time features and labels")
+    ts = make_training_set(ds, cfg)
+    test_cutoff = ts.cutoffs[-1]
+    progress(f"training set: {len(ts.frame):,} rows over {len(ts.cutoffs)} cut-offs, "
+             f"{len(ts.feature_columns)} features; evaluating on the latest cut-off {test_cutoff}")
+    ev = backtest(ts, cfg, ds, [test_cutoff])
+    progress("fitting the final models on all complete cut-offs")
+    churn, value = fit_models(ts, cfg)
+    bundle = ModelBundle(
+        churn=churn, value=value, specs=ts.specs, windows=list(cfg.features.windows),
+        families=list(cfg.features.families), horizon_days=cfg.labels.horizon_days,
+        clv_params=cfg.clv.model_dump(), trained_cutoffs=ts.cutoffs, btyd_features=cfg.model.btyd_features,
+        clvml_version=__version__, name=cfg.name,
+    )
+    latest = ts.frame[ts.frame["cutoff"] == pd.Timestamp(test_cutoff)]
+    fit_segments_and_reference(bundle, latest, ds, test_cutoff, cfg)
+    model_path = Path(cfg.output.model_dir) / cfg.name
+    example = ts.frame[["customer_id", "cutoff", *ts.feature_columns]].head(50)
+    save_bundle(bundle, model_path, example)
+    summary = {
+        "data": ds.summary(), "training_rows": len(ts.frame), "cutoffs": [str(c) for c in ts.cutoffs],
+        "excluded": ts.excluded, "test_cutoff": str(test_cutoff), **_result_summary(ev),
+        "rounds": {"churn": churn.n_rounds_, "value": value.n_rounds_},
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+    report = write_report(ev, Path(cfg.output.dir) / "evaluation", f"clvml train: {cfg.name}",
+                          {"held-out cut-off": test_cutoff, "horizon (days)": cfg.labels.horizon_days,
+                           "training rows": len(ts.frame), "features": len(ts.feature_columns)})
+    progress("explaining the models (SHAP) on the latest cut-off")
+    core = bundle.core_scores(latest)
+    segs = bundle.segmenter.transform(latest.reset_index(drop=True), core["churn_probability"], core["clv"])
+    segs.index = latest.index
+    explanations = write_explanations(churn, value, latest[ts.feature_columns], ts.specs,
+                                      Path(cfg.output.dir) / "explanations", seed=cfg.seed,
+                                      segments=segs[["value_tier", "lifecycle_stage", "risk_band"]])
+    run_id = None
+    if cfg.tracking.enabled:
+        progress("logging the run to MLflow")
+        run_id = _track_train(cfg, ds, ts, ev, summary, model_path, report, explanations)
+    return TrainResult(bundle, ev, summary, run_id, model_path, report)
+
+
+def fit_segments_and_reference(bundle: ModelBundle, latest: pd.DataFrame, ds: Dataset, cutoff: dt.date,
+                               cfg: Config) -> None:
+    """Learn the segment thresholds and the drift reference from the latest training cut-off and
+    attach them to ``bundle``."""
+    from clvml.analytics.repurchase import interpurchase_times
+    from clvml.analytics.segments import Segmenter
+    from clvml.scoring.drift import DriftReference
+
+    core = bundle.core_scores(latest)
+    gaps = interpurchase_times(ds.tables["transactions"], before=cutoff)
+    bundle.segmenter = Segmenter(cfg.segments).fit(latest, core["clv"], gaps)
+    snapshot = pd.concat([latest[bundle.feature_columns].reset_index(drop=True),
+                          core[SCORE_COLUMNS].reset_index(drop=True)], axis=1)
+    bundle.reference = DriftReference.fit(snapshot)
+
+
+def _log_data(ds: Dataset, ts) -> None:
+    from clvml import tracking
+
+    tracking.log_metrics({"training_rows": len(ts.frame), "features": len(ts.feature_columns),
+                          **{f"dropped_{t}_{k}": v for t, d in ds.report.dropped.items()
+                             for k, v in d.items()}})
+    tracking.log_json(ds.summary(), "data_summary.json")
+    tracking.log_json(ds.lineage, "lineage.json")
+    tracking.log_json([s.__dict__ for s in ts.specs], "feature_catalog.json")
+
+
+def _log_evaluation(ev: BacktestResult, report: dict[str, Path], prefix: str) -> None:
+    import mlflow
+
+    from clvml import tracking
+
+    for (task, model), g in ev.metrics.groupby(["task", "model"]):
+        name = f"{prefix}{task}_" if model == "lightgbm" else f"{prefix}{model}_{task}_"
+        tracking.log_metrics(g.groupby("metric")["value"].mean().to_dict(), name)
+        if g.origin.nunique() > 1:  # per origin, as steps in date order
+            for step, (_, go) in enumerate(g.groupby("origin")):
+                tracking.log_metrics(dict(zip(go.metric, go.value, strict=True)), name + "origin_",
+                                     step=step)
+    for name, path in report.items():
+        mlflow.log_artifact(str(path), artifact_path="evaluation/plots" if name.startswith("plot_")
+                            else "evaluation")
+
+
+def _track_train(cfg, ds, ts, ev, summary, model_path, report, explanations) -> str:
+    import mlflow
+
+    from clvml import tracking
+
+    with tracking.start_run(cfg, run_name=f"train-{cfg.name}", tags={"clvml.job": "train"}) as run:
+        tracking.log_config(cfg)
+        _log_data(ds, ts)
+        _log_evaluation(ev, report, "test_")
+        tracking.log_json(summary, "summary.json")
+        for path in explanations.values():
+            mlflow.log_artifact(str(path), artifact_path="explanations")
+        mlflow.log_artifacts(str(model_path), artifact_path="model")
+        run_id = run.info.run_id
+    tracking.register_model(cfg, run_id)
+    return run_id
+
+
+def score(bundle: ModelBundle, ds: Dataset, as_of: dt.date) -> pd.DataFrame:
+    """Features as of ``as_of`` (events strictly before it) → churn, value and CLV per customer."""
+    feats = to_pandas(build_features(ds.tables, [as_of], windows=bundle.windows,
+                                     families=bundle.families))
+    if bundle.btyd_features:
+        feats = add_btyd_features(ds, feats, [as_of], bundle.horizon_days)
+    return bundle.predict(feats)
