@@ -41,6 +41,13 @@ class DataSourceError(ClvmlError):
     exit_code = 3
 
 
+class UnusableModelError(ClvmlError):
+    """The data cannot give a model worth exporting (e.g. held-out metrics that are NaN because the
+    held-out cut-off has a single class). Nothing is exported or registered."""
+
+    exit_code = 3
+
+
 class ModelIncompatibleError(ClvmlError):
     """A packaged model cannot score this data or was built by an incompatible clvml."""
 

@@ -342,3 +342,34 @@ def test_same_data_config_and_seed_give_identical_features_models_and_scores(tra
     feats = [write_features(load_data(cfg).tables, [AS_OF], tmp_path / f"f{i}", batches=2).path
              for i in range(2)]  # two fresh loads: byte-identical Parquet files
     assert _parts(feats[0]) == _parts(feats[1]) != {}
+
+
+def test_model_version_covers_everything_that_changes_a_score(trained):
+    """Issue 24.5: the version is a hash of every setting a score depends on, not only the trees."""
+    import copy
+
+    from clvml.scoring.bundle import load_bundle
+
+    _, _, result = trained
+    base = load_bundle(result.model_path)
+    assert base.model_version == result.bundle.model_version  # stable across save and load
+
+    def version_after(change) -> str:
+        b = copy.deepcopy(base)
+        b.__dict__.pop("fingerprint", None)  # the cached hash
+        change(b)
+        return b.model_version
+
+    assert version_after(lambda b: None) == base.model_version
+    changed = {
+        "clv margin": version_after(lambda b: b.clv_params.update(margin=b.clv_params["margin"] / 2)),
+        "clv periods": version_after(lambda b: b.clv_params.update(periods=b.clv_params["periods"] + 1)),
+        "reason codes": version_after(lambda b: setattr(b, "reason_codes", b.reason_codes + 1)),
+        "tier edges": version_after(lambda b: setattr(b.segmenter, "clv_edges_", b.segmenter.clv_edges_ * 2)),
+        "segment rules": version_after(lambda b: setattr(b.segmenter.config.budget, "total",
+                                                         (b.segmenter.config.budget.total or 1) * 3)),
+        "calibrator": version_after(lambda b: setattr(b.churn, "calibrator_", None)),
+        "horizon": version_after(lambda b: setattr(b, "horizon_days", b.horizon_days + 1)),
+    }
+    assert base.model_version not in changed.values(), changed
+    assert len(set(changed.values())) == len(changed)

@@ -87,6 +87,13 @@ class DataConfig(_Strict):
     as_of: dt.datetime | None = Field(
         None, description="Data snapshot time: events at or after it are errors (or dropped)."
     )
+    observed_until: dt.date | None = Field(
+        None, description="Last day (inclusive) the data are known to be complete. Labels may use "
+        "horizons up to it. Default: the last transaction day, so that a stale export never turns "
+        "the missing days into churn. Set it only when a quiet period after the last event is real.")
+    stale_after_days: int = Field(
+        7, ge=0, description="A gap between the last transaction and data.as_of longer than this is "
+        "reported by validation (a stale export?).")
     synthetic: SyntheticConfig | None = None
     tables: dict[str, TableSource] = Field(default_factory=dict)
     policies: Policies = Field(default_factory=Policies)
@@ -102,6 +109,14 @@ class DataConfig(_Strict):
                 hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
             raise ValueError(f"unknown table(s) {', '.join(hints)}; known: {', '.join(TABLE_NAMES)}")
         return v
+
+    @model_validator(mode="after")
+    def _observed_until_before_as_of(self) -> DataConfig:
+        if self.observed_until is not None and self.as_of is not None and (
+                dt.datetime.combine(self.observed_until, dt.time()) > self.as_of):
+            raise ValueError(f"observed_until {self.observed_until} is after as_of {self.as_of:%Y-%m-%d}: "
+                             "the data cannot be complete past the snapshot time")
+        return self
 
     @model_validator(mode="after")
     def _need_transactions(self) -> DataConfig:

@@ -10,9 +10,16 @@ from clvml.errors import ClvmlError
 
 
 def data_end(ds: Dataset) -> dt.date:
-    """Last observed day (inclusive): the as-of date when configured, else the last transaction day."""
-    if ds.as_of is not None:
-        return ds.as_of
+    """Last observed day (inclusive): ``data.observed_until`` when configured, else the last transaction
+    day.
+
+    ``data.as_of`` is deliberately not used: it is the snapshot time of an export, and an export can
+    be stale. Taking it as the end of observation would count the days between the last event and
+    the snapshot as days without purchases, and turn every customer of the newest cut-offs into a
+    churner.
+    """
+    if ds.observed_until is not None:
+        return ds.observed_until
     return ds.date_range()[1].date()
 
 

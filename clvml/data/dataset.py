@@ -33,6 +33,7 @@ class Dataset:
     report: ValidationReport
     as_of: dt.date | None = None
     lineage: dict[str, str] = field(default_factory=dict)
+    observed_until: dt.date | None = None  # last day the data are known complete (None: last event)
 
     def __getitem__(self, name: str) -> ibis.Table:
         return self.tables[name]
@@ -117,7 +118,39 @@ def load_dataset(
         # else: a projection of the converted table, already sorted by customer and time
         report.rows_out[name] = int(t.count().to_pyarrow().as_py())
         materialised[name] = t
-    return Dataset(con, materialised, report, as_of, lineage)
+    observed_until = getattr(config, "observed_until", None)
+    _check_coverage(materialised["transactions"], as_of, observed_until,
+                    getattr(config, "stale_after_days", 7), report)
+    if not report.ok:
+        raise DataValidationError(report)
+    return Dataset(con, materialised, report, as_of, lineage, observed_until)
+
+
+def _check_coverage(tx: ibis.Table, as_of: dt.date | None, observed_until: dt.date | None,
+                    stale_after_days: int, report: ValidationReport) -> None:
+    """Report a stale export (the last transaction long before ``as_of``) and an ``observed_until``
+    that contradicts the data."""
+    last = tx.aggregate(m=tx.ts.max()).to_pyarrow()["m"][0].as_py()
+    if last is None:
+        return
+    last_day = last.date()
+    if observed_until is not None and observed_until < last_day:
+        report.problems.append(Problem(
+            "transactions", "ts", "observed_until", -1,
+            f"data.observed_until {observed_until} is before the last transaction day {last_day}",
+            f"set data.observed_until to {last_day} or later (or remove it)"))
+    if as_of is None or observed_until is not None:
+        return
+    gap = (as_of - last_day).days
+    if gap > stale_after_days:
+        report.problems.append(Problem(
+            "transactions", "ts", "stale_export", -1,
+            f"the last transaction is on {last_day}, {gap} days before data.as_of {as_of}: the data end "
+            f"there, so labels use {last_day} as the end of observation (horizons past it are not "
+            "labelled and the gap is never counted as churn)",
+            f"re-export the data if it is stale; if nobody bought in those {gap} days for real, set "
+            f"data.observed_until: {as_of}",
+            severity="warning", action="kept"))
 
 
 def _check_unique_customers(customers: ibis.Table, report: ValidationReport) -> None:

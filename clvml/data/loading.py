@@ -58,6 +58,8 @@ def load_data(cfg: Config, progress: Progress = quiet) -> Dataset:
                              horizon_days=cfg.labels.horizon_days, seed=syn.seed,
                              campaigns=[Campaign(**c.model_dump()) for c in syn.campaigns])
             world.write(path)
+        if data.observed_until is None:  # the simulator observes every day up to its end
+            data.observed_until = syn.end
         for name in SCHEMAS:
             if name not in data.tables:
                 data.tables[name] = TableSource(path=path / f"{name}.parquet")

@@ -13,12 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from clvml._version import __version__
 from clvml.config import Config
 from clvml.data.dataset import Dataset
 from clvml.data.loading import Progress, load_data, quiet
+from clvml.errors import UnusableModelError
 from clvml.evaluation.backtest import BacktestResult, backtest
 from clvml.evaluation.report import write_report
 from clvml.explain.drivers import write_explanations
@@ -60,6 +62,7 @@ def train(cfg: Config, ds: Dataset | None = None, progress: Progress = quiet) ->
     progress(f"training set: {len(ts.frame):,} rows over {len(ts.cutoffs)} cut-offs, "
              f"{len(ts.feature_columns)} features; evaluating on the latest cut-off {test_cutoff}")
     ev = backtest(ts, cfg, ds, [test_cutoff])
+    check_metrics(ev, ts, test_cutoff)
     progress("fitting the final models on all complete cut-offs")
     churn, value = fit_models(ts, cfg)
     bundle = ModelBundle(
@@ -94,6 +97,25 @@ def train(cfg: Config, ds: Dataset | None = None, progress: Progress = quiet) ->
         progress("logging the run to MLflow")
         run_id = _track_train(cfg, ds, ts, ev, summary, model_path, report, explanations)
     return TrainResult(bundle, ev, summary, run_id, model_path, report)
+
+
+def check_metrics(ev: BacktestResult, ts, cutoff: dt.date) -> None:
+    """Refuse to go on (nothing exported or registered) when a held-out metric of the LightGBM
+    models is not a number: such a model has not been evaluated at all."""
+    m = ev.metrics[ev.metrics.model == "lightgbm"]
+    bad = m[~np.isfinite(m["value"].astype(float))]
+    if bad.empty:
+        return
+    rows = ts.frame[ts.frame["cutoff"] == pd.Timestamp(cutoff)]
+    churn = rows["churn"].astype(float)
+    names = ", ".join(f"{t} {k}" for t, k in zip(bad.task, bad.metric, strict=True))
+    raise UnusableModelError(
+        f"held-out metrics are not numbers ({names}) at the held-out cut-off {cutoff}: its "
+        f"{len(rows):,} rows have a churn rate of {churn.mean():.3f}"
+        f"{' (a single class)' if churn.nunique() < 2 else ''} and total spend "
+        f"{float(rows['spend'].sum()) if 'spend' in rows else float('nan'):,.2f}. Nothing was exported "
+        "or registered. Usually the labels reach past the data (a stale export or a horizon longer "
+        "than the history): check the validation warnings, data.as_of and data.observed_until.")
 
 
 def fit_segments_and_reference(bundle: ModelBundle, latest: pd.DataFrame, ds: Dataset, cutoff: dt.date,

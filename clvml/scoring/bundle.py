@@ -56,16 +56,21 @@ class ModelBundle:
 
     @cached_property
     def fingerprint(self) -> str:
-        """Short content hash of the fitted models and feature list: equal models, equal fingerprint
-        (used as ``model_version`` in the scores)."""
+        """Short content hash of everything that changes a score: the fitted models (every tree,
+        calibrator, value form and offset), the feature list and windows, the horizon, the CLV
+        parameters, the BTYD features switch, the number of reason codes and the fitted segmenter
+        (its settings and learned thresholds). Equal fingerprint, equal scores for equal data; used
+        as ``model_version`` in the scores. The drift reference and the training cut-offs are left
+        out: they never change a score."""
         import hashlib
 
-        from clvml.explain.drivers import _boosters
-
-        h = hashlib.sha256("\n".join(self.feature_columns).encode())
-        for model in (self.churn, self.value):
-            for booster in _boosters(model):
-                h.update(booster.booster_.model_to_string().encode())
+        h = hashlib.sha256(b"clvml-bundle-fingerprint-v2")
+        state = {"format": self.bundle_format, "specs": [s.__dict__ for s in self.specs],
+                 "windows": list(self.windows), "families": list(self.families),
+                 "horizon_days": self.horizon_days, "clv_params": self.clv_params,
+                 "btyd_features": self.btyd_features, "reason_codes": self.reason_codes,
+                 "churn": self.churn, "value": self.value, "segmenter": self.segmenter}
+        _digest(state, h, set())
         return h.hexdigest()[:12]
 
     @property
@@ -279,3 +284,73 @@ def load_bundle(uri: str | Path) -> ModelBundle:
             f"{getattr(bundle, 'bundle_format', None)}); this is clvml {__version__} (format "
             f"{BUNDLE_FORMAT}). Retrain with `clvml train`, or score with clvml=={made_by}")
     return bundle
+
+
+def _digest(obj: Any, h: Any, seen: set[int]) -> None:
+    """Feed a canonical, address-free description of ``obj`` into the hash ``h`` (fitted estimators,
+    numpy arrays, frames, pydantic models, dataclasses and plain containers)."""
+    import lightgbm as lgb
+    from pydantic import BaseModel
+
+    def tag(t: str) -> None:
+        h.update(f"<{t}>".encode())
+
+    if obj is None or isinstance(obj, bool | int | float | str | bytes):
+        tag(type(obj).__name__)
+        h.update(repr(obj).encode())
+        return
+    if isinstance(obj, dt.date):
+        tag("date")
+        h.update(obj.isoformat().encode())
+        return
+    if isinstance(obj, np.generic):
+        _digest(obj.item(), h, seen)
+        return
+    if isinstance(obj, np.ndarray):
+        tag(f"array{obj.dtype.str}{obj.shape}")
+        if obj.dtype == object:
+            for v in obj.ravel():
+                _digest(v, h, seen)
+        else:
+            h.update(np.ascontiguousarray(obj).tobytes())
+        return
+    if isinstance(obj, pd.DataFrame | pd.Series):
+        tag(type(obj).__name__)
+        h.update(obj.to_json(orient="split", date_format="iso", double_precision=17).encode())
+        return
+    if isinstance(obj, lgb.Booster):
+        tag("booster")
+        h.update(obj.model_to_string().encode())
+        return
+    if isinstance(obj, lgb.LGBMModel):
+        tag("lgbm")
+        h.update(obj.booster_.model_to_string().encode())
+        return
+    if isinstance(obj, BaseModel):
+        tag(type(obj).__qualname__)
+        _digest(obj.model_dump(mode="json"), h, seen)
+        return
+    if isinstance(obj, dict):
+        tag("dict")
+        for k in sorted(obj, key=repr):
+            _digest(k, h, seen)
+            _digest(obj[k], h, seen)
+        return
+    if isinstance(obj, list | tuple | set | frozenset):
+        tag(type(obj).__name__)
+        for v in (sorted(obj, key=repr) if isinstance(obj, set | frozenset) else obj):
+            _digest(v, h, seen)
+        return
+    if callable(obj) and not hasattr(obj, "__dict__") or isinstance(obj, type):
+        tag(getattr(obj, "__qualname__", type(obj).__qualname__))
+        return
+    if id(obj) in seen:
+        tag("seen")
+        return
+    seen.add(id(obj))
+    tag(f"{type(obj).__module__}.{type(obj).__qualname__}")
+    state = getattr(obj, "__dict__", None)
+    if state is None:
+        h.update(repr(type(obj)).encode())
+        return
+    _digest({k: v for k, v in state.items() if not callable(v) or hasattr(v, "__dict__")}, h, seen)
