@@ -263,3 +263,82 @@ def test_clv_is_the_discounted_sum_of_period_spends(transactions, name):
     with pytest.raises(ValueError, match="periods"):
         discounted_residual_value(m.purchase_model_, 1.0, [0], [0], [1], periods=0, period_days=7,
                                   discount_rate=0.0)
+
+
+# ------------------------------------------------------------------------------------------- diagnostic plots
+
+
+@pytest.fixture(scope="module")
+def fitted(cdnow):
+    return {cls.__name__: cls().fit(*_args(cdnow)) for cls in (BGNBD, ParetoNBD, MBGNBD)}
+
+
+@pytest.mark.parametrize("name", ["BGNBD", "ParetoNBD", "MBGNBD"])
+def test_calibration_vs_holdout_plot(cdnow, fitted, name):
+    from clvml.evaluation.btyd_plots import calibration_vs_holdout
+
+    m = fitted[name]
+    fig = calibration_vs_holdout(m, cdnow, max_frequency=7)
+    (ax,) = fig.axes
+    actual, expected = ax.get_lines()
+    x = cdnow["frequency"].clip(upper=7)
+    want = cdnow["holdout_purchases"].groupby(x).mean()
+    np.testing.assert_array_equal(actual.get_xdata(), np.arange(8))
+    np.testing.assert_allclose(actual.get_ydata(), want.to_numpy())
+    pred = pd.Series(m.expected_purchases(39.0, *_args(cdnow)), index=cdnow.index)
+    np.testing.assert_allclose(expected.get_ydata(), pred.groupby(x).mean().to_numpy())
+    assert [t.get_text() for t in ax.get_xticklabels()][-1] == "7+"
+    # the models track the holdout: mean absolute error per frequency group below 0.5 purchases
+    assert np.abs(np.asarray(expected.get_ydata()) - want.to_numpy()).mean() < 0.5
+
+
+@pytest.mark.parametrize("name", ["BGNBD", "ParetoNBD", "MBGNBD"])
+def test_p_alive_matrix_plot(fitted, name):
+    from clvml.evaluation.btyd_plots import p_alive_matrix
+
+    m = fitted[name]
+    fig = p_alive_matrix(m, T=39.0, max_frequency=10, recency_steps=40)
+    ax, bar = fig.axes  # the heat map and its colour bar
+    (image,) = ax.get_images()
+    data = np.ma.filled(image.get_array(), np.nan)
+    assert data.shape == (11, 40)
+    rec = np.linspace(0, 39.0, 40)
+    np.testing.assert_allclose(data[3], m.p_alive(np.full(40, 3.0), rec, np.full(40, 39.0)))
+    np.testing.assert_allclose(data[10, -1], m.p_alive([10], [39.0], [39.0])[0])
+    assert np.isnan(data[0, 1:]).all() and np.isfinite(data[1:]).all()
+    assert (np.nanmin(data) >= 0) and (np.nanmax(data) <= 1) and (np.diff(data[1:], axis=1) > 0).all()
+
+
+def test_cumulative_purchases_plot(transactions, cdnow, fitted):
+    from clvml.evaluation.btyd_plots import cumulative_purchases
+
+    m = fitted["ParetoNBD"]
+    fig = cumulative_purchases(m, transactions, "1997-09-30", "1998-06-30", unit_days=7)
+    (ax,) = fig.axes
+    actual, expected, cal_line = ax.get_lines()
+    t = np.asarray(actual.get_xdata())
+    np.testing.assert_array_equal(t, np.arange(1, 78))  # 1997-01-01 + 77 weeks = 1998-06-24
+    assert cal_line.get_xdata()[0] == 38  # the last point in the calibration period (1997-09-24)
+    # actual: repeat purchase days (one per customer and day after the first) up to each point
+    days = transactions.assign(day=transactions.ts.dt.normalize()).drop_duplicates(["customer_id", "day"])
+    days = days[days.day > days.groupby("customer_id").day.transform("min")]
+    for k in (1, 20, 38, 77):
+        point = pd.Timestamp("1997-01-01") + pd.Timedelta(weeks=k)
+        assert actual.get_ydata()[k - 1] == (days.day <= point).sum()
+    # the calibration total: the summaries' frequencies; the holdout adds the holdout purchases
+    assert actual.get_ydata()[-1] < cdnow["frequency"].sum() + cdnow["holdout_purchases"].sum()
+    # expected: the newcomer curve summed over customers at their ages
+    first = transactions.groupby("customer_id").ts.min()
+    age = (pd.Timestamp("1997-01-01") + pd.Timedelta(weeks=38) - first).dt.days.clip(lower=0) / 7
+    assert expected.get_ydata()[37] == pytest.approx(m.expected_purchases_new(age.to_numpy()).sum(), rel=1e-12)
+    # fitted on the calibration period: the curves agree there within 5 %
+    assert expected.get_ydata()[37] == pytest.approx(actual.get_ydata()[37], rel=0.05)
+
+
+def test_save_btyd_plots(tmp_path, transactions, cdnow, fitted):
+    from clvml.evaluation.btyd_plots import save_btyd_plots
+
+    paths = save_btyd_plots(fitted["MBGNBD"], cdnow, transactions, "1997-09-30", "1998-06-30", tmp_path)
+    assert sorted(paths) == ["calibration_vs_holdout", "cumulative_purchases", "p_alive_matrix"]
+    for p in paths.values():
+        assert p.exists() and p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
