@@ -16,6 +16,7 @@ import datetime as dt
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")  # headless: scheduled jobs and CI have no display
 
@@ -86,11 +87,13 @@ def p_alive_grid(model, *, T: float, max_frequency: int = 20, recency_steps: int
 def p_alive_matrix(model, *, T: float, max_frequency: int = 20, recency_steps: int = 41):
     """Heat map of :func:`p_alive_grid` (frequency up, recency across) with a colour bar."""
     grid = p_alive_grid(model, T=T, max_frequency=max_frequency, recency_steps=recency_steps)
-    fig, ax = _axes(f"{_name(model)}: P(alive) of customers aged {T:g} time units",
+    fig, ax = _axes(f"{_name(model)}: P(alive) of customers aged {T:.4g} time units",
                     "recency (time of the last purchase)", "frequency (repeat purchase days)")
     rec = grid.columns.to_numpy(float)
+    half = (rec[1] - rec[0]) / 2 if len(rec) > 1 else 0.5  # cells centred on the grid's recencies
     image = ax.imshow(grid.to_numpy(), origin="lower", aspect="auto", cmap="viridis", vmin=0.0, vmax=1.0,
-                      extent=(rec[0], rec[-1], -0.5, len(grid) - 0.5), interpolation="nearest")
+                      extent=(rec[0] - half, rec[-1] + half, -0.5, len(grid) - 0.5), interpolation="nearest")
+    ax.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     fig.colorbar(image, ax=ax, label="P(alive)")
     return fig
 
