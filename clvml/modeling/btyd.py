@@ -159,6 +159,14 @@ class BGNBD:
         den = 1 + np.where(x > 0, a / (b + x - 1) * ((al + TT) / (al + tx)) ** (r + x), 0.0)
         return num / den
 
+    def expected_purchases_new(self, t) -> np.ndarray:
+        """E[repeat purchases in (0, t]] for a customer who has just made the first purchase."""
+        from scipy.special import hyp2f1
+
+        r, al, a, b = self.r_, self.alpha_, self.a_, self.b_
+        t = np.asarray(t, float)
+        return (a + b - 1) / (a - 1) * (1 - (al / (al + t)) ** r * hyp2f1(r, b, a + b - 1, t / (al + t)))
+
 
 class GammaGamma:
     """Gamma-Gamma spend model on repeat customers (frequency > 0, mean repeat spend)."""
@@ -192,8 +200,25 @@ def _naive_utc(ts: pd.Series) -> pd.Series:
     return ts.dt.tz_convert("UTC").dt.tz_localize(None) if ts.dt.tz is not None else ts
 
 
+PURCHASE_MODELS = ("bgnbd", "pareto_nbd", "mbgnbd")
+
+
+def _purchase_model(name: str, unit_days: float):
+    if name == "bgnbd":
+        return BGNBD(unit_days=unit_days)
+    if name == "pareto_nbd":
+        from clvml.modeling.pareto_nbd import ParetoNBD
+
+        return ParetoNBD(unit_days=unit_days)
+    if name == "mbgnbd":
+        from clvml.modeling.mbgnbd import MBGNBD
+
+        return MBGNBD(unit_days=unit_days)
+    raise ValueError(f"unknown purchase model {name!r}: expected one of {', '.join(PURCHASE_MODELS)}")
+
+
 class BTYDModel:
-    """BG/NBD + Gamma-Gamma fitted on the purchases strictly before a cut-off.
+    """BG/NBD (or Pareto/NBD, MBG/NBD) + Gamma-Gamma fitted on the purchases strictly before a cut-off.
 
     The classic baseline of every evaluation, and the source of the optional ``btyd_*`` features.
     Fits that end on a boundary are kept (with the warning recorded in ``warnings_``).
@@ -202,10 +227,14 @@ class BTYDModel:
     ----------
     unit_days
         Length of the model's time unit in days (7 = weeks); horizons are given in days.
+    model
+        The purchase model: ``"bgnbd"`` (default), ``"pareto_nbd"`` or ``"mbgnbd"``. The fitted model
+        is ``purchase_model_`` (for BG/NBD also ``bgnbd_``).
     """
 
-    def __init__(self, *, unit_days: float = 7.0):
+    def __init__(self, *, unit_days: float = 7.0, model: str = "bgnbd"):
         self.unit_days = unit_days
+        self.model = model
 
     def fit(self, transactions: pd.DataFrame, cutoff: dt.date | str) -> BTYDModel:
         """``transactions``: ``customer_id, ts, amount``; only rows with ``ts < cutoff`` are used."""
@@ -216,9 +245,12 @@ class BTYDModel:
         s = self.summary_
         if s.empty:
             raise ValueError(f"no purchases before the cut-off {cutoff.date()}: nothing to fit")
+        purchase = _purchase_model(self.model, self.unit_days)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", BoundaryWarning)
-            self.bgnbd_ = BGNBD(unit_days=self.unit_days).fit(s["frequency"], s["recency"], s["T"])
+            self.purchase_model_ = purchase.fit(s["frequency"], s["recency"], s["T"])
+            if self.model == "bgnbd":
+                self.bgnbd_ = self.purchase_model_
             self.gamma_gamma_ = GammaGamma().fit(s["frequency"], s["monetary_value"])
         self.warnings_ = [str(w.message) for w in caught if issubclass(w.category, BoundaryWarning)]
         self.cutoff_ = cutoff
@@ -227,7 +259,7 @@ class BTYDModel:
     def predict(self, horizon_days: float) -> pd.DataFrame:
         """Per customer seen before the cut-off: ``p_alive``, ``p_no_purchase`` (the churn score),
         ``expected_purchases`` and ``expected_spend`` over ``[cutoff, cutoff + horizon_days)``."""
-        s, m = self.summary_, self.bgnbd_
+        s, m = self.summary_, self.purchase_model_
         t = horizon_days / self.unit_days
         args = (s["frequency"], s["recency"], s["T"])
         n = m.expected_purchases(t, *args)
@@ -237,6 +269,21 @@ class BTYDModel:
             "expected_purchases": n,
             "expected_spend": n * self.gamma_gamma_.expected_spend(s["frequency"], s["monetary_value"]),
         }, index=s.index)
+
+    def clv(self, *, periods: int, period_days: float, discount_rate: float, margin: float = 1.0) -> pd.Series:
+        """Expected discounted residual spend over ``periods`` periods of ``period_days`` days per customer.
+
+        See :func:`clvml.modeling.btyd_clv.discounted_residual_value`; spend per purchase is the
+        Gamma-Gamma conditional mean.
+        """
+        from clvml.modeling.btyd_clv import discounted_residual_value
+
+        s = self.summary_
+        value = discounted_residual_value(
+            self.purchase_model_, self.gamma_gamma_.expected_spend(s["frequency"], s["monetary_value"]),
+            s["frequency"], s["recency"], s["T"], periods=periods, period_days=period_days,
+            discount_rate=discount_rate, unit_days=self.unit_days, margin=margin)
+        return pd.Series(value, index=s.index, name="clv")
 
 
 BTYD_FEATURES = ("btyd_p_alive", "btyd_p_no_purchase", "btyd_expected_purchases", "btyd_expected_spend")
