@@ -15,22 +15,11 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-import matplotlib
 import matplotlib.ticker
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")  # headless: scheduled jobs and CI have no display
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-
-def _axes(title: str, xlabel: str, ylabel: str):
-    fig, ax = plt.subplots(figsize=(6, 4.5), dpi=100)
-    ax.set_title(title)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    return fig, ax
+from clvml.plotting import axes, save_figure
 
 
 def _name(model) -> str:
@@ -58,7 +47,7 @@ def calibration_holdout_table(model, summary: pd.DataFrame, *, max_frequency: in
 def calibration_vs_holdout(model, summary: pd.DataFrame, *, max_frequency: int = 7):
     """Line plot of :func:`calibration_holdout_table`: two lines (actual, model) on one axes."""
     t = calibration_holdout_table(model, summary, max_frequency=max_frequency)
-    fig, ax = _axes("Purchases in the holdout by calibration frequency",
+    fig, ax = axes("Purchases in the holdout by calibration frequency",
                     "purchases in the calibration period (repeat purchase days)", "mean purchases in the holdout")
     ax.plot(t.index, t["actual"], "o-", label="actual")
     ax.plot(t.index, t["expected"], "s--", label=_name(model))
@@ -87,7 +76,7 @@ def p_alive_grid(model, *, T: float, max_frequency: int = 20, recency_steps: int
 def p_alive_matrix(model, *, T: float, max_frequency: int = 20, recency_steps: int = 41):
     """Heat map of :func:`p_alive_grid` (frequency up, recency across) with a colour bar."""
     grid = p_alive_grid(model, T=T, max_frequency=max_frequency, recency_steps=recency_steps)
-    fig, ax = _axes(f"{_name(model)}: P(alive) of customers aged {T:.4g} time units",
+    fig, ax = axes(f"{_name(model)}: P(alive) of customers aged {T:.4g} time units",
                     "recency (time of the last purchase)", "frequency (repeat purchase days)")
     rec = grid.columns.to_numpy(float)
     half = (rec[1] - rec[0]) / 2 if len(rec) > 1 else 0.5  # cells centred on the grid's recencies
@@ -133,7 +122,7 @@ def cumulative_purchases(model, transactions: pd.DataFrame, calibration_end: dt.
                          holdout_end: dt.date | str, *, unit_days: float = 7.0):
     """Line plot of :func:`cumulative_purchases_table` (actual, model) with the end of calibration marked."""
     tab = cumulative_purchases_table(model, transactions, calibration_end, holdout_end, unit_days=unit_days)
-    fig, ax = _axes("Cumulative repeat purchases", f"time since the first purchase in the data "
+    fig, ax = axes("Cumulative repeat purchases", f"time since the first purchase in the data "
                     f"(units of {unit_days:g} days)", "cumulative repeat purchases")
     ax.plot(tab.index, tab["actual"], "-", label="actual")
     ax.plot(tab.index, tab["expected"], "--", label=_name(model))
@@ -148,7 +137,6 @@ def cumulative_purchases(model, transactions: pd.DataFrame, calibration_end: dt.
 def save_btyd_plots(model, summary: pd.DataFrame, transactions: pd.DataFrame, calibration_end: dt.date | str,
                     holdout_end: dt.date | str, folder: str | Path, *, unit_days: float = 7.0) -> dict[str, Path]:
     """Write the three plots as ``<folder>/btyd_<name>.png`` (atomically); returns name -> path."""
-    from clvml.evaluation.plots import save_figure
 
     figures = {
         "calibration_vs_holdout": lambda: calibration_vs_holdout(model, summary),

@@ -13,14 +13,9 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import minimize
 from scipy.special import gammaln
 
-LOG_BOUNDS = (np.log(1e-6), np.log(1e5))
-
-
-class BoundaryWarning(UserWarning):
-    """A parameter estimate sits on its bound; predictions still work."""
+from clvml.modeling.mle import LOG_BOUNDS, BoundaryWarning, _fit  # noqa: F401  (re-exported)
 
 
 def rfm_summary(transactions: pd.DataFrame, calibration_end: dt.date | str, *, unit_days: float = 7.0,
@@ -82,35 +77,6 @@ def _bgnbd_ll(params: np.ndarray, x: np.ndarray, tx: np.ndarray, T: np.ndarray) 
         a4 = np.where(x > 0, np.log(a) - np.log(np.maximum(b + x - 1, 1e-300)) - (r + x) * np.log(alpha + tx),
                       -np.inf)
     return a1 + a2 + np.logaddexp(a3, a4)
-
-
-def _fit(nll, x0: np.ndarray, names: list[str]) -> tuple[np.ndarray, dict]:
-    res = minimize(nll, np.log(x0), method="L-BFGS-B", bounds=[LOG_BOUNDS] * len(x0),
-                   options={"maxiter": 5000, "ftol": 1e-14, "gtol": 1e-9})
-    theta = np.asarray(res.x, float)
-    best = float(nll(theta))
-    at_bound = []
-    # A flat likelihood towards a bound (e.g. a -> 0 when no dropout is detectable) stalls the optimiser
-    # short of the bound: a parameter is on its bound if moving it there loses no likelihood.
-    for i, name in enumerate(names):
-        for bound in LOG_BOUNDS:
-            trial = theta.copy()
-            trial[i] = bound
-            value = float(nll(trial))
-            if np.isfinite(value) and value <= best + 1e-6 * max(1.0, abs(best)):
-                theta, best = trial, min(best, value)
-                at_bound.append(f"{name}={'lower' if bound == LOG_BOUNDS[0] else 'upper'} bound "
-                                f"{np.exp(bound):g}")
-                break
-    eps = 1e-6
-    grad = np.array([(nll(theta + eps * e) - nll(theta - eps * e)) / (2 * eps) for e in np.eye(len(theta))])
-    diag = {"log_likelihood": -best, "gradient_norm": float(np.linalg.norm(grad)),
-            "converged": bool(res.success), "message": str(res.message), "at_bound": at_bound}
-    if at_bound:
-        warnings.warn(f"{'; '.join(at_bound)}: the likelihood is maximised on the boundary, returning the "
-                      f"boundary solution (log-likelihood {diag['log_likelihood']:.3f}, gradient norm "
-                      f"{diag['gradient_norm']:.2e}); predictions remain valid", BoundaryWarning, stacklevel=3)
-    return np.exp(theta), diag
 
 
 class BGNBD:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import gammaln, hyp2f1
 
-from clvml.modeling.btyd import _fit
+from clvml.modeling.mle import _fit
 
 NAMES = ["r", "alpha", "a", "b"]
 
