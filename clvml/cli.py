@@ -141,8 +141,13 @@ def validate(config: Annotated[Path, typer.Argument(help="YAML config file.")],
 def train(config: ConfigOpt = None, engine: EngineOpt = None) -> None:
     """Train the churn and value models, export the bundle and log the run to MLflow."""
     def go():
+        import signal
+
         from clvml.jobs.train import train as run_train
 
+        # SIGTERM (cron/Airflow timeouts) unwinds like Ctrl-C: the MLflow run ends FAILED, the registry
+        # alias is rolled back and the staged bundle removed; the previous bundle stays in place
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
         cfg = _config(config, engine)
         r = run_train(cfg, progress=_progress())
         console.print(json.dumps({k: r.summary[k] for k in ("test_cutoff", "churn", "value")},

@@ -139,3 +139,14 @@ def atomic_write_text(text: str, path: str | Path) -> Path:
 
 def atomic_write_json(obj: Any, path: str | Path) -> Path:
     return atomic_write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n", path)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host (also when another account owns it)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another account
+        return True
+    return True

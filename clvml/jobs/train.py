@@ -53,9 +53,42 @@ def _result_summary(result: BacktestResult) -> dict[str, Any]:
 def train(cfg: Config, ds: Dataset | None = None, progress: Progress = quiet) -> TrainResult:
     """Build the training set, evaluate on the latest complete cut-off, fit the final models on all
     complete cut-offs, export the bundle to ``output.model_dir/<name>``, write the evaluation report to
-    ``output.dir/evaluation`` and track it all in MLflow."""
+    ``output.dir/evaluation`` and track it all in MLflow.
+
+    The bundle folder, the MLflow run and the registry alias change together: the run is started
+    first (and marked FAILED by MLflow if anything below raises, ``KeyboardInterrupt`` and SIGTERM
+    included); the bundle is staged beside its folder and its artifacts logged; the new version is
+    registered and the alias moved; only then does the staged folder replace the old one, and the
+    run ends FINISHED. A run killed outright (SIGKILL, power loss) is settled by the next ``train``
+    on the same tracking store (:func:`clvml.tracking.recover_interrupted_runs`).
+    """
     t0 = time.perf_counter()
     ds = ds or load_data(cfg, progress)
+    if not cfg.tracking.enabled:
+        return _train(cfg, ds, progress, t0, None)
+    import os
+    import socket
+
+    from clvml import tracking
+
+    for note in tracking.recover_interrupted_runs(cfg):
+        progress(note)
+    tags = {"clvml.job": "train", "clvml.pid": str(os.getpid()), "clvml.host": socket.gethostname()}
+    with tracking.start_run(cfg, run_name=f"train-{cfg.name}", tags=tags) as run:
+        try:
+            return _train(cfg, ds, progress, t0, run.info.run_id)
+        except BaseException:  # the run ends FAILED (MLflow); the alias must not point at it
+            note = tracking.roll_back_registration(cfg, run.info.run_id)
+            if note:
+                progress(f"train failed{note}")
+            raise
+
+
+def _train(cfg: Config, ds: Dataset, progress: Progress, t0: float, run_id: str | None) -> TrainResult:
+    import shutil
+
+    from clvml.io import replace_dir
+
     progress("building point-in-time features and labels")
     ts = make_training_set(ds, cfg)
     test_cutoff = ts.cutoffs[-1]
@@ -75,27 +108,31 @@ def train(cfg: Config, ds: Dataset | None = None, progress: Progress = quiet) ->
     fit_segments_and_reference(bundle, latest, ds, test_cutoff, cfg)
     model_path = Path(cfg.output.model_dir) / cfg.name
     example = ts.frame[["customer_id", "cutoff", *ts.feature_columns]].head(50)
-    save_bundle(bundle, model_path, example)
-    summary = {
-        "data": ds.summary(), "training_rows": len(ts.frame), "cutoffs": [str(c) for c in ts.cutoffs],
-        "excluded": ts.excluded, "test_cutoff": str(test_cutoff), **_result_summary(ev),
-        "rounds": {"churn": churn.n_rounds_, "value": value.n_rounds_},
-        "seconds": round(time.perf_counter() - t0, 1),
-    }
-    report = write_report(ev, Path(cfg.output.dir) / "evaluation", f"clvml train: {cfg.name}",
-                          {"held-out cut-off": test_cutoff, "horizon (days)": cfg.labels.horizon_days,
-                           "training rows": len(ts.frame), "features": len(ts.feature_columns)})
-    progress("explaining the models (SHAP) on the latest cut-off")
-    core = bundle.core_scores(latest)
-    segs = bundle.segmenter.transform(latest.reset_index(drop=True), core["churn_probability"], core["clv"])
-    segs.index = latest.index
-    explanations = write_explanations(churn, value, latest[ts.feature_columns], ts.specs,
-                                      Path(cfg.output.dir) / "explanations", seed=cfg.seed,
-                                      segments=segs[["value_tier", "lifecycle_stage", "risk_band"]])
-    run_id = None
-    if cfg.tracking.enabled:
-        progress("logging the run to MLflow")
-        run_id = _track_train(cfg, ds, ts, ev, summary, model_path, report, explanations)
+    staged = save_bundle(bundle, model_path, example, commit=False,
+                         meta={"name": cfg.name, "model_version": bundle.model_version, "run_id": run_id})
+    try:
+        summary = {
+            "data": ds.summary(), "training_rows": len(ts.frame), "cutoffs": [str(c) for c in ts.cutoffs],
+            "excluded": ts.excluded, "test_cutoff": str(test_cutoff), **_result_summary(ev),
+            "rounds": {"churn": churn.n_rounds_, "value": value.n_rounds_},
+            "seconds": round(time.perf_counter() - t0, 1),
+        }
+        report = write_report(ev, Path(cfg.output.dir) / "evaluation", f"clvml train: {cfg.name}",
+                              {"held-out cut-off": test_cutoff, "horizon (days)": cfg.labels.horizon_days,
+                               "training rows": len(ts.frame), "features": len(ts.feature_columns)})
+        progress("explaining the models (SHAP) on the latest cut-off")
+        core = bundle.core_scores(latest)
+        segs = bundle.segmenter.transform(latest.reset_index(drop=True), core["churn_probability"], core["clv"])
+        segs.index = latest.index
+        explanations = write_explanations(churn, value, latest[ts.feature_columns], ts.specs,
+                                          Path(cfg.output.dir) / "explanations", seed=cfg.seed,
+                                          segments=segs[["value_tier", "lifecycle_stage", "risk_band"]])
+        if run_id is not None:
+            progress("logging the run to MLflow")
+            _track_train(cfg, ds, ts, ev, summary, staged, report, explanations, run_id)
+        replace_dir(staged, model_path)  # the commit point of the folder
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
     return TrainResult(bundle, ev, summary, run_id, model_path, report)
 
 
@@ -162,22 +199,20 @@ def _log_evaluation(ev: BacktestResult, report: dict[str, Path], prefix: str) ->
                             else "evaluation")
 
 
-def _track_train(cfg, ds, ts, ev, summary, model_path, report, explanations) -> str:
+def _track_train(cfg, ds, ts, ev, summary, staged: Path, report, explanations, run_id: str) -> None:
+    """Log everything to the active run, then register the staged bundle and move the alias."""
     import mlflow
 
     from clvml import tracking
 
-    with tracking.start_run(cfg, run_name=f"train-{cfg.name}", tags={"clvml.job": "train"}) as run:
-        tracking.log_config(cfg)
-        _log_data(ds, ts)
-        _log_evaluation(ev, report, "test_")
-        tracking.log_json(summary, "summary.json")
-        for path in explanations.values():
-            mlflow.log_artifact(str(path), artifact_path="explanations")
-        mlflow.log_artifacts(str(model_path), artifact_path="model")
-        run_id = run.info.run_id
+    tracking.log_config(cfg)
+    _log_data(ds, ts)
+    _log_evaluation(ev, report, "test_")
+    tracking.log_json(summary, "summary.json")
+    for path in explanations.values():
+        mlflow.log_artifact(str(path), artifact_path="explanations")
+    mlflow.log_artifacts(str(staged), artifact_path="model")
     tracking.register_model(cfg, run_id)
-    return run_id
 
 
 def score(bundle: ModelBundle, ds: Dataset, as_of: dt.date) -> pd.DataFrame:

@@ -6,6 +6,7 @@ Loading a bundle unpickles Python objects: only load bundles you trust.
 from __future__ import annotations
 
 import datetime as dt
+import os
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -16,9 +17,11 @@ import pandas as pd
 
 from clvml.errors import ModelIncompatibleError
 from clvml.features.registry import FeatureSpec
+from clvml.io import pid_alive
 from clvml.modeling.churn import ChurnModel
 from clvml.modeling.clv import clv
 from clvml.modeling.value import ValueModel
+from clvml.tracking import BUNDLE_META
 
 SCORE_COLUMNS = ["churn_probability", "expected_value", "clv"]
 """The core score columns of every score row (also compared by the drift check)."""
@@ -166,30 +169,76 @@ def pip_requirements() -> list[str]:
     return out
 
 
-def save_bundle(bundle: ModelBundle, path: str | Path, example: pd.DataFrame) -> Path:
-    """Export as an MLflow pyfunc model folder (replacing an older export atomically)."""
+def save_bundle(bundle: ModelBundle, path: str | Path, example: pd.DataFrame, *, commit: bool = True,
+                meta: dict[str, Any] | None = None) -> Path:
+    """Export as an MLflow pyfunc model folder (replacing an older export atomically).
+
+    Parameters
+    ----------
+    commit
+        False: build the folder beside ``path`` (a hidden ``.<name>.*`` folder) and return it without
+        replacing ``path``; the caller moves it into place with :func:`clvml.io.replace_dir`.
+    meta
+        Written as ``clvml_meta.json`` in the bundle (e.g. the MLflow run id of the training run), so
+        the folder says which run produced it. Covered by the checksums like every other file.
+    """
     import shutil
     import tempfile
 
     import mlflow.pyfunc
     from mlflow.models import infer_signature
 
-    from clvml.io import replace_dir
+    from clvml.io import atomic_write_json, replace_dir
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    remove_dead_staging(path)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", dir=path.parent))
     shutil.rmtree(tmp)
-    model = _pyfunc_class()(bundle)
-    signature = infer_signature(example, bundle.predict(example))
-    mlflow.pyfunc.save_model(str(tmp), python_model=model, signature=signature,
-                             input_example=example.head(3), pip_requirements=pip_requirements())
-    from clvml.io import atomic_write_json
+    try:
+        model = _pyfunc_class()(bundle)
+        signature = infer_signature(example, bundle.predict(example))
+        mlflow.pyfunc.save_model(str(tmp), python_model=model, signature=signature,
+                                 input_example=example.head(3), pip_requirements=pip_requirements())
+        if meta is not None:
+            atomic_write_json(meta, tmp / META)
+        atomic_write_json({"algorithm": "sha256", "files": bundle_checksums(tmp)}, tmp / CHECKSUMS)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return replace_dir(tmp, path) if commit else tmp
 
-    atomic_write_json({"algorithm": "sha256", "files": bundle_checksums(tmp)}, tmp / CHECKSUMS)
-    return replace_dir(tmp, path)
+
+def remove_dead_staging(path: Path) -> list[Path]:
+    """Remove the staging folders ``.<name>.<pid>.*`` beside the bundle folder ``path`` that were left
+    by exports whose process no longer exists (a killed ``train``). A live export's folder is never
+    touched: the pid in its name is alive. Returns the folders removed."""
+    import re
+    import shutil
+
+    removed = []
+    pattern = re.compile(rf"^\.{re.escape(path.name)}\.(\d+)\.[^.]+$")
+    for p in path.parent.glob(f".{path.name}.*"):
+        m = pattern.match(p.name)
+        if m and p.is_dir() and not pid_alive(int(m.group(1))):
+            shutil.rmtree(p, ignore_errors=True)
+            removed.append(p)
+    return removed
 
 
+def bundle_meta(folder: str | Path) -> dict[str, Any]:
+    """The ``clvml_meta.json`` of a bundle folder ({} for bundles exported without one)."""
+    import json
+
+    p = Path(folder) / META
+    try:
+        return json.loads(p.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+#: the file in a bundle folder naming the run that produced it
+META = BUNDLE_META
 #: the file in a bundle folder listing the SHA-256 of every other file
 CHECKSUMS = "clvml_checksums.json"
 #: metadata MLflow writes into a model it downloads from the registry (YAML, never unpickled)
