@@ -52,10 +52,12 @@ def model_frame(est: Any, X: Any, *, reset: bool) -> pd.DataFrame:
         except ValueError as e:
             if reset:
                 raise
-            missing = [c for c in model_columns(est) if c not in X.columns]
-            hint = (missing_columns_message(missing) if missing else
-                    "Pass the training columns in training order, e.g. X[model.feature_names_in_].")
-            raise FeatureMismatchError(f"{e}\n{hint}") from None
+            hint = ""
+            if hasattr(est, "feature_names_in_"):
+                missing = [c for c in est.feature_names_in_ if c not in X.columns]
+                hint = "\n" + (missing_columns_message(missing) if missing else
+                                "Pass the training columns in training order: X[model.feature_names_in_].")
+            raise FeatureMismatchError(f"{str(e).rstrip()}{hint}") from None
         if X.shape[1] < 1:
             raise ValueError(f"Found array with 0 feature(s) (shape={X.shape}) while a minimum of 1 is "
                              f"required by {name}.")
