@@ -10,13 +10,31 @@ import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted
 
-from clvml.modeling.lgbm import fit_with_early_stopping, learn_categories, lgbm_params, prepare_X
+from clvml.modeling.lgbm import (
+    fit_constant,
+    fit_with_early_stopping,
+    learn_categories,
+    lgbm_params,
+    model_frame,
+    model_target,
+    prepare_X,
+)
 
 
 class ChurnModel(ClassifierMixin, BaseEstimator):
     """P(churn in the horizon) from point-in-time features.
+
+    A scikit-learn binary classifier: ``X`` is a DataFrame (category/object/string columns are
+    categorical features, numeric columns numbers; columns must match training by name and order) or a
+    numeric array (matched by position). ``y`` holds two labels (``classes_``, sorted); the positive
+    class is ``classes_[1]`` (1 or True for churn flags) and ``predict_proba(X)[:, 1]`` is its
+    probability. Trained on one class only, the model predicts that class with probability 1: for
+    churn flags (0/1 or False/True) ``classes_`` stays both flags, so ``predict_proba(X)[:, 1]`` is
+    exactly 1.0 when everyone churned and 0.0 when nobody did; for other labels ``classes_`` is the one
+    label seen and ``predict_proba`` has one column of ones.
 
     Parameters
     ----------
@@ -27,6 +45,17 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
         LightGBM settings; ``n_estimators`` is an upper bound when an ``eval_set`` enables early stopping.
     params
         Any further LightGBM parameters.
+
+    Attributes
+    ----------
+    classes_, n_features_in_, feature_names_in_ (fitted on a DataFrame with string column names)
+        As in scikit-learn.
+    booster_
+        The fitted LightGBM (for one-class data a one-tree constant, see ``constant_``).
+    constant_
+        P(``classes_[-1]``) when the training data held one class (1.0 or 0.0), else None.
+    categories_, calibrator_, n_rounds_
+        Categories of the categorical features, the calibrator (or None), boosting rounds.
     """
 
     def __init__(self, *, calibration: str = "isotonic", n_estimators: int = 2000,
@@ -51,19 +80,34 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
         """Fit; ``eval_set=(X_val, y_val)`` are later cut-offs used for early stopping and calibration."""
         if self.calibration not in ("isotonic", "platt", "none"):
             raise ValueError(f"calibration must be isotonic, platt or none, not {self.calibration!r}")
-        self.feature_names_in_ = np.array(list(X.columns), dtype=object)
+        X = model_frame(self, X, reset=True)
+        y = model_target(self, X, y, numeric=False)
+        check_classification_targets(y)
+        y_type = type_of_target(y, input_name="y")
+        if y_type != "binary":
+            raise ValueError(f"Only binary classification is supported. The type of the target is {y_type}.")
+        self.classes_ = _classes(y)
         self.categories_ = learn_categories(X)
         cols = list(X.columns)
         Xp = prepare_X(X, cols, self.categories_)
-        y = np.asarray(y).astype(int)
+        y = self._positive(y)
         Xv = yv = None
         if eval_set is not None:
-            Xv, yv = prepare_X(eval_set[0], cols, self.categories_), np.asarray(eval_set[1]).astype(int)
+            Xe = model_frame(self, eval_set[0], reset=False)
+            Xv, yv = prepare_X(Xe, cols, self.categories_), self._positive(model_target(self, Xe, eval_set[1],
+                                                                                        numeric=False))
         params = lgbm_params(self, "binary")
+        self.calibrator_ = None
+        if len(np.unique(y)) == 1:  # one class: a constant predictor
+            if yv is not None and len(np.unique(yv)) > 1:
+                raise ValueError(f"y holds one class only ({self.classes_[-1 if y[0] else 0]!r}) but the "
+                                 "eval_set has both: early stopping and calibration need both in training")
+            self.constant_ = float(y[0])
+            self.booster_, self.n_rounds_ = fit_constant(params, Xp, int(y[0])), 0
+            return self
+        self.constant_ = None
         self.booster_, first, self.n_rounds_ = fit_with_early_stopping(
             lgb.LGBMClassifier, params, Xp, y, Xv, yv, self.early_stopping_rounds)
-        self.classes_ = np.array([0, 1])
-        self.calibrator_ = None
         if self.calibration != "none" and first is not None:
             raw = first.predict_proba(Xv)[:, 1]
             if self.calibration == "isotonic":
@@ -73,9 +117,25 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
                 self.calibrator_ = LogisticRegression(C=1e6).fit(_logit(raw)[:, None], yv)
         return self
 
+    def _positive(self, y: np.ndarray) -> np.ndarray:
+        """1 where ``y`` is the positive class ``classes_[-1]``, else 0 (labels unseen in fit: an error)."""
+        unknown = np.setdiff1d(np.unique(y), self.classes_)
+        if len(unknown):
+            raise ValueError(f"y has labels not in the training labels {list(self.classes_)}: "
+                             f"{list(unknown[:5])}")
+        return (y == self.classes_[-1]).astype(int)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True  # LightGBM routes missing values
+        tags.classifier_tags.multi_class = False
+        return tags
+
     def _features(self, X: pd.DataFrame) -> pd.DataFrame:
+        """``X`` validated and converted for the booster (columns, categories, float64)."""
         check_is_fitted(self, "booster_")
-        return prepare_X(X, list(self.feature_names_in_), self.categories_)
+        X = model_frame(self, X, reset=False)
+        return prepare_X(X, list(X.columns), self.categories_)
 
     def predict_raw(self, X: pd.DataFrame) -> np.ndarray:
         """Uncalibrated LightGBM log-odds (the space SHAP values add up in)."""
@@ -83,7 +143,14 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
         return self.booster_.predict(Xp, raw_score=True)
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        """Class probabilities, columns in ``classes_`` order (``[:, 1]``: P(churn))."""
         Xp = self._features(X)
+        constant = getattr(self, "constant_", None)
+        if constant is not None:
+            if len(self.classes_) == 1:
+                return np.ones((len(Xp), 1))
+            p = np.full(len(Xp), constant)
+            return np.column_stack([1 - p, p])
         p = self.booster_.predict_proba(Xp)[:, 1]
         if self.calibrator_ is not None:
             if isinstance(self.calibrator_, IsotonicRegression):
@@ -94,7 +161,17 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
         return np.column_stack([1 - p, p])
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
-        return (self.predict_proba(X)[:, 1] >= 0.5).astype(int)
+        """The more probable class (the negative one at a tie)."""
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)]
+
+
+def _classes(y: np.ndarray) -> np.ndarray:
+    """Sorted labels; churn flags (0/1, False/True) are always both, also when only one was seen."""
+    seen = np.unique(y)
+    if len(seen) == 1 and y.dtype.kind in "biuf" and seen[0] in (0, 1):
+        return np.array([0, 1], dtype=y.dtype)
+    return seen
 
 
 def _logit(p: np.ndarray) -> np.ndarray:

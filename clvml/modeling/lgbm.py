@@ -1,5 +1,5 @@
-"""Shared LightGBM plumbing: categorical handling, early stopping on time-ordered validation data and
-the refit on all data with the chosen number of rounds."""
+"""Shared LightGBM plumbing: input validation (scikit-learn's estimator contract), categorical handling,
+early stopping on time-ordered validation data and the refit on all data with the chosen number of rounds."""
 
 from __future__ import annotations
 
@@ -8,11 +8,95 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+from sklearn.utils import check_consistent_length, column_or_1d
+from sklearn.utils.validation import assert_all_finite, validate_data
 
 from clvml.errors import ModelIncompatibleError
 
 LGBM_KEYS = ("n_estimators", "learning_rate", "num_leaves", "min_child_samples", "subsample",
              "colsample_bytree", "reg_lambda")
+
+
+class FeatureMismatchError(ModelIncompatibleError, ValueError):
+    """The columns differ from those the model was trained on (a ``ValueError`` too, as scikit-learn's
+    estimator contract asks)."""
+
+
+def missing_columns_message(missing: list[str]) -> str:
+    return (f"{len(missing)} feature column(s) the model was trained on are missing: "
+            f"{', '.join(map(str, missing[:5]))}{'…' if len(missing) > 5 else ''}. Build features with the "
+            "same feature configuration (families, windows, tables) as in training.")
+
+
+def model_columns(est: Any) -> list:
+    """The column names the model's LightGBMs see: ``feature_names_in_`` when fitted on a DataFrame with
+    string column names, else ``x0, x1, …`` (inputs are then matched by position)."""
+    names = getattr(est, "feature_names_in_", None)
+    return list(names) if names is not None else [f"x{i}" for i in range(est.n_features_in_)]
+
+
+def model_frame(est: Any, X: Any, *, reset: bool) -> pd.DataFrame:
+    """``X`` validated as scikit-learn's ``validate_data`` does (``reset=True`` in fit sets ``n_features_in_``
+    and, for a DataFrame with string column names, ``feature_names_in_``; later calls check them), as the
+    DataFrame :func:`prepare_X` takes.
+
+    DataFrames keep their dtypes: category/object/string columns are categorical features
+    (:func:`learn_categories`) and are converted once, by :func:`prepare_X`. Anything else (numpy arrays,
+    lists) goes through ``check_array``: numeric, 2-D, dense, NaN allowed (LightGBM routes missing values),
+    infinity not; it is matched to the model's columns by position.
+    """
+    name = type(est).__name__
+    if isinstance(X, pd.DataFrame):
+        try:
+            validate_data(est, X, skip_check_array=True, reset=reset)
+        except ValueError as e:
+            if reset:
+                raise
+            hint = ""
+            if hasattr(est, "feature_names_in_"):
+                missing = [c for c in est.feature_names_in_ if c not in X.columns]
+                hint = "\n" + (missing_columns_message(missing) if missing else
+                                "Pass the training columns in training order: X[model.feature_names_in_].")
+            raise FeatureMismatchError(f"{str(e).rstrip()}{hint}") from None
+        if X.shape[1] < 1:
+            raise ValueError(f"Found array with 0 feature(s) (shape={X.shape}) while a minimum of 1 is "
+                             f"required by {name}.")
+        if reset and len(X) < 1:
+            raise ValueError(f"Found array with 0 sample(s) (shape={X.shape}) while a minimum of 1 is "
+                             f"required by {name}.")
+        columns = model_columns(est)
+        return X if list(X.columns) == columns else X.set_axis(columns, axis=1)
+    if not reset and getattr(est, "categories_", None):
+        raise ValueError(f"{name} has categorical features ({', '.join(map(str, est.categories_))}): pass "
+                         "a pandas DataFrame with them")
+    A = validate_data(est, X, reset=reset, dtype=np.float64, ensure_all_finite="allow-nan",
+                      ensure_min_samples=1 if reset else 0)
+    return pd.DataFrame(A, columns=model_columns(est))
+
+
+def model_target(est: Any, X: pd.DataFrame, y: Any, *, numeric: bool) -> np.ndarray:
+    """``y`` validated as ``check_X_y`` does: given, 1-D (a column vector with a warning), one value per
+    row of ``X``, finite; float when ``numeric``."""
+    if y is None:
+        raise ValueError(f"{type(est).__name__} requires y to be passed, but the target y is None.")
+    y = column_or_1d(y, warn=True)
+    check_consistent_length(X, y)
+    if np.iscomplexobj(y):
+        raise ValueError("Complex data not supported")
+    if numeric:
+        y = y.astype(np.float64)
+    assert_all_finite(y, input_name="y")
+    return y
+
+
+def fit_constant(params: dict[str, Any], X: pd.DataFrame, label: int) -> Any:
+    """A binary LightGBM for one-class data: one constant tree whose raw score is LightGBM's clamped
+    log-odds (±34.5), so a model trained on one class still has a booster with raw scores, SHAP values
+    and a fingerprint; the estimators predict the exact constant probability themselves."""
+    params = {**params, "objective": "binary", "n_estimators": 1, "subsample": 1.0, "subsample_freq": 0}
+    if params.get("n_jobs") is None:
+        params["n_jobs"] = default_threads(len(X))
+    return lgb.LGBMRegressor(**params).fit(X, np.full(len(X), label))
 
 
 def learn_categories(X: pd.DataFrame) -> dict[str, list[str]]:
@@ -44,11 +128,7 @@ def prepare_X(X: pd.DataFrame, columns: list[str], categories: dict[str, list[st
         return X
     missing = [c for c in columns if c not in X.columns]
     if missing:
-        raise ModelIncompatibleError(
-            f"{len(missing)} feature column(s) the model was trained on are missing: "
-            f"{', '.join(missing[:5])}{'…' if len(missing) > 5 else ''}. Build features with the same "
-            "feature configuration (families, windows, tables) as in training."
-        )
+        raise ModelIncompatibleError(missing_columns_message(missing))
     out = {}
     for c in columns:
         if c in categories:
@@ -108,6 +188,8 @@ def fit_with_early_stopping(
     """
     if params.get("n_jobs") is None:
         params = {**params, "n_jobs": default_threads(len(X) + (0 if X_val is None else len(X_val)))}
+    if int(len(X) * params.get("subsample", 1.0)) < 1:  # a bag would hold no row (a one-row fit)
+        params = {**params, "subsample": 1.0, "subsample_freq": 0}
     if X_val is None or len(X_val) == 0:
         model = make(**params)
         model.fit(X, y, sample_weight=sample_weight, init_score=init_score)

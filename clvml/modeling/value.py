@@ -8,9 +8,18 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils import check_consistent_length, column_or_1d
+from sklearn.utils.validation import assert_all_finite, check_is_fitted
 
-from clvml.modeling.lgbm import fit_with_early_stopping, learn_categories, lgbm_params, prepare_X
+from clvml.modeling.lgbm import (
+    fit_constant,
+    fit_with_early_stopping,
+    learn_categories,
+    lgbm_params,
+    model_frame,
+    model_target,
+    prepare_X,
+)
 
 FORMS = ("hurdle", "tweedie", "frequency", "offset")
 #: baseline floor of the offset form (a baseline of 0 would pin the prediction to 0 for ever)
@@ -42,6 +51,23 @@ class ValueModel(RegressorMixin, BaseEstimator):
 
     A Poisson LightGBM for the expected number of purchases is fitted when ``purchases`` is passed to
     :meth:`fit` (:meth:`predict_purchases`).
+
+    A scikit-learn regressor: ``X`` is a DataFrame (category/object/string columns are categorical
+    features; columns must match training by name and order) or a numeric array (matched by position).
+    Targets must be >= 0 with at least one positive (all zeros leave no spend to learn: a ValueError).
+    When every training row has a purchase, the hurdle's P(purchase) is the constant 1 and its
+    prediction is the spend model's.
+
+    Attributes
+    ----------
+    n_features_in_, feature_names_in_ (fitted on a DataFrame with string column names)
+        As in scikit-learn.
+    buy_, amount_, spend_, count_
+        The fitted LightGBMs of the form (None where the form has none).
+    buy_rate_
+        1.0 when every training row had a purchase (``buy_`` is then a one-tree constant), else None.
+    categories_, n_rounds_
+        Categories of the categorical features; boosting rounds per model.
     """
 
     def __init__(self, *, form: str = "hurdle", offset_column: str = "btyd_expected_spend",
@@ -70,30 +96,36 @@ class ValueModel(RegressorMixin, BaseEstimator):
         """Fit on spend ``y`` (and purchase counts). ``eval_set=(X_val, y_val[, purchases_val])``."""
         if self.form not in FORMS:
             raise ValueError(f"form must be one of {', '.join(FORMS)}, not {self.form!r}")
+        X = model_frame(self, X, reset=True)
         if self.form == "offset" and self.offset_column not in X.columns:
             raise ValueError(f"form='offset' needs the baseline column {self.offset_column!r} among the "
                              "features (e.g. model.btyd_features: true gives btyd_expected_spend)")
         if self.form == "frequency" and purchases is None:
             raise ValueError("form='frequency' needs purchases=... (purchase counts in the horizon)")
-        y = np.asarray(y, dtype=float)
+        y = model_target(self, X, y, numeric=True)
         if (y < 0).any():
             raise ValueError(f"{int((y < 0).sum())} negative spend targets: value targets must be >= 0")
-        self.feature_names_in_ = np.array(list(X.columns), dtype=object)
+        if not (y > 0).any():
+            raise ValueError("every spend target is 0: there is no spend to learn a value model from")
+        if purchases is not None:
+            purchases = _counts(X, purchases)
         self.categories_ = learn_categories(X)
         cols = list(X.columns)
         Xp = prepare_X(X, cols, self.categories_)
         Xv = yv = pv = None
         if eval_set is not None:
-            Xv = prepare_X(eval_set[0], cols, self.categories_)
-            yv = np.asarray(eval_set[1], dtype=float)
-            pv = np.asarray(eval_set[2], dtype=float) if len(eval_set) > 2 else None
+            Xe = model_frame(self, eval_set[0], reset=False)
+            Xv = prepare_X(Xe, cols, self.categories_)
+            yv = model_target(self, Xe, eval_set[1], numeric=True)
+            pv = _counts(Xe, eval_set[2], some=False) if len(eval_set) > 2 and eval_set[2] is not None else None
         es = self.early_stopping_rounds
         self.n_rounds_ = {}
+        self.buy_rate_ = None
         if self.form == "offset":
             self.spend_, _, self.n_rounds_["spend"] = fit_with_early_stopping(
                 lgb.LGBMRegressor, lgbm_params(self, "poisson", metric="l2"), Xp, y, Xv, yv, es,
                 init_score=self._offset(X),
-                init_score_val=None if Xv is None else self._offset(eval_set[0]))
+                init_score_val=None if Xv is None else self._offset(Xe))
             self.buy_ = self.amount_ = None
         elif self.form == "tweedie":
             params = lgbm_params(self, "tweedie", tweedie_variance_power=self.tweedie_variance_power)
@@ -102,8 +134,11 @@ class ValueModel(RegressorMixin, BaseEstimator):
             self.buy_ = self.amount_ = None
         elif self.form == "frequency":
             self.spend_ = self.buy_ = None
-            n = np.asarray(purchases, float)
+            n = purchases
             mask = (y > 0) & (n > 0)
+            if not mask.any():
+                raise ValueError("no training row has both spend > 0 and purchases > 0: the frequency form's "
+                                 "order-value model has nothing to learn from")
             vmask = None if yv is None or pv is None else (yv > 0) & (pv > 0)
             self.amount_, _, self.n_rounds_["amount"] = fit_with_early_stopping(
                 lgb.LGBMRegressor, lgbm_params(self, "gamma"), Xp[mask], y[mask] / n[mask],
@@ -112,9 +147,16 @@ class ValueModel(RegressorMixin, BaseEstimator):
         else:
             self.spend_ = None
             bought = (y > 0).astype(int)
-            self.buy_, _, self.n_rounds_["buy"] = fit_with_early_stopping(
-                lgb.LGBMClassifier, lgbm_params(self, "binary"), Xp, bought, Xv,
-                None if yv is None else (yv > 0).astype(int), es)
+            if bought.all():  # everyone bought: P(purchase) = 1, the value is the spend model's
+                if yv is not None and not (yv > 0).all():
+                    raise ValueError("every training row has a purchase but some eval_set rows do not: the "
+                                     "purchase model needs rows without purchases in training")
+                self.buy_rate_ = 1.0
+                self.buy_, self.n_rounds_["buy"] = fit_constant(lgbm_params(self, "binary"), Xp, 1), 0
+            else:
+                self.buy_, _, self.n_rounds_["buy"] = fit_with_early_stopping(
+                    lgb.LGBMClassifier, lgbm_params(self, "binary"), Xp, bought, Xv,
+                    None if yv is None else (yv > 0).astype(int), es)
             mask, vmask = y > 0, None if yv is None else yv > 0
             self.amount_, _, self.n_rounds_["amount"] = fit_with_early_stopping(
                 lgb.LGBMRegressor, lgbm_params(self, "gamma"), Xp[mask], y[mask],
@@ -122,18 +164,28 @@ class ValueModel(RegressorMixin, BaseEstimator):
         self.count_ = None
         if purchases is not None:
             self.count_, _, self.n_rounds_["purchases"] = fit_with_early_stopping(
-                lgb.LGBMRegressor, lgbm_params(self, "poisson"), Xp, np.asarray(purchases, float),
-                Xv, pv, es)
+                lgb.LGBMRegressor, lgbm_params(self, "poisson"), Xp, purchases, Xv, pv, es)
         return self
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True  # LightGBM routes missing values
+        tags.target_tags.positive_only = True  # spend >= 0
+        return tags
 
     def _offset(self, X: pd.DataFrame) -> np.ndarray:
         """log of the baseline expectation (the raw score the offset form boosts from)."""
         base = pd.to_numeric(X[self.offset_column], errors="coerce").to_numpy(float)
         return np.log(np.maximum(np.nan_to_num(base, nan=0.0), OFFSET_FLOOR))
 
+    def _frames(self, X: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """(``X`` validated, ``X`` converted for the boosters: columns, categories, float64)."""
+        check_is_fitted(self, "categories_")
+        X = model_frame(self, X, reset=False)
+        return X, prepare_X(X, list(X.columns), self.categories_)
+
     def _features(self, X: pd.DataFrame) -> pd.DataFrame:
-        check_is_fitted(self, "feature_names_in_")
-        return prepare_X(X, list(self.feature_names_in_), self.categories_)
+        return self._frames(X)[1]
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         """Expected spend in the horizon (>= 0)."""
@@ -141,7 +193,7 @@ class ValueModel(RegressorMixin, BaseEstimator):
 
     def predict_with_purchases(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
         """(expected spend, expected purchases or None without a count model), each booster run once."""
-        Xp = self._features(X)
+        X, Xp = self._frames(X)
         count = None
         if getattr(self, "count_", None) is not None:
             count = np.maximum(self.count_.predict(Xp), 0.0)
@@ -151,7 +203,10 @@ class ValueModel(RegressorMixin, BaseEstimator):
             return np.maximum(self.spend_.predict(Xp), 0.0), count
         if self.form == "frequency":
             return count * np.maximum(self.amount_.predict(Xp), 0.0), count
-        return self.buy_.predict_proba(Xp)[:, 1] * np.maximum(self.amount_.predict(Xp), 0.0), count
+        amount = np.maximum(self.amount_.predict(Xp), 0.0)
+        if getattr(self, "buy_rate_", None) is not None:
+            return self.buy_rate_ * amount, count
+        return self.buy_.predict_proba(Xp)[:, 1] * amount, count
 
     def predict_purchases(self, X: pd.DataFrame) -> np.ndarray:
         """Expected number of purchases in the horizon (needs ``purchases`` at fit time)."""
@@ -159,3 +214,16 @@ class ValueModel(RegressorMixin, BaseEstimator):
         if self.count_ is None:
             raise ValueError("fit with purchases=... to predict purchase counts")
         return np.maximum(self.count_.predict(self._features(X)), 0.0)
+
+
+def _counts(X: pd.DataFrame, purchases, some: bool = True) -> np.ndarray:
+    """Purchase counts: one per row, finite, >= 0 and, with ``some``, not all 0 (a Poisson model needs
+    some purchases to learn from)."""
+    n = column_or_1d(purchases, warn=True).astype(np.float64)
+    check_consistent_length(X, n)
+    assert_all_finite(n, input_name="purchases")
+    if (n < 0).any():
+        raise ValueError(f"{int((n < 0).sum())} negative purchase counts: counts must be >= 0")
+    if some and not (n > 0).any():
+        raise ValueError("every purchase count is 0: there are no purchases to learn a count model from")
+    return n
