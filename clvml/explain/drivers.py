@@ -34,7 +34,7 @@ def _boosters(model: ChurnModel | ValueModel) -> list:
     if isinstance(model, ChurnModel):
         check_is_fitted(model, "booster_")
         return [model.booster_]
-    check_is_fitted(model, "feature_names_in_")
+    check_is_fitted(model, "categories_")
     return {"frequency": [model.count_, model.amount_], "tweedie": [model.spend_],
             "offset": [model.spend_], "hurdle": [model.buy_, model.amount_]}[model.form]
 
