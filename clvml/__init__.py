@@ -1,69 +1,180 @@
 """clvml: churn and customer-lifetime-value modelling.
 
-Data flow: data (contracts, validation, readers, synthetic world) → features (point-in-time builders)
-→ labels → modeling (LightGBM churn/value, CLV) → evaluation → tracking (MLflow) → scoring.
+Data flow: datasets/data (contracts, validation, readers, synthetic world) → features (point-in-time
+builders) → labels → modeling (BTYD, LightGBM churn/value, CLV) → evaluation / explain → scoring;
+analytics beside; jobs and the CLI on top.
+
+Every public name is importable from here, but nothing is imported until it is first used (PEP 562),
+so ``import clvml`` and ``clvml --help`` stay fast: LightGBM, MLflow, SHAP and SciPy load only when a
+name that needs them is touched.
 """
 
-from clvml._version import __version__  # noqa: E402
-from clvml.analytics.experiments import (  # noqa: E402
-    baseline_from_history,
-    evaluate_experiment,
-    experiment_outcomes,
-    power_of,
-    sample_size,
-)
-from clvml.analytics.repurchase import interpurchase_times  # noqa: E402
-from clvml.analytics.segments import Segmenter, allocate_budget  # noqa: E402
-from clvml.analytics.uplift import UpliftModel, qini_coefficient, qini_curve, targeting_list  # noqa: E402
-from clvml.config import Config, load_config, parse_config  # noqa: E402
-from clvml.data.dataset import Dataset, load_dataset  # noqa: E402
-from clvml.data.validation import ValidationReport  # noqa: E402
-from clvml.datasets import load_cdnow_sample  # noqa: E402
-from clvml.datasets.synthetic import Campaign, SyntheticWorld, simulate  # noqa: E402
-from clvml.engine import connect_engine  # noqa: E402
-from clvml.errors import (  # noqa: E402
-    ClvmlError,
-    ConfigError,
-    DataSourceError,
-    DataValidationError,
-    EngineError,
-    ModelIncompatibleError,
-)
-from clvml.evaluation.backtest import BacktestResult, backtest  # noqa: E402
-from clvml.evaluation.cdnow import compare_on_cdnow  # noqa: E402
-from clvml.evaluation.metrics import churn_metrics, normalized_gini, value_metrics  # noqa: E402
-from clvml.explain.drivers import (  # noqa: E402
-    contributions,
-    family_importance,
-    global_importance,
-    segment_drivers,
-)
-from clvml.explain.reasons import reason_codes  # noqa: E402
-from clvml.features import (  # noqa: E402
-    build_features,
-    catalog,
-    feature_specs,
-    to_pandas,
-    write_features,
-)
-from clvml.labels import build_labels  # noqa: E402
-from clvml.modeling import ChurnModel, ValueModel, clv  # noqa: E402
-from clvml.modeling.btyd import BTYDModel  # noqa: E402
-from clvml.modeling.training import split_by_cutoff  # noqa: E402
-from clvml.scoring.bundle import ModelBundle, load_bundle  # noqa: E402
-from clvml.scoring.drift import DriftReference  # noqa: E402
-from clvml.scoring.job import ScoreResult, score  # noqa: E402
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from clvml._version import __version__
+
+#: module -> the public names it provides
+_EXPORTS: dict[str, tuple[str, ...]] = {
+    "clvml.analytics.experiments": (
+        "baseline_from_history",
+        "evaluate_experiment",
+        "experiment_outcomes",
+        "power_of",
+        "sample_size",
+    ),
+    "clvml.analytics.repurchase": ("interpurchase_times",),
+    "clvml.analytics.segments": ("allocate_budget", "Segmenter"),
+    "clvml.analytics.uplift": ("qini_coefficient", "qini_curve", "targeting_list", "UpliftModel"),
+    "clvml.config": ("Config", "load_config", "parse_config"),
+    "clvml.data.dataset": ("Dataset", "load_dataset"),
+    "clvml.data.validation": ("ValidationReport",),
+    "clvml.datasets": ("load_cdnow_sample",),
+    "clvml.datasets.synthetic": ("Campaign", "simulate", "SyntheticWorld"),
+    "clvml.engine": ("connect_engine",),
+    "clvml.errors": (
+        "ClvmlError",
+        "ConfigError",
+        "DataSourceError",
+        "DataValidationError",
+        "EngineError",
+        "ModelIncompatibleError",
+    ),
+    "clvml.evaluation.backtest": ("backtest", "BacktestResult"),
+    "clvml.evaluation.cdnow": ("compare_on_cdnow",),
+    "clvml.evaluation.metrics": ("churn_metrics", "normalized_gini", "value_metrics"),
+    "clvml.explain.drivers": ("contributions", "family_importance", "global_importance", "segment_drivers"),
+    "clvml.explain.reasons": ("reason_codes",),
+    "clvml.features": ("build_features", "catalog", "feature_specs", "to_pandas", "write_features"),
+    "clvml.labels": ("build_labels",),
+    "clvml.modeling": ("ChurnModel", "clv", "ValueModel"),
+    "clvml.modeling.btyd": ("BGNBD", "BTYDModel", "GammaGamma"),
+    "clvml.modeling.mbgnbd": ("MBGNBD",),
+    "clvml.modeling.pareto_nbd": ("ParetoNBD",),
+    "clvml.modeling.training": ("split_by_cutoff",),
+    "clvml.scoring.bundle": ("load_bundle", "ModelBundle"),
+    "clvml.scoring.drift": ("DriftReference",),
+    "clvml.scoring.job": ("score", "ScoreResult"),
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 
 __all__ = [
     "__version__",
-    "Campaign", "UpliftModel", "baseline_from_history", "evaluate_experiment", "experiment_outcomes",
-    "power_of", "qini_coefficient", "qini_curve", "sample_size", "targeting_list",
-    "BTYDModel", "BacktestResult", "DriftReference", "ScoreResult", "Segmenter", "allocate_budget",
-    "interpurchase_times", "score", "ChurnModel", "ClvmlError", "Config", "ConfigError", "DataSourceError",
-    "DataValidationError", "Dataset", "ModelBundle", "ModelIncompatibleError", "SyntheticWorld",
-    "ValidationReport", "ValueModel", "backtest", "build_features", "build_labels", "catalog",
-    "churn_metrics", "clv", "compare_on_cdnow", "contributions", "family_importance", "feature_specs",
-    "global_importance", "load_bundle", "load_cdnow_sample", "load_config", "load_dataset",
-    "normalized_gini", "parse_config", "reason_codes", "segment_drivers", "simulate", "split_by_cutoff",
-    "to_pandas", "value_metrics", "write_features", "connect_engine", "EngineError",
+    "allocate_budget",
+    "backtest",
+    "BacktestResult",
+    "baseline_from_history",
+    "BGNBD",
+    "BTYDModel",
+    "build_features",
+    "build_labels",
+    "Campaign",
+    "catalog",
+    "churn_metrics",
+    "ChurnModel",
+    "clv",
+    "ClvmlError",
+    "compare_on_cdnow",
+    "Config",
+    "ConfigError",
+    "connect_engine",
+    "contributions",
+    "Dataset",
+    "DataSourceError",
+    "DataValidationError",
+    "DriftReference",
+    "EngineError",
+    "evaluate_experiment",
+    "experiment_outcomes",
+    "family_importance",
+    "feature_specs",
+    "GammaGamma",
+    "global_importance",
+    "interpurchase_times",
+    "load_bundle",
+    "load_cdnow_sample",
+    "load_config",
+    "load_dataset",
+    "MBGNBD",
+    "ModelBundle",
+    "ModelIncompatibleError",
+    "normalized_gini",
+    "ParetoNBD",
+    "parse_config",
+    "power_of",
+    "qini_coefficient",
+    "qini_curve",
+    "reason_codes",
+    "sample_size",
+    "score",
+    "ScoreResult",
+    "segment_drivers",
+    "Segmenter",
+    "simulate",
+    "split_by_cutoff",
+    "SyntheticWorld",
+    "targeting_list",
+    "to_pandas",
+    "UpliftModel",
+    "ValidationReport",
+    "value_metrics",
+    "ValueModel",
+    "write_features",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'clvml' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_WHERE))
+
+
+if TYPE_CHECKING:  # static analysers and IDEs see the real objects
+    from clvml.analytics.experiments import (
+        baseline_from_history,
+        evaluate_experiment,
+        experiment_outcomes,
+        power_of,
+        sample_size,
+    )
+    from clvml.analytics.repurchase import interpurchase_times
+    from clvml.analytics.segments import Segmenter, allocate_budget
+    from clvml.analytics.uplift import UpliftModel, qini_coefficient, qini_curve, targeting_list
+    from clvml.config import Config, load_config, parse_config
+    from clvml.data.dataset import Dataset, load_dataset
+    from clvml.data.validation import ValidationReport
+    from clvml.datasets import load_cdnow_sample
+    from clvml.datasets.synthetic import Campaign, SyntheticWorld, simulate
+    from clvml.engine import connect_engine
+    from clvml.errors import (
+        ClvmlError,
+        ConfigError,
+        DataSourceError,
+        DataValidationError,
+        EngineError,
+        ModelIncompatibleError,
+    )
+    from clvml.evaluation.backtest import BacktestResult, backtest
+    from clvml.evaluation.cdnow import compare_on_cdnow
+    from clvml.evaluation.metrics import churn_metrics, normalized_gini, value_metrics
+    from clvml.explain.drivers import contributions, family_importance, global_importance, segment_drivers
+    from clvml.explain.reasons import reason_codes
+    from clvml.features import build_features, catalog, feature_specs, to_pandas, write_features
+    from clvml.labels import build_labels
+    from clvml.modeling import ChurnModel, ValueModel, clv
+    from clvml.modeling.btyd import BGNBD, BTYDModel, GammaGamma
+    from clvml.modeling.mbgnbd import MBGNBD
+    from clvml.modeling.pareto_nbd import ParetoNBD
+    from clvml.modeling.training import split_by_cutoff
+    from clvml.scoring.bundle import ModelBundle, load_bundle
+    from clvml.scoring.drift import DriftReference
+    from clvml.scoring.job import ScoreResult, score

@@ -159,3 +159,20 @@ def test_only_infrastructure_lies_flat_in_the_package():
 @pytest.mark.parametrize("module", sorted(MODULES))
 def test_every_module_imports_on_its_own(module):
     importlib.import_module(module)
+
+
+def test_the_public_api_is_lazy_and_complete():
+    """``import clvml`` loads no heavy dependency; every name in ``__all__`` resolves (issue 28.4)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, clvml; heavy = [m for m in ('lightgbm', 'mlflow', 'shap', 'optuna', 'scipy', "
+            "'sklearn', 'ibis', 'duckdb', 'pandas', 'matplotlib') if m in sys.modules]; print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    assert set(clvml.__all__) == {"__version__", *clvml._WHERE}
+    for name in clvml.__all__:
+        assert getattr(clvml, name) is not None
+    assert clvml.ChurnModel.__module__ == "clvml.modeling.churn"
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        clvml.nope  # noqa: B018
