@@ -44,7 +44,7 @@ def test_churn_model_on_one_class_predicts_it_with_certainty(flag):
     np.testing.assert_array_equal(m.predict(Xt), np.full(len(Xt), flag))
     assert m.constant_ == float(flag) and m.n_rounds_ == 0 and m.calibrator_ is None
     # the booster is a constant tree at LightGBM's clamped log-odds: explanations keep adding up
-    from clvml.explain import contributions, raw_score
+    from clvml.explain.drivers import contributions, raw_score
     raw = raw_score(m, Xt)
     assert np.all(raw > 30) if flag else np.all(raw < -30)
     np.testing.assert_allclose(contributions(m, Xt).sum(axis=1), raw, rtol=1e-12)
@@ -75,7 +75,7 @@ def test_hurdle_when_everyone_bought_is_the_spend_model():
     c = ValueModel(form="hurdle", **FAST).fit(X, np.full(len(X), 7.7))
     np.testing.assert_allclose(c.predict(Xt), 7.7, rtol=1e-7)
     # explanations and fingerprints still find the two boosters
-    from clvml.explain import _boosters
+    from clvml.explain.drivers import _boosters
     assert all(b.booster_.model_to_string() for b in _boosters(c))
 
 
