@@ -73,6 +73,8 @@ def _config(path: Path | None, engine: str | None = None):
 
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file.")]
+NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Rebuild the features even if the feature "
+                                         "cache (output.dir/cache) holds them for the same inputs.")]
 EngineOpt = Annotated[str | None, typer.Option("--engine", help="duckdb or spark: overrides "
                                                "engine.backend of the config.")]
 
@@ -138,7 +140,7 @@ def validate(config: Annotated[Path, typer.Argument(help="YAML config file.")],
 
 
 @app.command()
-def train(config: ConfigOpt = None, engine: EngineOpt = None) -> None:
+def train(config: ConfigOpt = None, engine: EngineOpt = None, no_cache: NoCacheOpt = False) -> None:
     """Train the churn and value models, export the bundle and log the run to MLflow."""
     def go():
         import signal
@@ -149,6 +151,7 @@ def train(config: ConfigOpt = None, engine: EngineOpt = None) -> None:
         # alias is rolled back and the staged bundle removed; the previous bundle stays in place
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
         cfg = _config(config, engine)
+        cfg.features.cache = cfg.features.cache and not no_cache
         r = run_train(cfg, progress=_progress())
         console.print(json.dumps({k: r.summary[k] for k in ("test_cutoff", "churn", "value")},
                                  indent=2, default=str))
@@ -157,12 +160,13 @@ def train(config: ConfigOpt = None, engine: EngineOpt = None) -> None:
 
 
 @app.command()
-def backtest(config: ConfigOpt = None, engine: EngineOpt = None) -> None:
+def backtest(config: ConfigOpt = None, engine: EngineOpt = None, no_cache: NoCacheOpt = False) -> None:
     """Rolling-origin backtest: LightGBM beside BG/NBD+GG and simple baselines, HTML report."""
     def go():
         from clvml.jobs.backtest import run_backtest
 
         cfg = _config(config, engine)
+        cfg.features.cache = cfg.features.cache and not no_cache
         r = run_backtest(cfg, progress=_progress())
         s = r.result.summary()
         keep = [("churn", "roc_auc"), ("churn", "pr_auc"), ("churn", "brier"), ("churn", "ece"),
@@ -175,12 +179,13 @@ def backtest(config: ConfigOpt = None, engine: EngineOpt = None) -> None:
 
 @app.command()
 def tune(config: ConfigOpt = None, n_trials: Annotated[int | None, typer.Option(
-        help="Override tune.n_trials.")] = None) -> None:
+        help="Override tune.n_trials.")] = None, no_cache: NoCacheOpt = False) -> None:
     """Optuna study on time-ordered validation cut-offs; writes the tuned config for `clvml train`."""
     def go():
         from clvml.jobs.tune import tune as run_tune
 
         cfg = _config(config)
+        cfg.features.cache = cfg.features.cache and not no_cache
         if n_trials is not None:
             cfg.tune.n_trials = n_trials
         r = run_tune(cfg, progress=_progress())

@@ -30,6 +30,8 @@ class CutoffConfig(_Strict):
 
 class FeatureConfig(_Strict):
     windows: list[int] = Field(default_factory=lambda: [30, 90, 180, 365])
+    cache: bool = Field(True, description="Reuse the feature table built by an earlier train/backtest/"
+                        "tune on the same inputs, settings and cut-offs (kept under output.dir/cache).")
     families: list[Literal["transactions", "activity", "social", "after_sales", "profile"]] = Field(
         default_factory=lambda: ["transactions", "activity", "social", "after_sales", "profile"]
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import ibis
@@ -12,6 +13,7 @@ import pandas as pd
 
 from clvml.config import DataConfig, Policies, TableSource
 from clvml.data.contracts import SCHEMAS
+from clvml.data.fingerprint import source_fingerprints
 from clvml.data.readers import read_table
 from clvml.data.validation import (
     Problem,
@@ -34,6 +36,9 @@ class Dataset:
     as_of: dt.date | None = None
     lineage: dict[str, str] = field(default_factory=dict)
     observed_until: dt.date | None = None  # last day the data are known complete (None: last event)
+    #: what the clean tables were built from (the data config and a fingerprint of every input file);
+    #: None when a table came from memory or a database, so nothing built from it is cached
+    inputs: dict[str, Any] | None = None
 
     def __getitem__(self, name: str) -> ibis.Table:
         return self.tables[name]
@@ -90,6 +95,7 @@ def load_dataset(
     if "transactions" not in frames and "transactions" not in config.tables:
         raise DataSourceError("no transactions table: it is the one required table")
 
+    files = None if frames else source_fingerprints(config)
     report = ValidationReport()
     clean: dict[str, ibis.Table] = {}
     lineage: dict[str, str] = {}
@@ -123,7 +129,26 @@ def load_dataset(
                     getattr(config, "stale_after_days", 7), report)
     if not report.ok:
         raise DataValidationError(report)
-    return Dataset(con, materialised, report, as_of, lineage, observed_until)
+    inputs = None
+    if files is not None and _unchanged(files, config):
+        inputs = {"data": config.model_dump(mode="json", exclude={"synthetic"}), "files": files}
+    return Dataset(con, materialised, report, as_of, lineage, observed_until, inputs)
+
+
+def _unchanged(files: dict[str, dict[str, Any]], config: DataConfig) -> bool:
+    """The input files still have the size and modification time they had before they were read (a
+    file rewritten meanwhile must not be cached under its old fingerprint)."""
+    for name, entries in files.items():
+        base = Path(config.tables[name].path)
+        for rel, fp in entries.items():
+            p = base / rel if base.is_dir() else base
+            try:
+                st = p.stat()
+            except OSError:
+                return False
+            if (st.st_size, st.st_mtime_ns) != (fp["size"], fp["mtime_ns"]):
+                return False
+    return True
 
 
 def _check_coverage(tx: ibis.Table, as_of: dt.date | None, observed_until: dt.date | None,

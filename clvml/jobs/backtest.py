@@ -33,7 +33,7 @@ def run_backtest(cfg: Config, ds: Dataset | None = None, progress: Progress = qu
     """``clvml backtest``: rolling-origin evaluation, report in ``output.dir/backtest``, MLflow run."""
     ds = ds or load_data(cfg, progress)
     progress("building point-in-time features and labels")
-    ts = make_training_set(ds, cfg)
+    ts = make_training_set(ds, cfg, progress=progress)
     origins = backtest_origins(cfg, ts.cutoffs)
     result = backtest(ts, cfg, ds, origins, progress)
     report = write_report(result, Path(cfg.output.dir) / "backtest", f"clvml backtest: {cfg.name}",

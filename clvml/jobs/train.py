@@ -90,7 +90,7 @@ def _train(cfg: Config, ds: Dataset, progress: Progress, t0: float, run_id: str 
     from clvml.io import replace_dir
 
     progress("building point-in-time features and labels")
-    ts = make_training_set(ds, cfg)
+    ts = make_training_set(ds, cfg, progress=progress)
     test_cutoff = ts.cutoffs[-1]
     progress(f"training set: {len(ts.frame):,} rows over {len(ts.cutoffs)} cut-offs, "
              f"{len(ts.feature_columns)} features; evaluating on the latest cut-off {test_cutoff}")

@@ -71,7 +71,7 @@ def tune(cfg: Config, ds: Dataset | None = None, progress=lambda _: None) -> Tun
 
     ds = ds or load_data(cfg, progress)
     progress("building point-in-time features and labels")
-    ts = make_training_set(ds, cfg)
+    ts = make_training_set(ds, cfg, progress=progress)
     origins = tuning_origins(ts, cfg)
     space = cfg.tune.space
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -14,7 +14,9 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -95,13 +97,41 @@ def add_btyd_features(ds: Dataset, feats: pd.DataFrame, cutoffs: list[dt.date],
     return merge_btyd(feats, btyd_table(ds, cutoffs, horizon_days))
 
 
-def make_training_set(ds: Dataset, cfg: Config, cutoffs: list[dt.date] | None = None) -> TrainingSet:
+def training_features(ds: Dataset, cfg: Config, cutoffs: list[dt.date],
+                      progress: Callable[[str], None] | None = None) -> pd.DataFrame:
+    """The feature table of ``cutoffs`` (plus the BTYD features when configured), from the feature
+    cache under ``output.dir/cache`` when an earlier run built it from the same inputs, settings and
+    cut-offs (:mod:`clvml.features.cache`)."""
+    say = progress or (lambda _: None)
+
+    def build() -> pd.DataFrame:
+        feats = to_pandas(build_features(ds.tables, cutoffs, windows=cfg.features.windows,
+                                         families=cfg.features.families))
+        if cfg.model.btyd_features:
+            feats = add_btyd_features(ds, feats, cutoffs, cfg.labels.horizon_days)
+        return feats
+
+    if not cfg.features.cache:
+        say("feature cache off (features.cache: false or --no-cache): building features")
+        return build()
+    if ds.inputs is None:
+        say("feature cache not used: a table was not read from files (in memory or a database)")
+        return build()
+    from clvml._version import __version__
+    from clvml.features.cache import cached_frame
+
+    parts = {"clvml": __version__, "data": ds.inputs["data"], "inputs": ds.inputs["files"],
+             "features": cfg.features.model_dump(mode="json", exclude={"cache"}),
+             "cutoffs": [str(c) for c in cutoffs],
+             "btyd": cfg.labels.horizon_days if cfg.model.btyd_features else None}
+    return cached_frame(Path(cfg.output.dir) / "cache", parts, build, say)
+
+
+def make_training_set(ds: Dataset, cfg: Config, cutoffs: list[dt.date] | None = None,
+                      progress: Callable[[str], None] | None = None) -> TrainingSet:
     last = data_end(ds)
     cutoffs = cutoffs or cutoff_grid(cfg, last)
-    feats = to_pandas(build_features(ds.tables, cutoffs, windows=cfg.features.windows,
-                                     families=cfg.features.families))
-    if cfg.model.btyd_features:
-        feats = add_btyd_features(ds, feats, cutoffs, cfg.labels.horizon_days)
+    feats = training_features(ds, cfg, cutoffs, progress)
     lab = build_labels(ds.tables, cutoffs, horizon_days=cfg.labels.horizon_days,
                        churn_definition=cfg.labels.churn_definition,
                        cancellation_event=cfg.labels.cancellation_event, data_end=last).to_pandas()
