@@ -15,6 +15,8 @@ from clvml.features.query import (
     from_units,
     safe_div,
     std_from_moments,
+    wide_sum,
+    wide_wsum,
     wmax,
     wsum,
 )
@@ -22,7 +24,8 @@ from clvml.features.registry import Feature, family
 
 FAM = family("transactions", "transactions", "tx")
 R = FAM.register
-#: the sum of squared order values (for the spread) keeps 4 decimals: exact to 9e11 squared units
+#: the sum of squared order values (for the spread) keeps 4 decimals, in 128-bit integers: exact up to
+#: 1e34 squared currency units (1e10 orders at the ±1e12 bound of the data contract)
 SS_DECIMALS = 4
 
 
@@ -39,8 +42,8 @@ R(Feature("purchase_days_{w}", "Distinct days with a purchase {span}.", "days",
           agg=lambda j, w: wsum(j.orders > 0, w), windowed=True))
 R(Feature("spend_max_{w}", "Largest order {span}.", "currency", "largest order {value} {span}",
           agg=lambda j, w: wmax(j.max_amount, w), windowed=True, fill=None))
-R(Feature("ss_{w}", "", "", "", agg=lambda j, w: from_units(wsum(j.ss, w), SS_DECIMALS), windowed=True,
-          hidden=True))
+R(Feature("ss_{w}", "", "", "", agg=lambda j, w: from_units(wide_wsum(j.ss, w), SS_DECIMALS),
+          windowed=True, hidden=True))
 R(Feature("spend_mean_{w}", "Mean order value {span}.", "currency", "average order {value} {span}",
           derive=lambda c, w: safe_div(c[_n("spend", w)], c[_n("orders", w)]), windowed=True,
           fill=None))
@@ -133,7 +136,7 @@ def daily(tx: ibis.Table) -> ibis.Table:
     aggs = dict(
         orders=t.amount.count(where=pos),
         spend=exact_sum(t.amount, pos).fill_null(0),
-        ss=exact_sum(t.amount * t.amount, pos, SS_DECIMALS).fill_null(0),
+        ss=wide_sum(t.amount * t.amount, pos, SS_DECIMALS).fill_null(0),
         max_amount=t.amount.max(where=pos),
         refunds=t.amount.count(where=t.amount < 0),
         refund_amount=exact_sum(-t.amount, t.amount < 0).fill_null(0),
