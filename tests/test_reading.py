@@ -263,3 +263,65 @@ def test_duplicate_names_in_memory_and_in_parquet(tmp_path):
                    tmp_path / "tx.parquet")
     with pytest.raises(DataSourceError, match=r"has 2 columns named 'amount' \(positions 3, 4\)"):
         load_dataset(source(tmp_path / "tx.parquet"))
+
+
+# --- G: engine errors when the rows are computed ------------------------------------------------
+
+def _damaged_parquet(path):
+    n = 2000
+    df = pd.DataFrame({"customer_id": [f"c{k % 50}" for k in range(n)],
+                       "ts": pd.date_range("2024-01-01", periods=n, freq="h"), "amount": [k * 1.5 for k in range(n)]})
+    pq.write_table(pa.Table.from_pandas(df), path, compression="zstd")
+    col = pq.ParquetFile(path).metadata.row_group(0).column(2)  # amount's compressed data page
+    data = bytearray(path.read_bytes())
+    for i in range(col.data_page_offset + 40, col.data_page_offset + 240):
+        data[i] ^= 0x5A
+    path.write_bytes(bytes(data))
+
+
+def test_damaged_parquet_page_is_a_data_error_naming_table_and_file(tmp_path):
+    # the footer reads fine; the page fails when the rows are converted, outside the reader's wrapper
+    _damaged_parquet(tmp_path / "tx.parquet")
+    with pytest.raises(DataSourceError) as exc:
+        load_dataset(source(tmp_path / "tx.parquet"))
+    assert exc.value.exit_code == 3
+    assert str(exc.value).startswith(f"table 'transactions' ({tmp_path / 'tx.parquet'}): the data could "
+                                     "not be read: ")
+    assert "damaged" in str(exc.value)
+
+
+def test_out_of_memory_is_an_engine_error_with_the_memory_hint(tmp_path):
+    from typer.testing import CliRunner
+
+    from clvml.cli import app
+
+    big = pd.DataFrame({"customer_id": [f"c{k}" for k in range(300_000)], "ts": "2024-01-01", "amount": 1.0})
+    big.to_csv(tmp_path / "tx.csv", index=False)
+    (tmp_path / "c.yaml").write_text("data:\n  tables:\n    transactions:\n      path: tx.csv\n"
+                                     "cutoffs:\n  start: 2024-01-01\nengine:\n  duckdb:\n    memory_limit: 1MB\n")
+    res = CliRunner().invoke(app, ["validate", str(tmp_path / "c.yaml")])
+    assert res.exit_code == 8, res.output
+    out = " ".join(res.output.split())
+    assert "table 'transactions' (" in out and "the engine ran out of memory" in out
+    assert "raise engine.duckdb.memory_limit, or set engine.duckdb.temp_directory" in out
+
+
+# --- F: long text fields ------------------------------------------------------------------------
+
+def test_a_3_million_character_text_field_is_read(tmp_path):
+    # DuckDB's sniffer refused any line above 2 MiB ("Maximum line size ... exceeded")
+    (tmp_path / "tx.csv").write_text("customer_id,ts,amount,category,note\n"
+                                     f"a,2024-01-01,1,{'x' * 3_000_000},{'y' * 3_000_000}\nb,2024-01-02,2,toys,\n")
+    ds = load_dataset(source(tmp_path / "tx.csv"))
+    df = ds["transactions"].to_pandas().sort_values("customer_id")
+    assert df.category.str.len().tolist() == [3_000_000, 4] and ds.report.rows_out["transactions"] == 2
+
+
+def test_a_line_above_the_limit_is_refused_stating_the_limit(tmp_path):
+    (tmp_path / "tx.csv").write_text(f"customer_id,ts,amount,note\na,2024-01-01,1,{'x' * (16 * 2**20 + 10)}\n")
+    with pytest.raises(DataSourceError) as exc:
+        load_dataset(source(tmp_path / "tx.csv"))
+    msg = str(exc.value)
+    assert f"line 1 of {tmp_path / 'tx.csv'} is 16,777,242 bytes long, above the limit of 16,777,216 " \
+           "bytes (16 MiB) per CSV line" in msg  # the line and its newline
+    assert "xxxxxxxxxx" not in msg and len(msg) < 600 and exc.value.exit_code == 3

@@ -7,7 +7,6 @@ table names from a config are checked to be plain identifiers before they reach 
 from __future__ import annotations
 
 import itertools
-import re
 from collections import Counter
 from pathlib import Path
 
@@ -15,12 +14,10 @@ import ibis
 import pandas as pd
 
 from clvml.config import TableSource, _check_identifier
-from clvml.errors import DataSourceError
+from clvml.engine import MAX_LINE_BYTES, engine_error, reword_read_error
+from clvml.errors import DataSourceError, EngineError
 
 _counter = itertools.count()
-
-#: longest CSV line accepted (DuckDB ``max_line_size``): a free-text field can be this long
-MAX_LINE_BYTES = 64 * 2**20
 
 
 def _infer_format(path: Path) -> str:
@@ -96,7 +93,7 @@ def read_table(
             # dates are not guessed by the sniffer (which reads 03/04/2024 as April when no day of the
             # first file's sample is above 12); validation parses them, with timestamp_format if set
             return con.read_csv(target, table_name=tname, all_varchar=True, header=True,
-                                max_line_size=MAX_LINE_BYTES)
+                                max_line_size=MAX_LINE_BYTES, buffer_size=MAX_LINE_BYTES)
         if fmt == "duckdb":
             if not source.table:
                 raise DataSourceError(
@@ -105,30 +102,19 @@ def read_table(
             alias = f"src_{next(_counter)}"
             con.attach(str(path), alias, read_only=True)
             return con.table(source.table, database=alias)
-    except DataSourceError:
+    except (DataSourceError, EngineError):
         raise
     except Exception as exc:  # the backend's own error, re-worded with what and where
+        _raise_if_out_of_memory(exc, f"table {name!r} ({path})")
         raise DataSourceError(f"table {name!r}: could not read {path} as {fmt}: "
                               f"{reword_read_error(exc)}") from None
     raise DataSourceError(f"table {name!r}: unknown format {fmt!r}")
 
 
-def reword_read_error(exc: BaseException) -> str:
-    """The first lines of a backend's read error, with the CSV line limit said in clvml's terms
-    (DuckDB quotes the whole offending line, which can be megabytes long)."""
-    text = str(exc)
-    m = re.search(r"Maximum line size of \d+ bytes exceeded\. Actual Size:\s*(\d+) bytes", text)
-    if m:
-        line = re.search(r"CSV Error on Line: (\d+)", text)
-        file = re.search(r"^\s*file = (.*)$", text, re.MULTILINE)
-        return (f"line {line.group(1) if line else '?'}"
-                + (f" of {file.group(1).strip()}" if file else "")
-                + f" is {int(m.group(1)):,} bytes long, above the limit of {MAX_LINE_BYTES:,} bytes "
-                "(64 MiB) per CSV line; shorten that field, or convert the file to Parquet "
-                "(which has no line limit)")
-    lines = text.splitlines()
-    head = "\n".join(lines[:4])
-    return head if len(head) <= 1000 else head[:1000] + " …"
+def _raise_if_out_of_memory(exc: BaseException, what: str) -> None:
+    err = engine_error(exc, what)
+    if isinstance(err, EngineError):  # the machine, not the file: exit 8 with the memory hint
+        raise err from None
 
 
 def _files(path: Path, pattern: str) -> list[Path]:
@@ -169,8 +155,10 @@ def _check_csv_headers(con: ibis.BaseBackend, name: str, files: list[Path]) -> N
             continue
         try:
             row = raw.execute("SELECT * FROM read_csv(?, header = false, all_varchar = true, "
-                              f"max_line_size = {MAX_LINE_BYTES}) LIMIT 1", [str(f)]).fetchone()
+                              f"max_line_size = {MAX_LINE_BYTES}, buffer_size = {MAX_LINE_BYTES}) "
+                              "LIMIT 1", [str(f)]).fetchone()
         except Exception as exc:
+            _raise_if_out_of_memory(exc, f"table {name!r} ({f})")
             raise DataSourceError(f"table {name!r}: could not read {f} as csv: "
                                   f"{reword_read_error(exc)}") from None
         if row is None:

@@ -277,10 +277,12 @@ def prepare_table(
     policies: Policies,
     report: ValidationReport,
     as_of: dt.date | None = None,
+    what: str | None = None,
 ) -> ibis.Table | None:
     """Map, type-check and clean one raw table. Returns ``None`` when the table cannot be used.
 
-    Problems are appended to ``report``; rows dropped under a policy are counted in it.
+    Problems are appended to ``report``; rows dropped under a policy are counted in it. ``what``
+    names the table and its source in engine errors (a damaged file shows when it is converted).
     """
     schema: TableSchema = SCHEMAS[name]
     source = source or TableSource()
@@ -419,7 +421,8 @@ def prepare_table(
     con = raw.get_backend()
     order = [f"t_{c}" for c in ("customer_id", "ts") if c in typed]
     mat = materialize(con, typed_table_name(name, report),
-                      full.select(*[f"t_{c}" for c in cols], *[f"f_{k}" for k in flags]).order_by(order))
+                      full.select(*[f"t_{c}" for c in cols], *[f"f_{k}" for k in flags]).order_by(order),
+                      what or f"table {name!r}")
     counts = mat.aggregate(n=mat.count(), **{k: mat[f"f_{k}"].cast("int64").sum() for k in flags}
                            ).to_pyarrow()
     n_in = int(counts["n"][0].as_py())
