@@ -195,6 +195,20 @@ def test_spreads_of_orders_up_to_1e12_do_not_overflow_and_are_exact():
     assert f.loc["c", "tx_spend_std_all"] == math.sqrt(2) and f.loc["c", "tx_refund_amount_all"] == 1e12
 
 
+def test_customer_totals_far_beyond_int64_units_do_not_overflow():
+    # 400 orders of 1e12: 4e20 units of 1e-6 passed through BIGINT (max 9.2e18) and crashed; the
+    # category concentration squared 4e14 into DECIMAL(38, 9) (max 1e29)
+    t = pd.DataFrame({"customer_id": "a", "ts": pd.date_range("2023-01-01", periods=400, freq="D"),
+                      "amount": 1e12, "category": ["x"] * 399 + ["y"], "discount": 1e12})
+    ds = load_dataset(frames={"transactions": t})
+    f = to_pandas(build_features(ds.tables, [dt.date(2024, 3, 1)], windows=[30], families=["transactions"]))
+    a = f.set_index("customer_id").loc["a"]
+    assert a.tx_spend_all == 4e14 and a.tx_spend_30d == 5e12 and a.tx_orders_all == 400
+    assert a.tx_category_hhi == pytest.approx((399**2 + 1) / 400**2, rel=1e-12)
+    assert a.tx_discount_share_all == 0.5
+    assert abs(a.tx_spend_std_all) < 1e12 * 1e-7  # 0 up to the float64 resolution of the moments
+
+
 def test_amounts_beyond_1e12_are_bad_values_naming_the_rows(tmp_path):
     (tmp_path / "tx.csv").write_text("customer_id,ts,amount,discount\na,2024-01-01,1000000000000,0\n"
                                      "b,2024-01-02,-1000000000001,0\nc,2024-01-03,5,2e12\n")

@@ -122,7 +122,9 @@ def exact_sum(x: ibis.Value, where: ibis.Value | None = None,
     units: window sums of it are exact too, and :func:`from_units` converts back. (DECIMAL sums are
     also exact, but DuckDB's 128-bit arithmetic was the largest cost of the feature build.)
     """
-    return (x.cast("float64") * 10**decimals).round().sum(where=where)
+    # ROUND kept in float64: Ibis casts round() to BIGINT, which overflows on a customer's total
+    # above 9.2e12 (and wraps silently on Spark); a rounded float64 is a whole number all the same
+    return _round(x.cast("float64") * 10**decimals, 0).sum(where=where)
 
 
 def from_units(x: ibis.Value, decimals: int = DECIMALS) -> ibis.Value:

@@ -27,6 +27,8 @@ R = FAM.register
 #: the sum of squared order values (for the spread) keeps 4 decimals, in 128-bit integers: exact up to
 #: 1e34 squared currency units (1e10 orders at the ±1e12 bound of the data contract)
 SS_DECIMALS = 4
+#: squared category spends at or above this are summed in float64, not DECIMAL(38, 9) (max 1e29)
+HHI_EXACT_BELOW = 1e28
 
 
 def _purchase(j):
@@ -161,10 +163,16 @@ def _mix(tx: ibis.Table, cutoffs: ibis.Table, column: str, count_name: str,
     j = d.cross_join(cutoffs).filter(d.day < cutoffs.cutoff_day)
     per = j.group_by(["customer_id", "cutoff_day", "key"]).aggregate(n=wsum(j.n), s=wsum(j.s))
     if kind == "hhi":  # spend concentration; squares of exact sums can pass 2**53: DECIMAL
+        sq = from_units(per.s) ** 2
+        # DECIMAL(38, 9) holds squares below 1e29 (a category total of 3e14); the rare larger ones
+        # are added as float64 (no longer guaranteed bit-identical, as any float64 sum past 2**53)
+        small = sq < HHI_EXACT_BELOW
         agg = per.group_by(["customer_id", "cutoff_day"]).aggregate(
-            **{count_name: per.count(), "_ss": decimal_sum(from_units(per.s) ** 2), "_s": wsum(per.s)})
+            **{count_name: per.count(), "_ss": decimal_sum(ibis.ifelse(small, sq, 0.0)),
+               "_big": ibis.ifelse(small, 0.0, sq).sum(), "_s": wsum(per.s)})
         return agg.select("customer_id", "cutoff_day", count_name,
-                          **{share_name: safe_div(agg._ss, from_units(agg._s) ** 2)})
+                          **{share_name: safe_div(agg._ss.cast("float64") + agg._big,
+                                                  from_units(agg._s) ** 2)})
     agg = per.group_by(["customer_id", "cutoff_day"]).aggregate(
         **{count_name: per.count(), "_max": per.n.max(), "_tot": wsum(per.n)})
     return agg.select("customer_id", "cutoff_day", count_name,
