@@ -49,6 +49,15 @@ def _run(fn):
     except ClvmlError as exc:
         console.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
         raise typer.Exit(exc.exit_code) from None
+    except Exception as exc:  # out of memory anywhere (features, training, scoring): exit 8, a hint
+        from clvml.engine import engine_error
+        from clvml.errors import EngineError
+
+        err = engine_error(exc, "the engine")
+        if not isinstance(err, EngineError):
+            raise
+        console.print(f"[bold red]error:[/bold red] {err}", highlight=False)
+        raise typer.Exit(err.exit_code) from None
 
 
 def _config(path: Path | None, engine: str | None = None):

@@ -11,12 +11,14 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import ibis
 
 from clvml.config import SIZE, EngineConfig
-from clvml.errors import EngineError
+from clvml.errors import ClvmlError, DataSourceError, EngineError
 
 
 def connect(
@@ -119,14 +121,88 @@ def backend_name(obj: ibis.BaseBackend | ibis.Table) -> str:
     return con.name
 
 
-def materialize(con: ibis.BaseBackend, name: str, expr: ibis.Table) -> ibis.Table:
+#: longest CSV line accepted (DuckDB ``max_line_size``; DuckDB's default is 2 MiB): a free-text field
+#: can be nearly this long (3 million characters even at 4 bytes each). The read buffer is the same
+#: size, as by default (DuckDB's default buffer is 16 lines of the limit: 256 MiB reserved at this
+#: limit, which fails under a small memory_limit). DuckDB's sniffer takes about 1 s per 2 MiB of a
+#: long line.
+MAX_LINE_BYTES = 16 * 2**20
+
+
+def reword_read_error(exc: BaseException) -> str:
+    """The first lines of a backend's read error, with the CSV line limit said in clvml's terms
+    (DuckDB quotes the whole offending line, which can be megabytes long)."""
+    text = str(exc)
+    m = re.search(r"Maximum line size of \d+ bytes exceeded\. Actual Size:\s*(\d+) bytes", text)
+    if m:
+        line = re.search(r"CSV Error on Line: (\d+)", text)
+        file = re.search(r"^\s*file = (.*)$", text, re.MULTILINE)
+        return (f"line {line.group(1) if line else '?'}"
+                + (f" of {file.group(1).strip()}" if file else "")
+                + f" is {int(m.group(1)):,} bytes long, above the limit of {MAX_LINE_BYTES:,} bytes "
+                f"({MAX_LINE_BYTES >> 20} MiB) per CSV line; shorten that field, or convert the file "
+                "to Parquet (which has no line limit)")
+    lines = text.splitlines()
+    head = "\n".join(lines[:4])
+    return head if len(head) <= 1000 else head[:1000] + " …"
+
+
+#: hint of every out-of-memory error
+MEMORY_HINT = ("raise engine.duckdb.memory_limit, or set engine.duckdb.temp_directory to a folder on a "
+               "disk with free space so DuckDB can spill there (and fewer engine.duckdb.threads need "
+               "less memory)")
+
+
+def engine_error(exc: BaseException, what: str) -> ClvmlError | None:
+    """The clvml error for an engine error raised while reading or computing ``what`` (e.g. "table
+    'transactions' (parquet data/tx.parquet)"), or None when it is not one the data or the machine
+    explains (a binder or internal error is a bug: it keeps its traceback).
+
+    DuckDB reads lazily: a corrupt Parquet page or a bad CSV line surfaces only when the rows are
+    computed, long after the file was opened. Out of memory -> :class:`EngineError` (exit 8);
+    unreadable data -> :class:`DataSourceError` (exit 3)."""
+    try:
+        import duckdb
+    except ImportError:  # pragma: no cover - DuckDB is a dependency
+        return None
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, duckdb.OutOfMemoryException | MemoryError):
+        return EngineError(f"{what}: the engine ran out of memory ({first}); {MEMORY_HINT}")
+    bugs = (duckdb.BinderException, duckdb.CatalogException, duckdb.ParserException,
+            duckdb.InternalException, duckdb.NotImplementedException)
+    if isinstance(exc, duckdb.Error) and not isinstance(exc, bugs):
+        return DataSourceError(f"{what}: the data could not be read: "
+                               f"{reword_read_error(exc).rstrip('.')}; "
+                               "check or export the file again (a Parquet file that fails here is "
+                               "damaged: its footer is readable, a data page is not)")
+    return None
+
+
+@contextmanager
+def engine_errors(what: str) -> Iterator[None]:
+    """Raise :func:`engine_error`'s clvml error for engine errors inside the block."""
+    try:
+        yield
+    except ClvmlError:
+        raise
+    except Exception as exc:
+        err = engine_error(exc, what)
+        if err is None:
+            raise
+        raise err from None
+
+
+def materialize(con: ibis.BaseBackend, name: str, expr: ibis.Table,
+                what: str | None = None) -> ibis.Table:
     """Compute ``expr`` once and keep it for the session under ``name`` (a temporary table on
-    DuckDB, a cached temporary view on Spark)."""
-    if con.name == "pyspark":
-        con.create_view(name, expr, overwrite=True)
-        con._session.catalog.cacheTable(name)
-        return con.table(name)
-    return con.create_table(name, expr, temp=True)
+    DuckDB, a cached temporary view on Spark). Engine errors become clvml errors naming ``what``
+    (default: ``name``), see :func:`engine_error`."""
+    with engine_errors(what or name):
+        if con.name == "pyspark":
+            con.create_view(name, expr, overwrite=True)
+            con._session.catalog.cacheTable(name)
+            return con.table(name)
+        return con.create_table(name, expr, temp=True)
 
 
 def release(con: ibis.BaseBackend, name: str) -> None:

@@ -67,7 +67,8 @@ class LockError(ClvmlError):
 
 
 class EngineError(ClvmlError):
-    """The configured compute engine cannot start (pyspark not installed, no Java 17, bad setting)."""
+    """The configured compute engine cannot start (pyspark not installed, no Java 17, bad setting) or
+    ran out of memory."""
 
     exit_code = 8
 
@@ -85,5 +86,5 @@ EXIT_CODES = {
     5: "model incompatible with this clvml version or this data",
     6: "output location not writable (permission, disk full): previous output unchanged",
     7: "another run is writing the same output (lock held): nothing written",
-    8: "the configured engine cannot start (e.g. Spark without pyspark or Java 17)",
+    8: "the configured engine cannot start (e.g. Spark without pyspark or Java 17) or ran out of memory",
 }

@@ -26,7 +26,10 @@ class TableSource(_Strict):
     event_types: dict[str, list[str]] = Field(
         default_factory=dict, description="canonical event type -> your values that mean it."
     )
-    timestamp_format: str | None = Field(None, description="strptime format for text timestamps.")
+    timestamp_format: str | None = Field(
+        None, description="strptime format (e.g. '%m/%d/%Y') of every text timestamp column of the "
+        "table; without it only ISO 8601, year/month/day and day/month forms whose order a day above "
+        "12 proves are read.")
 
     @field_validator("table")
     @classmethod

@@ -6,8 +6,18 @@ these canonical names in the config (``data.tables.<table>.columns`` / ``.event_
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 from typing import Literal
+
+#: supported timestamps: [TS_START, TS_END). Cut-offs, labels and scores pass through pandas
+#: nanosecond timestamps, which end at 2262-04-11 23:47:16; the cut-off after the last event day must
+#: fit, so events end the day before. Earlier than 1900 is a placeholder, not an event.
+TS_START = dt.datetime(1900, 1, 1)
+TS_END = dt.datetime(2262, 4, 11)
+#: supported magnitude of every number column (amounts in currency units): sums are exact integers of
+#: 1e-6 units in 64 bits (±9.2e18), so one value may be at most 9.2e12; squares for spreads are 128-bit
+NUMBER_BOUND = 1e12
 
 Kind = Literal["id", "timestamp", "number", "string", "event_type"]
 

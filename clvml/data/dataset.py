@@ -22,7 +22,7 @@ from clvml.data.validation import (
     prepare_table,
     typed_table_name,
 )
-from clvml.engine import connect, materialize, release
+from clvml.engine import connect, engine_errors, materialize, release
 from clvml.errors import DataSourceError, DataValidationError
 
 
@@ -103,26 +103,32 @@ def load_dataset(
     for name in names:
         src: TableSource | None = config.tables.get(name)
         obj = frames.get(name, src)
-        raw = read_table(con, name, obj)
         lineage[name] = (
             f"{type(obj).__name__} in memory" if name in frames else f"{src.format or ''} {src.path}"
         ).strip()
-        table = prepare_table(name, raw, src, policies, report, as_of)
+        # the source is read lazily: a damaged file or a full memory shows while it is converted
+        what = f"table {name!r} ({lineage[name]})"
+        with engine_errors(what):
+            raw = read_table(con, name, obj)
+            table = prepare_table(name, raw, src, policies, report, as_of, what)
         if table is not None:
             clean[name] = table
-    if "customers" in clean:
-        _check_unique_customers(clean["customers"], report)
-    clean = check_orphans(clean, policies, report)
+    with engine_errors(f"checking tables {', '.join(repr(n) for n in clean)}"):
+        if "customers" in clean:
+            _check_unique_customers(clean["customers"], report)
+        clean = check_orphans(clean, policies, report)
     if not report.ok:
         raise DataValidationError(report)
     materialised = {}
     for name, t in clean.items():
-        if report.dropped.get(name):  # rows were filtered: store the rest, free the converted copy
-            order = ["customer_id", "ts"] if "ts" in t.columns else ["customer_id"]
-            t = materialize(con, f"clean_{name}_{id(report)}", t.order_by(order))
-            release(con, typed_table_name(name, report))
-        # else: a projection of the converted table, already sorted by customer and time
-        report.rows_out[name] = int(t.count().to_pyarrow().as_py())
+        what = f"table {name!r} ({lineage[name]})"
+        with engine_errors(what):
+            if report.dropped.get(name):  # rows were filtered: store the rest, free the converted copy
+                order = ["customer_id", "ts"] if "ts" in t.columns else ["customer_id"]
+                t = materialize(con, f"clean_{name}_{id(report)}", t.order_by(order), what)
+                release(con, typed_table_name(name, report))
+            # else: a projection of the converted table, already sorted by customer and time
+            report.rows_out[name] = int(t.count().to_pyarrow().as_py())
         materialised[name] = t
     observed_until = getattr(config, "observed_until", None)
     _check_coverage(materialised["transactions"], as_of, observed_until,

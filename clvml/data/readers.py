@@ -7,13 +7,15 @@ table names from a config are checked to be plain identifiers before they reach 
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 from pathlib import Path
 
 import ibis
 import pandas as pd
 
 from clvml.config import TableSource, _check_identifier
-from clvml.errors import DataSourceError
+from clvml.engine import MAX_LINE_BYTES, engine_error, reword_read_error
+from clvml.errors import DataSourceError, EngineError
 
 _counter = itertools.count()
 
@@ -44,6 +46,7 @@ def read_table(
     if isinstance(source, ibis.Table):
         return source
     if isinstance(source, pd.DataFrame):
+        check_header(name, "the in-memory frame", [str(c) for c in source.columns])
         # an all-null object column has no type; give it text type (validation casts it later)
         nulls = [c for c in source.columns if source[c].dtype == object and source[c].isna().all()]
         if nulls:
@@ -81,12 +84,16 @@ def read_table(
     try:
         if fmt == "parquet":
             target = str(path / "**" / "*.parquet") if path.is_dir() else str(path)
+            _check_parquet_headers(name, _files(path, "*.parquet"))
             return con.read_parquet(target, table_name=tname)
         if fmt == "csv":
-            id_col = source.columns.get("customer_id", "customer_id")
             target = str(path / "**" / "*.csv") if path.is_dir() else str(path)
-            # ids are read as text: auto-detection would turn '00042' into 42 and merge keys
-            return con.read_csv(target, table_name=tname, types={id_col: "VARCHAR"})
+            _check_csv_headers(con, name, _files(path, "*.csv"))
+            # every column as text, as Spark reads it: ids keep their zeros ('00042' is not 42), and
+            # dates are not guessed by the sniffer (which reads 03/04/2024 as April when no day of the
+            # first file's sample is above 12); validation parses them, with timestamp_format if set
+            return con.read_csv(target, table_name=tname, all_varchar=True, header=True,
+                                max_line_size=MAX_LINE_BYTES, buffer_size=MAX_LINE_BYTES)
         if fmt == "duckdb":
             if not source.table:
                 raise DataSourceError(
@@ -95,11 +102,80 @@ def read_table(
             alias = f"src_{next(_counter)}"
             con.attach(str(path), alias, read_only=True)
             return con.table(source.table, database=alias)
-    except DataSourceError:
+    except (DataSourceError, EngineError):
         raise
     except Exception as exc:  # the backend's own error, re-worded with what and where
-        raise DataSourceError(f"table {name!r}: could not read {path} as {fmt}: {exc}") from None
+        _raise_if_out_of_memory(exc, f"table {name!r} ({path})")
+        raise DataSourceError(f"table {name!r}: could not read {path} as {fmt}: "
+                              f"{reword_read_error(exc)}") from None
     raise DataSourceError(f"table {name!r}: unknown format {fmt!r}")
+
+
+def _raise_if_out_of_memory(exc: BaseException, what: str) -> None:
+    err = engine_error(exc, what)
+    if isinstance(err, EngineError):  # the machine, not the file: exit 8 with the memory hint
+        raise err from None
+
+
+def _files(path: Path, pattern: str) -> list[Path]:
+    return sorted(path.rglob(pattern)) if path.is_dir() else [path]
+
+
+def check_header(name: str, where: str, names: list[str | None]) -> None:
+    """Refuse duplicate or blank column names: a second ``amount`` (say, a discount) would otherwise
+    be renamed by the reader and the first silently used."""
+    problems = []
+    blank = [i + 1 for i, c in enumerate(names) if c is None or not str(c).strip()]
+    if blank:
+        problems.append(f"no name at position(s) {', '.join(map(str, blank))}")
+    for col, n in Counter(c for c in names if c is not None and str(c).strip()).items():
+        if n > 1:
+            pos = [str(i + 1) for i, c in enumerate(names) if c == col]
+            problems.append(f"{n} columns named {col!r} (positions {', '.join(pos)})")
+    if problems:
+        raise DataSourceError(
+            f"table {name!r}: {where} has {'; '.join(problems)} (of {len(names)} columns: "
+            f"{', '.join(repr(c) for c in names[:20])}{' …' if len(names) > 20 else ''}); give every "
+            f"column a unique name in the header, then map the one you mean with "
+            f"data.tables.{name}.columns.<canonical>: <your column>")
+
+
+def _check_csv_headers(con: ibis.BaseBackend, name: str, files: list[Path]) -> None:
+    """Each CSV file must have a header row of unique, non-blank names (read as written: DuckDB would
+    rename a second ``amount`` to ``amount_1`` and call a blank one ``column1``)."""
+    if not files:
+        raise DataSourceError(f"table {name!r}: no .csv files found")
+    raw = getattr(con, "con", None)  # the DuckDB connection under Ibis
+    for f in files:
+        if f.stat().st_size == 0:
+            raise DataSourceError(
+                f"table {name!r}: {f} is empty (0 bytes): it has no header row, so none of the "
+                "table's columns can be found; remove the file or write the export again")
+        if raw is None:
+            continue
+        try:
+            row = raw.execute("SELECT * FROM read_csv(?, header = false, all_varchar = true, "
+                              f"max_line_size = {MAX_LINE_BYTES}, buffer_size = {MAX_LINE_BYTES}) "
+                              "LIMIT 1", [str(f)]).fetchone()
+        except Exception as exc:
+            _raise_if_out_of_memory(exc, f"table {name!r} ({f})")
+            raise DataSourceError(f"table {name!r}: could not read {f} as csv: "
+                                  f"{reword_read_error(exc)}") from None
+        if row is None:
+            raise DataSourceError(f"table {name!r}: {f} has no header row; the first line must "
+                                  "name the columns")
+        check_header(name, str(f), list(row))
+
+
+def _check_parquet_headers(name: str, files: list[Path]) -> None:
+    import pyarrow.parquet as pq
+
+    for f in files:
+        try:
+            names = pq.read_schema(f).names
+        except Exception:  # not readable here: the reader reports it with its own words
+            continue
+        check_header(name, str(f), names)
 
 
 def _spark_frame(con: ibis.BaseBackend, tname: str, df: pd.DataFrame) -> ibis.Table:

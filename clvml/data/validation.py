@@ -8,6 +8,7 @@ dropped where a policy in ``data.policies`` says so, and every dropped row is co
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -15,7 +16,7 @@ import ibis
 import ibis.expr.datatypes as dtypes
 
 from clvml.config import Policies, TableSource
-from clvml.data.contracts import SCHEMAS, TableSchema
+from clvml.data.contracts import NUMBER_BOUND, SCHEMAS, TS_END, TS_START, TableSchema
 from clvml.engine import materialize
 from clvml.errors import DataSourceError
 
@@ -137,7 +138,22 @@ def _non_finite(x: ibis.Value) -> ibis.Value:
     return (x - x) != 0
 
 
-def _as_timestamp(col: ibis.Value, fmt: str | None, backend: str = "duckdb") -> ibis.Value:
+#: ISO 8601 date or date-time, with an optional UTC offset (read as TIMESTAMPTZ, so the offset counts)
+ISO_TS = (r"^\s*\d{4}-\d{1,2}-\d{1,2}([T ]\d{1,2}:\d{2}(:\d{2}(\.\d{1,9})?)?)?\s*"
+          r"(Z|z|[+-]\d{2}(:?\d{2})?)?\s*$")
+_TIME = r"([T ]+\d{1,2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?)?"
+#: day and month in either order (03/04/2024, 03.04.2024), optional time: the order needs evidence
+SLASHED_TS = r"^\s*(\d{1,2})[/.](\d{1,2})[/.](\d{4})" + _TIME + r"\s*$"
+#: year first (2024/03/04): year/month/day, as in ISO 8601
+YEAR_FIRST_TS = r"^\s*(\d{4})[/.](\d{1,2})[/.](\d{1,2})" + _TIME + r"\s*$"
+DayOrder = Literal["mdy", "dmy", "either"]
+
+
+def _as_timestamp(col: ibis.Value, fmt: str | None, backend: str = "duckdb",
+                  order: DayOrder | None = None) -> ibis.Value:
+    """A timestamp column from whatever the source holds. Text is parsed with ``fmt`` when given;
+    otherwise only unambiguous forms are accepted: ISO 8601 (offsets converted to UTC), year/month/day,
+    and day/month forms in the ``order`` the whole column proves (see :func:`_day_orders`)."""
     t = col.type()
     if t.is_timestamp():
         # DuckDB converts TIMESTAMPTZ to the session time zone (UTC, see readers.connect)
@@ -149,7 +165,85 @@ def _as_timestamp(col: ibis.Value, fmt: str | None, backend: str = "duckdb") -> 
         return try_to_timestamp(text, java_pattern(fmt))
     if fmt:
         return try_strptime(text, fmt)
-    return text.try_cast(dtypes.Timestamp())
+    if backend == "pyspark":
+        return text.try_cast(dtypes.Timestamp())
+
+    def rebuilt(pattern: str, iso: str) -> ibis.Value:  # 03/04/2024 10:00 -> 2024-03-04 10:00
+        return text.re_replace(pattern, iso).strip().try_cast(dtypes.Timestamp())
+
+    mdy, dmy = rebuilt(SLASHED_TS, r"\3-\1-\2 \4"), rebuilt(SLASHED_TS, r"\3-\2-\1 \4")
+    # "either": a column already refused for mixing both orders; read each value as it can be, so
+    # the refusal is not repeated as unparseable values
+    slashed = {"mdy": mdy, "dmy": dmy, "either": mdy.coalesce(dmy)}[order or "mdy"]
+    return (ibis.cases(
+        (text.re_search(ISO_TS), text.try_cast(dtypes.Timestamp(timezone="UTC")).cast(_TIMESTAMP)),
+        (text.re_search(YEAR_FIRST_TS), rebuilt(YEAR_FIRST_TS, r"\1-\2-\3 \4")),
+        (text.re_search(SLASHED_TS), slashed),
+        else_=ibis.null(_TIMESTAMP)))
+
+
+def _slashed_formats(example: str) -> tuple[str, str]:
+    """The two timestamp_format values an ambiguous example could have: (mm/dd, dd/mm)."""
+    m = re.match(SLASHED_TS, example)
+    sep = "." if m and "." in example.strip()[:6] else "/"
+    time = (m.group(4) or "") if m else ""
+    tail = ""
+    if time:
+        tail = ("T" if "T" in time else " ") + "%H:%M" + (":%S" if time.count(":") == 2 else "")
+        tail += ".%f" if "." in time else ""
+    return f"%m{sep}%d{sep}%Y{tail}", f"%d{sep}%m{sep}%Y{tail}"
+
+
+def _day_orders(name: str, mapped: ibis.Table, text_cols: dict[str, str],
+                report: ValidationReport) -> dict[str, DayOrder]:
+    """Which order day/month text timestamps are in, proven over the whole column (every file of a
+    folder): a value whose first number is above 12 can only be dd/mm, one whose second is above 12
+    only mm/dd. Without such a value, 03/04/2024 could be either: a problem naming both readings, as
+    is a column where both orders occur. ``text_cols``: canonical column -> its label."""
+    if not text_cols:
+        return {}
+    aggs: dict[str, ibis.Value] = {}
+    for c in text_cols:
+        text = mapped[f"raw_{c}"].cast(dtypes.string)
+        slashed = text.re_search(SLASHED_TS)
+        a = text.re_extract(SLASHED_TS, 1).try_cast(dtypes.int64)
+        b = text.re_extract(SLASHED_TS, 2).try_cast(dtypes.int64)
+        conds = {"dmy": slashed & (a > 12), "mdy": slashed & (b > 12),
+                 "amb": slashed & (a <= 12) & (b <= 12) & (a != b)}
+        for k, cond in conds.items():
+            cond = cond.fill_null(False)
+            aggs[f"{c}__{k}_n"] = cond.cast(dtypes.int64).sum()
+            aggs[f"{c}__{k}_ex"] = text.min(where=cond)
+    got = mapped.aggregate(**aggs).to_pyarrow().to_pylist()[0]
+    orders: dict[str, DayOrder] = {}
+    for c, label in text_cols.items():
+        n = {k: int(got[f"{c}__{k}_n"] or 0) for k in ("dmy", "mdy", "amb")}
+        ex = {k: got[f"{c}__{k}_ex"] for k in ("dmy", "mdy", "amb")}
+        if n["dmy"] and n["mdy"]:
+            report.problems.append(Problem(
+                name, c, "mixed_date_order", n["dmy"] + n["mdy"],
+                f"{label} mixes day/month orders: {n['dmy']:,} value(s) such as {ex['dmy']!r} can only "
+                f"be dd/mm and {n['mdy']:,} such as {ex['mdy']!r} only mm/dd",
+                "write the column in one order (ISO 8601, YYYY-MM-DD, is never ambiguous), or set "
+                f"data.tables.{name}.timestamp_format to the order that is right (values in the other "
+                "order are then counted as unparseable)",
+                examples=[{c: ex["dmy"]}, {c: ex["mdy"]}]))
+            orders[c] = "either"
+        elif n["dmy"] or n["mdy"]:
+            orders[c] = "dmy" if n["dmy"] else "mdy"
+        elif n["amb"]:
+            v = ex["amb"]
+            m = re.match(SLASHED_TS, v)
+            a, b, y = int(m.group(1)), int(m.group(2)), int(m.group(3))
+            mdy, dmy = _slashed_formats(v)
+            report.problems.append(Problem(
+                name, c, "ambiguous_date", n["amb"],
+                f"{label}: {v.strip()} could be {y:04d}-{a:02d}-{b:02d} (mm/dd) or "
+                f"{y:04d}-{b:02d}-{a:02d} (dd/mm), and no value in the column (or any file of the "
+                "folder) has a day above 12 to tell which",
+                f"set data.tables.{name}.timestamp_format: '{mdy}' or '{dmy}'",
+                examples=[{c: v}]))
+    return orders
 
 
 def _as_number(col: ibis.Value) -> ibis.Value:
@@ -161,7 +255,12 @@ def _as_number(col: ibis.Value) -> ibis.Value:
 
 
 def _examples(expr: ibis.Table, cond: ibis.Value, cols: list[str]) -> list[dict[str, Any]]:
-    rows = expr.filter(cond).select(*cols).order_by(cols).limit(3).to_pyarrow().to_pylist()
+    rows = expr.filter(cond).select(*cols).order_by(cols).limit(3)
+    try:
+        rows = rows.to_pyarrow().to_pylist()
+    except (OverflowError, ValueError):  # a timestamp beyond year 9999 has no Python datetime: text
+        rows = rows.mutate(**{c: rows[c].cast(dtypes.string) for c in cols
+                              if rows[c].type().is_temporal()}).to_pyarrow().to_pylist()
     return [{k: (v.isoformat() if isinstance(v, dt.datetime | dt.date) else v) for k, v in r.items()}
             for r in rows]
 
@@ -178,10 +277,12 @@ def prepare_table(
     policies: Policies,
     report: ValidationReport,
     as_of: dt.date | None = None,
+    what: str | None = None,
 ) -> ibis.Table | None:
     """Map, type-check and clean one raw table. Returns ``None`` when the table cannot be used.
 
-    Problems are appended to ``report``; rows dropped under a policy are counted in it.
+    Problems are appended to ``report``; rows dropped under a policy are counted in it. ``what``
+    names the table and its source in engine errors (a damaged file shows when it is converted).
     """
     schema: TableSchema = SCHEMAS[name]
     source = source or TableSource()
@@ -201,7 +302,17 @@ def prepare_table(
             -1, f"required column '{user}' is missing (found: {', '.join(raw.columns) or 'none'})",
             f"rename it in your data or map it: data.tables.{name}.columns.{c}: <your column>",
         ))
-    if missing or unknown_keys:
+    # an optional column mapped in the config but absent from the data: the mapping is wrong
+    absent = [c for c in source.columns if c in schema.names and c not in schema.required
+              and mapping[c] not in present]
+    for c in absent:
+        report.problems.append(Problem(
+            name, c, "missing_column", -1,
+            f"mapped column '{mapping[c]}' (data.tables.{name}.columns.{c}) is not in the data "
+            f"(found: {', '.join(raw.columns) or 'none'})",
+            f"fix the name in data.tables.{name}.columns.{c}, or remove that mapping",
+        ))
+    if missing or unknown_keys or absent:
         return None
 
     n_in = -1  # counted below, in the one pass over the source
@@ -214,11 +325,20 @@ def prepare_table(
     for c in cols:
         proj[f"raw_{c}"] = raw[user_of[c]]
     mapped = raw.select(**proj)
+    backend = raw.get_backend().name
+
+    def label_of(c: str) -> str:
+        return c if user_of[c] == c else f"{c} (your column '{user_of[c]}')"
+
+    text_ts = {c: label_of(c) for c in cols if schema.column(c).kind == "timestamp"
+               and not source.timestamp_format and backend != "pyspark"
+               and not (mapped[f"raw_{c}"].type().is_temporal())}
+    orders = _day_orders(name, mapped, text_ts, report)
     typed: dict[str, ibis.Value] = {}
     for c in cols:
         col = mapped[f"raw_{c}"]
         kind = schema.column(c).kind
-        label = c if user_of[c] == c else f"{c} (your column '{user_of[c]}')"
+        label = label_of(c)
         if kind == "id":
             t = col.type()
             if not (t.is_string() or t.is_integer()):
@@ -233,7 +353,7 @@ def prepare_table(
                                 "set data.policies.null_keys: drop")
         elif kind == "timestamp":
             try:
-                typed[c] = _as_timestamp(col, source.timestamp_format, raw.get_backend().name)
+                typed[c] = _as_timestamp(col, source.timestamp_format, backend, orders.get(c))
             except ValueError as exc:
                 raise DataSourceError(f"data.tables.{name}.timestamp_format: {exc}; use ISO-8601 "
                                       "text or a format of %Y %m %d %H %M %S %f %p %b %j %z") from None
@@ -246,6 +366,13 @@ def prepare_table(
                 f"use ISO-8601 text or set data.tables.{name}.timestamp_format (e.g. '%Y%m%d')"
                 + (" or set data.policies.null_keys: drop" if c == "ts" else ""),
             )
+            flags[f"range_{c}"] = (
+                (typed[c] < ibis.timestamp(TS_START)) | (typed[c] >= ibis.timestamp(TS_END)), c,
+                f"timestamps in {label} outside the supported range {TS_START:%Y-%m-%d} to "
+                f"{TS_END - dt.timedelta(microseconds=1):%Y-%m-%d %H:%M:%S}",
+                "fix these values at the source (a placeholder date such as 1899-12-30 or 9999-12-31? "
+                "a wrong unit?)" + (" or set data.policies.null_keys: drop" if c == "ts" else ""),
+            )
         elif kind == "number":
             typed[c] = _as_number(col)
             flags[f"bad_{c}"] = (col.notnull() & typed[c].isnull(), c, f"non-numeric values in {label}",
@@ -253,6 +380,12 @@ def prepare_table(
             flags[f"nonfinite_{c}"] = (
                 typed[c].notnull() & _non_finite(typed[c]), c,
                 f"NaN or infinite values in {label}", "replace them with real numbers or null (if optional)",
+            )
+            flags[f"range_{c}"] = (
+                typed[c].abs() > NUMBER_BOUND, c,
+                f"values in {label} beyond ±{NUMBER_BOUND:.0e} (the supported range)".replace("e+", "e"),
+                "check the unit of the column (cents? a currency with many digits?) and scale it, "
+                "or fix or remove these rows",
             )
             if schema.column(c).required:
                 flags[f"null_{c}"] = (col.isnull(), c, f"null {label} (required)",
@@ -288,7 +421,8 @@ def prepare_table(
     con = raw.get_backend()
     order = [f"t_{c}" for c in ("customer_id", "ts") if c in typed]
     mat = materialize(con, typed_table_name(name, report),
-                      full.select(*[f"t_{c}" for c in cols], *[f"f_{k}" for k in flags]).order_by(order))
+                      full.select(*[f"t_{c}" for c in cols], *[f"f_{k}" for k in flags]).order_by(order),
+                      what or f"table {name!r}")
     counts = mat.aggregate(n=mat.count(), **{k: mat[f"f_{k}"].cast("int64").sum() for k in flags}
                            ).to_pyarrow()
     n_in = int(counts["n"][0].as_py())
@@ -297,6 +431,7 @@ def prepare_table(
 
     policy_of = {
         "null_id": policies.null_keys, "null_ts": policies.null_keys, "bad_ts": policies.null_keys,
+        "range_ts": policies.null_keys,
         "future": policies.future_events, "unknown_event": policies.unknown_event_types,
     }
     dropping: list[str] = []

@@ -81,6 +81,29 @@ EXACT = ibis.expr.datatypes.Decimal(38, 9)
 DECIMALS = 6
 
 
+#: 128-bit integer units for sums of squares (``wide_sum``): 38 digits, where 64 bits hold 18
+WIDE = ibis.expr.datatypes.Decimal(38, 0)
+
+
+@ibis.udf.scalar.builtin(name="round")
+def _round(x: float, digits: int) -> float:  # ROUND(x, d) kept in float64 (Ibis casts it to BIGINT)
+    ...
+
+
+def wide_sum(x: ibis.Value, where: ibis.Value | None = None, decimals: int = DECIMALS) -> ibis.Value:
+    """:func:`exact_sum` in 128-bit integer units (``DECIMAL(38, 0)``), for squares: a squared order
+    of 1e12 is 1e28 units of 1e-4, far beyond 64 bits (9.2e18, i.e. one order of 3e7). Integer sums
+    are exact in any order, so the result is the same bits on every run. Sum windows of it with
+    :func:`wide_wsum`; :func:`from_units` converts back."""
+    return _round(x.cast("float64") * 10**decimals, 0).cast(WIDE).sum(where=where)
+
+
+def wide_wsum(x: ibis.Value, w: ibis.Value | None = None) -> ibis.Value:
+    """Sum of the :func:`wide_sum` units ``x`` over the window indicator ``w`` (None: all rows),
+    still in 128-bit integers (exact: the float64 sums of :func:`wsum` round above 2**53)."""
+    return x.sum() if w is None else ibis.ifelse(w == 1, x, ibis.literal(0, WIDE)).sum()
+
+
 def decimal_sum(x: ibis.Value, where: ibis.Value | None = None) -> ibis.Value:
     """Sum computed in DECIMAL(38, 9) (each value rounded to 1e-9): exact over 29 integer digits, but
     128-bit arithmetic is slow, so only where :func:`exact_sum`'s range is too small (squares)."""
@@ -99,7 +122,9 @@ def exact_sum(x: ibis.Value, where: ibis.Value | None = None,
     units: window sums of it are exact too, and :func:`from_units` converts back. (DECIMAL sums are
     also exact, but DuckDB's 128-bit arithmetic was the largest cost of the feature build.)
     """
-    return (x.cast("float64") * 10**decimals).round().sum(where=where)
+    # ROUND kept in float64: Ibis casts round() to BIGINT, which overflows on a customer's total
+    # above 9.2e12 (and wraps silently on Spark); a rounded float64 is a whole number all the same
+    return _round(x.cast("float64") * 10**decimals, 0).sum(where=where)
 
 
 def from_units(x: ibis.Value, decimals: int = DECIMALS) -> ibis.Value:

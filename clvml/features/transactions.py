@@ -15,6 +15,8 @@ from clvml.features.query import (
     from_units,
     safe_div,
     std_from_moments,
+    wide_sum,
+    wide_wsum,
     wmax,
     wsum,
 )
@@ -22,8 +24,11 @@ from clvml.features.registry import Feature, family
 
 FAM = family("transactions", "transactions", "tx")
 R = FAM.register
-#: the sum of squared order values (for the spread) keeps 4 decimals: exact to 9e11 squared units
+#: the sum of squared order values (for the spread) keeps 4 decimals, in 128-bit integers: exact up to
+#: 1e34 squared currency units (1e10 orders at the ±1e12 bound of the data contract)
 SS_DECIMALS = 4
+#: squared category spends at or above this are summed in float64, not DECIMAL(38, 9) (max 1e29)
+HHI_EXACT_BELOW = 1e28
 
 
 def _purchase(j):
@@ -39,8 +44,8 @@ R(Feature("purchase_days_{w}", "Distinct days with a purchase {span}.", "days",
           agg=lambda j, w: wsum(j.orders > 0, w), windowed=True))
 R(Feature("spend_max_{w}", "Largest order {span}.", "currency", "largest order {value} {span}",
           agg=lambda j, w: wmax(j.max_amount, w), windowed=True, fill=None))
-R(Feature("ss_{w}", "", "", "", agg=lambda j, w: from_units(wsum(j.ss, w), SS_DECIMALS), windowed=True,
-          hidden=True))
+R(Feature("ss_{w}", "", "", "", agg=lambda j, w: from_units(wide_wsum(j.ss, w), SS_DECIMALS),
+          windowed=True, hidden=True))
 R(Feature("spend_mean_{w}", "Mean order value {span}.", "currency", "average order {value} {span}",
           derive=lambda c, w: safe_div(c[_n("spend", w)], c[_n("orders", w)]), windowed=True,
           fill=None))
@@ -133,7 +138,7 @@ def daily(tx: ibis.Table) -> ibis.Table:
     aggs = dict(
         orders=t.amount.count(where=pos),
         spend=exact_sum(t.amount, pos).fill_null(0),
-        ss=exact_sum(t.amount * t.amount, pos, SS_DECIMALS).fill_null(0),
+        ss=wide_sum(t.amount * t.amount, pos, SS_DECIMALS).fill_null(0),
         max_amount=t.amount.max(where=pos),
         refunds=t.amount.count(where=t.amount < 0),
         refund_amount=exact_sum(-t.amount, t.amount < 0).fill_null(0),
@@ -158,10 +163,16 @@ def _mix(tx: ibis.Table, cutoffs: ibis.Table, column: str, count_name: str,
     j = d.cross_join(cutoffs).filter(d.day < cutoffs.cutoff_day)
     per = j.group_by(["customer_id", "cutoff_day", "key"]).aggregate(n=wsum(j.n), s=wsum(j.s))
     if kind == "hhi":  # spend concentration; squares of exact sums can pass 2**53: DECIMAL
+        sq = from_units(per.s) ** 2
+        # DECIMAL(38, 9) holds squares below 1e29 (a category total of 3e14); the rare larger ones
+        # are added as float64 (no longer guaranteed bit-identical, as any float64 sum past 2**53)
+        small = sq < HHI_EXACT_BELOW
         agg = per.group_by(["customer_id", "cutoff_day"]).aggregate(
-            **{count_name: per.count(), "_ss": decimal_sum(from_units(per.s) ** 2), "_s": wsum(per.s)})
+            **{count_name: per.count(), "_ss": decimal_sum(ibis.ifelse(small, sq, 0.0)),
+               "_big": ibis.ifelse(small, 0.0, sq).sum(), "_s": wsum(per.s)})
         return agg.select("customer_id", "cutoff_day", count_name,
-                          **{share_name: safe_div(agg._ss, from_units(agg._s) ** 2)})
+                          **{share_name: safe_div(agg._ss.cast("float64") + agg._big,
+                                                  from_units(agg._s) ** 2)})
     agg = per.group_by(["customer_id", "cutoff_day"]).aggregate(
         **{count_name: per.count(), "_max": per.n.max(), "_tot": wsum(per.n)})
     return agg.select("customer_id", "cutoff_day", count_name,
