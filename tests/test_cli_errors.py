@@ -1,0 +1,22 @@
+"""Bad input on the real command line: a clear message and the documented exit code, never a traceback."""
+
+from __future__ import annotations
+
+from tests.clirun import clvml
+
+MINIMAL = "data:\n  tables:\n    transactions: {path: tx.csv}\ncutoffs: {start: 2024-01-01}\n"
+
+
+def _config(tmp_path, text=MINIMAL):
+    (tmp_path / "tx.csv").write_text("customer_id,ts,amount\nc1,2024-01-02,10\nc2,2024-01-03,12\n")
+    (tmp_path / "c.yaml").write_text(text)
+    return tmp_path / "c.yaml"
+
+
+def test_spark_engine_without_pyspark_exits_8(tmp_path):
+    # a real CLI process in which pyspark cannot be imported (as on an install without clvml[spark])
+    proc = clvml("validate", str(_config(tmp_path)), "--engine", "spark",
+                 prelude="import sys\nsys.modules['pyspark'] = None")
+    assert proc.returncode == 8, proc.stderr
+    assert "Traceback" not in proc.stderr and "ImportError" not in proc.stderr
+    assert "error: engine: spark needs pyspark: pip install 'clvml[spark]'" in proc.stderr.splitlines()
