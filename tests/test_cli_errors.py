@@ -20,3 +20,13 @@ def test_spark_engine_without_pyspark_exits_8(tmp_path):
     assert proc.returncode == 8, proc.stderr
     assert "Traceback" not in proc.stderr and "ImportError" not in proc.stderr
     assert "error: engine: spark needs pyspark: pip install 'clvml[spark]'" in proc.stderr.splitlines()
+
+
+def test_duplicate_yaml_key_exits_2_naming_the_line(tmp_path):
+    text = MINIMAL.replace("cutoffs:", "  policies: {duplicates: error, duplicates: drop}\ncutoffs:")
+    proc = clvml("validate", str(_config(tmp_path, text)))
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines() == [
+        f"error: 1 problem(s) in {tmp_path / 'c.yaml'}:",
+        "  - line 4: duplicate key 'duplicates' (already set earlier on the same line); each key may appear "
+        "once in a mapping — YAML would silently keep the last one. Remove one of them"]

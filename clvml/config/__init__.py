@@ -44,6 +44,7 @@ from clvml.config.models import (
     ValueModelConfig,
 )
 from clvml.config.scoring import OutputConfig, ScoringConfig, TrackingConfig
+from clvml.config.yaml_loader import ConfigLoader, ConfigYAMLError, load_yaml
 from clvml.errors import ConfigError
 
 __all__ = [
@@ -52,7 +53,7 @@ __all__ = [
     "ExperimentConfig", "FeatureConfig", "LGBMParams", "LabelConfig", "LifecycleConfig", "ModelConfig",
     "OutputConfig", "Policies", "RFMConfig", "RFMRule", "RiskBands", "ScoringConfig", "SearchRange",
     "SegmentsConfig", "SparkEngine", "SyntheticConfig", "TableSource", "TrackingConfig", "TuneConfig",
-    "ValueModelConfig", "_check_identifier", "_format_errors", "load_config", "parse_config",
+    "ValueModelConfig", "ConfigLoader", "_check_identifier", "_format_errors", "load_config", "parse_config",
 ]
 
 
@@ -185,7 +186,9 @@ def load_config(path: str | Path) -> Config:
     if not path.exists():
         raise ConfigError([f"config file {path} does not exist"], str(path))
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = load_yaml(path.read_text()) or {}
+    except ConfigYAMLError as exc:
+        raise ConfigError([str(exc)], str(path)) from None
     except yaml.YAMLError as exc:
         raise ConfigError([f"not valid YAML: {exc}"], str(path)) from None
     return parse_config(raw, source=str(path), base=path.resolve().parent)
