@@ -55,6 +55,24 @@ def _config(path: Path | None, engine: str | None = None):
     return cfg
 
 
+def _day(value: str | None, option: str = "--as-of"):
+    """A calendar date written YYYY-MM-DD (ISO week dates, ordinal dates and 20250101 are refused:
+    Python's ``date.fromisoformat`` would read ``2025-W01-1`` as 2024-12-30)."""
+    import datetime as dt
+    import re
+
+    from clvml.errors import ConfigError
+
+    if value is None:
+        return None
+    try:
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+            raise ValueError
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise ConfigError([f"{option}: {value!r} is not a date written YYYY-MM-DD (e.g. 2025-01-01)"]) from None
+
+
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file.")]
 EngineOpt = Annotated[str | None, typer.Option("--engine", help="duckdb or spark: overrides "
                                                "engine.backend of the config.")]
@@ -192,16 +210,11 @@ def score(
     6 output not writable, 7 another run holds the lock, 8 the engine cannot start.
     """
     def go():
-        import datetime as dt
-
         from clvml.errors import ConfigError
         from clvml.scoring.job import score as run_score
 
+        day = _day(as_of)
         cfg = _config(config, engine)
-        try:
-            day = dt.date.fromisoformat(as_of)
-        except ValueError:
-            raise ConfigError([f"--as-of: {as_of!r} is not a date (YYYY-MM-DD)"]) from None
         if table and not (database or cfg.scoring.database):
             raise ConfigError(["--table needs --database (or scoring.database in the config)"])
         r = run_score(cfg, model, day, out=out, database=database, table=table, progress=_progress())
@@ -220,13 +233,11 @@ def report_analytics(config: ConfigOpt = None, as_of: Annotated[str | None, type
     """Repurchase rate, cohort retention, repurchase cycle, first-to-second purchase, churn rate over
     time and survey summaries: CSV + PNG + one HTML page."""
     def go():
-        import datetime as dt
-
         from clvml.analytics.repurchase_report import write_analytics_report
         from clvml.data.loading import load_data
 
+        day = _day(as_of)
         cfg = _config(config)
-        day = dt.date.fromisoformat(as_of) if as_of else None
         ds = load_data(cfg, _progress())
         r = write_analytics_report(ds, out or Path(cfg.output.dir) / "analytics",
                                    horizon_days=cfg.labels.horizon_days, before=day)
@@ -301,12 +312,11 @@ def experiment_power(
 ) -> None:
     """Customers needed per arm to detect an effect (baseline from the history when not given)."""
     def go():
-        import datetime as dt
-
         from clvml.analytics.experiments import baseline_from_history, sample_size
         from clvml.errors import ConfigError
 
         base, spread = baseline, sd
+        day = _day(as_of)
         if base is None or (metric == "mean" and spread is None):
             if as_of is None:
                 raise ConfigError(["give --baseline (and --sd for metric=mean), or -c and --as-of "
@@ -315,7 +325,7 @@ def experiment_power(
 
             cfg = _experiment_cfg(config, window_days)
             h = baseline_from_history(load_data(cfg, _progress())["transactions"],
-                                      as_of=dt.date.fromisoformat(as_of),
+                                      as_of=day,
                                       window_days=cfg.experiments.window_days)
             say(f"history {h['window_start']}..{h['as_of']}: repurchase rate "
                           f"{h['repurchase_rate']:.4f}, spend mean {h['spend_mean']:.2f} sd "
@@ -345,15 +355,13 @@ def experiment_uplift(
     """Learn who responds to the incentive (T-learner uplift on LightGBM) from a past randomised
     campaign; report its Qini coefficient on held-out customers and write a targeting list."""
     def go():
-        import datetime as dt
-
         from clvml.analytics.experiment_report import uplift
         from clvml.data.loading import load_data
 
+        day = _day(as_of)
         cfg = _experiment_cfg(config, window_days, uplift_metric=metric, value=value, cost=cost,
                               budget=budget)
         ds = load_data(cfg, _progress())
-        day = dt.date.fromisoformat(as_of) if as_of else None
         r = uplift(cfg, ds, assignments=assignments, as_of=day, out=out, progress=_progress())
         s = r["summary"]
         say(f"Qini coefficient on {s['test_customers']:,} held-out customers: "

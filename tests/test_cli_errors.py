@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.clirun import clvml
 
 MINIMAL = "data:\n  tables:\n    transactions: {path: tx.csv}\ncutoffs: {start: 2024-01-01}\n"
@@ -30,3 +32,61 @@ def test_duplicate_yaml_key_exits_2_naming_the_line(tmp_path):
         f"error: 1 problem(s) in {tmp_path / 'c.yaml'}:",
         "  - line 4: duplicate key 'duplicates' (already set earlier on the same line); each key may appear "
         "once in a mapping — YAML would silently keep the last one. Remove one of them"]
+
+
+def _in_process(*args):
+    """The same command in this process (typer's runner): for variants of a case already run as a
+    real subprocess above."""
+    from typer.testing import CliRunner
+
+    from clvml.cli import app
+
+    return CliRunner().invoke(app, list(args))
+
+
+def _bundle_with_listing(tmp_path, listing):
+    bundle = tmp_path / "model"
+    bundle.mkdir(exist_ok=True)
+    (bundle / "MLmodel").write_text("flavors: {}\n")
+    (bundle / "clvml_checksums.json").write_text(listing)
+    return bundle
+
+
+def test_malformed_checksum_file_exits_5(tmp_path):
+    bundle = _bundle_with_listing(tmp_path, '{"files": null}')
+    proc = clvml("score", "-c", str(_config(tmp_path)), "--model", str(bundle), "--as-of", "2024-07-01",
+                 "--out", str(tmp_path / "s"))
+    assert proc.returncode == 5, proc.stderr
+    assert "Traceback" not in proc.stderr and "TypeError" not in proc.stderr
+    assert proc.stderr.splitlines()[-1] == (
+        f'error: model {bundle}: clvml_checksums.json is malformed (expected {{"files": {{"<path>": '
+        '"<sha256>", …}}, found {"files": null}); not loaded, because loading runs pickled code. Re-export '
+        "it with `clvml train`, or copy it again from its source")
+    assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("listing, found", [("[]", "malformed"), ('{"files": {"MLmodel": 3}}', "malformed"),
+                                            ('{"files": {}}', "malformed"), ('"x"', "malformed"),
+                                            ("not json", "not JSON")])
+def test_every_malformed_checksum_file_exits_5(tmp_path, listing, found):
+    bundle = _bundle_with_listing(tmp_path, listing)
+    res = _in_process("score", "-c", str(_config(tmp_path)), "--model", str(bundle), "--as-of", "2024-07-01",
+                      "--out", str(tmp_path / "s"))
+    assert res.exit_code == 5, res.output
+    assert f"error: model {bundle}: clvml_checksums.json is {found} (" in res.output
+
+
+def test_iso_week_date_is_refused(tmp_path):
+    proc = clvml("score", "-c", str(_config(tmp_path)), "--model", str(tmp_path / "m"), "--as-of", "2025-W01-1")
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines() == [
+        "error: 1 problem(s):", "  - --as-of: '2025-W01-1' is not a date written YYYY-MM-DD (e.g. 2025-01-01)"]
+
+
+@pytest.mark.parametrize("command", [["score", "--model", "m"], ["report", "analytics"],
+                                     ["experiment", "uplift"], ["experiment", "power"]])
+@pytest.mark.parametrize("value", ["2025-001", "20250101", "2025-1-1", "2025-02-30", "yesterday"])
+def test_as_of_must_be_yyyy_mm_dd_everywhere(tmp_path, command, value):
+    res = _in_process(*command, "-c", str(_config(tmp_path)), "--as-of", value)
+    assert res.exit_code == 2, res.output
+    assert f"  - --as-of: {value!r} is not a date written YYYY-MM-DD (e.g. 2025-01-01)" in res.output.splitlines()

@@ -218,9 +218,16 @@ def verify_bundle(folder: Path, uri: str | Path) -> None:
             f"model {uri} has no {CHECKSUMS}: it was not exported by this version's `clvml train`; it is "
             "not loaded, because loading runs pickled code. Re-export it with `clvml train`")
     try:
-        want = json.loads(listed.read_text())["files"]
-    except (ValueError, KeyError) as exc:
-        raise ModelIncompatibleError(f"model {uri}: {CHECKSUMS} is unreadable ({exc}); not loaded") from None
+        doc = json.loads(listed.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ModelIncompatibleError(f"model {uri}: {CHECKSUMS} is not JSON ({exc}); not loaded") from None
+    want = doc.get("files") if isinstance(doc, dict) else None
+    if not (isinstance(want, dict) and want
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in want.items())):
+        raise ModelIncompatibleError(
+            f"model {uri}: {CHECKSUMS} is malformed (expected {{\"files\": {{\"<path>\": \"<sha256>\", …}}}}, "
+            f"found {json.dumps(doc)[:80]}); not loaded, because loading runs pickled code. Re-export it with "
+            "`clvml train`, or copy it again from its source")
     have = bundle_checksums(folder)
     changed = sorted(f for f in want if f in have and have[f] != want[f])
     missing = sorted(set(want) - set(have))
@@ -238,6 +245,40 @@ def _compatible(made_by: str, running: str) -> bool:
     """Bundles are compatible within a minor version (0.1.x reads 0.1.y; 1.x reads 1.y)."""
     a, b = made_by.split("."), running.split(".")
     return len(a) >= 2 and (a[:2] == b[:2] if a[0] == "0" else a[0] == b[0])
+
+
+#: bundle format -> the clvml releases that read it (None: only ever written by development builds)
+FORMAT_READERS: dict[int, str | None] = {1: None, 2: "clvml~=0.1.0"}
+
+
+def _series(version: str) -> str | None:
+    """The pip requirement of the releases compatible with ``version`` (see :func:`_compatible`)."""
+    import re
+
+    m = re.fullmatch(r"(\d+)\.(\d+)(?:\.\d+)?", version)
+    if not m:
+        return None
+    major, minor = m.groups()
+    return f"clvml~={major}.{minor}.0" if major == "0" else f"clvml~={major}.0"
+
+
+def reader_advice(made_by: str, bundle_format: Any) -> str:
+    """How to score a bundle this clvml cannot read: the clvml release that can, or retraining."""
+    from clvml._version import __version__
+
+    retrain = "retrain with `clvml train`"
+    fmt_known = isinstance(bundle_format, int) and bundle_format in FORMAT_READERS
+    if bundle_format == BUNDLE_FORMAT or (isinstance(bundle_format, int) and not fmt_known):
+        reader = _series(made_by)  # same format, other series, or a newer format: its writer reads it
+        if reader is None and bundle_format == BUNDLE_FORMAT:
+            return f"the bundle does not record a valid clvml version; {retrain}"
+        if reader is None and isinstance(bundle_format, int) and bundle_format > BUNDLE_FORMAT:
+            return f"a clvml newer than {__version__} wrote it: upgrade (pip install -U clvml), or {retrain}"
+    else:
+        reader = FORMAT_READERS.get(bundle_format) if fmt_known else None
+    if reader is None or reader == _series(__version__):
+        return f"no released clvml reads bundle format {bundle_format} (written by clvml {made_by}); {retrain}"
+    return f"{retrain}, or score with a clvml that reads it: pip install '{reader}'"
 
 
 def load_bundle(uri: str | Path) -> ModelBundle:
@@ -274,8 +315,8 @@ def load_bundle(uri: str | Path) -> ModelBundle:
         raise ModelIncompatibleError(f"model {uri} is not a clvml bundle (exported by `clvml train`)")
     made_by = getattr(bundle, "clvml_version", "") or "unknown"
     if getattr(bundle, "bundle_format", None) != BUNDLE_FORMAT or not _compatible(made_by, __version__):
+        fmt = getattr(bundle, "bundle_format", None)
         raise ModelIncompatibleError(
-            f"model {uri} was exported by clvml {made_by} (bundle format "
-            f"{getattr(bundle, 'bundle_format', None)}); this is clvml {__version__} (format "
-            f"{BUNDLE_FORMAT}). Retrain with `clvml train`, or score with clvml=={made_by}")
+            f"model {uri} was exported by clvml {made_by} (bundle format {fmt}); this is clvml "
+            f"{__version__} (format {BUNDLE_FORMAT}): {reader_advice(made_by, fmt)}")
     return bundle
