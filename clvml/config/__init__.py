@@ -12,7 +12,7 @@ from __future__ import annotations
 import difflib
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator
@@ -62,6 +62,9 @@ class Config(_Strict):
 
     name: str = "clvml"
     seed: int = 0
+    #: what relative paths are relative to: the folder of the config file (default), or the working
+    #: directory of the run (the packaged demo config, which lives inside the installed package)
+    paths_relative_to: Literal["config", "cwd"] = "config"
     data: DataConfig
     cutoffs: CutoffConfig
     engine: EngineConfig = Field(default_factory=EngineConfig)
@@ -85,7 +88,10 @@ class Config(_Strict):
         return v
 
     def resolve_paths(self, base: Path) -> Config:
-        """Make relative paths absolute against ``base`` (the config file's folder)."""
+        """Make relative paths absolute against ``base`` (the config file's folder), or against the
+        working directory when ``paths_relative_to`` is ``cwd``."""
+        if self.paths_relative_to == "cwd":
+            base = Path.cwd()
 
         def fix(p: Path | None) -> Path | None:
             return None if p is None else (p if p.is_absolute() else (base / p).resolve())
