@@ -1,7 +1,8 @@
 """The ``clvml`` command line: a thin layer over the public API.
 
 Exit codes: 0 success; 1 unexpected clvml error; 2 invalid configuration; 3 invalid input data;
-4 drift stop; 5 model incompatible; 6 output not writable; 7 lock held by another run.
+4 drift stop; 5 model incompatible; 6 output not writable; 7 lock held by another run; 8 the engine
+cannot start; 9 model not found (see ``clvml.errors.EXIT_CODES``).
 """
 
 from __future__ import annotations
@@ -207,7 +208,7 @@ def score(
     """Score every customer as of a date: churn, value, CLV, segments, actions, reason codes.
 
     Exit codes: 0 ok, 2 bad config, 3 bad input data, 4 drift stop, 5 model incompatible,
-    6 output not writable, 7 another run holds the lock, 8 the engine cannot start.
+    6 output not writable, 7 another run holds the lock, 8 the engine cannot start, 9 model not found.
     """
     def go():
         from clvml.errors import ConfigError

@@ -90,3 +90,62 @@ def test_as_of_must_be_yyyy_mm_dd_everywhere(tmp_path, command, value):
     res = _in_process(*command, "-c", str(_config(tmp_path)), "--as-of", value)
     assert res.exit_code == 2, res.output
     assert f"  - --as-of: {value!r} is not a date written YYYY-MM-DD (e.g. 2025-01-01)" in res.output.splitlines()
+
+
+def _registry(tmp_path):
+    """A real MLflow registry (SQLite) with model 'shop', version 1 under the alias 'champion', and a
+    config using it."""
+    import mlflow
+
+    db = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "MLmodel").write_text("flavors: {}\n")
+    client = mlflow.MlflowClient(tracking_uri=db, registry_uri=db)
+    client.create_registered_model("shop")
+    v = client.create_model_version("shop", source=str(src))
+    client.set_registered_model_alias("shop", "champion", v.version)
+    return _config(tmp_path, MINIMAL + f"tracking: {{uri: '{db}'}}\n")
+
+
+def test_missing_alias_exits_9_listing_the_aliases(tmp_path):
+    cfg = _registry(tmp_path)
+    proc = clvml("score", "-c", str(cfg), "--model", "models:/shop@production", "--as-of", "2024-07-01",
+                 "--out", str(tmp_path / "s"), MLFLOW_ENABLE_ASYNC_LOGGING="false")
+    assert proc.returncode == 9, proc.stderr
+    assert proc.stderr.splitlines()[-1] == (
+        "error: model models:/shop@production not found: Registered model alias production not found; model "
+        "shop has the aliases champion (version 1); its versions: 1. Give a bundle folder exported by `clvml "
+        "train` (models/<name>), runs:/<run_id>/model or models:/<name>@<alias>")
+
+
+@pytest.mark.parametrize("uri, says", [
+    ("models:/nope@production", "Registered Model with name=nope not found; registered models: shop."),
+    ("models:/shop/7", "Model Version (name=shop, version=7) not found; model shop has the aliases champion "
+                       "(version 1); its versions: 1."),
+    ("runs:/0123456789abcdef/model", "Run with id=0123456789abcdef not found."),
+])
+def test_models_that_do_not_exist_exit_9(tmp_path, uri, says):
+    cfg = _registry(tmp_path)
+    res = _in_process("score", "-c", str(cfg), "--model", uri, "--as-of", "2024-07-01")
+    assert res.exit_code == 9, res.output
+    assert f"error: model {uri} not found: {says} Give a bundle folder" in res.output
+
+
+def test_missing_bundle_folder_exits_9(tmp_path):
+    res = _in_process("score", "-c", str(_config(tmp_path)), "--model", str(tmp_path / "models" / "shop"),
+                      "--as-of", "2024-07-01")
+    assert res.exit_code == 9, res.output
+    assert f"error: model {tmp_path / 'models' / 'shop'} does not exist. Give a bundle folder" in res.output
+
+
+def test_s3_model_without_boto3_says_what_to_install(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "botocore", None)  # as on an install without boto3
+    monkeypatch.setitem(sys.modules, "boto3", None)
+    res = _in_process("score", "-c", str(_config(tmp_path)), "--model", "s3://bucket/models/shop",
+                      "--as-of", "2024-07-01")
+    assert res.exit_code == 5, res.output
+    assert ("error: cannot load model s3://bucket/models/shop: reading s3:// needs the Python package boto3, "
+            "which is not installed: pip install boto3") in res.output

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from clvml.errors import ModelIncompatibleError
+from clvml.errors import ModelIncompatibleError, ModelNotFoundError
 from clvml.features.registry import FeatureSpec
 from clvml.modeling.churn import ChurnModel
 from clvml.modeling.clv import clv
@@ -281,10 +281,62 @@ def reader_advice(made_by: str, bundle_format: Any) -> str:
     return f"{retrain}, or score with a clvml that reads it: pip install '{reader}'"
 
 
+URI_FORMS = ("Give a bundle folder exported by `clvml train` (models/<name>), runs:/<run_id>/model or "
+             "models:/<name>@<alias>")
+#: the package a remote artifact store needs, by the module MLflow fails to import
+STORE_PACKAGES = {"botocore": "boto3", "boto3": "boto3", "google": "google-cloud-storage",
+                  "azure": "azure-storage-blob azure-identity", "hdfs": "pyarrow"}
+
+
+def _fetch_error(uri: str, exc: Exception) -> Exception:
+    """The clvml error for a model URI MLflow could not fetch: not found (listing what exists), a
+    missing package for the artifact store (with the pip command), or another failure."""
+    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if isinstance(exc, ModuleNotFoundError):
+        module = (exc.name or "").split(".")[0]
+        scheme = uri.split("://")[0] if "://" in uri else "this store"
+        pkg = STORE_PACKAGES.get(module, module)
+        return ModelIncompatibleError(f"cannot load model {uri}: reading {scheme}:// needs the Python package "
+                                      f"{pkg}, which is not installed: pip install {pkg}")
+    if getattr(exc, "error_code", None) == "RESOURCE_DOES_NOT_EXIST" or "not found" in first:
+        return ModelNotFoundError(f"model {uri} not found: {first.rstrip('.')}{_registry_hint(uri)}. "
+                                  f"{URI_FORMS}")
+    return ModelIncompatibleError(f"cannot load model {uri}: {first}. {URI_FORMS}, and that it was exported "
+                                  "by `clvml train`")
+
+
+def _registry_hint(uri: str) -> str:
+    """For ``models:/name@alias`` / ``models:/name/version``: what the registry does hold."""
+    import re
+
+    m = re.fullmatch(r"models:/([^/@]+)(?:@(.+)|/(.+))?", uri)
+    if not m:
+        return ""
+    try:
+        import mlflow
+
+        client = mlflow.MlflowClient()
+        try:
+            model = client.get_registered_model(m.group(1))
+        except Exception:
+            names = sorted(r.name for r in client.search_registered_models(max_results=20))
+            return (f"; registered models: {', '.join(names)}" if names else "; the registry holds no models "
+                    f"(tracking URI {mlflow.get_tracking_uri()})")
+        aliases = ", ".join(f"{a} (version {v})" for a, v in sorted(model.aliases.items()))
+        versions = sorted(int(v.version) for v in client.search_model_versions(f"name='{model.name}'"))
+        listed = f"; its versions: {', '.join(map(str, versions))}" if versions else "; it has no versions"
+        return (f"; model {model.name} has the aliases {aliases}{listed}" if aliases else
+                f"; model {model.name} has no aliases{listed}")
+    except Exception:  # the hint is a courtesy: never hide the real error behind a second one
+        return ""
+
+
 def load_bundle(uri: str | Path) -> ModelBundle:
     """Load a bundle from a folder, ``runs:/…`` or ``models:/name@alias`` URI.
 
-    Raises :class:`~clvml.errors.ModelIncompatibleError` when the URI cannot be loaded, its files do not
+    Raises :class:`~clvml.errors.ModelNotFoundError` when nothing is found at the URI (listing the
+    aliases / versions / models the registry does hold) and
+    :class:`~clvml.errors.ModelIncompatibleError` when the URI cannot be loaded, its files do not
     match the checksums recorded at export (checked before anything is unpickled: see
     :func:`verify_bundle`), or the bundle was written by an incompatible clvml version (the message
     names both versions).
@@ -293,16 +345,18 @@ def load_bundle(uri: str | Path) -> ModelBundle:
 
     from clvml._version import __version__
 
-    try:
-        local = Path(str(uri))
-        if not local.is_dir():  # runs:/… or models:/…: fetch the files, check them, then unpickle
+    local = Path(str(uri))
+    if not local.is_dir():  # runs:/… or models:/…: fetch the files, check them, then unpickle
+        if "://" not in str(uri) and not str(uri).startswith(("runs:/", "models:/")):
+            what = "is a file, not a bundle folder" if local.exists() else "does not exist"
+            err = ModelIncompatibleError if local.exists() else ModelNotFoundError
+            raise err(f"model {uri} {what}. {URI_FORMS}")
+        try:
             import mlflow.artifacts
 
             local = Path(mlflow.artifacts.download_artifacts(artifact_uri=str(uri)))
-    except Exception as exc:
-        raise ModelIncompatibleError(f"cannot load model {uri}: {str(exc).splitlines()[0]}. Check the "
-                                     "URI (a bundle folder, runs:/<id>/model or models:/<name>@<alias>) "
-                                     "and that it was exported by `clvml train`") from None
+        except Exception as exc:
+            raise _fetch_error(str(uri), exc) from None
     verify_bundle(local, uri)
     try:
         model = mlflow.pyfunc.load_model(str(local))
