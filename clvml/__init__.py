@@ -28,6 +28,7 @@ from clvml.errors import (  # noqa: E402
     DataValidationError,
     EngineError,
     ModelIncompatibleError,
+    ModelNotFoundError,
 )
 from clvml.evaluation.backtest import BacktestResult, backtest  # noqa: E402
 from clvml.evaluation.cdnow import compare_on_cdnow  # noqa: E402
@@ -60,7 +61,7 @@ __all__ = [
     "power_of", "qini_coefficient", "qini_curve", "sample_size", "targeting_list",
     "BTYDModel", "BacktestResult", "DriftReference", "ScoreResult", "Segmenter", "allocate_budget",
     "interpurchase_times", "score", "ChurnModel", "ClvmlError", "Config", "ConfigError", "DataSourceError",
-    "DataValidationError", "Dataset", "ModelBundle", "ModelIncompatibleError", "SyntheticWorld",
+    "DataValidationError", "Dataset", "ModelBundle", "ModelIncompatibleError", "ModelNotFoundError", "SyntheticWorld",
     "ValidationReport", "ValueModel", "backtest", "build_features", "build_labels", "catalog",
     "churn_metrics", "clv", "compare_on_cdnow", "contributions", "family_importance", "feature_specs",
     "global_importance", "load_bundle", "load_cdnow_sample", "load_config", "load_dataset",
