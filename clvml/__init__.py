@@ -41,6 +41,8 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "DataValidationError",
         "EngineError",
         "ModelIncompatibleError",
+        "ModelNotFoundError",
+        "UnusableModelError",
     ),
     "clvml.evaluation.backtest": ("backtest", "BacktestResult"),
     "clvml.evaluation.cdnow": ("compare_on_cdnow",),
@@ -100,6 +102,7 @@ __all__ = [
     "MBGNBD",
     "ModelBundle",
     "ModelIncompatibleError",
+    "ModelNotFoundError",
     "normalized_gini",
     "ParetoNBD",
     "parse_config",
@@ -117,6 +120,7 @@ __all__ = [
     "SyntheticWorld",
     "targeting_list",
     "to_pandas",
+    "UnusableModelError",
     "UpliftModel",
     "ValidationReport",
     "value_metrics",
@@ -162,6 +166,8 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real objects
         DataValidationError,
         EngineError,
         ModelIncompatibleError,
+        ModelNotFoundError,
+        UnusableModelError,
     )
     from clvml.evaluation.backtest import BacktestResult, backtest
     from clvml.evaluation.cdnow import compare_on_cdnow

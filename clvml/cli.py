@@ -1,20 +1,20 @@
 """The ``clvml`` command line: a thin layer over the public API.
 
 Exit codes: 0 success; 1 unexpected clvml error; 2 invalid configuration; 3 invalid input data;
-4 drift stop; 5 model incompatible; 6 output not writable; 7 lock held by another run.
+4 drift stop; 5 model incompatible; 6 output not writable; 7 lock held by another run; 8 the engine
+cannot start; 9 model not found (see ``clvml.errors.EXIT_CODES``).
 """
 
 from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
+from clvml.console import error, progress, say, say_parts
 from clvml.errors import ClvmlError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -25,29 +25,14 @@ report_app = typer.Typer(no_args_is_help=True, help="Reports for analysts.")
 app.add_typer(report_app, name="report")
 experiment_app = typer.Typer(no_args_is_help=True, help="Retention-incentive experiments and uplift.")
 app.add_typer(experiment_app, name="experiment")
-console = Console(stderr=True)
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "demo.yaml"
-
-
-def _progress():
-    start = time.perf_counter()
-    tty = console.is_terminal
-
-    def show(msg: str) -> None:
-        t = time.perf_counter() - start
-        if tty:
-            console.print(f"[dim]{t:6.1f}s[/dim] {msg}")
-        else:  # structured log lines for schedulers
-            print(json.dumps({"t": round(t, 2), "event": msg}), file=sys.stderr, flush=True)
-
-    return show
+_progress = progress  # every line verbatim; JSON lines when stderr is not a terminal (clvml.console)
 
 
 def _run(fn):
     try:
         return fn()
     except ClvmlError as exc:
-        console.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
+        error(exc)
         raise typer.Exit(exc.exit_code) from None
     except Exception as exc:  # out of memory anywhere (features, training, scoring): exit 8, a hint
         from clvml.engine import engine_error
@@ -56,7 +41,7 @@ def _run(fn):
         err = engine_error(exc, "the engine")
         if not isinstance(err, EngineError):
             raise
-        console.print(f"[bold red]error:[/bold red] {err}", highlight=False)
+        error(err)
         raise typer.Exit(err.exit_code) from None
 
 
@@ -81,6 +66,24 @@ def _config(path: Path | None, engine: str | None = None):
     return cfg
 
 
+def _day(value: str | None, option: str = "--as-of"):
+    """A calendar date written YYYY-MM-DD (ISO week dates, ordinal dates and 20250101 are refused:
+    Python's ``date.fromisoformat`` would read ``2025-W01-1`` as 2024-12-30)."""
+    import datetime as dt
+    import re
+
+    from clvml.errors import ConfigError
+
+    if value is None:
+        return None
+    try:
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+            raise ValueError
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise ConfigError([f"{option}: {value!r} is not a date written YYYY-MM-DD (e.g. 2025-01-01)"]) from None
+
+
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file.")]
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Rebuild the features even if the feature "
                                          "cache (output.dir/cache) holds them for the same inputs.")]
@@ -100,18 +103,19 @@ def demo(config: ConfigOpt = None, n_customers: Annotated[int | None, typer.Opti
             cfg.data.synthetic.n_customers = n_customers
         r = run_demo(cfg, _progress())
         o = r["oracle"] or {}
-        console.print(f"\n[bold]clvml demo[/bold] — held-out cut-off {r['test_cutoff']}")
+        say("")
+        say_parts(("clvml demo", "bold"), f" — held-out cut-off {r['test_cutoff']}")
         nan = float("nan")
-        console.print(f"  churn ROC AUC  {r['churn_auc']:.3f}   (oracle {o.get('oracle_auc', nan):.3f}, "
+        say(f"  churn ROC AUC  {r['churn_auc']:.3f}   (oracle {o.get('oracle_auc', nan):.3f}, "
                       f"observable {o.get('observable_auc', nan):.3f}, "
                       f"BG/NBD {r['btyd_churn_auc']:.3f})   calibration error {r['churn_ece']:.3f}")
-        console.print(f"  value Gini     {r['value_gini']:.3f}   (oracle {o.get('oracle_gini', nan):.3f}, "
+        say(f"  value Gini     {r['value_gini']:.3f}   (oracle {o.get('oracle_gini', nan):.3f}, "
                       f"observable {o.get('observable_gini', nan):.3f}, "
                       f"BG/NBD+GG {r['btyd_value_gini']:.3f})")
-        console.print(f"  scores         {r['scored_customers']:,} customers -> {r['scores_path']}")
-        console.print(f"  model          {r['model_path']}")
-        console.print(f"  MLflow run     {r['run_id']} at {r['tracking_uri']}")
-        console.print(f"  took {r['seconds']:.0f}s")
+        say(f"  scores         {r['scored_customers']:,} customers -> {r['scores_path']}")
+        say(f"  model          {r['model_path']}")
+        say(f"  MLflow run     {r['run_id']} at {r['tracking_uri']}")
+        say(f"  took {r['seconds']:.0f}s")
     _run(go)
 
 
@@ -126,8 +130,8 @@ def simulate(out: Annotated[Path, typer.Option("--out", "-o", help="Folder for t
         w = sim(n_customers, start, end, seed=seed, horizon_days=horizon_days)
         w.write(out)
         for name, df in {**w.tables(), "truth": w.truth}.items():
-            console.print(f"  {name:<13} {len(df):>10,} rows")
-        console.print(f"wrote {out} in {w.params['seconds']}s")
+            say(f"  {name:<13} {len(df):>10,} rows")
+        say(f"wrote {out} in {w.params['seconds']}s")
     _run(go)
 
 
@@ -141,10 +145,10 @@ def validate(config: Annotated[Path, typer.Argument(help="YAML config file.")],
         cfg = _config(config, engine)
         ds = load_data(cfg, _progress())
         for p in ds.report.problems:
-            console.print("  " + p.format(), highlight=False)
+            say("  " + p.format())
         for name, n in ds.report.rows_out.items():
-            console.print(f"  {name:<13} {ds.report.rows_in.get(name, n):>10,} rows in, {n:>10,} kept")
-        console.print("[green]config and data are valid[/green]")
+            say(f"  {name:<13} {ds.report.rows_in.get(name, n):>10,} rows in, {n:>10,} kept")
+        say("config and data are valid", style="green")
     _run(go)
 
 
@@ -162,9 +166,9 @@ def train(config: ConfigOpt = None, engine: EngineOpt = None, no_cache: NoCacheO
         cfg = _config(config, engine)
         cfg.features.cache = cfg.features.cache and not no_cache
         r = run_train(cfg, progress=_progress())
-        console.print(json.dumps({k: r.summary[k] for k in ("test_cutoff", "churn", "value")},
+        say(json.dumps({k: r.summary[k] for k in ("test_cutoff", "churn", "value")},
                                  indent=2, default=str))
-        console.print(f"model exported to {r.model_path}; MLflow run {r.run_id}")
+        say(f"model exported to {r.model_path}; MLflow run {r.run_id}")
     _run(go)
 
 
@@ -182,7 +186,7 @@ def backtest(config: ConfigOpt = None, engine: EngineOpt = None, no_cache: NoCac
                 ("churn", "lift_top10"), ("value", "mae"), ("value", "normalized_gini"),
                 ("value", "spearman"), ("value", "decile_mape"), ("value", "total_error_pct")]
         print(s.loc[[k for k in keep if k in s.index]].round(4).to_string())
-        console.print(f"report: {r.report['report']}; MLflow run {r.run_id}")
+        say(f"report: {r.report['report']}; MLflow run {r.run_id}")
     _run(go)
 
 
@@ -199,9 +203,9 @@ def tune(config: ConfigOpt = None, n_trials: Annotated[int | None, typer.Option(
             cfg.tune.n_trials = n_trials
         r = run_tune(cfg, progress=_progress())
         base = "" if r.default_value is None else f" (the config's own parameters: {r.default_value:.4f})"
-        console.print(f"best {cfg.tune.objective} {r.best_value:.4f}{base} after {r.trials} trials "
+        say(f"best {cfg.tune.objective} {r.best_value:.4f}{base} after {r.trials} trials "
                       f"({r.pruned} pruned): {json.dumps(r.best_params)}")
-        console.print(f"tuned config: {r.config_path} (train with `clvml train -c {r.config_path}`); "
+        say(f"tuned config: {r.config_path} (train with `clvml train -c {r.config_path}`); "
                       f"MLflow run {r.run_id}")
     _run(go)
 
@@ -224,24 +228,19 @@ def score(
     """Score every customer as of a date: churn, value, CLV, segments, actions, reason codes.
 
     Exit codes: 0 ok, 2 bad config, 3 bad input data, 4 drift stop, 5 model incompatible,
-    6 output not writable, 7 another run holds the lock, 8 the engine cannot start.
+    6 output not writable, 7 another run holds the lock, 8 the engine cannot start, 9 model not found.
     """
     def go():
-        import datetime as dt
-
         from clvml.errors import ConfigError
         from clvml.scoring.job import score as run_score
 
+        day = _day(as_of)
         cfg = _config(config, engine)
-        try:
-            day = dt.date.fromisoformat(as_of)
-        except ValueError:
-            raise ConfigError([f"--as-of: {as_of!r} is not a date (YYYY-MM-DD)"]) from None
         if table and not (database or cfg.scoring.database):
             raise ConfigError(["--table needs --database (or scoring.database in the config)"])
         r = run_score(cfg, model, day, out=out, database=database, table=table, progress=_progress())
         m = r.manifest
-        console.print(f"{m['rows_out']:,} customers scored as of {m['as_of']} -> {r.target} "
+        say(f"{m['rows_out']:,} customers scored as of {m['as_of']} -> {r.target} "
                       f"(model {m['model']['version']}, {m['seconds']:.0f}s); drift (PSI) of the scores "
                       f"{m['drift'].get('scores')}")
     _run(go)
@@ -255,17 +254,15 @@ def report_analytics(config: ConfigOpt = None, as_of: Annotated[str | None, type
     """Repurchase rate, cohort retention, repurchase cycle, first-to-second purchase, churn rate over
     time and survey summaries: CSV + PNG + one HTML page."""
     def go():
-        import datetime as dt
-
         from clvml.analytics.repurchase_report import write_analytics_report
         from clvml.data.loading import load_data
 
+        day = _day(as_of)
         cfg = _config(config)
-        day = dt.date.fromisoformat(as_of) if as_of else None
         ds = load_data(cfg, _progress())
         r = write_analytics_report(ds, out or Path(cfg.output.dir) / "analytics",
                                    horizon_days=cfg.labels.horizon_days, before=day)
-        console.print(f"analytics report: {r['report']}")
+        say(f"analytics report: {r['report']}")
     _run(go)
 
 
@@ -312,10 +309,10 @@ def experiment_evaluate(
         ds = load_data(cfg, _progress())
         r = evaluate(cfg, ds, assignments=assignments, scores=scores, out=out, progress=_progress())
         for _, e in r["effects"][r["effects"]["segment_by"] == "all"].iterrows():
-            console.print(f"  {e['campaign_id']} {e['metric']:<12} effect {e['effect']:+.4f} "
+            say(f"  {e['campaign_id']} {e['metric']:<12} effect {e['effect']:+.4f} "
                           f"[{e['ci_low']:+.4f}, {e['ci_high']:+.4f}]  p={e['p_value']:.3g}  "
                           f"(control {e['mean_control']:.4f}, n={e['n_treatment']:,}+{e['n_control']:,})")
-        console.print(f"excluded: {r['summary']['excluded']}; effects: {r['files']['effects']}")
+        say(f"excluded: {r['summary']['excluded']}; effects: {r['files']['effects']}")
     _run(go)
 
 
@@ -336,12 +333,11 @@ def experiment_power(
 ) -> None:
     """Customers needed per arm to detect an effect (baseline from the history when not given)."""
     def go():
-        import datetime as dt
-
         from clvml.analytics.experiments import baseline_from_history, sample_size
         from clvml.errors import ConfigError
 
         base, spread = baseline, sd
+        day = _day(as_of)
         if base is None or (metric == "mean" and spread is None):
             if as_of is None:
                 raise ConfigError(["give --baseline (and --sd for metric=mean), or -c and --as-of "
@@ -350,9 +346,9 @@ def experiment_power(
 
             cfg = _experiment_cfg(config, window_days)
             h = baseline_from_history(load_data(cfg, _progress())["transactions"],
-                                      as_of=dt.date.fromisoformat(as_of),
+                                      as_of=day,
                                       window_days=cfg.experiments.window_days)
-            console.print(f"history {h['window_start']}..{h['as_of']}: repurchase rate "
+            say(f"history {h['window_start']}..{h['as_of']}: repurchase rate "
                           f"{h['repurchase_rate']:.4f}, spend mean {h['spend_mean']:.2f} sd "
                           f"{h['spend_sd']:.2f} ({h['customers']:,} customers)")
             if base is None:
@@ -380,21 +376,19 @@ def experiment_uplift(
     """Learn who responds to the incentive (T-learner uplift on LightGBM) from a past randomised
     campaign; report its Qini coefficient on held-out customers and write a targeting list."""
     def go():
-        import datetime as dt
-
         from clvml.analytics.experiment_report import uplift
         from clvml.data.loading import load_data
 
+        day = _day(as_of)
         cfg = _experiment_cfg(config, window_days, uplift_metric=metric, value=value, cost=cost,
                               budget=budget)
         ds = load_data(cfg, _progress())
-        day = dt.date.fromisoformat(as_of) if as_of else None
         r = uplift(cfg, ds, assignments=assignments, as_of=day, out=out, progress=_progress())
         s = r["summary"]
-        console.print(f"Qini coefficient on {s['test_customers']:,} held-out customers: "
+        say(f"Qini coefficient on {s['test_customers']:,} held-out customers: "
                       f"{s['qini_coefficient']['uplift_model']:.4f} (random ranking "
                       f"{s['qini_coefficient']['random_ranking']:.4f})")
-        console.print(f"{s['targeted']:,} of {s['ranked']:,} customers targeted as of {s['as_of']}: "
+        say(f"{s['targeted']:,} of {s['ranked']:,} customers targeted as of {s['as_of']}: "
                       f"{r['files']['targeting']}")
     _run(go)
 

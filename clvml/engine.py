@@ -64,7 +64,15 @@ def connect_engine(engine: EngineConfig | str | None = None) -> ibis.BaseBackend
     if engine is None or isinstance(engine, str):
         engine = EngineConfig.model_validate(engine or "duckdb")
     if engine.backend == "spark":
-        return ibis.pyspark.connect(spark_session(engine))
+        # the session first: it checks pyspark and Java and says what to install (exit 8); touching
+        # ibis.pyspark first would import pyspark and fail with a bare ImportError
+        session = spark_session(engine)
+        try:
+            backend = ibis.pyspark
+        except ImportError as exc:
+            raise EngineError(f"engine: spark: Ibis cannot load its PySpark backend ({exc}); install a "
+                              "supported pyspark with pip install 'clvml[spark]'") from None
+        return backend.connect(session)
     d = engine.duckdb
     return connect(memory_limit=d.memory_limit, threads=d.threads,
                    temp_directory=None if d.temp_directory is None else str(d.temp_directory))

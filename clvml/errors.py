@@ -54,6 +54,12 @@ class ModelIncompatibleError(ClvmlError):
     exit_code = 5
 
 
+class ModelNotFoundError(ClvmlError):
+    """The model to score does not exist: no such folder, run, registered model, version or alias."""
+
+    exit_code = 9
+
+
 class DriftError(ClvmlError):
     """Scoring stopped because input drift exceeded the configured threshold."""
 
@@ -87,4 +93,5 @@ EXIT_CODES = {
     6: "output location not writable (permission, disk full): previous output unchanged",
     7: "another run is writing the same output (lock held): nothing written",
     8: "the configured engine cannot start (e.g. Spark without pyspark or Java 17) or ran out of memory",
+    9: "model not found (no such bundle folder, run, registered model, version or alias)",
 }

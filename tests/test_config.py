@@ -71,3 +71,68 @@ def test_offset_value_form_needs_the_btyd_features():
         parse_config(raw)
     raw["model"]["btyd_features"] = True
     assert parse_config(raw).model.value.form == "offset"
+
+
+def _laughs(levels: int = 9) -> str:
+    """A 'billion laughs' flow mapping (9**9 strings once expanded): ``levels`` anchors, each a list of 9
+    aliases to the previous one."""
+    items = ["l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    items += [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, levels)]
+    return "{" + ", ".join(items) + "}"
+
+
+DEMO_HEAD = "data:\n  tables:\n    transactions: {path: tx.parquet}\ncutoffs: {start: 2024-01-01}\n"
+
+
+def _refused(tmp_path, text):
+    import time
+
+    f = tmp_path / "c.yaml"
+    f.write_text(text)
+    t0 = time.perf_counter()
+    with pytest.raises(ConfigError) as exc:
+        load_config(f)
+    seconds = time.perf_counter() - t0
+    assert seconds < 10, seconds  # measured: well under 1 s each (the bombs took 87 s / > 5 GB before)
+    assert exc.value.exit_code == 2
+    return exc.value.problems
+
+
+def test_duplicate_keys_are_refused_naming_the_lines(tmp_path):
+    assert _refused(tmp_path, DEMO_HEAD + "seed: 1\nseed: 2\n") == [
+        "line 6: duplicate key 'seed' (already set at line 5); each key may appear once in a mapping — YAML "
+        "would silently keep the last one. Remove one of them"]
+    flow = ("data:\n  tables:\n    transactions: {path: tx.parquet}\n  policies: {duplicates: error, "
+            "duplicates: drop}\ncutoffs: {start: 2024-01-01}\n")
+    assert _refused(tmp_path, flow) == [
+        "line 4: duplicate key 'duplicates' (already set earlier on the same line); each key may appear once "
+        "in a mapping — YAML would silently keep the last one. Remove one of them"]
+
+
+def test_merge_keys_and_small_aliases_still_work(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text(DEMO_HEAD + "model:\n  churn:\n    params: &p {max_depth: 4, min_data_in_bin: 5}\n"
+                 "  value:\n    params:\n      <<: *p\n      max_depth: 6\n")
+    cfg = load_config(f)
+    assert cfg.model.churn.params == {"max_depth": 4, "min_data_in_bin": 5}
+    assert cfg.model.value.params == {"max_depth": 6, "min_data_in_bin": 5}
+
+
+@pytest.mark.parametrize("where", ["seed", "params"])
+def test_billion_laughs_is_refused_at_once(tmp_path, where):
+    use = f"seed: {_laughs()}\n" if where == "seed" else f"model:\n  churn:\n    params: {_laughs()}\n"
+    problems = _refused(tmp_path, DEMO_HEAD + use)
+    assert problems == [
+        f"line {5 if where == 'seed' else 7}: this value holds more than 100,000 values once its aliases (*name) are expanded; a clvml "
+        "config has a few hundred — aliases that repeat collections many times over (a 'billion laughs' "
+        "document) are refused"]
+
+
+def test_deep_nesting_and_self_reference_are_refused(tmp_path):
+    assert _refused(tmp_path, DEMO_HEAD + "seed: " + "[" * 20_000 + "]" * 20_000 + "\n") == [
+        "line 5: nested more than 100 levels deep; a clvml config needs a handful of levels"]
+    block = "".join("  " * i + f"k{i}:\n" for i in range(150))
+    assert _refused(tmp_path, block) == [
+        "line 100: nested more than 100 levels deep; a clvml config needs a handful of levels"]
+    assert _refused(tmp_path, DEMO_HEAD + "seed: &a [1, *a]\n") == [
+        "line 5: an alias refers to the collection that contains it (an endless value)"]

@@ -197,7 +197,15 @@ def test_bundle_from_another_clvml_version_is_refused(trained, tmp_path):
     save_bundle(bundle, tmp_path / "old", ex)
     with pytest.raises(ModelIncompatibleError) as err:
         load_bundle(tmp_path / "old")
-    assert "9.0.0" in str(err.value) and "Retrain" in str(err.value)
+    assert str(err.value) == (
+        f"model {tmp_path / 'old'} was exported by clvml 9.0.0 (bundle format 2); this is clvml 0.1.0 (format "
+        "2): retrain with `clvml train`, or score with a clvml that reads it: pip install 'clvml~=9.0'")
+    bundle.clvml_version, bundle.bundle_format = "0.1.0", 1  # format 1: development builds only
+    save_bundle(bundle, tmp_path / "format1", ex)
+    with pytest.raises(ModelIncompatibleError) as err:
+        load_bundle(tmp_path / "format1")
+    assert str(err.value).endswith("(bundle format 1); this is clvml 0.1.0 (format 2): no released clvml reads "
+                                   "bundle format 1 (written by clvml 0.1.0); retrain with `clvml train`")
     res = CliRunner().invoke(app, ["score", "-c", str(cfg_path), "--model", str(tmp_path / "old"),
                                    "--as-of", "2024-07-01", "--out", str(tmp_path / "s")])
     assert res.exit_code == 5 and not (tmp_path / "s" / "as_of=2024-07-01").exists()

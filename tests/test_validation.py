@@ -144,3 +144,32 @@ def test_duplicate_customer_profiles():
     with pytest.raises(DataValidationError) as exc:
         load_dataset(cfg(), {"transactions": good_tx(), "customers": cust})
     assert problems(exc)[("customers", "customer_id", "duplicate_key")].n_rows == 1
+
+
+def _null_ids_and_orphans():
+    tx = pd.DataFrame({"customer_id": [None] * 25 + ["a", "z"],
+                       "ts": pd.to_datetime(["2024-01-02"] * 27), "amount": [float(i) for i in range(27)]})
+    return {"transactions": tx, "customers": pd.DataFrame({"customer_id": ["a"]})}
+
+
+def test_null_ids_are_reported_once_not_again_as_orphans():
+    with pytest.raises(DataValidationError) as exc:
+        load_dataset(cfg(), _null_ids_and_orphans())
+    got = [(p.check, p.n_rows, p.message) for p in exc.value.report.problems]
+    assert got == [("null_id", 25, "null customer_id"),
+                   ("orphan_customers", 1, "1 customer(s) absent from the customers table")]
+
+
+def test_advice_never_asks_to_set_a_policy_already_set():
+    c = DataConfig.model_validate({"tables": {"transactions": {}, "customers": {}},
+                                   "policies": {"null_keys": "drop", "orphan_customers": "drop",
+                                                "duplicates": "drop"}})
+    frames = _null_ids_and_orphans()
+    frames["transactions"] = pd.concat([frames["transactions"], frames["transactions"].tail(1)])  # a duplicate
+    ds = load_dataset(c, frames)
+    fixes = {p.check: p.fix for p in ds.report.problems}
+    assert fixes == {
+        "null_id": "remove these rows or fill the id; data.policies.null_keys: drop is already set",
+        "duplicates": "de-duplicate the source; data.policies.duplicates: drop is already set",
+        "orphan_customers": "add them to customers; data.policies.orphan_customers: drop is already set"}
+    assert ds.report.rows_out["transactions"] == 1  # only customer a's row is left

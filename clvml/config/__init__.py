@@ -12,7 +12,7 @@ from __future__ import annotations
 import difflib
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator
@@ -44,6 +44,7 @@ from clvml.config.models import (
     ValueModelConfig,
 )
 from clvml.config.scoring import OutputConfig, ScoringConfig, TrackingConfig
+from clvml.config.yaml_loader import ConfigLoader, ConfigYAMLError, load_yaml
 from clvml.errors import ConfigError
 
 __all__ = [
@@ -52,7 +53,7 @@ __all__ = [
     "ExperimentConfig", "FeatureConfig", "LGBMParams", "LabelConfig", "LifecycleConfig", "ModelConfig",
     "OutputConfig", "Policies", "RFMConfig", "RFMRule", "RiskBands", "ScoringConfig", "SearchRange",
     "SegmentsConfig", "SparkEngine", "SyntheticConfig", "TableSource", "TrackingConfig", "TuneConfig",
-    "ValueModelConfig", "_check_identifier", "_format_errors", "load_config", "parse_config",
+    "ValueModelConfig", "ConfigLoader", "_check_identifier", "_format_errors", "load_config", "parse_config",
 ]
 
 
@@ -61,6 +62,9 @@ class Config(_Strict):
 
     name: str = "clvml"
     seed: int = 0
+    #: what relative paths are relative to: the folder of the config file (default), or the working
+    #: directory of the run (the packaged demo config, which lives inside the installed package)
+    paths_relative_to: Literal["config", "cwd"] = "config"
     data: DataConfig
     cutoffs: CutoffConfig
     engine: EngineConfig = Field(default_factory=EngineConfig)
@@ -84,7 +88,10 @@ class Config(_Strict):
         return v
 
     def resolve_paths(self, base: Path) -> Config:
-        """Make relative paths absolute against ``base`` (the config file's folder)."""
+        """Make relative paths absolute against ``base`` (the config file's folder), or against the
+        working directory when ``paths_relative_to`` is ``cwd``."""
+        if self.paths_relative_to == "cwd":
+            base = Path.cwd()
 
         def fix(p: Path | None) -> Path | None:
             return None if p is None else (p if p.is_absolute() else (base / p).resolve())
@@ -185,7 +192,9 @@ def load_config(path: str | Path) -> Config:
     if not path.exists():
         raise ConfigError([f"config file {path} does not exist"], str(path))
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = load_yaml(path.read_text()) or {}
+    except ConfigYAMLError as exc:
+        raise ConfigError([str(exc)], str(path)) from None
     except yaml.YAMLError as exc:
         raise ConfigError([f"not valid YAML: {exc}"], str(path)) from None
     return parse_config(raw, source=str(path), base=path.resolve().parent)

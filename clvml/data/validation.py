@@ -49,6 +49,13 @@ class Problem:
         return text + f"\n      fix: {self.fix}"
 
 
+def _fix_under_policy(fix: str, policy: str, value: str) -> str:
+    """The fix of a problem a policy already handles: the advice to set that policy is left out (it is
+    set), and the policy in force is named."""
+    base = re.sub(r",? or set data\.policies\.\w+: [\w |]+?( to keep one copy of each)?$", "", fix)
+    return f"{base}; data.policies.{policy}: {value} is already set"
+
+
 def _fmt_row(row: dict[str, Any]) -> str:
     return "{" + ", ".join(f"{k}={v!r}" for k, v in row.items()) + "}"
 
@@ -434,6 +441,8 @@ def prepare_table(
         "range_ts": policies.null_keys,
         "future": policies.future_events, "unknown_event": policies.unknown_event_types,
     }
+    policy_name = {"null_id": "null_keys", "null_ts": "null_keys", "bad_ts": "null_keys",
+                   "future": "future_events", "unknown_event": "unknown_event_types"}
     dropping: list[str] = []
     raw_cols = [f"raw_{c}" for c in cols]
     for key, (_cond, column, message, fix) in flags.items():
@@ -442,6 +451,8 @@ def prepare_table(
             continue
         policy = policy_of.get(key, "error")
         action = "dropped" if policy == "drop" else "stopped"
+        if action == "dropped":
+            fix = _fix_under_policy(fix, policy_name[key], policy)
         ex = _examples(full, full[f"f_{key}"], raw_cols)
         ex = [{k.removeprefix("raw_"): v for k, v in r.items()} for r in ex]
         report.problems.append(Problem(name, column, key, n, message, fix,
@@ -475,6 +486,8 @@ def prepare_table(
         dropping = policies.duplicates == "drop"
         report.problems.append(Problem(
             name, None, "duplicates", n_dup, "exact duplicate rows (all columns equal)",
+            _fix_under_policy("de-duplicate the source, or set data.policies.duplicates: drop to keep one copy "
+                              "of each", "duplicates", "drop") if dropping else
             "de-duplicate the source, or set data.policies.duplicates: drop to keep one copy of each",
             "warning" if dropping else "error", "dropped" if dropping else "stopped", ex,
         ))
@@ -495,7 +508,8 @@ def check_orphans(
     for name, t in tables.items():
         if name == "customers":
             continue
-        orphans = t.anti_join(known, "customer_id")
+        # a null id is not an orphan: it is reported (and dropped, by policy) as a null key already
+        orphans = t.filter(t.customer_id.notnull()).anti_join(known, "customer_id")
         n = int(orphans.count().to_pyarrow().as_py())
         if not n:
             continue
@@ -505,10 +519,11 @@ def check_orphans(
               .to_pyarrow().to_pylist()]
         pol = policies.orphan_customers
         action = {"error": "stopped", "drop": "dropped", "keep": "kept"}[pol]
+        fix = "add them to customers, or set data.policies.orphan_customers: drop | keep"
         report.problems.append(Problem(
             name, "customer_id", "orphan_customers", n,
             f"{n_cust:,} customer(s) absent from the customers table",
-            "add them to customers, or set data.policies.orphan_customers: drop | keep",
+            fix if pol == "error" else _fix_under_policy(fix, "orphan_customers", pol),
             "error" if pol == "error" else "warning", action, ex,
         ))
         if pol == "drop":

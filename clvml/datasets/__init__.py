@@ -1,4 +1,4 @@
-"""Bundled data: the demo config and (later) the CDNOW sample."""
+"""Bundled data: the demo config and the CDNOW sample (package data: present in the wheel too)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,15 @@ from pathlib import Path
 
 
 def demo_config_path() -> Path:
-    """``configs/demo.yaml`` of the source tree."""
-    path = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
+    """The demo config shipped inside the package (``clvml/datasets/demo.yaml``; ``configs/demo.yaml``
+    of the source tree is the same file). Its relative paths resolve against the working directory, so
+    ``clvml demo`` writes ``data/``, ``outputs/`` and ``models/`` where it is run, never into the
+    installed package."""
+    path = Path(__file__).resolve().with_name("demo.yaml")
     if not path.exists():
         from clvml.errors import ConfigError
 
-        raise ConfigError([f"default demo config {path} not found: pass --config"])
+        raise ConfigError([f"default demo config {path} not found (a broken install?): pass --config"])
     return path
 
 

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+import clvml.features.builder  # noqa: F401 - registers every family (the templates of older bundles' specs)
 from clvml.explain.drivers import BIAS
 from clvml.features.registry import FeatureSpec
 

@@ -7,41 +7,53 @@ from collections.abc import Sequence
 import ibis
 
 from clvml.features.query import aggregate_family, day_of, exact_sum, from_units, safe_div, wsum
-from clvml.features.registry import Feature, family
+from clvml.features.registry import Feature, Say, family
 
 FAM = family("activity", "activity", "act")
 R = FAM.register
 
-R(Feature("sessions_{w}", "Sessions {span}.", "sessions", "{value} sessions {span}",
+R(Feature("sessions_{w}", "Sessions {span}.", "sessions", Say("{value} {session|sessions} {span}",
+                                                              zero="no sessions {span}"),
           agg=lambda j, w: wsum(j.sessions, w), windowed=True))
-R(Feature("active_days_{w}", "Days with any activity {span}.", "days", "active on {value} days {span}",
+R(Feature("active_days_{w}", "Days with any activity {span}.", "days", Say("active on {value} {day|days} {span}",
+                                                                           zero="not active {span}"),
           agg=lambda j, w: wsum(j.day.notnull(), w), windowed=True))
-R(Feature("duration_{w}", "Total session time {span}.", "seconds", "{value} seconds on site {span}",
+R(Feature("duration_{w}", "Total session time {span}.", "seconds", Say("spent {value} on site {span}",
+                                                                       zero="no time on site {span}", kind="seconds"),
           agg=lambda j, w: from_units(wsum(j.duration, w)), windowed=True,
           requires=("duration_s",)))
-R(Feature("views_{w}", "Page views {span}.", "views", "{value} page views {span}",
+R(Feature("views_{w}", "Page views {span}.", "views", Say("{value} page {view|views} {span}",
+                                                          zero="no page views {span}"),
           agg=lambda j, w: wsum(j.views, w), windowed=True))
-R(Feature("carts_{w}", "Add-to-cart events {span}.", "events", "{value} add-to-cart events {span}",
+R(Feature("carts_{w}", "Add-to-cart events {span}.", "events", Say("{value} add-to-cart {event|events} {span}",
+                                                                   zero="nothing added to a cart {span}"),
           agg=lambda j, w: wsum(j.carts, w), windowed=True))
-R(Feature("logins_{w}", "Logins {span}.", "logins", "{value} logins {span}",
+R(Feature("logins_{w}", "Logins {span}.", "logins", Say("{value} {login|logins} {span}", zero="no logins {span}"),
           agg=lambda j, w: wsum(j.logins, w), windowed=True))
 R(Feature("duration_mean", "Mean session duration over all history.", "seconds",
-          "sessions last {value} seconds on average",
+          Say("sessions last {value} on average", zero="sessions record no time", missing="no sessions recorded",
+              kind="seconds"),
           derive=lambda c, w: safe_div(c.duration_all, c.sessions_all), fill=None,
           requires=("duration_s",)))
 R(Feature("days_since_activity", "Days from the last activity event to the cut-off.", "days",
-          "last seen {value} days ago", agg=lambda j, w: (j.cutoff_day - j.day).min(), fill=None))
+          Say("last seen {value} ago", zero="last seen less than a day ago", missing="no activity recorded",
+              kind="days"), agg=lambda j, w: (j.cutoff_day - j.day).min(), fill=None))
 R(Feature("sessions_last30", "", "", "", hidden=True,
           agg=lambda j, w: wsum(j.sessions, where=j.day >= j.cutoff_day - 30)))
 R(Feature("sessions_prev60", "", "", "", hidden=True,
           agg=lambda j, w: wsum(j.sessions, where=(j.day < j.cutoff_day - 30)
                                           & (j.day >= j.cutoff_day - 90))))
 R(Feature("sessions_trend", "Sessions per day in the last 30 days minus in the 60 days before.",
-          "sessions/day", "visit rate changed by {value} sessions a day",
+          "sessions/day",
+          Say("visits rose by {value} {session|sessions} a day (last 30 days vs the 60 before)",
+              zero="visits held steady (last 30 days vs the 60 before)",
+              negative="visits fell by {value} {session|sessions} a day (last 30 days vs the 60 before)",
+              missing="no visit history to compare", kind="number"),
           derive=lambda c, w: c.sessions_last30.fill_null(0).cast("float64") / 30
           - c.sessions_prev60.fill_null(0).cast("float64") / 60))
 R(Feature("closed", "Account-closure events before the cut-off.", "events",
-          "closed the account {value} times", agg=lambda j, w: wsum(j.closed)))
+          Say("has closed the account", zero="has not closed the account", missing="no account closure recorded",
+              kind="flag"), agg=lambda j, w: wsum(j.closed)))
 
 
 def daily(act: ibis.Table) -> ibis.Table:

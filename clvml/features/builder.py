@@ -15,14 +15,16 @@ import pandas as pd
 
 from clvml.features import activity, after_sales, profile, social, transactions
 from clvml.features.query import day_of, safe_div
-from clvml.features.registry import FAMILIES, REGISTRY, Feature, FeatureSpec
+from clvml.features.registry import FAMILIES, REGISTRY, Feature, FeatureSpec, Say
 
 DEFAULT_WINDOWS = (30, 90, 180, 365)
 _BUILDERS = {"activity": activity.build, "social": social.build, "after_sales": after_sales.build}
 
 activity.FAM.register(Feature(
     "cart_conversion_90d", "Orders per add-to-cart event in the last 90 days.", "ratio",
-    "{value} orders per add-to-cart", fill=None))  # computed below: needs transactions too
+    Say("{value} {order|orders} per add-to-cart in the last 90 days",
+        zero="no orders from add-to-carts in the last 90 days", missing="no add-to-carts in the last 90 days",
+        kind="number"), fill=None))  # computed below: needs transactions too
 
 
 def as_cutoffs(cutoffs: Iterable[dt.date | str | pd.Timestamp]) -> list[dt.date]:

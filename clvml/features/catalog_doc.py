@@ -5,7 +5,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from clvml.features.builder import catalog
-from clvml.features.registry import FAMILIES, REGISTRY
+from clvml.features.registry import FAMILIES, REGISTRY, FeatureSpec
+
+
+def reason_examples(spec: FeatureSpec) -> str:
+    """What a reason code says for this feature: its sentence for 0, 1 and 2 (a label for a category)
+    and for no value, each distinct one once, in quotes."""
+    values: list = ["<label>"] if spec.dtype == "categorical" else [0, 1, 2]
+    said: list[str] = []
+    for v in [*values, None]:
+        text = spec.explain(v)
+        if text not in said:
+            said.append(text)
+    return " · ".join(f"“{t}”" for t in said)
 
 
 def catalog_markdown(windows: Sequence[int] = (30, 90, 180, 365)) -> str:
@@ -15,16 +27,18 @@ def catalog_markdown(windows: Sequence[int] = (30, 90, 180, 365)) -> str:
         "",
         "Generated from the feature registry by `clvml features list --markdown` — do not edit by hand.",
         f"Windows: {', '.join(str(w) for w in windows)} days and all history. Every feature of cut-off "
-        "*c* uses only events with `ts < c`.",
+        "*c* uses only events with `ts < c`. The reason text is what a reason code says when the feature "
+        "drives a score (its template lives in the registry beside the feature).",
         "",
     ]
     for fam in FAMILIES:
         rows = [s for s in specs if s.family == fam]
         lines += [f"## {fam} (source: `{REGISTRY[fam].source}`)", "",
-                  "| feature | window | unit | type | description | when missing |",
-                  "|---|---|---|---|---|---|"]
+                  "| feature | window | unit | type | description | when missing | reason text (e.g.) |",
+                  "|---|---|---|---|---|---|---|"]
         for s in rows:
             w = f"{s.window} d" if s.window else "all"
-            lines.append(f"| `{s.name}` | {w} | {s.unit} | {s.dtype} | {s.description} | {s.missing} |")
+            lines.append(f"| `{s.name}` | {w} | {s.unit} | {s.dtype} | {s.description} | {s.missing} | "
+                         f"{reason_examples(s)} |")
         lines.append("")
     return "\n".join(lines)

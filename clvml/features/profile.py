@@ -10,21 +10,25 @@ from __future__ import annotations
 import ibis
 
 from clvml.features.query import day_of
-from clvml.features.registry import Feature, family
+from clvml.features.registry import Feature, Say, family
 
 FAM = family("profile", "customers", "prof")
 R = FAM.register
 
 R(Feature("signup_tenure_days", "Days from sign-up to the cut-off (null if signed up later).", "days",
-          "signed up {value} days ago", fill=None, requires=("signup_ts",),
+          Say("signed up {value} ago", zero="signed up less than a day ago", missing="sign-up date unknown",
+              kind="days"), fill=None, requires=("signup_ts",),
           derive=lambda c, w: ibis.ifelse(c.signup_day < c.cutoff_day, c.cutoff_day - c.signup_day,
                                           ibis.null("int64"))))
 for _col, _desc in (("acquisition_channel", "Acquisition channel."),
                     ("membership_tier", "Membership tier."), ("region", "Region.")):
-    R(Feature(_col, _desc, "category", f"{_col.replace('_', ' ')} is {{value}}", fill=None,
+    _what = _col.replace("_", " ")
+    R(Feature(_col, _desc, "category", Say(f"{_what} is {{value}}", missing=f"{_what} unknown", kind="category"),
+              fill=None,
               dtype="categorical", requires=(_col,), derive=lambda c, w, _c=_col: c[_c]))
 R(Feature("age_band", "Age band at the cut-off (<25, 25-34, 35-44, 45-54, 55-64, 65+).", "category",
-          "age band {value}", fill=None, dtype="categorical", requires=("birth_year",),
+          Say("age band {value}", missing="age unknown", kind="category"),
+          fill=None, dtype="categorical", requires=("birth_year",),
           derive=lambda c, w: _age_band(c)))
 
 

@@ -10,8 +10,11 @@ per configured window and once over all history.
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from numbers import Real
 from typing import Any, Literal
 
 import ibis
@@ -28,13 +31,13 @@ class Feature:
 
     ``name`` may contain ``{w}`` (replaced by ``30d``… or ``all``); ``description`` may contain
     ``{span}`` ("in the last 30 days" / "over all history"). ``sentence`` is the plain-language
-    template for reason codes, with ``{value}`` and ``{span}``.
+    template for reason codes (:class:`Say`: how the value reads when it is 0, 1, many or missing).
     """
 
     name: str
     description: str
     unit: str
-    sentence: str
+    sentence: Say
     agg: Agg | None = None
     derive: Derive | None = None
     windowed: bool = False
@@ -42,6 +45,10 @@ class Feature:
     dtype: Literal["numeric", "categorical"] = "numeric"
     requires: tuple[str, ...] = ()  # optional source columns this feature needs
     hidden: bool = False  # helper aggregate, not part of the output
+
+    def __post_init__(self) -> None:
+        if isinstance(self.sentence, str):  # a plain template: "{value}" as a count
+            object.__setattr__(self, "sentence", Say(self.sentence))
 
     def instances(self, windows: Sequence[int]) -> list[tuple[str, int | None]]:
         if not self.windowed:
@@ -63,12 +70,148 @@ class FeatureSpec:
     unit: str
     dtype: str
     missing: str
-    sentence: str
+    sentence: str  # the template's main text (kept for bundles written before ``say``)
     fill: float | None = None
+    say: Say | None = None  # the reason-code template (None in bundles written before it existed)
 
     def explain(self, value: Any) -> str:
         """Plain-language sentence for this feature taking ``value`` (used by reason codes)."""
-        return render_sentence(self.sentence, value, self.window)
+        say = self.say or _registered_say(self.name)
+        if say is None:  # a feature this clvml does not declare: the old plain template
+            return render_sentence(self.sentence, value, self.window)
+        return say.render(value, self.window)
+
+
+def _registered_say(name: str) -> Say | None:
+    """The template this clvml declares for an output column (for specs unpickled from older bundles;
+    the families register themselves when ``clvml.features`` is imported)."""
+    for fam in REGISTRY.values():
+        for f in fam.features:
+            pattern = re.escape(f"{fam.prefix}_{f.name}").replace(re.escape("{w}"), r"(?:\d+d|all)")
+            if not f.hidden and re.fullmatch(pattern, name):
+                return f.sentence
+    return None
+
+
+Kind = Literal["count", "money", "days", "seconds", "ratio", "share", "score", "flag", "category", "number"]
+_CHOICE = re.compile(r"\{([^{}|]*)\|([^{}|]*)\}")
+
+
+@dataclass(frozen=True)
+class Say:
+    """How a reason code reads one feature: a sentence for every case an account manager will see.
+
+    ``text`` is used for a value other than 0; ``{value}`` is the value written for its ``kind``
+    (``count`` 1,234 or 37.5; ``money`` 37.50 or 1,234; ``days``/``seconds`` a duration in the
+    largest sensible unit, "3 hours", "1 day", "2.5 years"; ``ratio`` 1.5×; ``share`` 25%; ``score``
+    7 or 3.5; ``number`` as is; ``category`` the label), ``{span}`` the window ("in the last 30 days" /
+    "over all history"), and ``{singular|plural}`` picks the word agreeing with the value ("1 order",
+    "2 orders", "37.5 orders"). ``zero`` is the sentence for 0 (a flag's "no"), ``negative`` for a
+    value below 0 (``{value}`` is then its absolute size: "3 fewer orders"), ``one`` (optional) for
+    exactly 1 ("usually buys every day" rather than "every 1 day"), ``missing`` for no value
+    at all (a sentence saying there is no data, never "no data days"). Negative zero reads as 0.
+    """
+
+    text: str
+    zero: str | None = None
+    missing: str | None = None
+    kind: Kind = "count"
+    negative: str | None = None
+    one: str | None = None  # the sentence when the value reads as exactly 1 ("usually buys every day")
+
+    def render(self, value: Any, window: int | None = None) -> str:
+        span = span_text(window)
+        v = _number(value)
+        if _is_missing(value) or (isinstance(value, str) and value == ""):
+            return _fill(self.missing or self.zero or f"no data {span}", "", span)
+        if v is None:
+            return _fill(self.text, str(value), span)
+        if self.kind == "category":  # a numeric label: written without "-0" or float noise
+            return _fill(self.text, _plain(v, 2), span)
+        if math.isinf(v):
+            return _fill(self.missing or f"no data {span}", "", span)
+        shown = format_value(v, self.kind)
+        if (self.kind == "flag" and v == 0) or (self.zero is not None and _is_zero(shown)):
+            return _fill(self.zero or self.text, shown, span)
+        if self.one is not None and shown == format_value(1.0, self.kind):
+            return _fill(self.one, shown, span)
+        if v < 0 and self.negative is not None:
+            return _fill(self.negative, format_value(-v, self.kind), span)
+        return _fill(self.text, shown, span)
+
+
+def _is_missing(value: Any) -> bool:
+    """None, NaN, NaT or pandas' NA."""
+    if value is None:
+        return True
+    try:
+        return bool(value != value)  # NaN and NaT differ from themselves
+    except TypeError:  # pd.NA: its truth value is ambiguous
+        return True
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, Real) or (hasattr(value, "dtype") and getattr(value.dtype, "kind", "") in "iuf"):
+        return float(value)
+    return None
+
+
+def _is_zero(shown: str) -> bool:
+    """Whether a formatted value reads as zero ("0", "0.00", "0%", "0×", "0 seconds")."""
+    return re.fullmatch(r"[0.,]+(%|×)?( [a-z]+)?", shown) is not None
+
+
+def _fill(template: str, shown: str, span: str) -> str:
+    """``{value}``, ``{span}`` and ``{singular|plural}`` (agreeing with the number in ``shown``)."""
+    m = re.match(r"-?[\d,]+(\.\d+)?", shown)
+    one = m is not None and m.group(0) in ("1", "-1")
+    text = _CHOICE.sub(lambda c: c.group(1) if one else c.group(2), template)
+    return " ".join(text.replace("{value}", shown).replace("{span}", span).split())
+
+
+def _plain(x: float, decimals: int) -> str:
+    """``x`` with thousands separators and at most ``decimals`` decimals, trailing zeros dropped, and
+    never "-0"."""
+    r = round(x, decimals)
+    if r == 0:
+        r = 0.0  # also turns -0.0 into 0.0
+    out = f"{r:,.{decimals}f}"
+    return out.rstrip("0").rstrip(".") if "." in out else out
+
+
+_UNITS = (("year", 365 * 86400.0), ("day", 86400.0), ("hour", 3600.0), ("minute", 60.0), ("second", 1.0))
+
+
+def duration(seconds: float) -> str:
+    """A duration in the largest unit that reads naturally: "45 seconds", "1 minute", "3.5 hours",
+    "12 days", "2.1 years" (days up to two years)."""
+    s = abs(seconds)
+    for unit, size in _UNITS:
+        limit = 2 * size if unit == "year" else size
+        if s >= limit or unit == "second":
+            n = s / size
+            shown = _plain(n, 0 if n >= 10 else 1)
+            return f"{shown} {unit}{'' if shown == '1' else 's'}"
+    raise AssertionError  # unreachable: seconds is the last unit
+
+
+def format_value(v: float, kind: str) -> str:
+    """A (non-missing) number written for its kind (see :class:`Say`)."""
+    if kind == "money":
+        return _plain(v, 0) if abs(v) >= 100 else (f"{round(v, 2):,.2f}" if round(v, 2) != 0 else "0.00")
+    if kind == "days":
+        return duration(v * 86400.0)
+    if kind == "seconds":
+        return duration(v)
+    if kind == "ratio":
+        return _plain(v, 1 if abs(v) < 10 else 0) + "×"
+    if kind == "share":
+        return _plain(v * 100, 0 if abs(v) >= 0.1 else 1) + "%"
+    if kind == "number":
+        return _plain(v, 2 if abs(v) < 100 else 0)
+    return _plain(v, 0 if v == int(v) or abs(v) >= 100 else 1)  # count, score, flag
 
 
 def span_text(window: int | None) -> str:
@@ -113,7 +256,7 @@ class Family:
                 out.append(FeatureSpec(
                     name=f"{self.prefix}_{name}", family=self.name, source=self.source, window=w,
                     description=f.description.format(span=span_text(w)), unit=f.unit,
-                    dtype=f.dtype, missing=missing, sentence=f.sentence, fill=f.fill,
+                    dtype=f.dtype, missing=missing, sentence=f.sentence.text, fill=f.fill, say=f.sentence,
                 ))
         return out
 

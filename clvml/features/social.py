@@ -7,29 +7,34 @@ from collections.abc import Sequence
 import ibis
 
 from clvml.features.query import aggregate_family, day_of, exact_sum, from_units, safe_div, wsum
-from clvml.features.registry import Feature, family
+from clvml.features.registry import Feature, Say, family
 
 FAM = family("social", "social", "soc")
 R = FAM.register
 
-R(Feature("shares_{w}", "Shares {span}.", "shares", "{value} shares {span}",
+R(Feature("shares_{w}", "Shares {span}.", "shares", Say("{value} {share|shares} {span}", zero="no shares {span}"),
           agg=lambda j, w: wsum(j.shares, w), windowed=True))
-R(Feature("likes_{w}", "Likes {span}.", "likes", "{value} likes {span}",
+R(Feature("likes_{w}", "Likes {span}.", "likes", Say("{value} {like|likes} {span}", zero="no likes {span}"),
           agg=lambda j, w: wsum(j.likes, w), windowed=True))
-R(Feature("referrals_{w}", "Referrals sent {span}.", "referrals", "referred {value} people {span}",
+R(Feature("referrals_{w}", "Referrals sent {span}.", "referrals", Say("referred {value} {person|people} {span}",
+                                                                      zero="referred nobody {span}"),
           agg=lambda j, w: wsum(j.referrals, w), windowed=True))
 R(Feature("referrals_converted_all", "Referrals that converted, over all history.", "referrals",
-          "{value} referred friends became customers", agg=lambda j, w: wsum(j.converted)))
-R(Feature("reviews_{w}", "Reviews written {span}.", "reviews", "wrote {value} reviews {span}",
+          Say("{value} referred {friend|friends} became {a customer|customers}",
+              zero="no referred friend has become a customer"), agg=lambda j, w: wsum(j.converted)))
+R(Feature("reviews_{w}", "Reviews written {span}.", "reviews", Say("wrote {value} {review|reviews} {span}",
+                                                                   zero="wrote no reviews {span}"),
           agg=lambda j, w: wsum(j.reviews, w), windowed=True))
 R(Feature("rating_sum", "", "", "", agg=lambda j, w: from_units(wsum(j.rating_sum)), hidden=True,
           requires=("rating",)))
 R(Feature("rating_n", "", "", "", agg=lambda j, w: wsum(j.rating_n), hidden=True,
           requires=("rating",)))
-R(Feature("rating_mean", "Mean rating given in reviews.", "stars", "rates {value} stars on average",
+R(Feature("rating_mean", "Mean rating given in reviews.", "stars", Say("rates {value} {star|stars} on average",
+                                                                       missing="no ratings given", kind="score"),
           derive=lambda c, w: safe_div(c.rating_sum, c.rating_n), fill=None, requires=("rating",)))
 R(Feature("days_since_social", "Days from the last social event to the cut-off.", "days",
-          "last social interaction {value} days ago",
+          Say("last social interaction {value} ago", zero="last social interaction less than a day ago",
+              missing="no social interactions recorded", kind="days"),
           agg=lambda j, w: (j.cutoff_day - j.day).min(), fill=None))
 
 

@@ -20,7 +20,7 @@ from clvml.features.query import (
     wmax,
     wsum,
 )
-from clvml.features.registry import Feature, family
+from clvml.features.registry import Feature, Say, family
 
 FAM = family("transactions", "transactions", "tx")
 R = FAM.register
@@ -35,53 +35,68 @@ def _purchase(j):
     return j.orders > 0
 
 
-R(Feature("orders_{w}", "Orders {span}.", "orders", "{value} orders {span}",
+R(Feature("orders_{w}", "Orders {span}.", "orders", Say("{value} {order|orders} {span}", zero="no orders {span}"),
           agg=lambda j, w: wsum(j.orders, w), windowed=True))
-R(Feature("spend_{w}", "Gross spend (positive amounts) {span}.", "currency", "spent {value} {span}",
+R(Feature("spend_{w}", "Gross spend (positive amounts) {span}.", "currency", Say("spent {value} {span}",
+                                                                                 zero="spent nothing {span}",
+                                                                                 kind="money"),
           agg=lambda j, w: from_units(wsum(j.spend, w)), windowed=True))
 R(Feature("purchase_days_{w}", "Distinct days with a purchase {span}.", "days",
-          "bought on {value} different days {span}",
+          Say("bought on {value} {day|days} {span}", zero="no purchases {span}"),
           agg=lambda j, w: wsum(j.orders > 0, w), windowed=True))
-R(Feature("spend_max_{w}", "Largest order {span}.", "currency", "largest order {value} {span}",
+R(Feature("spend_max_{w}", "Largest order {span}.", "currency", Say("largest order {value} {span}",
+                                                                    missing="no orders {span}", kind="money"),
           agg=lambda j, w: wmax(j.max_amount, w), windowed=True, fill=None))
 R(Feature("ss_{w}", "", "", "", agg=lambda j, w: from_units(wide_wsum(j.ss, w), SS_DECIMALS),
           windowed=True, hidden=True))
-R(Feature("spend_mean_{w}", "Mean order value {span}.", "currency", "average order {value} {span}",
+R(Feature("spend_mean_{w}", "Mean order value {span}.", "currency", Say("average order {value} {span}",
+                                                                        missing="no orders {span}", kind="money"),
           derive=lambda c, w: safe_div(c[_n("spend", w)], c[_n("orders", w)]), windowed=True,
           fill=None))
 R(Feature("spend_std_{w}", "Standard deviation of order values {span}.", "currency",
-          "order values vary by {value} {span}",
+          Say("order values vary by {value} {span}", zero="every order had the same value {span}",
+              missing="too few orders to compare {span}", kind="money"),
           derive=lambda c, w: std_from_moments(c[_n("orders", w)], c[_n("spend", w)], c[_n("ss", w)]),
           windowed=True, fill=None))
 R(Feature("refunds_{w}", "Refund/return rows (negative amounts) {span}.", "refunds",
-          "{value} refunds {span}", agg=lambda j, w: wsum(j.refunds, w), windowed=True))
-R(Feature("refund_amount_{w}", "Amount refunded {span}.", "currency", "{value} refunded {span}",
+          Say("{value} {refund|refunds} {span}", zero="no refunds {span}"),
+          agg=lambda j, w: wsum(j.refunds, w), windowed=True))
+R(Feature("refund_amount_{w}", "Amount refunded {span}.", "currency", Say("{value} refunded {span}",
+                                                                          zero="nothing refunded {span}",
+                                                                          kind="money"),
           agg=lambda j, w: from_units(wsum(j.refund_amount, w)), windowed=True))
 R(Feature("recency_days", "Days from the last purchase to the cut-off.", "days",
-          "last purchase {value} days ago",
+          Say("last purchase {value} ago", zero="last purchase less than a day ago", missing="no purchase yet",
+              kind="days"),
           agg=lambda j, w: (j.cutoff_day - j.day).min(where=_purchase(j)), fill=None))
 R(Feature("tenure_days", "Days from the first transaction to the cut-off.", "days",
-          "customer for {value} days", agg=lambda j, w: (j.cutoff_day - j.day).max()))
+          Say("customer for {value}", zero="customer for less than a day", missing="no purchase yet", kind="days"),
+          agg=lambda j, w: (j.cutoff_day - j.day).max()))
 R(Feature("first_amount", "Spend on the first purchase day.", "currency",
-          "first purchase was {value}",
+          Say("first purchase was {value}", zero="first purchase was free", missing="no purchase yet", kind="money"),
           agg=lambda j, w: from_units(j.spend.argmin(j.day, where=_purchase(j))), fill=None))
 R(Feature("gap_n", "", "", "", agg=lambda j, w: j.gap.count(), hidden=True))
 R(Feature("gap_sum", "", "", "", agg=lambda j, w: wsum(j.gap), hidden=True))
 R(Feature("gap_ss", "", "", "", agg=lambda j, w: wsum(j.gap * j.gap), hidden=True))
 R(Feature("ipt_last", "Days between the last two purchase days.", "days",
-          "the last gap between purchases was {value} days",
+          Say("the last gap between purchases was {value}", zero="the last two purchases were on the same day",
+              missing="no purchase gap yet (one purchase day so far)", kind="days"),
           agg=lambda j, w: j.gap.argmax(j.day, where=j.gap.notnull()), fill=None))
 R(Feature("ipt_mean", "Mean days between purchase days.", "days",
-          "usually buys every {value} days",
+          Say("usually buys every {value}", zero="usually buys several times a day", one="usually buys every day",
+              missing="no purchase gap yet (one order so far)", kind="days"),
           derive=lambda c, w: safe_div(c.gap_sum, c.gap_n), fill=None))
 R(Feature("ipt_std", "Standard deviation of days between purchase days.", "days",
-          "purchase gaps vary by {value} days",
+          Say("purchase gaps vary by {value}", zero="buys at perfectly regular intervals",
+              missing="too few purchases to measure their regularity", kind="days"),
           derive=lambda c, w: std_from_moments(c.gap_n, c.gap_sum, c.gap_ss), fill=None))
 R(Feature("recency_rel", "Days since the last purchase divided by the customer's mean gap.", "ratio",
-          "has been silent {value}× longer than usual",
+          Say("has been silent for {value} their usual gap between purchases", zero="has just bought",
+              missing="no usual purchase gap yet (one order so far)", kind="ratio"),
           derive=lambda c, w: safe_div(c.recency_days, c.ipt_mean), fill=None))
 R(Feature("ipt_last_rel", "Last gap divided by the customer's mean gap.", "ratio",
-          "the last gap was {value}× the usual one",
+          Say("the last gap between purchases was {value} the usual one",
+              missing="no usual purchase gap yet (fewer than two gaps)", kind="ratio"),
           derive=lambda c, w: safe_div(c.ipt_last, c.ipt_mean), fill=None))
 R(Feature("orders_prev90", "", "", "", hidden=True,
           agg=lambda j, w: wsum(j.orders, where=(j.day < j.cutoff_day - 90)
@@ -94,35 +109,50 @@ R(Feature("spend_prev90", "", "", "", hidden=True,
 R(Feature("spend_last90", "", "", "", hidden=True,
           agg=lambda j, w: from_units(wsum(j.spend, where=j.day >= j.cutoff_day - 90))))
 R(Feature("orders_trend_90d", "Orders in the last 90 days minus orders in the 90 days before.",
-          "orders", "orders changed by {value} versus the previous 90 days",
+          "orders", Say("{value} more {order|orders} than in the previous 90 days",
+                        zero="as many orders as in the previous 90 days",
+                        negative="{value} fewer {order|orders} than in the previous 90 days",
+                        missing="no order history to compare"),
           derive=lambda c, w: c.orders_last90.fill_null(0) - c.orders_prev90.fill_null(0)))
 R(Feature("spend_trend_90d", "Spend in the last 90 days minus spend in the 90 days before.",
-          "currency", "spend changed by {value} versus the previous 90 days",
+          "currency", Say("spent {value} more than in the previous 90 days",
+                          zero="spent as much as in the previous 90 days",
+                          negative="spent {value} less than in the previous 90 days",
+                          missing="no spend history to compare", kind="money"),
           derive=lambda c, w: c.spend_last90.fill_null(0) - c.spend_prev90.fill_null(0)))
 R(Feature("quantity_all", "", "", "", agg=lambda j, w: from_units(wsum(j.quantity)), hidden=True,
           requires=("quantity",)))
 R(Feature("basket_size", "Mean items per order over all history.", "items",
-          "buys {value} items per order",
+          Say("buys {value} {item|items} per order", zero="orders hold no counted items",
+              missing="no item counts recorded"),
           derive=lambda c, w: safe_div(c.quantity_all, c.orders_all), fill=None,
           requires=("quantity",)))
 R(Feature("discount_{w}", "", "", "", agg=lambda j, w: from_units(wsum(j.discount, w)), windowed=True,
           hidden=True, requires=("discount",)))
 R(Feature("discount_share_{w}", "Discount as a share of list value (spend + discount) {span}.",
-          "ratio", "{value} of order value was discounted {span}",
+          "ratio", Say("{value} of order value was discounted {span}", zero="no discounts used {span}",
+                       missing="no orders {span}", kind="share"),
           derive=lambda c, w: safe_div(c[_n("discount", w)],
                                        c[_n("discount", w)] + c[_n("spend", w)]),
           windowed=True, fill=None, requires=("discount",)))
-R(Feature("margin_{w}", "Gross margin (refunds net) {span}.", "currency", "margin {value} {span}",
+R(Feature("margin_{w}", "Gross margin (refunds net) {span}.", "currency", Say("margin of {value} {span}",
+                                                                              zero="no margin {span}",
+                                                                              negative="lost {value} in margin {span}",
+                                                                              kind="money"),
           agg=lambda j, w: from_units(wsum(j.margin, w)), windowed=True, requires=("margin",)))
 # computed by the mix queries below (one per categorical column)
 R(Feature("categories_all", "Distinct product categories bought.", "categories",
-          "bought from {value} categories", requires=("category",)))
+          Say("bought from {value} {category|categories}", zero="no product category recorded"),
+          requires=("category",)))
 R(Feature("category_hhi", "Concentration of spend over categories (Herfindahl, 1 = one category).",
-          "ratio", "category concentration {value}", fill=None, requires=("category",)))
-R(Feature("channels_all", "Distinct sales channels used.", "channels", "used {value} channels",
+          "ratio", Say("category concentration {value} (1 = a single category)", missing="no category data",
+                       kind="number"), fill=None, requires=("category",)))
+R(Feature("channels_all", "Distinct sales channels used.", "channels", Say("used {value} sales {channel|channels}",
+                                                                           zero="no sales channel recorded"),
           requires=("channel",)))
 R(Feature("main_channel_share", "Share of orders placed in the customer's main channel.", "ratio",
-          "{value} of orders in the main channel", fill=None, requires=("channel",)))
+          Say("{value} of orders in the main channel", missing="no channel data", kind="share"),
+          fill=None, requires=("channel",)))
 
 
 def _n(stem: str, w: int | None) -> str:

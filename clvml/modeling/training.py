@@ -26,7 +26,7 @@ from clvml.data.cutoffs import cutoff_grid, data_end
 from clvml.data.dataset import Dataset
 from clvml.errors import ClvmlError
 from clvml.features import build_features, feature_specs, to_pandas
-from clvml.features.registry import FeatureSpec
+from clvml.features.registry import FeatureSpec, Say
 from clvml.labels import build_labels
 from clvml.modeling.btyd import BTYD_FEATURES, BTYDModel, btyd_features
 from clvml.modeling.churn import ChurnModel
@@ -51,16 +51,21 @@ class TrainingSet:
 
 
 BTYD_SPECS = [
-    FeatureSpec(name, "btyd", "transactions", None, description, unit, "numeric", "always defined", sentence)
-    for name, description, unit, sentence in (
+    FeatureSpec(name, "btyd", "transactions", None, description, unit, "numeric", "always defined", say.text,
+                say=say)
+    for name, description, unit, say in (
         ("btyd_p_alive", "BG/NBD probability that the customer is still alive.", "probability",
-         "BG/NBD says {value} chance of still being active"),
+         Say("BG/NBD gives a {value} chance of still being active", missing="no BG/NBD estimate",
+             kind="share")),
         ("btyd_p_no_purchase", "BG/NBD probability of no purchase over the label horizon.", "probability",
-         "BG/NBD gives {value} chance of no purchase in the horizon"),
+         Say("BG/NBD gives a {value} chance of no purchase in the horizon", missing="no BG/NBD estimate",
+             kind="share")),
         ("btyd_expected_purchases", "BG/NBD expected purchase days over the label horizon.", "purchases",
-         "BG/NBD expects {value} purchases in the horizon"),
+         Say("BG/NBD expects {value} {purchase|purchases} in the horizon",
+             zero="BG/NBD expects no purchases in the horizon", missing="no BG/NBD estimate")),
         ("btyd_expected_spend", "BG/NBD x Gamma-Gamma expected spend over the label horizon.", "currency",
-         "BG/NBD expects {value} of spend in the horizon"),
+         Say("BG/NBD expects {value} of spend in the horizon", zero="BG/NBD expects no spend in the horizon",
+             missing="no BG/NBD estimate", kind="money")),
     )
 ]
 assert [s.name for s in BTYD_SPECS] == list(BTYD_FEATURES)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from clvml.errors import ModelIncompatibleError
+from clvml.errors import ModelIncompatibleError, ModelNotFoundError
 from clvml.features.registry import FeatureSpec
 from clvml.io import pid_alive
 from clvml.modeling.churn import ChurnModel
@@ -272,9 +272,16 @@ def verify_bundle(folder: Path, uri: str | Path) -> None:
             f"model {uri} has no {CHECKSUMS}: it was not exported by this version's `clvml train`; it is "
             "not loaded, because loading runs pickled code. Re-export it with `clvml train`")
     try:
-        want = json.loads(listed.read_text())["files"]
-    except (ValueError, KeyError) as exc:
-        raise ModelIncompatibleError(f"model {uri}: {CHECKSUMS} is unreadable ({exc}); not loaded") from None
+        doc = json.loads(listed.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ModelIncompatibleError(f"model {uri}: {CHECKSUMS} is not JSON ({exc}); not loaded") from None
+    want = doc.get("files") if isinstance(doc, dict) else None
+    if not (isinstance(want, dict) and want
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in want.items())):
+        raise ModelIncompatibleError(
+            f"model {uri}: {CHECKSUMS} is malformed (expected {{\"files\": {{\"<path>\": \"<sha256>\", …}}}}, "
+            f"found {json.dumps(doc)[:80]}); not loaded, because loading runs pickled code. Re-export it with "
+            "`clvml train`, or copy it again from its source")
     have = bundle_checksums(folder)
     changed = sorted(f for f in want if f in have and have[f] != want[f])
     missing = sorted(set(want) - set(have))
@@ -294,10 +301,96 @@ def _compatible(made_by: str, running: str) -> bool:
     return len(a) >= 2 and (a[:2] == b[:2] if a[0] == "0" else a[0] == b[0])
 
 
+#: bundle format -> the clvml releases that read it (None: only ever written by development builds)
+FORMAT_READERS: dict[int, str | None] = {1: None, 2: "clvml~=0.1.0"}
+
+
+def _series(version: str) -> str | None:
+    """The pip requirement of the releases compatible with ``version`` (see :func:`_compatible`)."""
+    import re
+
+    m = re.fullmatch(r"(\d+)\.(\d+)(?:\.\d+)?", version)
+    if not m:
+        return None
+    major, minor = m.groups()
+    return f"clvml~={major}.{minor}.0" if major == "0" else f"clvml~={major}.0"
+
+
+def reader_advice(made_by: str, bundle_format: Any) -> str:
+    """How to score a bundle this clvml cannot read: the clvml release that can, or retraining."""
+    from clvml._version import __version__
+
+    retrain = "retrain with `clvml train`"
+    fmt_known = isinstance(bundle_format, int) and bundle_format in FORMAT_READERS
+    if bundle_format == BUNDLE_FORMAT or (isinstance(bundle_format, int) and not fmt_known):
+        reader = _series(made_by)  # same format, other series, or a newer format: its writer reads it
+        if reader is None and bundle_format == BUNDLE_FORMAT:
+            return f"the bundle does not record a valid clvml version; {retrain}"
+        if reader is None and isinstance(bundle_format, int) and bundle_format > BUNDLE_FORMAT:
+            return f"a clvml newer than {__version__} wrote it: upgrade (pip install -U clvml), or {retrain}"
+    else:
+        reader = FORMAT_READERS.get(bundle_format) if fmt_known else None
+    if reader is None or reader == _series(__version__):
+        return f"no released clvml reads bundle format {bundle_format} (written by clvml {made_by}); {retrain}"
+    return f"{retrain}, or score with a clvml that reads it: pip install '{reader}'"
+
+
+URI_FORMS = ("Give a bundle folder exported by `clvml train` (models/<name>), runs:/<run_id>/model or "
+             "models:/<name>@<alias>")
+#: the package a remote artifact store needs, by the module MLflow fails to import
+STORE_PACKAGES = {"botocore": "boto3", "boto3": "boto3", "google": "google-cloud-storage",
+                  "azure": "azure-storage-blob azure-identity", "hdfs": "pyarrow"}
+
+
+def _fetch_error(uri: str, exc: Exception) -> Exception:
+    """The clvml error for a model URI MLflow could not fetch: not found (listing what exists), a
+    missing package for the artifact store (with the pip command), or another failure."""
+    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if isinstance(exc, ModuleNotFoundError):
+        module = (exc.name or "").split(".")[0]
+        scheme = uri.split("://")[0] if "://" in uri else "this store"
+        pkg = STORE_PACKAGES.get(module, module)
+        return ModelIncompatibleError(f"cannot load model {uri}: reading {scheme}:// needs the Python package "
+                                      f"{pkg}, which is not installed: pip install {pkg}")
+    if getattr(exc, "error_code", None) == "RESOURCE_DOES_NOT_EXIST" or "not found" in first:
+        return ModelNotFoundError(f"model {uri} not found: {first.rstrip('.')}{_registry_hint(uri)}. "
+                                  f"{URI_FORMS}")
+    return ModelIncompatibleError(f"cannot load model {uri}: {first}. {URI_FORMS}, and that it was exported "
+                                  "by `clvml train`")
+
+
+def _registry_hint(uri: str) -> str:
+    """For ``models:/name@alias`` / ``models:/name/version``: what the registry does hold."""
+    import re
+
+    m = re.fullmatch(r"models:/([^/@]+)(?:@(.+)|/(.+))?", uri)
+    if not m:
+        return ""
+    try:
+        import mlflow
+
+        client = mlflow.MlflowClient()
+        try:
+            model = client.get_registered_model(m.group(1))
+        except Exception:
+            names = sorted(r.name for r in client.search_registered_models(max_results=20))
+            return (f"; registered models: {', '.join(names)}" if names else "; the registry holds no models "
+                    f"(tracking URI {mlflow.get_tracking_uri()})")
+        aliases = ", ".join(f"{a} (version {v})" for a, v in sorted(model.aliases.items()))
+        versions = sorted(int(v.version) for v in client.search_model_versions(f"name='{model.name}'"))
+        listed = f"; its versions: {', '.join(map(str, versions))}" if versions else "; it has no versions"
+        return (f"; model {model.name} has the aliases {aliases}{listed}" if aliases else
+                f"; model {model.name} has no aliases{listed}")
+    except Exception:  # the hint is a courtesy: never hide the real error behind a second one
+        return ""
+
+
 def load_bundle(uri: str | Path) -> ModelBundle:
     """Load a bundle from a folder, ``runs:/…`` or ``models:/name@alias`` URI.
 
-    Raises :class:`~clvml.errors.ModelIncompatibleError` when the URI cannot be loaded, its files do not
+    Raises :class:`~clvml.errors.ModelNotFoundError` when nothing is found at the URI (listing the
+    aliases / versions / models the registry does hold) and
+    :class:`~clvml.errors.ModelIncompatibleError` when the URI cannot be loaded, its files do not
     match the checksums recorded at export (checked before anything is unpickled: see
     :func:`verify_bundle`), or the bundle was written by an incompatible clvml version (the message
     names both versions).
@@ -306,16 +399,18 @@ def load_bundle(uri: str | Path) -> ModelBundle:
 
     from clvml._version import __version__
 
-    try:
-        local = Path(str(uri))
-        if not local.is_dir():  # runs:/… or models:/…: fetch the files, check them, then unpickle
+    local = Path(str(uri))
+    if not local.is_dir():  # runs:/… or models:/…: fetch the files, check them, then unpickle
+        if "://" not in str(uri) and not str(uri).startswith(("runs:/", "models:/")):
+            what = "is a file, not a bundle folder" if local.exists() else "does not exist"
+            err = ModelIncompatibleError if local.exists() else ModelNotFoundError
+            raise err(f"model {uri} {what}. {URI_FORMS}")
+        try:
             import mlflow.artifacts
 
             local = Path(mlflow.artifacts.download_artifacts(artifact_uri=str(uri)))
-    except Exception as exc:
-        raise ModelIncompatibleError(f"cannot load model {uri}: {str(exc).splitlines()[0]}. Check the "
-                                     "URI (a bundle folder, runs:/<id>/model or models:/<name>@<alias>) "
-                                     "and that it was exported by `clvml train`") from None
+        except Exception as exc:
+            raise _fetch_error(str(uri), exc) from None
     verify_bundle(local, uri)
     try:
         model = mlflow.pyfunc.load_model(str(local))
@@ -328,10 +423,10 @@ def load_bundle(uri: str | Path) -> ModelBundle:
         raise ModelIncompatibleError(f"model {uri} is not a clvml bundle (exported by `clvml train`)")
     made_by = getattr(bundle, "clvml_version", "") or "unknown"
     if getattr(bundle, "bundle_format", None) != BUNDLE_FORMAT or not _compatible(made_by, __version__):
+        fmt = getattr(bundle, "bundle_format", None)
         raise ModelIncompatibleError(
-            f"model {uri} was exported by clvml {made_by} (bundle format "
-            f"{getattr(bundle, 'bundle_format', None)}); this is clvml {__version__} (format "
-            f"{BUNDLE_FORMAT}). Retrain with `clvml train`, or score with clvml=={made_by}")
+            f"model {uri} was exported by clvml {made_by} (bundle format {fmt}); this is clvml "
+            f"{__version__} (format {BUNDLE_FORMAT}): {reader_advice(made_by, fmt)}")
     return bundle
 
 

@@ -1,0 +1,61 @@
+"""What the command line prints: user data verbatim (never Rich markup), whole lines in logs."""
+
+from __future__ import annotations
+
+import io
+import json
+
+from tests.clirun import clvml
+
+CONFIG = """data:
+  tables:
+    transactions: {path: tx.csv}
+    customers: {path: cust.csv}
+    activity: {path: act.csv}
+cutoffs: {start: 2024-01-01}
+"""
+
+
+def _world(tmp_path):
+    (tmp_path / "tx.csv").write_text("customer_id,ts,amount\n[/foo],2024-01-02,10\n[bold]x,2024-01-03,12\n"
+                                     "c1,2024-01-04,5\n")
+    (tmp_path / "act.csv").write_text("customer_id,ts,event_type\nc1,2024-01-02,tap\n")
+    (tmp_path / "cust.csv").write_text("customer_id\nc1\n")
+    (tmp_path / "c.yaml").write_text(CONFIG)
+    return tmp_path / "c.yaml"
+
+
+def test_validate_prints_markup_like_ids_and_hints_verbatim(tmp_path):
+    proc = clvml("validate", str(_world(tmp_path)))
+    assert proc.returncode == 3, proc.stderr
+    assert "Traceback" not in proc.stderr and "MarkupError" not in proc.stderr
+    err = proc.stderr.splitlines()
+    assert "      e.g. {customer_id='[/foo]'}; {customer_id='[bold]x'}" in err
+    assert ("      fix: map your values: data.tables.activity.event_types.<canonical>: [your values], or set "
+            "data.policies.unknown_event_types: drop") in err
+    assert any(line.startswith("  [error] transactions.customer_id: 2 customer(s) absent") for line in err)
+
+
+def test_logs_are_not_wrapped_at_80_columns(tmp_path):
+    deep = tmp_path / ("a-rather-long-folder-name-" * 4) / "[bold]another-long-folder-name-for-run-20250101"
+    deep.mkdir(parents=True)
+    missing = deep / "config-that-does-not-exist.yaml"
+    assert len(str(missing)) > 160
+    proc = clvml("validate", str(missing))
+    assert proc.returncode == 2
+    assert f"  - config file {missing} does not exist" in proc.stderr.splitlines()
+    assert proc.stderr.splitlines()[0] == f"error: 1 problem(s) in {missing}:"
+
+
+def test_progress_is_json_lines_off_a_terminal_and_say_never_reads_markup(monkeypatch):
+    from clvml import console
+
+    buf = io.StringIO()
+    monkeypatch.setattr("sys.stderr", buf)
+    show = console.progress()
+    show("reading [/foo] from /data/" + "x" * 150)
+    console.say("[bold]x [your values] " + "y" * 150)
+    console.error("customer [/foo]")
+    lines = buf.getvalue().splitlines()
+    assert json.loads(lines[0])["event"] == "reading [/foo] from /data/" + "x" * 150
+    assert lines[1:] == ["[bold]x [your values] " + "y" * 150, "error: customer [/foo]"]
