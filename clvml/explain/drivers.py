@@ -16,6 +16,7 @@ additive in the model's raw score space:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -161,7 +162,11 @@ def write_explanations(churn: ChurnModel, value: ValueModel, X: pd.DataFrame, sp
                                                     folder / f"{name}_shap_families.csv")
         vals = c.drop(columns=BIAS)
         plt.figure()
-        shap.summary_plot(vals.to_numpy(), numeric[vals.columns], show=False, max_display=20)
+        with warnings.catch_warnings():
+            # a feature missing for every sampled customer (e.g. no social history) has no colour
+            # scale: SHAP's nanpercentile warns and draws its points grey, which is what we want
+            warnings.filterwarnings("ignore", "All-NaN slice encountered", RuntimeWarning)
+            shap.summary_plot(vals.to_numpy(), numeric[vals.columns], show=False, max_display=20)
         fig = plt.gcf()
         fig.suptitle(f"{name}: SHAP summary (raw score space)")
         out[f"{name}_beeswarm"] = save_figure(fig, folder / f"{name}_beeswarm.png")
