@@ -124,3 +124,19 @@ def test_the_cli_reports_hits_and_no_cache_forces_a_rebuild(file_world):
     assert "feature cache miss (no cached features yet)" in outs[0]
     assert "feature cache hit:" in outs[1]
     assert "feature cache off" in outs[2]
+
+
+def test_cutoffs_built_in_several_queries_give_identical_features(file_world):
+    """Building a training set's features a few cut-offs per query (to bound memory) changes nothing."""
+    path, _ = file_world
+    cfg = load_config(path)
+    cfg.features.cache = False
+    ds = load_data(cfg)
+    cuts = [dt.date(2023, 11, 1) + dt.timedelta(days=45 * i) for i in range(5)]
+    frames = []
+    for per_query in (16, 2, 1):
+        cfg.features.cutoffs_per_query = per_query
+        frames.append(training_features(ds, cfg, list(reversed(cuts))))
+    assert len(frames[0]) > 0 and frames[0]["cutoff"].nunique() == 5
+    for other in frames[1:]:
+        pd.testing.assert_frame_equal(frames[0], other, check_exact=True)

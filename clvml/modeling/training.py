@@ -110,8 +110,11 @@ def training_features(ds: Dataset, cfg: Config, cutoffs: list[dt.date],
     say = progress or (lambda _: None)
 
     def build() -> pd.DataFrame:
-        feats = to_pandas(build_features(ds.tables, cutoffs, windows=cfg.features.windows,
-                                         families=cfg.features.families))
+        step = cfg.features.cutoffs_per_query
+        cuts = sorted(cutoffs)  # batches in date order: the same rows, in the same order, as one query
+        parts = [to_pandas(build_features(ds.tables, cuts[i:i + step], windows=cfg.features.windows,
+                                          families=cfg.features.families)) for i in range(0, len(cuts), step)]
+        feats = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
         if cfg.model.btyd_features:
             feats = add_btyd_features(ds, feats, cutoffs, cfg.labels.horizon_days)
         return feats
@@ -126,7 +129,7 @@ def training_features(ds: Dataset, cfg: Config, cutoffs: list[dt.date],
     from clvml.features.cache import cached_frame
 
     parts = {"clvml": __version__, "data": ds.inputs["data"], "inputs": ds.inputs["files"],
-             "features": cfg.features.model_dump(mode="json", exclude={"cache"}),
+             "features": cfg.features.model_dump(mode="json", exclude={"cache", "cutoffs_per_query"}),
              "cutoffs": [str(c) for c in cutoffs],
              "btyd": cfg.labels.horizon_days if cfg.model.btyd_features else None}
     return cached_frame(Path(cfg.output.dir) / "cache", parts, build, say)
