@@ -45,7 +45,7 @@ def _run(fn):
         raise typer.Exit(err.exit_code) from None
 
 
-def _config(path: Path | None, engine: str | None = None):
+def _config(path: Path | None, engine: str | None = None, strict: bool = False):
     from clvml.config import load_config
 
     if path is None:
@@ -63,6 +63,7 @@ def _config(path: Path | None, engine: str | None = None):
         except ValidationError:
             raise ConfigError([f"--engine: {engine!r} is not an engine (duckdb, spark); it sets "
                                "engine.backend"], str(path)) from None
+    cfg.data.strict = cfg.data.strict or strict
     return cfg
 
 
@@ -85,6 +86,8 @@ def _day(value: str | None, option: str = "--as-of"):
 
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file.")]
+StrictOpt = Annotated[bool, typer.Option("--strict", help="Refuse any row a drop policy would drop "
+                                         "(exit 3) instead of dropping and counting it.")]
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Rebuild the features even if the feature "
                                          "cache (output.dir/cache) holds them for the same inputs.")]
 EngineOpt = Annotated[str | None, typer.Option("--engine", help="duckdb or spark: overrides "
@@ -137,13 +140,13 @@ def simulate(out: Annotated[Path, typer.Option("--out", "-o", help="Folder for t
 
 @app.command()
 def validate(config: Annotated[Path, typer.Argument(help="YAML config file.")],
-             engine: EngineOpt = None) -> None:
+             engine: EngineOpt = None, strict: StrictOpt = False) -> None:
     """Check a config and the data it points to, without training."""
     def go():
         from clvml.data.loading import load_data
 
-        cfg = _config(config, engine)
-        ds = load_data(cfg, _progress())
+        cfg = _config(config, engine, strict)
+        ds = load_data(cfg, _progress(), log_findings=False)
         for p in ds.report.problems:
             say("  " + p.format())
         for name, n in ds.report.rows_out.items():
@@ -153,7 +156,8 @@ def validate(config: Annotated[Path, typer.Argument(help="YAML config file.")],
 
 
 @app.command()
-def train(config: ConfigOpt = None, engine: EngineOpt = None, no_cache: NoCacheOpt = False) -> None:
+def train(config: ConfigOpt = None, engine: EngineOpt = None, no_cache: NoCacheOpt = False,
+          strict: StrictOpt = False) -> None:
     """Train the churn and value models, export the bundle and log the run to MLflow."""
     def go():
         import signal
@@ -163,7 +167,7 @@ def train(config: ConfigOpt = None, engine: EngineOpt = None, no_cache: NoCacheO
         # SIGTERM (cron/Airflow timeouts) unwinds like Ctrl-C: the MLflow run ends FAILED, the registry
         # alias is rolled back and the staged bundle removed; the previous bundle stays in place
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-        cfg = _config(config, engine)
+        cfg = _config(config, engine, strict)
         cfg.features.cache = cfg.features.cache and not no_cache
         r = run_train(cfg, progress=_progress())
         say(json.dumps({k: r.summary[k] for k in ("test_cutoff", "churn", "value")},
@@ -173,12 +177,13 @@ def train(config: ConfigOpt = None, engine: EngineOpt = None, no_cache: NoCacheO
 
 
 @app.command()
-def backtest(config: ConfigOpt = None, engine: EngineOpt = None, no_cache: NoCacheOpt = False) -> None:
+def backtest(config: ConfigOpt = None, engine: EngineOpt = None, no_cache: NoCacheOpt = False,
+             strict: StrictOpt = False) -> None:
     """Rolling-origin backtest: LightGBM beside BG/NBD+GG and simple baselines, HTML report."""
     def go():
         from clvml.jobs.backtest import run_backtest
 
-        cfg = _config(config, engine)
+        cfg = _config(config, engine, strict)
         cfg.features.cache = cfg.features.cache and not no_cache
         r = run_backtest(cfg, progress=_progress())
         s = r.result.summary()
@@ -224,6 +229,7 @@ def score(
     database: Annotated[str | None, typer.Option("--database", help="DuckDB database file, or an Ibis "
                                                  "URL (sqlite:///…, postgres://…).")] = None,
     engine: EngineOpt = None,
+    strict: StrictOpt = False,
 ) -> None:
     """Score every customer as of a date: churn, value, CLV, segments, actions, reason codes.
 
@@ -235,7 +241,7 @@ def score(
         from clvml.scoring.job import score as run_score
 
         day = _day(as_of)
-        cfg = _config(config, engine)
+        cfg = _config(config, engine, strict)
         if table and not (database or cfg.scoring.database):
             raise ConfigError(["--table needs --database (or scoring.database in the config)"])
         r = run_score(cfg, model, day, out=out, database=database, table=table, progress=_progress())

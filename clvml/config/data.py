@@ -94,6 +94,8 @@ class DataConfig(_Strict):
         None, description="Last day (inclusive) the data are known to be complete. Labels may use "
         "horizons up to it. Default: the last transaction day, so that a stale export never turns "
         "the missing days into churn. Set it only when a quiet period after the last event is real.")
+    strict: bool = Field(False, description="Refuse any dropped row (exit 3) instead of dropping it under "
+                         "a drop policy; the CLI's --strict sets it.")
     stale_after_days: int = Field(
         7, ge=0, description="A gap between the last transaction and data.as_of longer than this is "
         "reported by validation (a stale export?).")

@@ -14,6 +14,8 @@ from clvml.config import Config, TableSource
 from clvml.data.contracts import SCHEMAS
 from clvml.data.cutoffs import cutoff_grid
 from clvml.data.dataset import Dataset, load_dataset
+from clvml.data.validation import ValidationReport
+from clvml.errors import DataValidationError
 
 Progress = Callable[[str], None]
 
@@ -43,9 +45,11 @@ def _world_matches(path: Path, cutoffs: list[dt.date], end: dt.date, campaigns: 
     return {c for c in cutoffs if c <= end} <= have
 
 
-def load_data(cfg: Config, progress: Progress = quiet) -> Dataset:
+def load_data(cfg: Config, progress: Progress = quiet, *, log_findings: bool = True) -> Dataset:
     """Generate the synthetic world when configured (reusing it if already written), then read and
-    validate every configured table."""
+    validate every configured table. Every finding the run goes on with (rows dropped or kept by a
+    policy, warnings) is one ``progress`` line unless ``log_findings`` is false (``validate`` prints
+    the full report instead); ``data.strict`` refuses any dropped row."""
     data = cfg.data
     if data.synthetic is not None:
         syn = data.synthetic
@@ -66,6 +70,31 @@ def load_data(cfg: Config, progress: Progress = quiet) -> Dataset:
     from clvml.engine import connect_engine
 
     progress(f"reading and validating input tables ({cfg.engine.backend})")
-    return load_dataset(data, con=connect_engine(cfg.engine))
+    ds = load_dataset(data, con=connect_engine(cfg.engine))
+    report_findings(ds.report, progress if log_findings else quiet, strict=data.strict)
+    return ds
+
+
+def report_findings(report: ValidationReport, progress: Progress, *, strict: bool = False) -> None:
+    """One log line per finding a run went on with — rows dropped or kept by a policy, warnings such
+    as a stale export — naming table, column, reason, rows and examples, in the terminal and in the
+    JSON log alike (a scheduled job's log must say what it dropped, not only its manifest).
+
+    With ``strict`` any dropped row stops the run: the findings become errors (exit 3).
+    """
+    for p in report.problems:
+        if p.action == "stopped":
+            continue
+        where = f"{p.table}.{p.column}" if p.column else p.table
+        rows = f"{p.n_rows:,} row(s) " if p.n_rows >= 0 else ""
+        what = {"dropped": "dropped by policy", "kept": "kept by policy"}.get(p.action, p.action)
+        ex = f"; e.g. {p.examples[0]}" if p.examples else ""
+        progress(f"{p.severity}: {where}: {p.message} — {rows}{what}{ex}")
+    dropped = [p for p in report.problems if p.action == "dropped"]
+    if strict and dropped:
+        for p in dropped:
+            p.severity, p.action = "error", "stopped"
+            p.fix = f"{p.fix} (--strict / data.strict: true refuses every dropped row)"
+        raise DataValidationError(report)
 
 
