@@ -170,9 +170,12 @@ def train(config: ConfigOpt = None, engine: EngineOpt = None, no_cache: NoCacheO
         cfg = _config(config, engine, strict)
         cfg.features.cache = cfg.features.cache and not no_cache
         r = run_train(cfg, progress=_progress())
-        say(json.dumps({k: r.summary[k] for k in ("test_cutoff", "churn", "value")},
-                                 indent=2, default=str))
+        held = {k: r.summary[k] for k in ("test_cutoff", "churn", "value")}
+        for task in ("churn", "value"):  # 4 significant digits: what a metric can tell
+            held[task] = {m: float(f"{v:.4g}") for m, v in held[task].items()}
+        say(json.dumps(held, indent=2, default=str))
         say(f"model exported to {r.model_path}; MLflow run {r.run_id}")
+        say(f"evaluation report: {r.report['report']}")
     _run(go)
 
 

@@ -7,6 +7,7 @@ driver changes is *when* the process dies: around the step that moves the staged
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -69,6 +70,12 @@ def test_folder_run_and_alias_agree_after_every_kind_of_death(setup):
     tmp, path, cfg = setup
     ok = _train(tmp, path, "none")
     assert ok.returncode == 0, ok.stderr[-3000:]
+    printed = ok.stdout + ok.stderr
+    report = cfg.output.dir / "evaluation" / "report.html"
+    assert f"evaluation report: {report}" in printed and report.exists()  # the path, on one line
+    auc = re.search(r'"roc_auc": ([0-9.e-]+)', printed).group(1)
+    assert len(auc.replace("0.", "", 1)) <= 4, auc  # 4 significant digits, not 16
+    assert "held-out cut-off" in report.read_text() and "mean over origins" not in report.read_text()
     client, folder, alias_run = _state(cfg)
     assert folder == alias_run and client.get_run(folder).info.status == "FINISHED"
     good = folder

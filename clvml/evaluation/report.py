@@ -40,7 +40,10 @@ def summary_table(result: BacktestResult) -> str:
         cells = "".join(f"<td class='best'>{_fmt(v)}</td>" if m == best else f"<td>{_fmt(v)}</td>"
                         for m, v in r.items())
         rows.append(f"<tr><td>{task}: {metric}</td>{cells}</tr>")
-    return f"<table><tr><th>metric (mean over origins)</th>{head}</tr>{''.join(rows)}</table>"
+    origins = sorted(pd.to_datetime(result.metrics["origin"].unique()))
+    scope = (f"held-out cut-off {origins[0].date()}" if len(origins) == 1
+             else f"mean over {len(origins)} origins")
+    return f"<table><tr><th>metric ({scope})</th>{head}</tr>{''.join(rows)}</table>"
 
 
 def per_origin_table(result: BacktestResult, metrics=("roc_auc", "ece", "normalized_gini",
