@@ -201,11 +201,16 @@ def score(
     database: Annotated[str | None, typer.Option("--database", help="DuckDB database file, or an Ibis "
                                                  "URL (sqlite:///…, postgres://…).")] = None,
     engine: EngineOpt = None,
+    allow_shrink: Annotated[bool, typer.Option("--allow-shrink", help="Write the scores even when they are "
+                                               "empty or more than scoring.max_shrink smaller than the "
+                                               "as_of's previous output or the training population.")]
+    = False,
 ) -> None:
     """Score every customer as of a date: churn, value, CLV, segments, actions, reason codes.
 
-    Exit codes: 0 ok, 2 bad config, 3 bad input data, 4 drift stop, 5 model incompatible,
-    6 output not writable, 7 another run holds the lock, 8 the engine cannot start.
+    Exit codes: 0 ok, 2 bad config (also a --database that is not a DuckDB file), 3 bad input data
+    (also: scores empty or shrunk beyond scoring.max_shrink), 4 drift stop, 5 model incompatible or
+    unreadable, 6 output not writable, 7 another run holds the lock, 8 the engine cannot start.
     """
     def go():
         import datetime as dt
@@ -220,7 +225,8 @@ def score(
             raise ConfigError([f"--as-of: {as_of!r} is not a date (YYYY-MM-DD)"]) from None
         if table and not (database or cfg.scoring.database):
             raise ConfigError(["--table needs --database (or scoring.database in the config)"])
-        r = run_score(cfg, model, day, out=out, database=database, table=table, progress=_progress())
+        r = run_score(cfg, model, day, out=out, database=database, table=table,
+                      allow_shrink=True if allow_shrink else None, progress=_progress())
         m = r.manifest
         console.print(f"{m['rows_out']:,} customers scored as of {m['as_of']} -> {r.target} "
                       f"(model {m['model']['version']}, {m['seconds']:.0f}s); drift (PSI) of the scores "

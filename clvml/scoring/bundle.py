@@ -162,27 +162,26 @@ def pip_requirements() -> list[str]:
 
 
 def save_bundle(bundle: ModelBundle, path: str | Path, example: pd.DataFrame) -> Path:
-    """Export as an MLflow pyfunc model folder (replacing an older export atomically)."""
-    import shutil
-    import tempfile
+    """Export as an MLflow pyfunc model folder (replacing an older export atomically).
 
+    The export is built in a staging folder ``.<name>.XXXX.tmp`` beside ``path`` with an owner lock;
+    staging folders of killed exports (their lock free) are removed first, a live export's never.
+    """
     import mlflow.pyfunc
     from mlflow.models import infer_signature
 
-    from clvml.io import replace_dir
+    from clvml.io import atomic_write_json, remove_dead_staging, replace_dir, staging_dir
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    shutil.rmtree(tmp)
-    model = _pyfunc_class()(bundle)
-    signature = infer_signature(example, bundle.predict(example))
-    mlflow.pyfunc.save_model(str(tmp), python_model=model, signature=signature,
-                             input_example=example.head(3), pip_requirements=pip_requirements())
-    from clvml.io import atomic_write_json
-
-    atomic_write_json({"algorithm": "sha256", "files": bundle_checksums(tmp)}, tmp / CHECKSUMS)
-    return replace_dir(tmp, path)
+    remove_dead_staging(path.parent, f".{path.name}.")
+    with staging_dir(path.parent, f".{path.name}.", f"the model {path}") as tmp:
+        folder = tmp / "model"  # MLflow writes into a folder that does not exist yet
+        model = _pyfunc_class()(bundle)
+        signature = infer_signature(example, bundle.predict(example))
+        mlflow.pyfunc.save_model(str(folder), python_model=model, signature=signature,
+                                 input_example=example.head(3), pip_requirements=pip_requirements())
+        atomic_write_json({"algorithm": "sha256", "files": bundle_checksums(folder)}, folder / CHECKSUMS)
+        return replace_dir(folder, path)
 
 
 #: the file in a bundle folder listing the SHA-256 of every other file
@@ -191,16 +190,35 @@ CHECKSUMS = "clvml_checksums.json"
 MLFLOW_ADDED = {"registered_model_meta"}
 
 
-def bundle_checksums(folder: Path) -> dict[str, str]:
-    """SHA-256 of every file under ``folder`` (relative POSIX paths), the checksum file excepted."""
+def bundle_checksums(folder: Path, uri: str | Path | None = None) -> dict[str, str]:
+    """SHA-256 of every file under ``folder`` (relative POSIX paths), the checksum file excepted.
+
+    A file or folder that cannot be read raises :class:`ModelIncompatibleError` (exit 5) naming it.
+    """
     import hashlib
+    import os
+
+    def unreadable(exc: OSError) -> ModelIncompatibleError:
+        return ModelIncompatibleError(
+            f"model {uri or folder}: cannot read {exc.filename or folder} ({exc.strerror or exc}); the "
+            f"bundle's files must be readable by the account that scores (uid {os.getuid()}). Export it "
+            "again under the usual umask, or make it readable (chmod -R a+rX or a shared group)")
+
+    def fail(exc: OSError) -> None:
+        raise unreadable(exc)
 
     out = {}
-    for p in sorted(folder.rglob("*")):
-        rel = p.relative_to(folder).as_posix()
-        if p.is_file() and rel != CHECKSUMS:
-            out[rel] = hashlib.sha256(p.read_bytes()).hexdigest()
-    return out
+    try:
+        for root, dirs, files in os.walk(folder, onerror=fail):
+            dirs.sort()
+            for name in files:
+                p = Path(root) / name
+                rel = p.relative_to(folder).as_posix()
+                if rel != CHECKSUMS and p.is_file():
+                    out[rel] = hashlib.sha256(p.read_bytes()).hexdigest()
+    except OSError as exc:
+        raise unreadable(exc) from None
+    return dict(sorted(out.items()))
 
 
 def verify_bundle(folder: Path, uri: str | Path) -> None:
@@ -219,9 +237,10 @@ def verify_bundle(folder: Path, uri: str | Path) -> None:
             "not loaded, because loading runs pickled code. Re-export it with `clvml train`")
     try:
         want = json.loads(listed.read_text())["files"]
-    except (ValueError, KeyError) as exc:
-        raise ModelIncompatibleError(f"model {uri}: {CHECKSUMS} is unreadable ({exc}); not loaded") from None
-    have = bundle_checksums(folder)
+    except (ValueError, KeyError, OSError) as exc:
+        raise ModelIncompatibleError(f"model {uri}: cannot read {listed} ({exc}); not loaded. The bundle's "
+                                     "files must be readable by the account that scores") from None
+    have = bundle_checksums(folder, uri)
     changed = sorted(f for f in want if f in have and have[f] != want[f])
     missing = sorted(set(want) - set(have))
     extra = sorted(set(have) - set(want) - MLFLOW_ADDED)
@@ -262,7 +281,11 @@ def load_bundle(uri: str | Path) -> ModelBundle:
         raise ModelIncompatibleError(f"cannot load model {uri}: {str(exc).splitlines()[0]}. Check the "
                                      "URI (a bundle folder, runs:/<id>/model or models:/<name>@<alias>) "
                                      "and that it was exported by `clvml train`") from None
-    verify_bundle(local, uri)
+    try:
+        verify_bundle(local, uri)
+    except OSError as exc:
+        raise ModelIncompatibleError(f"model {uri}: cannot read {exc.filename or local} ({exc.strerror or exc}); "
+                                     "the bundle's files must be readable by the account that scores") from None
     try:
         model = mlflow.pyfunc.load_model(str(local))
     except Exception as exc:
