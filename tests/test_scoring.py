@@ -74,7 +74,7 @@ def test_scores_every_customer_with_segments_reasons_and_a_manifest(trained, tmp
         tx.customer_id.nunique() - before.nunique())
     assert m["model"]["version"] == s.model_version.iloc[0] == result.bundle.model_version
     assert sum(f["rows"] for f in m["files"].values()) == len(s)
-    assert all(name == f"part-{i:04d}-{f['sha256'][:16]}.parquet" for i, (name, f) in enumerate(m["files"].items()))
+    assert list(m["files"]) == ["part-0000.parquet"]  # one data file, replaced by one atomic rename
     assert m["shrink"]["rows"] == len(s) and m["warnings"] == []
     assert m["drift"]["checked"] and set(m["drift"]["scores"]) == {"churn_probability", "expected_value", "clv"}
 
@@ -102,21 +102,21 @@ KILLER = textwrap.dedent("""
     from clvml.config import load_config
     stage = sys.argv[3]
     calls = {"n": 0}
-    real_write, real_replace = pq.write_table, clvml.io.swap_dir
+    real_write, real_publish = pq.write_table, clvml.scoring.job._publish
     def write(*a, **k):
         calls["n"] += 1
         if stage == "mid-chunks" and calls["n"] == 2:
             os.kill(os.getpid(), signal.SIGKILL)
         return real_write(*a, **k)
-    def replace(tmp, path):
+    def publish(*a):
         if stage == "before-swap":
             os.kill(os.getpid(), signal.SIGKILL)
-        out = real_replace(tmp, path)
+        out = real_publish(*a)
         if stage == "after-swap":
             os.kill(os.getpid(), signal.SIGKILL)
         return out
     pq.write_table = write
-    clvml.scoring.job.swap_dir = replace
+    clvml.scoring.job._publish = publish
     cfg = load_config(sys.argv[1])
     cfg.scoring.chunk_customers = 750
     clvml.scoring.job.score(cfg, sys.argv[2], dt.date(2024, 7, 1), out=cfg.output.dir / "killed")

@@ -394,10 +394,13 @@ def check_shrink(rows: int, previous: int | None, trained: int | None, max_shrin
 
 
 REPLACED = ".replaced-"
+#: the one data file of a Parquet partition (replaced by an atomic rename) and its manifest
+DATA = "part-0000.parquet"
+MANIFEST = "_manifest.json"
 
 
 def remove_expired_replaced(work: Path, keep_s: float) -> int:
-    """Remove the replaced partitions kept in ``work`` for longer than ``keep_s`` seconds."""
+    """Remove the replaced partition files (or folders) kept in ``work`` for longer than ``keep_s``."""
     n = 0
     now = time.time()
     for p in sorted(work.glob(f".*{REPLACED}*")) if work.is_dir() else []:
@@ -405,43 +408,91 @@ def remove_expired_replaced(work: Path, keep_s: float) -> int:
             since = int(p.name.rsplit(REPLACED, 1)[1].split("-")[0])
         except (IndexError, ValueError):
             continue
-        if now - since >= keep_s and p.is_dir():
+        if now - since < keep_s:
+            continue
+        if p.is_dir() and not p.is_symlink():
             shutil.rmtree(p, ignore_errors=True)
-            n += not p.exists()
+        else:
+            p.unlink(missing_ok=True)
+        n += not p.exists()
     return n
 
 
+def _aside(work: Path, partition: Path, suffix: str = "") -> Path:
+    return work / f".{partition.name}{REPLACED}{int(time.time())}-{os.urandom(4).hex()}{suffix}"
+
+
 def _publish(tmp: Path, partition: Path, work: Path) -> Path | None:
-    """Swap the finished folder onto the partition; the replaced version (if any) is renamed aside into
-    ``work`` (removed by a later run after ``scoring.keep_replaced_s``) and its path returned."""
-    if not swap_dir(tmp, partition):
+    """Put the finished data file (and manifest) of ``tmp`` in place; return where the replaced version
+    was kept (None: there was none).
+
+    A new partition is the staging folder renamed into place (it appears complete). An existing one
+    keeps its folder: its single data file is replaced by one atomic rename, so a reader opening it gets
+    the whole old or the whole new file, and a reader that has it open keeps reading the old one. The
+    replaced file stays linked in the work folder for ``scoring.keep_replaced_s`` (also readable by its
+    path there, e.g. on NFS, until a later run removes it). A partition of an older clvml (several part
+    files) is swapped as a whole folder, once.
+    """
+    if not partition.is_dir():
+        os.rename(tmp, partition)
         return None
-    aside = work / f".{partition.name}{REPLACED}{int(time.time())}-{os.urandom(4).hex()}"
-    os.rename(tmp, aside)
+    legacy = [p for p in partition.iterdir() if p.name != DATA and p.suffix == ".parquet"
+              and not p.name.startswith((".", "_"))]
+    if legacy:
+        swap_dir(tmp, partition)
+        aside = _aside(work, partition)
+        os.rename(tmp, aside)
+        return aside
+    old, aside = partition / DATA, None
+    if old.exists():
+        aside = _aside(work, partition, ".parquet")
+        try:
+            os.link(old, aside)  # the replaced inode stays readable for the grace period
+        except OSError:
+            aside = None  # no hard links here: readers with the file open still finish on it
+    new = tmp / DATA
+    if new.exists():
+        os.replace(new, old)
+    elif old.exists():  # an (allowed) empty output: no data file
+        os.unlink(old)
     return aside
 
 
-def _content_names(folder: Path) -> dict[str, dict[str, Any]]:
-    """Rename each ``part-NNNN.parquet`` to ``part-NNNN-<sha256 prefix>.parquet``: a file name means one
-    content, so a reader that opens a listed name after a swap reads the same bytes or fails (never
-    another version's file). Returns name -> rows and SHA-256."""
-    files = {}
-    for p in sorted(folder.glob("part-*.parquet")):
-        digest = _sha256(p)
-        name = f"{p.stem}-{digest[:16]}.parquet"
-        p.rename(folder / name)
-        files[name] = {"rows": pq.ParquetFile(folder / name).metadata.num_rows, "sha256": digest}
-    return files
+def _merge_parts(folder: Path) -> dict[str, dict[str, Any]]:
+    """Turn the chunks' ``part-NNNN.parquet`` files into the partition's one data file (row groups
+    copied in order, types unified: a column that is all null in one chunk takes the others' type).
+    Returns the data file's name -> rows and SHA-256 (empty when nobody was scored)."""
+    parts = sorted(folder.glob("part-*.parquet"))
+    if not parts:
+        return {}
+    out = folder / DATA
+    if parts != [out]:
+        schema = pa.unify_schemas([pq.read_schema(p) for p in parts], promote_options="permissive")
+        tmp = folder / f".{DATA}.merge"
+        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+            for p in parts:
+                f = pq.ParquetFile(p)
+                for g in range(f.num_row_groups):
+                    writer.write_table(f.read_row_group(g).cast(schema))
+        for p in parts:
+            p.unlink()
+        os.rename(tmp, out)
+    with open(out, "rb") as fh:
+        os.fsync(fh.fileno())
+    return {DATA: {"rows": pq.ParquetFile(out).metadata.num_rows, "sha256": _sha256(out)}}
 
 
-def _read_back(partition: Path, files: dict[str, dict[str, Any]]) -> int:
-    """Rows in the published partition, read from its files (their names must be the manifest's)."""
-    import pyarrow.dataset as pads
-
-    names = {p.name for p in partition.glob("part-*.parquet")}
+def _read_back(partition: Path, files: dict[str, dict[str, Any]]) -> tuple[int, str]:
+    """Rows in the published partition, read from its files; (-1, why) when its data files are not the
+    ones written."""
+    names = {p.name for p in partition.glob("*.parquet") if not p.name.startswith((".", "_"))}
     if names != set(files):
-        return -1
-    return pads.dataset(str(partition), format="parquet").count_rows() if names else 0
+        return -1, f"it holds the data files {sorted(names)}, not {sorted(files)}"
+    for name, f in files.items():
+        if _sha256(partition / name) != f["sha256"]:
+            return -1, f"{name} differs from the file written"
+    rows = sum(pq.ParquetFile(partition / n).metadata.num_rows for n in names)
+    return rows, f"read back {rows:,} rows"
 
 
 def score(cfg: Config, model: str, as_of: dt.date, *, out: Path | None = None, database: str | None = None,
@@ -511,7 +562,7 @@ def score(cfg: Config, model: str, as_of: dt.date, *, out: Path | None = None, d
                 rows, counts = score_partitions(bundle, ds, as_of, tmp, SCORE_COLUMNS, progress)
             else:
                 rows, counts = score_chunks(bundle, ds, as_of, tmp, chunks, progress)
-            files = _content_names(tmp)
+            files = _merge_parts(tmp)
             if sum(f["rows"] for f in files.values()) != rows:
                 raise OutputError(f"scored {rows:,} customers but the files in {tmp} hold "
                                   f"{sum(f['rows'] for f in files.values()):,} rows; nothing was written")
@@ -554,24 +605,30 @@ def score(cfg: Config, model: str, as_of: dt.date, *, out: Path | None = None, d
 
 def _publish_checked(tmp: Path, partition: Path, work: Path, files: dict[str, dict[str, Any]],
                      rows: int) -> None:
-    """Publish, read the row count back from the partition, and put the previous version back when it
-    differs."""
+    """Publish, read the data back from the partition, and put the previous version back when it
+    differs; the manifest is replaced only after the data passed."""
     aside = _publish(tmp, partition, work)
     try:
-        got = _read_back(partition, files)
+        got, why = _read_back(partition, files)
     except Exception as exc:  # noqa: BLE001 - an unreadable result is a failed write
-        got, why = -1, f"{type(exc).__name__}: {exc}"
-    else:
-        why = f"read back {got:,} rows" if got >= 0 else "its files differ from those written"
+        got, why = -1, f"reading it back failed ({type(exc).__name__}: {exc})"
     if got == rows:
+        if tmp.exists():  # the data file went in alone: now the manifest
+            os.replace(tmp / MANIFEST, partition / MANIFEST)
         return
-    if aside is not None:
-        swap_dir(aside, partition)  # the previous version back; the bad one goes with the aside folder
+    if aside is not None and aside.is_dir():
+        swap_dir(aside, partition)  # the previous folder back; the bad one leaves with the aside
         shutil.rmtree(aside, ignore_errors=True)
         kept = "the previous partition was put back"
+    elif aside is not None:
+        os.replace(aside, partition / DATA)
+        kept = "the previous data file was put back"
+    elif tmp.exists():
+        (partition / DATA).unlink(missing_ok=True)
+        kept = "the new data file was removed"
     else:
         shutil.rmtree(partition, ignore_errors=True)
-        kept = "the partition was removed (there was no previous one)"
+        kept = "the partition was removed (there was none before)"
     raise OutputError(f"wrote {rows:,} rows to {partition} but {why}; {kept}. Check the file system")
 
 
