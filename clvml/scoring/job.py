@@ -1,16 +1,25 @@
 """The scheduled scoring job: features as of a date → churn, value, CLV, segments, reasons → output.
 
-Guarantees (each tested):
+Guarantees (each tested; README "Scoring job" says what a reader gets):
 
-- **Atomic and idempotent.** A run writes its parts to a temporary folder; only when every chunk has
-  been scored and the drift check passed is the folder renamed onto ``<out>/as_of=YYYY-MM-DD`` (or
-  inserted into the database table in one transaction that first deletes that as_of). A crash leaves
-  the previous output untouched; re-running the same inputs gives byte-identical Parquet files.
-- **One writer per as_of.** A lock file serialises concurrent runs of the same as_of.
+- **Atomic and idempotent.** A run scores into a staging folder in the work folder beside the Parquet
+  root (``.<root>.clvml-work``), merges the chunks into one data file and, only when every chunk has
+  been scored and the drift and shrink checks passed, puts it in place: a new partition folder is
+  renamed into ``<out>/as_of=YYYY-MM-DD``; an existing one has its data file replaced by one atomic
+  rename (the replaced file stays linked in the work folder for ``scoring.keep_replaced_s``). Database
+  targets: one transaction that first deletes that as_of. A crash leaves the previous output untouched;
+  re-running the same inputs gives a byte-identical Parquet file. Every write is read back.
+- **Targets.** ``--database`` must be a DuckDB file (new, or with DuckDB's header) or a URL (else
+  ConfigError, exit 2); an unwritable place is OutputError (exit 6) naming it.
+- **One writer per as_of.** A lock file serialises concurrent runs of the same as_of; staging folders
+  carry owner locks, so a run removes only the staging folders of dead runs.
 - **Bounded memory.** Customers are scored in hash-partitioned chunks of ``scoring.chunk_customers``.
 - **Drift stop.** The population stability index of every feature and score against the training
   snapshot is computed; above ``scoring.drift_stop`` the run fails with exit code 4 and writes nothing.
-- **Manifest.** ``_manifest.json`` beside the Parquet files (or a row of ``<table>_manifests``):
+  A skipped check is a warning, recorded in the manifest.
+- **Shrink guard.** Empty scores, or more than ``scoring.max_shrink`` fewer rows than the as_of's
+  previous output or the training population, are refused (exit 3) unless ``--allow-shrink``.
+- **Manifest.** ``_manifest.json`` beside the Parquet file (or a row of ``<table>_manifests``):
   rows in and out, customers skipped and why, model URI and version, data range, runtime, drift.
 """
 
