@@ -443,6 +443,7 @@ def _publish(tmp: Path, partition: Path, work: Path) -> Path | None:
     files) is swapped as a whole folder, once.
     """
     if not partition.is_dir():
+        partition.parent.mkdir(parents=True, exist_ok=True)
         os.rename(tmp, partition)
         return None
     legacy = [p for p in partition.iterdir() if p.name != DATA and p.suffix == ".parquet"
