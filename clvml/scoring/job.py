@@ -342,24 +342,24 @@ def _target(cfg: Config, as_of: dt.date, out: Path | None, database: str | None,
     return _Target(str(partition), root / f".as_of={as_of}.lock", work, partition=partition)
 
 
-def _previous_rows(tgt: _Target, as_of: dt.date) -> int | None:
-    """Rows the target holds for this as_of now (None: nothing yet, or unknown)."""
+def _previous_rows(tgt: _Target, as_of: dt.date) -> tuple[int | None, str | None]:
+    """Rows the target holds for this as_of now (None: nothing yet), and why they could not be counted."""
     try:
         if tgt.partition is not None:
             if not tgt.partition.is_dir():
-                return None
-            return sum(pq.ParquetFile(p).metadata.num_rows for p in tgt.partition.glob("part-*.parquet"))
+                return None, None
+            return sum(pq.ParquetFile(p).metadata.num_rows for p in tgt.partition.glob("part-*.parquet")), None
         if tgt.db_path is not None:
             if not tgt.db_path.exists():
-                return None
+                return None, None
             import duckdb
 
             con = duckdb.connect(str(tgt.db_path), read_only=True)
             try:
                 if not _exists(con, tgt.table):
-                    return None
+                    return None, None
                 ident = '"' + tgt.table.replace('"', '""') + '"'
-                return int(con.execute(f"SELECT count(*) FROM {ident} WHERE as_of = ?", [as_of]).fetchone()[0])
+                return int(con.execute(f"SELECT count(*) FROM {ident} WHERE as_of = ?", [as_of]).fetchone()[0]), None
             finally:
                 con.close()
         import ibis
@@ -367,16 +367,16 @@ def _previous_rows(tgt: _Target, as_of: dt.date) -> int | None:
         con = ibis.connect(tgt.url)
         try:
             if tgt.table not in con.list_tables():
-                return None
+                return None, None
             import sqlglot as sg
 
             q = sg.to_identifier(tgt.table, quoted=True).sql(con.name)
-            return _count(con, f"SELECT count(*) FROM {q} WHERE as_of = '{as_of.isoformat()}'")
+            return _count(con, f"SELECT count(*) FROM {q} WHERE as_of = '{as_of.isoformat()}'"), None
         finally:
             with contextlib.suppress(Exception):
                 con.disconnect()
-    except Exception:  # noqa: BLE001 - unreadable previous output: not comparable (the write reports it)
-        return None
+    except Exception as exc:  # noqa: BLE001 - unreadable previous output: said in a warning
+        return None, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
 
 
 def check_shrink(rows: int, previous: int | None, trained: int | None, max_shrink: float, allow: bool,
@@ -555,7 +555,10 @@ def score(cfg: Config, model: str, as_of: dt.date, *, out: Path | None = None, d
             ds = load_data(cfg, progress)
         check_schema(bundle, ds)
         pop = population(ds, as_of)
-        previous = _previous_rows(tgt, as_of)
+        previous, unknown_previous = _previous_rows(tgt, as_of)
+        if unknown_previous:
+            warn(f"cannot count the rows {target} holds for {as_of} ({unknown_previous}); the shrink guard "
+                 "compares with the model's training population only")
         trained = bundle.reference.rows if bundle.reference is not None else None
         check_shrink(pop["scored"], previous, trained, sc.max_shrink, allow, as_of, target)
         chunks = max(1, math.ceil(pop["scored"] / sc.chunk_customers))
