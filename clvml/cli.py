@@ -233,11 +233,17 @@ def score(
                                                  "URL (sqlite:///…, postgres://…).")] = None,
     engine: EngineOpt = None,
     strict: StrictOpt = False,
+    allow_shrink: Annotated[bool, typer.Option("--allow-shrink", help="Write the scores even when they are "
+                                               "empty or more than scoring.max_shrink smaller than the "
+                                               "as_of's previous output or the training population.")]
+    = False,
 ) -> None:
     """Score every customer as of a date: churn, value, CLV, segments, actions, reason codes.
 
-    Exit codes: 0 ok, 2 bad config, 3 bad input data, 4 drift stop, 5 model incompatible,
-    6 output not writable, 7 another run holds the lock, 8 the engine cannot start, 9 model not found.
+    Exit codes: 0 ok, 2 bad config (also a --database that is not a DuckDB file), 3 bad input data
+    (also: scores empty or shrunk beyond scoring.max_shrink), 4 drift stop, 5 model incompatible or
+    unreadable, 6 output not writable, 7 another run holds the lock, 8 the engine cannot start,
+    9 model not found.
     """
     def go():
         from clvml.errors import ConfigError
@@ -247,7 +253,8 @@ def score(
         cfg = _config(config, engine, strict)
         if table and not (database or cfg.scoring.database):
             raise ConfigError(["--table needs --database (or scoring.database in the config)"])
-        r = run_score(cfg, model, day, out=out, database=database, table=table, progress=_progress())
+        r = run_score(cfg, model, day, out=out, database=database, table=table,
+                      allow_shrink=True if allow_shrink else None, progress=_progress())
         m = r.manifest
         say(f"{m['rows_out']:,} customers scored as of {m['as_of']} -> {r.target} "
                       f"(model {m['model']['version']}, {m['seconds']:.0f}s); drift (PSI) of the scores "

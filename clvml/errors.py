@@ -48,6 +48,13 @@ class UnusableModelError(ClvmlError):
     exit_code = 3
 
 
+class ShrinkError(ClvmlError):
+    """The scores would be empty, or shrink by more than ``scoring.max_shrink`` against the as_of's
+    previous output or the model's training population (``--allow-shrink`` to write them anyway)."""
+
+    exit_code = 3
+
+
 class ModelIncompatibleError(ClvmlError):
     """A packaged model cannot score this data or was built by an incompatible clvml."""
 
@@ -87,7 +94,7 @@ EXIT_CODES = {
     0: "success",
     1: "unexpected clvml error",
     2: "invalid configuration",
-    3: "invalid input data",
+    3: "invalid input data (also: scores empty or shrunk beyond scoring.max_shrink: nothing written)",
     4: "drift above the stop threshold: nothing written",
     5: "model incompatible with this clvml version or this data",
     6: "output location not writable (permission, disk full): previous output unchanged",

@@ -1,6 +1,7 @@
 """The walking skeleton end to end on a small synthetic world, and the CLI around it."""
 
 import json
+from pathlib import Path
 
 import mlflow
 import pandas as pd
@@ -43,7 +44,7 @@ def demo_run(tmp_path_factory):
 def test_demo_end_to_end(demo_run):
     tmp, cfg, r = demo_run
     # scores for every customer with a purchase before the scoring date, nothing else
-    scores = pd.read_parquet(r["scores_path"])
+    scores = pd.read_parquet(Path(r["scores_path"]).parent)  # the root: as_of is the hive key
     tx = pd.read_parquet(tmp / "world" / "transactions.parquet")
     assert len(scores) == tx.customer_id.nunique() == r["scored_customers"]
     assert set(scores.columns) >= {"customer_id", "as_of", "churn_probability", "expected_value", "clv",

@@ -36,6 +36,8 @@ def setup(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("fuzz-scoring")
     cfg = load_config(write_config(tmp, name="fuzz"))
     cfg.scoring.drift_stop = None  # one-customer slices drift by construction; drift is tested elsewhere
+    cfg.scoring.allow_shrink = True  # and are far smaller than the training population (the guard: tested
+    #                                  in test_scoring_safety.py)
     ds = load_data(cfg)
     model = train(cfg, ds).model_path
     tables = {n: pd.read_parquet(tmp / "world" / f"{n}.parquet") for n in
@@ -121,3 +123,74 @@ def test_scoring_fuzz_reached_both_outcomes():
         pytest.skip("counts the cases of the fuzz test above: run the whole module")
     print(f"scoring fuzz cases: {CASES}, refused by {REASONS}")
     assert CASES["scored"] >= 8 and CASES["refused"] >= 5, CASES
+
+
+#: output targets a scheduled job can be handed, and the exit code each must end in (0: scores written)
+TARGETS = {"parquet file as --database": 2, "csv file as --database": 2, "folder as --database": 2,
+           "empty file as --database": 2, "new data-file name as --database": 2, ":memory: as --database": 2,
+           "new DuckDB file": 0, "existing DuckDB file": 0, "--out is a file": 6, "--out below a file": 6,
+           "--out is a folder": 0, "lock path is a folder": 6, "--database below a file": 6}
+
+
+def _snapshot(folder):
+    return {str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else None)
+            for p in sorted(folder.rglob("*"))}
+
+
+@settings(max_examples=20, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(kind=st.sampled_from(sorted(TARGETS)), mode=st.sampled_from([0o644, 0o444, 0o600]),
+       prefix=st.booleans())
+def test_output_targets_end_in_scores_or_the_documented_exit_code(setup, tmp_path_factory, kind, mode, prefix):
+    import duckdb
+
+    cfg, model, world, _ = setup
+    d = tmp_path_factory.mktemp("target")
+    db = "duckdb://" if prefix else ""  # the duckdb:// spelling of a file path must behave the same
+    (d / "file").write_text("not a folder")
+    pd.DataFrame({"a": [1, 2]}).to_parquet(d / "scores.parquet")
+    pd.DataFrame({"a": [1, 2]}).to_csv(d / "scores.csv", index=False)
+    (d / "empty.db").write_bytes(b"")
+    (d / "folder").mkdir()
+    duckdb.connect(str(d / "old.duckdb")).execute("CREATE TABLE keep AS SELECT 7 AS x").close()
+    (d / "root" / f".as_of={AS_OF}.lock").mkdir(parents=True)
+    for p in d.rglob("*"):
+        if p.is_file():
+            p.chmod(mode)
+    where = {"parquet file as --database": {"database": f"{db}{d / 'scores.parquet'}"},
+             "csv file as --database": {"database": f"{db}{d / 'scores.csv'}"},
+             "folder as --database": {"database": f"{db}{d / 'folder'}"},
+             "empty file as --database": {"database": f"{db}{d / 'empty.db'}"},
+             "new data-file name as --database": {"database": f"{db}{d / 'new.csv'}"},
+             ":memory: as --database": {"database": f"{db}:memory:"},
+             "new DuckDB file": {"database": f"{db}{d / 'new.duckdb'}"},
+             "existing DuckDB file": {"database": f"{db}{d / 'old.duckdb'}"},
+             "--database below a file": {"database": f"{db}{d / 'file' / 'x.duckdb'}"},
+             "--out is a file": {"out": d / "file"}, "--out below a file": {"out": d / "file" / "scores"},
+             "--out is a folder": {"out": d / "scores"}, "lock path is a folder": {"out": d / "root"}}[kind]
+    if "database" in where:
+        where["table"] = "fuzz_scores"
+    before = _snapshot(d)
+    ds = load_dataset(frames=_slice(world, 40), as_of=AS_OF)
+    try:
+        res = score(cfg, model, AS_OF, ds=ds, allow_shrink=True, **where)
+    except ClvmlError as exc:
+        assert exc.exit_code == TARGETS[kind], (kind, exc)
+        named = str(where.get("database") or where["out"]).removeprefix("duckdb://")
+        assert named in str(exc) or str(d / "file") in str(exc) or "memory" in str(exc), str(exc)
+        assert _snapshot(d) == before  # every file that was there is byte-identical, nothing added
+        return
+    assert TARGETS[kind] == 0, (kind, res.target)
+    n = res.manifest["rows_out"]
+    assert n == ds["transactions"].to_pandas().customer_id.nunique() > 0
+    if "out" in where:
+        assert len(pd.read_parquet(where["out"])) == n  # read back through the root
+    else:
+        path = where["database"].removeprefix("duckdb://")
+        con = duckdb.connect(path, read_only=True)
+        assert con.execute("SELECT count(*) FROM fuzz_scores").fetchone()[0] == n
+        if kind == "existing DuckDB file":
+            assert con.execute("SELECT x FROM keep").fetchall() == [(7,)]
+        con.close()
+    for name in ("scores.parquet", "scores.csv", "empty.db", "file"):  # bystanders untouched
+        assert (d / name).read_bytes() == before[name]

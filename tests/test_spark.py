@@ -126,6 +126,18 @@ def test_scores_on_spark_equal_the_single_machine_job(spark, trained, tmp_path):
         assert ids.is_monotonic_increasing
 
 
+def test_spark_reads_the_scores_root_as_one_dataset(spark, trained, tmp_path):
+    cfg_path, model = trained
+    root = tmp_path / "scores"
+    counts = {}
+    for day in (dt.date(2024, 6, 1), dt.date(2024, 7, 1), dt.date(2024, 7, 1)):  # a replaced file aside
+        counts[day] = score(load_config(cfg_path), str(model), day, out=root).manifest["rows_out"]
+    df = spark._session.read.parquet(str(root))
+    assert dict(df.dtypes)["as_of"] == "date" and "customer_id" in df.columns
+    got = {r["as_of"]: r["count"] for r in df.groupBy("as_of").count().collect()}
+    assert got == counts and df.select("customer_id", "as_of").distinct().count() == sum(counts.values())
+
+
 def test_training_on_spark_gives_the_same_model(spark, trained, tmp_path):
     cfg_path, model = trained
     cfg = load_config(cfg_path)

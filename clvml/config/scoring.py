@@ -36,6 +36,13 @@ class ScoringConfig(_Strict):
         "all", description="Which PSIs may stop the run: scores only, or features and scores.")
     lock_timeout_s: float = Field(0, ge=0, description="Wait this long for a concurrent run of the same "
                                   "as_of to finish before failing.")
+    max_shrink: float = Field(0.5, ge=0, le=1, description="Refuse (exit 3) scores with more than this "
+                              "share fewer rows than the as_of's previous output or the model's training "
+                              "population; an empty output is always refused.")
+    allow_shrink: bool = Field(False, description="Write the scores even when they are empty or shrink "
+                               "by more than max_shrink (the CLI's --allow-shrink).")
+    keep_replaced_s: float = Field(600, ge=0, description="Keep a replaced Parquet partition this long "
+                                   "(aside, in the work folder) for readers that started before the swap.")
 
     @field_validator("table")
     @classmethod

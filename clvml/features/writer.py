@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 
 from clvml.features.builder import DEFAULT_WINDOWS, as_cutoffs, build_features, to_pandas
 from clvml.features.registry import FAMILIES
-from clvml.io import replace_dir, staging_dir
+from clvml.io import remove_dead_staging, replace_dir, staging_dir
 
 #: (customer, cut-off) rows per batch by default: keeps DuckDB's aggregation state near 1-2 GiB
 ROWS_PER_BATCH = 1_500_000
@@ -221,6 +221,7 @@ def write_features(
         raise ValueError(f"batches must be at least 1, got {batches}")
     path = Path(path)
     rows = columns = 0
+    remove_dead_staging(path.parent, f".{path.name}.")  # killed runs' folders (never a live run's)
     with staging_dir(path.parent, f".{path.name}.", f"features to {path}") as tmp, \
             FeatureBatches(tables, cuts, windows=windows, families=families, batches=batches) as fb:
         for b in range(batches):

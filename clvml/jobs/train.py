@@ -26,7 +26,7 @@ from clvml.evaluation.report import write_report
 from clvml.explain.drivers import write_explanations
 from clvml.features import build_features, to_pandas
 from clvml.modeling.training import add_btyd_features, fit_models, make_training_set
-from clvml.scoring.bundle import SCORE_COLUMNS, ModelBundle, save_bundle
+from clvml.scoring.bundle import SCORE_COLUMNS, ModelBundle, stage_bundle
 
 
 @dataclass
@@ -85,8 +85,6 @@ def train(cfg: Config, ds: Dataset | None = None, progress: Progress = quiet) ->
 
 
 def _train(cfg: Config, ds: Dataset, progress: Progress, t0: float, run_id: str | None) -> TrainResult:
-    import shutil
-
     from clvml.io import replace_dir
 
     progress("building point-in-time features and labels")
@@ -108,9 +106,8 @@ def _train(cfg: Config, ds: Dataset, progress: Progress, t0: float, run_id: str 
     fit_segments_and_reference(bundle, latest, ds, test_cutoff, cfg)
     model_path = Path(cfg.output.model_dir) / cfg.name
     example = ts.frame[["customer_id", "cutoff", *ts.feature_columns]].head(50)
-    staged = save_bundle(bundle, model_path, example, commit=False,
-                         meta={"name": cfg.name, "model_version": bundle.model_version, "run_id": run_id})
-    try:
+    meta = {"name": cfg.name, "model_version": bundle.model_version, "run_id": run_id}
+    with stage_bundle(bundle, model_path, example, meta) as staged:
         summary = {
             "data": ds.summary(), "training_rows": len(ts.frame), "cutoffs": [str(c) for c in ts.cutoffs],
             "excluded": ts.excluded, "test_cutoff": str(test_cutoff), **_result_summary(ev),
@@ -131,8 +128,6 @@ def _train(cfg: Config, ds: Dataset, progress: Progress, t0: float, run_id: str 
             progress("logging the run to MLflow")
             _track_train(cfg, ds, ts, ev, summary, staged, report, explanations, run_id)
         replace_dir(staged, model_path)  # the commit point of the folder
-    finally:
-        shutil.rmtree(staged, ignore_errors=True)
     return TrainResult(bundle, ev, summary, run_id, model_path, report)
 
 

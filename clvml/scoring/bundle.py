@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -17,7 +19,6 @@ import pandas as pd
 
 from clvml.errors import ModelIncompatibleError, ModelNotFoundError
 from clvml.features.registry import FeatureSpec
-from clvml.io import pid_alive
 from clvml.modeling.churn import ChurnModel
 from clvml.modeling.clv import clv
 from clvml.modeling.value import ValueModel
@@ -169,61 +170,52 @@ def pip_requirements() -> list[str]:
     return out
 
 
-def save_bundle(bundle: ModelBundle, path: str | Path, example: pd.DataFrame, *, commit: bool = True,
-                meta: dict[str, Any] | None = None) -> Path:
-    """Export as an MLflow pyfunc model folder (replacing an older export atomically).
+@contextmanager
+def stage_bundle(bundle: ModelBundle, path: str | Path, example: pd.DataFrame,
+                 meta: dict[str, Any] | None = None) -> Iterator[Path]:
+    """Build the MLflow pyfunc model folder of ``bundle`` beside ``path`` and yield it, not yet in place.
 
-    Parameters
-    ----------
-    commit
-        False: build the folder beside ``path`` (a hidden ``.<name>.*`` folder) and return it without
-        replacing ``path``; the caller moves it into place with :func:`clvml.io.replace_dir`.
-    meta
-        Written as ``clvml_meta.json`` in the bundle (e.g. the MLflow run id of the training run), so
-        the folder says which run produced it. Covered by the checksums like every other file.
+    The folder lives in a staging folder ``.<name>.XXXX.tmp`` with an owner lock held for the block
+    (staging folders of killed exports, whose lock is free, are removed first; a live export's never).
+    Move it into place inside the block with :func:`clvml.io.replace_dir`; whatever is left is removed
+    when the block ends. ``meta`` is written as ``clvml_meta.json`` in the bundle (e.g. the MLflow run
+    that produced it), covered by the checksums like every other file.
     """
-    import shutil
-    import tempfile
-
     import mlflow.pyfunc
     from mlflow.models import infer_signature
 
-    from clvml.io import atomic_write_json, replace_dir
+    from clvml.io import atomic_write_json, remove_dead_staging, staging_dir
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_dead_staging(path)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", dir=path.parent))
-    shutil.rmtree(tmp)
-    try:
+    remove_dead_staging(path.parent, f".{path.name}.")
+    with staging_dir(path.parent, f".{path.name}.", f"the model {path}") as tmp:
+        folder = tmp / "model"  # MLflow writes into a folder that does not exist yet
         model = _pyfunc_class()(bundle)
-        signature = infer_signature(example, bundle.predict(example))
-        mlflow.pyfunc.save_model(str(tmp), python_model=model, signature=signature,
+        signature = infer_signature(_signature_example(example), bundle.predict(example))
+        mlflow.pyfunc.save_model(str(folder), python_model=model, signature=signature,
                                  input_example=example.head(3), pip_requirements=pip_requirements())
         if meta is not None:
-            atomic_write_json(meta, tmp / META)
-        atomic_write_json({"algorithm": "sha256", "files": bundle_checksums(tmp)}, tmp / CHECKSUMS)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return replace_dir(tmp, path) if commit else tmp
+            atomic_write_json(meta, folder / META)
+        atomic_write_json({"algorithm": "sha256", "files": bundle_checksums(folder)}, folder / CHECKSUMS)
+        yield folder
 
 
-def remove_dead_staging(path: Path) -> list[Path]:
-    """Remove the staging folders ``.<name>.<pid>.*`` beside the bundle folder ``path`` that were left
-    by exports whose process no longer exists (a killed ``train``). A live export's folder is never
-    touched: the pid in its name is alive. Returns the folders removed."""
-    import re
-    import shutil
+def _signature_example(example: pd.DataFrame) -> pd.DataFrame:
+    """The example the model signature is inferred from, with integer feature columns declared as
+    doubles: a count can be missing at scoring time (a customer without that history), and MLflow can
+    only carry a missing value in a double column."""
+    ints = [c for c in example.columns if pd.api.types.is_integer_dtype(example[c]) and c != "customer_id"]
+    return example.astype(dict.fromkeys(ints, "float64")) if ints else example
 
-    removed = []
-    pattern = re.compile(rf"^\.{re.escape(path.name)}\.(\d+)\.[^.]+$")
-    for p in path.parent.glob(f".{path.name}.*"):
-        m = pattern.match(p.name)
-        if m and p.is_dir() and not pid_alive(int(m.group(1))):
-            shutil.rmtree(p, ignore_errors=True)
-            removed.append(p)
-    return removed
+
+def save_bundle(bundle: ModelBundle, path: str | Path, example: pd.DataFrame,
+                meta: dict[str, Any] | None = None) -> Path:
+    """Export as an MLflow pyfunc model folder, replacing an older export atomically (see
+    :func:`stage_bundle`)."""
+    from clvml.io import replace_dir
+
+    with stage_bundle(bundle, path, example, meta) as folder:
+        return replace_dir(folder, Path(path))
 
 
 def bundle_meta(folder: str | Path) -> dict[str, Any]:
@@ -245,16 +237,34 @@ CHECKSUMS = "clvml_checksums.json"
 MLFLOW_ADDED = {"registered_model_meta"}
 
 
-def bundle_checksums(folder: Path) -> dict[str, str]:
-    """SHA-256 of every file under ``folder`` (relative POSIX paths), the checksum file excepted."""
+def bundle_checksums(folder: Path, uri: str | Path | None = None) -> dict[str, str]:
+    """SHA-256 of every file under ``folder`` (relative POSIX paths), the checksum file excepted.
+
+    A file or folder that cannot be read raises :class:`ModelIncompatibleError` (exit 5) naming it.
+    """
     import hashlib
 
+    def unreadable(exc: OSError) -> ModelIncompatibleError:
+        return ModelIncompatibleError(
+            f"model {uri or folder}: cannot read {exc.filename or folder} ({exc.strerror or exc}); the "
+            f"bundle's files must be readable by the account that scores (uid {os.getuid()}). Export it "
+            "again under the usual umask, or make it readable (chmod -R a+rX or a shared group)")
+
+    def fail(exc: OSError) -> None:
+        raise unreadable(exc)
+
     out = {}
-    for p in sorted(folder.rglob("*")):
-        rel = p.relative_to(folder).as_posix()
-        if p.is_file() and rel != CHECKSUMS:
-            out[rel] = hashlib.sha256(p.read_bytes()).hexdigest()
-    return out
+    try:
+        for root, dirs, files in os.walk(folder, onerror=fail):
+            dirs.sort()
+            for name in files:
+                p = Path(root) / name
+                rel = p.relative_to(folder).as_posix()
+                if rel != CHECKSUMS and p.is_file():
+                    out[rel] = hashlib.sha256(p.read_bytes()).hexdigest()
+    except OSError as exc:
+        raise unreadable(exc) from None
+    return dict(sorted(out.items()))
 
 
 def verify_bundle(folder: Path, uri: str | Path) -> None:
@@ -275,6 +285,9 @@ def verify_bundle(folder: Path, uri: str | Path) -> None:
         doc = json.loads(listed.read_text())
     except (ValueError, UnicodeDecodeError) as exc:
         raise ModelIncompatibleError(f"model {uri}: {CHECKSUMS} is not JSON ({exc}); not loaded") from None
+    except OSError as exc:
+        raise ModelIncompatibleError(f"model {uri}: cannot read {listed} ({exc.strerror or exc}); not loaded. "
+                                     "The bundle's files must be readable by the account that scores") from None
     want = doc.get("files") if isinstance(doc, dict) else None
     if not (isinstance(want, dict) and want
             and all(isinstance(k, str) and isinstance(v, str) for k, v in want.items())):
@@ -282,7 +295,7 @@ def verify_bundle(folder: Path, uri: str | Path) -> None:
             f"model {uri}: {CHECKSUMS} is malformed (expected {{\"files\": {{\"<path>\": \"<sha256>\", …}}}}, "
             f"found {json.dumps(doc)[:80]}); not loaded, because loading runs pickled code. Re-export it with "
             "`clvml train`, or copy it again from its source")
-    have = bundle_checksums(folder)
+    have = bundle_checksums(folder, uri)
     changed = sorted(f for f in want if f in have and have[f] != want[f])
     missing = sorted(set(want) - set(have))
     extra = sorted(set(have) - set(want) - MLFLOW_ADDED)
@@ -411,7 +424,11 @@ def load_bundle(uri: str | Path) -> ModelBundle:
             local = Path(mlflow.artifacts.download_artifacts(artifact_uri=str(uri)))
         except Exception as exc:
             raise _fetch_error(str(uri), exc) from None
-    verify_bundle(local, uri)
+    try:
+        verify_bundle(local, uri)
+    except OSError as exc:
+        raise ModelIncompatibleError(f"model {uri}: cannot read {exc.filename or local} ({exc.strerror or exc}); "
+                                     "the bundle's files must be readable by the account that scores") from None
     try:
         model = mlflow.pyfunc.load_model(str(local))
     except Exception as exc:

@@ -1,16 +1,25 @@
 """The scheduled scoring job: features as of a date → churn, value, CLV, segments, reasons → output.
 
-Guarantees (each tested):
+Guarantees (each tested; README "Scoring job" says what a reader gets):
 
-- **Atomic and idempotent.** A run writes its parts to a temporary folder; only when every chunk has
-  been scored and the drift check passed is the folder renamed onto ``<out>/as_of=YYYY-MM-DD`` (or
-  inserted into the database table in one transaction that first deletes that as_of). A crash leaves
-  the previous output untouched; re-running the same inputs gives byte-identical Parquet files.
-- **One writer per as_of.** A lock file serialises concurrent runs of the same as_of.
+- **Atomic and idempotent.** A run scores into a staging folder in the work folder beside the Parquet
+  root (``.<root>.clvml-work``), merges the chunks into one data file and, only when every chunk has
+  been scored and the drift and shrink checks passed, puts it in place: a new partition folder is
+  renamed into ``<out>/as_of=YYYY-MM-DD``; an existing one has its data file replaced by one atomic
+  rename (the replaced file stays linked in the work folder for ``scoring.keep_replaced_s``). Database
+  targets: one transaction that first deletes that as_of. A crash leaves the previous output untouched;
+  re-running the same inputs gives a byte-identical Parquet file. Every write is read back.
+- **Targets.** ``--database`` must be a DuckDB file (new, or with DuckDB's header) or a URL (else
+  ConfigError, exit 2); an unwritable place is OutputError (exit 6) naming it.
+- **One writer per as_of.** A lock file serialises concurrent runs of the same as_of; staging folders
+  carry owner locks, so a run removes only the staging folders of dead runs.
 - **Bounded memory.** Customers are scored in hash-partitioned chunks of ``scoring.chunk_customers``.
 - **Drift stop.** The population stability index of every feature and score against the training
   snapshot is computed; above ``scoring.drift_stop`` the run fails with exit code 4 and writes nothing.
-- **Manifest.** ``_manifest.json`` beside the Parquet files (or a row of ``<table>_manifests``):
+  A skipped check is a warning, recorded in the manifest.
+- **Shrink guard.** Empty scores, or more than ``scoring.max_shrink`` fewer rows than the as_of's
+  previous output or the training population, are refused (exit 3) unless ``--allow-shrink``.
+- **Manifest.** ``_manifest.json`` beside the Parquet file (or a row of ``<table>_manifests``):
   rows in and out, customers skipped and why, model URI and version, data range, runtime, drift.
 """
 
@@ -37,11 +46,11 @@ import pyarrow.parquet as pq
 from clvml._version import __version__
 from clvml.config import Config
 from clvml.data.dataset import Dataset
-from clvml.errors import DriftError, LockError, ModelIncompatibleError
+from clvml.errors import ConfigError, DriftError, LockError, ModelIncompatibleError, ShrinkError
 from clvml.features.builder import feature_specs
 from clvml.features.query import day_of
 from clvml.features.writer import FeatureBatches
-from clvml.io import OutputError, atomic_write_json, replace_dir, staging_dir
+from clvml.io import OutputError, atomic_write_json, output_error, remove_dead_staging, staging_dir, swap_dir
 from clvml.scoring.bundle import SCORE_COLUMNS, ModelBundle, load_bundle
 from clvml.scoring.drift import add_counts
 
@@ -111,9 +120,15 @@ def check_schema(bundle: ModelBundle, ds: Dataset) -> None:
 @contextmanager
 def output_lock(path: Path, timeout_s: float) -> Iterator[None]:
     """Exclusive lock on ``path`` (a lock file); waits up to ``timeout_s`` then raises LockError."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + timeout_s
-    with open(path, "a+") as fh:  # closing releases the lock; the file stays (removing it would race)
+    if path.is_dir():
+        raise OutputError(f"the lock file {path} is a folder; remove it (no run writes into it)")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(path, "a+")  # noqa: SIM115 - closed below; closing releases the lock
+    except OSError as exc:
+        raise output_error(path, exc, "create the lock file") from None
+    with fh:  # the file stays (removing it would race)
         while True:
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -125,10 +140,13 @@ def output_lock(path: Path, timeout_s: float) -> Iterator[None]:
                     raise LockError(f"another scoring run holds {path} ({holder}); wait for it to "
                                     "finish, or raise scoring.lock_timeout_s") from None
                 time.sleep(0.2)
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"pid {os.getpid()} since {dt.datetime.now(dt.UTC):%Y-%m-%dT%H:%M:%SZ}\n")
-        fh.flush()
+        try:
+            fh.seek(0)
+            fh.truncate()
+            fh.write(f"pid {os.getpid()} since {dt.datetime.now(dt.UTC):%Y-%m-%dT%H:%M:%SZ}\n")
+            fh.flush()
+        except OSError as exc:
+            raise output_error(path, exc, "write the lock file") from None
         yield
 
 
@@ -146,16 +164,6 @@ def population(ds: Dataset, as_of: dt.date) -> dict[str, int]:
         out["skipped_profile_without_transactions"] = int(
             c.anti_join(first, "customer_id").count().to_pyarrow().as_py())
     return out
-
-
-def _remove_stale(parent: Path, as_of: dt.date) -> int:
-    """Remove temporary folders left by killed runs of this as_of (safe: we hold its lock)."""
-    if not parent.is_dir():
-        return 0
-    stale = [p for p in parent.glob(f".as_of={as_of}.*.tmp") if p.is_dir()]
-    for p in stale:
-        shutil.rmtree(p, ignore_errors=True)
-    return len(stale)
 
 
 def _sha256(path: Path) -> str:
@@ -210,6 +218,7 @@ def score_chunks(bundle: ModelBundle, ds: Dataset, as_of: dt.date, folder: Path,
                                   scores[SCORE_COLUMNS]], axis=1)
                 counts = add_counts(counts, bundle.reference.counts(snap))
             scores = scores.sort_values("customer_id", kind="mergesort").reset_index(drop=True)
+            scores = scores.drop(columns="as_of")  # carried by the folder name as_of=DATE (hive key)
             pq.write_table(pa.Table.from_pandas(scores, preserve_index=False),
                            folder / f"part-{b:04d}.parquet", compression="zstd")
             rows += len(scores)
@@ -218,10 +227,15 @@ def score_chunks(bundle: ModelBundle, ds: Dataset, as_of: dt.date, folder: Path,
 
 
 def drift_summary(bundle: ModelBundle, counts: dict[str, Any] | None, cfg: Config) -> dict[str, Any]:
-    """PSI per column against the training snapshot, the warnings, and whether to stop."""
+    """PSI per column against the training snapshot, the warnings, and whether to stop. When the check
+    cannot run, ``checked`` is False and ``skipped`` says why."""
     sc = cfg.scoring
-    if bundle.reference is None or counts is None:
-        return {"checked": False}
+    if bundle.reference is None:
+        return {"checked": False, "skipped": "the model has no training snapshot to compare with "
+                "(exported without a drift reference)"}
+    if counts is None:
+        return {"checked": False, "skipped": "no customer was scored, so there is no distribution to "
+                "compare"}
     psi = bundle.reference.psi(counts).dropna()
     judged = psi if sc.drift_columns == "all" else psi[psi.index.isin(SCORE_COLUMNS)]
     return {
@@ -236,8 +250,263 @@ def drift_summary(bundle: ModelBundle, counts: dict[str, Any] | None, cfg: Confi
     }
 
 
+#: name suffixes of files that are data, never a DuckDB database (refused as --database targets)
+DATA_SUFFIXES = {".parquet", ".pq", ".csv", ".tsv", ".txt", ".json", ".jsonl", ".ndjson", ".arrow",
+                 ".feather", ".ipc", ".avro", ".orc", ".xlsx", ".xls", ".gz", ".zst", ".sqlite", ".db3"}
+#: bytes 8..12 of every DuckDB database file
+DUCKDB_MAGIC = b"DUCK"
+
+
+@dataclass
+class _Target:
+    """Where a run writes: a Parquet partition, a DuckDB table, or a table behind an Ibis URL."""
+
+    label: str  # for messages and the manifest (URL passwords masked)
+    lock: Path  # the as_of lock file
+    work: Path  # folder of the run's staging folders (and, for Parquet, of replaced partitions)
+    partition: Path | None = None
+    db_path: Path | None = None
+    url: str | None = None
+    table: str | None = None
+
+
+def _existing_ancestor(path: Path) -> Path:
+    p = path.absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p
+
+
+def _check_folder(path: Path, what: str) -> None:
+    """``path`` must be, or be creatable as, a folder: else OutputError (exit 6) naming it."""
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{what} {path} is a file, not a folder; give a folder (it is created if "
+                          "missing). The file is left as it is")
+    anc = _existing_ancestor(path)
+    if not anc.is_dir():
+        raise OutputError(f"{what} {path} cannot be created: {anc} is a file, not a folder. Give a path "
+                          "below a folder")
+
+
+def _duckdb_file(database: str) -> Path:
+    """The DuckDB database file of ``--database``/``scoring.database``: an existing file must carry
+    DuckDB's header; a new one may not be named like a data file. Anything else: ConfigError (exit 2)."""
+    raw = database.removeprefix("duckdb://")
+    fix = ("Scores go to a DuckDB database file (a new one, or one made by DuckDB) or to a database "
+           "URL (sqlite:///…, postgres://…); to write Parquet files, use --out / scoring.out instead")
+    if not raw or raw.startswith(":") or raw.startswith("md:"):
+        raise ConfigError([f"--database / scoring.database {database!r} is not a database file: an "
+                           f"in-memory or remote DuckDB would keep the scores nowhere. {fix}"])
+    path = Path(raw)
+    if path.is_dir():
+        raise ConfigError([f"--database / scoring.database {path} is a folder, not a DuckDB database "
+                           f"file. {fix}"])
+    if path.exists():
+        try:
+            with open(path, "rb") as fh:
+                head = fh.read(12)
+        except OSError as exc:
+            raise output_error(path, exc, "read the database") from None
+        if head[8:12] != DUCKDB_MAGIC:
+            kind = ("a Parquet file" if head[:4] == b"PAR1" else "an empty file" if not head
+                    else "a SQLite database" if head.startswith(b"SQLite") else "not a DuckDB database")
+            raise ConfigError([f"--database / scoring.database {path} exists and is {kind} (no DuckDB "
+                               f"header): DuckDB would open it as a temporary view and the scores "
+                               f"would be written nowhere. It is left unchanged. {fix}"])
+    elif path.suffix.lower() in DATA_SUFFIXES:
+        raise ConfigError([f"--database / scoring.database {path} is named like a data file "
+                           f"({path.suffix}), not a DuckDB database (.duckdb). {fix}"])
+    _check_folder(path.parent, "the folder of the database")
+    return path
+
+
+def _target(cfg: Config, as_of: dt.date, out: Path | None, database: str | None,
+            table: str | None) -> _Target:
+    if database:
+        if database.startswith("duckdb://") or "://" not in database:
+            db_path = _duckdb_file(database)
+            return _Target(f"{db_path}:{table}", db_path.with_name(f".{db_path.name}.{table}.as_of={as_of}.lock"),
+                           db_path.parent, db_path=db_path, table=table)
+        key = hashlib.sha256(f"{database}|{table}".encode()).hexdigest()[:16]
+        local = Path(cfg.output.dir) / f"scores-{key}"  # lock and staging stay local
+        _check_folder(local.parent, "the output folder")
+        return _Target(f"{_redact(database)}:{table}", local.with_name(f".{local.name}.{table}.as_of={as_of}.lock"),
+                       local.parent, url=database, table=table)
+    root = Path(out or cfg.scoring.out or Path(cfg.output.dir) / "scores")
+    _check_folder(root, "the scores root --out / scoring.out")
+    partition = root / f"as_of={as_of}"
+    if partition.exists() and not partition.is_dir():
+        raise OutputError(f"{partition} is a file, not a partition folder; move it away")
+    work = root.absolute().parent / f".{root.absolute().name}.clvml-work"
+    _check_folder(work, "the work folder")
+    return _Target(str(partition), root / f".as_of={as_of}.lock", work, partition=partition)
+
+
+def _previous_rows(tgt: _Target, as_of: dt.date) -> tuple[int | None, str | None]:
+    """Rows the target holds for this as_of now (None: nothing yet), and why they could not be counted."""
+    try:
+        if tgt.partition is not None:
+            if not tgt.partition.is_dir():
+                return None, None
+            return sum(pq.ParquetFile(p).metadata.num_rows for p in tgt.partition.glob("part-*.parquet")), None
+        if tgt.db_path is not None:
+            if not tgt.db_path.exists():
+                return None, None
+            import duckdb
+
+            con = duckdb.connect(str(tgt.db_path), read_only=True)
+            try:
+                if not _exists(con, tgt.table):
+                    return None, None
+                ident = '"' + tgt.table.replace('"', '""') + '"'
+                return int(con.execute(f"SELECT count(*) FROM {ident} WHERE as_of = ?", [as_of]).fetchone()[0]), None
+            finally:
+                con.close()
+        import ibis
+
+        con = ibis.connect(tgt.url)
+        try:
+            if tgt.table not in con.list_tables():
+                return None, None
+            import sqlglot as sg
+
+            q = sg.to_identifier(tgt.table, quoted=True).sql(con.name)
+            return _count(con, f"SELECT count(*) FROM {q} WHERE as_of = '{as_of.isoformat()}'"), None
+        finally:
+            with contextlib.suppress(Exception):
+                con.disconnect()
+    except Exception as exc:  # noqa: BLE001 - unreadable previous output: said in a warning
+        return None, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+
+
+def check_shrink(rows: int, previous: int | None, trained: int | None, max_shrink: float, allow: bool,
+                 as_of: dt.date, where: str) -> dict[str, Any]:
+    """Refuse (ShrinkError, exit 3) an output that is empty or more than ``max_shrink`` smaller than
+    the as_of's previous output or the model's training population, unless ``allow``."""
+    info = {"rows": rows, "previous_rows": previous, "training_rows": trained, "max_shrink": max_shrink,
+            "allowed": allow}
+    against = [(n, what) for n, what in ((previous, f"the previous output of this as_of ({where})"),
+                                         (trained, "the model's training population (customers at "
+                                          "its latest training cut-off)")) if n]
+    shrunk = [(n, what) for n, what in against if rows < (1 - max_shrink) * n or rows == 0]
+    if not (rows == 0 or shrunk):
+        return info
+    info["shrunk"] = True
+    if allow:
+        return info
+    vs = " and ".join(f"{n:,} rows in {what}" for n, what in (shrunk or against)) or "no earlier output"
+    raise ShrinkError(
+        f"as of {as_of} the run would write {rows:,} rows, against {vs}: "
+        + ("an empty output" if rows == 0 else f"more than scoring.max_shrink={max_shrink:g} fewer")
+        + ". Nothing was written. Check the input feed (empty or truncated transactions?) and --as-of "
+        "(before all data?); if the drop is real, re-run with --allow-shrink (scoring.allow_shrink: true)")
+
+
+REPLACED = ".replaced-"
+#: the one data file of a Parquet partition (replaced by an atomic rename) and its manifest
+DATA = "part-0000.parquet"
+MANIFEST = "_manifest.json"
+
+
+def remove_expired_replaced(work: Path, keep_s: float) -> int:
+    """Remove the replaced partition files (or folders) kept in ``work`` for longer than ``keep_s``."""
+    n = 0
+    now = time.time()
+    for p in sorted(work.glob(f".*{REPLACED}*")) if work.is_dir() else []:
+        try:
+            since = int(p.name.rsplit(REPLACED, 1)[1].split("-")[0])
+        except (IndexError, ValueError):
+            continue
+        if now - since < keep_s:
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+        n += not p.exists()
+    return n
+
+
+def _aside(work: Path, partition: Path, suffix: str = "") -> Path:
+    return work / f".{partition.name}{REPLACED}{int(time.time())}-{os.urandom(4).hex()}{suffix}"
+
+
+def _publish(tmp: Path, partition: Path, work: Path) -> Path | None:
+    """Put the finished data file (and manifest) of ``tmp`` in place; return where the replaced version
+    was kept (None: there was none).
+
+    A new partition is the staging folder renamed into place (it appears complete). An existing one
+    keeps its folder: its single data file is replaced by one atomic rename, so a reader opening it gets
+    the whole old or the whole new file, and a reader that has it open keeps reading the old one. The
+    replaced file stays linked in the work folder for ``scoring.keep_replaced_s`` (also readable by its
+    path there, e.g. on NFS, until a later run removes it). A partition of an older clvml (several part
+    files) is swapped as a whole folder, once.
+    """
+    if not partition.is_dir():
+        partition.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(tmp, partition)
+        return None
+    legacy = [p for p in partition.iterdir() if p.name != DATA and p.suffix == ".parquet"
+              and not p.name.startswith((".", "_"))]
+    if legacy:
+        swap_dir(tmp, partition)
+        aside = _aside(work, partition)
+        os.rename(tmp, aside)
+        return aside
+    old, aside = partition / DATA, None
+    if old.exists():
+        aside = _aside(work, partition, ".parquet")
+        try:
+            os.link(old, aside)  # the replaced inode stays readable for the grace period
+        except OSError:
+            aside = None  # no hard links here: readers with the file open still finish on it
+    new = tmp / DATA
+    if new.exists():
+        os.replace(new, old)
+    elif old.exists():  # an (allowed) empty output: no data file
+        os.unlink(old)
+    return aside
+
+
+def _merge_parts(folder: Path) -> dict[str, dict[str, Any]]:
+    """Turn the chunks' ``part-NNNN.parquet`` files into the partition's one data file (row groups
+    copied in order, types unified: a column that is all null in one chunk takes the others' type).
+    Returns the data file's name -> rows and SHA-256 (empty when nobody was scored)."""
+    parts = sorted(folder.glob("part-*.parquet"))
+    if not parts:
+        return {}
+    out = folder / DATA
+    if parts != [out]:
+        schema = pa.unify_schemas([pq.read_schema(p) for p in parts], promote_options="permissive")
+        tmp = folder / f".{DATA}.merge"
+        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+            for p in parts:
+                f = pq.ParquetFile(p)
+                for g in range(f.num_row_groups):
+                    writer.write_table(f.read_row_group(g).cast(schema))
+        for p in parts:
+            p.unlink()
+        os.rename(tmp, out)
+    with open(out, "rb") as fh:
+        os.fsync(fh.fileno())
+    return {DATA: {"rows": pq.ParquetFile(out).metadata.num_rows, "sha256": _sha256(out)}}
+
+
+def _read_back(partition: Path, files: dict[str, dict[str, Any]]) -> tuple[int, str]:
+    """Rows in the published partition, read from its files; (-1, why) when its data files are not the
+    ones written."""
+    names = {p.name for p in partition.glob("*.parquet") if not p.name.startswith((".", "_"))}
+    if names != set(files):
+        return -1, f"it holds the data files {sorted(names)}, not {sorted(files)}"
+    for name, f in files.items():
+        if _sha256(partition / name) != f["sha256"]:
+            return -1, f"{name} differs from the file written"
+    rows = sum(pq.ParquetFile(partition / n).metadata.num_rows for n in names)
+    return rows, f"read back {rows:,} rows"
+
+
 def score(cfg: Config, model: str, as_of: dt.date, *, out: Path | None = None, database: str | None = None,
-          table: str | None = None, ds: Dataset | None = None,
+          table: str | None = None, ds: Dataset | None = None, allow_shrink: bool | None = None,
           progress: Progress = lambda _: None) -> ScoreResult:
     """Score every customer as of ``as_of`` and write the result (see the module docstring).
 
@@ -253,9 +522,13 @@ def score(cfg: Config, model: str, as_of: dt.date, *, out: Path | None = None, d
         Override ``scoring.out`` (Parquet root) or ``scoring.database``/``scoring.table``.
     ds
         Already loaded data (default: read and validate the config's sources).
+    allow_shrink
+        Override ``scoring.allow_shrink``: write even an empty output or one more than
+        ``scoring.max_shrink`` smaller than the as_of's previous output or the training population.
     """
     t0 = time.perf_counter()
     sc = cfg.scoring
+    allow = sc.allow_shrink if allow_shrink is None else allow_shrink
     database = database or sc.database
     table = table or sc.table
     if table is not None:
@@ -264,56 +537,66 @@ def score(cfg: Config, model: str, as_of: dt.date, *, out: Path | None = None, d
         try:
             _check_identifier(table, "table name")
         except ValueError as exc:
-            raise OutputError(str(exc)) from None
+            raise ConfigError([f"--table / scoring.table: {exc}"]) from None
+    tgt = _target(cfg, as_of, out, database, table)
     bundle, model_info = resolve_model(cfg, model)
     progress(f"model {model_info['version']} (clvml {model_info['clvml_version']}) from {model}")
-    url = None
-    if database:
-        db_path = Path(database.removeprefix("duckdb://")) if database.startswith("duckdb://") or \
-            "://" not in database else None
-        if db_path is None:  # another Ibis backend: lock and stage locally
-            url = database
-            key = hashlib.sha256(f"{url}|{table}".encode()).hexdigest()[:16]
-            db_path = Path(cfg.output.dir) / f"scores-{key}"
-            db_path.parent.mkdir(parents=True, exist_ok=True)
-        lock_path = db_path.with_name(f".{db_path.name}.{table}.as_of={as_of}.lock")
-        target = f"{_redact(url) if url else db_path}:{table}"
-    else:
-        root = Path(out or sc.out or Path(cfg.output.dir) / "scores")
-        lock_path = root / f".as_of={as_of}.lock"
-        target = str(root / f"as_of={as_of}")
-    with output_lock(lock_path, sc.lock_timeout_s):
+    target = tgt.label
+    warnings: list[str] = []
+
+    def warn(msg: str) -> None:
+        warnings.append(msg)
+        progress(f"warning: {msg}")
+
+    with output_lock(tgt.lock, sc.lock_timeout_s):
         if ds is None:
             from clvml.data.loading import load_data
 
             ds = load_data(cfg, progress)
         check_schema(bundle, ds)
         pop = population(ds, as_of)
+        previous, unknown_previous = _previous_rows(tgt, as_of)
+        if unknown_previous:
+            warn(f"cannot count the rows {target} holds for {as_of} ({unknown_previous}); the shrink guard "
+                 "compares with the model's training population only")
+        trained = bundle.reference.rows if bundle.reference is not None else None
+        check_shrink(pop["scored"], previous, trained, sc.max_shrink, allow, as_of, target)
         chunks = max(1, math.ceil(pop["scored"] / sc.chunk_customers))
         progress(f"scoring {pop['scored']:,} customers as of {as_of} in {chunks} chunk(s)")
-        parent = Path(target).parent if not database else db_path.parent
-        stale = _remove_stale(parent, as_of)
-        with staging_dir(parent, f".as_of={as_of}.", target) as tmp:
+        stale, unknown = remove_dead_staging(tgt.work, ".as_of=")
+        for p in unknown:
+            warn(f"kept {p}: a temporary folder without an owner lock (left by an older clvml?); "
+                 "remove it by hand when no run is writing")
+        expired = remove_expired_replaced(tgt.work, sc.keep_replaced_s) if tgt.partition else 0
+        with staging_dir(tgt.work, f".as_of={as_of}.", target) as tmp:
             if ds.con.name == "pyspark":
                 from clvml.scoring.spark import score_partitions
 
                 rows, counts = score_partitions(bundle, ds, as_of, tmp, SCORE_COLUMNS, progress)
             else:
                 rows, counts = score_chunks(bundle, ds, as_of, tmp, chunks, progress)
+            files = _merge_parts(tmp)
+            if sum(f["rows"] for f in files.values()) != rows:
+                raise OutputError(f"scored {rows:,} customers but the files in {tmp} hold "
+                                  f"{sum(f['rows'] for f in files.values()):,} rows; nothing was written")
             drift = drift_summary(bundle, counts, cfg)
+            if not drift["checked"]:
+                warn(f"drift check skipped: {drift['skipped']}")
             for col, v in drift.get("warnings", {}).items():
                 progress(f"drift warning: PSI {v:.3f} for {col}")
+            shrink = check_shrink(rows, previous, trained, sc.max_shrink, allow, as_of, target)
+            if shrink.get("shrunk"):
+                warn(f"{rows:,} rows written although fewer than allowed by scoring.max_shrink "
+                     f"(previous {previous}, training population {trained}): --allow-shrink was given")
             lo, hi = ds.date_range()
             manifest = {
                 "as_of": str(as_of), "target": target, "clvml_version": __version__, "model": model_info,
                 "rows_in": dict(ds.report.rows_in), "rows_kept": dict(ds.report.rows_out),
                 "rows_dropped": {t: d for t, d in ds.report.dropped.items() if d},
                 "customers": pop, "rows_out": rows, "chunks": chunks,
-                "stale_temp_folders_removed": stale,
+                "stale_temp_folders_removed": stale, "replaced_partitions_removed": expired,
                 "data_range": {"first": str(lo), "last": str(hi)},
-                "files": {p.name: {"rows": pq.ParquetFile(p).metadata.num_rows, "sha256": _sha256(p)}
-                          for p in sorted(tmp.glob("part-*.parquet"))},
-                "drift": drift,
+                "files": files, "shrink": shrink, "drift": drift, "warnings": warnings,
                 "seconds": round(time.perf_counter() - t0, 2),
             }
             if drift.get("stop"):
@@ -323,18 +606,57 @@ def score(cfg: Config, model: str, as_of: dt.date, *, out: Path | None = None, d
                     "Check the input data for a broken feed; if the change is real, retrain, or raise "
                     "scoring.drift_stop")
             atomic_write_json(manifest, tmp / "_manifest.json")
-            if url:
-                _write_ibis(url, table, tmp, as_of, manifest)
-            elif database:
-                _write_duckdb(db_path, table, tmp, as_of, manifest)
+            if tgt.url:
+                _write_ibis(tgt.url, tgt.table, tmp, as_of, manifest)
+            elif tgt.db_path is not None:
+                _write_duckdb(tgt.db_path, tgt.table, tmp, as_of, manifest)
             else:
-                replace_dir(tmp, Path(target))
+                _publish_checked(tmp, tgt.partition, tgt.work, files, rows)
     progress(f"wrote {rows:,} rows to {target} in {manifest['seconds']:.1f}s")
     return ScoreResult(target, manifest)
 
 
+def _publish_checked(tmp: Path, partition: Path, work: Path, files: dict[str, dict[str, Any]],
+                     rows: int) -> None:
+    """Publish, read the data back from the partition, and put the previous version back when it
+    differs; the manifest is replaced only after the data passed."""
+    aside = _publish(tmp, partition, work)
+    try:
+        got, why = _read_back(partition, files)
+    except Exception as exc:  # noqa: BLE001 - an unreadable result is a failed write
+        got, why = -1, f"reading it back failed ({type(exc).__name__}: {exc})"
+    if got == rows:
+        if tmp.exists():  # the data file went in alone: now the manifest
+            os.replace(tmp / MANIFEST, partition / MANIFEST)
+        return
+    if aside is not None and aside.is_dir():
+        swap_dir(aside, partition)  # the previous folder back; the bad one leaves with the aside
+        shutil.rmtree(aside, ignore_errors=True)
+        kept = "the previous partition was put back"
+    elif aside is not None:
+        os.replace(aside, partition / DATA)
+        kept = "the previous data file was put back"
+    elif tmp.exists():
+        (partition / DATA).unlink(missing_ok=True)
+        kept = "the new data file was removed"
+    else:
+        shutil.rmtree(partition, ignore_errors=True)
+        kept = "the partition was removed (there was none before)"
+    raise OutputError(f"wrote {rows:,} rows to {partition} but {why}; {kept}. Check the file system")
+
+
+def _count(con, sql: str) -> int:
+    res = con.raw_sql(sql)
+    try:
+        return int(res.fetchone()[0])
+    finally:
+        if hasattr(res, "close"):
+            res.close()
+
+
 def _write_duckdb(db_path: Path, table: str, parts: Path, as_of: dt.date, manifest: dict) -> None:
-    """Replace the as_of's rows of ``table`` (and its manifest row) in one transaction."""
+    """Replace the as_of's rows of ``table`` (and its manifest row) in one transaction, check the row
+    count inside it (rolled back when it differs) and again from a new connection after COMMIT."""
     import json
 
     import duckdb
@@ -343,31 +665,52 @@ def _write_duckdb(db_path: Path, table: str, parts: Path, as_of: dt.date, manife
     mident = '"' + f"{table}_manifests".replace('"', '""') + '"'
     glob = str(parts / "part-*.parquet")
     has_rows = any(parts.glob("part-*.parquet"))
+    rows = manifest["rows_out"]
     try:
         con = duckdb.connect(str(db_path))
     except duckdb.Error as exc:
         raise OutputError(f"cannot open DuckDB database {db_path}: {exc}") from None
     try:
         con.execute("BEGIN TRANSACTION")
-        if has_rows:
-            con.execute(f"CREATE TABLE IF NOT EXISTS {ident} AS SELECT * FROM read_parquet(?) LIMIT 0",
-                        [glob])
+        if has_rows:  # as_of is not in the Parquet parts (it is the partition key): added here
+            con.execute(f"CREATE TABLE IF NOT EXISTS {ident} AS SELECT customer_id, ?::DATE AS as_of, "
+                        "* EXCLUDE (customer_id) FROM read_parquet(?) LIMIT 0", [as_of, glob])
         con.execute(f"CREATE TABLE IF NOT EXISTS {mident} (as_of DATE, manifest JSON)")
         if has_rows or _exists(con, table):
             con.execute(f"DELETE FROM {ident} WHERE as_of = ?", [as_of])
         con.execute(f"DELETE FROM {mident} WHERE as_of = ?", [as_of])
         if has_rows:
-            con.execute(f"INSERT INTO {ident} BY NAME SELECT * FROM read_parquet(?)", [glob])
+            con.execute(f"INSERT INTO {ident} BY NAME SELECT ?::DATE AS as_of, * FROM read_parquet(?)",
+                        [as_of, glob])
         con.execute(f"INSERT INTO {mident} VALUES (?, ?)", [as_of, json.dumps(manifest, default=str)])
+        got = con.execute(f"SELECT count(*) FROM {ident} WHERE as_of = ?", [as_of]).fetchone()[0] \
+            if _exists(con, table) else 0
+        if got != rows:
+            raise OutputError(f"table {table} in {db_path} would hold {got:,} rows for {as_of}, not the "
+                              f"{rows:,} scored; rolled back, the table is unchanged")
         con.execute("COMMIT")
-    except duckdb.Error as exc:
+    except (duckdb.Error, OutputError) as exc:
         with contextlib.suppress(duckdb.Error):
             con.execute("ROLLBACK")
+        if isinstance(exc, OutputError):
+            raise
         raise OutputError(f"writing table {table} in {db_path} failed: {exc}; the table is unchanged "
                           "(if the columns differ from an earlier run, drop the table or use a new "
                           "scoring.table)") from None
     finally:
         con.close()
+    try:  # read the count back as any reader would: a new connection to the file
+        con = duckdb.connect(str(db_path), read_only=True)
+        try:
+            got = con.execute(f"SELECT count(*) FROM {ident} WHERE as_of = ?", [as_of]).fetchone()[0] \
+                if _exists(con, table) else 0
+        finally:
+            con.close()
+    except duckdb.Error as exc:
+        raise OutputError(f"wrote table {table} in {db_path} but cannot read it back: {exc}") from None
+    if got != rows:
+        raise OutputError(f"wrote {rows:,} rows for {as_of} to table {table} in {db_path} but read back "
+                          f"{got:,}; check the database")
 
 
 def _redact(url: str) -> str:
@@ -397,6 +740,9 @@ def _write_ibis(url: str, table: str, parts: Path, as_of: dt.date, manifest: dic
     dialect = con.name
     files = sorted(parts.glob("part-*.parquet"))
     rows = pa.concat_tables([pq.read_table(p) for p in files]) if files else None
+    if rows is not None:  # as_of is the partition key of the Parquet parts: a column in a table
+        rows = rows.add_column(1, "as_of", pa.array([as_of] * rows.num_rows, pa.date32()))
+    n = manifest["rows_out"]
     uid = os.urandom(5).hex()
     names = {"rows": f"{table}__clvml_{uid}", "man": f"{table}_manifests__clvml_{uid}"}
     mtable = f"{table}_manifests"
@@ -420,15 +766,25 @@ def _write_ibis(url: str, table: str, parts: Path, as_of: dt.date, manifest: dic
         if mtable not in existing:
             con.create_table(mtable, schema=con.table(names["man"]).schema())
         stmts += [f"DELETE FROM {q[mtable]} WHERE as_of = {day}",
-                  f"INSERT INTO {q[mtable]} (as_of, manifest) SELECT as_of, manifest FROM {q[names['man']]}",
-                  "COMMIT"]
+                  f"INSERT INTO {q[mtable]} (as_of, manifest) SELECT as_of, manifest FROM {q[names['man']]}"]
+        count = f"SELECT count(*) FROM {q[table]} WHERE as_of = {day}"
+        has_table = table in existing or rows is not None
         try:
             for stmt in stmts:
                 _run_sql(con, stmt)
+            got = _count(con, count) if has_table else 0
+            if got != n:
+                raise OutputError(f"table {table} at {_redact(url)} would hold {got:,} rows for {as_of}, "
+                                  f"not the {n:,} scored; rolled back, its rows are unchanged")
+            _run_sql(con, "COMMIT")
         except Exception:
             with contextlib.suppress(Exception):
                 _run_sql(con, "ROLLBACK")
             raise
+        got = _count(con, count) if has_table else 0  # read back after COMMIT
+        if got != n:
+            raise OutputError(f"wrote {n:,} rows for {as_of} to table {table} at {_redact(url)} but read "
+                              f"back {got:,}; check the database")
     except OutputError:
         raise
     except Exception as exc:  # noqa: BLE001

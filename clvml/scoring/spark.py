@@ -94,10 +94,10 @@ def score_partitions(bundle: ModelBundle, ds: Dataset, as_of: dt.date, folder: P
     arrow = arrow.set(arrow.get_field_index(COUNTS), pa.field(COUNTS, pa.binary()))
     scored = feats.mapInPandas(fn, from_arrow_schema(arrow)).persist()
     try:
-        rows_only = scored.filter(F.col(COUNTS).isNull()).drop(COUNTS)
+        rows_only = scored.filter(F.col(COUNTS).isNull()).drop(COUNTS, "as_of")  # as_of: the hive key
         spark_out = folder / "_spark"
-        rows_only.sortWithinPartitions("customer_id").write.parquet(str(spark_out),
-                                                                      compression="zstd")
+        # a global sort: the part files are ordered ranges, merged in order into one sorted file
+        rows_only.orderBy("customer_id").write.parquet(str(spark_out), compression="zstd")
         counts = None
         for r in scored.filter(F.col(COUNTS).isNotNull()).select(COUNTS).collect():
             counts = add_counts(counts, pickle.loads(r[0]))
