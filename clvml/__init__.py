@@ -42,6 +42,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "EngineError",
         "ModelIncompatibleError",
         "ModelNotFoundError",
+        "ShrinkError",
         "UnusableModelError",
     ),
     "clvml.evaluation.backtest": ("backtest", "BacktestResult"),
@@ -114,6 +115,7 @@ __all__ = [
     "score",
     "ScoreResult",
     "segment_drivers",
+    "ShrinkError",
     "Segmenter",
     "simulate",
     "split_by_cutoff",
@@ -167,6 +169,7 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real objects
         EngineError,
         ModelIncompatibleError,
         ModelNotFoundError,
+        ShrinkError,
         UnusableModelError,
     )
     from clvml.evaluation.backtest import BacktestResult, backtest
