@@ -182,7 +182,7 @@ def stage_bundle(bundle: ModelBundle, path: str | Path, example: pd.DataFrame,
     that produced it), covered by the checksums like every other file.
     """
     import mlflow.pyfunc
-    from mlflow.models import infer_signature
+    from mlflow.models import ModelSignature
 
     from clvml.io import atomic_write_json, remove_dead_staging, staging_dir
 
@@ -191,7 +191,7 @@ def stage_bundle(bundle: ModelBundle, path: str | Path, example: pd.DataFrame,
     with staging_dir(path.parent, f".{path.name}.", f"the model {path}") as tmp:
         folder = tmp / "model"  # MLflow writes into a folder that does not exist yet
         model = _pyfunc_class()(bundle)
-        signature = infer_signature(_signature_example(example), bundle.predict(example))
+        signature = ModelSignature(inputs=_schema(example), outputs=_schema(bundle.predict(example)))
         with _without_cloudpickle_notice():
             mlflow.pyfunc.save_model(str(folder), python_model=model, signature=signature,
                                      input_example=example.head(3), pip_requirements=pip_requirements())
@@ -220,12 +220,30 @@ def _without_cloudpickle_notice() -> Iterator[None]:
         log.removeFilter(drop)
 
 
-def _signature_example(example: pd.DataFrame) -> pd.DataFrame:
-    """The example the model signature is inferred from, with integer feature columns declared as
-    doubles: a count can be missing at scoring time (a customer without that history), and MLflow can
-    only carry a missing value in a double column."""
-    ints = [c for c in example.columns if pd.api.types.is_integer_dtype(example[c]) and c != "customer_id"]
-    return example.astype(dict.fromkeys(ints, "float64")) if ints else example
+def _schema(frame: pd.DataFrame):
+    """The MLflow schema of ``frame``, declared from its dtypes instead of inferred from values.
+
+    Integer columns are counts that the feature registry fills with 0, so they are never missing and
+    are declared ``long``; a column that can be missing is a float (``double``, optional) or text.
+    MLflow's inference cannot know that and warns about every integer column.
+    """
+    from mlflow.types import DataType
+    from mlflow.types.schema import ColSpec, Schema
+
+    cols = []
+    for name, dtype in frame.dtypes.items():
+        if pd.api.types.is_bool_dtype(dtype):
+            kind = DataType.boolean
+        elif pd.api.types.is_integer_dtype(dtype):
+            kind = DataType.long
+        elif pd.api.types.is_float_dtype(dtype):
+            kind = DataType.double
+        elif pd.api.types.is_datetime64_any_dtype(dtype):
+            kind = DataType.datetime
+        else:
+            kind = DataType.string
+        cols.append(ColSpec(kind, str(name), required=not frame[name].isna().any()))
+    return Schema(cols)
 
 
 def save_bundle(bundle: ModelBundle, path: str | Path, example: pd.DataFrame,
