@@ -19,7 +19,7 @@ from clvml.errors import ModelIncompatibleError
 from clvml.features.registry import FeatureSpec
 from clvml.io import pid_alive
 from clvml.modeling.churn import ChurnModel
-from clvml.modeling.clv import clv
+from clvml.modeling.clv import CLVShape, clv
 from clvml.modeling.value import ValueModel
 from clvml.tracking import BUNDLE_META
 
@@ -52,6 +52,7 @@ class ModelBundle:
     reason_codes: int = 3  # top features pushing churn risk up / value down, per customer (0: none)
     segmenter: Segmenter | None = None  # RFM, lifecycle, value tiers, risk bands, actions
     reference: DriftReference | None = None  # training snapshot of features and scores (drift check)
+    clv_shape: CLVShape | None = None  # BTYD dynamics of clv (clv_params survival "btyd")
 
     @property
     def feature_columns(self) -> list[str]:
@@ -72,7 +73,8 @@ class ModelBundle:
                  "windows": list(self.windows), "families": list(self.families),
                  "horizon_days": self.horizon_days, "clv_params": self.clv_params,
                  "btyd_features": self.btyd_features, "reason_codes": self.reason_codes,
-                 "churn": self.churn, "value": self.value, "segmenter": self.segmenter}
+                 "churn": self.churn, "value": self.value, "segmenter": self.segmenter,
+                 "clv_shape": self.clv_shape}
         _digest(state, h, set())
         return h.hexdigest()[:12]
 
@@ -108,8 +110,21 @@ class ModelBundle:
             "churn_probability": p,
             "expected_purchases": purchases,
             "expected_value": value,
-            "clv": clv(value, p, **self.clv_params),
+            "clv": self.clv(features, value, p),
         })
+
+    def clv(self, features: pd.DataFrame, value: np.ndarray, p: np.ndarray) -> np.ndarray:
+        """CLV with the bundle's parameters: ``survival`` btyd (the BTYD shape of each customer, from
+        the transaction features) or geometric (bundles made before the BTYD shape)."""
+        params = {"survival": "geometric", **self.clv_params}
+        weights = None
+        if params["survival"] == "btyd":
+            if self.clv_shape is None:
+                raise ModelIncompatibleError("the bundle's CLV uses the BTYD shape but has none fitted: "
+                                             "retrain with `clvml train`")
+            weights = self.clv_shape.weights_from_features(features.reset_index(drop=True),
+                                                           int(params["periods"]))
+        return clv(value, p, period_weights=weights, **params)
 
     def predict(self, features: pd.DataFrame) -> pd.DataFrame:
         """Scores for a feature table with ``customer_id`` and ``cutoff`` columns: churn, value, CLV,
