@@ -57,6 +57,8 @@ class CLVConfig(_Strict):
         "customer's BTYD dynamics; geometric: (1 - churn probability)^(k-1), the former construction.")
     btyd_model: Literal["bgnbd", "pareto_nbd", "mbgnbd"] = Field(
         "bgnbd", description="The purchase model of survival: btyd.")
+    interval: float = Field(0.8, gt=0, lt=1, description="Nominal coverage of the expected_value and "
+                            "clv intervals (split-conformal on held-out time).")
 
 
 class BacktestConfig(_Strict):

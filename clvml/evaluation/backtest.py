@@ -25,6 +25,10 @@ summed over the window: ``realised_k``), scored by :func:`clvml.evaluation.clv_e
 * ``simple``: K × the spend of the last horizon before the origin;
 * ``oracle``: the synthetic world's truth (expected spend over the K periods given the hidden state),
   when a ``truth`` table with ``expected_spend_long`` is given.
+
+**Intervals** (tasks ``value_interval``, ``clv_interval``): LightGBM's ``clv.interval`` intervals
+(split-conformal, :mod:`clvml.modeling.intervals`) calibrated at each origin on the previous origin's
+predictions and outcomes, and their coverage at the origin (see :func:`interval_evaluation`).
 """
 
 from __future__ import annotations
@@ -41,10 +45,11 @@ from clvml.config import Config
 from clvml.data.cutoffs import clv_window_days
 from clvml.data.dataset import Dataset
 from clvml.errors import ClvmlError
-from clvml.evaluation.clv_eval import clv_metrics
+from clvml.evaluation.clv_eval import clv_metrics, interval_metrics
 from clvml.evaluation.metrics import churn_metrics, value_metrics
 from clvml.modeling.btyd import BTYDModel
-from clvml.modeling.clv import CLVShape, clv
+from clvml.modeling.clv import CLVShape, clv, formula_params
+from clvml.modeling.intervals import ConformalIntervals
 from clvml.modeling.training import (
     TrainingSet,
     fit_models,
@@ -170,7 +175,7 @@ def evaluate_origin(ts: TrainingSet, cfg: Config, ds: Dataset | None, origin: dt
         shape = CLVShape(periods=c.periods, period_days=h, model=c.btyd_model).fit(
             transactions_frame(ds, origin), origin)
     weights = shape.weights_from_features(test) if shape is not None else None
-    configured = {**c.model_dump(), "survival": c.survival if weights is not None else "geometric"}
+    configured = {**formula_params(c.model_dump()), "survival": c.survival if weights is not None else "geometric"}
     pred = pd.DataFrame({
         "origin": pd.Timestamp(origin), "customer_id": test["customer_id"],
         "churn": test["churn"].astype(int), "value": value_target(test, cfg),
@@ -228,5 +233,31 @@ def backtest(ts: TrainingSet, cfg: Config, ds: Dataset | None, origins: list[dt.
         preds.append(p)
         mets.append(m)
         models[o] = mdl
-    return BacktestResult(pd.concat(preds, ignore_index=True), pd.concat(mets, ignore_index=True),
-                          models)
+    pred = pd.concat(preds, ignore_index=True)
+    ivals = interval_evaluation(pred, sorted(origins), sorted(clv_set), cfg.clv.interval)
+    return BacktestResult(pred, pd.concat([*mets, ivals], ignore_index=True), models)
+
+
+#: (task, realised column, predicted column) of the intervals scored by the backtest
+INTERVAL_TARGETS = (("value_interval", "value", "value_lightgbm"), ("clv_interval", "realised_k", "clvk_lightgbm"))
+
+
+def interval_evaluation(pred: pd.DataFrame, origins: list, clv_origins: list, coverage: float
+                        ) -> pd.DataFrame:
+    """Coverage of LightGBM's intervals on held-out time: at each origin after the first, intervals
+    calibrated (:class:`~clvml.modeling.intervals.ConformalIntervals`) on the previous origin's
+    predictions and realised values, scored by :func:`~clvml.evaluation.clv_eval.interval_metrics`.
+    The bounds are added to ``pred`` as ``<predicted column>_lo`` / ``_hi``."""
+    rows = []
+    for (task, actual, col), ors in zip(INTERVAL_TARGETS, (origins, clv_origins), strict=True):
+        if col not in pred:
+            continue
+        for prev, o in zip(ors, ors[1:], strict=False):
+            cal = pred[pred.origin == pd.Timestamp(prev)]
+            at = (pred.origin == pd.Timestamp(o)).to_numpy()
+            ci = ConformalIntervals(coverage=coverage).fit(cal[col], cal[actual])
+            lo, hi = ci.predict(pred.loc[at, col])
+            pred.loc[at, f"{col}_lo"], pred.loc[at, f"{col}_hi"] = lo, hi
+            for metric, val in interval_metrics(pred.loc[at, actual], lo, hi).items():
+                rows.append((pd.Timestamp(o), task, "lightgbm", metric, val))
+    return pd.DataFrame(rows, columns=["origin", "task", "model", "metric", "value"])

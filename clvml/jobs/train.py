@@ -27,6 +27,7 @@ from clvml.evaluation.report import write_report
 from clvml.explain.drivers import write_explanations
 from clvml.features import build_features, to_pandas
 from clvml.modeling.clv import CLVShape
+from clvml.modeling.intervals import ConformalIntervals
 from clvml.modeling.training import add_btyd_features, fit_models, make_training_set, transactions_frame
 from clvml.scoring.bundle import SCORE_COLUMNS, ModelBundle, save_bundle
 
@@ -114,7 +115,7 @@ def _train(cfg: Config, ds: Dataset, progress: Progress, t0: float, run_id: str 
         churn=churn, value=value, specs=ts.specs, windows=list(cfg.features.windows),
         families=list(cfg.features.families), horizon_days=cfg.labels.horizon_days,
         clv_params=cfg.clv.model_dump(), trained_cutoffs=ts.cutoffs, btyd_features=cfg.model.btyd_features,
-        clvml_version=__version__, name=cfg.name, clv_shape=shape,
+        clvml_version=__version__, name=cfg.name, clv_shape=shape, intervals=fit_intervals(ev, cfg),
     )
     latest = ts.frame[ts.frame["cutoff"] == pd.Timestamp(test_cutoff)]
     fit_segments_and_reference(bundle, latest, ds, test_cutoff, cfg)
@@ -148,6 +149,20 @@ def _train(cfg: Config, ds: Dataset, progress: Progress, t0: float, run_id: str 
     finally:
         shutil.rmtree(staged, ignore_errors=True)
     return TrainResult(bundle, ev, summary, run_id, model_path, report)
+
+
+def fit_intervals(ev: BacktestResult, cfg: Config) -> dict[str, ConformalIntervals]:
+    """The score intervals, calibrated on held-out time: expected value on the held-out cut-off,
+    CLV on the CLV origin (predictions of models that never saw them, against what was realised)."""
+    pred, out = ev.predictions, {}
+    for name, actual, col in (("value", "value", "value_lightgbm"), ("clv", "realised_k", "clvk_lightgbm")):
+        if col in pred:
+            cal = pred[pred[actual].notna() & pred[col].notna()]
+            if name == "value":  # the held-out cut-off (the CLV origin is older)
+                cal = cal[cal.origin == cal.origin.max()]
+            if len(cal):
+                out[name] = ConformalIntervals(coverage=cfg.clv.interval).fit(cal[col], cal[actual])
+    return out
 
 
 def check_metrics(ev: BacktestResult, ts, cutoff: dt.date) -> None:

@@ -36,8 +36,7 @@ SURVIVALS = ("btyd", "geometric")
 
 
 def clv(expected_spend, churn_probability=None, *, periods: int, margin: float, discount_rate: float,
-        cost: float | np.ndarray = 0.0, survival: str = "geometric", period_weights=None,
-        btyd_model: str | None = None) -> np.ndarray:  # noqa: ARG001  (btyd_model: see CLVShape)
+        cost: float | np.ndarray = 0.0, survival: str = "geometric", period_weights=None) -> np.ndarray:
     """Vectorised CLV; see the module docstring for the formula and its assumptions.
 
     ``period_weights`` (n × K, ``w_k``) is required for ``survival="btyd"`` (see
@@ -60,6 +59,14 @@ def clv(expected_spend, churn_probability=None, *, periods: int, margin: float, 
         raise ValueError(f"unknown survival {survival!r}: expected one of {', '.join(SURVIVALS)}")
     disc = (1.0 + discount_rate) ** -k
     return margin * spend * (weights * disc[None, :]).sum(axis=1) - cost
+
+
+FORMULA = ("periods", "margin", "discount_rate", "cost", "survival")
+
+
+def formula_params(settings: dict) -> dict:
+    """The arguments of :func:`clv` among the ``clv`` config settings (a bundle's ``clv_params``)."""
+    return {k: v for k, v in settings.items() if k in FORMULA}
 
 
 def period_weights(model, frequency, recency, T, *, periods: int, period_days: float,
