@@ -72,14 +72,15 @@ def test_backtest_scores_every_model_on_the_same_customers(backtest_run):
     tmp, cfg, r = backtest_run
     pred, met = r.result.predictions, r.result.metrics
     origins = sorted(pred.origin.dt.date.unique())
-    # the two churn/value origins, and the latest cut-off with K·H = 4 x 60 days of data after it
-    assert origins == [dt.date(2023, 9, 28), dt.date(2024, 2, 10), dt.date(2024, 3, 26)]
+    assert origins == [dt.date(2024, 2, 10), dt.date(2024, 3, 26)]
+    # the latest cut-off with K·H = 4 x 60 days of data after it
+    assert sorted(r.result.clv_predictions.origin.dt.date.unique()) == [dt.date(2023, 9, 28)]
     for col in ("churn_lightgbm", "churn_btyd", "churn_pareto_nbd", "churn_mbgnbd", "churn_simple",
                 "value_lightgbm", "value_btyd", "value_pareto_nbd", "value_mbgnbd", "value_simple",
                 "clv_lightgbm"):
         assert pred[col].notna().all(), col
     assert not pred.duplicated(["origin", "customer_id"]).any()
-    scored = met[met.task != "clv"]
+    scored = met[met.task.isin(["churn", "value"])]
     assert set(scored.origin.dt.date) == {dt.date(2024, 2, 10), dt.date(2024, 3, 26)}
     assert set(scored.model) == {"lightgbm", "btyd", "pareto_nbd", "mbgnbd", "simple"}
     assert len(scored) == 2 * 5 * (7 + 8)  # origins x models x (churn + value metrics)
@@ -97,10 +98,11 @@ def test_backtest_scores_clv_against_the_realised_margin_of_k_periods(backtest_r
     from clvml.data.loading import load_data
 
     tmp, cfg, r = backtest_run
-    pred, met = r.result.predictions, r.result.metrics
+    pred, met = r.result.clv_predictions, r.result.metrics
     o = pd.Timestamp("2023-09-28")
     at = pred[pred.origin == o]
-    assert at["realised_k"].notna().all() and pred.loc[pred.origin != o, "realised_k"].isna().all()
+    assert len(at) == len(pred) and at["realised_k"].notna().all()
+    assert "realised_k" not in r.result.predictions
     # the realised value: margin x purchases (positive amounts) in [origin, origin + 240 days)
     t = load_data(cfg).tables["transactions"].to_pandas()
     t["ts"] = pd.to_datetime(t["ts"]).dt.tz_localize(None) if pd.to_datetime(t["ts"]).dt.tz is None \
@@ -118,6 +120,12 @@ def test_backtest_scores_clv_against_the_realised_margin_of_k_periods(backtest_r
     assert abs(s.loc["total_error_pct", "lightgbm"]) < abs(s.loc["total_error_pct", "lightgbm_geometric"])
     assert s.loc["total_error_pct", "lightgbm_geometric"] < -15
     assert (s.loc["capture_top20"] <= s.loc["best_top20"] + 1e-12).all()
+    # value intervals: calibrated on the first origin, scored on the second
+    iv = met[met.task == "value_interval"].set_index("metric")["value"]
+    assert set(met[met.task == "value_interval"].origin.dt.date) == {dt.date(2024, 3, 26)}
+    assert 0.6 < iv["coverage"] < 0.95 and iv["coverage"] + iv["below"] + iv["above"] == pytest.approx(1)
+    late = r.result.predictions[r.result.predictions.origin == pd.Timestamp("2024-03-26")]
+    assert (late.value_lightgbm_lo <= late.value_lightgbm_hi).all()
 
 
 def test_backtest_report_and_mlflow_run(backtest_run):

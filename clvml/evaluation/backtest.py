@@ -66,14 +66,18 @@ MODELS = ("oracle", "lightgbm", "lightgbm_geometric", *BTYD_BASELINES, "simple")
 class BacktestResult:
     """Per-customer predictions and metrics of every origin.
 
-    ``predictions`` has one row per (origin, customer): the realised ``churn`` and ``value`` and each
-    model's ``churn_<model>``, ``value_<model>`` and (LightGBM) ``clv_lightgbm``. ``metrics`` is long:
-    origin, task (churn/value), model, metric, value.
+    ``predictions`` has one row per (churn/value origin, customer): the realised ``churn`` and ``value``
+    and each model's ``churn_<model>``, ``value_<model>`` and (LightGBM) ``clv_lightgbm`` (the configured
+    CLV, as scored). ``clv_predictions`` has one row per (CLV origin, customer): the same plus the
+    realised ``realised_k`` and each model's undiscounted ``clvk_<model>``. Interval bounds, where
+    scored, are ``<column>_lo`` / ``_hi``. ``metrics`` is long: origin, task (churn, value, clv,
+    value_interval, clv_interval), model, metric, value.
     """
 
     predictions: pd.DataFrame
     metrics: pd.DataFrame
     models: dict[dt.date, Any] = field(default_factory=dict)
+    clv_predictions: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def summary(self) -> pd.DataFrame:
         """Mean of each metric over the origins: rows (task, metric), one column per model."""
@@ -235,7 +239,12 @@ def backtest(ts: TrainingSet, cfg: Config, ds: Dataset | None, origins: list[dt.
         models[o] = mdl
     pred = pd.concat(preds, ignore_index=True)
     ivals = interval_evaluation(pred, sorted(origins), sorted(clv_set), cfg.clv.interval)
-    return BacktestResult(pred, pd.concat([*mets, ivals], ignore_index=True), models)
+    scored = pred.origin.isin([pd.Timestamp(o) for o in origins])
+    long = pred.origin.isin([pd.Timestamp(o) for o in clv_set])
+    def part(rows):  # without the columns of the other kind of origin
+        return pred[rows].dropna(axis=1, how="all").reset_index(drop=True)
+
+    return BacktestResult(part(scored), pd.concat([*mets, ivals], ignore_index=True), models, part(long))
 
 
 #: (task, realised column, predicted column) of the intervals scored by the backtest

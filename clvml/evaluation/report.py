@@ -85,6 +85,9 @@ def write_report(result: BacktestResult, folder: str | Path, title: str,
     atomic_write_text(result.metrics.to_csv(index=False), out["metrics"])
     atomic_write_text(result.summary().to_csv(), out["summary"])
     atomic_write_parquet(result.predictions, out["predictions"])
+    if len(result.clv_predictions):
+        out["clv_predictions"] = folder / "clv_predictions.parquet"
+        atomic_write_parquet(result.clv_predictions, out["clv_predictions"])
     plots = save_plots(result.predictions, folder / "plots")
     out["report"] = atomic_write_text(render_html(title, meta, result, plots), folder / "report.html")
     return {**out, **{f"plot_{k}": v for k, v in plots.items()}}

@@ -154,14 +154,12 @@ def _train(cfg: Config, ds: Dataset, progress: Progress, t0: float, run_id: str 
 def fit_intervals(ev: BacktestResult, cfg: Config) -> dict[str, ConformalIntervals]:
     """The score intervals, calibrated on held-out time: expected value on the held-out cut-off,
     CLV on the CLV origin (predictions of models that never saw them, against what was realised)."""
-    pred, out = ev.predictions, {}
-    for name, actual, col in (("value", "value", "value_lightgbm"), ("clv", "realised_k", "clvk_lightgbm")):
-        if col in pred:
-            cal = pred[pred[actual].notna() & pred[col].notna()]
-            if name == "value":  # the held-out cut-off (the CLV origin is older)
-                cal = cal[cal.origin == cal.origin.max()]
-            if len(cal):
-                out[name] = ConformalIntervals(coverage=cfg.clv.interval).fit(cal[col], cal[actual])
+    out = {}
+    for name, pred, actual, col in (("value", ev.predictions, "value", "value_lightgbm"),
+                                    ("clv", ev.clv_predictions, "realised_k", "clvk_lightgbm")):
+        if col in pred and len(pred):
+            cal = pred[pred.origin == pred.origin.max()]
+            out[name] = ConformalIntervals(coverage=cfg.clv.interval).fit(cal[col], cal[actual])
     return out
 
 

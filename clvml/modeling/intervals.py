@@ -7,13 +7,18 @@ quantile bins and in each the ratios ``r = realised / prediction`` give
 
     lo = prediction · q_lo(bin),  hi = prediction · q_hi(bin)
 
-with ``q_lo`` the ``α/2`` quantile of the bin's ratios and ``q_hi`` the quantile that leaves exactly
-``α`` of them outside in total: when a bin's lower quantile is 0 (more than ``α/2`` of its customers
-buy nothing), zero is inside the interval and the whole ``α`` goes to the upper tail, instead of
-over-covering. Quantile levels use the split-conformal finite-sample correction
-(``⌈(n + 1)·level⌉ / n``). Coverage is then ``1 − α`` per bin as long as the ratios of the scored
-customers are distributed like those of the calibration cut-off: the backtest measures it on later
-held-out time.
+with ``q_lo`` the ``β/2`` quantile of the bin's ratios and ``q_hi`` the quantile that leaves ``β`` of
+them outside in total: when a bin's lower quantile is 0 (more than ``β/2`` of its customers buy
+nothing), zero is inside the interval and the whole ``β`` goes to the upper tail.
+
+Realised spend has a point mass at zero, so a bin where more than ``1 − α`` of the customers buy
+nothing has the interval [0, 0] and covers more than nominal (90 % of them if 90 % buy nothing):
+no interval can cover exactly 80 % of a point mass. So the tail budget ``β`` (the same in every bin)
+is raised above ``α`` until the *pooled* coverage on the calibration set is the nominal one, with the
+split-conformal finite-sample correction (``⌈(n + 1)(1 − α)⌉ / n``; quantile levels likewise): the
+bins without a large point mass give back the over-coverage of those with one. Coverage is then
+nominal overall as long as the scored customers' ratios are distributed like the calibration
+cut-off's; the backtest measures it on later held-out time.
 """
 
 from __future__ import annotations
@@ -58,19 +63,39 @@ class ConformalIntervals:
         self.edges_ = np.unique(np.quantile(p, np.linspace(0, 1, nb + 1)[1:-1]))
         b = np.searchsorted(self.edges_, p, side="right")
         r = y / np.maximum(p, 1e-9)
-        alpha = 1.0 - self.coverage
-        lo, hi = [], []
-        for j in range(len(self.edges_) + 1):
-            rj = r[b == j]
-            q_lo = _conformal_quantile(rj, alpha / 2) if len(rj) else 0.0
-            q_lo = q_lo if q_lo > 0 and (rj < q_lo).mean() <= alpha / 2 else 0.0
-            outside_low = float((rj < q_lo).mean()) if len(rj) else 0.0
-            q_hi = _conformal_quantile(rj, 1.0 - alpha + outside_low) if len(rj) else float("inf")
-            lo.append(q_lo)
-            hi.append(q_hi)
-        self.lo_, self.hi_ = np.array(lo), np.array(hi)
+        groups = [np.sort(r[b == j]) for j in range(len(self.edges_) + 1)]
+        target = min(1.0, math.ceil((len(r) + 1) * self.coverage) / len(r))
+        # the tail budget beta of every bin, raised until the pooled coverage is the nominal one
+        lo_beta, hi_beta = 0.0, 1.0 - self.coverage
+        if self._coverage(groups, hi_beta) > target:
+            lo_beta, hi_beta = hi_beta, 1.0
+            for _ in range(40):
+                mid = (lo_beta + hi_beta) / 2
+                lo_beta, hi_beta = (mid, hi_beta) if self._coverage(groups, mid) >= target else (lo_beta, mid)
+        self.tail_ = lo_beta if lo_beta > 0 else hi_beta
+        bounds = [self._bounds(g, self.tail_) for g in groups]
+        self.lo_ = np.array([lo for lo, _ in bounds])
+        self.hi_ = np.array([hi for _, hi in bounds])
         self.n_ = len(p)
         return self
+
+    @staticmethod
+    def _bounds(g: np.ndarray, beta: float) -> tuple[float, float]:
+        """The ratio interval of one bin (sorted ratios ``g``) leaving ``beta`` of it outside."""
+        if len(g) == 0:
+            return 0.0, float("inf")
+        q_lo = _conformal_quantile(g, beta / 2)
+        if not q_lo > 0 or np.searchsorted(g, q_lo, side="left") / len(g) > beta / 2:
+            q_lo = 0.0  # a point mass at zero: zero is inside, the whole budget goes to the upper tail
+        below = np.searchsorted(g, q_lo, side="left") / len(g)
+        return q_lo, _conformal_quantile(g, min(1.0, 1.0 - beta + below))
+
+    def _coverage(self, groups: list[np.ndarray], beta: float) -> float:
+        inside = 0
+        for g in groups:
+            lo, hi = self._bounds(g, beta)
+            inside += np.searchsorted(g, hi, side="right") - np.searchsorted(g, lo, side="left")
+        return inside / sum(len(g) for g in groups)
 
     def predict(self, predicted, scale=None) -> tuple[np.ndarray, np.ndarray]:
         """``(lo, hi)`` for ``predicted``; the bin is chosen by ``predicted``, the ratios are applied to
