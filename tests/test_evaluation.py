@@ -190,6 +190,7 @@ def test_cli_backtest_prints_the_comparison(tmp_path):
     res = CliRunner().invoke(app, ["backtest", "-c", str(path)])
     assert res.exit_code == 0, res.output
     assert "lightgbm" in res.output and "btyd" in res.output and "roc_auc" in res.output
+    assert "capture_top20" in res.output and "pareto_nbd" in res.output
     assert (tmp_path / "out" / "backtest" / "report.html").exists()
 
 
