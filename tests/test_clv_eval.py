@@ -110,3 +110,26 @@ def test_btyd_survival_keeps_an_alive_infrequent_buyer_and_geometric_does_not():
     btyd = clv([100.0], survival="btyd", period_weights=w, **kw)[0]
     geometric = clv([100.0], p0, survival="geometric", **kw)[0]
     assert btyd > 360 and geometric < 230
+
+
+def test_long_horizon_truth_leaves_the_world_unchanged():
+    import datetime as dt
+
+    import pandas as pd
+
+    from clvml.datasets.synthetic import simulate
+
+    cuts = [dt.date(2023, 9, 1), dt.date(2023, 12, 1)]
+    kw = dict(cutoffs=cuts, seed=4, horizon_days=90)
+    plain = simulate(600, "2023-01-01", "2024-06-30", **kw)
+    long = simulate(600, "2023-01-01", "2024-06-30", long_truth=[cuts[0]], long_horizon_days=270, **kw)
+    pd.testing.assert_frame_equal(plain.transactions, long.transactions)
+    pd.testing.assert_frame_equal(plain.truth, long.truth.drop(columns=[
+        "expected_spend_long", "expected_spend_long_observable", "long_horizon_days"]))
+    t = long.truth.set_index("cutoff")
+    first, later = t.loc[pd.Timestamp(cuts[0])], t.loc[pd.Timestamp(cuts[1])]
+    assert first["expected_spend_long"].notna().all() and later["expected_spend_long"].isna().all()
+    # 270 days hold more expected spend than 90, for the same customers; the observer knows less
+    assert (first["expected_spend_long"] >= first["expected_spend"] - 1e-9).all()
+    assert first["expected_spend_long"].sum() > 2 * first["expected_spend"].sum()
+    assert (first["expected_spend_long_observable"] >= 0).all()
