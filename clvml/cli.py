@@ -182,7 +182,8 @@ def train(config: ConfigOpt = None, engine: EngineOpt = None, no_cache: NoCacheO
 @app.command()
 def backtest(config: ConfigOpt = None, engine: EngineOpt = None, no_cache: NoCacheOpt = False,
              strict: StrictOpt = False) -> None:
-    """Rolling-origin backtest: LightGBM beside BG/NBD+GG and simple baselines, HTML report."""
+    """Rolling-origin backtest: LightGBM beside the BTYD and simple baselines, CLV against realised
+    value, interval coverage, HTML report."""
     def go():
         from clvml.jobs.backtest import run_backtest
 
@@ -192,7 +193,10 @@ def backtest(config: ConfigOpt = None, engine: EngineOpt = None, no_cache: NoCac
         s = r.result.summary()
         keep = [("churn", "roc_auc"), ("churn", "pr_auc"), ("churn", "brier"), ("churn", "ece"),
                 ("churn", "lift_top10"), ("value", "mae"), ("value", "normalized_gini"),
-                ("value", "spearman"), ("value", "decile_mape"), ("value", "total_error_pct")]
+                ("value", "spearman"), ("value", "decile_mape"), ("value", "total_error_pct"),
+                ("clv", "mae"), ("clv", "normalized_gini"), ("clv", "capture_top1"), ("clv", "capture_top5"),
+                ("clv", "capture_top20"), ("clv", "total_error_pct"), ("value_interval", "coverage"),
+                ("clv_interval", "coverage")]
         print(s.loc[[k for k in keep if k in s.index]].round(4).to_string())
         say(f"report: {r.report['report']}; MLflow run {r.run_id}")
     _run(go)

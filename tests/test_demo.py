@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -37,7 +38,8 @@ def write_config(tmp_path, **over):
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("demo")
-    cfg = load_config(write_config(tmp))
+    # 2 CLV periods: 180 days, so the 18-month world has a CLV origin (2023-12-31) to calibrate on
+    cfg = load_config(write_config(tmp, clv={"periods": 2, "margin": 0.3, "discount_rate": 0.02}))
     return tmp, cfg, demo(cfg)
 
 
@@ -56,6 +58,11 @@ def test_demo_end_to_end(demo_run):
     assert (scores.churn_reason_1_shap.fillna(0) >= scores.churn_reason_2_shap.fillna(0)).all()
     assert (scores.value_reason_1_shap.dropna() < 0).all()
     assert scores.churn_probability.between(0, 1).all() and (scores.expected_value >= 0).all()
+    # 80 % intervals, calibrated on held-out time (value: the held-out cut-off; CLV: the CLV origin)
+    for col in ("expected_value", "clv"):
+        lo, hi = scores[f"{col}_lo"], scores[f"{col}_hi"]
+        assert np.isfinite(lo).all() and np.isfinite(hi).all() and (lo <= hi).all() and (lo >= 0).all()
+        assert (hi > scores[col]).mean() > 0.5  # the upper tail carries the spread
     assert str(scores.as_of.iloc[0]) == "2024-07-01"
     # segments and actions from the thresholds learned at training
     assert set(scores.value_tier) == {"high", "potential", "general", "low"}

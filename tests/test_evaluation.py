@@ -73,19 +73,59 @@ def test_backtest_scores_every_model_on_the_same_customers(backtest_run):
     pred, met = r.result.predictions, r.result.metrics
     origins = sorted(pred.origin.dt.date.unique())
     assert origins == [dt.date(2024, 2, 10), dt.date(2024, 3, 26)]
-    for col in ("churn_lightgbm", "churn_btyd", "churn_simple", "value_lightgbm", "value_btyd",
-                "value_simple", "clv_lightgbm"):
+    # the latest cut-off with K·H = 4 x 60 days of data after it
+    assert sorted(r.result.clv_predictions.origin.dt.date.unique()) == [dt.date(2023, 9, 28)]
+    for col in ("churn_lightgbm", "churn_btyd", "churn_pareto_nbd", "churn_mbgnbd", "churn_simple",
+                "value_lightgbm", "value_btyd", "value_pareto_nbd", "value_mbgnbd", "value_simple",
+                "clv_lightgbm"):
         assert pred[col].notna().all(), col
     assert not pred.duplicated(["origin", "customer_id"]).any()
-    assert set(met.model) == {"lightgbm", "btyd", "simple"}
-    assert len(met) == 2 * 3 * (7 + 8)  # origins x models x (churn + value metrics)
+    scored = met[met.task.isin(["churn", "value"])]
+    assert set(scored.origin.dt.date) == {dt.date(2024, 2, 10), dt.date(2024, 3, 26)}
+    assert set(scored.model) == {"lightgbm", "btyd", "pareto_nbd", "mbgnbd", "simple"}
+    assert len(scored) == 2 * 5 * (7 + 8)  # origins x models x (churn + value metrics)
     s = r.result.summary()
-    assert list(s.columns) == ["lightgbm", "btyd", "simple"]
+    assert list(s.columns) == ["oracle", "lightgbm", "lightgbm_geometric", "btyd", "pareto_nbd", "mbgnbd",
+                               "simple"]
     # on held-out horizons the LightGBM models rank better than the simple baselines
     assert s.loc[("churn", "roc_auc"), "lightgbm"] > s.loc[("churn", "roc_auc"), "simple"]
     assert s.loc[("value", "normalized_gini"), "lightgbm"] > s.loc[("value", "normalized_gini"), "simple"]
     # realised labels are the ones of the training set at that cut-off
     assert pred.churn.isin([0, 1]).all() and (pred.value >= 0).all()
+
+
+def test_backtest_scores_clv_against_the_realised_margin_of_k_periods(backtest_run):
+    from clvml.data.loading import load_data
+
+    tmp, cfg, r = backtest_run
+    pred, met = r.result.clv_predictions, r.result.metrics
+    o = pd.Timestamp("2023-09-28")
+    at = pred[pred.origin == o]
+    assert len(at) == len(pred) and at["realised_k"].notna().all()
+    assert "realised_k" not in r.result.predictions
+    # the realised value: margin x purchases (positive amounts) in [origin, origin + 240 days)
+    t = load_data(cfg).tables["transactions"].to_pandas()
+    t["ts"] = pd.to_datetime(t["ts"]).dt.tz_localize(None) if pd.to_datetime(t["ts"]).dt.tz is None \
+        else pd.to_datetime(t["ts"]).dt.tz_convert(None)
+    w = t[(t.ts >= o) & (t.ts < o + pd.Timedelta(days=240)) & (t.amount > 0)]
+    want = w.groupby("customer_id")["amount"].sum().reindex(at.customer_id).fillna(0.0).to_numpy()
+    np.testing.assert_allclose(at["realised_k"].to_numpy(), cfg.clv.margin * want, rtol=1e-9)
+    clv = met[met.task == "clv"]
+    assert set(clv.origin) == {o}
+    assert set(clv.model) == {"oracle", "lightgbm", "lightgbm_geometric", "btyd", "pareto_nbd", "mbgnbd",
+                              "simple"}
+    s = r.result.summary().loc["clv"]
+    # the truth ranks best; the geometric survival undervalues: the BTYD-shaped CLV is far closer
+    assert s.loc["normalized_gini", "oracle"] > s.loc["normalized_gini"].drop("oracle").max()
+    assert abs(s.loc["total_error_pct", "lightgbm"]) < abs(s.loc["total_error_pct", "lightgbm_geometric"])
+    assert s.loc["total_error_pct", "lightgbm_geometric"] < -15
+    assert (s.loc["capture_top20"] <= s.loc["best_top20"] + 1e-12).all()
+    # value intervals: calibrated on the first origin, scored on the second
+    iv = met[met.task == "value_interval"].set_index("metric")["value"]
+    assert set(met[met.task == "value_interval"].origin.dt.date) == {dt.date(2024, 3, 26)}
+    assert 0.6 < iv["coverage"] < 0.95 and iv["coverage"] + iv["below"] + iv["above"] == pytest.approx(1)
+    late = r.result.predictions[r.result.predictions.origin == pd.Timestamp("2024-03-26")]
+    assert (late.value_lightgbm_lo <= late.value_lightgbm_hi).all()
 
 
 def test_backtest_report_and_mlflow_run(backtest_run):
@@ -150,6 +190,7 @@ def test_cli_backtest_prints_the_comparison(tmp_path):
     res = CliRunner().invoke(app, ["backtest", "-c", str(path)])
     assert res.exit_code == 0, res.output
     assert "lightgbm" in res.output and "btyd" in res.output and "roc_auc" in res.output
+    assert "capture_top20" in res.output and "pareto_nbd" in res.output
     assert (tmp_path / "out" / "backtest" / "report.html").exists()
 
 

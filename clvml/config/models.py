@@ -52,6 +52,13 @@ class CLVConfig(_Strict):
     margin: float = Field(0.3, ge=0, le=1, description="Margin rate applied to spend.")
     discount_rate: float = Field(0.02, ge=0, description="Discount rate per horizon period.")
     cost: float = Field(0.0, ge=0, description="Per-customer cost over the CLV period.")
+    survival: Literal["btyd", "geometric"] = Field(
+        "btyd", description="btyd: LightGBM's first-period spend carried over the K periods with each "
+        "customer's BTYD dynamics; geometric: (1 - churn probability)^(k-1), the former construction.")
+    btyd_model: Literal["bgnbd", "pareto_nbd", "mbgnbd"] = Field(
+        "bgnbd", description="The purchase model of survival: btyd.")
+    interval: float = Field(0.8, gt=0, lt=1, description="Nominal coverage of the expected_value and "
+                            "clv intervals (split-conformal on held-out time).")
 
 
 class BacktestConfig(_Strict):
@@ -59,6 +66,10 @@ class BacktestConfig(_Strict):
 
     origins: list[dt.date] | None = None
     last: int = Field(3, ge=1, description="Without origins: how many of the latest labelled cut-offs.")
+    clv_origins: list[dt.date] | None = Field(
+        None, description="Origins of the long-horizon CLV evaluation (cut-offs with clv.periods x "
+        "labels.horizon_days days of data after them); default: the latest clv_last such cut-offs.")
+    clv_last: int = Field(2, ge=0, description="Without clv_origins: how many (0: no CLV evaluation).")
 
 
 TUNABLE = {"learning_rate": float, "num_leaves": int, "min_child_samples": int, "subsample": float,

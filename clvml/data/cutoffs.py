@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pandas as pd
+
 from clvml.config import Config
 from clvml.data.dataset import Dataset
 from clvml.errors import ClvmlError
@@ -36,3 +38,40 @@ def cutoff_grid(cfg: Config, last_day: dt.date) -> list[dt.date]:
     if not out:
         raise ClvmlError(f"cutoffs.start {c.start} is after the end {end}: no cut-offs")
     return out
+
+
+def clv_window_days(cfg: Config) -> int:
+    """``K·H``: the days of data a CLV origin needs after it."""
+    return cfg.clv.periods * cfg.labels.horizon_days
+
+
+def clv_origins(cfg: Config, labelled: list[dt.date], last_day: dt.date, n: int | None = None
+                ) -> list[dt.date]:
+    """Cut-offs usable for the long-horizon CLV evaluation: ``K·H`` days of data after them and more
+    than ``cutoffs.validation`` embargoed training cut-offs before them. ``backtest.clv_origins`` when
+    set (each checked), else the latest ``n`` (default ``backtest.clv_last``) such cut-offs."""
+    window, h = clv_window_days(cfg), cfg.labels.horizon_days
+    end = pd.Timestamp(last_day) + pd.Timedelta(days=1)
+
+    def covered(c) -> bool:
+        return pd.Timestamp(c) + pd.Timedelta(days=window) <= end
+
+    def trainable(c) -> bool:  # what fit_models needs: an embargoed split of the earlier cut-offs
+        before = sorted(pd.Timestamp(x) for x in labelled if pd.Timestamp(x) + pd.Timedelta(days=h)
+                        <= pd.Timestamp(c))
+        if len(before) <= cfg.cutoffs.validation:
+            return False
+        held = before[-cfg.cutoffs.validation]
+        return any(x + pd.Timedelta(days=h) <= held for x in before)
+
+    if cfg.backtest.clv_origins:
+        bad = [c for c in cfg.backtest.clv_origins if c not in labelled or not covered(c) or not trainable(c)]
+        if bad:
+            raise ClvmlError(f"backtest.clv_origins {', '.join(map(str, bad))}: a CLV origin must be a labelled "
+                             f"cut-off with {window} days of data after it (clv.periods x "
+                             f"labels.horizon_days; data end {last_day}) and more than cutoffs.validation "
+                             "earlier cut-offs to train on")
+        return sorted(set(cfg.backtest.clv_origins))
+    n = cfg.backtest.clv_last if n is None else n
+    ok = [c for c in labelled if covered(c) and trainable(c)]
+    return ok[-n:] if n else []

@@ -12,10 +12,10 @@ import pyarrow.parquet as pq
 
 from clvml.config import Config, TableSource
 from clvml.data.contracts import SCHEMAS
-from clvml.data.cutoffs import cutoff_grid
+from clvml.data.cutoffs import clv_origins, cutoff_grid
 from clvml.data.dataset import Dataset, load_dataset
 from clvml.data.validation import ValidationReport
-from clvml.errors import DataValidationError
+from clvml.errors import ClvmlError, DataValidationError
 
 Progress = Callable[[str], None]
 
@@ -31,7 +31,20 @@ def synthetic_cutoffs(cfg: Config) -> list[dt.date]:
     return sorted(set(grid) | {syn.end + dt.timedelta(days=1)})
 
 
-def _world_matches(path: Path, cutoffs: list[dt.date], end: dt.date, campaigns: bool = False) -> bool:
+def synthetic_long_cutoffs(cfg: Config) -> list[dt.date]:
+    """Cut-offs for the long-horizon truth (the oracle CLV): the CLV origins the backtest will use."""
+    syn = cfg.data.synthetic
+    grid = cutoff_grid(cfg, syn.end)
+    h = dt.timedelta(days=cfg.labels.horizon_days)
+    labelled = [c for c in grid if c + h <= syn.end + dt.timedelta(days=1)]
+    try:
+        return clv_origins(cfg, labelled, syn.end)
+    except ClvmlError:  # misconfigured clv_origins: the backtest says so
+        return []
+
+
+def _world_matches(path: Path, cutoffs: list[dt.date], end: dt.date, campaigns: bool = False,
+                   long: tuple[list[dt.date], int] = ([], 0)) -> bool:
     """A world written earlier is reused only if its truth covers every cut-off the config needs
     (cut-offs after the last simulated day have no truth) and it has the configured campaigns."""
     truth = path / "truth.parquet"
@@ -42,7 +55,16 @@ def _world_matches(path: Path, cutoffs: list[dt.date], end: dt.date, campaigns: 
     if "p_purchase_observable" not in pq.read_schema(truth).names:  # written before that truth
         return False
     have = set(pd.to_datetime(pd.read_parquet(truth, columns=["cutoff"])["cutoff"]).dt.date)
-    return {c for c in cutoffs if c <= end} <= have
+    if not {c for c in cutoffs if c <= end} <= have:
+        return False
+    if long[0]:
+        if "expected_spend_long" not in pq.read_schema(truth).names:
+            return False
+        t = pd.read_parquet(truth, columns=["cutoff", "expected_spend_long", "long_horizon_days"])
+        t = t[t["expected_spend_long"].notna()]
+        if set(long[0]) - set(pd.to_datetime(t["cutoff"]).dt.date) or (t["long_horizon_days"] != long[1]).any():
+            return False
+    return True
 
 
 def load_data(cfg: Config, progress: Progress = quiet, *, log_findings: bool = True) -> Dataset:
@@ -54,12 +76,14 @@ def load_data(cfg: Config, progress: Progress = quiet, *, log_findings: bool = T
     if data.synthetic is not None:
         syn = data.synthetic
         path = Path(syn.path)
-        if not _world_matches(path, synthetic_cutoffs(cfg), syn.end, bool(syn.campaigns)):
+        long = (synthetic_long_cutoffs(cfg), cfg.clv.periods * cfg.labels.horizon_days)
+        if not _world_matches(path, synthetic_cutoffs(cfg), syn.end, bool(syn.campaigns), long):
             from clvml.datasets.synthetic import Campaign, simulate
 
             progress(f"generating a synthetic world of {syn.n_customers:,} customers")
             world = simulate(syn.n_customers, syn.start, syn.end, cutoffs=synthetic_cutoffs(cfg),
                              horizon_days=cfg.labels.horizon_days, seed=syn.seed,
+                             long_truth=long[0], long_horizon_days=long[1],
                              campaigns=[Campaign(**c.model_dump()) for c in syn.campaigns])
             world.write(path)
         if data.observed_until is None:  # the simulator observes every day up to its end

@@ -49,6 +49,11 @@ the horizon of days [c, c + H):
   cut-offs passed as ``rate_unknown_truth``): the same for an observer who knows every trait except
   the purchase rate, which it infers from the history (:class:`RateMixtureFilter`): a tighter
   ceiling, still above any model, which must infer the other traits too.
+* ``expected_spend_long`` and ``expected_spend_long_observable`` (only at the cut-offs passed as
+  ``long_truth``, NaN elsewhere; ``long_horizon_days`` is stored in the column ``long_horizon_days``):
+  expected spend over ``[c, c + long_horizon_days)``, computed like ``expected_spend`` (oracle: knows
+  who has dropped out) and like ``expected_spend_observable``: the oracle CLV of a long-horizon
+  evaluation.
 
 Campaigns (optional)
 --------------------
@@ -391,6 +396,8 @@ def simulate(
     campaigns: Sequence[Campaign] = (),
     observable_truth: bool = True,
     rate_unknown_truth: Sequence[dt.date | str] = (),
+    long_truth: Sequence[dt.date | str] = (),
+    long_horizon_days: int = 360,
     progress: bool = False,
 ) -> SyntheticWorld:
     """Generate a synthetic world.
@@ -424,6 +431,11 @@ def simulate(
         ``expected_spend_rate_unknown``, NaN at other cut-offs; :class:`RateMixtureFilter` with
         ``RATE_NODES`` nodes). A diagnostic: it costs about ``RATE_NODES`` times the observable
         truth. Own random stream too, so the world is the same either way.
+    long_truth, long_horizon_days
+        Cut-offs (among ``cutoffs``) at which to also compute the expected spend over
+        ``long_horizon_days`` (``expected_spend_long``, and ``expected_spend_long_observable`` with
+        ``observable_truth``): the oracle of a CLV evaluation over several horizons. Own random
+        stream, so the world is the same either way.
     """
     t0 = time.perf_counter()
     start = pd.Timestamp(start).date()
@@ -481,6 +493,10 @@ def simulate(
                          "the cut-offs")
     mix = RateMixtureFilter(eng, RATE_NODES) if mix_days else None
     mix_rng = np.random.default_rng([seed, 2**31 - 2])
+    long_days = {(pd.Timestamp(c).date() - start).days for c in long_truth}
+    if not long_days <= set(cut_days):
+        raise ValueError(f"long_truth {sorted(map(str, long_truth))} must be among the cut-offs")
+    long_rng = np.random.default_rng([seed, 2**31 - 3])
 
     for t in range(n_days):
         if t in cut_set:
@@ -491,6 +507,15 @@ def simulate(
             if t in mix_days and len(part):
                 part = _rate_unknown_truth(part, mix, st, t, signup, mu, sat_trait, eng,
                                            horizon_days, truth_paths, mix_rng)
+            if t in long_days and len(part):
+                lt = _truth(st, t, signup, mu, sat_trait, eng, long_horizon_days, truth_paths, long_rng)
+                part = part.assign(expected_spend_long=lt["expected_spend"].to_numpy(),
+                                   long_horizon_days=long_horizon_days)
+                if filt is not None:
+                    ia = _truth(_if_alive(st), t, signup, mu, sat_trait, eng, long_horizon_days,
+                                truth_paths, long_rng)
+                    part["expected_spend_long_observable"] = (
+                        filt.p_alive()[part["customer_id"].to_numpy()] * ia["expected_spend"].to_numpy())
             truth_parts.append(part)
         for k, camp in camp_at.get(t, ()):
             camp_parts.append(_run_campaign(camp, k, seed, st, t, signup, last_buy, tier, boost,

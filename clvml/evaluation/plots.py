@@ -19,11 +19,14 @@ from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
 from clvml.evaluation.backtest import MODELS  # noqa: E402
 from clvml.plotting import axes, save_figure  # noqa: E402
 
-LABELS = {"lightgbm": "LightGBM", "btyd": "BG/NBD + Gamma-Gamma", "simple": "simple baseline"}
+LABELS = {"lightgbm": "LightGBM", "btyd": "BG/NBD + Gamma-Gamma", "simple": "simple baseline",
+          "pareto_nbd": "Pareto/NBD + Gamma-Gamma", "mbgnbd": "MBG/NBD + Gamma-Gamma",
+          "lightgbm_geometric": "LightGBM, geometric survival", "oracle": "oracle (synthetic truth)"}
+PLOTTED = ("lightgbm", "btyd", "simple")  # the churn/value plots stay readable with three curves
 
 
 def _models(pred: pd.DataFrame, task: str) -> list[str]:
-    return [m for m in MODELS if f"{task}_{m}" in pred]
+    return [m for m in MODELS if m in PLOTTED and f"{task}_{m}" in pred]
 
 
 def roc(pred: pd.DataFrame):

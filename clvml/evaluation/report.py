@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 
 from clvml.evaluation.backtest import BacktestResult
-from clvml.evaluation.plots import LABELS, save_plots
+from clvml.evaluation.plots import LABELS, PLOTTED, save_plots
 from clvml.io import atomic_write_parquet, atomic_write_text
 from clvml.plotting import CSS
 
@@ -32,7 +32,9 @@ def summary_table(result: BacktestResult) -> str:
     for (task, metric), r in s.iterrows():
         vals = r.dropna()
         best = None
-        if len(vals) > 1 and metric not in ("total_actual", "total_predicted"):
+        vals = vals.drop("oracle", errors="ignore")  # the truth is a reference, not a contender
+        if len(vals) > 1 and metric not in ("total_actual", "total_predicted") \
+                and not metric.startswith("best_"):
             if metric == "total_error_pct":
                 best = vals.abs().idxmin()
             else:
@@ -48,7 +50,7 @@ def summary_table(result: BacktestResult) -> str:
 
 def per_origin_table(result: BacktestResult, metrics=("roc_auc", "ece", "normalized_gini",
                                                       "total_error_pct")) -> str:
-    m = result.metrics[result.metrics.metric.isin(metrics)]
+    m = result.metrics[result.metrics.metric.isin(metrics) & result.metrics.model.isin(PLOTTED)]
     t = m.pivot_table(index="origin", columns=["task", "metric", "model"], values="value")
     head = "".join(f"<th>{html.escape(f'{a}: {b} ({LABELS.get(c, c)})')}</th>" for a, b, c in t.columns)
     rows = "".join(f"<tr><td>{pd.Timestamp(o).date()}</td>{''.join(f'<td>{_fmt(v)}</td>' for v in r)}</tr>"
@@ -66,7 +68,11 @@ def render_html(title: str, meta: dict[str, Any], result: BacktestResult, plots:
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1><dl>{info}</dl>"
             f"<h2>Metrics</h2><p>Every model is scored on the same customers at every origin. Best per "
-            f"row in bold.</p>{summary_table(result)}<h2>Per origin</h2>{per_origin_table(result)}"
+            f"row in bold. Task <i>clv</i>: CLV over the K periods (undiscounted, no cost) against the "
+            f"margin realised over the same days, at the origins with that much data after them; "
+            f"capture_topP is the share of the realised value held by the predicted top P %, best_topP "
+            f"the share held by the real top P %.</p>{summary_table(result)}"
+            f"<h2>Per origin</h2>{per_origin_table(result)}"
             f"<h2>Plots</h2><div class='plots'>{imgs}</div></body></html>")
 
 
@@ -82,6 +88,9 @@ def write_report(result: BacktestResult, folder: str | Path, title: str,
     atomic_write_text(result.metrics.to_csv(index=False), out["metrics"])
     atomic_write_text(result.summary().to_csv(), out["summary"])
     atomic_write_parquet(result.predictions, out["predictions"])
+    if len(result.clv_predictions):
+        out["clv_predictions"] = folder / "clv_predictions.parquet"
+        atomic_write_parquet(result.clv_predictions, out["clv_predictions"])
     plots = save_plots(result.predictions, folder / "plots")
     out["report"] = atomic_write_text(render_html(title, meta, result, plots), folder / "report.html")
     return {**out, **{f"plot_{k}": v for k, v in plots.items()}}

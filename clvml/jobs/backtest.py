@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from clvml.config import Config
+from clvml.data.cutoffs import clv_origins, data_end
 from clvml.data.dataset import Dataset
 from clvml.data.loading import Progress, load_data, quiet
 from clvml.evaluation.backtest import BacktestResult, backtest
@@ -22,6 +23,15 @@ def backtest_origins(cfg: Config, labelled: list[dt.date]) -> list[dt.date]:
     return labelled[-cfg.backtest.last:]
 
 
+def synthetic_truth(cfg: Config):
+    """The synthetic world's truth table when the config generates one (for the oracle rows)."""
+    import pandas as pd
+
+    syn = cfg.data.synthetic
+    path = Path(syn.path) / "truth.parquet" if syn is not None else None
+    return pd.read_parquet(path) if path is not None and path.is_file() else None
+
+
 @dataclass
 class BacktestRun:
     result: BacktestResult
@@ -35,9 +45,11 @@ def run_backtest(cfg: Config, ds: Dataset | None = None, progress: Progress = qu
     progress("building point-in-time features and labels")
     ts = make_training_set(ds, cfg, progress=progress)
     origins = backtest_origins(cfg, ts.cutoffs)
-    result = backtest(ts, cfg, ds, origins, progress)
+    long = clv_origins(cfg, ts.cutoffs, data_end(ds))
+    result = backtest(ts, cfg, ds, origins, progress, clv_origins=long, truth=synthetic_truth(cfg))
     report = write_report(result, Path(cfg.output.dir) / "backtest", f"clvml backtest: {cfg.name}",
                           {"origins": ", ".join(str(o) for o in origins),
+                           "CLV origins": ", ".join(str(o) for o in long) or "none (too little data)",
                            "horizon (days)": cfg.labels.horizon_days, "rows": len(ts.frame),
                            "features": len(ts.feature_columns)})
     run_id = None

@@ -18,6 +18,7 @@ import pandas as pd
 
 from clvml._version import __version__
 from clvml.config import Config
+from clvml.data.cutoffs import clv_origins, clv_window_days, data_end
 from clvml.data.dataset import Dataset
 from clvml.data.loading import Progress, load_data, quiet
 from clvml.errors import UnusableModelError
@@ -25,7 +26,9 @@ from clvml.evaluation.backtest import BacktestResult, backtest
 from clvml.evaluation.report import write_report
 from clvml.explain.drivers import write_explanations
 from clvml.features import build_features, to_pandas
-from clvml.modeling.training import add_btyd_features, fit_models, make_training_set
+from clvml.modeling.clv import CLVShape
+from clvml.modeling.intervals import ConformalIntervals
+from clvml.modeling.training import add_btyd_features, fit_models, make_training_set, transactions_frame
 from clvml.scoring.bundle import SCORE_COLUMNS, ModelBundle, stage_bundle
 
 
@@ -47,7 +50,8 @@ def metric_dict(result: BacktestResult, task: str, model: str) -> dict[str, floa
 
 def _result_summary(result: BacktestResult) -> dict[str, Any]:
     return {f"{task}_{model}" if model != "lightgbm" else task: metric_dict(result, task, model)
-            for task in ("churn", "value") for model in result.metrics.model.unique()}
+            for task in ("churn", "value", "clv") for model in result.metrics.model.unique()
+            if ((result.metrics.task == task) & (result.metrics.model == model)).any()}
 
 
 def train(cfg: Config, ds: Dataset | None = None, progress: Progress = quiet) -> TrainResult:
@@ -92,15 +96,24 @@ def _train(cfg: Config, ds: Dataset, progress: Progress, t0: float, run_id: str 
     test_cutoff = ts.cutoffs[-1]
     progress(f"training set: {len(ts.frame):,} rows over {len(ts.cutoffs)} cut-offs, "
              f"{len(ts.feature_columns)} features; evaluating on the latest cut-off {test_cutoff}")
-    ev = backtest(ts, cfg, ds, [test_cutoff])
+    last_day = data_end(ds)
+    long = clv_origins(cfg, ts.cutoffs, last_day, n=1)
+    if long:
+        progress(f"evaluating CLV over {clv_window_days(cfg)} days at {long[0]}")
+    ev = backtest(ts, cfg, ds, [test_cutoff], clv_origins=long)
     check_metrics(ev, ts, test_cutoff)
     progress("fitting the final models on all complete cut-offs")
     churn, value = fit_models(ts, cfg)
+    shape = None
+    if cfg.clv.survival == "btyd":
+        end = last_day + dt.timedelta(days=1)
+        shape = CLVShape(periods=cfg.clv.periods, period_days=cfg.labels.horizon_days,
+                         model=cfg.clv.btyd_model).fit(transactions_frame(ds, end), end)
     bundle = ModelBundle(
         churn=churn, value=value, specs=ts.specs, windows=list(cfg.features.windows),
         families=list(cfg.features.families), horizon_days=cfg.labels.horizon_days,
         clv_params=cfg.clv.model_dump(), trained_cutoffs=ts.cutoffs, btyd_features=cfg.model.btyd_features,
-        clvml_version=__version__, name=cfg.name,
+        clvml_version=__version__, name=cfg.name, clv_shape=shape, intervals=fit_intervals(ev, cfg),
     )
     latest = ts.frame[ts.frame["cutoff"] == pd.Timestamp(test_cutoff)]
     fit_segments_and_reference(bundle, latest, ds, test_cutoff, cfg)
@@ -115,7 +128,9 @@ def _train(cfg: Config, ds: Dataset, progress: Progress, t0: float, run_id: str 
             "seconds": round(time.perf_counter() - t0, 1),
         }
         report = write_report(ev, Path(cfg.output.dir) / "evaluation", f"clvml train: {cfg.name}",
-                              {"held-out cut-off": test_cutoff, "horizon (days)": cfg.labels.horizon_days,
+                              {"held-out cut-off": test_cutoff,
+                               "CLV origin": long[0] if long else "none (too little data)",
+                               "horizon (days)": cfg.labels.horizon_days,
                                "training rows": len(ts.frame), "features": len(ts.feature_columns)})
         progress("explaining the models (SHAP) on the latest cut-off")
         core = bundle.core_scores(latest)
@@ -131,10 +146,22 @@ def _train(cfg: Config, ds: Dataset, progress: Progress, t0: float, run_id: str 
     return TrainResult(bundle, ev, summary, run_id, model_path, report)
 
 
+def fit_intervals(ev: BacktestResult, cfg: Config) -> dict[str, ConformalIntervals]:
+    """The score intervals, calibrated on held-out time: expected value on the held-out cut-off,
+    CLV on the CLV origin (predictions of models that never saw them, against what was realised)."""
+    out = {}
+    for name, pred, actual, col in (("value", ev.predictions, "value", "value_lightgbm"),
+                                    ("clv", ev.clv_predictions, "realised_k", "clvk_lightgbm")):
+        if col in pred and len(pred):
+            cal = pred[pred.origin == pred.origin.max()]
+            out[name] = ConformalIntervals(coverage=cfg.clv.interval).fit(cal[col], cal[actual])
+    return out
+
+
 def check_metrics(ev: BacktestResult, ts, cutoff: dt.date) -> None:
     """Refuse to go on (nothing exported or registered) when a held-out metric of the LightGBM
     models is not a number: such a model has not been evaluated at all."""
-    m = ev.metrics[ev.metrics.model == "lightgbm"]
+    m = ev.metrics[(ev.metrics.model == "lightgbm") & ev.metrics.task.isin(["churn", "value"])]
     bad = m[~np.isfinite(m["value"].astype(float))]
     if bad.empty:
         return

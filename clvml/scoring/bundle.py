@@ -20,12 +20,16 @@ import pandas as pd
 from clvml.errors import ModelIncompatibleError, ModelNotFoundError
 from clvml.features.registry import FeatureSpec
 from clvml.modeling.churn import ChurnModel
-from clvml.modeling.clv import clv
+from clvml.modeling.clv import CLVShape, clv, formula_params
+from clvml.modeling.intervals import ConformalIntervals
 from clvml.modeling.value import ValueModel
 from clvml.tracking import BUNDLE_META
 
 SCORE_COLUMNS = ["churn_probability", "expected_value", "clv"]
 """The core score columns of every score row (also compared by the drift check)."""
+INTERVAL_COLUMNS = ["expected_value_lo", "expected_value_hi", "clv_lo", "clv_hi"]
+"""The ``clv.interval`` (default 80 %) prediction intervals of every score row (NaN when the bundle
+could not calibrate them: see :mod:`clvml.modeling.intervals`)."""
 
 if TYPE_CHECKING:
     from clvml.analytics.segments import Segmenter
@@ -53,6 +57,8 @@ class ModelBundle:
     reason_codes: int = 3  # top features pushing churn risk up / value down, per customer (0: none)
     segmenter: Segmenter | None = None  # RFM, lifecycle, value tiers, risk bands, actions
     reference: DriftReference | None = None  # training snapshot of features and scores (drift check)
+    clv_shape: CLVShape | None = None  # BTYD dynamics of clv (clv_params survival "btyd")
+    intervals: dict[str, ConformalIntervals] = field(default_factory=dict)  # "value", "clv"
 
     @property
     def feature_columns(self) -> list[str]:
@@ -73,7 +79,8 @@ class ModelBundle:
                  "windows": list(self.windows), "families": list(self.families),
                  "horizon_days": self.horizon_days, "clv_params": self.clv_params,
                  "btyd_features": self.btyd_features, "reason_codes": self.reason_codes,
-                 "churn": self.churn, "value": self.value, "segmenter": self.segmenter}
+                 "churn": self.churn, "value": self.value, "segmenter": self.segmenter,
+                 "clv_shape": self.clv_shape, "intervals": getattr(self, "intervals", {})}
         _digest(state, h, set())
         return h.hexdigest()[:12]
 
@@ -103,14 +110,41 @@ class ModelBundle:
         value, purchases = self.value.predict_with_purchases(X)
         if purchases is None:
             purchases = np.full(len(X), np.nan)
-        return pd.DataFrame({
+        scored, undiscounted = self.clv(features, value, p)
+        out = pd.DataFrame({
             "customer_id": features["customer_id"].to_numpy(),
             "as_of": pd.to_datetime(features["cutoff"]).dt.date.to_numpy(),
             "churn_probability": p,
             "expected_purchases": purchases,
             "expected_value": value,
-            "clv": clv(value, p, **self.clv_params),
+            "expected_value_lo": np.nan, "expected_value_hi": np.nan,
+            "clv": scored,
+            "clv_lo": np.nan, "clv_hi": np.nan,
         })
+        iv = getattr(self, "intervals", None) or {}
+        if "value" in iv:
+            out["expected_value_lo"], out["expected_value_hi"] = iv["value"].predict(value)
+        if "clv" in iv:  # calibrated on the undiscounted CLV; the ratios apply to the discounted one
+            cost = float(self.clv_params.get("cost", 0.0))
+            lo, hi = iv["clv"].predict(undiscounted, scale=scored + cost)
+            out["clv_lo"], out["clv_hi"] = lo - cost, hi - cost
+        return out
+
+    def clv(self, features: pd.DataFrame, value: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """CLV with the bundle's parameters, and the same undiscounted and without cost (what the
+        intervals are calibrated on): ``survival`` btyd (the BTYD shape of each customer, from the
+        transaction features) or geometric (bundles made before the BTYD shape)."""
+        params = {"survival": "geometric", **formula_params(self.clv_params)}
+        weights = None
+        if params["survival"] == "btyd":
+            if self.clv_shape is None:
+                raise ModelIncompatibleError("the bundle's CLV uses the BTYD shape but has none fitted: "
+                                             "retrain with `clvml train`")
+            weights = self.clv_shape.weights_from_features(features.reset_index(drop=True),
+                                                           int(params["periods"]))
+        scored = clv(value, p, period_weights=weights, **params)
+        gross = clv(value, p, period_weights=weights, **{**params, "discount_rate": 0.0, "cost": 0.0})
+        return scored, gross
 
     def predict(self, features: pd.DataFrame) -> pd.DataFrame:
         """Scores for a feature table with ``customer_id`` and ``cutoff`` columns: churn, value, CLV,

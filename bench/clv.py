@@ -1,0 +1,92 @@
+"""Diagnostic (not a speed benchmark): CLV against realised value, and interval coverage (issue 25).
+
+Two data sets:
+
+* **synthetic**: the demo's world (same simulator settings and seed, 20,000 customers) over three
+  years (2022-01-01..2024-12-31) instead of two, so that a CLV origin has K·H = 4 × 90 days of data
+  after it *and* an earlier CLV origin whose own 360-day window ends before it: the CLV intervals are
+  calibrated there, strictly on the past, exactly as ``clvml train`` calibrates them for scoring.
+  Expected-value intervals likewise: calibrated at an origin 90 days before the one scored. The oracle
+  row is the simulator's expected spend over the 360 days given the hidden state.
+* **cdnow**: :func:`clvml.evaluation.cdnow.clv_on_cdnow` (calibration to 1997-09-30, CLV over
+  3 × 13 weeks against the 39-week holdout).
+
+Usage: ``python bench/clv.py [synthetic|cdnow|both]`` (synthetic about 15 minutes on 2 cores).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+pd.set_option("display.width", 250)
+pd.set_option("display.max_columns", 30)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def synthetic(folder: Path) -> None:
+    from clvml.config import load_config
+    from clvml.data.loading import load_data
+    from clvml.evaluation.backtest import backtest
+    from clvml.jobs.backtest import synthetic_truth
+    from clvml.modeling.training import make_training_set
+
+    demo = yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text())
+    start = dt.date(2022, 4, 1)
+    grid = [start + dt.timedelta(days=30 * i) for i in range(40)]
+    clv_o = [min(grid, key=lambda c: abs((c - dt.date(2023, 1, 6)).days))]
+    clv_o.append(clv_o[0] + dt.timedelta(days=360))  # calibrated on the first, strictly before
+    labelled = [c for c in grid if c + dt.timedelta(days=90) <= dt.date(2025, 1, 1)]
+    value_o = [labelled[-4], labelled[-1]]  # 90 days apart
+    demo.update({
+        "data": {"synthetic": {**demo["data"]["synthetic"], "start": "2022-01-01",
+                               "path": str(folder / "world")}},
+        "cutoffs": {**demo["cutoffs"], "start": str(start)},
+        "backtest": {"origins": [str(o) for o in value_o], "clv_origins": [str(o) for o in clv_o]},
+        "tracking": {"enabled": False}, "output": {"dir": str(folder / "out"), "model_dir": str(folder / "m")},
+    })
+    path = folder / "clv.yaml"
+    path.write_text(yaml.safe_dump(demo))
+    cfg = load_config(path)
+    t0 = time.perf_counter()
+    ds = load_data(cfg, print)
+    ts = make_training_set(ds, cfg)
+    print(f"world + features: {time.perf_counter() - t0:.0f} s; value origins {value_o}, CLV origins {clv_o}")
+    r = backtest(ts, cfg, ds, value_o, print, clv_origins=clv_o, truth=synthetic_truth(cfg))
+    print(f"total {time.perf_counter() - t0:.0f} s")
+    m = r.metrics
+    for task in ("clv", "value", "churn", "clv_interval", "value_interval"):
+        for o, g in m[m.task == task].groupby("origin"):
+            print(f"\n== {task} at {pd.Timestamp(o).date()}")
+            print(g.pivot_table(index="metric", columns="model", values="value").round(4).to_string())
+    r.predictions.to_parquet(folder / "predictions.parquet")
+
+
+def cdnow() -> None:
+    from clvml.evaluation.cdnow import clv_on_cdnow, intervals_on_cdnow
+
+    t0 = time.perf_counter()
+    r = clv_on_cdnow()
+    print(f"\n== CDNOW CLV over 3 x 13 weeks from 1997-10-01 ({time.perf_counter() - t0:.0f} s)")
+    print(r.T.round(4).to_string())
+    print("\n== CDNOW intervals")
+    print(intervals_on_cdnow().T.to_string())
+
+
+if __name__ == "__main__":
+    what = sys.argv[1] if len(sys.argv) > 1 else "both"
+    print(f"{platform.node()} {os.cpu_count()} cores, {dt.datetime.now():%Y-%m-%d %H:%M}")
+    if what in ("synthetic", "both"):
+        with tempfile.TemporaryDirectory() as d:
+            synthetic(Path(os.environ.get("CLV_BENCH_DIR", d)))
+    if what in ("cdnow", "both"):
+        cdnow()
