@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import gammaln, hyp2f1
 
-from clvml.modeling.mle import _fit
+from clvml.modeling.mle import PurchaseModel
 
 NAMES = ["r", "alpha", "a", "b"]
 
@@ -38,7 +38,7 @@ def _mbgnbd_ll(params, x: np.ndarray, tx: np.ndarray, T: np.ndarray) -> np.ndarr
     return np.logaddexp(*_log_parts(params, x, tx, T))
 
 
-class MBGNBD:
+class MBGNBD(PurchaseModel):
     """Modified beta-geometric/NBD purchase model. ``fit(frequency, recency, T)`` in one time unit.
 
     Parameters
@@ -56,30 +56,8 @@ class MBGNBD:
         ``log_likelihood``, ``gradient_norm``, ``converged``, ``message``, ``at_bound``.
     """
 
-    def __init__(self, *, unit_days: float = 7.0):
-        self.unit_days = unit_days
-
-    def fit(self, frequency, recency, T) -> MBGNBD:
-        """Maximum likelihood on repeat frequency ``x``, recency ``t_x`` and age ``T`` per customer."""
-        x, tx, TT = (np.asarray(v, float) for v in (frequency, recency, T))
-
-        def nll(theta):
-            value = -_mbgnbd_ll(np.exp(theta), x, tx, TT).sum()
-            return value if np.isfinite(value) else 1e300
-
-        p, self.diagnostics_ = _fit(nll, np.array([1.0, 1.0, 1.0, 1.0]), NAMES)
-        self.r_, self.alpha_, self.a_, self.b_ = p
-        self.params_ = dict(zip(NAMES, p, strict=True))
-        return self
-
-    @property
-    def _params(self) -> tuple[float, float, float, float]:
-        return self.r_, self.alpha_, self.a_, self.b_
-
-    def log_likelihood(self, frequency, recency, T) -> np.ndarray:
-        """Per-customer log-likelihood at the fitted parameters."""
-        x, tx, TT = (np.asarray(v, float) for v in (frequency, recency, T))
-        return _mbgnbd_ll(self._params, x, tx, TT)
+    NAMES = tuple(NAMES)
+    _ll = staticmethod(_mbgnbd_ll)
 
     def p_alive(self, frequency, recency, T) -> np.ndarray:
         """P(alive at T | x, t_x, T) = ``1 / (1 + a/(b+x) · ((α+T)/(α+t_x))^(r+x))``, also for x = 0."""

@@ -43,3 +43,45 @@ def _fit(nll, x0: np.ndarray, names: list[str]) -> tuple[np.ndarray, dict]:
                       f"boundary solution (log-likelihood {diag['log_likelihood']:.3f}, gradient norm "
                       f"{diag['gradient_norm']:.2e}); predictions remain valid", BoundaryWarning, stacklevel=3)
     return np.exp(theta), diag
+
+
+class PurchaseModel:
+    """What the four-parameter BTYD purchase models share: keyword-only ``unit_days``, a maximum-
+    likelihood ``fit(frequency, recency, T)`` on the log scale with boundary fits reported, the fitted
+    parameters as ``<name>_`` attributes and ``params_``, and the per-customer log-likelihood.
+
+    Subclasses set ``NAMES`` (the parameter names) and ``_ll`` (``params, x, t_x, T -> log-likelihood
+    per customer``).
+    """
+
+    NAMES: tuple[str, ...] = ()
+
+    def __init__(self, *, unit_days: float = 7.0):
+        self.unit_days = unit_days
+
+    @staticmethod
+    def _ll(params, x: np.ndarray, tx: np.ndarray, T: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def fit(self, frequency, recency, T):
+        """Maximum likelihood on repeat frequency ``x``, recency ``t_x`` and age ``T`` per customer."""
+        x, tx, TT = (np.asarray(v, float) for v in (frequency, recency, T))
+
+        def nll(theta):
+            value = -self._ll(np.exp(theta), x, tx, TT).sum()
+            return value if np.isfinite(value) else 1e300
+
+        p, self.diagnostics_ = _fit(nll, np.ones(len(self.NAMES)), list(self.NAMES))
+        for name, value in zip(self.NAMES, p, strict=True):
+            setattr(self, f"{name}_", value)
+        self.params_ = dict(zip(self.NAMES, p, strict=True))
+        return self
+
+    @property
+    def _params(self) -> tuple[float, ...]:
+        return tuple(getattr(self, f"{name}_") for name in self.NAMES)
+
+    def log_likelihood(self, frequency, recency, T) -> np.ndarray:
+        """Per-customer log-likelihood at the fitted parameters."""
+        x, tx, TT = (np.asarray(v, float) for v in (frequency, recency, T))
+        return self._ll(self._params, x, tx, TT)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import gammaln, hyp2f1
 
-from clvml.modeling.mle import _fit
+from clvml.modeling.mle import PurchaseModel
 
 NAMES = ["r", "alpha", "s", "beta"]
 
@@ -71,7 +71,7 @@ def _ratio_term(k: float | np.ndarray, base: np.ndarray, grown: np.ndarray) -> n
     return np.where(np.abs(k) < 1e-10, lr, -np.expm1(-safe * lr) / safe)
 
 
-class ParetoNBD:
+class ParetoNBD(PurchaseModel):
     """Pareto/NBD purchase model. ``fit(frequency, recency, T)`` in one time unit.
 
     Parameters
@@ -89,30 +89,8 @@ class ParetoNBD:
         ``log_likelihood``, ``gradient_norm``, ``converged``, ``message``, ``at_bound``.
     """
 
-    def __init__(self, *, unit_days: float = 7.0):
-        self.unit_days = unit_days
-
-    def fit(self, frequency, recency, T) -> ParetoNBD:
-        """Maximum likelihood on repeat frequency ``x``, recency ``t_x`` and age ``T`` per customer."""
-        x, tx, TT = (np.asarray(v, float) for v in (frequency, recency, T))
-
-        def nll(theta):
-            value = -_pareto_nbd_ll(np.exp(theta), x, tx, TT).sum()
-            return value if np.isfinite(value) else 1e300
-
-        p, self.diagnostics_ = _fit(nll, np.array([1.0, 1.0, 1.0, 1.0]), NAMES)
-        self.r_, self.alpha_, self.s_, self.beta_ = p
-        self.params_ = dict(zip(NAMES, p, strict=True))
-        return self
-
-    @property
-    def _params(self) -> tuple[float, float, float, float]:
-        return self.r_, self.alpha_, self.s_, self.beta_
-
-    def log_likelihood(self, frequency, recency, T) -> np.ndarray:
-        """Per-customer log-likelihood at the fitted parameters."""
-        x, tx, TT = (np.asarray(v, float) for v in (frequency, recency, T))
-        return _pareto_nbd_ll(self._params, x, tx, TT)
+    NAMES = tuple(NAMES)
+    _ll = staticmethod(_pareto_nbd_ll)
 
     def p_alive(self, frequency, recency, T) -> np.ndarray:
         """P(alive at T | x, t_x, T) = the alive-at-T share of the likelihood."""
