@@ -83,24 +83,34 @@ def polars_query(transactions, cutoffs: Iterable[dt.date | str],
         return (e.cast(pl.Float64) * 10**decimals).round(0, mode="half_away_from_zero").cast(pl.Int64)
 
     # one row per customer and day
+    # conditional aggregates as when/then (elementwise, then a plain sum): `.filter()` inside an
+    # aggregation is evaluated per group and was 2.4x slower here
     day_aggs = [pos.sum().cast(pl.Int64).alias("orders"),
-                units(amount).filter(pos).sum().alias("spend"),
-                units(amount * amount, 4).filter(pos).sum().alias("ss"),
-                amount.filter(pos).max().alias("max_amount"),
+                pl.when(pos).then(units(amount)).sum().alias("spend"),
+                pl.when(pos).then(units(amount * amount, 4)).sum().alias("ss"),
+                pl.when(pos).then(amount).max().alias("max_amount"),
                 neg.sum().cast(pl.Int64).alias("refunds"),
-                units(-amount).filter(neg).sum().alias("refund_amount")]
+                pl.when(neg).then(units(-amount)).sum().alias("refund_amount")]
     if "quantity" in cols:
-        day_aggs.append(units(pl.col("quantity")).filter(pos).sum().alias("quantity"))
+        day_aggs.append(pl.when(pos).then(units(pl.col("quantity"))).sum().alias("quantity"))
     if "discount" in cols:
-        day_aggs.append(units(pl.col("discount")).filter(pos).sum().alias("discount"))
+        day_aggs.append(pl.when(pos).then(units(pl.col("discount"))).sum().alias("discount"))
     if "margin" in cols:
         day_aggs.append(units(pl.col("margin")).sum().alias("margin"))
     pday = pl.when(pl.col("orders") > 0).then(pl.col("day"))
     daily = (tx.group_by("customer_id", "day").agg(day_aggs)
              .sort("customer_id", "day")
-             # days since the previous purchase day, on purchase days only
-             .with_columns(gap=pl.when(pl.col("orders") > 0).then(
-                 pl.col("day") - pday.shift(1).forward_fill().over("customer_id"))))
+             # days since the previous purchase day, on purchase days only: the last purchase day
+             # (and its customer) carried forward over the sorted rows, shifted by one; 20x cheaper
+             # than the same as `.over("customer_id")`
+             .with_columns(prev=pday.forward_fill().shift(1),
+                           prev_customer=pl.when(pl.col("orders") > 0).then(pl.col("customer_id"))
+                           .forward_fill().shift(1))
+             .with_columns(gap=pl.when((pl.col("orders") > 0)
+                                       & (pl.col("prev_customer") == pl.col("customer_id")))
+                           .then(pl.col("day") - pl.col("prev")))
+             .drop("prev", "prev_customer")
+             .cache())
     mixes = [(c, tx.filter(pos).select("customer_id", "day", pl.col(c).fill_null("(none)").alias("key"),
                                        units(amount).alias("s")))
              for c in ("category", "channel") if c in cols]
@@ -112,7 +122,7 @@ def polars_query(transactions, cutoffs: Iterable[dt.date | str],
             sfx = f"{w}d" if w else "all"
 
             def f(e: pl.Expr, w=w) -> pl.Expr:
-                return e if w is None else e.filter(pl.col("day") >= cut - w)
+                return e if w is None else pl.when(pl.col("day") >= cut - w).then(e)
 
             aggs += [f(pl.col("orders")).sum().alias(f"orders_{sfx}"),
                      f(pl.col("spend")).sum().alias(f"spend_{sfx}"),
@@ -126,17 +136,17 @@ def polars_query(transactions, cutoffs: Iterable[dt.date | str],
             if "margin" in cols:
                 aggs.append(f(pl.col("margin")).sum().alias(f"margin_{sfx}"))
         last90, prev90 = pl.col("day") >= cut - 90, (pl.col("day") < cut - 90) & (pl.col("day") >= cut - 180)
-        aggs += [(cut - pl.col("day").filter(pl.col("orders") > 0).max()).alias("recency_days"),
+        aggs += [(cut - pl.when(pl.col("orders") > 0).then(pl.col("day")).max()).alias("recency_days"),
                  (cut - pl.col("day").min()).alias("tenure_days"),
                  pl.col("spend").filter(pl.col("orders") > 0).first().alias("first_spend"),
                  pl.col("gap").count().alias("gap_n"),
                  pl.col("gap").sum().alias("gap_sum"),
                  (pl.col("gap") * pl.col("gap")).sum().alias("gap_ss"),
                  pl.col("gap").drop_nulls().last().alias("ipt_last"),
-                 pl.col("orders").filter(last90).sum().alias("orders_last90"),
-                 pl.col("orders").filter(prev90).sum().alias("orders_prev90"),
-                 pl.col("spend").filter(last90).sum().alias("spend_last90"),
-                 pl.col("spend").filter(prev90).sum().alias("spend_prev90")]
+                 pl.when(last90).then(pl.col("orders")).sum().alias("orders_last90"),
+                 pl.when(prev90).then(pl.col("orders")).sum().alias("orders_prev90"),
+                 pl.when(last90).then(pl.col("spend")).sum().alias("spend_last90"),
+                 pl.when(prev90).then(pl.col("spend")).sum().alias("spend_prev90")]
         if "quantity" in cols:
             aggs.append(pl.col("quantity").sum().alias("quantity_all"))
         out = d.group_by("customer_id").agg(aggs)
