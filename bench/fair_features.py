@@ -1,0 +1,194 @@
+"""Fair benchmark of clvml's transaction features against hand-written Polars and pandas.
+
+The competitors (``bench/competitors.py``) compute exactly the columns of
+``build_features(tables, cutoffs, families=["transactions"])`` (checked by tests/test_competitors.py).
+For each size (transactions in the ``bench/world.py`` Parquet world, built once and cached) and each
+number of monthly cut-offs, every implementation runs in a fresh subprocess, interleaved
+(clvml, clvml-raw, polars, pandas, clvml, clvml-raw, …), ``--repeats`` times. A run's time is the wall
+time inside the child from before the Parquet read to the finished in-memory result (clvml: Arrow
+table; Polars: DataFrame; pandas: DataFrame); its memory is the child's own peak RSS. The child's
+interpreter start and imports are measured separately (``process_s``), and so is the child's CPU time
+(``cpu_s_total``, user + system of all its threads, imports included: less sensitive than wall time to
+other load on a shared machine).
+
+Implementations:
+
+* ``clvml``: ``load_dataset`` (the supported path: read, validate, materialise in DuckDB) then
+  ``build_features(..., families=["transactions"]).to_pyarrow()``.
+* ``clvml-raw``: the same ``build_features`` on ``con.read_parquet`` of the files, no validation
+  (the world is already canonical): the like-for-like comparison with the competitors, which validate
+  nothing.
+* ``polars``: ``pl.scan_parquet`` → ``polars_transaction_features`` (lazy, streaming engine).
+* ``pandas``: ``pd.read_parquet`` (the needed columns) → ``pandas_transaction_features``.
+
+    python bench/fair_features.py --transactions 1000000 --cutoffs 1 6 24 --repeats 3
+
+Cut-offs: the last N month starts up to 2025-01-01 (the world covers 2023-01-01..2024-12-31).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+IMPLS = ("clvml", "clvml-raw", "polars", "pandas")
+COLUMNS = ["customer_id", "ts", "amount", "quantity", "category", "channel", "discount", "margin"]
+
+
+def monthly_cutoffs(n: int, last: dt.date = dt.date(2025, 1, 1)) -> list[dt.date]:
+    out = []
+    y, m = last.year, last.month
+    for _ in range(n):
+        out.append(dt.date(y, m, 1))
+        y, m = (y, m - 1) if m > 1 else (y - 1, 12)
+    return sorted(out)
+
+
+def run_one(impl: str, world: Path, n_cut: int, windows: list[int]) -> dict:
+    """One measurement, in this (fresh) process."""
+    cuts = monthly_cutoffs(n_cut)
+    files = str(world / "transactions" / "*.parquet")
+    if impl in ("clvml", "clvml-raw"):
+        from clvml.config import DataConfig, TableSource
+        from clvml.data.dataset import load_dataset
+        from clvml.engine import connect
+        from clvml.features import build_features
+
+        t0 = time.perf_counter()
+        con = connect()
+        if impl == "clvml":
+            cfg = DataConfig(tables={"transactions": TableSource(path=world / "transactions", format="parquet")})
+            tables = load_dataset(cfg, con=con).tables
+        else:
+            tables = {"transactions": con.read_parquet(files)}
+        read_s = time.perf_counter() - t0
+        out = build_features(tables, cuts, windows=windows, families=["transactions"]).to_pyarrow()
+        rows, cols = out.num_rows, out.num_columns
+    elif impl == "polars":
+        import polars as pl
+        from competitors import polars_transaction_features
+
+        t0 = time.perf_counter()
+        out = polars_transaction_features(pl.scan_parquet(files), cuts, windows)
+        read_s = None  # lazy: the scan is part of the query
+        rows, cols = out.height, out.width
+    elif impl == "pandas":
+        import pandas as pd
+        from competitors import pandas_transaction_features
+
+        t0 = time.perf_counter()
+        df = pd.read_parquet(world / "transactions", columns=COLUMNS)
+        read_s = time.perf_counter() - t0
+        out = pandas_transaction_features(df, cuts, windows)
+        rows, cols = out.shape
+    else:
+        raise ValueError(impl)
+    secs = time.perf_counter() - t0
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return {"impl": impl, "rows": rows, "columns": cols, "seconds": round(secs, 3),
+            "cpu_s_total": round(ru.ru_utime + ru.ru_stime, 2),
+            "read_s": None if read_s is None else round(read_s, 3),
+            "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2, 3)}
+
+
+def machine() -> str:
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError, StopIteration):
+        cpu = next(ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                   if ln.startswith("model name"))
+    import duckdb
+    import pandas
+    versions = f"duckdb {duckdb.__version__}, pandas {pandas.__version__}"
+    try:
+        import polars
+        versions += f", polars {polars.__version__}"
+    except ImportError:
+        pass
+    return (f"{os.cpu_count()} CPUs ({cpu}), {mem:.0f} GiB RAM, Python {platform.python_version()}, "
+            f"{versions}")
+
+
+def table(results: list[dict], impls: list[str]) -> str:
+    lines = ["| transactions | cut-offs | rows | implementation | runs (s) | median (s) | vs fastest | "
+             "peak RSS (GiB, median) |", "|---|---|---|---|---|---|---|---|"]
+    keys = sorted({(r["transactions"], r["cutoffs"]) for r in results})
+    for n, k in keys:
+        med = {}
+        for impl in impls:
+            rs = [r for r in results if (r["transactions"], r["cutoffs"], r["impl"]) == (n, k, impl)]
+            if rs:
+                med[impl] = (statistics.median(r["seconds"] for r in rs),
+                             statistics.median(r["peak_rss_gib"] for r in rs), rs)
+        fastest = min(m[0] for m in med.values())
+        for impl, (s, rss, rs) in med.items():
+            runs = ", ".join(f"{r['seconds']:.1f}" for r in rs)
+            lines.append(f"| {n:,} | {k} | {rs[0]['rows']:,} | {impl} | {runs} | {s:.2f} | "
+                         f"{s / fastest:.2f}× | {rss:.2f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--transactions", type=int, nargs="+", default=[1_000_000])
+    ap.add_argument("--cutoffs", type=int, nargs="+", default=[1, 6, 24])
+    ap.add_argument("--windows", type=int, nargs="+", default=[30, 90, 180, 365])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--impls", nargs="+", default=list(IMPLS), choices=IMPLS)
+    ap.add_argument("--out", type=Path, default=HERE / "out", help="world cache and raw results")
+    ap.add_argument("--run", nargs=3, metavar=("IMPL", "WORLD", "CUTOFFS"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.run:
+        sys.path.insert(0, str(HERE))
+        impl, world, n_cut = args.run
+        print(json.dumps(run_one(impl, Path(world), int(n_cut), args.windows)))
+        return
+
+    sys.path.insert(0, str(HERE))
+    from world import build_world
+
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    print(f"# {stamp} {platform.node()}: {machine()}", flush=True)
+    raw = args.out / f"fair-features-{stamp.replace(':', '')}.jsonl"
+    raw.parent.mkdir(parents=True, exist_ok=True)
+    results = []
+    for n in args.transactions:
+        world = build_world(n, args.out)
+        for k in args.cutoffs:
+            for rep in range(args.repeats):
+                for impl in args.impls:  # interleaved: A B C A B C ...
+                    cmd = [sys.executable, __file__, "--run", impl, str(world), str(k),
+                           "--windows", *map(str, args.windows)]
+                    t0 = time.perf_counter()
+                    res = subprocess.run(cmd, capture_output=True, text=True)
+                    if res.returncode != 0:
+                        print(res.stderr[-3000:], file=sys.stderr)
+                        raise SystemExit(f"{impl} failed at {n} × {k}")
+                    r = json.loads(res.stdout.strip().splitlines()[-1])
+                    r |= {"transactions": n, "cutoffs": k, "repeat": rep,
+                          "process_s": round(time.perf_counter() - t0, 3)}
+                    results.append(r)
+                    with raw.open("a") as f:
+                        f.write(json.dumps(r) + "\n")
+                    print(json.dumps(r), flush=True)
+            rows = {r["rows"] for r in results if (r["transactions"], r["cutoffs"]) == (n, k)}
+            if len(rows) != 1:
+                raise SystemExit(f"implementations disagree on the row count at {n} × {k}: {rows}")
+    print()
+    print(table(results, args.impls))
+    print(f"\nraw results: {raw}")
+
+
+if __name__ == "__main__":
+    main()
