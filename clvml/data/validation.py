@@ -442,7 +442,7 @@ def prepare_table(
         "future": policies.future_events, "unknown_event": policies.unknown_event_types,
     }
     policy_name = {"null_id": "null_keys", "null_ts": "null_keys", "bad_ts": "null_keys",
-                   "future": "future_events", "unknown_event": "unknown_event_types"}
+                   "range_ts": "null_keys", "future": "future_events", "unknown_event": "unknown_event_types"}
     dropping: list[str] = []
     raw_cols = [f"raw_{c}" for c in cols]
     for key, (_cond, column, message, fix) in flags.items():
