@@ -81,8 +81,7 @@ def test_training_never_exports_or_registers_a_model_with_nan_metrics(tmp_path):
     assert "held-out metrics are not numbers" in text and "churn rate of 1.000 (a single class)" in text
     assert "Nothing was exported or registered" in text
     cfg = load_config(cfg_path)
-    assert not (cfg.output.model_dir / "stale").exists()
-    assert not list(cfg.output.model_dir.glob("*")) if cfg.output.model_dir.exists() else True
+    assert not cfg.output.model_dir.exists() or not any(cfg.output.model_dir.iterdir())  # nothing exported
     import mlflow
 
     client = mlflow.MlflowClient(tracking_uri=cfg.tracking.uri)

@@ -230,7 +230,7 @@ def stage_bundle(bundle: ModelBundle, path: str | Path, example: pd.DataFrame,
             mlflow.pyfunc.save_model(str(folder), python_model=model, signature=signature,
                                      input_example=example.head(3), pip_requirements=pip_requirements())
         if meta is not None:
-            atomic_write_json(meta, folder / META)
+            atomic_write_json(meta, folder / BUNDLE_META)
         atomic_write_json({"algorithm": "sha256", "files": bundle_checksums(folder)}, folder / CHECKSUMS)
         yield folder
 
@@ -290,19 +290,6 @@ def save_bundle(bundle: ModelBundle, path: str | Path, example: pd.DataFrame,
         return replace_dir(folder, Path(path))
 
 
-def bundle_meta(folder: str | Path) -> dict[str, Any]:
-    """The ``clvml_meta.json`` of a bundle folder ({} for bundles exported without one)."""
-    import json
-
-    p = Path(folder) / META
-    try:
-        return json.loads(p.read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-#: the file in a bundle folder naming the run that produced it
-META = BUNDLE_META
 #: the file in a bundle folder listing the SHA-256 of every other file
 CHECKSUMS = "clvml_checksums.json"
 #: metadata MLflow writes into a model it downloads from the registry (YAML, never unpickled)
