@@ -26,6 +26,9 @@ class TableSource(_Strict):
     event_types: dict[str, list[str]] = Field(
         default_factory=dict, description="canonical event type -> your values that mean it."
     )
+    encoding: Literal["utf-8", "utf-16", "latin-1"] | None = Field(
+        None, description="Text encoding of CSV files: utf-8 (the default), utf-16 (also detected from "
+        "a byte-order mark, as Excel's 'Unicode text' writes) or latin-1 (also for Windows-1252 exports).")
     timestamp_format: str | None = Field(
         None, description="strptime format (e.g. '%m/%d/%Y') of every text timestamp column of the "
         "table; without it only ISO 8601, year/month/day and day/month forms whose order a day above "
