@@ -121,7 +121,7 @@ def load_dataset(
     lines = {n for n, t in clean.items() if (config.tables.get(n) or TableSource()).grain == "line"}
     for name in lines:
         with engine_errors(f"table {name!r} ({lineage[name]})"):
-            check_lines(name, clean[name], report)
+            check_lines(name, clean[name], config.tables[name], report)
     if not report.ok:
         raise DataValidationError(report)
     materialised = {}
@@ -130,9 +130,7 @@ def load_dataset(
         with engine_errors(what):
             if name in lines:  # one row per order line: group the lines into orders, stored once
                 report.rows_out[name] = int(t.count().to_pyarrow().as_py())  # lines kept
-                orders = to_orders(name, t, config.tables[name], report)
-                t = materialize(con, f"orders_{name}_{id(report)}",
-                                orders.order_by(["customer_id", "ts", "order_id"]), what)
+                t = to_orders(name, t, config.tables[name], report, f"orders_{name}_{id(report)}", what)
                 release(con, typed_table_name(name, report))
                 materialised[name] = t
                 continue

@@ -33,6 +33,7 @@ import ibis.expr.datatypes as dtypes
 
 from clvml.config import TableSource
 from clvml.data.validation import Problem, ValidationReport
+from clvml.engine import materialize, release
 
 #: amounts are summed in integer units of 1e-6 (exact in float64 up to 9e9 per order or day)
 UNITS = 10**6
@@ -43,10 +44,17 @@ def _round(x: float, digits: int) -> float:  # ROUND(x, d) kept in float64 (Ibis
     ...
 
 
-def check_lines(name: str, lines: ibis.Table, report: ValidationReport) -> bool:
-    """Refuse what lines cannot be grouped by: an order id shared by several customers, and order-level
-    discount/margin columns (not split across lines). Returns False when a problem was added."""
+def check_lines(name: str, lines: ibis.Table, source: TableSource, report: ValidationReport) -> bool:
+    """Refuse what lines cannot be grouped by: an order id shared by several customers, order-level
+    discount/margin columns (not split across lines), a basket of quantities without a quantity column.
+    Returns False when a problem was added."""
     ok = True
+    if source.basket == "quantity" and "quantity" not in lines.columns:
+        report.problems.append(Problem(
+            name, "quantity", "missing_column", -1,
+            "basket: quantity sums the lines' quantities, but the table has no quantity column",
+            f"map it (data.tables.{name}.columns.quantity: <your column>), or set basket: lines"))
+        ok = False
     unsupported = [c for c in ("discount", "margin") if c in lines.columns]
     if unsupported:
         report.problems.append(Problem(
@@ -81,9 +89,35 @@ def _mode(lines: ibis.Table, column: str, weight: ibis.Value, keys: list[str]) -
     return best.filter(best._r == 0).select(*keys, column)
 
 
-def to_orders(name: str, lines: ibis.Table, source: TableSource, report: ValidationReport) -> ibis.Table:
+def _net(t: ibis.Table, u: str, group: list[str], out: str) -> ibis.Table:
+    """Net the positive against the negative values of column ``u`` within each ``group``: of the
+    group's positive total P and negative total N, min(P, N) is taken off both sides, each side from
+    its latest row backwards (time, then order id, then size). Adds ``out``: what is left of each
+    value, with its sign."""
+    m = t[u].abs()
+    side = ibis.ifelse(t[u] > 0, 1, -1)
+    t = t.mutate(_m=m, _side=side)
+    whole = ibis.window(group_by=group)
+    p = t._m.sum(where=t[u] > 0).over(whole).fill_null(0)
+    n = t._m.sum(where=t[u] < 0).over(whole).fill_null(0)
+    later = t._m.sum().over(ibis.window(group_by=[*group, "_side"], rows=(None, -1), order_by=[
+        ibis.desc(t.ts), ibis.desc(t.order_id), ibis.desc(t._m)]))
+    t = t.mutate(_b=ibis.least(p, n), _later=later.fill_null(0))
+    taken = ibis.greatest(ibis.least(t._b - t._later, t._m), 0)  # what the other side takes off it
+    return t.mutate(**{out: t._side * (t._m - taken)}).drop("_m", "_side", "_b", "_later")
+
+
+def to_orders(name: str, lines: ibis.Table, source: TableSource, report: ValidationReport,
+              store: str, what: str | None = None) -> ibis.Table:
     """Group validated ``lines`` into orders and net cancellations against their day (see the module
     docstring); record the counts in ``report.line_items[name]`` and one finding per kind of change.
+
+    Parameters
+    ----------
+    store
+        Name of the temporary table the orders are computed into (once; sorted by customer and time).
+    what
+        Names the table and its source in engine errors.
 
     Returns
     -------
@@ -91,13 +125,23 @@ def to_orders(name: str, lines: ibis.Table, source: TableSource, report: Validat
         Canonical transactions: ``customer_id, ts, amount, order_id`` and, when the lines give them,
         ``quantity`` (the basket size), ``category``, ``channel``.
     """
+    con = lines.get_backend()
     keys = ["customer_id", "order_id"]
     cols = lines.columns
-    t = lines.mutate(_u=_round(lines.amount.cast(dtypes.float64) * UNITS, 0))
+    t = lines.mutate(_u=_round(lines.amount.cast(dtypes.float64) * UNITS, 0), _day=lines.ts.date())
+    # the order's net amount as exported: 0 means a free or self-cancelling order, left out of netting
+    t = t.mutate(_u0=t._u.sum().over(ibis.window(group_by=keys)))
+    t = t.mutate(_live=ibis.ifelse(t._u0 == 0, 0.0, t._u))
+    if "product" in cols:  # 1. a cancelled product first meets the same product bought that day
+        t = t.mutate(_byp=ibis.ifelse(t["product"].isnull(), 0.0, t._live))
+        t = _net(t, "_byp", ["customer_id", "_day", "product"], "_p1")
+        t = t.mutate(_u1=ibis.ifelse(t["product"].isnull(), t._live, t._p1),
+                     _matched=(t._p1 != t._byp) & (t._byp < 0))
+    else:
+        t = t.mutate(_u1=t._live, _matched=ibis.literal(False))
     basket = source.basket or ("quantity" if "quantity" in cols else "lines")
-    if basket == "quantity" and "quantity" not in cols:
-        raise ValueError("basket: quantity needs a quantity column")  # refused by validation before
-    aggs: dict[str, Any] = {"ts": t.ts.min(), "_u": t._u.sum(), "_lines": t.count()}
+    aggs: dict[str, Any] = {"ts": t.ts.min(), "_day": t._day.min(), "_u0": t._u.sum(), "_u1": t._u1.sum(),
+                            "_lines": t.count(), "_matched": t._matched.cast(dtypes.int64).sum()}
     if basket == "quantity":
         aggs["_q"] = _round(t.quantity * UNITS, 0).sum()
     elif basket == "products":
@@ -109,25 +153,16 @@ def to_orders(name: str, lines: ibis.Table, source: TableSource, report: Validat
         if col in cols:
             orders = orders.left_join(_mode(t.mutate(_wt=weight), col, ibis._._wt, keys), keys) \
                 .drop("customer_id_right", "order_id_right")
-
-    o = orders.mutate(_day=orders.ts.date(), _side=ibis.ifelse(orders._u > 0, 1, -1),
-                      _m=orders._u.abs())
-    day = ["customer_id", "_day"]
-    live = o._u != 0
-    p = o._m.sum(where=live & (o._u > 0)).over(ibis.window(group_by=day))
-    n = o._m.sum(where=live & (o._u < 0)).over(ibis.window(group_by=day))
-    o = o.mutate(_b=ibis.least(p.fill_null(0), n.fill_null(0)))
-    later = o._m.sum().over(ibis.window(group_by=[*day, "_side"], order_by=[ibis.desc(o.ts), ibis.desc(o.order_id)],
-                                        rows=(None, -1)))
-    o = o.mutate(_later=later.fill_null(0))
-    taken = ibis.greatest(ibis.least(o._b - o._later, o._m), 0)  # what the other side takes off it
-    o = o.mutate(_kept=ibis.ifelse(o._u == 0, 0.0, o._m - taken))
+    # 2. what is left is netted against the day's orders, the latest first
+    o = _net(orders.mutate(_day=orders.ts.date()), "_u1", ["customer_id", "_day"], "_final")
+    # computed once: the counts, examples and the orders are then cheap scans of it
+    o = materialize(con, f"{store}_net", o, what)
 
     _count(name, o, report)
-    kept = o.filter(o._kept > 0)
+    kept = o.filter(o._final != 0)
     out: dict[str, ibis.Value] = {
         "customer_id": kept.customer_id, "ts": kept.ts,
-        "amount": (kept._side * kept._kept / UNITS).cast(dtypes.float64), "order_id": kept.order_id,
+        "amount": (kept._final / UNITS).cast(dtypes.float64), "order_id": kept.order_id,
     }
     if basket == "quantity":
         out["quantity"] = kept._q / UNITS
@@ -138,13 +173,16 @@ def to_orders(name: str, lines: ibis.Table, source: TableSource, report: Validat
     for col in ("category", "channel"):
         if col in cols:
             out[col] = kept[col]
-    return kept.select(**out)
+    orders = materialize(con, store, kept.select(**out).order_by(["customer_id", "ts", "order_id"]), what)
+    release(con, f"{store}_net")
+    return orders
 
 
 def _count(name: str, o: ibis.Table, report: ValidationReport) -> None:
     """Count lines and orders by what became of them; one finding per kind of change."""
-    purchase, cancel, zero = o._u > 0, o._u < 0, o._u == 0
-    gone, part = o._kept == 0, (o._kept > 0) & (o._kept < o._m)
+    purchase, cancel, zero = o._u0 > 0, o._u0 < 0, o._u0 == 0
+    gone = ~zero & (o._final == 0)
+    part = (o._final != 0) & (o._final.abs() < o._u0.abs())
     i64 = dtypes.int64
 
     def n(cond: ibis.Value) -> ibis.Value:
@@ -157,22 +195,22 @@ def _count(name: str, o: ibis.Table, report: ValidationReport) -> None:
         "lines": o._lines.sum(), "orders_in": o.count(),
         "zero_orders": n(zero), "zero_order_lines": lines(zero),
         "cancellation_orders": n(cancel), "cancellation_lines": lines(cancel),
+        "cancellation_lines_matched": o._matched.sum(),
         "cancellations_netted": n(cancel & gone), "cancellation_lines_netted": lines(cancel & gone),
         "cancellations_reduced": n(cancel & part),
-        "refund_orders": n(cancel & ~gone),
         "orders_cancelled": n(purchase & gone), "orders_cancelled_lines": lines(purchase & gone),
         "orders_reduced": n(purchase & part),
-        "purchase_orders": n(purchase & ~gone),
-        "orders": n(~gone),
+        "purchase_orders": n(o._final > 0), "refund_orders": n(o._final < 0),
+        "orders": n(o._final != 0),
     }
     if "_ncat" in o.columns:
-        aggs["multi_category_orders"] = n(~gone & (o._ncat > 1))
+        aggs["multi_category_orders"] = n((o._final != 0) & (o._ncat > 1))
     got = {k: int(v or 0) for k, v in o.aggregate(**aggs).to_pyarrow().to_pylist()[0].items()}
     report.line_items[name] = got
 
     def example(cond: ibis.Value) -> list[dict[str, Any]]:
         rows = (o.filter(cond).order_by(["customer_id", "ts", "order_id"]).limit(1)
-                .select("customer_id", "order_id", "ts", amount=o._u / UNITS, lines=o._lines)
+                .select("customer_id", "order_id", "ts", amount=o._u0 / UNITS, lines=o._lines)
                 .to_pyarrow().to_pylist())
         return [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.items()} for r in rows]
 
@@ -187,7 +225,8 @@ def _count(name: str, o: ibis.Table, report: ValidationReport) -> None:
     finding("cancellations_netted", got["cancellation_lines"],
             f"cancellation lines of {got['cancellation_orders']:,} order(s) with a negative net amount, netted "
             "against the same customer's purchases of their day: "
-            f"{got['cancellations_netted']:,} absorbed entirely ({got['cancellation_lines_netted']:,} lines), "
+            f"{got['cancellations_netted']:,} absorbed entirely ({got['cancellation_lines_netted']:,} lines; "
+            f"{got['cancellation_lines_matched']:,} line(s) met the same product first), "
             f"{got['orders_cancelled']:,} purchase order(s) cancelled entirely "
             f"({got['orders_cancelled_lines']:,} lines), {got['orders_reduced']:,} reduced; "
             f"{got['refund_orders']:,} kept as refund rows (cancelling earlier days' purchases)", cancel,
@@ -195,4 +234,4 @@ def _count(name: str, o: ibis.Table, report: ValidationReport) -> None:
     if got.get("multi_category_orders"):
         finding("multi_category_orders", got["multi_category_orders"],
                 "orders whose lines span several categories: each counts under its category with the "
-                "largest net amount", ~gone & (o._ncat > 1), "category")
+                "largest net amount", (o._final != 0) & (o._ncat > 1), "category")

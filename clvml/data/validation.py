@@ -445,6 +445,13 @@ def prepare_table(
                 "a wrong unit?)" + (" or set data.policies.null_keys: drop" if c == "ts" else ""),
             )
         elif kind == "number":
+            same = [k for k in typed if k in user_of and user_of[k] == user_of[c]
+                    and schema.column(k).kind == "number"]
+            if same:  # the expression reads a column also mapped (quantity): checked once, under its name
+                typed[c] = typed[same[0]]
+                flags[f"null_{c}"] = (col.isnull(), c, f"null {label} (required)",
+                                      "fill the value or remove the rows")
+                continue
             typed[c] = _as_number(col, source.thousands, source.decimal)
             fmt = (f" written with thousands: {source.thousands!r} and decimal: {source.decimal or '.'!r}"
                    if source.thousands is not None or source.decimal not in (None, ".") else "")
@@ -544,14 +551,15 @@ def prepare_table(
         ex = _examples(full, full[f"f_{key}"], raw_cols)
         ex = [{user_of[k.removeprefix("raw_")] if k.startswith("raw_" + EXPR_PREFIX) else k.removeprefix("raw_"): v
                for k, v in r.items()} for r in ex]
-        if key.startswith("bad_") and key[4:] in user_of and schema.column(key[4:]).kind == "number":
+        if (key.startswith("bad_") and key[4:] in user_of and schema.column(key[4:]).kind == "number"
+                and source.thousands is None and source.decimal is None):  # (else the fix names the format)
             hint = number_format_hint(name, [r.get(user_of[key[4:]] if key[4:].startswith(EXPR_PREFIX)
                                                    else key[4:]) for r in ex])
             if hint:
                 fix = hint
         if column.startswith(EXPR_PREFIX):
             column = user_of[column]
-        report.problems.append(Problem(name, column, key, n, message, fix,
+        report.problems.append(Problem(name, column, key.replace(EXPR_PREFIX, ""), n, message, fix,
                                        "warning" if action == "dropped" else "error", action, ex))
         if action == "dropped":
             dropping.append(key)
