@@ -207,7 +207,7 @@ def random_lines(seed: int = 5, n_customers: int = 40) -> pd.DataFrame:
 def consume(items: list[tuple], budget: int) -> dict:
     """Take ``budget`` off the magnitudes of ``items`` ((sort key, id, magnitude)), latest first."""
     left = {}
-    for key, ident, m in sorted(items, reverse=True):
+    for _key, ident, m in sorted(items, reverse=True):
         take = min(budget, m)
         budget -= take
         left[ident] = m - take

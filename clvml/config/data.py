@@ -71,7 +71,8 @@ class TableSource(_Strict):
         if self.grain == "order":
             given = [k for k in ("product", "basket") if getattr(self, k) is not None]
             if given:
-                raise ValueError(f"{' and '.join(given)} {'apply' if len(given) > 1 else 'applies'} to line items only: set grain: line, or "
+                verb = "apply" if len(given) > 1 else "applies"
+                raise ValueError(f"{' and '.join(given)} {verb} to line items only: set grain: line, or "
                                  "remove them")
         if self.basket == "products" and self.product is None:
             raise ValueError("basket: products counts distinct products: set product: <your product column>")

@@ -352,7 +352,8 @@ def prepare_table(
     for k in unknown_keys:
         report.problems.append(Problem(
             name, k, "unknown_mapping", -1, f"'{k}' is not a canonical {name} column",
-            f"use one of: {', '.join(c for c in schema.names if c not in extras)} as keys of data.tables.{name}.columns",
+            f"use one of: {', '.join(c for c in schema.names if c not in extras)} as keys of "
+            f"data.tables.{name}.columns",
         ))
     present = set(raw.columns)
     missing = [c for c in schema.required if mapping[c] not in present]
