@@ -87,6 +87,11 @@ def test_expression_columns_must_exist_and_be_numbers():
     assert p.column == "Price"
     assert p.message.startswith("column 'Price' of the amount expression 'Quantity * Price' is not in the data")
     assert "UnitPrice" in p.message and p.fix == "fix the name in data.tables.transactions.amount"
+    # at order grain the expression gives the amount and its columns are not kept
+    cfg = DataConfig.model_validate({"tables": {"transactions": {
+        "amount": "Quantity * UnitPrice + 1", "columns": {"customer_id": "CustomerID", "ts": "InvoiceDate"}}}})
+    t = load_dataset(cfg, {"transactions": frame})["transactions"].to_pandas()
+    assert list(t.columns) == ["customer_id", "ts", "amount"] and t.amount.tolist() == [3.0]
 
 
 # --- lines -> orders: exact rows and counts ----------------------------------------------------------
@@ -140,16 +145,18 @@ def test_hand_built_lines_give_exact_orders_and_counts():
         "purchase order(s) cancelled entirely "
         "(2 lines), 1 reduced; 2 kept as refund rows")
     assert found["zero_orders"].examples == [{"customer_id": "c3", "order_id": "O5",
-                                              "ts": "2024-03-01T00:00:00".replace("00:00:00", "10:00:00"),
-                                              "amount": 0.0, "lines": 1}]
+                                              "ts": "2024-03-01T10:00:00", "amount": 0.0, "lines": 1}]
     assert r.summary()["line_items"]["transactions"]["orders"] == 5
 
 
 def test_basket_counts_lines_or_products():
-    # quantity (the default): the hand-built test above; O1 has two lines of two products
-    for basket in ("lines", "products"):
-        ds = load_dataset(line_config(basket=basket), {"transactions": lines_frame(HAND_BUILT)})
-        assert [o[4] for o in orders_of(ds)] == [2.0, 1.0, 1.0, 1.0, 1.0], basket
+    # quantity (the default) is checked above; here one order of three lines, two of one product
+    frame = lines_frame([("1", "P1", 2, "2024-01-05 08:00", 1.0, "c1", "home"),
+                         ("1", "P1", 1, "2024-01-05 08:00", 1.5, "c1", "home"),
+                         ("1", "P2", 1, "2024-01-05 08:00", 2.0, "c1", "toys")])
+    for basket, size in (("lines", 3.0), ("products", 2.0)):
+        ds = load_dataset(line_config(basket=basket), {"transactions": frame})
+        assert orders_of(ds) == [("c1", "1", "2024-01-05 08:00:00", 5.5, size, "home")], basket
 
 
 def test_unparseable_quantity_and_shared_order_ids_are_refused_naming_rows():
@@ -337,6 +344,8 @@ def read_csv_amounts(tmp_path, text: str, **kw) -> list[float]:
 def test_decimal_comma_and_point_thousands(tmp_path):
     text = 'customer_id;ts;amount\na;2024-01-01;1.738,20\nb;2024-01-02;-12,5\nc;2024-01-03;3\nd;2024-01-04;1.234.567,5\n'
     assert read_csv_amounts(tmp_path, text, thousands=".", decimal=",") == [1738.2, -12.5, 3.0, 1234567.5]
+    text = 'customer_id;ts;amount\na;2024-01-01;1 738,20\nb;2024-01-02;-12,5\n'
+    assert read_csv_amounts(tmp_path, text, thousands=" ", decimal=",") == [1738.2, -12.5]
 
 
 def test_comma_thousands(tmp_path):
@@ -385,4 +394,7 @@ def test_number_format_applies_to_the_amount_expression_columns(tmp_path):
         load_dataset(cfg)
     p = next(p for p in exc.value.report.problems if p.check == "bad_UnitPrice")
     assert p.column == "UnitPrice" and p.message == "non-numeric values in UnitPrice (in the amount expression)"
-    assert p.n_rows == 2 and p.fix.startswith("'0,5' looks like a number with a decimal comma")
+    assert p.n_rows == 2 and p.fix == (  # the most telling value of the column decides
+        "'1.738,20' looks like a number with a decimal comma and '.' between thousands: set "
+        "data.tables.transactions.thousands: '.' and data.tables.transactions.decimal: ','")
+    assert set(p.examples[0]) == {"customer_id", "ts", "order_id", "quantity", "category", "UnitPrice", "product"}

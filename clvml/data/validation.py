@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -298,20 +299,25 @@ _DECIMAL_COMMA = re.compile(r"^\s*[+-]?\d*,\d+\s*$")  # 12,5
 
 def number_format_hint(name: str, values: list[Any]) -> str | None:
     """The ``thousands`` / ``decimal`` options that would read these non-numeric values, or None when
-    they do not look like numbers in a local format."""
+    they do not look like numbers in a local format. The most telling value decides (``1.738,20``
+    before ``1,738.20`` before ``12,5`` before ``1,738``, which could be either)."""
     opts = f"data.tables.{name}"
-    for v in (str(x) for x in values if x is not None):
-        if _GROUPED_POINT.match(v) and _DECIMAL_COMMA.match(v):  # 1,738: a thousand or one and a bit
-            return (f"{v.strip()!r} looks like a number in a local format: with a thousands separator "
-                    f"set {opts}.thousands: ','; with a decimal comma set {opts}.decimal: ','")
-        if _GROUPED_POINT.match(v):
-            return (f"{v.strip()!r} looks like a number with thousands separators: set "
-                    f"{opts}.thousands: ','")
-        if _GROUPED_COMMA.match(v):
-            return (f"{v.strip()!r} looks like a number with a decimal comma and '.' between thousands: "
-                    f"set {opts}.thousands: '.' and {opts}.decimal: ','")
-        if _DECIMAL_COMMA.match(v):
-            return f"{v.strip()!r} looks like a number with a decimal comma: set {opts}.decimal: ','"
+    texts = [str(x).strip() for x in values if x is not None]
+
+    def first(test: Callable[[str], bool]) -> str | None:
+        return next((v for v in texts if test(v)), None)
+
+    ambiguous = lambda v: bool(_GROUPED_POINT.match(v) and _DECIMAL_COMMA.match(v))  # noqa: E731
+    if v := first(lambda v: bool(_GROUPED_COMMA.match(v))):  # (1.738 alone is a number, never here)
+        return (f"{v!r} looks like a number with a decimal comma and '.' between thousands: "
+                f"set {opts}.thousands: '.' and {opts}.decimal: ','")
+    if v := first(lambda v: bool(_GROUPED_POINT.match(v)) and not ambiguous(v)):
+        return f"{v!r} looks like a number with thousands separators: set {opts}.thousands: ','"
+    if v := first(lambda v: bool(_DECIMAL_COMMA.match(v)) and not ambiguous(v)):
+        return f"{v!r} looks like a number with a decimal comma: set {opts}.decimal: ','"
+    if v := first(ambiguous):
+        return (f"{v!r} looks like a number in a local format: with a thousands separator "
+                f"set {opts}.thousands: ','; with a decimal comma set {opts}.decimal: ','")
     return None
 
 
@@ -540,7 +546,9 @@ def prepare_table(
                    "null_order_id": "null_keys",
                    "range_ts": "null_keys", "future": "future_events", "unknown_event": "unknown_event_types"}
     dropping: list[str] = []
-    raw_cols = [f"raw_{c}" for c in cols]
+    # (a column the amount expression reads and that is also mapped is shown once, under its name)
+    raw_cols = [f"raw_{c}" for c in cols if not (c.startswith(EXPR_PREFIX) and any(
+        user_of[k] == user_of[c] for k in cols if not k.startswith(EXPR_PREFIX)))]
     for key, (_cond, column, message, fix) in flags.items():
         n = counts[key]
         if not n:
