@@ -13,9 +13,11 @@ the same day. The rules, precisely (``docs/line-items.md``):
 * **Net amount 0** (free items only; an invoice that cancels itself): not a purchase and not a refund —
   the order is removed and counted (``zero_orders``).
 * **Net amount below 0** is a cancellation (in the UCI Online Retail data: invoices ``C…`` with negative
-  quantities). It is netted against the purchases of the same customer on the same UTC day: of the
-  day's purchase total P and cancellation total N, min(P, N) is taken off both sides, each side from
-  its latest order backwards (time, then order id). A purchase order taken off entirely is removed
+  quantities). It is netted against the purchases of the same customer on the same UTC day — with a
+  ``product`` column, each cancelled line first against the same product bought that day, then what is
+  left against the day's orders: of the purchase total P and cancellation total N, min(P, N) is taken
+  off both sides, each side from its latest line or order backwards (time, then order id). Cut-offs are
+  midnights, so nothing moves across a cut-off. A purchase order taken off entirely is removed
   (``orders_cancelled``), one taken off in part keeps the rest of its amount (its basket stays as
   ordered); a cancellation absorbed entirely is removed (``cancellations_netted``), and what a
   cancellation has beyond the day's purchases stays as a refund row (negative amount: it cancels a
