@@ -151,6 +151,10 @@ def validate(config: Annotated[Path, typer.Argument(help="YAML config file.")],
             say("  " + p.format())
         for name, n in ds.report.rows_out.items():
             say(f"  {name:<13} {ds.report.rows_in.get(name, n):>10,} rows in, {n:>10,} kept")
+            if name in ds.report.line_items:  # grain: line
+                li = ds.report.line_items[name]
+                say(f"  {'':<13} {n:>10,} lines -> {li['orders']:>10,} orders ({li['purchase_orders']:,} "
+                    f"purchases, {li['refund_orders']:,} refunds; see the findings above)")
         say("config and data are valid", style="green")
     _run(go)
 

@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from clvml.config.base import _check_identifier, _Strict
+from clvml.config.expression import parse
 
 
 class TableSource(_Strict):
@@ -33,6 +34,57 @@ class TableSource(_Strict):
         None, description="strptime format (e.g. '%m/%d/%Y') of every text timestamp column of the "
         "table; without it only ISO 8601, year/month/day and day/month forms whose order a day above "
         "12 proves are read.")
+    grain: Literal["order", "line"] = Field(
+        "order", description="transactions only: 'order' (one row per order) or 'line' (one row per order "
+        "line: lines are grouped into orders by order_id, cancellations netted; docs/line-items.md).")
+    amount: str | None = Field(
+        None, description="The amount as arithmetic over your column names (e.g. 'Quantity * UnitPrice'): "
+        "names, numbers, + - * / and parentheses. Instead of mapping columns.amount.")
+    product: str | None = Field(
+        None, description="grain: line — your product column (e.g. StockCode), for basket: products.")
+    basket: Literal["quantity", "lines", "products"] | None = Field(
+        None, description="grain: line — what an order's quantity (basket size) counts: the sum of its "
+        "lines' quantities (default when a quantity column exists), its lines, or its distinct products.")
+    thousands: Literal[",", ".", " ", "'", "_"] | None = Field(
+        None, description="Thousands separator of text numbers (CSV), e.g. ',' for 1,738.20.")
+    decimal: Literal[".", ","] | None = Field(
+        None, description="Decimal mark of text numbers (CSV), e.g. ',' for 1.738,20 (with thousands: '.').")
+
+    @field_validator("amount")
+    @classmethod
+    def _amount_expression(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        expr = parse(v)  # ValueError names the position
+        if not expr.columns:
+            raise ValueError(f"amount expression {v!r} reads no column; write it over your columns, e.g. "
+                             "'Quantity * UnitPrice'")
+        return v
+
+    @field_validator("product")
+    @classmethod
+    def _product_ident(cls, v: str | None) -> str | None:
+        return None if v is None else _check_identifier(v, "column")
+
+    @model_validator(mode="after")
+    def _line_options(self) -> TableSource:
+        if self.amount is not None and "amount" in self.columns:
+            raise ValueError(f"both amount: {self.amount!r} and columns.amount: {self.columns['amount']!r} "
+                             "are set; keep one (the expression computes the amount from your columns)")
+        if self.grain == "order":
+            given = [k for k in ("product", "basket") if getattr(self, k) is not None]
+            if given:
+                verb = "apply" if len(given) > 1 else "applies"
+                raise ValueError(f"{' and '.join(given)} {verb} to line items only: set grain: line, or "
+                                 "remove them")
+        if self.basket == "products" and self.product is None:
+            raise ValueError("basket: products counts distinct products: set product: <your product column>")
+        if self.thousands is not None and self.thousands == (self.decimal or "."):
+            raise ValueError(f"thousands {self.thousands!r} and decimal {self.decimal or '.'!r} are the same "
+                             "character" + (" (the decimal mark is '.' unless decimal is set)"
+                                            if self.decimal is None else "")
+                             + ": for 1.738,20 set thousands: '.' and decimal: ','")
+        return self
 
     @field_validator("table")
     @classmethod
@@ -116,6 +168,9 @@ class DataConfig(_Strict):
                 close = difflib.get_close_matches(k, TABLE_NAMES, n=1)
                 hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
             raise ValueError(f"unknown table(s) {', '.join(hints)}; known: {', '.join(TABLE_NAMES)}")
+        lines = [k for k, t in v.items() if t.grain == "line" and k != "transactions"]
+        if lines:
+            raise ValueError(f"grain: line is for the transactions table only (set on {', '.join(lines)})")
         return v
 
     @model_validator(mode="after")
