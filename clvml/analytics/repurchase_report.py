@@ -94,7 +94,7 @@ def plot_surveys(df: pd.DataFrame):
     if lines:  # one legend for both axes, in a row above the plot where it hides no point
         ax.legend(lines, [ln.get_label() for ln in lines], loc="lower center", bbox_to_anchor=(0.5, 1.0),
                   ncol=len(lines), frameon=False, fontsize="small")
-        ax.set_title(ax.get_title(), pad=22)
+        ax.set_title(ax.get_title(), pad=28)
     return fig
 
 

@@ -234,7 +234,7 @@ def dependence_figure(x: pd.Series, shap_values: pd.Series, name: str, seed: int
     keep = [i for i, g in enumerate(groups) if len(g)]
     pos = np.arange(len(keep))
     ax.boxplot([groups[i] for i in keep], positions=pos, widths=0.5, showfliers=False,
-               medianprops={"color": "black"})
+               medianprops={"color": "black", "gid": "median"})
     rng = np.random.default_rng(seed)
     for p, i in zip(pos, keep, strict=True):
         g = groups[i]
