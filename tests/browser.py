@@ -104,14 +104,14 @@ def check_page(browser, html: Path, shot: Path) -> PageCheck:
     return check
 
 
-def _record(png: Path, jpg: Path, width: int = 640) -> None:
-    """A small JPEG copy of a screenshot (half size) for the record."""
+def _record(png: Path, jpg: Path, width: int = 560) -> None:
+    """A small JPEG copy of a screenshot (560 px wide) for the record."""
     from PIL import Image
 
     jpg.parent.mkdir(parents=True, exist_ok=True)
     with Image.open(png) as im:
         im = im.convert("RGB")
-        im.resize((width, round(im.height * width / im.width)), Image.LANCZOS).save(jpg, quality=70,
+        im.resize((width, round(im.height * width / im.width)), Image.LANCZOS).save(jpg, quality=60,
                                                                                      optimize=True)
 
 

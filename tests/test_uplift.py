@@ -186,6 +186,7 @@ def test_cli_experiment_commands(campaign, tmp_path):
     assert res.exit_code == 0, res.output
     eff = pd.read_csv(tmp_path / "experiments" / "effects.csv")
     assert set(eff["segment"]) == {"all", "basic", "silver", "gold"} and len(eff) == 12
+    assert f"report: {tmp_path / 'experiments' / 'report.html'}" in res.output.replace("\n", "")
     res = run(app, ["experiment", "evaluate", "-c", str(tmp_path / "c.yaml"), "--by", "value_tier"])
     assert res.exit_code == 2 and "--scores" in res.output
     res = run(app, ["experiment", "power", "--baseline", "0.1", "--effect", "0.02"])

@@ -123,6 +123,23 @@ def _table(df: pd.DataFrame) -> str:
     return f"<div class='wide'><table><tr>{head}</tr>{rows}</table></div>"
 
 
+def _effects_table(effects: pd.DataFrame, level: str) -> pd.DataFrame:
+    """The effects as a reader scans them: the interval in one column, the lift in percent."""
+    e = effects
+    out = pd.DataFrame({"campaign": e["campaign_id"], "segment": [
+        "all" if b == "all" else f"{b}={s}" for b, s in zip(e["segment_by"], e["segment"], strict=True)],
+        "metric": e["metric"], "n (treatment / control)": [
+            f"{t:,} / {c:,}" for t, c in zip(e["n_treatment"], e["n_control"], strict=True)],
+        "control mean": e["mean_control"], "treatment mean": e["mean_treatment"], "effect": e["effect"],
+        f"{level} CI": ["–" if np.isnan(lo) else f"[{lo:,.3g}, {hi:,.3g}]"
+                        for lo, hi in zip(e["ci_low"], e["ci_high"], strict=True)],
+        "relative lift": ["–" if np.isnan(v) else f"{100 * v:+.1f}%" for v in e["relative_lift"]],
+        "p-value": e["p_value"], "p (Holm)": e["p_value_holm"], "note": e["note"].fillna("")})
+    if not out["note"].any():
+        out = out.drop(columns="note")
+    return out.drop(columns="campaign") if e["campaign_id"].nunique() == 1 else out
+
+
 def render_html(title: str, summary: dict[str, Any], effects: pd.DataFrame, plots: dict[str, Path]) -> str:
     """The experiment report as one self-contained HTML page (plots embedded as base64 PNG)."""
     level = f"{100 * (1 - summary['alpha']):g}%"
@@ -132,9 +149,9 @@ def render_html(title: str, summary: dict[str, Any], effects: pd.DataFrame, plot
             "excluded": ", ".join(f"{k}: {v:,}" for k, v in summary["excluded"].items()) or "none",
             "confidence level": level}
     info = "".join(f"<dt>{html.escape(str(k))}</dt><dd>{html.escape(str(v))}</dd>" for k, v in meta.items())
-    cols = ["campaign_id", "metric", "n_control", "n_treatment", "mean_control", "mean_treatment", "effect",
-            "ci_low", "ci_high", "relative_lift", "p_value"]
-    overall = effects.loc[effects["segment_by"] == "all", cols]
+    table = _effects_table(effects, level)
+    overall = table[(effects["segment_by"] == "all").to_numpy()].drop(columns=["segment", "p (Holm)", "note"],
+                                                                      errors="ignore")
     imgs = "".join(
         f"<figure><img alt='{html.escape(n)}' src='data:image/png;base64,"
         f"{base64.b64encode(Path(p).read_bytes()).decode()}'><figcaption>{html.escape(n)}</figcaption></figure>"
@@ -143,12 +160,13 @@ def render_html(title: str, summary: dict[str, Any], effects: pd.DataFrame, plot
                    f"assignment</dd>" for m, t in METRIC_TEXT.items())
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1><dl>{info}</dl>"
-            f"<h2>Overall effect</h2><p>Effect = mean of the treatment group − mean of the control group; "
-            f"ci_low–ci_high is its {level} confidence interval; relative_lift = effect / control mean.</p>"
+            f"<h2>Overall effect</h2><p>Effect = mean of the treatment group − mean of the control group, "
+            f"with its {level} confidence interval; relative lift = effect / control mean.</p>"
             f"<dl>{defs}</dl>{_table(overall)}"
             f"<h2>By segment</h2><div class='plots'>{imgs}</div>"
-            f"<p>Segment p-values are also given Holm-adjusted across segments (p_value_holm); a segment "
-            f"with too few customers in an arm has no interval (see note).</p>{_table(effects)}"
+            f"<p>Segment p-values are also given Holm-adjusted across segments (p (Holm)); a segment "
+            f"with too few customers in an arm has no interval (see note). Every column of every row is "
+            f"in effects.csv.</p>{_table(table)}"
             f"</body></html>")
 
 
