@@ -33,14 +33,19 @@ def axes(title: str, xlabel: str = "", ylabel: str = "", width: float = 6, heigh
     return fig, ax
 
 
-def date_axis(ax, max_ticks: int = 8) -> None:
+def date_axis(ax, dates=None, label: str = "", max_ticks: int = 8) -> None:
     """Dates on the x axis with at most ``max_ticks`` concise labels (``2024``, ``Apr``, …), so that
-    long series never print overlapping tick labels."""
+    long series never print overlapping tick labels. With ``dates``, the x label gives the span
+    (``label (Apr 2023 – Mar 2024)``), since a concise ``May`` tick alone does not say which year."""
     import matplotlib.dates as mdates
+    import pandas as pd
 
     locator = mdates.AutoDateLocator(minticks=3, maxticks=max_ticks)
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+    if dates is not None and len(dates):
+        d = pd.to_datetime(pd.Series(dates))
+        ax.set_xlabel(f"{label} ({d.min():%b %Y} – {d.max():%b %Y})".strip())
 
 
 def save_figure(fig, path: str | Path) -> Path:

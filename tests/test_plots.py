@@ -55,6 +55,7 @@ def test_churn_rate_starts_at_zero_with_readable_dates():
     labels = _shown_xticklabels(ax)
     assert 3 <= len(labels) <= 9 and not _overlapping(labels, renderer)
     assert [t.get_text() for t in ax.get_yticklabels()][0] == "0%"
+    assert ax.get_xlabel() == "cut-off (Jan 2021 – Apr 2024)"  # the years a concise "May" leaves out
 
 
 def test_repurchase_rate_months_do_not_overlap():
@@ -64,6 +65,7 @@ def test_repurchase_rate_months_do_not_overlap():
     renderer = _drawn(fig)
     assert not _overlapping(_shown_xticklabels(fig.axes[0]), renderer)
     assert fig.axes[0].get_ylim()[0] == 0 and fig.axes[0].get_legend() is not None
+    assert fig.axes[0].get_xlabel() == "month (Jan 2021 – Aug 2024)"
 
 
 def test_surveys_plot_has_one_legend_for_both_axes():

@@ -36,7 +36,7 @@ def plot_repurchase(df: pd.DataFrame):
     ax.plot(month, df["returning_rate"], marker="o", label="bought in an earlier month")
     ax.plot(month, df["repeat_rate"], marker="o", label="2+ purchase days in the month")
     ax.set_ylim(0, None)
-    date_axis(ax)
+    date_axis(ax, month, "month")
     ax.legend()
     return fig
 
@@ -73,7 +73,7 @@ def plot_churn(df: pd.DataFrame):
     top = float(df["churn_rate"].max()) if len(df) else 1.0
     ax.set_ylim(0, min(1.0, max(top * 1.15, 0.05)))
     ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
-    date_axis(ax)
+    date_axis(ax, df["cutoff"], "cut-off")
     return fig
 
 
@@ -90,7 +90,7 @@ def plot_surveys(df: pd.DataFrame):
         lines += ax2.plot(month, df["mean_satisfaction"], color="tab:orange", marker="s",
                           label="mean satisfaction (right axis)" if ax2 is not ax else "mean satisfaction")
         ax2.set_ylabel("mean satisfaction (1-5)", color="tab:orange")
-    date_axis(ax)
+    date_axis(ax, month, "month")
     if lines:  # one legend for both axes, in a row above the plot where it hides no point
         ax.legend(lines, [ln.get_label() for ln in lines], loc="lower center", bbox_to_anchor=(0.5, 1.0),
                   ncol=len(lines), frameon=False, fontsize="small")
