@@ -337,6 +337,7 @@ def experiment_evaluate(
                           f"[{e['ci_low']:+.4f}, {e['ci_high']:+.4f}]  p={e['p_value']:.3g}  "
                           f"(control {e['mean_control']:.4f}, n={e['n_treatment']:,}+{e['n_control']:,})")
         say(f"excluded: {r['summary']['excluded']}; effects: {r['files']['effects']}")
+        say(f"report: {r['files']['report']}")
     _run(go)
 
 
