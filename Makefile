@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint format lock bench bench-venv-ft clean
+.PHONY: demo test lint format lock bench bench-venv-ft clean docs
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ test: $(STAMP)
 	$(BIN)/ruff check clvml tests bench
 	$(BIN)/python -m pytest -n 2 --dist loadscope -q
 
+# The documentation site, built offline into site/ (open site/index.html); strict: any warning fails.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict --site-dir site
+
 lint: $(STAMP)
 	$(BIN)/ruff check clvml tests bench
 
@@ -39,7 +43,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/btyd.py
 
 clean:
-	rm -rf $(VENV) outputs data mlruns mlruns.db .pytest_cache
+	rm -rf $(VENV) outputs data mlruns mlruns.db .pytest_cache site
 
 # featuretools (bench comparison only) needs pandas<3: its own pinned venv.
 bench-venv-ft:
