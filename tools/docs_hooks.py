@@ -17,7 +17,6 @@ from __future__ import annotations
 import ast
 import datetime as dt
 import inspect
-import re
 import textwrap
 import types
 import typing
