@@ -21,7 +21,7 @@ demo: $(STAMP)
 	$(BIN)/clvml demo
 
 test: $(STAMP)
-	$(BIN)/ruff check clvml tests bench
+	$(BIN)/ruff check clvml tests bench tools
 	$(BIN)/python -m pytest -n 2 --dist loadscope -q
 
 # The documentation site, built offline into site/ (open site/index.html); strict: any warning fails.
@@ -29,7 +29,7 @@ docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict --site-dir site
 
 lint: $(STAMP)
-	$(BIN)/ruff check clvml tests bench
+	$(BIN)/ruff check clvml tests bench tools
 
 format: $(STAMP)
 	$(BIN)/ruff format clvml tests bench
