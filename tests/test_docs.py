@@ -87,6 +87,16 @@ def test_readme_has_a_runnable_example() -> None:
     assert sum(runnable(b) for p in doc_files() for b in code_blocks(p.read_text())) >= 5
 
 
+def test_readme_links_resolve() -> None:
+    """README.md is read on a code host, outside the site: its relative links must name existing files."""
+    text = (ROOT / "README.md").read_text()
+    links = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text)
+    local = [u for u in links if "://" not in u]
+    assert local, "README.md links to no page of docs/"
+    missing = [u for u in local if not (ROOT / u).exists()]
+    assert not missing, f"README.md links to missing files: {missing}"
+
+
 @pytest.mark.parametrize("path", files_with_examples(), ids=lambda p: str(p.relative_to(ROOT)))
 def test_code_examples_run(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import matplotlib
