@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint format lock bench bench-venv-ft clean browser
+.PHONY: demo test lint format lock bench bench-venv-ft clean browser docs
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,11 +32,15 @@ browser:
 	fi
 
 test: $(STAMP) browser
-	$(BIN)/ruff check clvml tests bench
+	$(BIN)/ruff check clvml tests bench tools
 	$(BIN)/python -m pytest -n 2 --dist loadscope -q
 
+# The documentation site, built offline into site/ (open site/index.html); strict: any warning fails.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict --site-dir site
+
 lint: $(STAMP)
-	$(BIN)/ruff check clvml tests bench
+	$(BIN)/ruff check clvml tests bench tools
 
 format: $(STAMP)
 	$(BIN)/ruff format clvml tests bench
@@ -50,7 +54,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/btyd.py
 
 clean:
-	rm -rf $(VENV) outputs data mlruns mlruns.db .pytest_cache
+	rm -rf $(VENV) outputs data mlruns mlruns.db .pytest_cache site
 
 # featuretools (bench comparison only) needs pandas<3: its own pinned venv.
 bench-venv-ft:
