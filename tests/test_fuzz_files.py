@@ -22,6 +22,7 @@ kept as ``@example`` regression cases.
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 
 import hypothesis.strategies as st
@@ -255,7 +256,7 @@ def _accounted(ds, log: list[str]) -> None:
             assert any(where in line and rows in line and p.message in line for line in log), (p, log)
 
 
-@settings(max_examples=int(__import__("os").environ.get("FZ_N", 900)), deadline=None, derandomize=True, database=None,
+@settings(max_examples=int(os.environ.get("FZ_N", 940)), deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
                                  HealthCheck.data_too_large])
 @given(changes=st.lists(TABLE_CHANGE, min_size=0, max_size=3), forms=st.lists(FILE_FORM, min_size=1, max_size=3),
