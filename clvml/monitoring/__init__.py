@@ -1,0 +1,7 @@
+"""Monitoring of stored scores: realised outcomes per partition, retention KPIs, alerts and the
+retraining recommendation (``clvml monitor``)."""
+
+from clvml.monitoring.alerts import Alert
+from clvml.monitoring.monitor import COLUMNS, MonitorResult, monitor, summary_table
+
+__all__ = ["COLUMNS", "Alert", "MonitorResult", "monitor", "summary_table"]

@@ -1,0 +1,176 @@
+"""The monitoring outputs: the tidy Parquet dataset, the recommendation, and one HTML report with
+small PNG time series (expected band drawn), written together into ``<scores root>/_monitoring``.
+
+The folder is built in a staging folder beside it and swapped in whole (:func:`clvml.io.replace_dir`),
+so a reader sees the previous outputs or the new ones, never a mix. Nothing in it depends on the time
+of the run: a rerun on the same partitions and data writes byte-identical files.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from clvml.config import Config
+from clvml.io import (
+    atomic_write_json,
+    atomic_write_parquet,
+    atomic_write_text,
+    remove_dead_staging,
+    replace_dir,
+    staging_dir,
+)
+from clvml.monitoring.partitions import MONITORING_DIR
+from clvml.plotting import CSS, axes, save_figure
+
+if TYPE_CHECKING:
+    from clvml.monitoring.monitor import MonitorResult
+
+#: the time series of the report: metric, title, band kind (see :func:`_band`)
+SERIES = [("churn_roc_auc", "Churn ROC AUC", "auc"), ("churn_ece", "Churn calibration error (ECE)", "ece"),
+          ("observed_churn_rate", "Churn rate: observed (predicted dashed)", None),
+          ("value_normalized_gini", "Value normalized Gini", "expected"),
+          ("value_total_error_pct", "Value total error (% of realised)", "total"),
+          ("value_capture_top5", "Realised value in the predicted top 5 % (best dotted)", None)]
+
+
+def _band(kind: str | None, expected: float, cfg: Config) -> tuple[float, float] | None:
+    m = cfg.monitoring
+    if kind == "auc" and np.isfinite(expected) and m.auc_drop is not None:
+        return expected - m.auc_drop, expected + m.auc_drop
+    if kind == "ece" and m.ece_max is not None:
+        return 0.0, m.ece_max
+    if kind == "total" and m.value_total_error_max is not None:
+        return -m.value_total_error_max, m.value_total_error_max
+    return None
+
+
+def _series_plot(metrics: pd.DataFrame, metric: str, title: str, kind: str | None, cfg: Config):
+    fig, ax = axes(title, "as_of", "", width=5, height=3.2)
+    m = metrics[(metrics.segment_by == "all") & (metrics.horizon == "complete")]
+    dates = sorted(m.loc[m.metric == "observed_churn_rate", "as_of"].astype(str).unique())
+    x = {d: i for i, d in enumerate(dates)}
+    for version, g in m[m.metric == metric].groupby("model_version", sort=True):
+        g = g.sort_values("as_of")
+        xs = [x[str(d)] for d in g.as_of]
+        ax.plot(xs, g["value"], marker="o", label=f"realised {version}")
+        exp = g["expected"].dropna()
+        if len(exp):
+            e = float(exp.iloc[0])
+            ax.axhline(e, ls="--", color="grey", lw=1, label=f"backtest {e:.3f}")
+        band = _band(kind, float(exp.iloc[0]) if len(exp) else float("nan"), cfg)
+        if band is not None:
+            ax.axhspan(*band, color="tab:green", alpha=0.12, label="alert-free band")
+        twin = {"observed_churn_rate": "predicted_churn_rate", "value_capture_top5": "value_best_top5"}.get(metric)
+        if twin:
+            t = m[(m.metric == twin) & (m.model_version == version)].sort_values("as_of")
+            ax.plot([x[str(d)] for d in t.as_of], t["value"], ls="--" if "predicted" in twin else ":",
+                    marker=".", label=twin.replace("_", " "))
+    ax.set_xticks(range(len(dates)), dates, rotation=45, ha="right")
+    ax.legend(fontsize=7)
+    return fig
+
+
+def _kpi_plot(kpis: pd.DataFrame):
+    fig, ax = axes("Customers buying per month", "month", "customers", width=5, height=3.2)
+    ax.plot(kpis["month"], kpis["active_customers"], marker="o", label="active")
+    ax.plot(kpis["month"], kpis["new_customers"], marker=".", label="new")
+    ax.plot(kpis["month"], kpis["returning_customers"], marker=".", label="returning")
+    ax.tick_params(axis="x", rotation=90, labelsize=7)
+    ax.legend(fontsize=7)
+    return fig
+
+
+def _rates_plot(kpis: pd.DataFrame):
+    fig, ax = axes("Churn and repurchase rates", "month", "share", width=5, height=3.2)
+    ax.plot(kpis["month"], kpis["churn_rate"], marker="o", label="churn rate (configured definition)")
+    ax.plot(kpis["month"], kpis["returning_rate"], marker=".", label="returning buyers")
+    ax.plot(kpis["month"], kpis["repeat_rate"], marker=".", label="2+ purchase days")
+    ax.tick_params(axis="x", rotation=90, labelsize=7)
+    ax.legend(fontsize=7)
+    return fig
+
+
+def _overall_table(metrics: pd.DataFrame) -> pd.DataFrame:
+    m = metrics[(metrics.segment_by == "all") & (metrics.horizon != "n/a")].copy()
+
+    def cell(r) -> str:
+        v = "" if pd.isna(r.value) else f"{r.value:,.3f}"
+        return v + (f" ({r.expected:,.3f})" if not pd.isna(r.expected) else "")
+
+    m["cell"] = [cell(r) for r in m.itertuples()]
+    m["metric"] = m["metric"] + np.where(m["horizon"] == "partial", " [partial]", "")
+    t = m.pivot_table(index=["as_of", "model_version"], columns="metric", values="cell", aggfunc="first")
+    return t.reset_index().fillna("")
+
+
+def _page(result: MonitorResult, images: dict[str, Path], cfg: Config) -> str:
+    rec = result.recommendation
+    esc = html.escape
+    parts = [f"<h1>clvml monitoring: {esc(cfg.name)}</h1>",
+             f"<p><b>{'RETRAIN' if rec['retrain'] else 'OK'}</b>: {esc(rec['summary'])} "
+             f"(data end {rec['data_end']})</p>"]
+    if result.alerts:
+        parts.append("<h2>Alerts</h2><ul>" + "".join(f"<li>{esc(a.message)}</li>" for a in result.alerts) + "</ul>")
+    if result.notes:
+        parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{esc(n)}</li>" for n in result.notes) + "</ul>")
+    if result.pending:
+        parts.append("<h2>Pending partitions</h2>" + pd.DataFrame(result.pending).to_html(index=False))
+    parts.append("<h2>Metrics over time</h2><p>Overall figures of each matured partition; the backtest's "
+                 "figure for that model version dashed, the band inside which no alert is raised shaded.</p>")
+    imgs = "".join(f"<img src='data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}' alt='{esc(n)}'>"
+                   for n, p in images.items())
+    parts.append(f"<div class='plots'>{imgs}</div>")
+    parts.append("<h2>Overall figures (backtest in parentheses)</h2>"
+                 + _overall_table(result.metrics).to_html(index=False, escape=True))
+    seg = result.metrics[(result.metrics.segment_by != "all") & (result.metrics.horizon == "complete")
+                         & result.metrics.metric.isin(["customers", "observed_churn_rate", "predicted_churn_rate",
+                                                       "churn_roc_auc", "value_total_error_pct"])]
+    if len(seg):
+        latest = seg["as_of"].max()
+        t = seg[seg.as_of == latest].pivot_table(index=["model_version", "segment_by", "segment"],
+                                                  columns="metric", values="value", aggfunc="first").reset_index()
+        parts.append(f"<h2>Segments of the latest matured partition ({latest})</h2>"
+                     + t.to_html(index=False, float_format=lambda v: f"{v:,.3f}"))
+    parts.append("<h2>Retention KPIs by month</h2>"
+                 + result.kpis.to_html(index=False, float_format=lambda v: f"{v:,.3f}"))
+    if len(result.cohorts):
+        c = result.cohorts.pivot(index="cohort", columns="months_since", values="retention")
+        parts.append("<h2>Cohort retention</h2><p>Share of each cohort (month of the first purchase) buying "
+                     "in each month since; 0 when nobody bought in an observed month, blank when the month is "
+                     "not observed yet.</p>" + c.to_html(float_format=lambda v: f"{v:.2f}", na_rep=""))
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>clvml monitoring: {esc(cfg.name)}</title>"
+            f"<style>{CSS}</style></head><body>{''.join(parts)}</body></html>")
+
+
+def write_outputs(result: MonitorResult, root: Path, cfg: Config) -> dict[str, Path]:
+    """Write every output into a staging folder, then swap it in as ``root/_monitoring``."""
+    from clvml.analytics.repurchase_report import plot_cohorts
+
+    target = root / MONITORING_DIR
+    remove_dead_staging(root, f".{MONITORING_DIR}.")
+    with staging_dir(root, f".{MONITORING_DIR}.", str(target)) as tmp:
+        metrics = result.metrics.assign(as_of=pd.to_datetime(result.metrics["as_of"]).dt.date)
+        atomic_write_parquet(metrics, tmp / "metrics.parquet")
+        atomic_write_parquet(result.kpis, tmp / "kpis.parquet")
+        atomic_write_parquet(result.cohorts, tmp / "cohorts.parquet")
+        atomic_write_json(result.recommendation, tmp / "recommendation.json")
+        images: dict[str, Path] = {}
+        for metric, title, kind in SERIES:
+            if (result.metrics.metric == metric).any():
+                images[metric] = save_figure(_series_plot(result.metrics, metric, title, kind, cfg),
+                                             tmp / "plots" / f"{metric}.png")
+        if len(result.kpis):
+            images["kpi_customers"] = save_figure(_kpi_plot(result.kpis), tmp / "plots" / "kpi_customers.png")
+            images["kpi_rates"] = save_figure(_rates_plot(result.kpis), tmp / "plots" / "kpi_rates.png")
+        if len(result.cohorts):
+            images["cohorts"] = save_figure(plot_cohorts(result.cohorts), tmp / "plots" / "cohorts.png")
+        atomic_write_text(_page(result, images, cfg), tmp / "report.html")
+        names = sorted(p.relative_to(tmp) for p in tmp.rglob("*") if p.is_file())
+        replace_dir(tmp, target)
+    return {str(n): target / n for n in names}
