@@ -7,6 +7,7 @@ functions the backtest uses, so a realised figure and the backtest's promise are
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -23,6 +24,19 @@ EXPECTED = {
     "clv_total_error_pct": ("clv", "total_error_pct"),
     **{f"clv_capture_top{round(100 * s)}": ("clv", f"capture_top{round(100 * s)}") for s in TIERS},
 }
+
+
+class _undefined_is_nan(warnings.catch_warnings):  # noqa: N801 - used as a context manager
+    """Silence the warnings of figures undefined for a group (a Gini with no realised value, a rank
+    correlation of constant values): they are NaN in the table, which is the message."""
+
+    def __enter__(self):
+        out = super().__enter__()
+        warnings.simplefilter("ignore", RuntimeWarning)
+        from scipy.stats import ConstantInputWarning
+
+        warnings.simplefilter("ignore", ConstantInputWarning)
+        return out
 
 
 def horizon_metrics(frame: pd.DataFrame) -> dict[str, float]:
@@ -54,7 +68,8 @@ def horizon_metrics(frame: pd.DataFrame) -> dict[str, float]:
         out.update(churn_roc_auc=math.nan, churn_pr_auc=math.nan,
                    churn_ece=expected_calibration_error(y, p))
     actual, pred = frame["value"].to_numpy(float), frame["expected_value"].to_numpy(float)
-    v = value_metrics(actual, pred) if len(actual) > 1 else {}
+    with _undefined_is_nan():
+        v = value_metrics(actual, pred) if len(actual) > 1 else {}
     for k in ("mae", "normalized_gini", "total_error_pct", "total_actual", "total_predicted"):
         out[f"value_{k}"] = float(v.get(k, math.nan))
     out.update({f"value_{k}": float(x) for k, x in tier_capture(actual, pred).items()})
@@ -73,7 +88,8 @@ def clv_window_metrics(actual: np.ndarray, pred: np.ndarray, complete: bool, day
     """
     actual, pred = np.asarray(actual, float), np.asarray(pred, float)
     if complete:
-        return {f"clv_{k}": float(v) for k, v in clv_metrics(actual, pred).items()}
+        with _undefined_is_nan():
+            return {f"clv_{k}": float(v) for k, v in clv_metrics(actual, pred).items()}
     total_p = float(pred.sum())
     return {"clv_realised_so_far": float(actual.sum()), "clv_predicted": total_p,
             "clv_realised_share": float(actual.sum() / total_p) if total_p else math.nan,

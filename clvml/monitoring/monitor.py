@@ -24,7 +24,6 @@ value target the bundle recorded; the config's ``labels`` section when it record
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,32 +36,13 @@ from clvml.data.dataset import Dataset
 from clvml.data.loading import Progress, load_data, quiet
 from clvml.errors import DataSourceError
 from clvml.labels import build_labels
-from clvml.monitoring.alerts import Alert, judge, recommendation
+from clvml.monitoring.alerts import judge, recommendation
 from clvml.monitoring.expected import Promise, promise
 from clvml.monitoring.kpis import cohorts, monthly_kpis
 from clvml.monitoring.metrics import EXPECTED, clv_window_metrics, horizon_metrics
 from clvml.monitoring.partitions import MONITORING_DIR, SEGMENTS, Partition, read_partitions, scores_root
-
-COLUMNS = ["as_of", "model_version", "segment_by", "segment", "metric", "horizon", "customers", "value",
-           "expected"]
-"""The tidy monitoring table: one row per as_of × model version × segment × metric. ``horizon`` is
-``complete`` (the figure's whole window is observed), ``partial`` (CLV so far) or ``n/a`` (counts and
-drift); ``expected`` is the backtest's figure for that model version (overall rows only)."""
-
-
-@dataclass
-class MonitorResult:
-    """What ``clvml monitor`` found and wrote."""
-
-    metrics: pd.DataFrame
-    kpis: pd.DataFrame
-    cohorts: pd.DataFrame
-    alerts: list[Alert]
-    recommendation: dict[str, Any]
-    pending: list[dict[str, str]]
-    notes: list[str]
-    out: Path
-    files: dict[str, Path] = field(default_factory=dict)
+from clvml.monitoring.report import write_outputs
+from clvml.monitoring.result import COLUMNS, MonitorResult
 
 
 def _label_settings(cfg: Config, p: Promise) -> dict[str, Any]:
@@ -181,8 +161,6 @@ def monitor(cfg: Config, *, scores: Path | None = None, ds: Dataset | None = Non
     DataSourceError
         (exit 3) no partitions, partitions of another schema, or partitions the data no longer cover.
     """
-    from clvml.monitoring.report import write_outputs
-
     mcfg = cfg.monitoring
     root = scores_root(cfg, scores)
     parts, notes = read_partitions(root, mcfg.since)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import html
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -26,10 +25,8 @@ from clvml.io import (
     staging_dir,
 )
 from clvml.monitoring.partitions import MONITORING_DIR
-from clvml.plotting import CSS, axes, save_figure
-
-if TYPE_CHECKING:
-    from clvml.monitoring.monitor import MonitorResult
+from clvml.monitoring.result import MonitorResult
+from clvml.plotting import CSS, plt, save_figure
 
 #: the time series of the report: metric, title, band kind (see :func:`_band`)
 SERIES = [("churn_roc_auc", "Churn ROC AUC", "auc"), ("churn_ece", "Churn calibration error (ECE)", "ece"),
@@ -50,49 +47,52 @@ def _band(kind: str | None, expected: float, cfg: Config) -> tuple[float, float]
     return None
 
 
-def _series_plot(metrics: pd.DataFrame, metric: str, title: str, kind: str | None, cfg: Config):
-    fig, ax = axes(title, "as_of", "", width=5, height=3.2)
+def _draw_series(ax, metrics: pd.DataFrame, metric: str, title: str, kind: str | None, cfg: Config) -> None:
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
     m = metrics[(metrics.segment_by == "all") & (metrics.horizon == "complete")]
     dates = sorted(m.loc[m.metric == "observed_churn_rate", "as_of"].astype(str).unique())
     x = {d: i for i, d in enumerate(dates)}
     for version, g in m[m.metric == metric].groupby("model_version", sort=True):
         g = g.sort_values("as_of")
-        xs = [x[str(d)] for d in g.as_of]
-        ax.plot(xs, g["value"], marker="o", label=f"realised {version}")
+        ax.plot([x[str(d)] for d in g.as_of], g["value"], marker="o", label=f"realised {version}")
         exp = g["expected"].dropna()
         if len(exp):
-            e = float(exp.iloc[0])
-            ax.axhline(e, ls="--", color="grey", lw=1, label=f"backtest {e:.3f}")
+            ax.axhline(float(exp.iloc[0]), ls="--", color="grey", lw=1, label=f"backtest {float(exp.iloc[0]):.3f}")
         band = _band(kind, float(exp.iloc[0]) if len(exp) else float("nan"), cfg)
         if band is not None:
-            ax.axhspan(*band, color="tab:green", alpha=0.12, label="alert-free band")
+            ax.axhspan(*band, color="tab:green", alpha=0.12, label="no-alert band")
         twin = {"observed_churn_rate": "predicted_churn_rate", "value_capture_top5": "value_best_top5"}.get(metric)
         if twin:
             t = m[(m.metric == twin) & (m.model_version == version)].sort_values("as_of")
             ax.plot([x[str(d)] for d in t.as_of], t["value"], ls="--" if "predicted" in twin else ":",
                     marker=".", label=twin.replace("_", " "))
-    ax.set_xticks(range(len(dates)), dates, rotation=45, ha="right")
-    ax.legend(fontsize=7)
+    ax.set_xticks(range(len(dates)), dates, rotation=45, ha="right", fontsize=7)
+    ax.tick_params(axis="y", labelsize=7)
+    ax.legend(fontsize=6)
+
+
+def _series_figure(metrics: pd.DataFrame, cfg: Config):
+    """The metric time series, one small panel each, in one figure (one PNG to draw)."""
+    fig, axs = plt.subplots(2, 3, figsize=(12, 6), dpi=80)
+    for ax, (metric, title, kind) in zip(axs.ravel(), SERIES, strict=True):
+        _draw_series(ax, metrics, metric, title, kind, cfg)
+    fig.tight_layout()
     return fig
 
 
-def _kpi_plot(kpis: pd.DataFrame):
-    fig, ax = axes("Customers buying per month", "month", "customers", width=5, height=3.2)
-    ax.plot(kpis["month"], kpis["active_customers"], marker="o", label="active")
-    ax.plot(kpis["month"], kpis["new_customers"], marker=".", label="new")
-    ax.plot(kpis["month"], kpis["returning_customers"], marker=".", label="returning")
-    ax.tick_params(axis="x", rotation=90, labelsize=7)
-    ax.legend(fontsize=7)
-    return fig
-
-
-def _rates_plot(kpis: pd.DataFrame):
-    fig, ax = axes("Churn and repurchase rates", "month", "share", width=5, height=3.2)
-    ax.plot(kpis["month"], kpis["churn_rate"], marker="o", label="churn rate (configured definition)")
-    ax.plot(kpis["month"], kpis["returning_rate"], marker=".", label="returning buyers")
-    ax.plot(kpis["month"], kpis["repeat_rate"], marker=".", label="2+ purchase days")
-    ax.tick_params(axis="x", rotation=90, labelsize=7)
-    ax.legend(fontsize=7)
+def _kpi_figure(kpis: pd.DataFrame):
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.4), dpi=80)
+    for ax, cols, title in ((a, ("active_customers", "new_customers", "returning_customers"),
+                             "Customers buying per month"),
+                            (b, ("churn_rate", "returning_rate", "repeat_rate"), "Churn and repurchase rates")):
+        for c in cols:
+            ax.plot(kpis["month"], kpis[c], marker=".", label=c.replace("_", " "))
+        ax.set_title(title, fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.tick_params(axis="x", rotation=90, labelsize=7)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
     return fig
 
 
@@ -161,13 +161,10 @@ def write_outputs(result: MonitorResult, root: Path, cfg: Config) -> dict[str, P
         atomic_write_parquet(result.cohorts, tmp / "cohorts.parquet")
         atomic_write_json(result.recommendation, tmp / "recommendation.json")
         images: dict[str, Path] = {}
-        for metric, title, kind in SERIES:
-            if (result.metrics.metric == metric).any():
-                images[metric] = save_figure(_series_plot(result.metrics, metric, title, kind, cfg),
-                                             tmp / "plots" / f"{metric}.png")
+        if (result.metrics.metric == "observed_churn_rate").any():
+            images["metrics"] = save_figure(_series_figure(result.metrics, cfg), tmp / "plots" / "metrics.png")
         if len(result.kpis):
-            images["kpi_customers"] = save_figure(_kpi_plot(result.kpis), tmp / "plots" / "kpi_customers.png")
-            images["kpi_rates"] = save_figure(_rates_plot(result.kpis), tmp / "plots" / "kpi_rates.png")
+            images["kpis"] = save_figure(_kpi_figure(result.kpis), tmp / "plots" / "kpis.png")
         if len(result.cohorts):
             images["cohorts"] = save_figure(plot_cohorts(result.cohorts), tmp / "plots" / "cohorts.png")
         atomic_write_text(_page(result, images, cfg), tmp / "report.html")
