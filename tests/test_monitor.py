@@ -64,7 +64,7 @@ def shop(tmp_path):
     cfg = {"name": "shop", "data": {"tables": {"transactions": {"path": "transactions.parquet"}}},
            "cutoffs": {"start": "2024-01-01"}, "labels": {"horizon_days": 30},
            "clv": {"periods": 2, "margin": 0.5}, "output": {"dir": "out"},
-           "monitoring": {"min_customers": 1, "ece_max": 0.5, "value_total_error_max": 50.0}}
+           "monitoring": {"min_customers": 1, "ece_max": 0.5, "value_total_error_max": 50.0, "report": True}}
     (tmp_path / "shop.yaml").write_text(yaml.safe_dump(cfg))
     bundle = tmp_path / "models" / "shop"
     bundle.mkdir(parents=True)
@@ -168,12 +168,14 @@ def test_partition_against_realised_outcomes_kpis_and_cohorts(shop):
 
 def test_alert_exit_code_names_the_crossed_threshold(shop):
     tmp, cfg, root = shop
-    text = (tmp / "shop.yaml").read_text().replace("ece_max: 0.5", "ece_max: 0.3")
+    text = (tmp / "shop.yaml").read_text().replace("ece_max: 0.5", "ece_max: 0.3").replace(
+        "report: true", "report: false")
     (tmp / "shop.yaml").write_text(text)
     res = CliRunner().invoke(app, ["monitor", "-c", str(tmp / "shop.yaml")])
     assert res.exit_code == MonitorAlert.exit_code == 10 and 10 in EXIT_CODES, res.output
     assert "ECE) 0.325 above monitoring.ece_max 0.3" in res.output and "Traceback" not in res.output
     assert "2024-02-01  shop-m1" in res.output  # the terminal table
+    assert not (root / "_monitoring" / "report.html").exists()  # monitoring.report: false
     rec = json.loads((root / "_monitoring" / "recommendation.json").read_text())
     assert rec["retrain"] is True and [a["check"] for a in rec["alerts"]] == ["ece_max"]
     assert {"metric": "churn_roc_auc", "value": 1.0, "expected": 0.9, "as_of": "2024-02-01",
@@ -182,6 +184,7 @@ def test_alert_exit_code_names_the_crossed_threshold(shop):
 
 def test_error_cases_have_clear_messages(shop, tmp_path):
     tmp, cfg, root = shop
+    (tmp / "shop.yaml").write_text((tmp / "shop.yaml").read_text().replace("report: true", "report: false"))
     run = CliRunner()
     # no partitions at all
     res = run.invoke(app, ["monitor", "-c", str(tmp / "shop.yaml"), "--scores", str(tmp_path / "nothing")])

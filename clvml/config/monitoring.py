@@ -29,5 +29,8 @@ class MonitoringConfig(_Strict):
                                                 "more than this percentage (either way).")
     psi_max: float | None = Field(None, gt=0, description="Alert when the scoring run recorded a PSI "
                                   "(feature or score, from its manifest) above this (null: no check).")
+    report: bool = Field(True, description="Write report.html and its PNGs (false: the Parquet dataset, "
+                         "the KPIs and the recommendation only, for a scheduled check that only needs the "
+                         "exit code).")
     min_customers: int = Field(30, ge=1, description="Segments with fewer matched customers get no "
                                "metrics (too few to judge).")

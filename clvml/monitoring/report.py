@@ -36,6 +36,10 @@ SERIES = [("churn_roc_auc", "Churn ROC AUC", "auc"), ("churn_ece", "Churn calibr
           ("value_capture_top5", "Realised value in the predicted top 5 % (best dotted)", None)]
 
 
+BAND_LABELS = {"auc": "backtest ± auc_drop (alert below)", "ece": "≤ ece_max (alert above)",
+               "total": "± value_total_error_max"}
+
+
 def _band(kind: str | None, expected: float, cfg: Config) -> tuple[float, float] | None:
     m = cfg.monitoring
     if kind == "auc" and np.isfinite(expected) and m.auc_drop is not None:
@@ -61,7 +65,7 @@ def _draw_series(ax, metrics: pd.DataFrame, metric: str, title: str, kind: str |
             ax.axhline(float(exp.iloc[0]), ls="--", color="grey", lw=1, label=f"backtest {float(exp.iloc[0]):.3f}")
         band = _band(kind, float(exp.iloc[0]) if len(exp) else float("nan"), cfg)
         if band is not None:
-            ax.axhspan(*band, color="tab:green", alpha=0.12, label="no-alert band")
+            ax.axhspan(*band, color="tab:green", alpha=0.12, label=BAND_LABELS[kind])
         twin = {"observed_churn_rate": "predicted_churn_rate", "value_capture_top5": "value_best_top5"}.get(metric)
         if twin:
             t = m[(m.metric == twin) & (m.model_version == version)].sort_values("as_of")
@@ -77,7 +81,7 @@ def _series_figure(metrics: pd.DataFrame, cfg: Config):
     fig, axs = plt.subplots(2, 3, figsize=(12, 6), dpi=80)
     for ax, (metric, title, kind) in zip(axs.ravel(), SERIES, strict=True):
         _draw_series(ax, metrics, metric, title, kind, cfg)
-    fig.tight_layout()
+    fig.subplots_adjust(hspace=0.55, wspace=0.25)  # fixed spacing: tight_layout costs a second layout pass
     return fig
 
 
@@ -92,7 +96,7 @@ def _kpi_figure(kpis: pd.DataFrame):
         ax.grid(alpha=0.3)
         ax.tick_params(axis="x", rotation=90, labelsize=7)
         ax.legend(fontsize=7)
-    fig.tight_layout()
+    fig.subplots_adjust(wspace=0.2)
     return fig
 
 
@@ -150,8 +154,6 @@ def _page(result: MonitorResult, images: dict[str, Path], cfg: Config) -> str:
 
 def write_outputs(result: MonitorResult, root: Path, cfg: Config) -> dict[str, Path]:
     """Write every output into a staging folder, then swap it in as ``root/_monitoring``."""
-    from clvml.analytics.repurchase_report import plot_cohorts
-
     target = root / MONITORING_DIR
     remove_dead_staging(root, f".{MONITORING_DIR}.")
     with staging_dir(root, f".{MONITORING_DIR}.", str(target)) as tmp:
@@ -160,14 +162,22 @@ def write_outputs(result: MonitorResult, root: Path, cfg: Config) -> dict[str, P
         atomic_write_parquet(result.kpis, tmp / "kpis.parquet")
         atomic_write_parquet(result.cohorts, tmp / "cohorts.parquet")
         atomic_write_json(result.recommendation, tmp / "recommendation.json")
-        images: dict[str, Path] = {}
-        if (result.metrics.metric == "observed_churn_rate").any():
-            images["metrics"] = save_figure(_series_figure(result.metrics, cfg), tmp / "plots" / "metrics.png")
-        if len(result.kpis):
-            images["kpis"] = save_figure(_kpi_figure(result.kpis), tmp / "plots" / "kpis.png")
-        if len(result.cohorts):
-            images["cohorts"] = save_figure(plot_cohorts(result.cohorts), tmp / "plots" / "cohorts.png")
-        atomic_write_text(_page(result, images, cfg), tmp / "report.html")
+        if cfg.monitoring.report:
+            _write_report(result, tmp, cfg)
         names = sorted(p.relative_to(tmp) for p in tmp.rglob("*") if p.is_file())
         replace_dir(tmp, target)
     return {str(n): target / n for n in names}
+
+
+def _write_report(result: MonitorResult, tmp: Path, cfg: Config) -> None:
+    """``report.html`` and its PNGs (embedded in the page, also kept under ``plots/``)."""
+    from clvml.analytics.repurchase_report import plot_cohorts
+
+    images: dict[str, Path] = {}
+    if (result.metrics.metric == "observed_churn_rate").any():
+        images["metrics"] = save_figure(_series_figure(result.metrics, cfg), tmp / "plots" / "metrics.png")
+    if len(result.kpis):
+        images["kpis"] = save_figure(_kpi_figure(result.kpis), tmp / "plots" / "kpis.png")
+    if len(result.cohorts):
+        images["cohorts"] = save_figure(plot_cohorts(result.cohorts), tmp / "plots" / "cohorts.png")
+    atomic_write_text(_page(result, images, cfg), tmp / "report.html")
