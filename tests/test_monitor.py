@@ -58,7 +58,8 @@ def _write_scores(root: Path, as_of: str, frame: pd.DataFrame, manifest: dict | 
 @pytest.fixture()
 def shop(tmp_path):
     """A config on the hand-built transactions, a bundle folder whose meta records the backtest's
-    figures, and two partitions: 2024-02-01 (matured: data to 2024-03-20, H = 30) and 2024-03-01."""
+    figures, and three partitions: 2024-01-10 and 2024-02-01 (matured: data to 2024-03-20, H = 30) and
+    2024-03-01 (pending)."""
     tx = pd.DataFrame(TX, columns=["customer_id", "ts", "amount"]).assign(ts=lambda d: pd.to_datetime(d.ts))
     tx.to_parquet(tmp_path / "transactions.parquet", index=False)
     cfg = {"name": "shop", "data": {"tables": {"transactions": {"path": "transactions.parquet"}}},
@@ -78,6 +79,7 @@ def shop(tmp_path):
     root = tmp_path / "out" / "scores"
     manifest = {"model": {"uri": str(bundle), "version": "shop-m1"},
                 "drift": {"checked": True, "top": {"tx_spend_30d": 0.12, "clv": 0.05}}}
+    _write_scores(root, "2024-01-10", SCORES.iloc[[0]], manifest)  # only a had bought before 2024-01-10
     _write_scores(root, "2024-02-01", SCORES, manifest)
     _write_scores(root, "2024-03-01", SCORES.iloc[:4], manifest)
     return tmp_path, load_config(tmp_path / "shop.yaml"), root
@@ -141,6 +143,10 @@ def test_partition_against_realised_outcomes_kpis_and_cohorts(shop):
     assert _fig(m, "clv_realised_so_far").value == pytest.approx(0.5 * (50 + 15))  # margin x spend so far
     assert _fig(m, "clv_predicted").value == 105.0 and _fig(m, "clv_days_observed").value == 49
     assert _fig(m, "drift_psi_max").value == 0.12
+    # 2024-01-10 + 60 days is covered: complete CLV figures (a realised 0.5 x 50 = 25 of the 60 predicted)
+    early = m[m.metric.str.startswith("clv_") & (m.as_of.astype(str) == "2024-01-10") & (m.segment_by == "all")]
+    assert set(early.horizon) == {"complete"} and "clv_realised_so_far" not in set(early.metric)
+    assert _fig(m, "clv_total_error_pct", "2024-01-10").value == pytest.approx(100 * (60 - 25) / 25)
     # 2024-03-01 has not matured: counted, listed as pending, never judged
     assert r.pending == [{"as_of": "2024-03-01", "model_version": "shop-m1", "matures_when_data_reach": "2024-03-30"}]
     assert set(m[m.as_of.astype(str) == "2024-03-01"].metric) == {"scored_customers", "drift_psi_max"}
@@ -163,7 +169,7 @@ def test_partition_against_realised_outcomes_kpis_and_cohorts(shop):
     stored = pd.read_parquet(out / "metrics.parquet")
     assert len(stored) == len(m) and stored.as_of.map(type).eq(dt.date).all()
     # the scores root still reads as the scores alone (Hive readers skip _monitoring)
-    assert len(pd.read_parquet(root)) == 9
+    assert len(pd.read_parquet(root)) == 10
 
 
 def test_alert_exit_code_names_the_crossed_threshold(shop):
@@ -208,7 +214,8 @@ def test_error_cases_have_clear_messages(shop, tmp_path):
     late[late.ts >= "2024-02-15"].to_parquet(tmp / "transactions.parquet", index=False)
     res = run.invoke(app, ["monitor", "-c", str(tmp / "shop.yaml")])
     assert res.exit_code == 3, res.output
-    assert "no longer cover 1 score partition(s): as_of=2024-02-01 (the history starts on 2024-02-20)" in res.output
+    assert ("no longer cover 2 score partition(s): as_of=2024-01-10 (the history starts on 2024-02-20), "
+            "as_of=2024-02-01 (the history starts on 2024-02-20)") in res.output
     assert "monitoring.since" in res.output and "Traceback" not in res.output
     with pytest.raises(DataSourceError, match="no score partitions to monitor under .* from monitoring.since"):
         cfg.monitoring.since = dt.date(2024, 4, 1)
@@ -247,7 +254,8 @@ def decayed(tmp_path_factory):
              "data": {"tables": {t: {"path": f"{data}/{t}.parquet"} for t in world.TABLES}},
              "cutoffs": {"start": "2023-06-01", "every_days": 30}, "labels": {"horizon_days": 30},
              "features": {"windows": [30, 90], "families": ["transactions"]},
-             "model": {"churn": FAST, "value": FAST}, "clv": {"periods": 2},
+             # 12 x 30 days of CLV: no CLV origin in the year of training data (no long backtest)
+             "model": {"churn": FAST, "value": FAST}, "clv": {"periods": 12, "survival": "geometric"},
              "scoring": {"drift_stop": None}, "tracking": {"enabled": False},
              "output": {"dir": "out", "model_dir": "models"},
              "monitoring": {"ece_max": 0.09, "value_total_error_max": 40.0}}
@@ -291,14 +299,15 @@ def test_monitor_sees_the_decay_on_matured_partitions_only_and_recommends_retrai
     meta = json.loads((trained.model_path / "clvml_meta.json").read_text())
     exp = overall[overall.metric == "churn_roc_auc"].expected.unique()
     assert exp.tolist() == [pytest.approx(meta["backtest"]["churn"]["roc_auc"])]
-    # segments and partial CLV windows: 2024-05-01 + 60 days is past the data, 2024-04-01 + 60 is not
+    # segments; CLV windows of 360 days are all partial: realised so far, never complete figures
     assert {"value_tier", "lifecycle_stage", "risk_band"} <= set(m.segment_by)
-    clv = m[m.metric.str.startswith("clv_") & (m.segment_by == "all")]
-    assert set(clv[clv.as_of.astype(str) == "2024-05-01"].horizon) == {"partial"}
-    assert set(clv[clv.as_of.astype(str) == "2024-04-01"].horizon) == {"complete"}
+    clv = m[m.metric.str.startswith("clv_")]
+    assert set(clv.horizon) == {"partial"} and "clv_mae" not in set(clv.metric)
+    share = clv[(clv.metric == "clv_realised_share") & (clv.segment_by == "all")].set_index("as_of")["value"]
+    assert ((share > 0) & (share < 1)).all() and len(share) == 5
     rec = json.loads((out / "recommendation.json").read_text())
     assert rec["retrain"] and rec["judged_partitions"] == ["2024-05-01"]
-    assert {a["check"] for a in rec["alerts"]} == {"ece_max", "value_total_error_max"}
+    assert {"ece_max", "value_total_error_max"} <= {a["check"] for a in rec["alerts"]}
     assert "monitoring.ece_max 0.09" in res.output and "Retraining recommended" in res.output
     page = (out / "report.html").read_text()
     assert page.count("<img") >= 8 and "RETRAIN" in page and "Cohort retention" in page
