@@ -65,7 +65,13 @@ def shop(tmp_path):
     cfg = {"name": "shop", "data": {"tables": {"transactions": {"path": "transactions.parquet"}}},
            "cutoffs": {"start": "2024-01-01"}, "labels": {"horizon_days": 30},
            "clv": {"periods": 2, "margin": 0.5}, "output": {"dir": "out"},
-           "monitoring": {"min_customers": 1, "ece_max": 0.5, "value_total_error_max": 50.0, "report": True}}
+           "monitoring": {"min_customers": 1, "ece_max": 0.5, "value_total_error_max": 50.0, "report": True},
+           "experiments": {"assignments": "assignments.csv", "window_days": 30}}
+    pd.DataFrame({"customer_id": ["a", "c", "b", "d", "a", "b"],
+                  "campaign_id": ["winback"] * 4 + ["spring"] * 2,
+                  "group": ["treatment", "treatment", "control", "control", "treatment", "control"],
+                  "assigned_ts": ["2024-02-01"] * 4 + ["2024-03-01"] * 2}).to_csv(tmp_path / "assignments.csv",
+                                                                                   index=False)
     (tmp_path / "shop.yaml").write_text(yaml.safe_dump(cfg))
     bundle = tmp_path / "models" / "shop"
     bundle.mkdir(parents=True)
@@ -160,12 +166,21 @@ def test_partition_against_realised_outcomes_kpis_and_cohorts(shop):
     c = r.cohorts.set_index(["cohort", "months_since"])["retention"]
     assert c[("2024-01", 1)] == 0.5 and c[("2024-01", 2)] == 0.0 and c[("2024-02", 1)] == 0.0
     assert np.isnan(c[("2024-02", 2)]) and np.isnan(c[("2024-03", 1)])
+    # campaigns: winback (2024-02-01) treated a, c who both bought again; spring's window is not covered yet
+    e = r.campaigns.set_index(["campaign_id", "segment_by", "segment", "metric"])
+    win = e.loc[("winback", "all", "all", "repurchased")]
+    assert (win.effect, win.n_treatment, win.n_control, win.scores_as_of) == (1.0, 2, 2, "2024-02-01")
+    assert win.ci_low > 0 and e.loc[("winback", "all", "all", "spend")].effect == pytest.approx((50 + 15) / 2)
+    assert e.loc[("winback", "value_tier", "high", "repurchased")].note == "fewer than 1 customers in an arm"
+    assert "spring" not in r.campaigns.campaign_id.values
+    assert "campaigns: 2 assignment(s) left out (window_incomplete)" in r.notes
     # no alert: AUC above the backtest's, ECE 0.325 < 0.5, value error +15 % < 50 %
     assert r.alerts == [] and r.recommendation["retrain"] is False
     assert r.recommendation["judged_partitions"] == ["2024-02-01"]
     out = root / "_monitoring"
-    assert sorted(p.name for p in out.iterdir()) == ["cohorts.parquet", "kpis.parquet", "metrics.parquet", "plots",
-                                                     "recommendation.json", "report.html"]
+    assert sorted(p.name for p in out.iterdir()) == ["campaigns.parquet", "cohorts.parquet", "kpis.parquet",
+                                                     "metrics.parquet", "plots", "recommendation.json",
+                                                     "report.html"]
     stored = pd.read_parquet(out / "metrics.parquet")
     assert len(stored) == len(m) and stored.as_of.map(type).eq(dt.date).all()
     # the scores root still reads as the scores alone (Hive readers skip _monitoring)

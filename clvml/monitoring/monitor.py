@@ -17,6 +17,9 @@ value target the bundle recorded; the config's ``labels`` section when it record
   they show in the retention KPIs as new customers.
 * Figures are computed per model version: a partition scored by several versions, or partitions of
   different versions, never pool their customers; each version is compared with its own backtest.
+* With ``experiments.assignments`` set, each campaign's realised effect (repurchase, purchases,
+  spend, with intervals) is reported overall and per segment of the scores in force when it was
+  assigned (:mod:`clvml.monitoring.campaigns`).
 * Partitions before ``monitoring.since`` are ignored; a partition whose as_of the data no longer
   covers (the history starts on or after it, or the data ends before it) is an error (exit 3).
 """
@@ -37,6 +40,7 @@ from clvml.data.loading import Progress, load_data, quiet
 from clvml.errors import DataSourceError
 from clvml.labels import build_labels
 from clvml.monitoring.alerts import judge, recommendation
+from clvml.monitoring.campaigns import campaign_effects
 from clvml.monitoring.expected import Promise, promise
 from clvml.monitoring.kpis import cohorts, monthly_kpis
 from clvml.monitoring.metrics import EXPECTED, clv_window_metrics, horizon_metrics
@@ -231,8 +235,10 @@ def monitor(cfg: Config, *, scores: Path | None = None, ds: Dataset | None = Non
     cohort = cohorts(ds, end)
     alerts, judged = judge(metrics, mcfg)
     rec = recommendation(alerts, judged, metrics, pending, str(end))
+    effects, campaign_notes = campaign_effects(cfg, ds, parts, end)
+    notes += campaign_notes
     out = root / MONITORING_DIR
-    result = MonitorResult(metrics, kpis, cohort, alerts, rec, pending, notes, out)
+    result = MonitorResult(metrics, kpis, cohort, alerts, rec, pending, notes, out, effects)
     result.files = write_outputs(result, root, cfg)
     progress(f"monitoring written to {out}")
     return result

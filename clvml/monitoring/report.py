@@ -141,6 +141,11 @@ def _page(result: MonitorResult, images: dict[str, Path], cfg: Config) -> str:
                                                   columns="metric", values="value", aggfunc="first").reset_index()
         parts.append(f"<h2>Segments of the latest matured partition ({latest})</h2>"
                      + t.to_html(index=False, float_format=lambda v: f"{v:,.3f}"))
+    if len(result.campaigns):
+        cols = ["campaign_id", "assigned_from", "scores_as_of", "segment_by", "segment", "metric", "n_treatment",
+                "n_control", "effect", "ci_low", "ci_high", "p_value_holm", "note"]
+        parts.append("<h2>Campaigns: realised effect (treatment − control, with interval)</h2>"
+                     + result.campaigns[cols].to_html(index=False, float_format=lambda v: f"{v:,.3f}"))
     parts.append("<h2>Retention KPIs by month</h2>"
                  + result.kpis.to_html(index=False, float_format=lambda v: f"{v:,.3f}"))
     if len(result.cohorts):
@@ -162,6 +167,8 @@ def write_outputs(result: MonitorResult, root: Path, cfg: Config) -> dict[str, P
         atomic_write_parquet(result.kpis, tmp / "kpis.parquet")
         atomic_write_parquet(result.cohorts, tmp / "cohorts.parquet")
         atomic_write_json(result.recommendation, tmp / "recommendation.json")
+        if len(result.campaigns):
+            atomic_write_parquet(result.campaigns, tmp / "campaigns.parquet")
         if cfg.monitoring.report:
             _write_report(result, tmp, cfg)
         names = sorted(p.relative_to(tmp) for p in tmp.rglob("*") if p.is_file())

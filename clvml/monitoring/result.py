@@ -29,4 +29,5 @@ class MonitorResult:
     pending: list[dict[str, str]]
     notes: list[str]
     out: Path
+    campaigns: pd.DataFrame = field(default_factory=pd.DataFrame)
     files: dict[str, Path] = field(default_factory=dict)
