@@ -220,8 +220,10 @@ def test_error_cases_have_clear_messages(shop, tmp_path):
     other = tmp_path / "other"
     _write_scores(other, "2024-02-01", pd.DataFrame({"customer_id": ["a"], "score": [0.3]}))
     _write_scores(other, "2024-03-01", SCORES.assign(churn_probability="high"))
+    _write_scores(other, "2024-03-02", pd.concat([SCORES, SCORES.iloc[[1]].assign(clv=np.nan)]))
     res = run.invoke(app, ["monitor", "-c", str(tmp / "shop.yaml"), "--scores", str(other)])
-    assert res.exit_code == 3 and "2 score partition(s) hold files of another schema" in res.output
+    assert res.exit_code == 3 and "3 score partition(s) hold files of another schema" in res.output
+    assert "1 duplicated customer_id(s), e.g. 'b'; 1 null clv" in res.output
     assert "lacks churn_probability, expected_value, clv, model_version" in res.output
     assert "churn_probability is large_string, not number" in res.output and "Traceback" not in res.output
     # data that no longer cover a partition: a later export whose history starts after the as_of
@@ -318,8 +320,9 @@ def test_monitor_sees_the_decay_on_matured_partitions_only_and_recommends_retrai
     assert {"value_tier", "lifecycle_stage", "risk_band"} <= set(m.segment_by)
     clv = m[m.metric.str.startswith("clv_")]
     assert set(clv.horizon) == {"partial"} and "clv_mae" not in set(clv.metric)
-    share = clv[(clv.metric == "clv_realised_share") & (clv.segment_by == "all")].set_index("as_of")["value"]
-    assert ((share > 0) & (share < 1)).all() and len(share) == 5
+    days = clv[(clv.metric == "clv_days_observed") & (clv.segment_by == "all")].set_index("as_of")["value"]
+    assert days.tolist() == [(dt.date(2024, 6, 15) - d).days + 1 for d in AS_OFS[:5]]  # up to the data end
+    assert (clv[(clv.metric == "clv_realised_share") & (clv.segment_by == "all")].value > 0).all()
     rec = json.loads((out / "recommendation.json").read_text())
     assert rec["retrain"] and rec["judged_partitions"] == ["2024-05-01"]
     assert {"ece_max", "value_total_error_max"} <= {a["check"] for a in rec["alerts"]}

@@ -114,6 +114,13 @@ def read_partitions(root: Path, since: dt.date | None = None) -> tuple[list[Part
         scores = pd.concat([pq.read_table(f, columns=[c for c in cols if c in pq.read_schema(f).names]).to_pandas()
                             for f in files], ignore_index=True)
         scores["customer_id"] = scores["customer_id"].astype(str)
+        dup = int(scores["customer_id"].duplicated().sum())
+        nulls = {c: int(scores[c].isna().sum()) for c in REQUIRED if scores[c].isna().any()}
+        if dup or nulls:
+            first = scores.loc[scores["customer_id"].duplicated(), "customer_id"].head(1).tolist()
+            said = [f"{dup:,} duplicated customer_id(s), e.g. {first[0]!r}"] if dup else []
+            bad.append(f"{folder}: " + "; ".join(said + [f"{n:,} null {c}" for c, n in nulls.items()]))
+            continue
         manifest: dict[str, Any] = {}
         with_manifest = folder / "_manifest.json"
         if with_manifest.is_file():
@@ -125,7 +132,8 @@ def read_partitions(root: Path, since: dt.date | None = None) -> tuple[list[Part
     if bad:
         raise DataSourceError(
             f"{len(bad)} score partition(s) hold files of another schema than clvml score writes (required: "
-            f"{', '.join(f'{c} ({k})' for c, k in REQUIRED.items())}):\n  " + "\n  ".join(bad)
+            f"{', '.join(f'{c} ({k})' for c, k in REQUIRED.items())}, no nulls, one row per customer):\n  "
+            + "\n  ".join(bad)
             + "\nRe-score these dates with clvml score, move them out of the scores root, or skip them with "
             "monitoring.since")
     if not out:
