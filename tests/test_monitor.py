@@ -333,4 +333,4 @@ def test_monitor_sees_the_decay_on_matured_partitions_only_and_recommends_retrai
     # a rerun on the same partitions and data: byte-identical outputs
     again = CliRunner().invoke(app, ["monitor", "-c", str(prod)])
     assert again.exit_code == 10 and _bytes(out) == first
-    assert not [p for p in (tmp / "out" / "scores").iterdir() if p.name.startswith(".")]  # no staging left
+    assert not list((tmp / "out" / "scores").glob("._monitoring*"))  # no staging folder left behind
