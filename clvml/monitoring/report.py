@@ -110,6 +110,7 @@ def _overall_table(metrics: pd.DataFrame) -> pd.DataFrame:
     m["cell"] = [cell(r) for r in m.itertuples()]
     m["metric"] = m["metric"] + np.where(m["horizon"] == "partial", " [partial]", "")
     t = m.pivot_table(index=["as_of", "model_version"], columns="metric", values="cell", aggfunc="first")
+    t.columns.name = None
     return t.reset_index().fillna("")
 
 
@@ -132,13 +133,15 @@ def _page(result: MonitorResult, images: dict[str, Path], cfg: Config) -> str:
     parts.append(f"<div class='plots'>{imgs}</div>")
     parts.append("<h2>Overall figures (backtest in parentheses)</h2>"
                  + _overall_table(result.metrics).to_html(index=False, escape=True))
-    seg = result.metrics[(result.metrics.segment_by != "all") & (result.metrics.horizon == "complete")
+    seg = result.metrics[(result.metrics.segment_by != "all") & (result.metrics.horizon != "partial")
                          & result.metrics.metric.isin(["customers", "observed_churn_rate", "predicted_churn_rate",
                                                        "churn_roc_auc", "value_total_error_pct"])]
     if len(seg):
         latest = seg["as_of"].max()
         t = seg[seg.as_of == latest].pivot_table(index=["model_version", "segment_by", "segment"],
-                                                  columns="metric", values="value", aggfunc="first").reset_index()
+                                                  columns="metric", values="value", aggfunc="first")
+        t.columns.name = None
+        t = t.reset_index()
         parts.append(f"<h2>Segments of the latest matured partition ({latest})</h2>"
                      + t.to_html(index=False, float_format=lambda v: f"{v:,.3f}"))
     if len(result.campaigns):
