@@ -16,7 +16,7 @@ from clvml.io import atomic_write  # noqa: E402
 CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}
 th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}.best{font-weight:bold;background:#e8f5e9}
-.plots{display:flex;flex-wrap:wrap;gap:1em}.plots img{width:520px;border:1px solid #eee}
+.plots{display:flex;flex-wrap:wrap;gap:1em}.plots figure{margin:0}.plots img{width:520px;border:1px solid #eee}
 dl{display:grid;grid-template-columns:max-content auto;gap:2px 1em}dt{font-weight:bold}"""
 """The style sheet of every self-contained HTML report."""
 
