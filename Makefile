@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint format lock bench bench-venv-ft clean
+.PHONY: demo test lint format lock bench bench-venv-ft clean notebooks
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check clvml tests bench
 	$(BIN)/python -m pytest -n 2 --dist loadscope -q
+
+# Re-execute notebooks/*.ipynb on a fresh kernel and store them with their outputs (commit the result).
+notebooks: $(STAMP)
+	$(BIN)/python -m tests.nbrun
 
 lint: $(STAMP)
 	$(BIN)/ruff check clvml tests bench
