@@ -47,7 +47,8 @@ def precision_recall(pred: pd.DataFrame):
         prec, rec, _ = precision_recall_curve(pred["churn"], pred[f"churn_{m}"])
         ax.plot(rec, prec, label=LABELS[m])
     ax.axhline(pred["churn"].mean(), color="k", ls=":", lw=1, label="churn rate (a random score)")
-    ax.legend(loc="upper right")  # curves fall from the upper left; the churn-rate line runs along the bottom
+    # below the axes: inside, any corner can hide a curve or the churn-rate line along the bottom
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, fontsize=9, frameon=False)
     return fig
 
 
@@ -106,7 +107,7 @@ def value_deciles(pred: pd.DataFrame):
         ax.bar(t.index + (i - len(models) / 2) * width, t.predicted, width, label=f"{LABELS[m]}: predicted")
         ax.plot(t.index, t.actual, "o-", label=f"{LABELS[m]}: actual")
     ax.set_xticks(range(1, 11))
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=8)
     return fig
 
 
