@@ -436,7 +436,7 @@ def test_train_report_defines_its_metrics_shows_the_shap_drivers_and_links_exist
     assert not re.search(r"mean over \d+ origins", page) and "Per origin" not in page and ">nan<" not in page
     # every metric of the table is defined, and the definition is on the page
     shown = result.evaluation.summary().index
-    assert len(shown) > 20
+    assert len(shown) >= 15  # 7 churn and 8 value metrics, plus the CLV ones where there is a CLV origin
     for task, metric in shown:
         text = definition(task, metric)
         assert text, (task, metric)
