@@ -1,0 +1,1 @@
+"""Monitoring of scores in production: realised outcomes, champion and challenger."""
