@@ -25,7 +25,7 @@ from tests.test_mlflow_server import server  # noqa: F401 - the real tracking se
 
 #: as_ofs scored by both models; with a 30-day horizon both have matured by the world's end (2024-06-30)
 AS_OFS = [dt.date(2024, 5, 1), dt.date(2024, 6, 1)]
-LATE = dt.date(2024, 6, 15)  # scored too, its horizon runs past the data
+LATE = dt.date(2024, 6, 8)  # scored too, its horizon runs past the data
 
 
 def _config(tmp: Path, url: str, poor: bool = False, **over) -> Path:
@@ -36,8 +36,8 @@ def _config(tmp: Path, url: str, poor: bool = False, **over) -> Path:
         # trained on cut-offs up to 2024-01-26 (the drift reference), scored 3 to 5 months later
         "cutoffs": {"start": "2023-05-01", "every_days": 90, "end": "2024-02-01"},
         # at 2024-06-01 tenure drifts by PSI 0.32 (every customer is 4 months older), the next feature
-        # by 0.18: a stop at 0.25 ("a real change") would stop every run on tenure alone
-        "scoring": {"drift_stop": 0.25},
+        # by 0.18 (0.26 by mid-June): a stop at 0.3 would stop these runs on tenure alone
+        "scoring": {"drift_stop": 0.3},
         "labels": {"horizon_days": 30},
         # no cut-off has 20 x 30 days of data after it: no long-horizon CLV evaluation (a faster train)
         "clv": {"periods": 20, "survival": "geometric"},
@@ -118,7 +118,7 @@ def test_better_challenger_is_promoted_with_its_evidence_and_a_worse_one_never(l
     # once version 2 is the champion, production holds its scores and the poor model is the challenger:
     # the same partitions with the roles swapped (production <-> shadow roots). It loses, every time
     prod, shadow = tmp / "out" / "scores", tmp / "out" / "shadow_scores"
-    swapped = _config(tmp, url, scoring={"out": str(shadow), "shadow_out": str(prod), "drift_stop": 0.25})
+    swapped = _config(tmp, url, scoring={"out": str(shadow), "shadow_out": str(prod), "drift_stop": 0.3})
     res = CliRunner().invoke(app, ["promote", "-c", str(swapped)])
     assert res.exit_code == 22, res.output
     assert "version 1 was not promoted" in res.output and _champion(url) == "2"
@@ -127,10 +127,10 @@ def test_better_challenger_is_promoted_with_its_evidence_and_a_worse_one_never(l
     assert res.exit_code == 22 and _champion(url) == "2"
     # not enough matured runs, no shadow partitions, an unknown version: each its own exit, alias kept
     few = _config(tmp, url, promote={"min_runs": 3}, scoring={"out": str(shadow), "shadow_out": str(prod),
-                                                               "drift_stop": 0.25})
+                                                               "drift_stop": 0.3})
     res = CliRunner().invoke(app, ["promote", "-c", str(few)])
     assert res.exit_code == 21 and "promote.min_runs is 3 (1 more" in res.output, res.output
-    empty = _config(tmp, url, scoring={"shadow_out": str(tmp / "no-shadow"), "drift_stop": 0.25})
+    empty = _config(tmp, url, scoring={"shadow_out": str(tmp / "no-shadow"), "drift_stop": 0.3})
     res = CliRunner().invoke(app, ["promote", "-c", str(empty)])
     assert res.exit_code == 20 and "--shadow" in res.output, res.output
     res = CliRunner().invoke(app, ["promote", "-c", str(good), "--force", "--version", "7"])

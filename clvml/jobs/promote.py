@@ -91,7 +91,9 @@ def _alias(client: Any, name: str, alias: str) -> str | None:
 def _challenger_version(client: Any, name: str, decision: dict[str, Any]) -> str:
     """The registry version of ``name`` that wrote the judged shadow partitions."""
     ch = decision["challenger"]
-    if ch.get("registry_version"):
+    uri = str(ch.get("uri") or "")
+    same_model = uri.startswith(f"models:/{name}@") or uri.startswith(f"models:/{name}/")
+    if ch.get("registry_version") and same_model:  # a version number of another registered model is not one of ours
         return str(ch["registry_version"])
     if ch.get("run_id"):
         found = [str(v.version) for v in client.search_model_versions(f"run_id = '{ch['run_id']}'")
