@@ -177,7 +177,7 @@ def test_shadow_scoring_never_touches_production(loop):
     assert json.loads(after[f"as_of={AS_OFS[1]}/_manifest.json"]) != json.loads(before[f"as_of={AS_OFS[1]}/_manifest.json"])
     # misuse is refused before anything runs
     res = CliRunner().invoke(app, ["score", "-c", str(good), "--as-of", "2024-04-01", "--shadow",
-                                   "models:/shop/1", "--shadow-out", str(prod / "inner")])
+                                   "models:/shop/1", "--shadow-only", "--shadow-out", str(prod / "inner")])
     assert res.exit_code == 2 and "overlap" in res.output, res.output
     res = CliRunner().invoke(app, ["score", "-c", str(good), "--model", "models:/shop/1", "--as-of",
                                    "2024-04-01", "--shadow", "models:/shop/1"])
