@@ -61,6 +61,8 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "clvml.scoring.bundle": ("load_bundle", "ModelBundle"),
     "clvml.scoring.drift": ("DriftReference",),
     "clvml.scoring.job": ("score", "ScoreResult"),
+    "clvml.scoring.shadow": ("score_with_shadow",),
+    "clvml.monitoring.challenger": ("compare_champion_challenger", "Comparison"),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 
@@ -117,6 +119,9 @@ __all__ = [
     "reason_codes",
     "sample_size",
     "score",
+    "score_with_shadow",
+    "compare_champion_challenger",
+    "Comparison",
     "ScoreResult",
     "segment_drivers",
     "ShrinkError",
@@ -189,6 +194,8 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real objects
     from clvml.modeling.pareto_nbd import ParetoNBD
     from clvml.modeling.training import split_by_cutoff
     from clvml.monitoring import MonitorResult, monitor
+    from clvml.monitoring.challenger import Comparison, compare_champion_challenger
     from clvml.scoring.bundle import ModelBundle, load_bundle
     from clvml.scoring.drift import DriftReference
     from clvml.scoring.job import ScoreResult, score
+    from clvml.scoring.shadow import score_with_shadow

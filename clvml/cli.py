@@ -2,7 +2,8 @@
 
 Exit codes: 0 success; 1 unexpected clvml error; 2 invalid configuration; 3 invalid input data;
 4 drift stop; 5 model incompatible; 6 output not writable; 7 lock held by another run; 8 the engine
-cannot start; 9 model not found; 10 monitoring alert (see ``clvml.errors.EXIT_CODES``).
+cannot start; 9 model not found; 10 monitoring alert; 20-22 clvml promote did not move the alias;
+23 production scores written but the shadow run failed (see ``clvml.errors.EXIT_CODES``).
 """
 
 from __future__ import annotations
@@ -228,10 +229,11 @@ def tune(config: ConfigOpt = None, n_trials: Annotated[int | None, typer.Option(
 
 @app.command()
 def score(
-    model: Annotated[str, typer.Option("--model", "-m", help="Bundle folder, runs:/<id>/model or "
-                                       "models:/<name>@<alias>.")],
     as_of: Annotated[str, typer.Option("--as-of", help="Prediction date YYYY-MM-DD: events strictly "
                                        "before it are used.")],
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Bundle folder, runs:/<id>/model or "
+                                              "models:/<name>@<alias> (required unless --shadow-only).")]
+    = None,
     config: ConfigOpt = None,
     out: Annotated[Path | None, typer.Option("--out", help="Parquet root (partition as_of=DATE is "
                                              "replaced).")] = None,
@@ -245,13 +247,21 @@ def score(
                                                "empty or more than scoring.max_shrink smaller than the "
                                                "as_of's previous output or the training population.")]
     = False,
+    shadow: Annotated[str | None, typer.Option("--shadow", help="Also score this challenger model into the "
+                                               "shadow dataset (scoring.shadow_out), after production.")]
+    = None,
+    shadow_only: Annotated[bool, typer.Option("--shadow-only", help="Score only the --shadow challenger "
+                                              "(e.g. backfill past as_ofs); production is not touched.")]
+    = False,
+    shadow_out: Annotated[Path | None, typer.Option("--shadow-out", help="Parquet root of the shadow "
+                                                    "scores (overrides scoring.shadow_out).")] = None,
 ) -> None:
     """Score every customer as of a date: churn, value, CLV, segments, actions, reason codes.
 
     Exit codes: 0 ok, 2 bad config (also a --database that is not a DuckDB file), 3 bad input data
     (also: scores empty or shrunk beyond scoring.max_shrink), 4 drift stop, 5 model incompatible or
     unreadable, 6 output not writable, 7 another run holds the lock, 8 the engine cannot start,
-    9 model not found.
+    9 model not found, 23 production written but the --shadow run failed.
     """
     def go():
         from clvml.errors import ConfigError
@@ -261,12 +271,82 @@ def score(
         cfg = _config(config, engine, strict)
         if table and not (database or cfg.scoring.database):
             raise ConfigError(["--table needs --database (or scoring.database in the config)"])
-        r = run_score(cfg, model, day, out=out, database=database, table=table,
-                      allow_shrink=True if allow_shrink else None, progress=_progress())
-        m = r.manifest
-        say(f"{m['rows_out']:,} customers scored as of {m['as_of']} -> {r.target} "
-                      f"(model {m['model']['version']}, {m['seconds']:.0f}s); drift (PSI) of the scores "
-                      f"{m['drift'].get('scores')}")
+        if (shadow_only or shadow_out) and not shadow:
+            raise ConfigError(["--shadow-only and --shadow-out need --shadow MODEL_URI (the challenger)"])
+        if shadow_only and (out or database or table):
+            raise ConfigError(["--shadow-only writes the shadow dataset only: --out, --database and --table "
+                               "(production targets) cannot be given with it"])
+        allow = True if allow_shrink else None
+        if shadow:
+            from clvml.errors import ShadowScoringError
+            from clvml.scoring.shadow import score_with_shadow
+
+            try:
+                r = score_with_shadow(cfg, model, shadow, day, out=out, database=database, table=table,
+                                      shadow_out=shadow_out, shadow_only=shadow_only, allow_shrink=allow,
+                                      progress=_progress())
+            except ShadowScoringError as exc:
+                _said(exc.production)
+                raise
+            if r.production is not None:
+                _said(r.production)
+            _said(r.shadow, "shadow: ")
+            return
+        if not model:
+            raise ConfigError(["--model is required (or give --shadow URI --shadow-only)"])
+        _said(run_score(cfg, model, day, out=out, database=database, table=table, allow_shrink=allow,
+                        progress=_progress()))
+    _run(go)
+
+
+def _said(r, prefix: str = "") -> None:
+    m = r.manifest
+    say(f"{prefix}{m['rows_out']:,} customers scored as of {m['as_of']} -> {r.target} "
+        f"(model {m['model']['version']}, {m['seconds']:.0f}s); drift (PSI) of the scores "
+        f"{m['drift'].get('scores')}")
+
+
+@app.command()
+def promote(
+    config: ConfigOpt = None,
+    force: Annotated[bool, typer.Option("--force", help="Promote even if the challenger does not win "
+                                        "(recorded on the MLflow run and the model version).")] = False,
+    version: Annotated[str | None, typer.Option("--version", help="The challenger's registry version "
+                                                "(default: the model of the newest shadow partition).")]
+    = None,
+    rollback: Annotated[bool, typer.Option("--rollback", help="Move the alias back to the previous "
+                                           "champion.")] = False,
+) -> None:
+    """Move the production alias (promote.alias) to the challenger when it wins on matured partitions.
+
+    Exit codes: 0 moved (or already there), 2 bad config, 3 bad data or score files, 9 unknown model or
+    nothing to roll back to, 20 no shadow partitions, 21 fewer matured runs than promote.min_runs,
+    22 the challenger does not win (alias unchanged).
+    """
+    def go():
+        from clvml.jobs import promote as job
+
+        cfg = _config(config)
+        if rollback:
+            if force or version:
+                from clvml.errors import ConfigError
+
+                raise ConfigError(["--rollback takes no --force or --version"])
+            r = job.rollback(cfg, progress=_progress())
+            say(f"alias {r.alias!r} moved back from version {r.from_version} to {r.to_version} "
+                f"(MLflow run {r.run_id})")
+            return
+        r = job.promote(cfg, force=force, version=version, progress=_progress())
+        if r.comparison is not None and len(r.comparison.runs):
+            cols = ["as_of", "status", "customers", "champion_value", "challenger_value", "improvement"]
+            print(r.comparison.runs[cols].round(4).to_string(index=False))
+        if r.decision:
+            say(f"decision: {r.decision['outcome']} — {r.decision['reason']}")
+        if r.moved:
+            say(f"alias {r.alias!r} moved from {r.from_version or 'nothing'} to version {r.to_version}"
+                f"{' (forced)' if r.forced else ''}; evidence in MLflow run {r.run_id}")
+        else:
+            say(f"version {r.to_version} already holds the alias {r.alias!r}; nothing moved")
     _run(go)
 
 

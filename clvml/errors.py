@@ -93,6 +93,38 @@ class MonitorAlert(ClvmlError):
     exit_code = 10
 
 
+class NoShadowRunsError(ClvmlError):
+    """No as_of is scored both in production and in the shadow dataset (``clvml score --shadow``), so a
+    challenger cannot be compared with the champion."""
+
+    exit_code = 20
+
+
+class NotEnoughRunsError(ClvmlError):
+    """Fewer matured as_of partitions scored by both models than ``promote.min_runs``: no decision yet
+    (the alias is unchanged)."""
+
+    exit_code = 21
+
+
+class ChallengerLosesError(ClvmlError):
+    """The challenger does not win on ``promote.metric``: the production alias is unchanged."""
+
+    exit_code = 22
+
+
+class ShadowScoringError(ClvmlError):
+    """The production scores were written, but scoring the shadow (challenger) model failed.
+    ``production`` is the production run's result, ``cause`` the shadow run's error."""
+
+    exit_code = 23
+
+    def __init__(self, message: str, production: object = None, cause: BaseException | None = None):
+        self.production = production
+        self.cause = cause
+        super().__init__(message)
+
+
 class NotFittedError(ClvmlError, ValueError):
     """An estimator was used before ``fit``."""
 
@@ -110,4 +142,8 @@ EXIT_CODES = {
     9: "model not found (no such bundle folder, run, registered model, version or alias)",
     10: "monitoring alert: a threshold of the monitoring section was crossed (outputs and a retraining "
         "recommendation written)",
+    20: "clvml promote: no as_of scored both in production and in the shadow dataset",
+    21: "clvml promote: fewer matured runs than promote.min_runs; alias unchanged",
+    22: "clvml promote: the challenger does not win on promote.metric; alias unchanged",
+    23: "clvml score --shadow: production scores written, the shadow (challenger) run failed",
 }

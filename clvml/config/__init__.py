@@ -44,6 +44,7 @@ from clvml.config.models import (
     ValueModelConfig,
 )
 from clvml.config.monitoring import MonitoringConfig
+from clvml.config.promote import PROMOTE_METRICS, PromoteConfig
 from clvml.config.scoring import OutputConfig, ScoringConfig, TrackingConfig
 from clvml.config.yaml_loader import ConfigLoader, ConfigYAMLError, load_yaml
 from clvml.errors import ConfigError
@@ -56,6 +57,7 @@ __all__ = [
     "OutputConfig", "Policies", "RFMConfig", "RFMRule", "RiskBands", "ScoringConfig", "SearchRange",
     "SegmentsConfig", "SparkEngine", "SyntheticConfig", "TableSource", "TrackingConfig", "TuneConfig",
     "ValueModelConfig", "ConfigLoader", "_check_identifier", "_format_errors", "load_config", "parse_config",
+    "PROMOTE_METRICS", "PromoteConfig",
 ]
 
 
@@ -81,6 +83,7 @@ class Config(_Strict):
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
     experiments: ExperimentConfig = Field(default_factory=ExperimentConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    promote: PromoteConfig = Field(default_factory=PromoteConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
 
     @field_validator("name")
@@ -105,6 +108,7 @@ class Config(_Strict):
             self.data.synthetic.path = fix(self.data.synthetic.path)
         self.output.dir = fix(self.output.dir)
         self.scoring.out = fix(self.scoring.out)
+        self.scoring.shadow_out = fix(self.scoring.shadow_out)
         self.experiments.assignments = fix(self.experiments.assignments)
         db = self.scoring.database
         if db and "://" not in db and not Path(db).is_absolute():

@@ -24,6 +24,9 @@ class ScoringConfig(_Strict):
 
     out: Path | None = Field(None, description="Parquet root, partitioned by as_of (default "
                              "<output.dir>/scores).")
+    shadow_out: Path | None = Field(None, description="Parquet root of the challenger's shadow scores "
+                                    "(clvml score --shadow), partitioned by as_of like the production "
+                                    "scores (default <output.dir>/shadow_scores).")
     database: str | None = Field(None, description="Write to a table of this DuckDB database file, or "
                                  "of any database Ibis connects to by URL (sqlite:///…, postgres://…), "
                                  "instead of Parquet.")

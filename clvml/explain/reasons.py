@@ -48,7 +48,8 @@ def reason_codes(contrib: pd.DataFrame, X: pd.DataFrame, specs: Sequence[Feature
             idx = np.flatnonzero(ok)
             idx = idx[np.argsort(j[idx], kind="stable")]  # rows grouped by their i-th feature
             feats, starts = np.unique(j[idx], return_index=True)
-            for jj, at in zip(feats, np.split(idx, starts[1:]), strict=True):
+            groups = np.split(idx, starts[1:]) if idx.size else []  # no row pushed this way: none
+            for jj, at in zip(feats, groups, strict=True):
                 feat = names[jj]
                 codes, uniq = pd.factorize(Xv[feat].iloc[at], use_na_sentinel=True)
                 spec = by_name.get(feat)

@@ -45,6 +45,10 @@ class Feature:
     dtype: Literal["numeric", "categorical"] = "numeric"
     requires: tuple[str, ...] = ()  # optional source columns this feature needs
     hidden: bool = False  # helper aggregate, not part of the output
+    #: grows with the calendar by construction (tenure, days since sign-up): its distribution moves
+    #: whenever the scoring date differs from the training one, so the drift stop reports it but does
+    #: not stop on it (clvml.scoring.drift)
+    calendar: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.sentence, str):  # a plain template: "{value}" as a count
@@ -73,6 +77,7 @@ class FeatureSpec:
     sentence: str  # the template's main text (kept for bundles written before ``say``)
     fill: float | None = None
     say: Say | None = None  # the reason-code template (None in bundles written before it existed)
+    calendar: bool = False  # grows with the calendar by construction (see Feature.calendar)
 
     def explain(self, value: Any) -> str:
         """Plain-language sentence for this feature taking ``value`` (used by reason codes)."""
@@ -82,15 +87,33 @@ class FeatureSpec:
         return say.render(value, self.window)
 
 
-def _registered_say(name: str) -> Say | None:
-    """The template this clvml declares for an output column (for specs unpickled from older bundles;
-    the families register themselves when ``clvml.features`` is imported)."""
+def _registered(name: str) -> Feature | None:
+    """The declaration this clvml has for an output column (the families register themselves when
+    ``clvml.features`` is imported)."""
     for fam in REGISTRY.values():
         for f in fam.features:
             pattern = re.escape(f"{fam.prefix}_{f.name}").replace(re.escape("{w}"), r"(?:\d+d|all)")
             if not f.hidden and re.fullmatch(pattern, name):
-                return f.sentence
+                return f
     return None
+
+
+def _registered_say(name: str) -> Say | None:
+    """The template this clvml declares for an output column (for specs unpickled from older bundles)."""
+    f = _registered(name)
+    return None if f is None else f.sentence
+
+
+def calendar_columns(specs: Sequence[FeatureSpec]) -> list[str]:
+    """The output columns among ``specs`` that grow with the calendar by construction (tenure, days
+    since sign-up): marked on the spec, or, for specs unpickled from bundles written before the mark
+    existed, declared so in this clvml's registry."""
+    out = []
+    for s in specs:
+        f = None if getattr(s, "calendar", False) else _registered(s.name)
+        if getattr(s, "calendar", False) or (f is not None and f.calendar):
+            out.append(s.name)
+    return out
 
 
 Kind = Literal["count", "money", "days", "seconds", "ratio", "share", "score", "flag", "category", "number"]
@@ -257,6 +280,7 @@ class Family:
                     name=f"{self.prefix}_{name}", family=self.name, source=self.source, window=w,
                     description=f.description.format(span=span_text(w)), unit=f.unit,
                     dtype=f.dtype, missing=missing, sentence=f.sentence.text, fill=f.fill, say=f.sentence,
+                    calendar=f.calendar,
                 ))
         return out
 

@@ -71,7 +71,7 @@ R(Feature("recency_days", "Days from the last purchase to the cut-off.", "days",
           agg=lambda j, w: (j.cutoff_day - j.day).min(where=_purchase(j)), fill=None))
 R(Feature("tenure_days", "Days from the first transaction to the cut-off.", "days",
           Say("customer for {value}", zero="customer for less than a day", missing="no purchase yet", kind="days"),
-          agg=lambda j, w: (j.cutoff_day - j.day).max()))
+          agg=lambda j, w: (j.cutoff_day - j.day).max(), calendar=True))
 R(Feature("first_amount", "Spend on the first purchase day.", "currency",
           Say("first purchase was {value}", zero="first purchase was free", missing="no purchase yet", kind="money"),
           agg=lambda j, w: from_units(j.spend.argmin(j.day, where=_purchase(j))), fill=None))

@@ -16,7 +16,9 @@ Guarantees (each tested; docs/guide/scoring.md says what a reader gets):
 - **Bounded memory.** Customers are scored in hash-partitioned chunks of ``scoring.chunk_customers``.
 - **Drift stop.** The population stability index of every feature and score against the training
   snapshot is computed; above ``scoring.drift_stop`` the run fails with exit code 4 and writes nothing.
-  A skipped check is a warning, recorded in the manifest.
+  Features that grow with the calendar by construction (registry ``calendar=True``: tenure, days since
+  sign-up) move whenever the scoring date differs from the training one: their PSI is reported
+  (manifest ``drift.calendar``) but never stops the run. A skipped check is a warning, in the manifest.
 - **Shrink guard.** Empty scores, or more than ``scoring.max_shrink`` fewer rows than the as_of's
   previous output or the training population, are refused (exit 3) unless ``--allow-shrink``.
 - **Manifest.** ``_manifest.json`` beside the Parquet file (or a row of ``<table>_manifests``):
@@ -49,6 +51,7 @@ from clvml.data.dataset import Dataset
 from clvml.errors import ConfigError, DriftError, LockError, ModelIncompatibleError, ShrinkError
 from clvml.features.builder import feature_specs
 from clvml.features.query import day_of
+from clvml.features.registry import calendar_columns
 from clvml.features.writer import FeatureBatches
 from clvml.io import OutputError, atomic_write_json, output_error, remove_dead_staging, staging_dir, swap_dir
 from clvml.scoring.bundle import SCORE_COLUMNS, ModelBundle, load_bundle
@@ -77,11 +80,37 @@ def resolve_model(cfg: Config, uri: str) -> tuple[ModelBundle, dict[str, Any]]:
             info["tracking_uri"] = tracking
             if uri.startswith("models:/"):
                 info["registry_version"] = _registry_version(uri)
+            info["run_id"] = _run_of(uri)
     else:
+        from clvml.tracking import _bundle_run_id
+
         bundle = load_bundle(Path(uri).resolve())
+        info["run_id"] = _bundle_run_id(Path(uri).resolve())
     info.update(name=bundle.name, version=bundle.model_version, clvml_version=bundle.clvml_version,
-                trained_cutoffs=[str(c) for c in bundle.trained_cutoffs])
+                trained_cutoffs=[str(c) for c in bundle.trained_cutoffs], horizon_days=bundle.horizon_days)
     return bundle, info
+
+
+def _run_of(uri: str) -> str | None:
+    """The MLflow run that logged the model of a ``runs:/`` or ``models:/`` URI (None if unknown)."""
+    if uri.startswith("runs:/"):
+        return uri.removeprefix("runs:/").split("/", 1)[0] or None
+    if not uri.startswith("models:/"):
+        return None
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    ref = uri.removeprefix("models:/")
+    client = MlflowClient()
+    try:
+        if "@" in ref:
+            mv = client.get_model_version_by_alias(*ref.split("@", 1))
+        else:
+            name, _, version = ref.partition("/")
+            mv = client.get_model_version(name, version) if version.isdigit() else None
+    except MlflowException:
+        return None
+    return getattr(mv, "run_id", None) or None
 
 
 def _registry_version(uri: str) -> str | None:
@@ -238,14 +267,19 @@ def drift_summary(bundle: ModelBundle, counts: dict[str, Any] | None, cfg: Confi
                 "compare"}
     psi = bundle.reference.psi(counts).dropna()
     judged = psi if sc.drift_columns == "all" else psi[psi.index.isin(SCORE_COLUMNS)]
+    calendar = [c for c in calendar_columns(bundle.specs) if c in psi.index]
+    judged = judged.drop(calendar, errors="ignore")  # grows with the calendar: reported, not judged
+    stop = sc.drift_stop is not None and bool((judged > sc.drift_stop).any())
     return {
         "checked": True,
         "warn_threshold": sc.drift_warn, "stop_threshold": sc.drift_stop,
+        "calendar": {c: round(float(psi[c]), 4) for c in calendar},
+        "stopped_by": {c: round(float(v), 4) for c, v in judged[judged > sc.drift_stop].items()} if stop else {},
         "scores": {c: round(float(psi[c]), 4) for c in SCORE_COLUMNS if c in psi},
         "max_feature_psi": round(float(psi.drop(SCORE_COLUMNS, errors="ignore").max()), 4)
         if len(psi) > len(SCORE_COLUMNS) else None,
         "warnings": {c: round(float(v), 4) for c, v in psi[psi > sc.drift_warn].items()},
-        "stop": bool(sc.drift_stop is not None and (judged > sc.drift_stop).any()),
+        "stop": stop,
         "top": {c: round(float(v), 4) for c, v in psi.head(10).items()},
     }
 
@@ -583,7 +617,9 @@ def score(cfg: Config, model: str, as_of: dt.date, *, out: Path | None = None, d
             if not drift["checked"]:
                 warn(f"drift check skipped: {drift['skipped']}")
             for col, v in drift.get("warnings", {}).items():
-                progress(f"drift warning: PSI {v:.3f} for {col}")
+                cal = (" (grows with the calendar by construction: reported, never stops the run)"
+                       if col in drift.get("calendar", {}) else "")
+                progress(f"drift warning: PSI {v:.3f} for {col}{cal}")
             shrink = check_shrink(rows, previous, trained, sc.max_shrink, allow, as_of, target)
             if shrink.get("shrunk"):
                 warn(f"{rows:,} rows written although fewer than allowed by scoring.max_shrink "
@@ -601,7 +637,7 @@ def score(cfg: Config, model: str, as_of: dt.date, *, out: Path | None = None, d
                 "seconds": round(time.perf_counter() - t0, 2),
             }
             if drift.get("stop"):
-                worst = {c: v for c, v in drift["top"].items() if v > sc.drift_stop}
+                worst = dict(list(drift["stopped_by"].items())[:10])
                 raise DriftError(
                     f"drift above scoring.drift_stop={sc.drift_stop}: PSI {worst}; nothing was written. "
                     "Check the input data for a broken feed; if the change is real, retrain, or raise "
