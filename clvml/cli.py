@@ -2,7 +2,7 @@
 
 Exit codes: 0 success; 1 unexpected clvml error; 2 invalid configuration; 3 invalid input data;
 4 drift stop; 5 model incompatible; 6 output not writable; 7 lock held by another run; 8 the engine
-cannot start; 9 model not found (see ``clvml.errors.EXIT_CODES``).
+cannot start; 9 model not found; 10 a database input cannot be reached (see ``clvml.errors.EXIT_CODES``).
 """
 
 from __future__ import annotations

@@ -41,6 +41,13 @@ class DataSourceError(ClvmlError):
     exit_code = 3
 
 
+class DatabaseUnreachableError(DataSourceError):
+    """A database input could not be connected to: the server is down or unreachable, or it refused
+    the login (wrong user or password). Nothing was read; a scheduler may retry later."""
+
+    exit_code = 10
+
+
 class UnusableModelError(ClvmlError):
     """The data cannot give a model worth exporting (e.g. held-out metrics that are NaN because the
     held-out cut-off has a single class). Nothing is exported or registered."""
@@ -101,4 +108,6 @@ EXIT_CODES = {
     7: "another run is writing the same output (lock held): nothing written",
     8: "the configured engine cannot start (e.g. Spark without pyspark or Java 17) or ran out of memory",
     9: "model not found (no such bundle folder, run, registered model, version or alias)",
+    10: "a database input cannot be reached or refused the login (server down, wrong host/port, bad "
+        "credentials): nothing read",
 }

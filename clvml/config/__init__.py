@@ -98,6 +98,8 @@ class Config(_Strict):
 
         for src in self.data.tables.values():
             src.path = fix(src.path)
+            if src.url and src.url.startswith("sqlite:///") and not src.url[10:].startswith("/"):
+                src.url = "sqlite:///" + str((base / src.url[10:]).resolve())
         if self.data.synthetic is not None:
             self.data.synthetic.path = fix(self.data.synthetic.path)
         self.output.dir = fix(self.output.dir)
