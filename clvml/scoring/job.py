@@ -797,8 +797,8 @@ def _write_ibis(url: str, table: str, parts: Path, as_of: dt.date, manifest: dic
         raise
     except Exception as exc:  # noqa: BLE001
         raise OutputError(f"writing table {table} at {redact_url(url)} failed: {scrub(str(exc), real)}; its "
-                          f"rows for {as_of} are unchanged (if the columns differ from an earlier run, drop the table or "
-                          "use a new scoring.table)") from None
+                          f"rows for {as_of} are unchanged (if the columns differ from an earlier run, drop the "
+                          "table or use a new scoring.table)") from None
     finally:
         for n in names.values():
             with contextlib.suppress(Exception):
