@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import re
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 #: ``${NAME}`` placeholders expanded from the environment when connecting
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -35,24 +35,21 @@ def redact_url(url: str) -> str:
     """
     if "://" not in url:
         return url
-    try:
-        parts = urlsplit(url)
-    except ValueError:  # not parseable as a URL: mask everything after the scheme
-        return url.split("://", 1)[0] + "://" + MASK
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, host = netloc.rsplit("@", 1)
-        if ":" in userinfo:
-            user, password = userinfo.split(":", 1)
-            if not _PLACEHOLDER.fullmatch(password):
-                netloc = f"{user}:{MASK}@{host}"
+    scheme, rest = url.split("://", 1)
+    head, sep, query = rest.partition("?")
+    # the last "@" before the query ends the user info (a password may hold "/" or "@" unencoded);
+    # file-based databases have none (their path may hold "@")
+    at = -1 if backend_of(url) in ("sqlite", "duckdb", "file") else head.rfind("@")
+    if at >= 0 and ":" in head[:at]:
+        user, password = head[:at].split(":", 1)
+        if not _PLACEHOLDER.fullmatch(password):
+            head = f"{user}:{MASK}{head[at:]}"
 
     def mask(m: re.Match) -> str:
         value = m.string[m.end(1):m.end()]
         return m.group(0) if _PLACEHOLDER.fullmatch(value) else m.group(1) + MASK
 
-    query = _QUERY_PASSWORD.sub(mask, parts.query)
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    return f"{scheme}://{head}{sep}{_QUERY_PASSWORD.sub(mask, query)}"
 
 
 def expand_env(url: str, where: str) -> str:
