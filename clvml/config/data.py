@@ -7,7 +7,7 @@ import difflib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_serializer, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_serializer, field_validator, model_validator
 
 from clvml.config.base import _check_identifier, _Strict
 from clvml.config.database import backend_of, check_read_only_query, redact_url
@@ -15,6 +15,9 @@ from clvml.config.database import backend_of, check_read_only_query, redact_url
 
 class TableSource(_Strict):
     """Where one table comes from and how its columns map onto the canonical schema."""
+
+    # a URL may hold a password: pydantic's own error text must not quote it
+    model_config = ConfigDict(**_Strict.model_config, hide_input_in_errors=True)
 
     path: Path | None = Field(None, description="Parquet/CSV file or folder, or DuckDB database file.")
     format: Literal["parquet", "csv", "duckdb"] | None = Field(

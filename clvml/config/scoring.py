@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_serializer, field_validator
+from pydantic import ConfigDict, Field, field_serializer, field_validator
 
 from clvml.config.base import _check_identifier, _Strict
 from clvml.config.database import redact_url
@@ -22,6 +22,9 @@ class TrackingConfig(_Strict):
 
 class ScoringConfig(_Strict):
     """The scheduled scoring job (``clvml score``)."""
+
+    # scoring.database may hold a password: pydantic's own error text must not quote it
+    model_config = ConfigDict(**_Strict.model_config, hide_input_in_errors=True)
 
     out: Path | None = Field(None, description="Parquet root, partitioned by as_of (default "
                              "<output.dir>/scores).")
