@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint format lock bench bench-venv-ft clean
+.PHONY: demo test lint format lock bench bench-venv-ft clean postgres
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,9 +20,17 @@ $(STAMP): requirements.lock pyproject.toml | $(BIN)/python
 demo: $(STAMP)
 	$(BIN)/clvml demo
 
-test: $(STAMP)
+test: $(STAMP) postgres
 	$(BIN)/ruff check clvml tests bench
 	$(BIN)/python -m pytest -n 2 --dist loadscope -q
+
+# tests/test_db_inputs.py starts a real PostgreSQL server: Debian's binaries, installed only when absent
+# (as root, with apt-get); without them those tests are skipped with the reason
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; } || \
+	  echo "note: PostgreSQL could not be installed: tests/test_db_inputs.py will be skipped"
 
 lint: $(STAMP)
 	$(BIN)/ruff check clvml tests bench

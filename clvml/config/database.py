@@ -98,7 +98,10 @@ def scrub(text: str, url: str) -> str:
     """``text`` (a driver's error message) without the password of ``url`` and with every URL in it
     redacted."""
     for secret in secrets_of(url):
-        text = text.replace(secret, MASK)
+        if len(secret) >= 6:
+            text = text.replace(secret, MASK)
+        else:  # a short password: only where it stands alone (not every "b" of a message)
+            text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(secret)}(?![A-Za-z0-9])", MASK, text)
     return re.sub(r"[A-Za-z][A-Za-z0-9+.-]*://\S+", lambda m: redact_url(m.group(0)), text)
 
 

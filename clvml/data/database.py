@@ -117,14 +117,14 @@ def connect_database(url: str, where: str) -> tuple[ibis.BaseBackend, str]:
     except Exception as exc:  # noqa: BLE001 - every driver's connection error
         msg = _first_line(exc, real)
     if _AUTH.search(msg):
-        hint = ("the server refused the login: check the user in the URL and the password (${NAME} in the "
+        hint = ("The server refused the login: check the user in the URL and the password (${NAME} in the "
                 "URL, or PGPASSWORD / ~/.pgpass when the URL has none) and the server's pg_hba.conf")
     elif "does not exist" in msg:
-        hint = "check the database name in the URL"
+        hint = "Check the database name in the URL"
     else:
-        hint = ("check that the server is running and reachable at the URL's host and port (firewall, VPN, "
+        hint = ("Check that the server is running and reachable at the URL's host and port (firewall, VPN, "
                 "sslmode?); then run again")
-    raise DatabaseUnreachableError(f"{where}: cannot connect to {shown}: {msg}. {hint}") from None
+    raise DatabaseUnreachableError(f"{where}: cannot connect to {shown}: {msg.rstrip('.?; ')}. {hint}") from None
 
 
 def _set_read_only(rcon: ibis.BaseBackend) -> None:
