@@ -8,6 +8,9 @@ Starts its own PostgreSQL server on 127.0.0.1 (Debian's binaries, as the tests d
 - ``load_dataset postgres``: read + map + validate + count, the table from PostgreSQL;
 - ``load_dataset parquet``: the same, the table from a Parquet file of the same rows.
 
+Wall time and this process's CPU time (all threads; the PostgreSQL server's own CPU is not included)
+are printed: on a shared machine the CPU time is the steadier figure.
+
 Usage: ``python bench/db_read.py [N] [REPEATS]`` (default 1,000,000 rows, 3 repeats).
 """
 
@@ -69,27 +72,33 @@ def main(n: int = 1_000_000, repeats: int = 3) -> None:
         src = TableSource(url=url, table="transactions")
         pg_cfg = DataConfig.model_validate({"tables": {"transactions": {"url": url, "table": "transactions"}}})
         pq_cfg = DataConfig.model_validate({"tables": {"transactions": {"path": str(tmp / "transactions.parquet")}}})
-        times: dict[str, list[float]] = {"pull": [], "load_dataset postgres": [], "load_dataset parquet": []}
+        steps = ("pull", "load_dataset postgres", "load_dataset parquet")
+        times: dict[str, list[float]] = {s: [] for s in steps}
+        cpu: dict[str, list[float]] = {s: [] for s in steps}  # this process's CPU (all its threads)
         for i in range(repeats):
             con = connect()
-            t = time.perf_counter()
+            t, c0 = time.perf_counter(), time.process_time()
             table = read_database(con, "transactions", src, f"pulled_{i}")
             times["pull"].append(time.perf_counter() - t)
+            cpu["pull"].append(time.process_time() - c0)
             assert int(table.count().to_pyarrow().as_py()) == n
             con.disconnect()
             for name, cfg in (("load_dataset postgres", pg_cfg), ("load_dataset parquet", pq_cfg)):
-                t = time.perf_counter()
+                t, c0 = time.perf_counter(), time.process_time()
                 ds = load_dataset(cfg, con=connect())
                 times[name].append(time.perf_counter() - t)
+                cpu[name].append(time.process_time() - c0)
                 assert ds.report.rows_out["transactions"] == n
                 ds.con.disconnect()
     print(f"\n{n:,} rows x 7 columns, {repeats} repeats, interleaved; {platform.node()} "
           f"nproc={os.cpu_count()} load average {os.getloadavg()[0]:.1f} at the end; "
           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
-    print("| step | median s | runs (s) | rows/s (median) |\n|---|---|---|---|")
+    print("| step | wall median s | wall runs (s) | rows/s (wall median) | CPU of this process, median s |\n"
+          "|---|---|---|---|---|")
     for name, ts in times.items():
         med = statistics.median(ts)
-        print(f"| {name} | {med:.2f} | {', '.join(f'{x:.2f}' for x in ts)} | {n / med:,.0f} |")
+        print(f"| {name} | {med:.2f} | {', '.join(f'{x:.2f}' for x in ts)} | {n / med:,.0f} | "
+              f"{statistics.median(cpu[name]):.2f} |")
     print(f"max RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB")
 
 
