@@ -78,7 +78,7 @@ def world(pg, tmp_path_factory):
 
 def _features(tables: dict) -> tuple[pd.DataFrame, object]:
     ds = load_dataset(DataConfig.model_validate({"tables": tables}), con=connect())
-    return to_pandas(build_features(ds.tables, CUTOFFS)), ds.report
+    return to_pandas(build_features(ds.tables, CUTOFFS, windows=[30, 365])), ds.report
 
 
 def test_postgres_and_sqlite_tables_and_queries_give_the_features_of_parquet(pg, world):
@@ -123,6 +123,7 @@ def test_train_and_score_from_postgres_into_postgres_masks_the_password(pg, worl
     import mlflow
 
     monkeypatch.setenv(ENV_VAR, PASSWORD)
+    monkeypatch.setenv("CLVML_TEST_PGPORT", str(pg.port))
     url = pg.url("shop", password="${" + ENV_VAR + "}")
     tables = {"transactions": {"url": url, "table": "transactions", "columns": TX_RENAMED}}
     fast = {**FAST, "n_estimators": 30}
@@ -132,7 +133,9 @@ def test_train_and_score_from_postgres_into_postgres_masks_the_password(pg, worl
            "model": {"churn": fast, "value": fast},
            "tracking": {"experiment": "pg", "uri": f"sqlite:///{tmp_path / 'mlflow.db'}"},
            "output": {"dir": "out", "model_dir": "models"},
-           "scoring": {"database": pg.url("scores"), "table": "churn_scores"}}  # a literal password
+           # scores: a literal password (masked wherever shown) and the port from the environment
+           "scoring": {"database": f"postgres://clvml:{PASSWORD}@127.0.0.1:${{CLVML_TEST_PGPORT}}/scores",
+                       "table": "churn_scores"}}
     path = tmp_path / "pg.yaml"
     path.write_text(yaml.safe_dump(cfg))
     runner = CliRunner()
@@ -154,7 +157,7 @@ def test_train_and_score_from_postgres_into_postgres_masks_the_password(pg, worl
     (run,) = client.search_runs([client.get_experiment_by_name("pg").experiment_id])
     params = run.data.params
     assert params["data.tables.transactions.url"] == url and "${" + ENV_VAR + "}" in url
-    assert params["scoring.database"].startswith("postgres://clvml:***@")
+    assert params["scoring.database"] == "postgres://clvml:***@127.0.0.1:${CLVML_TEST_PGPORT}/scores"
     assert not [k for k, v in params.items() if PASSWORD in v]
     art = Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, dst_path=str(tmp_path / "art"),
                                                    tracking_uri=cfg["tracking"]["uri"]))
@@ -206,3 +209,28 @@ def test_database_errors_exit_with_their_code_name_the_table_and_hide_the_passwo
             world / "world" / "transactions.parquet").num_rows
         assert c.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'stolen'"
                          ).fetchone()[0] == 0
+
+
+def test_urls_are_masked_expanded_and_scrubbed(monkeypatch):
+    from clvml.config.database import expand_env, redact_url, scrub
+
+    cases = {
+        "postgres://me:s3cret@db:5432/shop?sslmode=require&password=x": "postgres://me:***@db:5432/shop?sslmode=require&password=***",
+        "postgres://me:${PW}@db/shop": "postgres://me:${PW}@db/shop",  # a placeholder names, not reveals
+        "postgres://me:a/b@c@db/x": "postgres://me:***@db/x",  # unencoded / and @ in the password
+        "postgresql+psycopg://me@db/shop?password=${PW}": "postgresql+psycopg://me@db/shop?password=${PW}",
+        "sqlite:////data/a@b.db": "sqlite:////data/a@b.db",  # a file path, no user info
+        "/plain/path.duckdb": "/plain/path.duckdb",
+    }
+    for url, shown in cases.items():
+        assert redact_url(url) == shown
+    monkeypatch.setenv("PW", "xyz%40secret")
+    assert expand_env("postgres://me:${PW}@db/shop", "k") == "postgres://me:xyz%40secret@db/shop"
+    monkeypatch.delenv("PW")
+    with pytest.raises(ValueError, match=r"k uses \$\{PW\} but the environment variable is not set"):
+        expand_env("postgres://me:${PW}@db/shop", "k")
+    real = "postgres://me:xyz%40secret@db/shop"
+    assert scrub("auth failed for xyz@secret at postgres://me:xyz%40secret@db/shop", real) == (
+        "auth failed for *** at postgres://me:***@db/shop")
+    assert scrub("missing backend b", "mysql://a:b@h/x") == "missing backend ***"  # short: whole words only
+    assert scrub("bad backend", "mysql://a:b@h/x") == "bad backend"
