@@ -247,7 +247,7 @@ def score(
     Exit codes: 0 ok, 2 bad config (also a --database that is not a DuckDB file), 3 bad input data
     (also: scores empty or shrunk beyond scoring.max_shrink), 4 drift stop, 5 model incompatible or
     unreadable, 6 output not writable, 7 another run holds the lock, 8 the engine cannot start,
-    9 model not found.
+    9 model not found, 10 a database input cannot be reached.
     """
     def go():
         from clvml.errors import ConfigError
