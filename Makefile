@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint format lock bench bench-venv-ft clean postgres
+.PHONY: demo test lint format lock bench bench-venv-ft clean browser postgres
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,18 @@ $(STAMP): requirements.lock pyproject.toml | $(BIN)/python
 demo: $(STAMP)
 	$(BIN)/clvml demo
 
-test: $(STAMP) postgres
+# The HTML reports are opened in Debian's headless chromium by the tests (tests/browser.py, driven by
+# Playwright, which never downloads a browser). Installed here when missing and apt-get can (root);
+# otherwise those tests skip and say why.
+browser:
+	@if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing Debian's chromium for the browser tests of the HTML reports"; \
+	  (export DEBIAN_FRONTEND=noninteractive; apt-get install -y --no-install-recommends chromium >/dev/null \
+	   || (apt-get update -qq && apt-get install -y --no-install-recommends chromium >/dev/null)) \
+	  || echo "chromium could not be installed: the browser tests of the HTML reports will skip"; \
+	fi
+
+test: $(STAMP) browser postgres
 	$(BIN)/ruff check clvml tests bench
 	$(BIN)/python -m pytest -n 2 --dist loadscope -q
 

@@ -151,6 +151,10 @@ def validate(config: Annotated[Path, typer.Argument(help="YAML config file.")],
             say("  " + p.format())
         for name, n in ds.report.rows_out.items():
             say(f"  {name:<13} {ds.report.rows_in.get(name, n):>10,} rows in, {n:>10,} kept")
+            if name in ds.report.line_items:  # grain: line
+                li = ds.report.line_items[name]
+                say(f"  {'':<13} {n:>10,} lines -> {li['orders']:>10,} orders ({li['purchase_orders']:,} "
+                    f"purchases, {li['refund_orders']:,} refunds; see the findings above)")
         say("config and data are valid", style="green")
     _run(go)
 
@@ -333,6 +337,7 @@ def experiment_evaluate(
                           f"[{e['ci_low']:+.4f}, {e['ci_high']:+.4f}]  p={e['p_value']:.3g}  "
                           f"(control {e['mean_control']:.4f}, n={e['n_treatment']:,}+{e['n_control']:,})")
         say(f"excluded: {r['summary']['excluded']}; effects: {r['files']['effects']}")
+        say(f"report: {r['files']['report']}")
     _run(go)
 
 

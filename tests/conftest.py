@@ -23,3 +23,14 @@ def tx(rows):
     """Transactions frame from (customer, ts, amount) tuples."""
     return pd.DataFrame(rows, columns=["customer_id", "ts", "amount"]).assign(
         ts=lambda d: pd.to_datetime(d.ts, format="mixed"))
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """Debian's headless Chromium driven by Playwright (tests/browser.py); skips, saying why, without it."""
+    from tests.browser import launch_chromium
+
+    pw, browser = launch_chromium()
+    yield browser
+    browser.close()
+    pw.stop()

@@ -76,12 +76,18 @@ def test_survey_summary(shop):
     assert s.promoters.tolist() == [1, 1] and s.detractors.tolist() == [1, 0] and s.nps.tolist() == [0.0, 100.0]
 
 
-def test_analytics_report_writes_every_table_plot_and_one_page(small_world, tmp_path):
+@pytest.fixture(scope="module")
+def analytics_report(small_world, tmp_path_factory):
+    ds = load_dataset(frames=small_world.tables())
+    return write_analytics_report(ds, tmp_path_factory.mktemp("analytics"), horizon_days=90,
+                                  before=dt.date(2024, 7, 1))
+
+
+def test_analytics_report_writes_every_table_plot_and_one_page(analytics_report):
     import base64
     import re
 
-    ds = load_dataset(frames=small_world.tables())
-    out = write_analytics_report(ds, tmp_path, horizon_days=90, before=dt.date(2024, 7, 1))
+    out = analytics_report
     names = ["repurchase_rate", "cohort_retention", "repurchase_cycle", "second_purchase", "churn_rate", "surveys"]
     for n in names:
         assert len(pd.read_csv(out[n])) > 0 and out[f"plot_{n}"].stat().st_size > 1000
@@ -90,6 +96,15 @@ def test_analytics_report_writes_every_table_plot_and_one_page(small_world, tmp_
     assert len(imgs) == 6 and all(base64.b64decode(i)[:4] == b"\x89PNG" for i in imgs)
     churn = pd.read_csv(out["churn_rate"])
     assert churn.churn_rate.between(0, 1).all() and pd.to_datetime(churn.cutoff).max() <= pd.Timestamp("2024-04-02")
+
+
+def test_analytics_report_opens_cleanly_in_chromium(analytics_report, chromium, tmp_path):
+    from tests.browser import assert_opens_cleanly
+
+    check = assert_opens_cleanly(chromium, analytics_report["report"], tmp_path / "analytics_report.png",
+                                 min_images=6)
+    assert {i["alt"] for i in check.images} == {"repurchase_rate", "cohort_retention", "repurchase_cycle",
+                                                "second_purchase", "churn_rate", "surveys"}
 
 
 def test_cli_report_analytics(small_world, tmp_path):

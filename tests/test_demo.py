@@ -104,6 +104,14 @@ def test_demo_run_is_tracked_in_mlflow(demo_run):
     assert set(drivers.lifecycle_stage) <= {"new", "active", "returning", "dormant", "churned"}
 
 
+def test_train_report_opens_cleanly_in_chromium(demo_run, chromium, tmp_path):
+    from tests.browser import assert_opens_cleanly
+
+    tmp, cfg, r = demo_run
+    check = assert_opens_cleanly(chromium, Path(r["report_path"]), tmp_path / "train_report.png", min_images=6)
+    assert {i["alt"] for i in check.images} >= {"roc", "calibration", "value_deciles"}
+
+
 def test_exported_bundle_reloads_and_scores_identically(demo_run):
     tmp, cfg, r = demo_run
     bundle = load_bundle(r["model_path"])

@@ -170,6 +170,15 @@ def test_backtest_report_and_mlflow_run(backtest_run):
     assert {"evaluation/report.html", "evaluation/metrics.csv", "evaluation/plots"} <= arts
 
 
+def test_backtest_report_opens_cleanly_in_chromium(backtest_run, chromium, tmp_path):
+    from tests.browser import assert_opens_cleanly
+
+    _, _, r = backtest_run
+    check = assert_opens_cleanly(chromium, r.report["report"], tmp_path / "backtest_report.png", min_images=6)
+    # two plots side by side in the 1280 px window (the page is 1100 px wide at most)
+    assert len({i["left"] for i in check.images}) == 2
+
+
 def test_backtest_origin_must_be_a_labelled_cutoff(backtest_run):
     from clvml.data.loading import load_data
     from clvml.evaluation.backtest import evaluate_origin

@@ -339,3 +339,25 @@ def test_a_line_above_the_limit_is_refused_stating_the_limit(tmp_path):
     assert f"line 1 of {tmp_path / 'tx.csv'} is 16,777,242 bytes long, above the limit of 16,777,216 " \
            "bytes (16 MiB) per CSV line" in msg  # the line and its newline
     assert "xxxxxxxxxx" not in msg and len(msg) < 600 and exc.value.exit_code == 3
+
+
+# --- encodings ------------------------------------------------------------------------------------
+
+ACCENTED = "customer_id,ts,amount\nMüller,2024-03-04,1.5\nCôté,2024-05-06,2\n"
+
+
+def test_utf16_csv_with_a_byte_order_mark_is_read_without_configuration(tmp_path):
+    (tmp_path / "t.csv").write_bytes(ACCENTED.encode("utf-16"))  # Excel's "Unicode text"
+    ds = load_dataset(source(tmp_path / "t.csv"))
+    assert rows(ds) == [("Côté", "2024-05-06 00:00:00", 2.0), ("Müller", "2024-03-04 00:00:00", 1.5)]
+
+
+def test_latin1_csv_is_read_with_the_encoding_key_and_refused_with_that_hint_without_it(tmp_path):
+    (tmp_path / "t.csv").write_bytes(ACCENTED.encode("latin-1"))
+    with pytest.raises(DataSourceError) as exc:
+        load_dataset(source(tmp_path / "t.csv"))
+    msg = str(exc.value)
+    assert "not utf-8 encoded" in msg and "data.tables.transactions.encoding: latin-1" in msg
+    assert "encoding='UTF-16'" not in msg  # DuckDB's own option, which a clvml user cannot set
+    ds = load_dataset(source(tmp_path / "t.csv", encoding="latin-1"))
+    assert rows(ds) == [("Côté", "2024-05-06 00:00:00", 2.0), ("Müller", "2024-03-04 00:00:00", 1.5)]

@@ -110,11 +110,17 @@ def test_campaign_leaves_the_world_before_it_unchanged():
     assert ct.loc[lapsed & ct.alive, "tau"].eq(2.0).sum() > 0 and ct.loc[~lapsed, "tau"].max() <= 0.3
 
 
-def test_effects_cover_the_true_effect(campaign):
+@pytest.fixture(scope="module")
+def evaluated(campaign):
     from clvml.analytics.experiment_report import evaluate
 
     cfg, ds, path, truth = campaign
-    r = evaluate(cfg, ds)  # the world's assignments; membership_tier joined from the customers table
+    return evaluate(cfg, ds)  # the world's assignments; membership_tier joined from the customers table
+
+
+def test_effects_cover_the_true_effect(campaign, evaluated):
+    cfg, ds, path, truth = campaign
+    r = evaluated
     e = r["effects"].set_index(["segment", "metric"])
     true = {("all", "repurchased"): truth["uplift_purchase"].mean(),
             ("all", "spend"): truth["uplift_spend"].mean()}
@@ -133,6 +139,16 @@ def test_effects_cover_the_true_effect(campaign):
     assert r["summary"]["excluded"] == {"window_incomplete": 0, "no_profile (kept as 'unknown')": 0}
     assert (path / "out" / "experiments" / "plots" / "effect_spend.png").stat().st_size > 5000
     assert len(pd.read_parquet(path / "out" / "experiments" / "outcomes.parquet")) == len(truth)
+
+
+def test_experiment_report_opens_cleanly_in_chromium(evaluated, chromium, tmp_path):
+    from tests.browser import assert_opens_cleanly
+
+    html = evaluated["files"]["report"].read_text()
+    assert "95% confidence interval" in html and "membership_tier" in html
+    check = assert_opens_cleanly(chromium, evaluated["files"]["report"], tmp_path / "experiment_report.png",
+                                 min_images=3)
+    assert {i["alt"] for i in check.images} == {"repurchased", "purchases", "spend"}
 
 
 def test_uplift_targeting_beats_random(campaign):
@@ -170,6 +186,7 @@ def test_cli_experiment_commands(campaign, tmp_path):
     assert res.exit_code == 0, res.output
     eff = pd.read_csv(tmp_path / "experiments" / "effects.csv")
     assert set(eff["segment"]) == {"all", "basic", "silver", "gold"} and len(eff) == 12
+    assert f"report: {tmp_path / 'experiments' / 'report.html'}" in res.output.replace("\n", "")
     res = run(app, ["experiment", "evaluate", "-c", str(tmp_path / "c.yaml"), "--by", "value_tier"])
     assert res.exit_code == 2 and "--scores" in res.output
     res = run(app, ["experiment", "power", "--baseline", "0.1", "--effect", "0.02"])

@@ -3,7 +3,9 @@ decides who receives the next one. Each writes tables, plots and a JSON summary 
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import html
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,7 @@ from clvml.data.dataset import Dataset
 from clvml.errors import ConfigError, DataSourceError
 from clvml.features import build_features, to_pandas
 from clvml.io import atomic_write_json, atomic_write_parquet, atomic_write_text
-from clvml.plotting import axes, save_figure
+from clvml.plotting import CSS, axes, save_figure
 
 Progress = Callable[[str], None]
 
@@ -75,25 +77,103 @@ def add_segments(outcomes: Outcomes, ds: Dataset, scores: Path | None, by: list[
     return Outcomes(t, {**outcomes.excluded, "not_in_scores (kept as 'unscored')": unscored})
 
 
-def plot_effects(effects: pd.DataFrame, metric: str):
+METRIC_TEXT = {"repurchased": "share who bought", "purchases": "purchase days per customer",
+               "spend": "spend per customer"}
+"""What each outcome metric measures, as the forest plots and the HTML report name it."""
+
+
+def plot_effects(effects: pd.DataFrame, metric: str, alpha: float = 0.05, window_days: int | None = None):
+    """Forest plot of one metric: the effect (treatment − control) with its ``1 - alpha`` interval,
+    overall and per segment. The effect on ``repurchased`` is a difference of shares, shown in
+    percentage points."""
+    from matplotlib.ticker import FuncFormatter
+
     e = effects[(effects["metric"] == metric) & effects["effect"].notna()].iloc[::-1]
     labels = [("all" if b == "all" else f"{b}={s}") + f" ({c})" if len(effects["campaign_id"].unique()) > 1
               else ("all" if b == "all" else f"{b}={s}")
               for b, s, c in zip(e["segment_by"], e["segment"], e["campaign_id"], strict=True)]
-    fig, ax = axes(f"Effect on {metric} (treatment − control, with CI)", xlabel=metric, width=7, height=3.5)
+    what = METRIC_TEXT.get(metric, metric)
+    within = f" within {window_days} days" if window_days else ""
+    unit = ", percentage points" if metric == "repurchased" else ""
+    fig, ax = axes(f"Effect on {metric} (treatment − control)",
+                   xlabel=f"difference in {what}{within}{unit}: treatment − control\n"
+                          f"(dot: estimate, bar: {100 * (1 - alpha):g}% confidence interval)",
+                   width=7, height=3.5)
+    if metric == "repurchased":
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{100 * v:+.0f}" if v else "0"))
     y = np.arange(len(e))
     ax.errorbar(e["effect"], y, xerr=[e["effect"] - e["ci_low"], e["ci_high"] - e["effect"]], fmt="o",
                 capsize=3)
     ax.axvline(0, color="grey", lw=1)
     ax.set_yticks(y, labels)
-    fig.set_figheight(max(2.5, 0.35 * len(e) + 1.2))
+    fig.set_figheight(max(2.5, 0.35 * len(e) + 1.4))
     return fig
+
+
+def _cell(v: Any) -> str:
+    if isinstance(v, (float, np.floating)):
+        return "–" if np.isnan(v) else f"{v:,.4g}"
+    return html.escape(str(v))
+
+
+def _table(df: pd.DataFrame) -> str:
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
+    rows = "".join("<tr>" + "".join(f"<td>{_cell(v)}</td>" for v in r) + "</tr>"
+                   for r in df.itertuples(index=False))
+    return f"<div class='wide'><table><tr>{head}</tr>{rows}</table></div>"
+
+
+def _effects_table(effects: pd.DataFrame, level: str) -> pd.DataFrame:
+    """The effects as a reader scans them: the interval in one column, the lift in percent."""
+    e = effects
+    out = pd.DataFrame({"campaign": e["campaign_id"], "segment": [
+        "all" if b == "all" else f"{b}={s}" for b, s in zip(e["segment_by"], e["segment"], strict=True)],
+        "metric": e["metric"], "n (treatment / control)": [
+            f"{t:,} / {c:,}" for t, c in zip(e["n_treatment"], e["n_control"], strict=True)],
+        "control mean": e["mean_control"], "treatment mean": e["mean_treatment"], "effect": e["effect"],
+        f"{level} CI": ["–" if np.isnan(lo) else f"[{lo:,.3g}, {hi:,.3g}]"
+                        for lo, hi in zip(e["ci_low"], e["ci_high"], strict=True)],
+        "relative lift": ["–" if np.isnan(v) else f"{100 * v:+.1f}%" for v in e["relative_lift"]],
+        "p-value": e["p_value"], "p (Holm)": e["p_value_holm"], "note": e["note"].fillna("")})
+    if not out["note"].any():
+        out = out.drop(columns="note")
+    return out.drop(columns="campaign") if e["campaign_id"].nunique() == 1 else out
+
+
+def render_html(title: str, summary: dict[str, Any], effects: pd.DataFrame, plots: dict[str, Path]) -> str:
+    """The experiment report as one self-contained HTML page (plots embedded as base64 PNG)."""
+    level = f"{100 * (1 - summary['alpha']):g}%"
+    meta = {"assignments": summary["assignments"], "outcome window (days)": summary["window_days"],
+            "customers": f"{summary['customers']:,}",
+            "per group": ", ".join(f"{g}: {n:,}" for g, n in summary["by_group"].items()),
+            "excluded": ", ".join(f"{k}: {v:,}" for k, v in summary["excluded"].items()) or "none",
+            "confidence level": level}
+    info = "".join(f"<dt>{html.escape(str(k))}</dt><dd>{html.escape(str(v))}</dd>" for k, v in meta.items())
+    table = _effects_table(effects, level)
+    overall = table[(effects["segment_by"] == "all").to_numpy()].drop(columns=["segment", "p (Holm)", "note"],
+                                                                      errors="ignore")
+    imgs = "".join(
+        f"<figure><img alt='{html.escape(n)}' src='data:image/png;base64,"
+        f"{base64.b64encode(Path(p).read_bytes()).decode()}'><figcaption>{html.escape(n)}</figcaption></figure>"
+        for n, p in plots.items())
+    defs = "".join(f"<dt>{html.escape(m)}</dt><dd>{html.escape(t)} in the {summary['window_days']} days after "
+                   f"assignment</dd>" for m, t in METRIC_TEXT.items())
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1><dl>{info}</dl>"
+            f"<h2>Overall effect</h2><p>Effect = mean of the treatment group − mean of the control group, "
+            f"with its {level} confidence interval; relative lift = effect / control mean.</p>"
+            f"<dl>{defs}</dl>{_table(overall)}"
+            f"<h2>By segment</h2><div class='plots'>{imgs}</div>"
+            f"<p>Segment p-values are also given Holm-adjusted across segments (p (Holm)); a segment "
+            f"with too few customers in an arm has no interval (see note). Every column of every row is "
+            f"in effects.csv.</p>{_table(table)}"
+            f"</body></html>")
 
 
 def evaluate(cfg: Config, ds: Dataset, *, assignments: Path | None = None, scores: Path | None = None,
              out: Path | None = None, progress: Progress = lambda _: None) -> dict[str, Any]:
     """Outcomes and effects of an A/B test; writes ``outcomes.parquet``, ``effects.csv``,
-    ``plots/effect_<metric>.png`` and ``summary.json`` into ``out``."""
+    ``plots/effect_<metric>.png``, ``summary.json`` and the self-contained ``report.html`` into ``out``."""
     ex = cfg.experiments
     path = assignments_path(cfg, assignments)
     out = Path(out or Path(cfg.output.dir) / "experiments")
@@ -105,7 +185,7 @@ def evaluate(cfg: Config, ds: Dataset, *, assignments: Path | None = None, score
     files = {"outcomes": atomic_write_parquet(oc.table, out / "outcomes.parquet"),
              "effects": atomic_write_text(effects.to_csv(index=False), out / "effects.csv")}
     for metric in effects["metric"].unique():
-        files[f"plot_{metric}"] = save_figure(plot_effects(effects, metric),
+        files[f"plot_{metric}"] = save_figure(plot_effects(effects, metric, ex.alpha, ex.window_days),
                                               out / "plots" / f"effect_{metric}.png")
     overall = effects[effects["segment_by"] == "all"].set_index(["campaign_id", "metric"])
     summary = {"assignments": str(path), "window_days": ex.window_days, "alpha": ex.alpha,
@@ -115,6 +195,9 @@ def evaluate(cfg: Config, ds: Dataset, *, assignments: Path | None = None, score
                            for (c, m), r in overall.iterrows()}}
     summary["incremental_totals"] = incremental_totals(effects, ex.cost)
     files["summary"] = atomic_write_json(summary, out / "summary.json")
+    plots = {m: files[f"plot_{m}"] for m in effects["metric"].unique()}
+    files["report"] = atomic_write_text(render_html(f"clvml experiment: {cfg.name}", summary, effects, plots),
+                                        out / "report.html")
     return {"effects": effects, "summary": summary, "files": files}
 
 

@@ -13,26 +13,30 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.ticker import PercentFormatter  # noqa: E402
 
 from clvml.analytics import repurchase as analytics  # noqa: E402
 from clvml.data.dataset import Dataset  # noqa: E402
 from clvml.io import atomic_write_text  # noqa: E402
-from clvml.plotting import (  # noqa: E402
-    CSS,  # noqa: E402
-    axes,
-    save_figure,
-)
+from clvml.plotting import CSS, axes, date_axis, save_figure  # noqa: E402
 
 
 def _axes(title: str, xlabel: str = "", ylabel: str = "", width: float = 6):
     return axes(title, xlabel, ylabel, width=width, height=3.5)
 
 
+def _month_starts(months: pd.Series) -> pd.Series:
+    """``YYYY-MM`` labels as the first day of their month (a date axis labels them without overlap)."""
+    return pd.to_datetime(months.astype(str), format="%Y-%m")
+
+
 def plot_repurchase(df: pd.DataFrame):
     fig, ax = _axes("Repurchase rate by month", ylabel="share of the month's buyers", width=7)
-    ax.plot(df["month"], df["returning_rate"], marker="o", label="bought in an earlier month")
-    ax.plot(df["month"], df["repeat_rate"], marker="o", label="2+ purchase days in the month")
-    ax.tick_params(axis="x", rotation=90)
+    month = _month_starts(df["month"])
+    ax.plot(month, df["returning_rate"], marker="o", label="bought in an earlier month")
+    ax.plot(month, df["repeat_rate"], marker="o", label="2+ purchase days in the month")
+    ax.set_ylim(0, None)
+    date_axis(ax, month, "month")
     ax.legend()
     return fig
 
@@ -65,19 +69,32 @@ def plot_churn(df: pd.DataFrame):
     fig, ax = _axes("Churn rate over time (active buyers with no purchase in the next horizon)",
                     ylabel="churn rate")
     ax.plot(pd.to_datetime(df["cutoff"]), df["churn_rate"], marker="o")
+    # the whole scale from 0: a cut axis makes a 0.34-0.43 wobble look like a collapse and recovery
+    top = float(df["churn_rate"].max()) if len(df) else 1.0
+    ax.set_ylim(0, min(1.0, max(top * 1.15, 0.05)))
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+    date_axis(ax, df["cutoff"], "cut-off")
     return fig
 
 
 def plot_surveys(df: pd.DataFrame):
+    """NPS (left axis, -100 to 100) and mean satisfaction (right axis, 1 to 5) by month, one legend."""
     fig, ax = _axes("Surveys by month", width=7)
+    month = _month_starts(df["month"])
+    lines = []
     if "nps" in df:
-        ax.plot(df["month"], df["nps"], marker="o", label="NPS")
-        ax.set_ylabel("NPS")
+        lines += ax.plot(month, df["nps"], color="tab:blue", marker="o", label="NPS (left axis)")
+        ax.set_ylabel("NPS (-100 to 100)", color="tab:blue")
     if "mean_satisfaction" in df:
-        ax2 = ax.twinx()
-        ax2.plot(df["month"], df["mean_satisfaction"], color="tab:orange", marker="s", label="satisfaction")
-        ax2.set_ylabel("mean satisfaction (1-5)")
-    ax.tick_params(axis="x", rotation=90)
+        ax2 = ax.twinx() if "nps" in df else ax
+        lines += ax2.plot(month, df["mean_satisfaction"], color="tab:orange", marker="s",
+                          label="mean satisfaction (right axis)" if ax2 is not ax else "mean satisfaction")
+        ax2.set_ylabel("mean satisfaction (1-5)", color="tab:orange")
+    date_axis(ax, month, "month")
+    if lines:  # one legend for both axes, in a row above the plot where it hides no point
+        ax.legend(lines, [ln.get_label() for ln in lines], loc="lower center", bbox_to_anchor=(0.5, 1.0),
+                  ncol=len(lines), frameon=False, fontsize="small")
+        ax.set_title(ax.get_title(), pad=28)
     return fig
 
 
@@ -106,7 +123,8 @@ def write_analytics_report(ds: Dataset, folder: str | Path, *, horizon_days: int
         shown = df if len(df) <= 40 else pd.concat([df.head(20), df.tail(20)])
         img = base64.b64encode(png.read_bytes()).decode()
         sections.append(f"<h2>{html.escape(name.replace('_', ' '))}</h2><img src='data:image/png;base64,{img}' "
-                        f"alt='{name}'>{shown.to_html(index=False, float_format=lambda v: f'{v:,.3f}')}")
+                        f"alt='{name}'><div class='wide'>"
+                        f"{shown.to_html(index=False, float_format=lambda v: f'{v:,.3f}')}</div>")
     title = f"clvml repurchase analytics{f' as of {before}' if before else ''}"
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title><style>{CSS}</style>"
             f"</head><body><h1>{title}</h1>{''.join(sections)}</body></html>")

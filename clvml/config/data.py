@@ -11,6 +11,7 @@ from pydantic import ConfigDict, Field, field_serializer, field_validator, model
 
 from clvml.config.base import _check_identifier, _Strict
 from clvml.config.database import backend_of, check_read_only_query, redact_url
+from clvml.config.expression import parse
 
 
 class TableSource(_Strict):
@@ -37,10 +38,64 @@ class TableSource(_Strict):
     event_types: dict[str, list[str]] = Field(
         default_factory=dict, description="canonical event type -> your values that mean it."
     )
+    encoding: Literal["utf-8", "utf-16", "latin-1"] | None = Field(
+        None, description="Text encoding of CSV files: utf-8 (the default), utf-16 (also detected from "
+        "a byte-order mark, as Excel's 'Unicode text' writes) or latin-1 (also for Windows-1252 exports).")
     timestamp_format: str | None = Field(
         None, description="strptime format (e.g. '%m/%d/%Y') of every text timestamp column of the "
         "table; without it only ISO 8601, year/month/day and day/month forms whose order a day above "
         "12 proves are read.")
+    grain: Literal["order", "line"] = Field(
+        "order", description="transactions only: 'order' (one row per order) or 'line' (one row per order "
+        "line: lines are grouped into orders by order_id, cancellations netted; docs/line-items.md).")
+    amount: str | None = Field(
+        None, description="The amount as arithmetic over your column names (e.g. 'Quantity * UnitPrice'): "
+        "names, numbers, + - * / and parentheses. Instead of mapping columns.amount.")
+    product: str | None = Field(
+        None, description="grain: line — your product column (e.g. StockCode), for basket: products.")
+    basket: Literal["quantity", "lines", "products"] | None = Field(
+        None, description="grain: line — what an order's quantity (basket size) counts: the sum of its "
+        "lines' quantities (default when a quantity column exists), its lines, or its distinct products.")
+    thousands: Literal[",", ".", " ", "'", "_"] | None = Field(
+        None, description="Thousands separator of text numbers (CSV), e.g. ',' for 1,738.20.")
+    decimal: Literal[".", ","] | None = Field(
+        None, description="Decimal mark of text numbers (CSV), e.g. ',' for 1.738,20 (with thousands: '.').")
+
+    @field_validator("amount")
+    @classmethod
+    def _amount_expression(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        expr = parse(v)  # ValueError names the position
+        if not expr.columns:
+            raise ValueError(f"amount expression {v!r} reads no column; write it over your columns, e.g. "
+                             "'Quantity * UnitPrice'")
+        return v
+
+    @field_validator("product")
+    @classmethod
+    def _product_ident(cls, v: str | None) -> str | None:
+        return None if v is None else _check_identifier(v, "column")
+
+    @model_validator(mode="after")
+    def _line_options(self) -> TableSource:
+        if self.amount is not None and "amount" in self.columns:
+            raise ValueError(f"both amount: {self.amount!r} and columns.amount: {self.columns['amount']!r} "
+                             "are set; keep one (the expression computes the amount from your columns)")
+        if self.grain == "order":
+            given = [k for k in ("product", "basket") if getattr(self, k) is not None]
+            if given:
+                verb = "apply" if len(given) > 1 else "applies"
+                raise ValueError(f"{' and '.join(given)} {verb} to line items only: set grain: line, or "
+                                 "remove them")
+        if self.basket == "products" and self.product is None:
+            raise ValueError("basket: products counts distinct products: set product: <your product column>")
+        if self.thousands is not None and self.thousands == (self.decimal or "."):
+            raise ValueError(f"thousands {self.thousands!r} and decimal {self.decimal or '.'!r} are the same "
+                             "character" + (" (the decimal mark is '.' unless decimal is set)"
+                                            if self.decimal is None else "")
+                             + ": for 1.738,20 set thousands: '.' and decimal: ','")
+        return self
 
     @field_validator("table")
     @classmethod
@@ -63,6 +118,8 @@ class TableSource(_Strict):
                              "or sqlite:///path/to/file.db); a file goes in path:")
         if self.path is not None or self.format is not None:
             raise ValueError(f"give either path: (a file) or url: (a database), not both (url {where!r})")
+        if self.encoding is not None:
+            raise ValueError(f"encoding: is for CSV files; a database (url {where!r}) gives text decoded")
         if (self.table is None) == (self.query is None):
             raise ValueError(f"url {where!r}: give exactly one of table: (a table or view name) or query: "
                              "(one read-only SELECT)")
@@ -150,6 +207,9 @@ class DataConfig(_Strict):
                 close = difflib.get_close_matches(k, TABLE_NAMES, n=1)
                 hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
             raise ValueError(f"unknown table(s) {', '.join(hints)}; known: {', '.join(TABLE_NAMES)}")
+        lines = [k for k, t in v.items() if t.grain == "line" and k != "transactions"]
+        if lines:
+            raise ValueError(f"grain: line is for the transactions table only (set on {', '.join(lines)})")
         return v
 
     @model_validator(mode="after")

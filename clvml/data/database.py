@@ -1,7 +1,7 @@
 """Input tables from a database that Ibis connects to (PostgreSQL, SQLite, …), pulled into the engine.
 
 A table source with ``url:`` plus ``table:`` or ``query:`` is read here. What runs in the database:
-the column projection (only the columns the table's contract maps, so a wide table sends no other
+the column projection (only the columns the table's contract reads, so a wide table sends no other
 column) and, for ``query:``, the whole query (its joins and filters are the user's pushdown). What is
 pulled: every row of that projection, streamed as Arrow record batches of :data:`BATCH_ROWS` rows
 (PostgreSQL: a server-side cursor inside one read-only transaction; SQLite reads the result at once)
@@ -34,7 +34,7 @@ from clvml.config.database import (
     redact_url,
     scrub,
 )
-from clvml.data.contracts import SCHEMAS
+from clvml.data.validation import table_schema
 from clvml.engine import engine_error
 from clvml.errors import ClvmlError, ConfigError, DatabaseUnreachableError, DataSourceError, EngineError
 
@@ -168,14 +168,15 @@ def _remote_table(rcon: ibis.BaseBackend, name: str, source: TableSource, where:
 
 
 def _projection(name: str, source: TableSource, columns: list[str]) -> list[str] | None:
-    """The remote columns the table's contract maps, in the remote order; None when a mapped column is
-    missing (the whole header is then shown by validation, which reports it)."""
-    schema = SCHEMAS[name]
-    mapping = {c: source.columns.get(c, c) for c in schema.names}
-    needed = set(mapping.values())
+    """The remote columns the table's contract reads (canonical or mapped names, the columns of an
+    ``amount`` expression, the ``product`` column), in the remote order; None when a required or
+    mapped column is missing (validation then reports it with the whole header)."""
+    schema, extras = table_schema(name, source)
+    mapping = {c: source.columns.get(c, c) for c in schema.names} | extras
     if any(mapping[c] not in columns for c in schema.required) or any(
-            u not in columns for c, u in source.columns.items() if c in schema.names):
+            u not in columns for u in [*source.columns.values(), *extras.values()]):
         return None
+    needed = set(mapping.values())
     return [c for c in columns if c in needed]
 
 

@@ -15,6 +15,7 @@ from clvml.config import DataConfig, Policies, TableSource
 from clvml.data.contracts import SCHEMAS
 from clvml.data.database import describe
 from clvml.data.fingerprint import source_fingerprints
+from clvml.data.line_items import check_lines, to_orders
 from clvml.data.readers import read_table
 from clvml.data.validation import (
     Problem,
@@ -119,12 +120,22 @@ def load_dataset(
         if "customers" in clean:
             _check_unique_customers(clean["customers"], report)
         clean = check_orphans(clean, policies, report)
+    lines = {n for n, t in clean.items() if (config.tables.get(n) or TableSource()).grain == "line"}
+    for name in lines:
+        with engine_errors(f"table {name!r} ({lineage[name]})"):
+            check_lines(name, clean[name], config.tables[name], report)
     if not report.ok:
         raise DataValidationError(report)
     materialised = {}
     for name, t in clean.items():
         what = f"table {name!r} ({lineage[name]})"
         with engine_errors(what):
+            if name in lines:  # one row per order line: group the lines into orders, stored once
+                report.rows_out[name] = int(t.count().to_pyarrow().as_py())  # lines kept
+                t = to_orders(name, t, config.tables[name], report, f"orders_{name}_{id(report)}", what)
+                release(con, typed_table_name(name, report))
+                materialised[name] = t
+                continue
             if report.dropped.get(name):  # rows were filtered: store the rest, free the converted copy
                 order = ["customer_id", "ts"] if "ts" in t.columns else ["customer_id"]
                 t = materialize(con, f"clean_{name}_{id(report)}", t.order_by(order), what)

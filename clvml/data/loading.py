@@ -111,7 +111,8 @@ def report_findings(report: ValidationReport, progress: Progress, *, strict: boo
             continue
         where = f"{p.table}.{p.column}" if p.column else p.table
         rows = f"{p.n_rows:,} row(s) " if p.n_rows >= 0 else ""
-        what = {"dropped": "dropped by policy", "kept": "kept by policy"}.get(p.action, p.action)
+        what = {"dropped": "dropped by policy", "kept": "kept by policy",
+                "aggregated": "grouped into orders"}.get(p.action, p.action)
         ex = f"; e.g. {p.examples[0]}" if p.examples else ""
         progress(f"{p.severity}: {where}: {p.message} — {rows}{what}{ex}")
     dropped = [p for p in report.problems if p.action == "dropped"]

@@ -8,6 +8,7 @@ table names from a config are checked to be plain identifiers before they reach 
 from __future__ import annotations
 
 import itertools
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -86,7 +87,7 @@ def read_table(
     fmt = source.format or _infer_format(path)
     tname = f"_raw_{name}_{next(_counter)}"
     if con.name == "pyspark":
-        return _spark_source(con, name, tname, path, fmt)
+        return _spark_source(con, name, tname, path, fmt, source.encoding)
     try:
         if fmt == "parquet":
             target = str(path / "**" / "*.parquet") if path.is_dir() else str(path)
@@ -94,11 +95,12 @@ def read_table(
             return con.read_parquet(target, table_name=tname)
         if fmt == "csv":
             target = str(path / "**" / "*.csv") if path.is_dir() else str(path)
-            _check_csv_headers(con, name, _files(path, "*.csv"))
+            encoding = source.encoding or _bom_encoding(_files(path, "*.csv"))
+            _check_csv_headers(con, name, _files(path, "*.csv"), encoding)
             # every column as text, as Spark reads it: ids keep their zeros ('00042' is not 42), and
             # dates are not guessed by the sniffer (which reads 03/04/2024 as April when no day of the
             # first file's sample is above 12); validation parses them, with timestamp_format if set
-            return con.read_csv(target, table_name=tname, all_varchar=True, header=True,
+            return con.read_csv(target, table_name=tname, all_varchar=True, header=True, encoding=encoding,
                                 max_line_size=MAX_LINE_BYTES, buffer_size=MAX_LINE_BYTES)
         if fmt == "duckdb":
             if not source.table:
@@ -113,8 +115,26 @@ def read_table(
     except Exception as exc:  # the backend's own error, re-worded with what and where
         _raise_if_out_of_memory(exc, f"table {name!r} ({path})")
         raise DataSourceError(f"table {name!r}: could not read {path} as {fmt}: "
-                              f"{reword_read_error(exc)}") from None
+                              f"{_encoding_hint(reword_read_error(exc), name)}") from None
     raise DataSourceError(f"table {name!r}: unknown format {fmt!r}")
+
+
+def _bom_encoding(files: list[Path]) -> str:
+    """utf-16 when the first file starts with a UTF-16 byte-order mark, else utf-8."""
+    if files and files[0].is_file():
+        with open(files[0], "rb") as fh:
+            if fh.read(2) in (b"\xff\xfe", b"\xfe\xff"):
+                return "utf-16"
+    return "utf-8"
+
+
+def _encoding_hint(message: str, name: str) -> str:
+    """DuckDB's advice on a wrong encoding names its own option; say clvml's key instead."""
+    if "not utf-8 encoded" not in message and "Invalid unicode" not in message:
+        return message
+    message = re.sub(r"\n*Possible Solution:.*", "", message, flags=re.DOTALL)
+    return (f"{message}\nset data.tables.{name}.encoding: latin-1 (Windows-1252 and most European "
+            "exports) or utf-16 (Excel's 'Unicode text'), or save the file as UTF-8")
 
 
 def _raise_if_out_of_memory(exc: BaseException, what: str) -> None:
@@ -146,7 +166,7 @@ def check_header(name: str, where: str, names: list[str | None]) -> None:
             f"data.tables.{name}.columns.<canonical>: <your column>")
 
 
-def _check_csv_headers(con: ibis.BaseBackend, name: str, files: list[Path]) -> None:
+def _check_csv_headers(con: ibis.BaseBackend, name: str, files: list[Path], encoding: str = "utf-8") -> None:
     """Each CSV file must have a header row of unique, non-blank names (read as written: DuckDB would
     rename a second ``amount`` to ``amount_1`` and call a blank one ``column1``)."""
     if not files:
@@ -160,13 +180,13 @@ def _check_csv_headers(con: ibis.BaseBackend, name: str, files: list[Path]) -> N
         if raw is None:
             continue
         try:
-            row = raw.execute("SELECT * FROM read_csv(?, header = false, all_varchar = true, "
+            row = raw.execute("SELECT * FROM read_csv(?, header = false, all_varchar = true, encoding = ?, "
                               f"max_line_size = {MAX_LINE_BYTES}, buffer_size = {MAX_LINE_BYTES}) "
-                              "LIMIT 1", [str(f)]).fetchone()
+                              "LIMIT 1", [str(f), encoding]).fetchone()
         except Exception as exc:
             _raise_if_out_of_memory(exc, f"table {name!r} ({f})")
             raise DataSourceError(f"table {name!r}: could not read {f} as csv: "
-                                  f"{reword_read_error(exc)}") from None
+                                  f"{_encoding_hint(reword_read_error(exc), name)}") from None
         if row is None:
             raise DataSourceError(f"table {name!r}: {f} has no header row; the first line must "
                                   "name the columns")
@@ -194,14 +214,16 @@ def _spark_frame(con: ibis.BaseBackend, tname: str, df: pd.DataFrame) -> ibis.Ta
     return con.table(tname)
 
 
-def _spark_source(con: ibis.BaseBackend, name: str, tname: str, path: Path, fmt: str) -> ibis.Table:
+def _spark_source(con: ibis.BaseBackend, name: str, tname: str, path: Path, fmt: str,
+                  encoding: str | None = None) -> ibis.Table:
     """A Parquet or CSV file or folder read by Spark (a folder is read whole, partitions included)."""
     try:
         if fmt == "parquet":
             return con.read_parquet(str(path), table_name=tname)
         if fmt == "csv":
             # every column as text, ids included ('00042' stays '00042'); validation converts types
-            return con.read_csv(str(path), table_name=tname, inferSchema=False, header=True)
+            extra = {"encoding": encoding} if encoding else {}
+            return con.read_csv(str(path), table_name=tname, inferSchema=False, header=True, **extra)
     except Exception as exc:
         raise DataSourceError(f"table {name!r}: Spark could not read {path} as {fmt}: {exc}") from None
     raise DataSourceError(f"table {name!r}: format {fmt!r} cannot be read by engine: spark; convert "

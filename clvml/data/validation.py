@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import ibis
 import ibis.expr.datatypes as dtypes
 
 from clvml.config import Policies, TableSource
-from clvml.data.contracts import NUMBER_BOUND, SCHEMAS, TS_END, TS_START, TableSchema
+from clvml.config.expression import evaluate, parse
+from clvml.data.contracts import NUMBER_BOUND, SCHEMAS, TS_END, TS_START, Column, TableSchema
 from clvml.engine import materialize
 from clvml.errors import DataSourceError
 
@@ -35,13 +37,14 @@ class Problem:
     message: str
     fix: str
     severity: Severity = "error"
-    action: Literal["stopped", "dropped", "kept"] = "stopped"
+    action: Literal["stopped", "dropped", "kept", "aggregated"] = "stopped"
     examples: list[dict[str, Any]] = field(default_factory=list)
 
     def format(self) -> str:
         where = f"{self.table}.{self.column}" if self.column else self.table
         rows = f"{self.n_rows:,} row(s)" if self.n_rows >= 0 else ""
-        act = {"stopped": "", "dropped": " [dropped by policy]", "kept": " [kept by policy]"}[self.action]
+        act = {"stopped": "", "dropped": " [dropped by policy]", "kept": " [kept by policy]",
+               "aggregated": " [line items -> orders]"}[self.action]
         text = f"[{self.severity}] {where}: {self.message} — {rows}{act}"
         if self.examples:
             ex = "; ".join(_fmt_row(r) for r in self.examples)
@@ -68,6 +71,8 @@ class ValidationReport:
     rows_in: dict[str, int] = field(default_factory=dict)
     rows_out: dict[str, int] = field(default_factory=dict)
     dropped: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: tables read at grain: line -> what became of their lines and orders (``clvml.data.line_items``)
+    line_items: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def errors(self) -> list[Problem]:
@@ -89,6 +94,7 @@ class ValidationReport:
             "rows_in": dict(self.rows_in),
             "rows_out": dict(self.rows_out),
             "dropped": {t: dict(d) for t, d in self.dropped.items()},
+            **({"line_items": {t: dict(d) for t, d in self.line_items.items()}} if self.line_items else {}),
             "problems": [
                 {"table": p.table, "column": p.column, "check": p.check, "rows": p.n_rows,
                  "severity": p.severity, "action": p.action}
@@ -253,12 +259,66 @@ def _day_orders(name: str, mapped: ibis.Table, text_cols: dict[str, str],
     return orders
 
 
-def _as_number(col: ibis.Value) -> ibis.Value:
+def number_pattern(thousands: str | None, decimal: str | None) -> str:
+    """The regular expression a text number must match under ``thousands`` / ``decimal`` (either set):
+    an optional sign, digits — grouped by threes with the separator, or not at all — and an optional
+    fraction after the decimal mark. ``1,738.20`` and ``1738.20`` match ``thousands: ','``; ``17,38.20``
+    and ``1.738.20`` do not."""
+    dec = "[" + (decimal or ".") + "]"
+    whole = r"\d+"
+    if thousands is not None:
+        whole = r"(\d+|\d{1,3}([" + thousands + r"]\d{3})+)"
+    return r"^\s*[+-]?(" + whole + "(" + dec + r"\d*)?|" + dec + r"\d+)\s*$"
+
+
+def _as_number(col: ibis.Value, thousands: str | None = None, decimal: str | None = None) -> ibis.Value:
+    """A float64 column from whatever the source holds. Text is read as a number literal; with
+    ``thousands`` or ``decimal`` (CSV exports in a local format) it must match :func:`number_pattern`,
+    and the separators are removed and the decimal mark made a point before the conversion."""
     if col.type().is_numeric():
         return col.cast(dtypes.float64)
     if col.type().is_boolean():
         return col.cast(dtypes.int8).cast(dtypes.float64)
-    return col.cast(dtypes.string).try_cast(dtypes.float64)
+    text = col.cast(dtypes.string)
+    if thousands is None and decimal in (None, "."):
+        return text.try_cast(dtypes.float64)
+    plain = text.strip()
+    if thousands is not None:
+        plain = plain.replace(thousands, "")
+    if decimal not in (None, "."):
+        plain = plain.replace(decimal, ".")
+    return ibis.ifelse(text.re_search(number_pattern(thousands, decimal)),
+                       plain.try_cast(dtypes.float64), ibis.null(dtypes.float64))
+
+
+#: text numbers written with a thousands separator or a decimal comma, and the options that read them
+_GROUPED_POINT = re.compile(r"^\s*[+-]?\d{1,3}(,\d{3})+(\.\d*)?\s*$")  # 1,738.20
+_GROUPED_COMMA = re.compile(r"^\s*[+-]?\d{1,3}(\.\d{3})+(,\d*)?\s*$")  # 1.738,20
+_DECIMAL_COMMA = re.compile(r"^\s*[+-]?\d*,\d+\s*$")  # 12,5
+
+
+def number_format_hint(name: str, values: list[Any]) -> str | None:
+    """The ``thousands`` / ``decimal`` options that would read these non-numeric values, or None when
+    they do not look like numbers in a local format. The most telling value decides (``1.738,20``
+    before ``1,738.20`` before ``12,5`` before ``1,738``, which could be either)."""
+    opts = f"data.tables.{name}"
+    texts = [str(x).strip() for x in values if x is not None]
+
+    def first(test: Callable[[str], bool]) -> str | None:
+        return next((v for v in texts if test(v)), None)
+
+    ambiguous = lambda v: bool(_GROUPED_POINT.match(v) and _DECIMAL_COMMA.match(v))  # noqa: E731
+    if v := first(lambda v: bool(_GROUPED_COMMA.match(v))):  # (1.738 alone is a number, never here)
+        return (f"{v!r} looks like a number with a decimal comma and '.' between thousands: "
+                f"set {opts}.thousands: '.' and {opts}.decimal: ','")
+    if v := first(lambda v: bool(_GROUPED_POINT.match(v)) and not ambiguous(v)):
+        return f"{v!r} looks like a number with thousands separators: set {opts}.thousands: ','"
+    if v := first(lambda v: bool(_DECIMAL_COMMA.match(v)) and not ambiguous(v)):
+        return f"{v!r} looks like a number with a decimal comma: set {opts}.decimal: ','"
+    if v := first(ambiguous):
+        return (f"{v!r} looks like a number in a local format: with a thousands separator "
+                f"set {opts}.thousands: ','; with a decimal comma set {opts}.decimal: ','")
+    return None
 
 
 def _examples(expr: ibis.Table, cond: ibis.Value, cols: list[str]) -> list[dict[str, Any]]:
@@ -291,18 +351,27 @@ def prepare_table(
     Problems are appended to ``report``; rows dropped under a policy are counted in it. ``what``
     names the table and its source in engine errors (a damaged file shows when it is converted).
     """
-    schema: TableSchema = SCHEMAS[name]
     source = source or TableSource()
-    mapping = {c: source.columns.get(c, c) for c in schema.names}
-    unknown_keys = sorted(set(source.columns) - set(schema.names))
+    schema, extras = table_schema(name, source)
+    mapping = {c: source.columns.get(c, c) for c in schema.names} | extras
+    unknown_keys = sorted(set(source.columns) - set(schema.names) - set(extras))
     for k in unknown_keys:
         report.problems.append(Problem(
             name, k, "unknown_mapping", -1, f"'{k}' is not a canonical {name} column",
-            f"use one of: {', '.join(schema.names)} as keys of data.tables.{name}.columns",
+            f"use one of: {', '.join(c for c in schema.names if c not in extras)} as keys of "
+            f"data.tables.{name}.columns",
         ))
     present = set(raw.columns)
     missing = [c for c in schema.required if mapping[c] not in present]
-    for c in missing:
+    expr = parse(source.amount) if source.amount is not None else None
+    for c in [c for c in missing if c in extras]:
+        report.problems.append(Problem(
+            name, extras[c], "missing_column", -1,
+            (f"column '{extras[c]}' of the amount expression {source.amount!r}" if c.startswith(EXPR_PREFIX)
+             else f"product column '{extras[c]}' (data.tables.{name}.product)")
+            + f" is not in the data (found: {', '.join(raw.columns) or 'none'})",
+            f"fix the name in data.tables.{name}.{'amount' if c.startswith(EXPR_PREFIX) else 'product'}"))
+    for c in [c for c in missing if c not in extras]:
         user = mapping[c]
         report.problems.append(Problem(
             name, c, "missing_column",
@@ -335,6 +404,8 @@ def prepare_table(
     backend = raw.get_backend().name
 
     def label_of(c: str) -> str:
+        if c.startswith(EXPR_PREFIX):
+            return f"{user_of[c]} (in the amount expression)"
         return c if user_of[c] == c else f"{c} (your column '{user_of[c]}')"
 
     text_ts = {c: label_of(c) for c in cols if schema.column(c).kind == "timestamp"
@@ -381,9 +452,18 @@ def prepare_table(
                 "a wrong unit?)" + (" or set data.policies.null_keys: drop" if c == "ts" else ""),
             )
         elif kind == "number":
-            typed[c] = _as_number(col)
+            same = [k for k in typed if k in user_of and user_of[k] == user_of[c]
+                    and schema.column(k).kind == "number"]
+            if same:  # the expression reads a column also mapped (quantity): checked once, under its name
+                typed[c] = typed[same[0]]
+                flags[f"null_{c}"] = (col.isnull(), c, f"null {label} (required)",
+                                      "fill the value or remove the rows")
+                continue
+            typed[c] = _as_number(col, source.thousands, source.decimal)
+            fmt = (f" written with thousands: {source.thousands!r} and decimal: {source.decimal or '.'!r}"
+                   if source.thousands is not None or source.decimal not in (None, ".") else "")
             flags[f"bad_{c}"] = (col.notnull() & typed[c].isnull(), c, f"non-numeric values in {label}",
-                                 "clean the column so it holds numbers only")
+                                 f"clean the column so it holds numbers{fmt} only")
             flags[f"nonfinite_{c}"] = (
                 typed[c].notnull() & _non_finite(typed[c]), c,
                 f"NaN or infinite values in {label}", "replace them with real numbers or null (if optional)",
@@ -413,6 +493,27 @@ def prepare_table(
             )
         else:
             typed[c] = col.cast(dtypes.string)
+            if c == "order_id" and schema.column(c).required:  # line items: the key of the order
+                flags["null_order_id"] = (col.isnull(), c, f"null {label}: the line belongs to no order",
+                                          "fill the order id, or set data.policies.null_keys: drop")
+
+    out_cols = list(cols)
+    if expr is not None:  # the amount computed from the typed columns it reads
+        amount = evaluate(expr.tree, lambda raw_name: typed[EXPR_PREFIX + raw_name],
+                          lambda x: ibis.literal(x, dtypes.float64))
+        refs = ibis.literal(True)
+        for raw_name in expr.columns:
+            refs = refs & typed[EXPR_PREFIX + raw_name].notnull()
+        typed["amount"] = amount
+        out_cols.insert(2, "amount")
+        flags["bad_amount"] = (
+            refs & (amount.isnull() | _non_finite(amount)), "amount",
+            f"amount expression {source.amount!r} has no finite value (a division by zero?)",
+            f"fix these rows or the expression in data.tables.{name}.amount")
+        flags["range_amount"] = (
+            amount.abs() > NUMBER_BOUND, "amount",
+            f"amount expression {source.amount!r} beyond ±{NUMBER_BOUND:.0e} (the supported range)"
+            .replace("e+", "e"), "check the units of the columns it reads, or fix or remove these rows")
 
     if as_of is not None and "ts" in typed:
         limit = ibis.timestamp(dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time()))
@@ -428,7 +529,7 @@ def prepare_table(
     con = raw.get_backend()
     order = [f"t_{c}" for c in ("customer_id", "ts") if c in typed]
     mat = materialize(con, typed_table_name(name, report),
-                      full.select(*[f"t_{c}" for c in cols], *[f"f_{k}" for k in flags]).order_by(order),
+                      full.select(*[f"t_{c}" for c in out_cols], *[f"f_{k}" for k in flags]).order_by(order),
                       what or f"table {name!r}")
     counts = mat.aggregate(n=mat.count(), **{k: mat[f"f_{k}"].cast("int64").sum() for k in flags}
                            ).to_pyarrow()
@@ -438,13 +539,16 @@ def prepare_table(
 
     policy_of = {
         "null_id": policies.null_keys, "null_ts": policies.null_keys, "bad_ts": policies.null_keys,
-        "range_ts": policies.null_keys,
+        "range_ts": policies.null_keys, "null_order_id": policies.null_keys,
         "future": policies.future_events, "unknown_event": policies.unknown_event_types,
     }
     policy_name = {"null_id": "null_keys", "null_ts": "null_keys", "bad_ts": "null_keys",
+                   "null_order_id": "null_keys",
                    "range_ts": "null_keys", "future": "future_events", "unknown_event": "unknown_event_types"}
     dropping: list[str] = []
-    raw_cols = [f"raw_{c}" for c in cols]
+    # (a column the amount expression reads and that is also mapped is shown once, under its name)
+    raw_cols = [f"raw_{c}" for c in cols if not (c.startswith(EXPR_PREFIX) and any(
+        user_of[k] == user_of[c] for k in cols if not k.startswith(EXPR_PREFIX)))]
     for key, (_cond, column, message, fix) in flags.items():
         n = counts[key]
         if not n:
@@ -454,8 +558,17 @@ def prepare_table(
         if action == "dropped":
             fix = _fix_under_policy(fix, policy_name[key], policy)
         ex = _examples(full, full[f"f_{key}"], raw_cols)
-        ex = [{k.removeprefix("raw_"): v for k, v in r.items()} for r in ex]
-        report.problems.append(Problem(name, column, key, n, message, fix,
+        ex = [{user_of[k.removeprefix("raw_")] if k.startswith("raw_" + EXPR_PREFIX) else k.removeprefix("raw_"): v
+               for k, v in r.items()} for r in ex]
+        if (key.startswith("bad_") and key[4:] in user_of and schema.column(key[4:]).kind == "number"
+                and source.thousands is None and source.decimal is None):  # (else the fix names the format)
+            hint = number_format_hint(name, [r.get(user_of[key[4:]] if key[4:].startswith(EXPR_PREFIX)
+                                                   else key[4:]) for r in ex])
+            if hint:
+                fix = hint
+        if column.startswith(EXPR_PREFIX):
+            column = user_of[column]
+        report.problems.append(Problem(name, column, key.replace(EXPR_PREFIX, ""), n, message, fix,
                                        "warning" if action == "dropped" else "error", action, ex))
         if action == "dropped":
             dropping.append(key)
@@ -472,7 +585,7 @@ def prepare_table(
             report._drop(name, key, int(got[key][0].as_py() or 0))
         drop_cond = seen
     clean = mat.filter(~drop_cond) if dropping else mat
-    clean = clean.select(**{c: clean[f"t_{c}"] for c in cols})
+    clean = clean.select(**{c: clean[f"t_{c}"] for c in out_cols})
 
     # exact duplicates (after the drops above)
     n_kept = int(clean.count().to_pyarrow().as_py())
@@ -494,7 +607,37 @@ def prepare_table(
         if dropping:
             clean = clean.distinct()
             report._drop(name, "duplicates", n_dup)
+    if source.grain != "line" and extras:  # the columns the amount was computed from
+        clean = clean.select(*[c for c in clean.columns if c not in extras])
     return clean
+
+
+#: internal names of the columns an amount expression reads (``amount__UnitPrice``)
+EXPR_PREFIX = "amount__"
+
+
+def table_schema(name: str, source: TableSource) -> tuple[TableSchema, dict[str, str]]:
+    """The contract a source is checked against, and the columns it reads beyond the canonical ones
+    (internal name -> your column): the columns of an ``amount`` expression, which replace the amount
+    column, and at line grain the ``product`` column (and ``order_id`` becomes required)."""
+    schema = SCHEMAS[name]
+    extras: dict[str, str] = {}
+    if source.amount is None and source.grain != "line":
+        return schema, extras
+    columns = list(schema.columns)
+    if source.amount is not None:
+        columns = [c for c in columns if c.name != "amount"]
+        for raw_name in parse(source.amount).columns:
+            extras[EXPR_PREFIX + raw_name] = raw_name
+            columns.append(Column(EXPR_PREFIX + raw_name, "number", True,
+                                  f"Column {raw_name} of the amount expression."))
+    if source.grain == "line":
+        columns = [Column("order_id", "string", True, c.description) if c.name == "order_id" else c
+                   for c in columns]
+        if source.product is not None:
+            extras["product"] = source.product
+            columns.append(Column("product", "string", False, "Product of the line."))
+    return replace(schema, columns=tuple(columns)), extras
 
 
 def check_orphans(

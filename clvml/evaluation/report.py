@@ -7,6 +7,7 @@ import html
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from clvml.evaluation.backtest import BacktestResult
@@ -19,6 +20,8 @@ LOWER_IS_BETTER = {"log_loss", "brier", "ece", "mae", "rmse", "decile_mape"}
 
 
 def _fmt(v: Any) -> str:
+    if isinstance(v, float) and np.isnan(v):
+        return "–"  # not computed for this model or origin
     if isinstance(v, float):
         return f"{v:,.4g}" if abs(v) < 1e5 else f"{v:,.0f}"
     return html.escape(str(v))
@@ -45,17 +48,20 @@ def summary_table(result: BacktestResult) -> str:
     origins = sorted(pd.to_datetime(result.metrics["origin"].unique()))
     scope = (f"held-out cut-off {origins[0].date()}" if len(origins) == 1
              else f"mean over {len(origins)} origins")
-    return f"<table><tr><th>metric ({scope})</th>{head}</tr>{''.join(rows)}</table>"
+    return (f"<div class='wide'><table><tr><th>metric ({scope})</th>{head}</tr>{''.join(rows)}</table>"
+            "</div>")
 
 
 def per_origin_table(result: BacktestResult, metrics=("roc_auc", "ece", "normalized_gini",
                                                       "total_error_pct")) -> str:
+    """HTML table: one row per (task, metric, model), one column per origin (the page stays narrow
+    however many models are compared; an origin where a task was not scored shows "–")."""
     m = result.metrics[result.metrics.metric.isin(metrics) & result.metrics.model.isin(PLOTTED)]
-    t = m.pivot_table(index="origin", columns=["task", "metric", "model"], values="value")
-    head = "".join(f"<th>{html.escape(f'{a}: {b} ({LABELS.get(c, c)})')}</th>" for a, b, c in t.columns)
-    rows = "".join(f"<tr><td>{pd.Timestamp(o).date()}</td>{''.join(f'<td>{_fmt(v)}</td>' for v in r)}</tr>"
-                   for o, r in t.iterrows())
-    return f"<table><tr><th>origin</th>{head}</tr>{rows}</table>"
+    t = m.pivot_table(index=["task", "metric", "model"], columns="origin", values="value")
+    head = "".join(f"<th>{pd.Timestamp(o).date()}</th>" for o in t.columns)
+    rows = "".join(f"<tr><td>{html.escape(f'{a}: {b} ({LABELS.get(c, c)})')}</td>"
+                   f"{''.join(f'<td>{_fmt(v)}</td>' for v in r)}</tr>" for (a, b, c), r in t.iterrows())
+    return f"<div class='wide'><table><tr><th>metric (model)</th>{head}</tr>{rows}</table></div>"
 
 
 def render_html(title: str, meta: dict[str, Any], result: BacktestResult, plots: dict[str, Path]) -> str:

@@ -143,9 +143,6 @@ def write_explanations(churn: ChurnModel, value: ValueModel, X: pd.DataFrame, sp
     Returns name -> path."""
     from pathlib import Path
 
-    import matplotlib.pyplot as plt
-    import shap
-
     from clvml.io import atomic_write_text
     from clvml.plotting import save_figure
 
@@ -161,25 +158,88 @@ def write_explanations(churn: ChurnModel, value: ValueModel, X: pd.DataFrame, sp
         out[f"{name}_families"] = atomic_write_text(family_importance(c, specs).to_csv(),
                                                     folder / f"{name}_shap_families.csv")
         vals = c.drop(columns=BIAS)
-        plt.figure()
-        with warnings.catch_warnings():
-            # a feature missing for every sampled customer (e.g. no social history) has no colour
-            # scale: SHAP's nanpercentile warns and draws its points grey, which is what we want
-            warnings.filterwarnings("ignore", "All-NaN slice encountered", RuntimeWarning)
-            shap.summary_plot(vals.to_numpy(), numeric[vals.columns], show=False, max_display=20)
-        fig = plt.gcf()
-        fig.suptitle(f"{name}: SHAP summary (raw score space)")
-        out[f"{name}_beeswarm"] = save_figure(fig, folder / f"{name}_beeswarm.png")
+        out[f"{name}_beeswarm"] = save_figure(beeswarm_figure(vals, numeric[vals.columns], name),
+                                              folder / f"{name}_beeswarm.png")
         for col in [] if segments is None else segments.columns:
             drivers = segment_drivers(c, segments.loc[X.index, col], top=10).rename(columns={"segment": col})
             out[f"{name}_drivers_by_{col}"] = atomic_write_text(drivers.to_csv(index=False),
                                                                 folder / f"{name}_drivers_by_{col}.csv")
         for feat in imp.index[:top]:
-            fig, ax = plt.subplots(figsize=(5, 4))
-            ax.scatter(numeric[feat], vals[feat], s=4, alpha=0.4)
-            ax.set_xlabel(feat)
-            ax.set_ylabel(f"SHAP value ({name})")
-            ax.set_title(f"{name}: dependence on {feat}")
-            ax.grid(alpha=0.3)
-            out[f"{name}_dependence_{feat}"] = save_figure(fig, folder / f"{name}_dependence_{feat}.png")
+            out[f"{name}_dependence_{feat}"] = save_figure(dependence_figure(X[feat], vals[feat], name, seed),
+                                                           folder / f"{name}_dependence_{feat}.png")
     return out
+
+
+def beeswarm_figure(shap_values: pd.DataFrame, numeric: pd.DataFrame, name: str, max_display: int = 20):
+    """SHAP's beeswarm summary of ``shap_values`` (rows × features), coloured by ``numeric`` (the
+    same features as floats), titled over its own axes so the title never runs into the colour bar."""
+    import matplotlib.pyplot as plt
+    import shap
+
+    plt.figure()
+    with warnings.catch_warnings():
+        # a feature missing for every sampled customer (e.g. no social history) has no colour
+        # scale: SHAP's nanpercentile warns and draws its points grey, which is what we want
+        warnings.filterwarnings("ignore", "All-NaN slice encountered", RuntimeWarning)
+        shap.summary_plot(shap_values.to_numpy(), numeric, show=False, max_display=max_display)
+    fig = plt.gcf()
+    fig.axes[0].set_title(f"{name}: SHAP summary (raw score space)", pad=12, fontsize=13)
+    return fig
+
+
+MAX_LEVELS = 10
+"""A feature with at most this many distinct values is plotted per level (box + jittered points)."""
+
+
+def _levels(x: pd.Series) -> list[str] | None:
+    """The labels of ``x``'s levels when it is categorical, boolean or has at most ``MAX_LEVELS``
+    distinct values (e.g. the 0/1 ``act_closed``), else None (a continuous feature)."""
+    if isinstance(x.dtype, pd.CategoricalDtype):
+        return [str(v) for v in x.cat.categories]
+    v = pd.to_numeric(x, errors="coerce").dropna().unique()
+    if len(v) > MAX_LEVELS:
+        return None
+    return [f"{u:g}" for u in np.sort(v.astype(float))]
+
+
+def dependence_figure(x: pd.Series, shap_values: pd.Series, name: str, seed: int = 0):
+    """How one feature's value moves its SHAP value.
+
+    A continuous feature is a scatter. A binary, categorical or low-cardinality one (at most
+    ``MAX_LEVELS`` values) gets one box per level with its customers as jittered points, labelled
+    with the level and its count (missing values are a level of their own): a 0/1 feature drawn on a
+    continuous 0-1 axis suggests values in between that do not exist.
+    """
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ax.set_ylabel(f"SHAP value ({name})")
+    ax.set_title(f"{name}: dependence on {x.name}")
+    ax.grid(alpha=0.3)
+    sv = shap_values.to_numpy(float)
+    levels = _levels(x)
+    if levels is None:
+        ax.scatter(_numeric(x.to_frame()).iloc[:, 0], sv, s=4, alpha=0.4)
+        ax.set_xlabel(str(x.name))
+        return fig
+    if isinstance(x.dtype, pd.CategoricalDtype):
+        lab = x.astype(object).map(str).where(x.notna())
+    else:
+        lab = pd.to_numeric(x, errors="coerce").map(lambda u: f"{u:g}", na_action="ignore")
+    if lab.isna().any():
+        levels = [*levels, "missing"]
+        lab = lab.fillna("missing")
+    lab = lab.to_numpy(object)
+    groups = [sv[lab == lv] for lv in levels]
+    keep = [i for i, g in enumerate(groups) if len(g)]
+    pos = np.arange(len(keep))
+    ax.boxplot([groups[i] for i in keep], positions=pos, widths=0.5, showfliers=False,
+               medianprops={"color": "black", "gid": "median"})
+    rng = np.random.default_rng(seed)
+    for p, i in zip(pos, keep, strict=True):
+        g = groups[i]
+        ax.scatter(p + rng.uniform(-0.18, 0.18, len(g)), g, s=4, alpha=0.4, color="tab:blue", zorder=3)
+    ax.set_xticks(pos, [f"{levels[i]}\n(n={len(groups[i]):,})" for i in keep])
+    ax.set_xlim(-0.6, len(keep) - 0.4)
+    ax.set_xlabel(f"{x.name} (one box per value)")
+    return fig

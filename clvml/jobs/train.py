@@ -198,6 +198,8 @@ def _log_data(ds: Dataset, ts) -> None:
 
     tracking.log_metrics({"training_rows": len(ts.frame), "features": len(ts.feature_columns),
                           **{f"dropped_{t}_{k}": v for t, d in ds.report.dropped.items()
+                             for k, v in d.items()},
+                          **{f"line_items_{t}_{k}": v for t, d in ds.report.line_items.items()
                              for k, v in d.items()}})
     tracking.log_json(ds.summary(), "data_summary.json")
     tracking.log_json(ds.lineage, "lineage.json")

@@ -594,6 +594,7 @@ def score(cfg: Config, model: str, as_of: dt.date, *, out: Path | None = None, d
                 "as_of": str(as_of), "target": target, "clvml_version": __version__, "model": model_info,
                 "rows_in": dict(ds.report.rows_in), "rows_kept": dict(ds.report.rows_out),
                 "rows_dropped": {t: d for t, d in ds.report.dropped.items() if d},
+                **({"line_items": ds.report.line_items} if ds.report.line_items else {}),
                 "customers": pop, "rows_out": rows, "chunks": chunks,
                 "stale_temp_folders_removed": stale, "replaced_partitions_removed": expired,
                 "data_range": {"first": str(lo), "last": str(hi)},
