@@ -117,6 +117,11 @@ def test_only_the_mapped_columns_are_pulled(pg, world):
     t = read_database(con, "transactions", src, "pulled")
     assert "internal_note" not in t.columns and {"cust", "order_ts", "total", "order_id"} <= set(t.columns)
     assert int(t.count().to_pyarrow().as_py()) == pq.read_metadata(world / "world" / "transactions.parquet").num_rows
+    # an amount expression reads its own columns: they are pulled, nothing else
+    src = TableSource(url=pg.url("shop"), table="transactions", columns={"customer_id": "cust", "ts": "order_ts"},
+                      amount="total * quantity")
+    assert set(read_database(con, "transactions", src, "pulled2").columns) == {
+        "cust", "order_ts", "total", "quantity", "order_id", "category", "channel", "discount", "margin"}
 
 
 def test_train_and_score_from_postgres_into_postgres_masks_the_password(pg, world, tmp_path, monkeypatch):
