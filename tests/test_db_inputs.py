@@ -239,3 +239,13 @@ def test_urls_are_masked_expanded_and_scrubbed(monkeypatch):
         "auth failed for *** at postgres://me:***@db/shop")
     assert scrub("missing backend b", "mysql://a:b@h/x") == "missing backend ***"  # short: whole words only
     assert scrub("bad backend", "mysql://a:b@h/x") == "bad backend"
+
+
+def test_an_unset_variable_in_the_scores_url_stops_score_before_any_work(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"name": "e", "data": {"tables": {"transactions": {"path": "tx.parquet"}}},
+                                    "cutoffs": {"start": "2023-07-01"}}))
+    r = CliRunner().invoke(app, ["score", "-c", str(path), "-m", str(tmp_path / "no-model"), "--as-of", "2024-07-01",
+                                 "--database", "postgres://u:${CLVML_UNSET_PW_Y}@127.0.0.1/s"])
+    out = " ".join(r.output.split())
+    assert r.exit_code == 2 and "${CLVML_UNSET_PW_Y} but the environment variable is not set" in out, out

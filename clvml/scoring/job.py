@@ -328,6 +328,10 @@ def _target(cfg: Config, as_of: dt.date, out: Path | None, database: str | None,
             db_path = _duckdb_file(database)
             return _Target(f"{db_path}:{table}", db_path.with_name(f".{db_path.name}.{table}.as_of={as_of}.lock"),
                            db_path.parent, db_path=db_path, table=table)
+        try:  # a ${NAME} that is not set stops the run now, not after scoring
+            expand_env(database, "scoring.database / --database")
+        except ValueError as exc:
+            raise ConfigError([str(exc)]) from None
         key = hashlib.sha256(f"{database}|{table}".encode()).hexdigest()[:16]
         local = Path(cfg.output.dir) / f"scores-{key}"  # lock and staging stay local
         _check_folder(local.parent, "the output folder")
