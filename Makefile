@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint format lock bench bench-venv-ft clean browser postgres
+.PHONY: demo test lint format lock bench bench-venv-ft clean browser docs postgres
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,8 +32,12 @@ browser:
 	fi
 
 test: $(STAMP) browser postgres
-	$(BIN)/ruff check clvml tests bench
+	$(BIN)/ruff check clvml tests bench tools
 	$(BIN)/python -m pytest -n 2 --dist loadscope -q
+
+# The documentation site, built offline into site/ (open site/index.html); strict: any warning fails.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict --site-dir site
 
 # tests/test_db_inputs.py starts a real PostgreSQL server: Debian's binaries, installed only when absent
 # (as root, with apt-get); without them those tests are skipped with the reason
@@ -44,7 +48,7 @@ postgres:
 	  echo "note: PostgreSQL could not be installed: tests/test_db_inputs.py will be skipped"
 
 lint: $(STAMP)
-	$(BIN)/ruff check clvml tests bench
+	$(BIN)/ruff check clvml tests bench tools
 
 format: $(STAMP)
 	$(BIN)/ruff format clvml tests bench
@@ -58,7 +62,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/btyd.py
 
 clean:
-	rm -rf $(VENV) outputs data mlruns mlruns.db .pytest_cache
+	rm -rf $(VENV) outputs data mlruns mlruns.db .pytest_cache site
 
 # featuretools (bench comparison only) needs pandas<3: its own pinned venv.
 bench-venv-ft:

@@ -32,7 +32,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "clvml.data.dataset": ("Dataset", "load_dataset"),
     "clvml.data.validation": ("ValidationReport",),
     "clvml.datasets": ("load_cdnow_sample",),
-    "clvml.datasets.synthetic": ("Campaign", "simulate", "SyntheticWorld"),
+    "clvml.datasets.synthetic": ("BehaviourChange", "Campaign", "simulate", "SyntheticWorld"),
     "clvml.engine": ("connect_engine",),
     "clvml.errors": (
         "ClvmlError",
@@ -58,6 +58,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "clvml.modeling.mbgnbd": ("MBGNBD",),
     "clvml.modeling.pareto_nbd": ("ParetoNBD",),
     "clvml.modeling.training": ("split_by_cutoff",),
+    "clvml.monitoring": ("monitor", "MonitorResult"),
     "clvml.scoring.bundle": ("load_bundle", "ModelBundle"),
     "clvml.scoring.drift": ("DriftReference",),
     "clvml.scoring.job": ("score", "ScoreResult"),
@@ -70,6 +71,7 @@ __all__ = [
     "backtest",
     "BacktestResult",
     "baseline_from_history",
+    "BehaviourChange",
     "BGNBD",
     "BTYDModel",
     "build_features",
@@ -106,6 +108,8 @@ __all__ = [
     "ModelBundle",
     "ModelIncompatibleError",
     "ModelNotFoundError",
+    "monitor",
+    "MonitorResult",
     "normalized_gini",
     "ParetoNBD",
     "parse_config",
@@ -161,7 +165,7 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real objects
     from clvml.data.dataset import Dataset, load_dataset
     from clvml.data.validation import ValidationReport
     from clvml.datasets import load_cdnow_sample
-    from clvml.datasets.synthetic import Campaign, SyntheticWorld, simulate
+    from clvml.datasets.synthetic import BehaviourChange, Campaign, SyntheticWorld, simulate
     from clvml.engine import connect_engine
     from clvml.errors import (
         ClvmlError,
@@ -187,6 +191,7 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real objects
     from clvml.modeling.mbgnbd import MBGNBD
     from clvml.modeling.pareto_nbd import ParetoNBD
     from clvml.modeling.training import split_by_cutoff
+    from clvml.monitoring import MonitorResult, monitor
     from clvml.scoring.bundle import ModelBundle, load_bundle
     from clvml.scoring.drift import DriftReference
     from clvml.scoring.job import ScoreResult, score

@@ -2,7 +2,8 @@
 
 Exit codes: 0 success; 1 unexpected clvml error; 2 invalid configuration; 3 invalid input data;
 4 drift stop; 5 model incompatible; 6 output not writable; 7 lock held by another run; 8 the engine
-cannot start; 9 model not found; 10 a database input cannot be reached (see ``clvml.errors.EXIT_CODES``).
+cannot start; 9 model not found; 10 monitoring alert;
+11 a database input cannot be reached (see ``clvml.errors.EXIT_CODES``).
 """
 
 from __future__ import annotations
@@ -251,7 +252,7 @@ def score(
     Exit codes: 0 ok, 2 bad config (also a --database that is not a DuckDB file), 3 bad input data
     (also: scores empty or shrunk beyond scoring.max_shrink), 4 drift stop, 5 model incompatible or
     unreadable, 6 output not writable, 7 another run holds the lock, 8 the engine cannot start,
-    9 model not found, 10 a database input cannot be reached.
+    9 model not found, 11 a database input cannot be reached.
     """
     def go():
         from clvml.errors import ConfigError
@@ -267,6 +268,33 @@ def score(
         say(f"{m['rows_out']:,} customers scored as of {m['as_of']} -> {r.target} "
                       f"(model {m['model']['version']}, {m['seconds']:.0f}s); drift (PSI) of the scores "
                       f"{m['drift'].get('scores')}")
+    _run(go)
+
+
+@app.command()
+def monitor(config: ConfigOpt = None, scores: Annotated[Path | None, typer.Option(
+        "--scores", help="Scores root holding the as_of=DATE partitions (default scoring.out).")] = None,
+            engine: EngineOpt = None) -> None:
+    """Judge every stored score partition against what its customers then did; retention KPIs, alerts
+    and a retraining recommendation in <scores root>/_monitoring.
+
+    Exit codes: 0 ok, 2 bad config, 3 no partitions / another schema / data no longer covering a
+    partition, 10 a monitoring threshold was crossed (outputs and recommendation written).
+    """
+    def go():
+        from clvml.errors import MonitorAlert
+        from clvml.monitoring import monitor as run_monitor
+        from clvml.monitoring import summary_table
+
+        cfg = _config(config, engine)
+        r = run_monitor(cfg, scores=scores, progress=_progress())
+        say(summary_table(r), stderr=False)
+        for note in r.notes:
+            say(f"note: {note}")
+        say(f"monitoring: {r.out} (report {r.out / 'report.html'}); {r.recommendation['summary']}")
+        if r.alerts:
+            raise MonitorAlert(f"{len(r.alerts)} monitoring alert(s):\n  " + "\n  ".join(a.message for a in r.alerts)
+                               + f"\nRetraining recommended: {r.out / 'recommendation.json'}")
     _run(go)
 
 

@@ -45,7 +45,7 @@ class DatabaseUnreachableError(DataSourceError):
     """A database input could not be connected to: the server is down or unreachable, or it refused
     the login (wrong user or password). Nothing was read; a scheduler may retry later."""
 
-    exit_code = 10
+    exit_code = 11
 
 
 class UnusableModelError(ClvmlError):
@@ -93,6 +93,13 @@ class EngineError(ClvmlError):
     exit_code = 8
 
 
+class MonitorAlert(ClvmlError):
+    """``clvml monitor`` found a threshold of the ``monitoring`` section crossed: the outputs and a
+    retraining recommendation were written; the exit code lets a scheduler page someone."""
+
+    exit_code = 10
+
+
 class NotFittedError(ClvmlError, ValueError):
     """An estimator was used before ``fit``."""
 
@@ -108,6 +115,8 @@ EXIT_CODES = {
     7: "another run is writing the same output (lock held): nothing written",
     8: "the configured engine cannot start (e.g. Spark without pyspark or Java 17) or ran out of memory",
     9: "model not found (no such bundle folder, run, registered model, version or alias)",
-    10: "a database input cannot be reached or refused the login (server down, wrong host/port, bad "
+    10: "monitoring alert: a threshold of the monitoring section was crossed (outputs and a retraining "
+        "recommendation written)",
+    11: "a database input cannot be reached or refused the login (server down, wrong host/port, bad "
         "credentials): nothing read",
 }

@@ -36,8 +36,16 @@ def test_repurchase_rate_by_month(shop):
 
 def test_cohort_retention_matrix(shop):
     r = analytics.cohort_retention(shop["transactions"])
-    assert r.values.tolist() == [["2024-01", 0, 2, 2, 1.0], ["2024-01", 1, 2, 1, 0.5], ["2024-01", 2, 2, 1, 0.5],
-                                 ["2024-02", 0, 1, 1, 1.0], ["2024-03", 0, 1, 1, 1.0]]
+    # observed months in which nobody of a cohort bought are 0; months not yet observed are NaN
+    assert r.fillna(-1).values.tolist() == [
+        ["2024-01", 0, 2, 2, 1.0], ["2024-01", 1, 2, 1, 0.5], ["2024-01", 2, 2, 1, 0.5],
+        ["2024-02", 0, 1, 1, 1.0], ["2024-02", 1, 1, 0, 0.0], ["2024-02", 2, 1, -1, -1],
+        ["2024-03", 0, 1, 1, 1.0], ["2024-03", 1, 1, -1, -1], ["2024-03", 2, 1, -1, -1]]
+    # observed until the end of April: March's cohort had an observed month without a purchase
+    later = analytics.cohort_retention(shop["transactions"], before=dt.date(2024, 5, 1)).set_index(
+        ["cohort", "months_since"])
+    assert later.loc[("2024-03", 1), "retention"] == 0.0 and np.isnan(later.loc[("2024-03", 2), "retention"])
+    assert later.loc[("2024-01", 3), "active"] == 0
     # point in time: before March, the March purchases do not exist
     assert analytics.cohort_retention(shop["transactions"], before=dt.date(2024, 3, 1)).months_since.max() == 1
 

@@ -122,7 +122,7 @@ def test_lightgbm_vs_bgnbd_on_the_cdnow_holdout():
 
 
 def test_clv_on_cdnow_against_the_39_week_holdout():
-    """Issue 25 on CDNOW (measured figures in the README): the BTYD-shaped CLV beats BG/NBD + Gamma-Gamma's
+    """Issue 25 on CDNOW (measured figures in docs/guide/models.md): the BTYD-shaped CLV beats BG/NBD + Gamma-Gamma's
     own CLV on MAE, Gini and the top-20 % tier, and misses the total by less; the geometric survival
     undervalues by more than a third."""
     from clvml.evaluation.cdnow import clv_on_cdnow

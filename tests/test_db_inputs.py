@@ -182,9 +182,9 @@ def _validate(tmp_path: Path, source: dict, **env: str) -> tuple[int, str]:
 def test_database_errors_exit_with_their_code_name_the_table_and_hide_the_password(pg, world, tmp_path):
     shop = pg.url("shop")
     cases = [  # (source, exit code, words the message must hold)
-        ({"url": pg.url("shop", password="wrong-pw-9"), "table": "transactions"}, 10,
+        ({"url": pg.url("shop", password="wrong-pw-9"), "table": "transactions"}, 11,
          ["data.tables.transactions.url", "refused the login", "PGPASSWORD"]),
-        ({"url": f"postgres://clvml:{PASSWORD}@127.0.0.1:1/shop", "table": "transactions"}, 10,
+        ({"url": f"postgres://clvml:{PASSWORD}@127.0.0.1:1/shop", "table": "transactions"}, 11,
          ["cannot connect", "running and reachable"]),
         ({"url": shop, "table": "transaction"}, 3,
          ["no table or view 'transaction'", "did you mean 'transactions'", "data.tables.transactions.table"]),

@@ -10,19 +10,23 @@ exception from a dependency, never a silently lost row. Deterministic (``derando
 from __future__ import annotations
 
 import datetime as dt
+import os
 
 import hypothesis.strategies as st
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+import yaml
+from hypothesis import HealthCheck, Phase, given, settings
 
+from clvml import cli
 from clvml.config import Policies, load_config
 from clvml.data.dataset import load_dataset
 from clvml.data.loading import load_data
 from clvml.errors import ClvmlError
 from clvml.jobs.train import train
 from clvml.scoring.job import score
+from tests import test_fuzz_files as fz
 from tests.test_demo import write_config
 from tests.test_fuzz import AMOUNTS, IDS, TS
 
@@ -194,3 +198,62 @@ def test_output_targets_end_in_scores_or_the_documented_exit_code(setup, tmp_pat
         con.close()
     for name in ("scores.parquet", "scores.csv", "empty.db", "file"):  # bystanders untouched
         assert (d / name).read_bytes() == before[name]
+
+
+# ---- files and config, through the CLI's own error handling (see tests/test_fuzz_files.py) ----
+FILE_CASES: dict[str, int] = {}
+
+
+@settings(max_examples=int(os.environ.get("FZ_SCORE_N", 60)), deadline=None, derandomize=True, database=None,
+          phases=[Phase.explicit, Phase.generate] + ([] if os.environ.get("FZ_NO_SHRINK") else [Phase.shrink]),
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
+                                 HealthCheck.data_too_large])
+@given(changes=st.lists(fz.TABLE_CHANGE, min_size=0, max_size=2), forms=st.lists(fz.FILE_FORM, min_size=1, max_size=2),
+       cfg_changes=fz.CONFIG_CHANGES, pick=st.integers(0, 1000))
+def test_scoring_files_end_in_scores_or_a_documented_exit(setup, tmp_path_factory, changes, forms, cfg_changes,
+                                                          pick):
+    _, model, world, tmp = setup
+    d = tmp_path_factory.mktemp("fzs")
+    frames = _slice(world, 12)
+    for table, kind, p in changes:
+        frames[table] = fz._change(frames[table], kind, p, table)
+    paths = {}
+    for i, name in enumerate(fz.TABLES):
+        fmt, dialect, header, corrupt = forms[i % len(forms)]
+        paths[name] = d / f"{name}.{'parquet' if fmt == 'parquet' else 'csv'}"
+        fz._write(frames[name], paths[name], fmt, dialect, header, corrupt, pick)
+    data_yaml = yaml.safe_load(fz._config(d, paths, cfg_changes, pick).read_text())["data"]
+    full = yaml.safe_load((tmp / "small.yaml").read_text())
+    full["data"] = data_yaml
+    full["scoring"] = {"drift_stop": None, "allow_shrink": True}  # tiny slices: see the fixture
+    cfg_path = d / "score.yaml"
+    cfg_path.write_text(yaml.safe_dump(full))
+    seen: dict = {"log": []}
+
+    def go():
+        cfg = cli._config(cfg_path)
+        seen["ds"] = ds = load_data(cfg, seen["log"].append)
+        seen["res"] = score(cfg, model, AS_OF, out=d / "scores", ds=ds, progress=seen["log"].append)
+
+    code, err = fz._run_command(go)
+    FILE_CASES[str(code)] = FILE_CASES.get(str(code), 0) + 1
+    if code:
+        fz._refused_clearly(code, err, cfg_path)
+        assert not (d / "scores" / f"as_of={AS_OF}").exists()  # a refused run writes nothing
+        return
+    ds, res = seen["ds"], seen["res"]
+    fz._accounted(ds, seen["log"])
+    tx = ds["transactions"].to_pandas()
+    buyers = set(tx.loc[tx.ts < pd.Timestamp(AS_OF), "customer_id"])
+    scores = pd.read_parquet(res.target)
+    assert set(scores.customer_id) == buyers and scores.customer_id.is_unique
+    assert res.manifest["rows_out"] == len(scores)
+    assert scores.churn_probability.between(0, 1).all()
+    assert np.isfinite(scores[["expected_value", "clv"]].to_numpy()).all()
+
+
+def test_scoring_files_fuzz_reached_both_outcomes():
+    if not sum(FILE_CASES.values()):
+        pytest.skip("counts the cases of the fuzz test above: run the whole module")
+    print(f"scoring file fuzz outcomes by exit code: {FILE_CASES}")
+    assert FILE_CASES.get("0", 0) >= 15 and sum(v for k, v in FILE_CASES.items() if k != "0") >= 15, FILE_CASES

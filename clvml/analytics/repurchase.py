@@ -64,18 +64,36 @@ def repurchase_rate(transactions: ibis.Table, before: dt.date | None = None) -> 
 def cohort_retention(transactions: ibis.Table, before: dt.date | None = None) -> pd.DataFrame:
     """Monthly acquisition cohorts (month of the first purchase): for each month since acquisition,
     the share of the cohort that bought in that month. Tidy: ``cohort, months_since, customers,
-    active, retention``."""
+    active, retention``.
+
+    The grid is complete: every cohort has a row for every month since acquisition up to the longest
+    cohort's. A month that has been observed (it starts before ``before``, or is at most the month of
+    the last purchase when ``before`` is not given) and in which nobody of the cohort bought has
+    ``active`` 0 and ``retention`` 0.0; a month not yet observed has both NaN (unknown, not zero).
+    """
     d = purchase_days(transactions, before)
+    cols = ["cohort", "months_since", "customers", "active", "retention"]
+    if d.empty:
+        return pd.DataFrame(columns=cols)
     d["month"] = d["day"].dt.to_period("M")
     cohort = d.groupby("customer_id")["month"].min().rename("cohort")
     d = d.join(cohort, on="customer_id")
     d["months_since"] = (d["month"] - d["cohort"]).apply(lambda x: x.n)
     active = d.groupby(["cohort", "months_since"])["customer_id"].nunique().rename("active")
     size = cohort.value_counts().rename("customers")
-    out = active.reset_index().join(size, on="cohort")
+    last = (pd.Timestamp(before) - pd.Timedelta(days=1)).to_period("M") if before is not None \
+        else d["month"].max()
+    first = size.index.min()
+    span = (last - first).n
+    grid = pd.MultiIndex.from_product([sorted(size.index), range(span + 1)], names=["cohort", "months_since"])
+    out = active.reindex(grid).reset_index()
+    observed = (out["cohort"] + out["months_since"]).map(lambda m: m <= last) if len(out) else []
+    out.loc[observed & out["active"].isna(), "active"] = 0
+    out = out.join(size, on="cohort")
+    out["active"] = out["active"].astype(float)
     out["retention"] = out["active"] / out["customers"]
     out["cohort"] = out["cohort"].astype(str)
-    return out[["cohort", "months_since", "customers", "active", "retention"]]
+    return out[cols]
 
 
 def repurchase_cycle(transactions: ibis.Table, segments: pd.DataFrame | None = None,

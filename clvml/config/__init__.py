@@ -43,6 +43,7 @@ from clvml.config.models import (
     TuneConfig,
     ValueModelConfig,
 )
+from clvml.config.monitoring import MonitoringConfig
 from clvml.config.scoring import OutputConfig, ScoringConfig, TrackingConfig
 from clvml.config.yaml_loader import ConfigLoader, ConfigYAMLError, load_yaml
 from clvml.errors import ConfigError
@@ -51,6 +52,7 @@ __all__ = [
     "BANDS", "SIZE", "TABLE_NAMES", "TIERS", "TUNABLE", "BacktestConfig", "BudgetConfig", "CLVConfig",
     "CampaignSpec", "ChurnModelConfig", "Config", "CutoffConfig", "DataConfig", "DuckDBEngine", "EngineConfig",
     "ExperimentConfig", "FeatureConfig", "LGBMParams", "LabelConfig", "LifecycleConfig", "ModelConfig",
+    "MonitoringConfig",
     "OutputConfig", "Policies", "RFMConfig", "RFMRule", "RiskBands", "ScoringConfig", "SearchRange",
     "SegmentsConfig", "SparkEngine", "SyntheticConfig", "TableSource", "TrackingConfig", "TuneConfig",
     "ValueModelConfig", "ConfigLoader", "_check_identifier", "_format_errors", "load_config", "parse_config",
@@ -76,6 +78,7 @@ class Config(_Strict):
     tune: TuneConfig = Field(default_factory=TuneConfig)
     segments: SegmentsConfig = Field(default_factory=SegmentsConfig)
     scoring: ScoringConfig = Field(default_factory=ScoringConfig)
+    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
     experiments: ExperimentConfig = Field(default_factory=ExperimentConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)

@@ -84,7 +84,7 @@ def connect_database(url: str, where: str) -> tuple[ibis.BaseBackend, str]:
     DataSourceError
         A SQLite file does not exist, or the URL's scheme is unknown (exit 3).
     DatabaseUnreachableError
-        The server cannot be reached or refused the login (exit 10).
+        The server cannot be reached or refused the login (exit 11).
     EngineError
         The Ibis backend (driver) for the URL is not installed (exit 8).
     """

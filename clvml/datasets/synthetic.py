@@ -384,6 +384,21 @@ def _purchase_consequences(st: _State, rows: np.ndarray, t: int, sat_trait: np.n
             "referral": referral, "delay": delay}
 
 
+@dataclass(frozen=True)
+class BehaviourChange:
+    """A lasting change of behaviour from ``date`` on (a market shift the models never saw).
+
+    From day ``date`` every alive customer's daily purchase probability is multiplied by
+    ``rate_factor`` and daily dropout hazard by ``hazard_factor`` (both capped at 1). The ground truth
+    of the cut-offs ignores the change (like campaigns): it is the world the models were trained on.
+    Used to test that monitoring sees models decay (``tests/test_monitor.py``).
+    """
+
+    date: dt.date | str
+    rate_factor: float = 1.0
+    hazard_factor: float = 1.0
+
+
 def simulate(
     n_customers: int = 20_000,
     start: dt.date | str = "2023-01-01",
@@ -398,6 +413,7 @@ def simulate(
     rate_unknown_truth: Sequence[dt.date | str] = (),
     long_truth: Sequence[dt.date | str] = (),
     long_horizon_days: int = 360,
+    behaviour_change: BehaviourChange | None = None,
     progress: bool = False,
 ) -> SyntheticWorld:
     """Generate a synthetic world.
@@ -436,6 +452,10 @@ def simulate(
         ``long_horizon_days`` (``expected_spend_long``, and ``expected_spend_long_observable`` with
         ``observable_truth``): the oracle of a CLV evaluation over several horizons. Own random
         stream, so the world is the same either way.
+    behaviour_change
+        A lasting change of purchase rate and dropout hazard from a date on
+        (:class:`BehaviourChange`). Default None: no change (the world is bit-identical to one
+        generated without the parameter).
     """
     t0 = time.perf_counter()
     start = pd.Timestamp(start).date()
@@ -497,6 +517,12 @@ def simulate(
     if not long_days <= set(cut_days):
         raise ValueError(f"long_truth {sorted(map(str, long_truth))} must be among the cut-offs")
     long_rng = np.random.default_rng([seed, 2**31 - 3])
+    change_day = None
+    if behaviour_change is not None:
+        change_day = (pd.Timestamp(behaviour_change.date).date() - start).days
+        if not 0 < change_day < n_days:
+            raise ValueError(f"behaviour_change date {behaviour_change.date} is outside the history "
+                             f"({start} .. {end})")
 
     for t in range(n_days):
         if t in cut_set:
@@ -524,6 +550,9 @@ def simulate(
         st.resolve(t)
         active = arrived & st.alive
         h = st.hazard()
+        changed = change_day is not None and t >= change_day
+        if changed:
+            h = np.minimum(h * behaviour_change.hazard_factor, 1.0)
         u = rng.random((n, 3))
         died = active & (u[:, 0] < h)
         st.alive[died] = False
@@ -533,6 +562,8 @@ def simulate(
         ev["closed"].append((closed, np.full(closed.size, t)))
         active &= ~died
         lam_t = lam * (1.0 + np.where(boost_until > t, boost, 0.0)) if camp_at else lam
+        if changed:
+            lam_t = np.minimum(lam_t * behaviour_change.rate_factor, 1.0)
         buy = active & ((u[:, 2] < lam_t) | (signup == t))
         rows = np.nonzero(buy)[0]
         last_buy[rows] = t
@@ -581,6 +612,10 @@ def simulate(
         "engagement": eng, "spend_level": mu, "satisfaction": sat_trait})
     world.params = {"n_customers": n, "start": str(start), "end": str(end), "seed": seed,
                     "horizon_days": horizon_days, "seconds": round(time.perf_counter() - t0, 2)}
+    if behaviour_change is not None:
+        world.params["behaviour_change"] = {"date": str(pd.Timestamp(behaviour_change.date).date()),
+                                            "rate_factor": behaviour_change.rate_factor,
+                                            "hazard_factor": behaviour_change.hazard_factor}
     return world
 
 

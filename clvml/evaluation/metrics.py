@@ -31,6 +31,22 @@ def lift_at(y, score, frac: float = 0.1) -> tuple[float, float]:
 
 
 def churn_metrics(y, p) -> dict[str, float]:
+    """Churn metrics of predicted probabilities against observed churn.
+
+    Parameters
+    ----------
+    y
+        Observed churn, 1 (churned) or 0, one per customer.
+    p
+        Predicted churn probabilities, same order.
+
+    Returns
+    -------
+    dict
+        ``roc_auc``, ``pr_auc`` (average precision), ``log_loss`` (probabilities clipped to
+        [1e-6, 1 − 1e-6]), ``brier``, ``ece`` (expected calibration error, 10 equal-width bins),
+        ``lift_top10`` and ``capture_top10`` (lift and share of churners among the 10 % highest scores).
+    """
     y, p = np.asarray(y, int), np.asarray(p, float)
     lift, capture = lift_at(y, p, 0.1)
     return {
@@ -72,6 +88,22 @@ def decile_mape(actual, pred) -> float:
 
 
 def value_metrics(actual, pred) -> dict[str, float]:
+    """Value metrics of predicted spend (or CLV) against realised value.
+
+    Parameters
+    ----------
+    actual
+        Realised value per customer.
+    pred
+        Predicted value, same order.
+
+    Returns
+    -------
+    dict
+        ``mae``, ``rmse``, ``normalized_gini`` (ranking quality: 1 = the perfect order), ``spearman``,
+        ``decile_mape`` (mean absolute percentage error of decile totals, deciles by prediction),
+        ``total_actual``, ``total_predicted`` and ``total_error_pct`` (predicted vs actual total, in %).
+    """
     actual, pred = np.asarray(actual, float), np.asarray(pred, float)
     total_a, total_p = actual.sum(), pred.sum()
     return {

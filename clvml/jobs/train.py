@@ -119,7 +119,8 @@ def _train(cfg: Config, ds: Dataset, progress: Progress, t0: float, run_id: str 
     fit_segments_and_reference(bundle, latest, ds, test_cutoff, cfg)
     model_path = Path(cfg.output.model_dir) / cfg.name
     example = ts.frame[["customer_id", "cutoff", *ts.feature_columns]].head(50)
-    meta = {"name": cfg.name, "model_version": bundle.model_version, "run_id": run_id}
+    meta = {"name": cfg.name, "model_version": bundle.model_version, "run_id": run_id,
+            **backtest_meta(ev, cfg, test_cutoff, long[0] if long else None)}
     with stage_bundle(bundle, model_path, example, meta) as staged:
         summary = {
             "data": ds.summary(), "training_rows": len(ts.frame), "cutoffs": [str(c) for c in ts.cutoffs],
@@ -144,6 +145,21 @@ def _train(cfg: Config, ds: Dataset, progress: Progress, t0: float, run_id: str 
             _track_train(cfg, ds, ts, ev, summary, staged, report, explanations, run_id)
         replace_dir(staged, model_path)  # the commit point of the folder
     return TrainResult(bundle, ev, summary, run_id, model_path, report)
+
+
+def backtest_meta(ev: BacktestResult, cfg: Config, test_cutoff: dt.date, clv_origin: dt.date | None
+                  ) -> dict[str, Any]:
+    """What the bundle records for monitoring (``clvml monitor``): the label settings its outcomes must
+    be built with, and the held-out figures the backtest promised (LightGBM's churn and value metrics
+    at the held-out cut-off, CLV metrics at the CLV origin; finite values only)."""
+    import math
+
+    summary = _result_summary(ev)
+    promised = {task: {k: v for k, v in summary[task].items() if math.isfinite(v)}
+                for task in ("churn", "value", "clv") if task in summary}
+    return {"labels": cfg.labels.model_dump(mode="json"), "clv": cfg.clv.model_dump(mode="json"),
+            "backtest": {"test_cutoff": str(test_cutoff), "clv_origin": str(clv_origin) if clv_origin else None,
+                         **promised}}
 
 
 def fit_intervals(ev: BacktestResult, cfg: Config) -> dict[str, ConformalIntervals]:

@@ -19,7 +19,8 @@
     ``w_k = (1 − p)^(k−1)`` with p the churn probability, i.e. P(no purchase in the next H). p is not
     the probability of having left: an alive customer who buys twice a year has p ≈ 0.6 for 90 days,
     so this assumes 60 % of them vanish every period, and undervalues infrequent buyers (measured in
-    the README: −49 % to −79 % of realised value in total).
+    docs/guide/models.md: −16 % to −19 % of realised value in total on the synthetic world, −38 % on
+    CDNOW).
 
 * cash flows are discounted at the end of each period at rate ``d`` per period; ``cost`` is a
   per-customer cost (e.g. the retention budget) subtracted once.

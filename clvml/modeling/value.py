@@ -49,6 +49,8 @@ class ValueModel(RegressorMixin, BaseEstimator):
     tweedie_variance_power
         Tweedie power (1 < p < 2) for ``form="tweedie"``.
 
+    Notes
+    -----
     A Poisson LightGBM for the expected number of purchases is fitted when ``purchases`` is passed to
     :meth:`fit` (:meth:`predict_purchases`).
 

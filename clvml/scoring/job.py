@@ -1,6 +1,6 @@
 """The scheduled scoring job: features as of a date → churn, value, CLV, segments, reasons → output.
 
-Guarantees (each tested; README "Scoring job" says what a reader gets):
+Guarantees (each tested; docs/guide/scoring.md says what a reader gets):
 
 - **Atomic and idempotent.** A run scores into a staging folder in the work folder beside the Parquet
   root (``.<root>.clvml-work``), merges the chunks into one data file and, only when every chunk has
