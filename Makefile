@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint format lock bench bench-venv-ft clean browser docs postgres
+.PHONY: demo test lint format lock bench bench-venv-ft clean browser docs notebooks postgres
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ test: $(STAMP) browser postgres
 # The documentation site, built offline into site/ (open site/index.html); strict: any warning fails.
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict --site-dir site
+
+# Re-execute notebooks/*.ipynb on a fresh kernel and store them with their outputs (commit the result).
+notebooks: $(STAMP)
+	$(BIN)/python -m tests.nbrun
 
 # tests/test_db_inputs.py starts a real PostgreSQL server: Debian's binaries, installed only when absent
 # (as root, with apt-get); without them those tests are skipped with the reason

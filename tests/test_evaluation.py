@@ -231,3 +231,13 @@ def test_tune_is_seeded_prunes_logs_child_runs_and_writes_a_trainable_config(tmp
     # seeded: a second study on the same data and config picks the same parameters
     again = tune(cfg.model_copy(update={"tracking": cfg.tracking.model_copy(update={"enabled": False})}))
     assert again.best_params == r.best_params and again.best_value == r.best_value
+
+
+def test_backtest_report_says_what_each_task_is_averaged_over(backtest_run):
+    tmp, cfg, r = backtest_run
+    page = r.report["report"].read_text()
+    # churn and value at two origins; CLV at its one origin: each heading says which
+    assert "churn (mean over 2 origins, 2024-02-10 to 2024-03-26)" in page
+    assert "clv (at 2023-09-28)" in page and "Per origin" in page
+    assert "Metric definitions" in page and "Coverage: the share of customers" in page
+    assert "What the models' predictions move with" not in page  # no SHAP without explanations

@@ -385,3 +385,79 @@ def test_model_version_covers_everything_that_changes_a_score(trained):
     }
     assert base.model_version not in changed.values(), changed
     assert len(set(changed.values())) == len(changed)
+
+
+def test_train_report_defines_its_metrics_shows_the_shap_drivers_and_links_existing_files(trained):
+    """Issue 27: the train report says where each task was scored, defines every metric it shows, has a
+    SHAP section from the explanations the job wrote, and every link and image in it works."""
+    import base64
+    import html
+    import io
+    import re
+    from html.parser import HTMLParser
+
+    import matplotlib.image
+
+    from clvml.evaluation.report import definition
+
+    tmp, cfg_path, result = trained
+    report = result.report["report"]
+    page = report.read_text()
+
+    class Page(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.h2, self.ids, self.imgs, self.links, self._in_h2 = [], set(), [], [], False
+
+        def handle_starttag(self, tag, attrs):
+            a = dict(attrs)
+            self.ids.add(a.get("id"))
+            self._in_h2 = tag == "h2"
+            if tag == "img":
+                self.imgs.append(a["src"])
+            if tag == "a":
+                self.links.append(a["href"])
+
+        def handle_data(self, data):
+            if self._in_h2:
+                self.h2.append(data)
+                self._in_h2 = False
+
+    p = Page()
+    p.feed(page)
+    assert p.h2 == ["Metrics", "Plots", "What the models' predictions move with (SHAP)", "Metric definitions"]
+    # one held-out cut-off for churn and value (and one CLV origin when the data is long enough): no
+    # "mean over" anything, no per-origin table
+    cutoff = result.summary["test_cutoff"]
+    assert f"churn (at {cutoff})" in page and f"value (at {cutoff})" in page
+    m = result.evaluation.metrics
+    clv = m.loc[m.task == "clv", "origin"].nunique()
+    assert ("clv (at " in page) == (clv == 1) and clv <= 1
+    assert not re.search(r"mean over \d+ origins", page) and "Per origin" not in page and ">nan<" not in page
+    # every metric of the table is defined, and the definition is on the page
+    shown = result.evaluation.summary().index
+    assert len(shown) >= 15  # 7 churn and 8 value metrics, plus the CLV ones where there is a CLV origin
+    for task, metric in shown:
+        text = definition(task, metric)
+        assert text, (task, metric)
+        assert html.escape(text) in page, (task, metric)
+    assert "#definitions" in p.links and "definitions" in p.ids
+    # the SHAP section: the caveat, the top drivers of both models in the order of the explanations
+    assert "They are associations, not causal effects" in page and "clvml experiment uplift" in page
+    out = Path(report).parent
+    for model in ("churn", "value"):
+        imp = pd.read_csv(out.parent / "explanations" / f"{model}_shap_importance.csv")
+        assert f"{model}: top 10 of {len(imp)} features" in page
+        first = page.index(f"<tr><td>1</td><td>{imp.feature[0]}</td>", page.index(f"{model}: top 10"))
+        assert first < page.index(f"<tr><td>2</td><td>{imp.feature[1]}</td>", first)
+    # every link resolves to a non-empty file beside the report: exactly the explanation files
+    files = [out / h for h in p.links if not h.startswith("#")]
+    assert files and all(f.is_file() and f.stat().st_size > 0 for f in files), files
+    assert {f.resolve() for f in files} == set((out.parent / "explanations").resolve().iterdir())
+    # every image decodes to a drawn PNG: the six evaluation plots and the SHAP drivers
+    assert len(p.imgs) == 7 and all(s.startswith("data:image/png;base64,") for s in p.imgs)
+    for src in p.imgs:
+        img = matplotlib.image.imread(io.BytesIO(base64.b64decode(src.split(",", 1)[1])), format="png")
+        assert img.shape[0] > 200 and img.shape[1] > 300 and img.std() > 0.05
+    drivers = result.report["plot_shap_drivers"]
+    assert drivers.parent == out / "plots" and drivers.read_bytes()[:4] == b"\x89PNG"

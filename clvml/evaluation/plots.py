@@ -46,8 +46,9 @@ def precision_recall(pred: pd.DataFrame):
     for m in _models(pred, "churn"):
         prec, rec, _ = precision_recall_curve(pred["churn"], pred[f"churn_{m}"])
         ax.plot(rec, prec, label=LABELS[m])
-    ax.axhline(pred["churn"].mean(), color="k", ls=":", lw=1, label="churn rate")
-    ax.legend(loc="lower left")
+    ax.axhline(pred["churn"].mean(), color="k", ls=":", lw=1, label="churn rate (a random score)")
+    # below the axes: inside, any corner can hide a curve or the churn-rate line along the bottom
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, fontsize=9, frameon=False)
     return fig
 
 
@@ -106,7 +107,7 @@ def value_deciles(pred: pd.DataFrame):
         ax.bar(t.index + (i - len(models) / 2) * width, t.predicted, width, label=f"{LABELS[m]}: predicted")
         ax.plot(t.index, t.actual, "o-", label=f"{LABELS[m]}: actual")
     ax.set_xticks(range(1, 11))
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=8)
     return fig
 
 
@@ -117,6 +118,31 @@ def clv_distribution(pred: pd.DataFrame):
     ax.axvline(np.median(v), color="k", ls="--", lw=1, label=f"median {np.median(v):,.1f}")
     ax.set_yscale("log")
     ax.legend()
+    return fig
+
+
+def shap_drivers(importances: dict[str, pd.DataFrame], top: int = 10):
+    """The ``top`` features by mean |SHAP| of each model (one panel per model, bars coloured by
+    feature family); ``importances``: model -> :func:`clvml.explain.drivers.global_importance` table."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    space = {"churn": "log-odds of churn", "value": "log of expected spend"}
+    families = sorted({f for imp in importances.values() for f in imp.get("family", pd.Series()).head(top)})
+    colour = {f: plt.get_cmap("tab10")(i % 10) for i, f in enumerate(families)}
+    fig, axs = plt.subplots(len(importances), 1, figsize=(6, 3.2 * len(importances)), dpi=100, squeeze=False)
+    for ax, (model, imp) in zip(axs[:, 0], importances.items(), strict=True):
+        t = imp.head(top)[::-1]
+        ax.barh(range(len(t)), t["mean_abs_shap"],
+                color=[colour.get(f, "tab:blue") for f in t.get("family", [None] * len(t))])
+        ax.set_yticks(range(len(t)), t.index)
+        ax.set_title(f"{model}: top {len(t)} features by mean |SHAP|")
+        ax.set_xlabel(f"mean |SHAP| ({space.get(model, 'raw score')})")
+        ax.grid(axis="x", alpha=0.3)
+    if families:
+        fig.legend(handles=[Patch(color=colour[f], label=f) for f in families], title="family",
+                   loc="upper center", ncol=min(len(families), 5), frameon=False, bbox_to_anchor=(0.5, 0.0))
+    fig.tight_layout()
     return fig
 
 

@@ -43,7 +43,8 @@ class TrainResult:
 
 
 def metric_dict(result: BacktestResult, task: str, model: str) -> dict[str, float]:
-    """Mean over origins of every metric of one (task, model)."""
+    """Every metric of one (task, model): its value at the single origin the train job evaluates a task
+    on (the mean, were there several)."""
     m = result.metrics[(result.metrics.task == task) & (result.metrics.model == model)]
     return {k: float(v) for k, v in m.groupby("metric")["value"].mean().items()}
 
@@ -128,11 +129,6 @@ def _train(cfg: Config, ds: Dataset, progress: Progress, t0: float, run_id: str 
             "rounds": {"churn": churn.n_rounds_, "value": value.n_rounds_},
             "seconds": round(time.perf_counter() - t0, 1),
         }
-        report = write_report(ev, Path(cfg.output.dir) / "evaluation", f"clvml train: {cfg.name}",
-                              {"held-out cut-off": test_cutoff,
-                               "CLV origin": long[0] if long else "none (too little data)",
-                               "horizon (days)": cfg.labels.horizon_days,
-                               "training rows": len(ts.frame), "features": len(ts.feature_columns)})
         progress("explaining the models (SHAP) on the latest cut-off")
         core = bundle.core_scores(latest)
         segs = bundle.segmenter.transform(latest.reset_index(drop=True), core["churn_probability"], core["clv"])
@@ -140,6 +136,13 @@ def _train(cfg: Config, ds: Dataset, progress: Progress, t0: float, run_id: str 
         explanations = write_explanations(churn, value, latest[ts.feature_columns], ts.specs,
                                           Path(cfg.output.dir) / "explanations", seed=cfg.seed,
                                           segments=segs[["value_tier", "lifecycle_stage", "risk_band"]])
+        report = write_report(ev, Path(cfg.output.dir) / "evaluation", f"clvml train: {cfg.name}",
+                              {"held-out cut-off (churn, value)": test_cutoff,
+                               "CLV origin": long[0] if long else "none (too little data)",
+                               "horizon (days)": cfg.labels.horizon_days,
+                               "training rows": len(ts.frame), "features": len(ts.feature_columns),
+                               "SHAP explanations": f"final models, customers at {test_cutoff}"},
+                              explanations={k: Path(v) for k, v in explanations.items()})
         if run_id is not None:
             progress("logging the run to MLflow")
             _track_train(cfg, ds, ts, ev, summary, staged, report, explanations, run_id)
