@@ -20,6 +20,7 @@ import io
 import os
 import platform
 import resource
+import shutil
 import statistics
 import sys
 import tempfile
@@ -55,6 +56,13 @@ def frame(n: int, seed: int = 1) -> pd.DataFrame:
 def main(n: int = 1_000_000, repeats: int = 3) -> None:
     df = frame(n)
     tmp = Path(tempfile.mkdtemp(prefix="clvml-dbbench-"))
+    try:
+        run(df, tmp, n, repeats)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run(df: pd.DataFrame, tmp: Path, n: int, repeats: int) -> None:
     df.to_parquet(tmp / "transactions.parquet", index=False)
     with pg_server() as pg:
         pg.connect().execute("CREATE DATABASE shop")
