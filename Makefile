@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint format lock bench bench-venv-ft clean browser docs notebooks
+.PHONY: demo test lint format lock bench bench-venv-ft clean browser docs notebooks postgres
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +31,7 @@ browser:
 	  || echo "chromium could not be installed: the browser tests of the HTML reports will skip"; \
 	fi
 
-test: $(STAMP) browser
+test: $(STAMP) browser postgres
 	$(BIN)/ruff check clvml tests bench tools
 	$(BIN)/python -m pytest -n 2 --dist loadscope -q
 
@@ -42,6 +42,14 @@ docs: $(STAMP)
 # Re-execute notebooks/*.ipynb on a fresh kernel and store them with their outputs (commit the result).
 notebooks: $(STAMP)
 	$(BIN)/python -m tests.nbrun
+
+# tests/test_db_inputs.py starts a real PostgreSQL server: Debian's binaries, installed only when absent
+# (as root, with apt-get); without them those tests are skipped with the reason
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; } || \
+	  echo "note: PostgreSQL could not be installed: tests/test_db_inputs.py will be skipped"
 
 lint: $(STAMP)
 	$(BIN)/ruff check clvml tests bench tools

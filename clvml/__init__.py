@@ -37,6 +37,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "clvml.errors": (
         "ClvmlError",
         "ConfigError",
+        "DatabaseUnreachableError",
         "DataSourceError",
         "DataValidationError",
         "EngineError",
@@ -88,6 +89,7 @@ __all__ = [
     "ConfigError",
     "connect_engine",
     "contributions",
+    "DatabaseUnreachableError",
     "Dataset",
     "DataSourceError",
     "DataValidationError",
@@ -173,6 +175,7 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real objects
     from clvml.errors import (
         ClvmlError,
         ConfigError,
+        DatabaseUnreachableError,
         DataSourceError,
         DataValidationError,
         EngineError,

@@ -2,8 +2,9 @@
 
 Exit codes: 0 success; 1 unexpected clvml error; 2 invalid configuration; 3 invalid input data;
 4 drift stop; 5 model incompatible; 6 output not writable; 7 lock held by another run; 8 the engine
-cannot start; 9 model not found; 10 monitoring alert; 20-22 clvml promote did not move the alias;
-23 production scores written but the shadow run failed (see ``clvml.errors.EXIT_CODES``).
+cannot start; 9 model not found; 10 monitoring alert; 11 a database input cannot be reached;
+20-22 clvml promote did not move the alias; 23 production scores written but the shadow run failed
+(see ``clvml.errors.EXIT_CODES``).
 """
 
 from __future__ import annotations
@@ -261,7 +262,8 @@ def score(
     Exit codes: 0 ok, 2 bad config (also a --database that is not a DuckDB file), 3 bad input data
     (also: scores empty or shrunk beyond scoring.max_shrink), 4 drift stop, 5 model incompatible or
     unreadable, 6 output not writable, 7 another run holds the lock, 8 the engine cannot start,
-    9 model not found, 23 production written but the --shadow run failed.
+    9 model not found, 11 a database input cannot be reached, 23 production written but the --shadow
+    run failed.
     """
     def go():
         from clvml.errors import ConfigError

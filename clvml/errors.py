@@ -41,6 +41,13 @@ class DataSourceError(ClvmlError):
     exit_code = 3
 
 
+class DatabaseUnreachableError(DataSourceError):
+    """A database input could not be connected to: the server is down or unreachable, or it refused
+    the login (wrong user or password). Nothing was read; a scheduler may retry later."""
+
+    exit_code = 11
+
+
 class UnusableModelError(ClvmlError):
     """The data cannot give a model worth exporting (e.g. held-out metrics that are NaN because the
     held-out cut-off has a single class). Nothing is exported or registered."""
@@ -142,6 +149,8 @@ EXIT_CODES = {
     9: "model not found (no such bundle folder, run, registered model, version or alias)",
     10: "monitoring alert: a threshold of the monitoring section was crossed (outputs and a retraining "
         "recommendation written)",
+    11: "a database input cannot be reached or refused the login (server down, wrong host/port, bad "
+        "credentials): nothing read",
     20: "clvml promote: no as_of scored both in production and in the shadow dataset",
     21: "clvml promote: fewer matured runs than promote.min_runs; alias unchanged",
     22: "clvml promote: the challenger does not win on promote.metric; alias unchanged",

@@ -104,6 +104,8 @@ class Config(_Strict):
 
         for src in self.data.tables.values():
             src.path = fix(src.path)
+            if src.url and src.url.startswith("sqlite:///") and not src.url[10:].startswith("/"):
+                src.url = "sqlite:///" + str((base / src.url[10:]).resolve())
         if self.data.synthetic is not None:
             self.data.synthetic.path = fix(self.data.synthetic.path)
         self.output.dir = fix(self.output.dir)
@@ -178,8 +180,21 @@ def _format_errors(exc: ValidationError) -> list[str]:
             problems.append(f"{path}: required key is missing")
         else:
             msg = err["msg"].removeprefix("Value error, ")
-            problems.append(f"{path}: {msg} (got {err.get('input')!r})")
+            problems.append(f"{path}: {msg} (got {_masked(err.get('input'))!r})")
     return problems
+
+
+def _masked(value: Any) -> Any:
+    """A config value as shown in an error: every URL in it with its password masked."""
+    from clvml.config.database import redact_url
+
+    if isinstance(value, str):
+        return redact_url(value) if "://" in value else value
+    if isinstance(value, dict):
+        return {k: _masked(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_masked(v) for v in value)
+    return value
 
 
 def parse_config(raw: dict[str, Any], source: str | None = None, base: Path | None = None) -> Config:

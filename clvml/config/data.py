@@ -7,20 +7,31 @@ import difflib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_serializer, field_validator, model_validator
 
 from clvml.config.base import _check_identifier, _Strict
+from clvml.config.database import backend_of, check_read_only_query, redact_url
 from clvml.config.expression import parse
 
 
 class TableSource(_Strict):
     """Where one table comes from and how its columns map onto the canonical schema."""
 
+    # a URL may hold a password: pydantic's own error text must not quote it
+    model_config = ConfigDict(**_Strict.model_config, hide_input_in_errors=True)
+
     path: Path | None = Field(None, description="Parquet/CSV file or folder, or DuckDB database file.")
     format: Literal["parquet", "csv", "duckdb"] | None = Field(
         None, description="Inferred from the file suffix when omitted."
     )
-    table: str | None = Field(None, description="Table name inside a DuckDB database file.")
+    table: str | None = Field(None, description="Table name inside a DuckDB database file, or in the "
+                              "database of url.")
+    url: str | None = Field(None, description="Read the table from a database Ibis connects to "
+                            "(postgres://user:${PGPASSWORD}@host:5432/db, sqlite:///shop.db, …) instead of "
+                            "a file; give table: or query:. ${NAME} is read from the environment when "
+                            "connecting; the password is masked wherever the URL is shown.")
+    query: str | None = Field(None, description="With url: one read-only SELECT (or WITH … SELECT) whose "
+                              "result is the table; it runs in the database.")
     columns: dict[str, str] = Field(
         default_factory=dict, description="canonical column name -> column name in your data."
     )
@@ -90,6 +101,34 @@ class TableSource(_Strict):
     @classmethod
     def _table_ident(cls, v: str | None) -> str | None:
         return None if v is None else _check_identifier(v, "table name")
+
+    @field_serializer("url", when_used="json")
+    def _mask_url(self, v: str | None) -> str | None:  # logs, MLflow params, manifests: no password
+        return None if v is None else redact_url(v)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> TableSource:
+        if self.url is None:
+            if self.query is not None:
+                raise ValueError("query: needs url: (the database it runs in)")
+            return self
+        where = redact_url(self.url)
+        if "://" not in self.url:
+            raise ValueError(f"url {where!r} is not a database URL (scheme://…, e.g. postgres://user@host/db "
+                             "or sqlite:///path/to/file.db); a file goes in path:")
+        if self.path is not None or self.format is not None:
+            raise ValueError(f"give either path: (a file) or url: (a database), not both (url {where!r})")
+        if self.encoding is not None:
+            raise ValueError(f"encoding: is for CSV files; a database (url {where!r}) gives text decoded")
+        if (self.table is None) == (self.query is None):
+            raise ValueError(f"url {where!r}: give exactly one of table: (a table or view name) or query: "
+                             "(one read-only SELECT)")
+        if self.query is not None:
+            try:
+                check_read_only_query(self.query, backend_of(self.url))
+            except ValueError as exc:
+                raise ValueError(f"query: {exc}") from None
+        return self
 
     @field_validator("columns")
     @classmethod

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import ConfigDict, Field, field_serializer, field_validator
 
 from clvml.config.base import _check_identifier, _Strict
+from clvml.config.database import redact_url
 
 
 class TrackingConfig(_Strict):
@@ -22,6 +23,9 @@ class TrackingConfig(_Strict):
 class ScoringConfig(_Strict):
     """The scheduled scoring job (``clvml score``)."""
 
+    # scoring.database may hold a password: pydantic's own error text must not quote it
+    model_config = ConfigDict(**_Strict.model_config, hide_input_in_errors=True)
+
     out: Path | None = Field(None, description="Parquet root, partitioned by as_of (default "
                              "<output.dir>/scores).")
     shadow_out: Path | None = Field(None, description="Parquet root of the challenger's shadow scores "
@@ -29,7 +33,8 @@ class ScoringConfig(_Strict):
                                     "scores (default <output.dir>/shadow_scores).")
     database: str | None = Field(None, description="Write to a table of this DuckDB database file, or "
                                  "of any database Ibis connects to by URL (sqlite:///…, postgres://…), "
-                                 "instead of Parquet.")
+                                 "instead of Parquet. ${NAME} is read from the environment when connecting; "
+                                 "the password is masked wherever the URL is shown.")
     table: str = "clvml_scores"
     chunk_customers: int = Field(125_000, gt=0, description="Customers scored per chunk (memory bound).")
     drift_warn: float = Field(0.1, gt=0, description="Warn when a feature's or score's PSI exceeds this.")
@@ -51,6 +56,10 @@ class ScoringConfig(_Strict):
     @classmethod
     def _table_ident(cls, v: str) -> str:
         return _check_identifier(v, "table name")
+
+    @field_serializer("database", when_used="json")
+    def _mask_database(self, v: str | None) -> str | None:  # logs, MLflow params, manifests: no password
+        return None if v is None else redact_url(v)
 
 
 class OutputConfig(_Strict):

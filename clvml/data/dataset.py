@@ -13,6 +13,7 @@ import pandas as pd
 
 from clvml.config import DataConfig, Policies, TableSource
 from clvml.data.contracts import SCHEMAS
+from clvml.data.database import describe
 from clvml.data.fingerprint import source_fingerprints
 from clvml.data.line_items import check_lines, to_orders
 from clvml.data.readers import read_table
@@ -105,7 +106,8 @@ def load_dataset(
         src: TableSource | None = config.tables.get(name)
         obj = frames.get(name, src)
         lineage[name] = (
-            f"{type(obj).__name__} in memory" if name in frames else f"{src.format or ''} {src.path}"
+            f"{type(obj).__name__} in memory" if name in frames
+            else describe(name, src) if src.url else f"{src.format or ''} {src.path}"
         ).strip()
         # the source is read lazily: a damaged file or a full memory shows while it is converted
         what = f"table {name!r} ({lineage[name]})"

@@ -1,4 +1,5 @@
-"""Readers: Parquet, CSV, a DuckDB database file or an in-memory DataFrame -> an Ibis table.
+"""Readers: Parquet, CSV, a DuckDB database file, a database table (:mod:`clvml.data.database`) or an
+in-memory DataFrame -> an Ibis table.
 
 Everything lands on one Ibis connection (the embedded DuckDB backend by default). Column names and
 table names from a config are checked to be plain identifiers before they reach the backend.
@@ -70,8 +71,13 @@ def read_table(
         except (TypeError, ValueError) as exc:  # pyarrow conversion errors subclass these
             raise DataSourceError(f"table {name!r} cannot be converted to typed columns: {exc}; give "
                                   "each column one type") from None
+    if source.url is not None:
+        from clvml.data.database import read_database
+
+        return read_database(con, name, source, f"_raw_{name}_{next(_counter)}")
     if source.path is None:
-        raise DataSourceError(f"table {name!r}: no path given (data.tables.{name}.path)")
+        raise DataSourceError(f"table {name!r}: no path given (data.tables.{name}.path, or url: for a "
+                              "database table)")
     path = Path(source.path)
     if not path.exists():
         raise DataSourceError(

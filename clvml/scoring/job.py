@@ -47,6 +47,7 @@ import pyarrow.parquet as pq
 
 from clvml._version import __version__
 from clvml.config import Config
+from clvml.config.database import expand_env, ibis_url, redact_url, scrub
 from clvml.data.dataset import Dataset
 from clvml.errors import ConfigError, DriftError, LockError, ModelIncompatibleError, ShrinkError
 from clvml.features.builder import feature_specs
@@ -361,10 +362,14 @@ def _target(cfg: Config, as_of: dt.date, out: Path | None, database: str | None,
             db_path = _duckdb_file(database)
             return _Target(f"{db_path}:{table}", db_path.with_name(f".{db_path.name}.{table}.as_of={as_of}.lock"),
                            db_path.parent, db_path=db_path, table=table)
+        try:  # a ${NAME} that is not set stops the run now, not after scoring
+            expand_env(database, "scoring.database / --database")
+        except ValueError as exc:
+            raise ConfigError([str(exc)]) from None
         key = hashlib.sha256(f"{database}|{table}".encode()).hexdigest()[:16]
         local = Path(cfg.output.dir) / f"scores-{key}"  # lock and staging stay local
         _check_folder(local.parent, "the output folder")
-        return _Target(f"{_redact(database)}:{table}", local.with_name(f".{local.name}.{table}.as_of={as_of}.lock"),
+        return _Target(f"{redact_url(database)}:{table}", local.with_name(f".{local.name}.{table}.as_of={as_of}.lock"),
                        local.parent, url=database, table=table)
     root = Path(out or cfg.scoring.out or Path(cfg.output.dir) / "scores")
     _check_folder(root, "the scores root --out / scoring.out")
@@ -396,9 +401,8 @@ def _previous_rows(tgt: _Target, as_of: dt.date) -> tuple[int | None, str | None
                 return int(con.execute(f"SELECT count(*) FROM {ident} WHERE as_of = ?", [as_of]).fetchone()[0]), None
             finally:
                 con.close()
-        import ibis
-
-        con = ibis.connect(tgt.url)
+        real = tgt.url
+        con, real = _connect_url(tgt.url)
         try:
             if tgt.table not in con.list_tables():
                 return None, None
@@ -410,7 +414,8 @@ def _previous_rows(tgt: _Target, as_of: dt.date) -> tuple[int | None, str | None
             with contextlib.suppress(Exception):
                 con.disconnect()
     except Exception as exc:  # noqa: BLE001 - unreadable previous output: said in a warning
-        return None, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        text = scrub(str(exc), real) if tgt.url else str(exc)
+        return None, f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
 
 
 def check_shrink(rows: int, previous: int | None, trained: int | None, max_shrink: float, allow: bool,
@@ -750,11 +755,16 @@ def _write_duckdb(db_path: Path, table: str, parts: Path, as_of: dt.date, manife
                           f"{got:,}; check the database")
 
 
-def _redact(url: str) -> str:
-    """A connection URL without its password (for logs and manifests)."""
-    import re
+def _connect_url(url: str):
+    """``ibis.connect`` to the scores database ``url`` (``${NAME}`` expanded from the environment), and
+    the expanded URL (to scrub its password from driver messages)."""
+    import ibis
 
-    return re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", url)
+    try:
+        real = ibis_url(expand_env(url, "scoring.database / --database"))
+    except ValueError as exc:
+        raise ConfigError([str(exc)]) from None
+    return ibis.connect(real), real
 
 
 def _write_ibis(url: str, table: str, parts: Path, as_of: dt.date, manifest: dict) -> None:
@@ -763,17 +773,19 @@ def _write_ibis(url: str, table: str, parts: Path, as_of: dt.date, manifest: dic
 
     The rows are first loaded into staging tables; then one transaction deletes the as_of's old rows and
     copies the new ones in, so readers see the old or the new scores. The backend must run plain SQL
-    (``raw_sql``) with BEGIN/COMMIT; tested with SQLite.
+    (``raw_sql``) with BEGIN/COMMIT; tested with SQLite and PostgreSQL.
     """
     import json
 
-    import ibis
     import sqlglot as sg
 
+    real = url
     try:
-        con = ibis.connect(url)
+        con, real = _connect_url(url)
+    except ConfigError:
+        raise
     except Exception as exc:  # noqa: BLE001 - any driver error: report it as an output error
-        raise OutputError(f"cannot connect to {_redact(url)}: {exc}") from None
+        raise OutputError(f"cannot connect to {redact_url(url)}: {scrub(str(exc), real)}") from None
     dialect = con.name
     files = sorted(parts.glob("part-*.parquet"))
     rows = pa.concat_tables([pq.read_table(p) for p in files]) if files else None
@@ -811,7 +823,7 @@ def _write_ibis(url: str, table: str, parts: Path, as_of: dt.date, manifest: dic
                 _run_sql(con, stmt)
             got = _count(con, count) if has_table else 0
             if got != n:
-                raise OutputError(f"table {table} at {_redact(url)} would hold {got:,} rows for {as_of}, "
+                raise OutputError(f"table {table} at {redact_url(url)} would hold {got:,} rows for {as_of}, "
                                   f"not the {n:,} scored; rolled back, its rows are unchanged")
             _run_sql(con, "COMMIT")
         except Exception:
@@ -820,14 +832,14 @@ def _write_ibis(url: str, table: str, parts: Path, as_of: dt.date, manifest: dic
             raise
         got = _count(con, count) if has_table else 0  # read back after COMMIT
         if got != n:
-            raise OutputError(f"wrote {n:,} rows for {as_of} to table {table} at {_redact(url)} but read "
+            raise OutputError(f"wrote {n:,} rows for {as_of} to table {table} at {redact_url(url)} but read "
                               f"back {got:,}; check the database")
     except OutputError:
         raise
     except Exception as exc:  # noqa: BLE001
-        raise OutputError(f"writing table {table} at {_redact(url)} failed: {exc}; its rows for {as_of} "
-                          "are unchanged (if the columns differ from an earlier run, drop the table or "
-                          "use a new scoring.table)") from None
+        raise OutputError(f"writing table {table} at {redact_url(url)} failed: {scrub(str(exc), real)}; its "
+                          f"rows for {as_of} are unchanged (if the columns differ from an earlier run, drop the "
+                          "table or use a new scoring.table)") from None
     finally:
         for n in names.values():
             with contextlib.suppress(Exception):
