@@ -29,6 +29,7 @@ function rebuilds the cache, and a model refuses to score with a function that i
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import inspect
@@ -162,10 +163,10 @@ def _check(feature: CustomFeature) -> None:
                         f"{', '.join(prefixes)} and {', '.join(sorted(_RESERVED))}); choose another name")
     if feature.table not in TABLES:
         problems.append(f"table {feature.table!r} is not an event table; use one of {', '.join(TABLES)}")
-    if not isinstance(feature.windows, bool):
-        if not feature.windows or any(not isinstance(w, int) or isinstance(w, bool) or w <= 0
-                                      for w in feature.windows):
-            problems.append(f"windows {list(feature.windows)} must be True, False or a non-empty list of "
+    if not isinstance(feature.windows, bool) and (
+            not feature.windows or any(not isinstance(w, int) or isinstance(w, bool) or w <= 0
+                                       for w in feature.windows)):
+        problems.append(f"windows {list(feature.windows)} must be True, False or a non-empty list of "
                             "positive day counts")
     if not feature.description.strip():
         problems.append("a description is required (it goes into the feature catalog)")
@@ -230,10 +231,8 @@ def register_feature(function: Callable[..., Any] | None = None, *, name: str, d
             f"{qualified_name(function)} cannot take the same name (unregister_feature({name!r}) first, or "
             "choose another name)")
     CUSTOM[name] = feature  # the same function defined again (a reloaded module): the new definition
-    try:
+    with contextlib.suppress(AttributeError, TypeError):  # a builtin or an object without a __dict__
         function.__clvml_feature__ = name  # type: ignore[attr-defined]
-    except (AttributeError, TypeError):  # a builtin or a callable object without a __dict__
-        pass
     return function
 
 
@@ -355,6 +354,13 @@ def register_from_config(entries: Sequence[Any]) -> list[str]:
 def identities(features: Sequence[CustomFeature]) -> list[dict[str, Any]]:
     """The identities of ``features`` (for cache keys and bundles), as plain JSON values."""
     return json.loads(json.dumps([f.identity for f in features]))
+
+
+def custom_identities(specs: Sequence[FeatureSpec], windows: Sequence[int]) -> list[dict[str, Any]]:
+    """The identities of the registered custom features that produce columns of ``specs`` (built with
+    ``windows``)."""
+    used = {s.name for s in specs if s.family == FAMILY}
+    return identities([f for f in CUSTOM.values() if used & {n for n, _ in f.instances(windows)}])
 
 
 def _columns_hint(history: ibis.Table) -> str:

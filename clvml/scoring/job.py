@@ -48,6 +48,7 @@ from clvml.config import Config
 from clvml.data.dataset import Dataset
 from clvml.errors import ConfigError, DriftError, LockError, ModelIncompatibleError, ShrinkError
 from clvml.features.builder import feature_specs
+from clvml.features.custom import register_from_config, require
 from clvml.features.query import day_of
 from clvml.features.writer import FeatureBatches
 from clvml.io import OutputError, atomic_write_json, output_error, remove_dead_staging, staging_dir, swap_dir
@@ -98,7 +99,8 @@ def _registry_version(uri: str) -> str | None:
 
 def check_schema(bundle: ModelBundle, ds: Dataset) -> None:
     """Fail before any work if these tables cannot produce the features the model was trained on."""
-    have = {s.name for s in feature_specs(ds.tables, bundle.windows, bundle.families)}
+    custom = require(getattr(bundle, "custom_features", []))  # registered here, unchanged since training
+    have = {s.name for s in feature_specs(ds.tables, bundle.windows, bundle.families, custom)}
     if bundle.btyd_features:
         have |= {s.name for s in bundle.specs if s.family == "btyd"}
     missing = [s for s in bundle.specs if s.name not in have]
@@ -204,7 +206,7 @@ def score_chunks(bundle: ModelBundle, ds: Dataset, as_of: dt.date, folder: Path,
         btyd = btyd_table(ds, [as_of], bundle.horizon_days)
     rows, counts = 0, None
     with FeatureBatches(ds.tables, [as_of], windows=bundle.windows, families=bundle.families,
-                        batches=chunks) as batches:
+                        batches=chunks, custom=bundle.custom_names) as batches:
         for b, feats in enumerate(prefetched(batches.pandas, chunks)):
             if btyd is not None:
                 from clvml.modeling.training import merge_btyd
@@ -540,6 +542,7 @@ def score(cfg: Config, model: str, as_of: dt.date, *, out: Path | None = None, d
             raise ConfigError([f"--table / scoring.table: {exc}"]) from None
     tgt = _target(cfg, as_of, out, database, table)
     bundle, model_info = resolve_model(cfg, model)
+    register_from_config(cfg.features.custom)
     progress(f"model {model_info['version']} (clvml {model_info['clvml_version']}) from {model}")
     target = tgt.label
     warnings: list[str] = []
