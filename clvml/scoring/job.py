@@ -543,6 +543,7 @@ def score(cfg: Config, model: str, as_of: dt.date, *, out: Path | None = None, d
     tgt = _target(cfg, as_of, out, database, table)
     bundle, model_info = resolve_model(cfg, model)
     register_from_config(cfg.features.custom)
+    require(getattr(bundle, "custom_features", []))  # before any output: a missing function stops here
     progress(f"model {model_info['version']} (clvml {model_info['clvml_version']}) from {model}")
     target = tgt.label
     warnings: list[str] = []
