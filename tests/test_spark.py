@@ -190,3 +190,24 @@ def test_strptime_formats_become_spark_patterns():
     assert java_pattern("at %H o'clock") == "'at 'HH' o''clock'"
     with pytest.raises(ValueError, match="%U"):
         java_pattern("%Y week %U")
+
+
+def test_custom_features_on_spark_equal_duckdb(spark, world):
+    """A custom feature is one Ibis expression: Spark runs it and gives DuckDB's values."""
+    from clvml.features.custom import register_feature, unregister_feature
+    from tests import custom_feature_defs as defs
+
+    register_feature(defs.big_orders, name="big_orders_{w}", windows=[90], description="d", say="{value}")
+    register_feature(defs.session_days, name="session_days", table="activity", description="d", say="{value}")
+    try:
+        duck = load_dataset(_data_config(world))
+        sds = load_dataset(_data_config(world), con=spark)
+        kw = {"windows": [90], "families": ["transactions"]}
+        ref = to_pandas(build_features(duck.tables, CUTS, **kw))
+        got = to_pandas(build_features(sds.tables, CUTS, **kw))
+    finally:
+        unregister_feature("big_orders_{w}")
+        unregister_feature("session_days")
+    cols = ["big_orders_90d", "big_orders_all", "session_days"]
+    assert ref[cols].sum().gt(0).all() and len(got) == len(ref) > 300
+    pd.testing.assert_frame_equal(got[["customer_id", "cutoff", *cols]], ref[["customer_id", "cutoff", *cols]])

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from clvml.config import Config
+from clvml.console import count
 from clvml.data.cutoffs import cutoff_grid, data_end
 from clvml.data.dataset import Dataset
 from clvml.errors import ClvmlError
@@ -114,8 +115,13 @@ def training_features(ds: Dataset, cfg: Config, cutoffs: list[dt.date],
     def build() -> pd.DataFrame:
         step = cfg.features.cutoffs_per_query
         cuts = sorted(cutoffs)  # batches in date order: the same rows, in the same order, as one query
-        parts = [to_pandas(build_features(ds.tables, cuts[i:i + step], windows=cfg.features.windows,
-                                          families=cfg.features.families)) for i in range(0, len(cuts), step)]
+        starts = range(0, len(cuts), step)
+        parts = []
+        for k, i in enumerate(starts, 1):
+            parts.append(to_pandas(build_features(ds.tables, cuts[i:i + step], windows=cfg.features.windows,
+                                                  families=cfg.features.families)))
+            count(say, f"features of cut-offs {cuts[i]} … {cuts[min(i + step, len(cuts)) - 1]} built",
+                  done=k, total=len(starts), step="feature batches")
         feats = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
         if cfg.model.btyd_features:
             feats = add_btyd_features(ds, feats, cutoffs, cfg.labels.horizon_days)

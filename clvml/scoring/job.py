@@ -45,6 +45,7 @@ import pyarrow.parquet as pq
 
 from clvml._version import __version__
 from clvml.config import Config
+from clvml.console import count
 from clvml.data.dataset import Dataset
 from clvml.errors import ConfigError, DriftError, LockError, ModelIncompatibleError, ShrinkError
 from clvml.features.builder import feature_specs
@@ -224,7 +225,8 @@ def score_chunks(bundle: ModelBundle, ds: Dataset, as_of: dt.date, folder: Path,
             pq.write_table(pa.Table.from_pandas(scores, preserve_index=False),
                            folder / f"part-{b:04d}.parquet", compression="zstd")
             rows += len(scores)
-            progress(f"chunk {b + 1}/{chunks}: {len(scores):,} customers scored ({rows:,} so far)")
+            count(progress, f"chunk {b + 1}/{chunks}: {len(scores):,} customers scored ({rows:,} so far)",
+                  done=b + 1, total=chunks, step="scoring chunks")
     return rows, counts
 
 
