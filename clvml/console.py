@@ -22,7 +22,9 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from rich.console import Console
@@ -93,12 +95,18 @@ class Progress:
         self._console = console
         self.tty = _refresh(err).is_terminal if tty is None else tty
         self._steps: dict[str, float] = {}  # step -> when it started
+        self._done: dict[str, int] = {}  # step -> items done at the last call
         self._last = self.start  # time of the previous call: where a new step starts
         self._bars: Any = None  # rich.progress.Progress while a bar is shown
         self._tasks: dict[str, Any] = {}
 
     def eta(self, step: str, done: int, total: int) -> float | None:
         """Seconds left for ``step`` at the pace of its ``done`` items so far (None before the first)."""
+        if done < self._done.get(step, 0):  # the step runs again (another model's rounds): a new start
+            self._steps[step] = self._last
+            if step in self._tasks and self._bars is not None:
+                self._bars.reset(self._tasks[step], total=total)
+        self._done[step] = done
         started = self._steps.setdefault(step, self._last)
         if done <= 0:
             return None
@@ -111,6 +119,9 @@ class Progress:
         if done is not None and total is not None:
             step = step or str(msg).split(":")[0]
             eta = self.eta(step, done, total)
+            if done >= total:  # over: the next run of this step starts afresh
+                self._steps.pop(step, None)
+                self._done.pop(step, None)
         if not self.tty:  # structured log lines for schedulers
             line: dict[str, Any] = {"t": round(t, 2), "event": str(msg)}
             if step is not None:
@@ -171,6 +182,25 @@ def count(progress: Callable[..., None], msg: str, *, done: int, total: int, ste
         progress(msg, done=done, total=total, step=step)
     else:
         progress(msg)
+
+
+_ACTIVE: ContextVar[Callable[..., None] | None] = ContextVar("clvml_progress", default=None)
+
+
+@contextmanager
+def reporting(progress: Callable[..., None]) -> Iterator[None]:
+    """Make ``progress`` the callback that deep steps without one of their own (LightGBM's boosting
+    rounds) report to, within this block (:func:`active`)."""
+    token = _ACTIVE.set(progress)
+    try:
+        yield
+    finally:
+        _ACTIVE.reset(token)
+
+
+def active() -> Callable[..., None] | None:
+    """The callback set by the innermost :func:`reporting` block, if any."""
+    return _ACTIVE.get()
 
 
 def progress() -> Progress:

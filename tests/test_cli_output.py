@@ -94,3 +94,32 @@ def test_counts_reach_plain_callbacks_as_messages():
     seen = []
     count(seen.append, "chunk 1/2", done=1, total=2, step="scoring chunks")
     assert seen == ["chunk 1/2"]
+
+
+def test_boosting_rounds_report_counts_inside_a_reporting_block(monkeypatch):
+    """LightGBM's rounds report to the enclosing progress callback: every tenth, done/total and ETA, and
+    a step stopped early by early stopping ends at its total."""
+    import lightgbm as lgb
+    import numpy as np
+    import pandas as pd
+
+    from clvml.console import Progress, reporting
+    from clvml.modeling.lgbm import fit_with_early_stopping
+
+    buf = io.StringIO()
+    monkeypatch.setattr("sys.stderr", buf)
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"a": rng.normal(size=300), "b": rng.normal(size=300)})
+    y = (X.a + rng.normal(size=300) > 0).astype(int).to_numpy()
+    params = {"n_estimators": 40, "learning_rate": 0.3, "verbose": -1, "n_jobs": 1}
+    with reporting(Progress(tty=False)):
+        _, _, rounds = fit_with_early_stopping(lgb.LGBMClassifier, params, X[:200], y[:200], X[200:], y[200:], 3)
+    lines = [json.loads(ln) for ln in buf.getvalue().splitlines()]
+    assert lines and all(ln["step"] == "training rounds" for ln in lines)
+    assert [ln["done"] for ln in lines[:2]] == [4, 8] and lines[0]["total"] == 40 and lines[0]["eta_s"] >= 0
+    final = [ln for ln in lines if ln["total"] == rounds]  # the refit on train + validation
+    assert final and final[-1]["done"] == rounds and final[-1]["eta_s"] == 0
+    # outside a reporting block nothing is said
+    buf.truncate(0)
+    fit_with_early_stopping(lgb.LGBMClassifier, params, X[:200], y[:200], X[200:], y[200:], 3)
+    assert buf.getvalue() == ""

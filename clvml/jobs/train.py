@@ -18,6 +18,7 @@ import pandas as pd
 
 from clvml._version import __version__
 from clvml.config import Config
+from clvml.console import reporting
 from clvml.data.cutoffs import clv_origins, clv_window_days, data_end
 from clvml.data.dataset import Dataset
 from clvml.data.loading import Progress, load_data, quiet
@@ -90,6 +91,11 @@ def train(cfg: Config, ds: Dataset | None = None, progress: Progress = quiet) ->
 
 
 def _train(cfg: Config, ds: Dataset, progress: Progress, t0: float, run_id: str | None) -> TrainResult:
+    with reporting(progress):  # LightGBM's boosting rounds report to it (clvml.console.reporting)
+        return _train_steps(cfg, ds, progress, t0, run_id)
+
+
+def _train_steps(cfg: Config, ds: Dataset, progress: Progress, t0: float, run_id: str | None) -> TrainResult:
     from clvml.io import replace_dir
 
     progress("building point-in-time features and labels")
