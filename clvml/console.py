@@ -175,12 +175,14 @@ def bar_display(console: Console, clock: Callable[[], float] = time.perf_counter
                         TimeElapsedColumn(), console=console, auto_refresh=False, transient=False, get_time=clock)
 
 
-def count(progress: Callable[..., None], msg: str, *, done: int, total: int, step: str) -> None:
+def count(progress: Callable[..., None], msg: str, *, done: int, total: int, step: str,
+          plain: bool = True) -> None:
     """Report item ``done`` of ``total`` of ``step`` through ``progress``: with the counts when it is a
-    :class:`Progress`, as the plain message otherwise (any ``Callable[[str], None]``)."""
+    :class:`Progress`, as the plain message otherwise (any ``Callable[[str], None]``; nothing when
+    ``plain`` is False: items only worth a bar)."""
     if getattr(progress, "counts", False):
         progress(msg, done=done, total=total, step=step)
-    else:
+    elif plain:
         progress(msg)
 
 

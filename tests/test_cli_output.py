@@ -93,6 +93,7 @@ def test_counts_reach_plain_callbacks_as_messages():
 
     seen = []
     count(seen.append, "chunk 1/2", done=1, total=2, step="scoring chunks")
+    count(seen.append, "batch 1/2", done=1, total=2, step="feature batches", plain=False)  # bar-only items
     assert seen == ["chunk 1/2"]
 
 

@@ -118,7 +118,7 @@ def load_dataset(
         if table is not None:
             clean[name] = table
         if progress is not None:
-            count(progress, f"read {what}", done=done, total=len(names), step="reading tables")
+            count(progress, f"read {what}", done=done, total=len(names), step="reading tables", plain=False)
     with engine_errors(f"checking tables {', '.join(repr(n) for n in clean)}"):
         if "customers" in clean:
             _check_unique_customers(clean["customers"], report)

@@ -121,7 +121,7 @@ def training_features(ds: Dataset, cfg: Config, cutoffs: list[dt.date],
             parts.append(to_pandas(build_features(ds.tables, cuts[i:i + step], windows=cfg.features.windows,
                                                   families=cfg.features.families)))
             count(say, f"features of cut-offs {cuts[i]} … {cuts[min(i + step, len(cuts)) - 1]} built",
-                  done=k, total=len(starts), step="feature batches")
+                  done=k, total=len(starts), step="feature batches", plain=False)
         feats = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
         if cfg.model.btyd_features:
             feats = add_btyd_features(ds, feats, cutoffs, cfg.labels.horizon_days)
