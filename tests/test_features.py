@@ -136,7 +136,7 @@ def test_events_at_or_after_the_cutoff_change_nothing(before, after, act):
     _check_no_leak(before, after, act)
 
 
-@settings(leak_settings, max_examples=10)
+@settings(leak_settings, max_examples=6)
 @leak_args
 def test_custom_features_ignore_events_at_or_after_the_cutoff(before, after, act):
     """The same property for custom features registered by users (built with the transactions family
