@@ -41,6 +41,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "DataSourceError",
         "DataValidationError",
         "EngineError",
+        "FeatureDefinitionError",
         "ModelIncompatibleError",
         "ModelNotFoundError",
         "ShrinkError",
@@ -52,6 +53,8 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "clvml.explain.drivers": ("contributions", "family_importance", "global_importance", "segment_drivers"),
     "clvml.explain.reasons": ("reason_codes",),
     "clvml.features": ("build_features", "catalog", "feature_specs", "to_pandas", "write_features"),
+    "clvml.features.custom": ("register_feature", "unregister_feature", "PointInTime"),
+    "clvml.features.registry": ("Say",),
     "clvml.labels": ("build_labels",),
     "clvml.modeling": ("ChurnModel", "clv", "ValueModel"),
     "clvml.modeling.btyd": ("BGNBD", "BTYDModel", "GammaGamma"),
@@ -99,6 +102,7 @@ __all__ = [
     "experiment_outcomes",
     "family_importance",
     "feature_specs",
+    "FeatureDefinitionError",
     "GammaGamma",
     "global_importance",
     "interpurchase_times",
@@ -115,11 +119,14 @@ __all__ = [
     "normalized_gini",
     "ParetoNBD",
     "parse_config",
+    "PointInTime",
     "power_of",
     "qini_coefficient",
     "qini_curve",
     "reason_codes",
+    "register_feature",
     "sample_size",
+    "Say",
     "score",
     "score_with_shadow",
     "compare_champion_challenger",
@@ -133,6 +140,7 @@ __all__ = [
     "SyntheticWorld",
     "targeting_list",
     "to_pandas",
+    "unregister_feature",
     "UnusableModelError",
     "UpliftModel",
     "ValidationReport",
@@ -179,6 +187,7 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real objects
         DataSourceError,
         DataValidationError,
         EngineError,
+        FeatureDefinitionError,
         ModelIncompatibleError,
         ModelNotFoundError,
         ShrinkError,
@@ -190,6 +199,8 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real objects
     from clvml.explain.drivers import contributions, family_importance, global_importance, segment_drivers
     from clvml.explain.reasons import reason_codes
     from clvml.features import build_features, catalog, feature_specs, to_pandas, write_features
+    from clvml.features.custom import PointInTime, register_feature, unregister_feature
+    from clvml.features.registry import Say
     from clvml.labels import build_labels
     from clvml.modeling import ChurnModel, ValueModel, clv
     from clvml.modeling.btyd import BGNBD, BTYDModel, GammaGamma

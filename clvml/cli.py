@@ -533,10 +533,13 @@ def features_list(config: ConfigOpt = None,
     """List every feature the registry produces (name, source, window, unit, description)."""
     from clvml.features.builder import catalog
     from clvml.features.catalog_doc import catalog_markdown
+    from clvml.features.custom import register_from_config
 
     windows = (30, 90, 180, 365)
     if config is not None:
-        windows = tuple(_config(config).features.windows)
+        cfg = _config(config)
+        windows = tuple(cfg.features.windows)
+        _run(lambda: register_from_config(cfg.features.custom))
     if markdown:
         print(catalog_markdown(windows))
         return

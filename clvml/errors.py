@@ -25,6 +25,13 @@ class ConfigError(ClvmlError):
         super().__init__("\n".join(lines))
 
 
+class FeatureDefinitionError(ClvmlError):
+    """A custom feature is defined wrongly (name, table, windows) or its function fails or returns
+    something that is not one number per customer and cut-off (see :mod:`clvml.features.custom`)."""
+
+    exit_code = 2
+
+
 class DataValidationError(ClvmlError):
     """Input tables broke their contract. ``report`` holds every problem found."""
 

@@ -13,9 +13,10 @@ from tests.conftest import tx
 CUT = dt.date(2024, 2, 10)
 
 
-def features(frames, cutoffs=(CUT,), windows=(30, 90)):
+def features(frames, cutoffs=(CUT,), windows=(30, 90), families=None):
     ds = load_dataset(frames=frames)
-    return to_pandas(build_features(ds.tables, cutoffs, windows=windows)).set_index("customer_id")
+    kw = {} if families is None else {"families": families}
+    return to_pandas(build_features(ds.tables, cutoffs, windows=windows, **kw)).set_index("customer_id")
 
 
 def test_transaction_features_exact_values():
@@ -107,11 +108,50 @@ events = st.lists(st.tuples(st.sampled_from(["a", "b", "c"]), st.integers(-200, 
                   min_size=1, max_size=12)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(before=events, after=events, act=st.lists(st.tuples(st.sampled_from(["a", "b"]),
-       st.integers(-100, 100), st.sampled_from(["session", "page_view", "add_to_cart"])), max_size=8))
+def _register_leak_probes() -> list[str]:
+    """Custom features for the leakage test: a windowed reduction that uses the cut-off itself, and a
+    per-customer table over activity (see :mod:`clvml.features.custom`)."""
+    from clvml.features.custom import register_feature
+
+    def refund_gap(h, at):
+        return at.cutoff_day - h.day.max(where=h.amount < 0) + h.amount.sum(where=h.amount > 100)
+
+    def activity_types(h, at):
+        return h.group_by(at.keys).aggregate(n=h.event_type.nunique() + h.ts.max().epoch_seconds() % 7)
+
+    register_feature(refund_gap, name="leak_probe_{w}", windows=True, description="probe", say="{value}", fill=None)
+    register_feature(activity_types, name="leak_probe_act", table="activity", description="probe", say="{value}")
+    return ["leak_probe_{w}", "leak_probe_act"]
+
+
+leak_settings = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+leak_args = given(before=events, after=events, act=st.lists(st.tuples(st.sampled_from(["a", "b"]),
+                  st.integers(-100, 100), st.sampled_from(["session", "page_view", "add_to_cart"])), max_size=8))
+
+
+@settings(leak_settings, max_examples=25)
+@leak_args
 def test_events_at_or_after_the_cutoff_change_nothing(before, after, act):
     """Appending arbitrary events at or after the cut-off leaves that cut-off's features unchanged."""
+    _check_no_leak(before, after, act)
+
+
+@settings(leak_settings, max_examples=6)
+@leak_args
+def test_custom_features_ignore_events_at_or_after_the_cutoff(before, after, act):
+    """The same property for custom features registered by users (built with the transactions family
+    only: the built-in families are covered above)."""
+    from clvml.features.custom import unregister_feature
+
+    names = _register_leak_probes()
+    try:
+        _check_no_leak(before, after, act, families=["transactions"], custom=True)
+    finally:
+        for n in names:
+            unregister_feature(n)
+
+
+def _check_no_leak(before, after, act, families=None, custom=False):
     base = pd.Timestamp(CUT)
     def mk(rows, lo_ok):
         return tx([(c, base + pd.Timedelta(minutes=m) if lo_ok else base - pd.Timedelta(minutes=abs(m) + 1), a)
@@ -127,8 +167,11 @@ def test_events_at_or_after_the_cutoff_change_nothing(before, after, act):
     if len(act_past):
         p1["activity"] = act_past.drop_duplicates()
         p2["activity"] = pd.concat([act_past, act_future]).drop_duplicates()
-    f1 = features(p1, windows=(1, 30))
-    f2 = features(p2, windows=(1, 30))
+    f1 = features(p1, windows=(1, 30), families=families)
+    f2 = features(p2, windows=(1, 30), families=families)
+    if custom:
+        assert {"leak_probe_1d", "leak_probe_30d", "leak_probe_all"} <= set(f1.columns)
+        assert ("leak_probe_act" in f1.columns) == ("activity" in p1)
     pd.testing.assert_frame_equal(f1, f2)
 
 

@@ -54,6 +54,24 @@ def _parts(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.glob("part-*.parquet"))}
 
 
+def test_progress_lines_of_a_score_run_carry_counts_and_eta(trained, tmp_path, capsys):
+    """Off a terminal, each scoring chunk is one JSON line with done/total and the ETA in seconds."""
+    from clvml.console import progress
+
+    tmp, cfg_path, result = trained
+    score(_cfg(cfg_path, chunk_customers=400), str(result.model_path), AS_OF, out=tmp_path / "s",
+          progress=progress())
+    lines = [json.loads(ln) for ln in capsys.readouterr().err.splitlines() if ln.startswith("{")]
+    chunks = [ln for ln in lines if ln.get("step") == "scoring chunks"]
+    total = chunks[0]["total"]
+    assert total >= 3 and [c["done"] for c in chunks] == list(range(1, total + 1))
+    assert all(c["total"] == total and c["eta_s"] >= 0 for c in chunks) and chunks[-1]["eta_s"] == 0
+    assert chunks[0]["event"].startswith(f"chunk 1/{total}: ")
+    reading = [ln for ln in lines if ln.get("step") == "reading tables"]
+    assert reading and reading[-1]["done"] == reading[-1]["total"] == 5
+    assert all(set(ln) >= {"t", "event"} for ln in lines)
+
+
 def test_scores_every_customer_with_segments_reasons_and_a_manifest(trained, tmp_path):
     tmp, cfg_path, result = trained
     r = score(_cfg(cfg_path), str(result.model_path), AS_OF, out=tmp_path / "scores")

@@ -190,3 +190,30 @@ def test_strptime_formats_become_spark_patterns():
     assert java_pattern("at %H o'clock") == "'at 'HH' o''clock'"
     with pytest.raises(ValueError, match="%U"):
         java_pattern("%Y week %U")
+
+
+def test_custom_features_on_spark_equal_duckdb(spark, world):
+    """A custom feature is one Ibis expression: Spark runs it and gives DuckDB's values (the custom
+    part alone: the built-in families are compared above)."""
+    from clvml.features.builder import cutoff_table
+    from clvml.features.custom import CustomFeature, build_custom
+    from clvml.features.registry import Say
+    from tests import custom_feature_defs as defs
+
+    feats = [CustomFeature("big_orders_{w}", defs.big_orders, "transactions", "d", Say("{value}"), (90,)),
+             CustomFeature("session_days", defs.session_days, "activity", "d", Say("{value}"))]
+
+    def run(ds):
+        cuts = cutoff_table(CUTS)
+        out = None
+        for f in feats:
+            for part in build_custom(f, ds.tables[f.table], cuts, [90]):
+                got = part.to_pandas()
+                out = got if out is None else out.merge(got, on=["customer_id", "cutoff_day"], how="outer")
+        return out.sort_values(["cutoff_day", "customer_id"], ignore_index=True)
+
+    ref = run(load_dataset(_data_config(world)))
+    got = run(load_dataset(_data_config(world), con=spark))
+    assert list(got.columns) == ["customer_id", "cutoff_day", "big_orders_90d", "big_orders_all", "session_days"]
+    assert len(got) == len(ref) > 300 and ref.big_orders_all.sum() > 0 and ref.session_days.sum() > 0
+    pd.testing.assert_frame_equal(got, ref, check_dtype=False)

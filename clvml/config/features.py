@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import importlib
+import re
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -28,6 +30,50 @@ class CutoffConfig(_Strict):
         return self
 
 
+class CustomFeatureConfig(_Strict):
+    """One user-defined feature (``features.custom``): a function ``f(history, at)`` importable as
+    ``package.module:function`` (see ``docs/custom-features.md``). A function decorated with
+    ``@clvml.register_feature`` needs only ``function``; the other keys register an undecorated one."""
+
+    function: str = Field(description="'package.module:function', importable where clvml runs.")
+    name: str | None = Field(None, description="Output column ('{w}' where the window goes when windowed).")
+    description: str | None = None
+    say: str | None = Field(None, description="Reason-code text, e.g. '{value} gift card {order|orders} {span}'.")
+    kind: Literal["count", "money", "days", "seconds", "ratio", "share", "score", "flag", "number"] = "count"
+    table: Literal["transactions", "activity", "social", "after_sales"] = "transactions"
+    windows: bool | list[int] = False
+    unit: str = "count"
+    fill: float | None = 0.0
+
+    @field_validator("function")
+    @classmethod
+    def _importable(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*", v):
+            raise ValueError(f"{v!r} is not 'package.module:function'")
+        module, attr = v.split(":")
+        try:
+            obj: object = importlib.import_module(module)
+        except Exception as exc:  # noqa: BLE001 - any failure of user code is reported with its cause
+            raise ValueError(f"cannot import module {module!r} ({type(exc).__name__}: {exc}); install it "
+                             "or put it on PYTHONPATH") from None
+        for part in attr.split("."):
+            if not hasattr(obj, part):
+                raise ValueError(f"module {module!r} has no attribute {attr!r}") from None
+            obj = getattr(obj, part)
+        if not callable(obj):
+            raise ValueError(f"{v} is not a function")
+        return v
+
+    @model_validator(mode="after")
+    def _complete(self) -> CustomFeatureConfig:
+        given = [k for k in ("name", "description", "say") if getattr(self, k) is not None]
+        if given and len(given) < 3:
+            missing = sorted({"name", "description", "say"} - set(given))
+            raise ValueError(f"give name, description and say together (missing: {', '.join(missing)}), or "
+                             "only function for a function decorated with @clvml.register_feature")
+        return self
+
+
 class FeatureConfig(_Strict):
     windows: list[int] = Field(default_factory=lambda: [30, 90, 180, 365])
     cutoffs_per_query: int = Field(4, ge=1, description="Cut-offs whose features one DuckDB query builds "
@@ -38,6 +84,8 @@ class FeatureConfig(_Strict):
     families: list[Literal["transactions", "activity", "social", "after_sales", "profile"]] = Field(
         default_factory=lambda: ["transactions", "activity", "social", "after_sales", "profile"]
     )
+    custom: list[CustomFeatureConfig] = Field(
+        default_factory=list, description="User-defined point-in-time features (docs/custom-features.md).")
 
     @field_validator("windows")
     @classmethod

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,6 +12,7 @@ import ibis
 import pandas as pd
 
 from clvml.config import DataConfig, Policies, TableSource
+from clvml.console import count
 from clvml.data.contracts import SCHEMAS
 from clvml.data.database import describe
 from clvml.data.fingerprint import source_fingerprints
@@ -73,6 +74,7 @@ def load_dataset(
     con: ibis.BaseBackend | None = None,
     policies: Policies | None = None,
     as_of: dt.date | None = None,
+    progress: Callable[..., None] | None = None,
 ) -> Dataset:
     """Read, map and validate the input tables; raise :class:`DataValidationError` listing every problem.
 
@@ -85,6 +87,8 @@ def load_dataset(
         Their columns are mapped with the config's ``columns`` for that table when one is given.
     con
         Backend to use; a new in-process DuckDB connection by default.
+    progress
+        Told when each table has been read and checked (with counts: :func:`clvml.console.count`).
     """
     if config is None:
         if not frames:
@@ -102,7 +106,7 @@ def load_dataset(
     clean: dict[str, ibis.Table] = {}
     lineage: dict[str, str] = {}
     names = [n for n in SCHEMAS if n in frames or n in config.tables]
-    for name in names:
+    for done, name in enumerate(names, 1):
         src: TableSource | None = config.tables.get(name)
         obj = frames.get(name, src)
         lineage[name] = (
@@ -116,6 +120,8 @@ def load_dataset(
             table = prepare_table(name, raw, src, policies, report, as_of, what)
         if table is not None:
             clean[name] = table
+        if progress is not None:
+            count(progress, f"read {what}", done=done, total=len(names), step="reading tables", plain=False)
     with engine_errors(f"checking tables {', '.join(repr(n) for n in clean)}"):
         if "customers" in clean:
             _check_unique_customers(clean["customers"], report)

@@ -94,7 +94,7 @@ def load_data(cfg: Config, progress: Progress = quiet, *, log_findings: bool = T
     from clvml.engine import connect_engine
 
     progress(f"reading and validating input tables ({cfg.engine.backend})")
-    ds = load_dataset(data, con=connect_engine(cfg.engine))
+    ds = load_dataset(data, con=connect_engine(cfg.engine), progress=progress)
     report_findings(ds.report, progress if log_findings else quiet, strict=data.strict)
     return ds
 

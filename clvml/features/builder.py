@@ -13,7 +13,9 @@ from collections.abc import Iterable, Mapping, Sequence
 import ibis
 import pandas as pd
 
+from clvml.errors import FeatureDefinitionError
 from clvml.features import activity, after_sales, profile, social, transactions
+from clvml.features.custom import build_custom, registered
 from clvml.features.query import day_of, safe_div
 from clvml.features.registry import FAMILIES, REGISTRY, Feature, FeatureSpec, Say
 
@@ -46,8 +48,9 @@ def cutoff_table(cutoffs: Sequence[dt.date]) -> ibis.Table:
 
 
 def feature_specs(tables: Mapping[str, ibis.Table], windows: Sequence[int] = DEFAULT_WINDOWS,
-                  families: Sequence[str] = FAMILIES) -> list[FeatureSpec]:
-    """Catalog entries of exactly the columns :func:`build_features` returns for these tables."""
+                  families: Sequence[str] = FAMILIES, custom: Sequence[str] | None = None) -> list[FeatureSpec]:
+    """Catalog entries of exactly the columns :func:`build_features` returns for these tables (the
+    custom features last: every registered one whose table is given, or those named in ``custom``)."""
     specs: list[FeatureSpec] = []
     for name in families:
         fam = REGISTRY[name]
@@ -57,7 +60,19 @@ def feature_specs(tables: Mapping[str, ibis.Table], windows: Sequence[int] = DEF
         if name == "activity" and 90 not in windows:
             spec = [s for s in spec if s.name != "act_cart_conversion_90d"]
         specs += spec
-    return specs
+    return specs + _custom_specs(registered(custom), windows, tables)
+
+
+def _custom_specs(feats: Sequence, windows: Sequence[int],
+                  tables: Mapping[str, ibis.Table] | None = None) -> list[FeatureSpec]:
+    """The specs of the custom features ``feats`` (those whose table is given, when ``tables`` is)."""
+    out = [s for f in feats if tables is None or f.table in tables for s in f.specs(sorted(set(windows)))]
+    seen: set[str] = set()
+    for s in out:
+        if s.name in seen:
+            raise FeatureDefinitionError(f"two custom features produce the column {s.name!r}; rename one")
+        seen.add(s.name)
+    return out
 
 
 def build_features(
@@ -66,6 +81,7 @@ def build_features(
     *,
     windows: Sequence[int] = DEFAULT_WINDOWS,
     families: Sequence[str] = FAMILIES,
+    custom: Sequence[str] | None = None,
 ) -> ibis.Table:
     """Point-in-time features for every (customer, cut-off).
 
@@ -79,6 +95,9 @@ def build_features(
         Look-back windows in days; every windowed feature also gets an all-history version.
     families
         Which feature families to build (those whose source table is missing are skipped).
+    custom
+        Names of the registered custom features to build (:mod:`clvml.features.custom`); None: every
+        registered one whose table is given.
 
     Returns
     -------
@@ -94,10 +113,12 @@ def build_features(
     first = tx.group_by("customer_id").aggregate(_first=day_of(tx.ts).min())
     spine = first.cross_join(cuts).filter(first._first < cuts.cutoff_day).select(*keys)
     parts = [transactions.build(tx, cuts, windows)]
-    specs = feature_specs(tables, windows, families)
+    specs = feature_specs(tables, windows, families, custom)
     for name in ("activity", "social", "after_sales"):
         if name in families and REGISTRY[name].source in tables:
             parts.append(_BUILDERS[name](tables[REGISTRY[name].source], cuts, windows))
+    parts += [p for f in registered(custom) if f.table in tables
+              for p in build_custom(f, tables[f.table], cuts, windows)]
     # the profile is a one-to-one extension of the spine: joined first, it keeps every later join's
     # build side a single family's part (joined last, DuckDB built its hash table from the wide
     # accumulated table: 6 of 35 s at 1M transactions)
@@ -126,6 +147,8 @@ def to_pandas(features: ibis.Table) -> pd.DataFrame:
 
 
 def catalog(windows: Sequence[int] = (30, 90, 180, 365),
-            families: Sequence[str] = FAMILIES) -> list[FeatureSpec]:
-    """Every feature the registry can produce for these windows (all optional columns present)."""
-    return [s for f in families for s in REGISTRY[f].specs(windows)]
+            families: Sequence[str] = FAMILIES, custom: bool = True) -> list[FeatureSpec]:
+    """Every feature the registry can produce for these windows (all optional columns present), then
+    the custom features registered in this process (unless ``custom`` is False)."""
+    return [s for f in families for s in REGISTRY[f].specs(windows)] + (
+        _custom_specs(registered(), windows) if custom else [])

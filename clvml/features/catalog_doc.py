@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from clvml.features.builder import catalog
+from clvml.features.custom import FAMILY
 from clvml.features.registry import FAMILIES, REGISTRY, FeatureSpec
 
 
@@ -31,9 +32,13 @@ def catalog_markdown(windows: Sequence[int] = (30, 90, 180, 365)) -> str:
         "drives a score (its template lives in the registry beside the feature).",
         "",
     ]
-    for fam in FAMILIES:
+    custom = [s for s in specs if s.family == FAMILY]
+    for fam in FAMILIES + ((FAMILY,) if custom else ()):
         rows = [s for s in specs if s.family == fam]
-        lines += [f"## {fam} (source: `{REGISTRY[fam].source}`)", "",
+        source = (", ".join(f"`{t}`" for t in dict.fromkeys(s.source for s in custom)) if fam == FAMILY
+                  else f"`{REGISTRY[fam].source}`")
+        title = "custom (registered in this process: docs/custom-features.md)" if fam == FAMILY else fam
+        lines += [f"## {title} (source: {source})", "",
                   "| feature | window | unit | type | description | when missing | reason text (e.g.) |",
                   "|---|---|---|---|---|---|---|"]
         for s in rows:

@@ -74,11 +74,12 @@ class FeatureBatches:
 
     def __init__(self, tables: Mapping[str, ibis.Table], cutoffs: Iterable[dt.date | str], *,
                  windows: Sequence[int] = DEFAULT_WINDOWS, families: Sequence[str] = FAMILIES,
-                 batches: int = 1):
+                 batches: int = 1, custom: Sequence[str] | None = None):
         if batches < 1:
             raise ValueError(f"batches must be at least 1, got {batches}")
         self.tables, self.batches = dict(tables), batches
         self.cutoffs, self.windows, self.families = as_cutoffs(cutoffs), windows, families
+        self.custom = None if custom is None else list(custom)
         self.con = self.tables["transactions"].get_backend()
         self._views: dict[str, str] = {}
         self._sql: str | None = None
@@ -91,7 +92,8 @@ class FeatureBatches:
             self._views = {n: f"_clvml_batch_{n}_{uid}" for n in self.tables}
             self._define(0)
             views = {n: self.con.table(v) for n, v in self._views.items()}
-            self.expr = self._order(build_features(views, self.cutoffs, windows=windows, families=families))
+            self.expr = self._order(build_features(views, self.cutoffs, windows=windows, families=families,
+                                                   custom=self.custom))
 
     @staticmethod
     def _order(expr: ibis.Table) -> ibis.Table:
@@ -116,7 +118,8 @@ class FeatureBatches:
             self._define(b)
             return self.expr
         part = {n: customer_batch(t, b, self.batches) for n, t in self.tables.items()}
-        return self._order(build_features(part, self.cutoffs, windows=self.windows, families=self.families))
+        return self._order(build_features(part, self.cutoffs, windows=self.windows, families=self.families,
+                                          custom=self.custom))
 
     def arrow(self, b: int) -> pa.Table:
         """Features of batch ``b`` as an Arrow table (ordered by cut-off and customer)."""

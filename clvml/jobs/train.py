@@ -18,6 +18,7 @@ import pandas as pd
 
 from clvml._version import __version__
 from clvml.config import Config
+from clvml.console import reporting
 from clvml.data.cutoffs import clv_origins, clv_window_days, data_end
 from clvml.data.dataset import Dataset
 from clvml.data.loading import Progress, load_data, quiet
@@ -26,6 +27,7 @@ from clvml.evaluation.backtest import BacktestResult, backtest
 from clvml.evaluation.report import write_report
 from clvml.explain.drivers import write_explanations
 from clvml.features import build_features, to_pandas
+from clvml.features.custom import custom_identities
 from clvml.modeling.clv import CLVShape
 from clvml.modeling.intervals import ConformalIntervals
 from clvml.modeling.training import add_btyd_features, fit_models, make_training_set, transactions_frame
@@ -90,6 +92,11 @@ def train(cfg: Config, ds: Dataset | None = None, progress: Progress = quiet) ->
 
 
 def _train(cfg: Config, ds: Dataset, progress: Progress, t0: float, run_id: str | None) -> TrainResult:
+    with reporting(progress):  # LightGBM's boosting rounds report to it (clvml.console.reporting)
+        return _train_steps(cfg, ds, progress, t0, run_id)
+
+
+def _train_steps(cfg: Config, ds: Dataset, progress: Progress, t0: float, run_id: str | None) -> TrainResult:
     from clvml.io import replace_dir
 
     progress("building point-in-time features and labels")
@@ -115,6 +122,7 @@ def _train(cfg: Config, ds: Dataset, progress: Progress, t0: float, run_id: str 
         families=list(cfg.features.families), horizon_days=cfg.labels.horizon_days,
         clv_params=cfg.clv.model_dump(), trained_cutoffs=ts.cutoffs, btyd_features=cfg.model.btyd_features,
         clvml_version=__version__, name=cfg.name, clv_shape=shape, intervals=fit_intervals(ev, cfg),
+        custom_features=custom_identities(ts.specs, cfg.features.windows),
     )
     latest = ts.frame[ts.frame["cutoff"] == pd.Timestamp(test_cutoff)]
     fit_segments_and_reference(bundle, latest, ds, test_cutoff, cfg)
@@ -261,7 +269,7 @@ def _track_train(cfg, ds, ts, ev, summary, staged: Path, report, explanations, r
 def score(bundle: ModelBundle, ds: Dataset, as_of: dt.date) -> pd.DataFrame:
     """Features as of ``as_of`` (events strictly before it) → churn, value and CLV per customer."""
     feats = to_pandas(build_features(ds.tables, [as_of], windows=bundle.windows,
-                                     families=bundle.families))
+                                     families=bundle.families, custom=bundle.custom_names))
     if bundle.btyd_features:
         feats = add_btyd_features(ds, feats, [as_of], bundle.horizon_days)
     return bundle.predict(feats)

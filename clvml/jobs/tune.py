@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from clvml.config import TUNABLE, Config
+from clvml.console import count
 from clvml.data.dataset import Dataset
 from clvml.errors import ClvmlError
 from clvml.evaluation.backtest import evaluate_origin
@@ -97,7 +98,8 @@ def tune(cfg: Config, ds: Dataset | None = None, progress=lambda _: None) -> Tun
                 _log_trial(cfg, trial, params, values, pruned=True)
                 raise optuna.TrialPruned()
         _log_trial(cfg, trial, params, values, pruned=False)
-        progress(f"trial {trial.number}: {cfg.tune.objective} {sum(values) / len(values):.4f}")
+        count(progress, f"trial {trial.number}: {cfg.tune.objective} {sum(values) / len(values):.4f}",
+              done=trial.number + 1, total=cfg.tune.n_trials, step="tuning trials")
         return sum(values) / len(values)
 
     # trial 0 is the config as given, so the study can only match or improve on it

@@ -3,6 +3,7 @@ early stopping on time-ordered validation data and the refit on all data with th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import lightgbm as lgb
@@ -11,6 +12,7 @@ import pandas as pd
 from sklearn.utils import check_consistent_length, column_or_1d
 from sklearn.utils.validation import assert_all_finite, validate_data
 
+from clvml.console import active, count
 from clvml.errors import ModelIncompatibleError
 
 LGBM_KEYS = ("n_estimators", "learning_rate", "num_leaves", "min_child_samples", "subsample",
@@ -175,6 +177,23 @@ def lgbm_params(est: Any, objective: str, **extra: Any) -> dict[str, Any]:
     return params
 
 
+def rounds_callback(total: int) -> list[Callable[[Any], None]]:
+    """A LightGBM callback reporting boosting rounds (every tenth of ``total``) to the progress callback
+    of the enclosing :func:`clvml.console.reporting` block, when it counts; else none."""
+    progress = active()
+    if progress is None or not getattr(progress, "counts", False):
+        return []
+    every = max(1, total // 10)
+
+    def report(env: Any) -> None:
+        done = env.iteration + 1
+        if done % every == 0 or done == env.end_iteration:
+            count(progress, f"boosting round {done}/{env.end_iteration}", done=done,
+                  total=env.end_iteration, step="training rounds")
+
+    return [report]
+
+
 def fit_with_early_stopping(
     make: Any, params: dict[str, Any], X: pd.DataFrame, y: np.ndarray,
     X_val: pd.DataFrame | None, y_val: np.ndarray | None, early_stopping_rounds: int,
@@ -192,15 +211,20 @@ def fit_with_early_stopping(
         params = {**params, "subsample": 1.0, "subsample_freq": 0}
     if X_val is None or len(X_val) == 0:
         model = make(**params)
-        model.fit(X, y, sample_weight=sample_weight, init_score=init_score)
+        model.fit(X, y, sample_weight=sample_weight, init_score=init_score,
+                  callbacks=rounds_callback(params["n_estimators"]))
         return model, None, params["n_estimators"]
     first = make(**params)
+    shown = rounds_callback(params["n_estimators"])
     first.fit(X, y, sample_weight=sample_weight, init_score=init_score, eval_X=(X_val,),
               eval_y=(y_val,),
               eval_sample_weight=None if sample_weight_val is None else [sample_weight_val],
               eval_init_score=None if init_score_val is None else [init_score_val],
-              callbacks=[lgb.early_stopping(early_stopping_rounds, verbose=False)])
+              callbacks=[lgb.early_stopping(early_stopping_rounds, verbose=False), *shown])
     rounds = max(1, int(first.best_iteration_ or params["n_estimators"]))
+    if shown and first.booster_.current_iteration() < params["n_estimators"]:  # stopped early: so does the bar
+        count(active(), f"boosting stopped early: {rounds} round(s) kept", done=params["n_estimators"],
+              total=params["n_estimators"], step="training rounds")
     final = make(**{**params, "n_estimators": rounds})
     X_all = pd.concat([X, X_val])
     y_all = np.concatenate([np.asarray(y), np.asarray(y_val)])
@@ -209,5 +233,5 @@ def fit_with_early_stopping(
         w_val = np.ones(len(X_val)) if sample_weight_val is None else np.asarray(sample_weight_val)
         w_all = np.concatenate([np.asarray(sample_weight), w_val])
     s_all = None if init_score is None else np.concatenate([init_score, init_score_val])
-    final.fit(X_all, y_all, sample_weight=w_all, init_score=s_all)
+    final.fit(X_all, y_all, sample_weight=w_all, init_score=s_all, callbacks=rounds_callback(rounds))
     return final, first, rounds

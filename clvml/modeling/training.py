@@ -22,10 +22,12 @@ import numpy as np
 import pandas as pd
 
 from clvml.config import Config
+from clvml.console import count
 from clvml.data.cutoffs import cutoff_grid, data_end
 from clvml.data.dataset import Dataset
 from clvml.errors import ClvmlError
 from clvml.features import build_features, feature_specs, to_pandas
+from clvml.features.custom import identities, register_from_config, registered
 from clvml.features.registry import FeatureSpec, Say
 from clvml.labels import build_labels
 from clvml.modeling.btyd import BTYD_FEATURES, BTYDModel, btyd_features
@@ -108,12 +110,18 @@ def training_features(ds: Dataset, cfg: Config, cutoffs: list[dt.date],
     cache under ``output.dir/cache`` when an earlier run built it from the same inputs, settings and
     cut-offs (:mod:`clvml.features.cache`)."""
     say = progress or (lambda _: None)
+    register_from_config(cfg.features.custom)
 
     def build() -> pd.DataFrame:
         step = cfg.features.cutoffs_per_query
         cuts = sorted(cutoffs)  # batches in date order: the same rows, in the same order, as one query
-        parts = [to_pandas(build_features(ds.tables, cuts[i:i + step], windows=cfg.features.windows,
-                                          families=cfg.features.families)) for i in range(0, len(cuts), step)]
+        starts = range(0, len(cuts), step)
+        parts = []
+        for k, i in enumerate(starts, 1):
+            parts.append(to_pandas(build_features(ds.tables, cuts[i:i + step], windows=cfg.features.windows,
+                                                  families=cfg.features.families)))
+            count(say, f"features of cut-offs {cuts[i]} … {cuts[min(i + step, len(cuts)) - 1]} built",
+                  done=k, total=len(starts), step="feature batches", plain=False)
         feats = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
         if cfg.model.btyd_features:
             feats = add_btyd_features(ds, feats, cutoffs, cfg.labels.horizon_days)
@@ -132,6 +140,9 @@ def training_features(ds: Dataset, cfg: Config, cutoffs: list[dt.date],
              "features": cfg.features.model_dump(mode="json", exclude={"cache", "cutoffs_per_query"}),
              "cutoffs": [str(c) for c in cutoffs],
              "btyd": cfg.labels.horizon_days if cfg.model.btyd_features else None}
+    custom = [f for f in registered() if f.table in ds.tables]
+    if custom:  # a changed function (its source hash) or setting gives another key
+        parts["custom_features"] = identities(custom)
     return cached_frame(Path(cfg.output.dir) / "cache", parts, build, say)
 
 

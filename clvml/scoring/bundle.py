@@ -59,6 +59,13 @@ class ModelBundle:
     reference: DriftReference | None = None  # training snapshot of features and scores (drift check)
     clv_shape: CLVShape | None = None  # BTYD dynamics of clv (clv_params survival "btyd")
     intervals: dict[str, ConformalIntervals] = field(default_factory=dict)  # "value", "clv"
+    #: identities (name, source hash, table, windows, fill, function) of the custom features it uses
+    custom_features: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def custom_names(self) -> list[str]:
+        """Names of the custom features the models take (none for bundles written before them)."""
+        return [r["name"] for r in getattr(self, "custom_features", [])]
 
     @property
     def feature_columns(self) -> list[str]:
@@ -81,6 +88,8 @@ class ModelBundle:
                  "btyd_features": self.btyd_features, "reason_codes": self.reason_codes,
                  "churn": self.churn, "value": self.value, "segmenter": self.segmenter,
                  "clv_shape": self.clv_shape, "intervals": getattr(self, "intervals", {})}
+        if getattr(self, "custom_features", []):  # (absent otherwise: earlier fingerprints unchanged)
+            state["custom_features"] = self.custom_features
         _digest(state, h, set())
         return h.hexdigest()[:12]
 

@@ -48,9 +48,11 @@ import pyarrow.parquet as pq
 from clvml._version import __version__
 from clvml.config import Config
 from clvml.config.database import expand_env, ibis_url, redact_url, scrub
+from clvml.console import count
 from clvml.data.dataset import Dataset
 from clvml.errors import ConfigError, DriftError, LockError, ModelIncompatibleError, ShrinkError
 from clvml.features.builder import feature_specs
+from clvml.features.custom import register_from_config, require
 from clvml.features.query import day_of
 from clvml.features.registry import calendar_columns
 from clvml.features.writer import FeatureBatches
@@ -128,7 +130,8 @@ def _registry_version(uri: str) -> str | None:
 
 def check_schema(bundle: ModelBundle, ds: Dataset) -> None:
     """Fail before any work if these tables cannot produce the features the model was trained on."""
-    have = {s.name for s in feature_specs(ds.tables, bundle.windows, bundle.families)}
+    custom = require(getattr(bundle, "custom_features", []))  # registered here, unchanged since training
+    have = {s.name for s in feature_specs(ds.tables, bundle.windows, bundle.families, custom)}
     if bundle.btyd_features:
         have |= {s.name for s in bundle.specs if s.family == "btyd"}
     missing = [s for s in bundle.specs if s.name not in have]
@@ -234,7 +237,7 @@ def score_chunks(bundle: ModelBundle, ds: Dataset, as_of: dt.date, folder: Path,
         btyd = btyd_table(ds, [as_of], bundle.horizon_days)
     rows, counts = 0, None
     with FeatureBatches(ds.tables, [as_of], windows=bundle.windows, families=bundle.families,
-                        batches=chunks) as batches:
+                        batches=chunks, custom=bundle.custom_names) as batches:
         for b, feats in enumerate(prefetched(batches.pandas, chunks)):
             if btyd is not None:
                 from clvml.modeling.training import merge_btyd
@@ -252,7 +255,8 @@ def score_chunks(bundle: ModelBundle, ds: Dataset, as_of: dt.date, folder: Path,
             pq.write_table(pa.Table.from_pandas(scores, preserve_index=False),
                            folder / f"part-{b:04d}.parquet", compression="zstd")
             rows += len(scores)
-            progress(f"chunk {b + 1}/{chunks}: {len(scores):,} customers scored ({rows:,} so far)")
+            count(progress, f"chunk {b + 1}/{chunks}: {len(scores):,} customers scored ({rows:,} so far)",
+                  done=b + 1, total=chunks, step="scoring chunks")
     return rows, counts
 
 
@@ -579,6 +583,8 @@ def score(cfg: Config, model: str, as_of: dt.date, *, out: Path | None = None, d
             raise ConfigError([f"--table / scoring.table: {exc}"]) from None
     tgt = _target(cfg, as_of, out, database, table)
     bundle, model_info = resolve_model(cfg, model)
+    register_from_config(cfg.features.custom)
+    require(getattr(bundle, "custom_features", []))  # before any output: a missing function stops here
     progress(f"model {model_info['version']} (clvml {model_info['clvml_version']}) from {model}")
     target = tgt.label
     warnings: list[str] = []

@@ -76,7 +76,8 @@ def score_partitions(bundle: ModelBundle, ds: Dataset, as_of: dt.date, folder: P
 
     con = ds.con
     spark = con._session
-    expr = build_features(ds.tables, [as_of], windows=bundle.windows, families=bundle.families)
+    expr = build_features(ds.tables, [as_of], windows=bundle.windows, families=bundle.families,
+                          custom=bundle.custom_names)
     view = f"clvml_score_features_{as_of:%Y%m%d}"
     con.create_view(view, expr, overwrite=True)
     feats = spark.table(view).persist()  # computed once: the sample below and the scoring reuse it
