@@ -213,3 +213,22 @@ def test_drift_stop_ignores_tenure_growing_with_the_calendar_but_catches_a_broke
         score(broken, "models:/shop/2", AS_OFS[-1], out=tmp_path / "s")
     assert "tx_spend" in str(err.value) and "tx_tenure_days" not in str(err.value)
     assert not (tmp_path / "s" / f"as_of={AS_OFS[-1]}").exists()
+
+
+def test_monitor_reports_champion_against_challenger_on_the_same_partitions(loop):
+    tmp, good, cfg, ds, url = loop
+    from clvml.monitoring import monitor
+
+    r = monitor(cfg, ds=ds)
+    direct = compare_champion_challenger(cfg, ds)
+    assert r.challenger is not None
+    assert r.challenger.decision == direct.decision  # the same comparison as `clvml promote` makes
+    pd.testing.assert_frame_equal(r.challenger.runs, direct.runs)
+    assert [str(d) for d in r.challenger.runs.as_of] == [str(d) for d in [*AS_OFS, LATE]]
+    written = pd.read_parquet(r.out / "challenger.parquet")
+    assert len(written) == len(direct.table) and set(written.role) == {"champion", "challenger"}
+    assert json.loads((r.out / "challenger_decision.json").read_text())["outcome"] == direct.decision["outcome"]
+    page = (r.out / "report.html").read_text()
+    assert "<h2>Champion and challenger</h2>" in page and direct.decision["outcome"] in page
+    # the production dataset read through its root is still the scores only (monitoring lives in _monitoring)
+    assert set(pd.read_parquet(Path(cfg.output.dir) / "scores").columns) >= {"customer_id", "churn_probability"}

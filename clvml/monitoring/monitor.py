@@ -237,11 +237,32 @@ def monitor(cfg: Config, *, scores: Path | None = None, ds: Dataset | None = Non
     rec = recommendation(alerts, judged, metrics, pending, str(end))
     effects, campaign_notes = campaign_effects(cfg, ds, parts, end)
     notes += campaign_notes
+    comparison = _champion_challenger(cfg, ds, root, scores, notes, progress)
     out = root / MONITORING_DIR
-    result = MonitorResult(metrics, kpis, cohort, alerts, rec, pending, notes, out, effects)
+    result = MonitorResult(metrics, kpis, cohort, alerts, rec, pending, notes, out, effects, challenger=comparison)
     result.files = write_outputs(result, root, cfg)
     progress(f"monitoring written to {out}")
     return result
+
+
+def _champion_challenger(cfg: Config, ds: Dataset, root: Path, scores: Path | None, notes: list[str],
+                         progress: Progress):
+    """The champion/challenger comparison when shadow partitions exist (``clvml score --shadow``)."""
+    from clvml.errors import NoShadowRunsError
+    from clvml.monitoring.challenger import compare_champion_challenger
+    from clvml.scoring.shadow import shadow_root
+
+    shadow = shadow_root(cfg)
+    if not shadow.is_dir() or not any(shadow.glob("as_of=*")):
+        return None
+    try:
+        comparison = compare_champion_challenger(cfg, ds, production=root, shadow=shadow)
+    except NoShadowRunsError as exc:
+        notes.append(f"champion/challenger: {exc}")
+        return None
+    d = comparison.decision
+    progress(f"champion/challenger on {cfg.promote.metric}: {d.get('outcome')} ({d.get('reason', '')})")
+    return comparison
 
 
 def summary_table(result: MonitorResult) -> str:
@@ -270,4 +291,7 @@ def summary_table(result: MonitorResult) -> str:
     for r in result.pending:
         text.append(f"{r['as_of']}  {r['model_version']}  pending: matures when the data reach "
                     f"{r['matures_when_data_reach']}")
+    if result.challenger is not None:
+        d = result.challenger.decision
+        text.append(f"champion/challenger: {d.get('outcome')} — {d.get('reason', '')}")
     return "\n".join(text)

@@ -149,6 +149,13 @@ def _page(result: MonitorResult, images: dict[str, Path], cfg: Config) -> str:
                 "n_control", "effect", "ci_low", "ci_high", "p_value_holm", "note"]
         parts.append("<h2>Campaigns: realised effect (treatment − control, with interval)</h2>"
                      + result.campaigns[cols].to_html(index=False, float_format=lambda v: f"{v:,.3f}"))
+    if result.challenger is not None:
+        c, d = result.challenger, result.challenger.decision
+        parts.append("<h2>Champion and challenger</h2><p>Production (champion) against shadow (challenger) "
+                     f"scores on the same matured partitions and customers; decision on "
+                     f"<code>{esc(str(cfg.promote.metric))}</code>: <b>{esc(str(d.get('outcome')))}</b> — "
+                     f"{esc(str(d.get('reason', '')))}</p>"
+                     + c.runs.to_html(index=False, float_format=lambda v: f"{v:,.4f}", na_rep=""))
     parts.append("<h2>Retention KPIs by month</h2>"
                  + result.kpis.to_html(index=False, float_format=lambda v: f"{v:,.3f}"))
     if len(result.cohorts):
@@ -172,6 +179,9 @@ def write_outputs(result: MonitorResult, root: Path, cfg: Config) -> dict[str, P
         atomic_write_json(result.recommendation, tmp / "recommendation.json")
         if len(result.campaigns):
             atomic_write_parquet(result.campaigns, tmp / "campaigns.parquet")
+        if result.challenger is not None:
+            atomic_write_parquet(result.challenger.table, tmp / "challenger.parquet")
+            atomic_write_json(result.challenger.decision, tmp / "challenger_decision.json")
         if cfg.monitoring.report:
             _write_report(result, tmp, cfg)
         names = sorted(p.relative_to(tmp) for p in tmp.rglob("*") if p.is_file())

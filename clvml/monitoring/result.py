@@ -31,3 +31,7 @@ class MonitorResult:
     out: Path
     campaigns: pd.DataFrame = field(default_factory=pd.DataFrame)
     files: dict[str, Path] = field(default_factory=dict)
+    #: champion (production scores) against challenger (shadow scores, ``clvml score --shadow``) on the
+    #: same matured partitions and customers: a ``clvml.monitoring.challenger.Comparison``, or None when
+    #: no as_of is in both datasets
+    challenger: Any = None
