@@ -31,7 +31,7 @@ import pandas as pd
 import pytest
 import typer
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 
 from clvml import cli
 from clvml.datasets.synthetic import simulate
@@ -259,6 +259,14 @@ def _accounted(ds, log: list[str]) -> None:
 @settings(max_examples=int(os.environ.get("FZ_N", 940)), deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
                                  HealthCheck.data_too_large])
+# regression cases: a UTF-16 export (Excel's "Unicode text") was refused with DuckDB's advice to set an option
+# clvml did not have; a Latin-1 export with the encoding key; a config naming a table it then removes
+@example(changes=[("customers", "odd_ids", 0)], forms=[("csv", (",", "utf-16", "\n", 0), None, None)],
+         cfg_changes=[], pick=12)
+@example(changes=[("transactions", "odd_ids", 0)], forms=[("csv", (";", "latin-1", "\r\n", 1), None, None)],
+         cfg_changes=["latin1"], pick=1)
+@example(changes=[("customers", "duplicates", 2)], forms=[("parquet", ("|", "utf-8", "\n", 1), None, None)],
+         cfg_changes=["no_customers", "timestamp_format"], pick=2)
 @given(changes=st.lists(TABLE_CHANGE, min_size=0, max_size=3), forms=st.lists(FILE_FORM, min_size=1, max_size=3),
        cfg_changes=CONFIG_CHANGES, pick=st.integers(0, 1000))
 def test_validate_any_files_and_config_end_in_counts_or_a_documented_exit(world, tmp_path_factory, changes,
