@@ -133,22 +133,26 @@ def load_dataset(
     if not report.ok:
         raise DataValidationError(report)
     materialised = {}
+    freed: list[str] = []  # converted copies to free once every table is stored: the orphan check makes one
+    #                        table's rows depend on another's (transactions semi-joined to customers)
     for name, t in clean.items():
         what = f"table {name!r} ({lineage[name]})"
         with engine_errors(what):
             if name in lines:  # one row per order line: group the lines into orders, stored once
                 report.rows_out[name] = int(t.count().to_pyarrow().as_py())  # lines kept
                 t = to_orders(name, t, config.tables[name], report, f"orders_{name}_{id(report)}", what)
-                release(con, typed_table_name(name, report))
+                freed.append(typed_table_name(name, report))
                 materialised[name] = t
                 continue
             if report.dropped.get(name):  # rows were filtered: store the rest, free the converted copy
                 order = ["customer_id", "ts"] if "ts" in t.columns else ["customer_id"]
                 t = materialize(con, f"clean_{name}_{id(report)}", t.order_by(order), what)
-                release(con, typed_table_name(name, report))
+                freed.append(typed_table_name(name, report))
             # else: a projection of the converted table, already sorted by customer and time
             report.rows_out[name] = int(t.count().to_pyarrow().as_py())
         materialised[name] = t
+    for table in freed:
+        release(con, table)
     observed_until = getattr(config, "observed_until", None)
     _check_coverage(materialised["transactions"], as_of, observed_until,
                     getattr(config, "stale_after_days", 7), report)
