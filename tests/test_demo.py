@@ -109,7 +109,8 @@ def test_train_report_opens_cleanly_in_chromium(demo_run, chromium, tmp_path):
 
     tmp, cfg, r = demo_run
     check = assert_opens_cleanly(chromium, Path(r["report_path"]), tmp_path / "train_report.png", min_images=6)
-    assert {i["alt"] for i in check.images} >= {"roc", "calibration", "value_deciles"}
+    assert {i["alt"] for i in check.images} >= {"Churn: ROC curve", "Churn: reliability (calibration) curve",
+                                                "Value: predicted vs actual spend by decile"}
 
 
 def test_exported_bundle_reloads_and_scores_identically(demo_run):

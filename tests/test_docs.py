@@ -97,8 +97,22 @@ def test_readme_links_resolve() -> None:
     assert not missing, f"README.md links to missing files: {missing}"
 
 
+@pytest.fixture
+def own_custom_features():
+    """A page's examples may register custom features (docs/custom-features.md): they are process-wide,
+    so remove them afterwards, or later pages and tests in this process would build them too."""
+    from clvml.features.custom import registered, unregister_feature
+
+    before = {f.name for f in registered()}
+    yield
+    for f in registered():
+        if f.name not in before:
+            unregister_feature(f.name)
+
+
 @pytest.mark.parametrize("path", files_with_examples(), ids=lambda p: str(p.relative_to(ROOT)))
-def test_code_examples_run(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_code_examples_run(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                           own_custom_features: None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
