@@ -61,9 +61,14 @@ def _data_config(world: Path) -> DataConfig:
     return DataConfig.model_validate({"tables": tables})
 
 
-def test_every_feature_on_spark_equals_duckdb(spark, world):
-    duck = load_dataset(_data_config(world))
-    sds = load_dataset(_data_config(world), con=spark)
+@pytest.fixture(scope="module")
+def loaded(spark, world):
+    """The world loaded on DuckDB and on Spark (once: loading on Spark is the slow part)."""
+    return load_dataset(_data_config(world)), load_dataset(_data_config(world), con=spark)
+
+
+def test_every_feature_on_spark_equals_duckdb(loaded):
+    duck, sds = loaded
     assert sds.con.name == "pyspark" and sds.report.rows_out == duck.report.rows_out
     assert sds.report.rows_in["transactions"] > 1000
     ref = to_pandas(build_features(duck.tables, CUTS))
@@ -192,7 +197,7 @@ def test_strptime_formats_become_spark_patterns():
         java_pattern("%Y week %U")
 
 
-def test_custom_features_on_spark_equal_duckdb(spark, world):
+def test_custom_features_on_spark_equal_duckdb(loaded):
     """A custom feature is one Ibis expression: Spark runs it and gives DuckDB's values (the custom
     part alone: the built-in families are compared above)."""
     from clvml.features.builder import cutoff_table
@@ -212,8 +217,7 @@ def test_custom_features_on_spark_equal_duckdb(spark, world):
                 out = got if out is None else out.merge(got, on=["customer_id", "cutoff_day"], how="outer")
         return out.sort_values(["cutoff_day", "customer_id"], ignore_index=True)
 
-    ref = run(load_dataset(_data_config(world)))
-    got = run(load_dataset(_data_config(world), con=spark))
+    ref, got = run(loaded[0]), run(loaded[1])
     assert list(got.columns) == ["customer_id", "cutoff_day", "big_orders_90d", "big_orders_all", "session_days"]
     assert len(got) == len(ref) > 300 and ref.big_orders_all.sum() > 0 and ref.session_days.sum() > 0
     pd.testing.assert_frame_equal(got, ref, check_dtype=False)
