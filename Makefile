@@ -33,7 +33,7 @@ browser:
 
 test: $(STAMP) browser postgres
 	$(BIN)/ruff check clvml tests bench tools
-	$(BIN)/python -m pytest -n 3 --dist loadscope -q --durations=15
+	$(BIN)/python -m pytest -n 2 --dist loadscope -q --durations=15
 
 # The documentation site, built offline into site/ (open site/index.html); strict: any warning fails.
 docs: $(STAMP)
