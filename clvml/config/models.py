@@ -38,6 +38,14 @@ class ModelConfig(_Strict):
     churn: ChurnModelConfig = Field(default_factory=ChurnModelConfig)
     value: ValueModelConfig = Field(default_factory=ValueModelConfig)
     btyd_features: bool = False
+    refit_embargoed: bool = Field(
+        False, description="The final refit (with the rounds early stopping chose) also uses the embargoed "
+        "cut-offs between the training and the validation cut-offs: with a short history they are most "
+        "of the labelled rows (CDNOW: 11 of 18 weekly cut-offs).")
+    auto_select: bool = Field(
+        False, description="clvml train fits the configured models and the BTYD candidates (the same with "
+        "btyd_features, and the offset value form boosted from BG/NBD + Gamma-Gamma) and keeps the one "
+        "with the lowest validation error of expected value; the train report states the choice.")
 
     @model_validator(mode="after")
     def _offset_needs_btyd(self) -> ModelConfig:
@@ -70,6 +78,12 @@ class BacktestConfig(_Strict):
         None, description="Origins of the long-horizon CLV evaluation (cut-offs with clv.periods x "
         "labels.horizon_days days of data after them); default: the latest clv_last such cut-offs.")
     clv_last: int = Field(2, ge=0, description="Without clv_origins: how many (0: no CLV evaluation).")
+    train_evaluation: Literal["auto", "test_cutoff", "validation"] = Field(
+        "auto", description="What clvml train evaluates on. test_cutoff: the latest labelled cut-off, held "
+        "out, models trained on embargoed earlier cut-offs (needs about three horizons of labelled "
+        "history); validation: the final models on their latest validation cut-off (no separate test "
+        "cut-off: short histories train the horizon they need; the figures are those early stopping "
+        "saw); auto: test_cutoff when the history allows it, else validation. The report says which.")
 
 
 TUNABLE = {"learning_rate": float, "num_leaves": int, "min_child_samples": int, "subsample": float,

@@ -45,24 +45,31 @@ def clv_window_days(cfg: Config) -> int:
     return cfg.clv.periods * cfg.labels.horizon_days
 
 
+def trainable_at(cfg: Config, labelled: list[dt.date], origin: dt.date) -> bool:
+    """Whether models can be trained for ``origin`` on earlier cut-offs alone, as the backtest does:
+    more than ``cutoffs.validation`` labelled cut-offs whose horizon ends by ``origin``, and an
+    embargoed training cut-off before the first validation one."""
+    h = pd.Timedelta(days=cfg.labels.horizon_days)
+    before = sorted(pd.Timestamp(x) for x in labelled if pd.Timestamp(x) + h <= pd.Timestamp(origin))
+    if len(before) <= cfg.cutoffs.validation:
+        return False
+    held = before[-cfg.cutoffs.validation]
+    return any(x + h <= held for x in before)
+
+
 def clv_origins(cfg: Config, labelled: list[dt.date], last_day: dt.date, n: int | None = None
                 ) -> list[dt.date]:
     """Cut-offs usable for the long-horizon CLV evaluation: ``K·H`` days of data after them and more
     than ``cutoffs.validation`` embargoed training cut-offs before them. ``backtest.clv_origins`` when
     set (each checked), else the latest ``n`` (default ``backtest.clv_last``) such cut-offs."""
-    window, h = clv_window_days(cfg), cfg.labels.horizon_days
+    window = clv_window_days(cfg)
     end = pd.Timestamp(last_day) + pd.Timedelta(days=1)
 
     def covered(c) -> bool:
         return pd.Timestamp(c) + pd.Timedelta(days=window) <= end
 
-    def trainable(c) -> bool:  # what fit_models needs: an embargoed split of the earlier cut-offs
-        before = sorted(pd.Timestamp(x) for x in labelled if pd.Timestamp(x) + pd.Timedelta(days=h)
-                        <= pd.Timestamp(c))
-        if len(before) <= cfg.cutoffs.validation:
-            return False
-        held = before[-cfg.cutoffs.validation]
-        return any(x + pd.Timedelta(days=h) <= held for x in before)
+    def trainable(c) -> bool:
+        return trainable_at(cfg, labelled, c)
 
     if cfg.backtest.clv_origins:
         bad = [c for c in cfg.backtest.clv_origins if c not in labelled or not covered(c) or not trainable(c)]

@@ -147,14 +147,16 @@ def btyd_baselines(ds: Dataset, customers: pd.Series, origin: dt.date, horizon_d
 
 
 def evaluate_origin(ts: TrainingSet, cfg: Config, ds: Dataset | None, origin: dt.date, *,
-                    score: bool = True, clv_eval: bool = False, truth: pd.DataFrame | None = None
-                    ) -> tuple[pd.DataFrame, pd.DataFrame, tuple]:
+                    score: bool = True, clv_eval: bool = False, truth: pd.DataFrame | None = None,
+                    fitted: tuple | None = None) -> tuple[pd.DataFrame, pd.DataFrame, tuple]:
     """Train on the rows before ``origin`` (embargoed), predict and score at ``origin``.
 
     Returns the predictions, the long metrics table and the fitted (churn, value) models. Without
     ``ds`` (the raw tables) only the LightGBM and recency rows are produced. ``score``: churn and value
     metrics; ``clv_eval``: the long-horizon CLV evaluation (needs ``ds`` and ``K·H`` days of data after
-    the origin); ``truth``: the synthetic world's truth, for the oracle rows.
+    the origin); ``truth``: the synthetic world's truth, for the oracle rows. ``fitted``: (churn, value)
+    models to score instead of training new ones (the validation-only evaluation of ``clvml train``:
+    ``origin`` is then one of the cut-offs their early stopping was chosen on).
     """
     frame, h = ts.frame, cfg.labels.horizon_days
     at = (frame["cutoff"] == pd.Timestamp(origin)).to_numpy()
@@ -163,12 +165,17 @@ def evaluate_origin(ts: TrainingSet, cfg: Config, ds: Dataset | None, origin: dt
         raise ClvmlError(f"backtest origin {origin} is not a labelled cut-off; labelled cut-offs: {have} "
                          "(backtest.origins must be cut-offs of the grid with a complete horizon)")
     mask = train_mask(frame, origin, h)
-    if len(frame.loc[mask, "cutoff"].unique()) <= cfg.cutoffs.validation:
+    if fitted is not None:
+        churn, value = fitted
+        if not mask.any():  # the recency baseline's rows: every earlier cut-off
+            mask = (frame["cutoff"] < pd.Timestamp(origin)).to_numpy()
+    elif len(frame.loc[mask, "cutoff"].unique()) <= cfg.cutoffs.validation:
         raise ClvmlError(
             f"backtest origin {origin}: only {len(frame.loc[mask, 'cutoff'].unique())} cut-off(s) have "
             f"a {h}-day horizon ending by it, need more than cutoffs.validation="
             f"{cfg.cutoffs.validation}: pick a later origin or start the cut-off grid earlier")
-    churn, value = fit_models(ts, cfg, mask)
+    else:
+        churn, value = fit_models(ts, cfg, mask)
     test = frame[at].reset_index(drop=True)
     X = test[ts.feature_columns]
     p = churn.predict_proba(X)[:, 1]
@@ -185,8 +192,9 @@ def evaluate_origin(ts: TrainingSet, cfg: Config, ds: Dataset | None, origin: dt
         "churn": test["churn"].astype(int), "value": value_target(test, cfg),
         "churn_lightgbm": p, "value_lightgbm": v,
         "clv_lightgbm": clv(v, p, period_weights=weights, **configured),
-        "churn_simple": recency_baseline(frame[mask], test),
     })
+    if mask.any():
+        pred["churn_simple"] = recency_baseline(frame[mask], test)
     if ds is not None:
         kw = dict(periods=c.periods, period_days=h, margin=c.margin) if clv_eval else None
         base = btyd_baselines(ds, test["customer_id"], origin, h, kw)
@@ -224,16 +232,17 @@ def evaluate_origin(ts: TrainingSet, cfg: Config, ds: Dataset | None, origin: dt
 
 def backtest(ts: TrainingSet, cfg: Config, ds: Dataset | None, origins: list[dt.date],
              progress=lambda _: None, *, clv_origins: list[dt.date] | None = None,
-             truth: pd.DataFrame | None = None) -> BacktestResult:
+             truth: pd.DataFrame | None = None, fitted: tuple | None = None) -> BacktestResult:
     """Rolling-origin backtest over ``origins`` (churn and value) and ``clv_origins`` (the long-horizon
-    CLV evaluation; see the module docstring). Models are fitted once per distinct origin."""
+    CLV evaluation; see the module docstring). Models are fitted once per distinct origin, or
+    ``fitted`` (churn, value) models are scored at every origin (see :func:`evaluate_origin`)."""
     clv_set = set(clv_origins or []) if ds is not None else set()
     preds, mets, models = [], [], {}
     for o in sorted(set(origins) | clv_set):
         what = " and its CLV over the next " + f"{clv_window_days(cfg)} days" if o in clv_set else ""
         progress(f"backtest origin {o}: training on earlier cut-offs, scoring its horizon{what}")
         p, m, mdl = evaluate_origin(ts, cfg, ds, o, score=o in set(origins), clv_eval=o in clv_set,
-                                    truth=truth)
+                                    truth=truth, fitted=fitted)
         preds.append(p)
         mets.append(m)
         models[o] = mdl

@@ -19,7 +19,7 @@ import pandas as pd
 from clvml._version import __version__
 from clvml.config import Config
 from clvml.console import reporting
-from clvml.data.cutoffs import clv_origins, clv_window_days, data_end
+from clvml.data.cutoffs import clv_origins, clv_window_days, data_end, trainable_at
 from clvml.data.dataset import Dataset
 from clvml.data.loading import Progress, load_data, quiet
 from clvml.errors import UnusableModelError
@@ -30,7 +30,14 @@ from clvml.features import build_features, to_pandas
 from clvml.features.custom import custom_identities
 from clvml.modeling.clv import CLVShape
 from clvml.modeling.intervals import ConformalIntervals
-from clvml.modeling.training import add_btyd_features, fit_models, make_training_set, transactions_frame
+from clvml.modeling.training import (
+    Selection,
+    add_btyd_features,
+    fit_models,
+    make_training_set,
+    select_models,
+    transactions_frame,
+)
 from clvml.scoring.bundle import SCORE_COLUMNS, ModelBundle, stage_bundle
 
 
@@ -100,18 +107,32 @@ def _train_steps(cfg: Config, ds: Dataset, progress: Progress, t0: float, run_id
     from clvml.io import replace_dir
 
     progress("building point-in-time features and labels")
-    ts = make_training_set(ds, cfg, progress=progress)
+    auto = cfg.model.auto_select and not cfg.model.btyd_features
+    ts = make_training_set(ds, with_btyd_features(cfg) if auto else cfg, progress=progress)
+    fitted, choice = None, None
+    if cfg.model.auto_select:
+        progress("choosing the models on the validation cut-offs (model.auto_select)")
+        sel = select_models(ts, cfg, progress)
+        cfg, ts, fitted, choice = sel.cfg, sel.ts, sel.models, sel
+        progress(f"chosen: {sel.chosen}")
     test_cutoff = ts.cutoffs[-1]
+    mode = evaluation_mode(cfg, ts.cutoffs)
     progress(f"training set: {len(ts.frame):,} rows over {len(ts.cutoffs)} cut-offs, "
-             f"{len(ts.feature_columns)} features; evaluating on the latest cut-off {test_cutoff}")
+             f"{len(ts.feature_columns)} features; evaluating on the latest cut-off {test_cutoff} ({mode})")
     last_day = data_end(ds)
-    long = clv_origins(cfg, ts.cutoffs, last_day, n=1)
+    long = clv_origins(cfg, ts.cutoffs, last_day, n=1) if mode == "test_cutoff" else []
     if long:
         progress(f"evaluating CLV over {clv_window_days(cfg)} days at {long[0]}")
-    ev = backtest(ts, cfg, ds, [test_cutoff], clv_origins=long)
+    if mode == "validation":
+        progress("fitting the final models on all complete cut-offs")
+        fitted = fitted or fit_models(ts, cfg)
+        ev = backtest(ts, cfg, ds, [test_cutoff], fitted=fitted)
+    else:
+        ev = backtest(ts, cfg, ds, [test_cutoff], clv_origins=long)
     check_metrics(ev, ts, test_cutoff)
-    progress("fitting the final models on all complete cut-offs")
-    churn, value = fit_models(ts, cfg)
+    if mode == "test_cutoff":
+        progress("fitting the final models on all complete cut-offs")
+    churn, value = fitted or fit_models(ts, cfg)
     shape = None
     if cfg.clv.survival == "btyd":
         end = last_day + dt.timedelta(days=1)
@@ -133,7 +154,9 @@ def _train_steps(cfg: Config, ds: Dataset, progress: Progress, t0: float, run_id
     with stage_bundle(bundle, model_path, example, meta) as staged:
         summary = {
             "data": ds.summary(), "training_rows": len(ts.frame), "cutoffs": [str(c) for c in ts.cutoffs],
-            "excluded": ts.excluded, "test_cutoff": str(test_cutoff), **_result_summary(ev),
+            "excluded": ts.excluded, "test_cutoff": str(test_cutoff), "evaluation": mode,
+            **({"model_choice": choice.table.to_dict("records")} if choice is not None else {}),
+            **_result_summary(ev),
             "rounds": {"churn": churn.n_rounds_, "value": value.n_rounds_},
             "seconds": round(time.perf_counter() - t0, 1),
         }
@@ -145,7 +168,7 @@ def _train_steps(cfg: Config, ds: Dataset, progress: Progress, t0: float, run_id
                                           Path(cfg.output.dir) / "explanations", seed=cfg.seed,
                                           segments=segs[["value_tier", "lifecycle_stage", "risk_band"]])
         report = write_report(ev, Path(cfg.output.dir) / "evaluation", f"clvml train: {cfg.name}",
-                              {"held-out cut-off (churn, value)": test_cutoff,
+                              {**evaluation_notes(mode, test_cutoff, cfg, choice),
                                "CLV origin": long[0] if long else "none (too little data)",
                                "horizon (days)": cfg.labels.horizon_days,
                                "training rows": len(ts.frame), "features": len(ts.feature_columns),
@@ -156,6 +179,39 @@ def _train_steps(cfg: Config, ds: Dataset, progress: Progress, t0: float, run_id
             _track_train(cfg, ds, ts, ev, summary, staged, report, explanations, run_id)
         replace_dir(staged, model_path)  # the commit point of the folder
     return TrainResult(bundle, ev, summary, run_id, model_path, report)
+
+
+def with_btyd_features(cfg: Config) -> Config:
+    """``cfg`` with ``model.btyd_features`` on (the training set of ``model.auto_select``)."""
+    return cfg.model_copy(update={"model": cfg.model.model_copy(update={"btyd_features": True})})
+
+
+def evaluation_mode(cfg: Config, labelled: list[dt.date]) -> str:
+    """``test_cutoff`` or ``validation`` (``backtest.train_evaluation``; ``auto``: a held-out test
+    cut-off when models can be trained for the latest labelled cut-off on earlier ones alone)."""
+    mode = cfg.backtest.train_evaluation
+    if mode == "auto":
+        return "test_cutoff" if trainable_at(cfg, labelled, labelled[-1]) else "validation"
+    return mode
+
+
+def evaluation_notes(mode: str, cutoff: dt.date, cfg: Config, choice: Selection | None) -> dict[str, str]:
+    """The report's lines on what the figures were measured on and which models were chosen."""
+    if mode == "test_cutoff":
+        notes = {"held-out cut-off (churn, value)": f"{cutoff}: the models scored there were trained on "
+                 "earlier cut-offs whose horizon ends by it; the exported models on all complete cut-offs"}
+    else:
+        why = ("backtest.train_evaluation: validation" if cfg.backtest.train_evaluation == "validation" else
+               "the history is too short for a held-out test cut-off, its validation cut-offs and the "
+               "embargo between them (backtest.train_evaluation: auto)")
+        notes = {"evaluation (churn, value)": f"validation cut-off {cutoff}, no separate test cut-off: {why}. "
+                 "These are the exported models, scored on the latest validation cut-off that chose their "
+                 "boosting rounds: mildly optimistic"}
+    if choice is not None:
+        figures = "; ".join(f"{r.candidate} {r.value_rmse:.4g}" for r in choice.table.itertuples())
+        notes["models (model.auto_select)"] = (f"{choice.chosen}, the lowest validation RMSE of expected value "
+                                               f"({figures})")
+    return notes
 
 
 def backtest_meta(ev: BacktestResult, cfg: Config, test_cutoff: dt.date, clv_origin: dt.date | None

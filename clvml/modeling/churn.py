@@ -14,6 +14,7 @@ from sklearn.utils.multiclass import check_classification_targets, type_of_targe
 from sklearn.utils.validation import check_is_fitted
 
 from clvml.modeling.lgbm import (
+    Extra,
     fit_constant,
     fit_with_early_stopping,
     learn_categories,
@@ -76,8 +77,11 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
         self.n_jobs = n_jobs
         self.params = params
 
-    def fit(self, X: pd.DataFrame, y, *, eval_set: tuple[pd.DataFrame, Any] | None = None):
-        """Fit; ``eval_set=(X_val, y_val)`` are later cut-offs used for early stopping and calibration."""
+    def fit(self, X: pd.DataFrame, y, *, eval_set: tuple[pd.DataFrame, Any] | None = None,
+            refit_extra: tuple[pd.DataFrame, Any] | None = None):
+        """Fit; ``eval_set=(X_val, y_val)`` are later cut-offs used for early stopping and calibration.
+        ``refit_extra=(X_more, y_more)``: rows added to the final refit only, with the rounds early
+        stopping chose (e.g. embargoed cut-offs; needs ``eval_set``; calibration never sees them)."""
         if self.calibration not in ("isotonic", "platt", "none"):
             raise ValueError(f"calibration must be isotonic, platt or none, not {self.calibration!r}")
         X = model_frame(self, X, reset=True)
@@ -106,8 +110,13 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
             self.booster_, self.n_rounds_ = fit_constant(params, Xp, int(y[0])), 0
             return self
         self.constant_ = None
+        extra = None
+        if refit_extra is not None and eval_set is not None and len(refit_extra[0]):
+            Xx = model_frame(self, refit_extra[0], reset=False)
+            extra = Extra(prepare_X(Xx, cols, self.categories_),
+                          self._positive(model_target(self, Xx, refit_extra[1], numeric=False)))
         self.booster_, first, self.n_rounds_ = fit_with_early_stopping(
-            lgb.LGBMClassifier, params, Xp, y, Xv, yv, self.early_stopping_rounds)
+            lgb.LGBMClassifier, params, Xp, y, Xv, yv, self.early_stopping_rounds, extra=extra)
         if self.calibration != "none" and first is not None:
             raw = first.predict_proba(Xv)[:, 1]
             if self.calibration == "isotonic":

@@ -4,7 +4,7 @@ early stopping on time-ordered validation data and the refit on all data with th
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import lightgbm as lgb
 import numpy as np
@@ -194,14 +194,29 @@ def rounds_callback(total: int) -> list[Callable[[Any], None]]:
     return [report]
 
 
+class Extra(NamedTuple):
+    """Rows added to the final refit only (neither early stopping nor calibration see them): e.g. the
+    embargoed cut-offs between the training and the validation cut-offs."""
+
+    X: pd.DataFrame
+    y: np.ndarray
+    weight: np.ndarray | None = None
+    init_score: np.ndarray | None = None
+
+    def subset(self, mask: np.ndarray) -> Extra:
+        return Extra(self.X[mask], np.asarray(self.y)[mask], None if self.weight is None else self.weight[mask],
+                     None if self.init_score is None else self.init_score[mask])
+
+
 def fit_with_early_stopping(
     make: Any, params: dict[str, Any], X: pd.DataFrame, y: np.ndarray,
     X_val: pd.DataFrame | None, y_val: np.ndarray | None, early_stopping_rounds: int,
     sample_weight: np.ndarray | None = None, sample_weight_val: np.ndarray | None = None,
     init_score: np.ndarray | None = None, init_score_val: np.ndarray | None = None,
+    extra: Extra | None = None,
 ) -> tuple[Any, Any | None, int]:
-    """Fit on (X, y) with early stopping on the validation set, then refit on train + validation with
-    the chosen number of rounds. ``init_score``: raw scores to boost from (an offset).
+    """Fit on (X, y) with early stopping on the validation set, then refit on train + validation (+
+    ``extra``) with the chosen number of rounds. ``init_score``: raw scores to boost from (an offset).
 
     Returns (final model, model fitted on X only or None, number of rounds).
     """
@@ -226,12 +241,14 @@ def fit_with_early_stopping(
         count(active(), f"boosting stopped early: {rounds} round(s) kept", done=params["n_estimators"],
               total=params["n_estimators"], step="training rounds")
     final = make(**{**params, "n_estimators": rounds})
-    X_all = pd.concat([X, X_val])
-    y_all = np.concatenate([np.asarray(y), np.asarray(y_val)])
+    parts = [Extra(X, y, sample_weight, init_score), Extra(X_val, y_val, sample_weight_val, init_score_val)]
+    if extra is not None and len(extra.X):
+        parts.append(extra)
+    X_all = pd.concat([p.X for p in parts])
+    y_all = np.concatenate([np.asarray(p.y) for p in parts])
     w_all = None
     if sample_weight is not None:
-        w_val = np.ones(len(X_val)) if sample_weight_val is None else np.asarray(sample_weight_val)
-        w_all = np.concatenate([np.asarray(sample_weight), w_val])
-    s_all = None if init_score is None else np.concatenate([init_score, init_score_val])
+        w_all = np.concatenate([np.ones(len(p.X)) if p.weight is None else np.asarray(p.weight) for p in parts])
+    s_all = None if init_score is None else np.concatenate([p.init_score for p in parts])
     final.fit(X_all, y_all, sample_weight=w_all, init_score=s_all, callbacks=rounds_callback(rounds))
     return final, first, rounds

@@ -7,6 +7,7 @@ import warnings
 
 import numpy as np
 from scipy.optimize import minimize
+from threadpoolctl import threadpool_limits  # scikit-learn's dependency
 
 LOG_BOUNDS = (np.log(1e-6), np.log(1e5))
 
@@ -17,8 +18,10 @@ class BoundaryWarning(UserWarning):
 
 
 def _fit(nll, x0: np.ndarray, names: list[str]) -> tuple[np.ndarray, dict]:
-    res = minimize(nll, np.log(x0), method="L-BFGS-B", bounds=[LOG_BOUNDS] * len(x0),
-                   options={"maxiter": 5000, "ftol": 1e-14, "gtol": 1e-9})
+    # four parameters: BLAS threads only contend (3x slower on a busy 2-core machine, bench/RESULTS.md)
+    with threadpool_limits(limits=1, user_api="blas"):
+        res = minimize(nll, np.log(x0), method="L-BFGS-B", bounds=[LOG_BOUNDS] * len(x0),
+                       options={"maxiter": 5000, "ftol": 1e-14, "gtol": 1e-9})
     theta = np.asarray(res.x, float)
     best = float(nll(theta))
     at_bound = []

@@ -216,7 +216,8 @@ def make_models(cfg: Config) -> tuple[ChurnModel, ValueModel]:
 
 def fit_models(ts: TrainingSet, cfg: Config, mask: np.ndarray | None = None
                ) -> tuple[ChurnModel, ValueModel]:
-    """Fit both models on the rows in ``mask`` (default all), validating on its latest cut-offs."""
+    """Fit both models on the rows in ``mask`` (default all), validating on its latest cut-offs (with
+    ``model.refit_embargoed``, the final refit adds the embargoed cut-offs in between)."""
     frame = ts.frame if mask is None else ts.frame[mask].reset_index(drop=True)
     tr, va = split_by_cutoff(frame, cfg.cutoffs.validation, cfg.labels.horizon_days)
     X = frame[ts.feature_columns]
@@ -224,9 +225,10 @@ def fit_models(ts: TrainingSet, cfg: Config, mask: np.ndarray | None = None
     y_val = value_target(frame, cfg)
     purchases = frame["purchases"].to_numpy(float)
     churn, value = make_models(cfg)
-    churn.fit(X[tr], y_churn[tr], eval_set=(X[va], y_churn[va]))
+    gap = ~tr & ~va if cfg.model.refit_embargoed else np.zeros(len(frame), bool)
+    churn.fit(X[tr], y_churn[tr], eval_set=(X[va], y_churn[va]), refit_extra=(X[gap], y_churn[gap]))
     value.fit(X[tr], y_val[tr], purchases=purchases[tr],
-              eval_set=(X[va], y_val[va], purchases[va]))
+              eval_set=(X[va], y_val[va], purchases[va]), refit_extra=(X[gap], y_val[gap], purchases[gap]))
     return churn, value
 
 
@@ -237,3 +239,67 @@ def btyd_baseline(ds: Dataset, frame: pd.DataFrame, cutoff: dt.date, horizon_day
     pred = model.predict(horizon_days).reindex(frame["customer_id"])
     return pd.DataFrame({"p_no_purchase": pred["p_no_purchase"].fillna(1.0).to_numpy(),
                          "expected_spend": pred["expected_spend"].fillna(0.0).to_numpy()})
+
+
+@dataclass
+class Selection:
+    """The outcome of :func:`select_models`: the chosen candidate's config, training set and fitted
+    (churn, value) models, and every candidate's validation figures (``table``, one row each)."""
+
+    cfg: Config
+    ts: TrainingSet
+    models: tuple[ChurnModel, ValueModel]
+    chosen: str
+    table: pd.DataFrame
+
+
+def candidate(cfg: Config, ts: TrainingSet, btyd: bool, form: str) -> tuple[Config, TrainingSet]:
+    """``cfg`` and ``ts`` with the BTYD features on or off and the value form ``form`` (``ts`` must hold
+    the BTYD features)."""
+    value = cfg.model.value.model_copy(update={"form": form})
+    model = cfg.model.model_copy(update={"btyd_features": btyd, "value": value})
+    specs = [s for s in ts.specs if btyd or s.name not in BTYD_FEATURES]
+    return (cfg.model_copy(update={"model": model}),
+            TrainingSet(ts.frame, [s.name for s in specs], specs, ts.cutoffs, ts.excluded))
+
+
+def select_models(ts: TrainingSet, cfg: Config, progress: Callable[[str], None] | None = None) -> Selection:
+    """Fit the configured models and the BTYD candidates on the same time-ordered split and keep the
+    one whose expected value has the lowest squared error on the validation cut-offs.
+
+    Candidates: the configured models (without the BTYD features unless configured), the configured
+    value form with the BG/NBD + Gamma-Gamma features, and the ``offset`` form (a multiplicative
+    correction of BG/NBD + Gamma-Gamma's expected spend) with them. Squared error is the criterion
+    because expected value is a mean (the error it minimises) and CLV sums it: it rewards both the level
+    and getting the largest customers right. ``ts`` must hold the BTYD features.
+    """
+    say = progress or (lambda _: None)
+    if not all(c in ts.frame for c in BTYD_FEATURES):
+        raise ValueError("select_models needs a training set built with model.btyd_features")
+    form = cfg.model.value.form
+    options = [(cfg.model.btyd_features, form), (True, form), (True, "offset")]
+    options = list(dict.fromkeys(options))
+    _, va = split_by_cutoff(ts.frame, cfg.cutoffs.validation, cfg.labels.horizon_days)
+    rows, fits = [], []
+    for btyd, f in options:
+        name = f"{f}{' + BTYD features' if btyd else ''}"
+        c_cfg, c_ts = candidate(cfg, ts, btyd, f)
+        churn, value = fit_models(c_ts, c_cfg)
+        Xv = ts.frame.loc[va, c_ts.feature_columns]
+        y, v = value_target(ts.frame[va], cfg), value.predict(Xv)
+        p = churn.predict_proba(Xv)[:, 1]
+        churned = ts.frame.loc[va, "churn"].astype(int).to_numpy()
+        from sklearn.metrics import roc_auc_score
+
+        rows.append({"candidate": name, "btyd_features": btyd, "form": f,
+                     "value_rmse": float(np.sqrt(np.mean((y - v) ** 2))), "value_mae": float(np.mean(np.abs(y - v))),
+                     "value_total_error_pct": float(100 * (v.sum() / y.sum() - 1)) if y.sum() else float("nan"),
+                     "churn_roc_auc": float(roc_auc_score(churned, p)) if 0 < churned.sum() < len(churned)
+                     else float("nan")})
+        fits.append((c_cfg, c_ts, (churn, value)))
+        say(f"candidate {name}: validation RMSE of expected value {rows[-1]['value_rmse']:.4g}")
+    table = pd.DataFrame(rows)
+    best = int(table["value_rmse"].idxmin())
+    table["chosen"] = table.index == best
+    c_cfg, c_ts, models = fits[best]
+    return Selection(c_cfg, c_ts, models, table.loc[best, "candidate"], table)

@@ -12,6 +12,7 @@ from sklearn.utils import check_consistent_length, column_or_1d
 from sklearn.utils.validation import assert_all_finite, check_is_fitted
 
 from clvml.modeling.lgbm import (
+    Extra,
     fit_constant,
     fit_with_early_stopping,
     learn_categories,
@@ -94,8 +95,11 @@ class ValueModel(RegressorMixin, BaseEstimator):
         self.params = params
 
     def fit(self, X: pd.DataFrame, y, *, purchases=None,
-            eval_set: tuple[pd.DataFrame, Any] | tuple[pd.DataFrame, Any, Any] | None = None):
-        """Fit on spend ``y`` (and purchase counts). ``eval_set=(X_val, y_val[, purchases_val])``."""
+            eval_set: tuple[pd.DataFrame, Any] | tuple[pd.DataFrame, Any, Any] | None = None,
+            refit_extra: tuple[pd.DataFrame, Any] | tuple[pd.DataFrame, Any, Any] | None = None):
+        """Fit on spend ``y`` (and purchase counts). ``eval_set=(X_val, y_val[, purchases_val])``.
+        ``refit_extra=(X_more, y_more[, purchases_more])``: rows added to the final refit only, with the
+        rounds early stopping chose on ``eval_set`` (e.g. embargoed cut-offs; needs ``eval_set``)."""
         if self.form not in FORMS:
             raise ValueError(f"form must be one of {', '.join(FORMS)}, not {self.form!r}")
         X = model_frame(self, X, reset=True)
@@ -120,6 +124,20 @@ class ValueModel(RegressorMixin, BaseEstimator):
             Xv = prepare_X(Xe, cols, self.categories_)
             yv = model_target(self, Xe, eval_set[1], numeric=True)
             pv = _counts(Xe, eval_set[2], some=False) if len(eval_set) > 2 and eval_set[2] is not None else None
+        ex = ey = ep = None
+        if refit_extra is not None and eval_set is not None and len(refit_extra[0]):
+            Xx = model_frame(self, refit_extra[0], reset=False)
+            ex, ey = prepare_X(Xx, cols, self.categories_), model_target(self, Xx, refit_extra[1], numeric=True)
+            ep = _counts(Xx, refit_extra[2], some=False) if len(refit_extra) > 2 and refit_extra[2] is not None \
+                else None
+
+        def more(mask=None, target=None, weight=None, init=None) -> Extra | None:
+            """The extra refit rows of one booster (``mask``: its rows; ``target``: its target)."""
+            if ex is None:
+                return None
+            m = np.ones(len(ex), bool) if mask is None else mask
+            return Extra(ex, ey if target is None else target, weight, init).subset(m)
+
         es = self.early_stopping_rounds
         self.n_rounds_ = {}
         self.buy_rate_ = None
@@ -127,12 +145,13 @@ class ValueModel(RegressorMixin, BaseEstimator):
             self.spend_, _, self.n_rounds_["spend"] = fit_with_early_stopping(
                 lgb.LGBMRegressor, lgbm_params(self, "poisson", metric="l2"), Xp, y, Xv, yv, es,
                 init_score=self._offset(X),
-                init_score_val=None if Xv is None else self._offset(Xe))
+                init_score_val=None if Xv is None else self._offset(Xe),
+                extra=None if ex is None else more(init=self._offset(Xx)))
             self.buy_ = self.amount_ = None
         elif self.form == "tweedie":
             params = lgbm_params(self, "tweedie", tweedie_variance_power=self.tweedie_variance_power)
             self.spend_, _, self.n_rounds_["spend"] = fit_with_early_stopping(
-                lgb.LGBMRegressor, params, Xp, y, Xv, yv, es)
+                lgb.LGBMRegressor, params, Xp, y, Xv, yv, es, extra=more())
             self.buy_ = self.amount_ = None
         elif self.form == "frequency":
             self.spend_ = self.buy_ = None
@@ -145,7 +164,9 @@ class ValueModel(RegressorMixin, BaseEstimator):
             self.amount_, _, self.n_rounds_["amount"] = fit_with_early_stopping(
                 lgb.LGBMRegressor, lgbm_params(self, "gamma"), Xp[mask], y[mask] / n[mask],
                 None if vmask is None else Xv[vmask], None if vmask is None else yv[vmask] / pv[vmask],
-                es, sample_weight=n[mask], sample_weight_val=None if vmask is None else pv[vmask])
+                es, sample_weight=n[mask], sample_weight_val=None if vmask is None else pv[vmask],
+                extra=None if ex is None or ep is None else more(
+                    (ey > 0) & (ep > 0), ey / np.maximum(ep, 1), ep))
         else:
             self.spend_ = None
             bought = (y > 0).astype(int)
@@ -158,15 +179,18 @@ class ValueModel(RegressorMixin, BaseEstimator):
             else:
                 self.buy_, _, self.n_rounds_["buy"] = fit_with_early_stopping(
                     lgb.LGBMClassifier, lgbm_params(self, "binary"), Xp, bought, Xv,
-                    None if yv is None else (yv > 0).astype(int), es)
+                    None if yv is None else (yv > 0).astype(int), es,
+                    extra=None if ex is None else more(target=(ey > 0).astype(int)))
             mask, vmask = y > 0, None if yv is None else yv > 0
             self.amount_, _, self.n_rounds_["amount"] = fit_with_early_stopping(
                 lgb.LGBMRegressor, lgbm_params(self, "gamma"), Xp[mask], y[mask],
-                None if Xv is None else Xv[vmask], None if yv is None else yv[vmask], es)
+                None if Xv is None else Xv[vmask], None if yv is None else yv[vmask], es,
+                extra=None if ex is None else more(ey > 0))
         self.count_ = None
         if purchases is not None:
             self.count_, _, self.n_rounds_["purchases"] = fit_with_early_stopping(
-                lgb.LGBMRegressor, lgbm_params(self, "poisson"), Xp, purchases, Xv, pv, es)
+                lgb.LGBMRegressor, lgbm_params(self, "poisson"), Xp, purchases, Xv, pv, es,
+                extra=None if ex is None or ep is None else more(target=ep))
         return self
 
     def __sklearn_tags__(self):
