@@ -11,7 +11,11 @@ Two data sets:
 * **cdnow**: :func:`clvml.evaluation.cdnow.clv_on_cdnow` (calibration to 1997-09-30, CLV over
   3 × 13 weeks against the 39-week holdout).
 
-Usage: ``python bench/clv.py [synthetic|cdnow|both]`` (synthetic about 15 minutes on 2 cores).
+* **cli**: ``clvml train`` + ``clvml score`` on a transactions-only export of the CDNOW calibration
+  period with configs/cdnow.yaml and variants of it (issue 25 item 3), against the same holdout.
+
+Usage: ``python bench/clv.py [synthetic|cdnow|cli|both]`` (synthetic about 15 minutes on 2 cores;
+cdnow includes cli).
 """
 
 from __future__ import annotations
@@ -74,12 +78,78 @@ def synthetic(folder: Path) -> None:
 def cdnow() -> None:
     from clvml.evaluation.cdnow import clv_on_cdnow, intervals_on_cdnow
 
-    t0 = time.perf_counter()
-    r = clv_on_cdnow()
-    print(f"\n== CDNOW CLV over 3 x 13 weeks from 1997-10-01 ({time.perf_counter() - t0:.0f} s)")
-    print(r.T.round(4).to_string())
+    for refit in (False, True):
+        t0 = time.perf_counter()
+        r = clv_on_cdnow(refit_embargoed=refit)
+        print(f"\n== CDNOW CLV over 3 x 13 weeks from 1997-10-01, refit_embargoed={refit} "
+              f"({time.perf_counter() - t0:.0f} s)")
+        print(r.T.round(4).to_string())
     print("\n== CDNOW intervals")
     print(intervals_on_cdnow().T.to_string())
+
+
+#: the CLI variants measured on CDNOW: (name, config overrides of configs/cdnow.yaml)
+CLI_VARIANTS = [
+    ("configs/cdnow.yaml", {}),
+    ("without model.refit_embargoed", {"model.refit_embargoed": False}),
+    ("without model.auto_select (hurdle, no BTYD features)", {"model.auto_select": False}),
+    ("learning_rate 0.03", {"model.churn.learning_rate": 0.03, "model.value.learning_rate": 0.03}),
+    ("cut-offs every 3 days", {"cutoffs.every_days": 3}),
+    ("cut-offs every 14 days", {"cutoffs.every_days": 14}),
+    ("cut-offs every 14 days, 1 validation cut-off", {"cutoffs.every_days": 14, "cutoffs.validation": 1}),
+    ("max_bin 63", {"model.churn.params": {"max_bin": 63}, "model.value.params": {"max_bin": 63}}),
+]
+
+
+def cdnow_cli(folder: Path) -> None:
+    """``clvml train`` + ``clvml score`` on the CDNOW calibration export (configs/cdnow.yaml and
+    variants), CLV as of 1997-10-01 against the 39-week holdout, beside BG/NBD + Gamma-Gamma's CLV."""
+    import resource
+    import warnings
+
+    from typer.testing import CliRunner
+
+    from clvml.cli import app
+    from clvml.datasets import load_cdnow_sample
+    from clvml.evaluation.clv_eval import clv_metrics
+    from clvml.modeling.btyd import BTYDModel
+
+    tx = load_cdnow_sample()
+    hold = tx[(tx.ts >= "1997-10-01") & (tx.ts < "1998-07-01")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        bg = BTYDModel().fit(tx[tx.ts < "1997-10-01"], pd.Timestamp("1997-10-01"))
+    bg_clv = bg.clv(periods=3, period_days=91, discount_rate=0.0, margin=1.0)
+    rows = {}
+    for k, (name, over) in enumerate(CLI_VARIANTS):
+        d = folder / f"cli{k}"
+        d.mkdir(parents=True)
+        tx[tx.ts < "1997-10-01"].drop(columns="cohort").to_csv(d / "cdnow_calibration.csv", index=False)
+        cfg = yaml.safe_load((ROOT / "configs" / "cdnow.yaml").read_text())
+        for key, value in over.items():
+            node, *path = cfg, *key.split(".")
+            for part in path[:-1]:
+                node = node.setdefault(part, {})
+            node[path[-1]] = value
+        (d / "c.yaml").write_text(yaml.safe_dump(cfg))
+        c0, t0 = time.process_time(), time.perf_counter()
+        res = CliRunner().invoke(app, ["train", "-c", str(d / "c.yaml")])
+        assert res.exit_code == 0, res.output
+        res = CliRunner().invoke(app, ["score", "-c", str(d / "c.yaml"), "-m", str(d / "models" / "cdnow"),
+                                       "--as-of", "1997-10-01", "--out", str(d / "scores")])
+        assert res.exit_code == 0, res.output
+        cpu, wall = time.process_time() - c0, time.perf_counter() - t0
+        s = pd.read_parquet(d / "scores")
+        ids = s["customer_id"].astype(str)
+        real = hold.groupby("customer_id")["amount"].sum().reindex(ids).fillna(0.0).to_numpy()
+        rows[name] = {**clv_metrics(real, s["clv"]), "cpu_s": cpu, "wall_s": wall, "load": os.getloadavg()[0]}
+        print(f"{name}: {cpu:.1f} s CPU, {wall:.1f} s wall", flush=True)
+    rows["BG/NBD + Gamma-Gamma"] = clv_metrics(real, bg_clv.reindex(ids).fillna(0.0).to_numpy())
+    cols = ["mae", "normalized_gini", "spearman", "capture_top1", "capture_top5", "capture_top20",
+            "total_error_pct", "cpu_s", "wall_s", "load"]
+    print("\n== CDNOW through the CLI (train + score), CLV over 3 x 13 weeks from 1997-10-01")
+    print(pd.DataFrame(rows).T[cols].round(4).to_string())
+    print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
 
 
 if __name__ == "__main__":
@@ -90,3 +160,6 @@ if __name__ == "__main__":
             synthetic(Path(os.environ.get("CLV_BENCH_DIR", d)))
     if what in ("cdnow", "both"):
         cdnow()
+    if what in ("cdnow", "cli", "both"):
+        with tempfile.TemporaryDirectory() as d:
+            cdnow_cli(Path(d))

@@ -48,8 +48,10 @@ SHORT_H = 91
 KEYS = ["customer_id", "cutoff"]
 
 
-def _fit_cdnow(seed: int, value_seeds: int) -> dict:
-    """The LightGBM models of the comparison, fitted on the calibration period, and what they need."""
+def _fit_cdnow(seed: int, value_seeds: int, refit_embargoed: bool = False) -> dict:
+    """The LightGBM models of the comparison, fitted on the calibration period, and what they need
+    (``refit_embargoed``: the final refit also uses the embargoed cut-offs between the training and the
+    validation ones, as ``model.refit_embargoed`` does)."""
     raw = load_cdnow_sample()
     tx = raw[["customer_id", "ts", "amount", "quantity", "order_id"]]
     cal = tx[tx.ts < CAL_END]
@@ -69,11 +71,14 @@ def _fit_cdnow(seed: int, value_seeds: int) -> dict:
         tr = fr["cutoff"] + pd.Timedelta(days=SHORT_H) <= last[0]  # embargo
         kw = dict(n_estimators=2000, learning_rate=0.03, num_leaves=7, min_child_samples=50,
                   early_stopping_rounds=50, random_state=seed)
+        gap = ~tr & ~va & refit_embargoed
         churn = ChurnModel(calibration="isotonic", **kw).fit(
-            fr.loc[tr, cols], fr.loc[tr, "churn"].astype(int), eval_set=(fr.loc[va, cols], fr.loc[va, "churn"]))
+            fr.loc[tr, cols], fr.loc[tr, "churn"].astype(int), eval_set=(fr.loc[va, cols], fr.loc[va, "churn"]),
+            refit_extra=(fr.loc[gap, cols], fr.loc[gap, "churn"].astype(int)))
         values = [ValueModel(form="offset", **{**kw, "random_state": seed + k}).fit(
             fr.loc[tr, cols], fr.loc[tr, "spend"].to_numpy(float),
-            eval_set=(fr.loc[va, cols], fr.loc[va, "spend"].to_numpy(float)))
+            eval_set=(fr.loc[va, cols], fr.loc[va, "spend"].to_numpy(float)),
+            refit_extra=(fr.loc[gap, cols], fr.loc[gap, "spend"].to_numpy(float)))
             for k in range(value_seeds)]
         now = to_pandas(build_features(ds.tables, [CAL_END.date()], windows=windows))
         now = now.merge(btyd_features(cal, [CAL_END.date()], SHORT_H), on=KEYS)
@@ -112,15 +117,17 @@ def compare_on_cdnow(seed: int = 1, value_seeds: int = 6) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("model")
 
 
-def clv_on_cdnow(seed: int = 1, value_seeds: int = 6, periods: int = 3, margin: float = 1.0) -> pd.DataFrame:
+def clv_on_cdnow(seed: int = 1, value_seeds: int = 6, periods: int = 3, margin: float = 1.0,
+                 refit_embargoed: bool = False) -> pd.DataFrame:
     """The long-horizon CLV evaluation on CDNOW: CLV as of 1997-10-01 (calibration to 1997-09-30) over
     ``periods`` × 13 weeks (3: the 39-week holdout), undiscounted, against the realised spend × ``margin``.
 
     Rows: clvml's CLV with each BTYD shape (``survival="btyd"``; the purchase model fitted on the
     calibration period), clvml's former geometric survival, and each BTYD model's own CLV (expected
     residual spend × Gamma-Gamma). Columns: :func:`~clvml.evaluation.clv_eval.clv_metrics`.
+    ``refit_embargoed``: see :func:`_fit_cdnow`.
     """
-    f = _fit_cdnow(seed, value_seeds)
+    f = _fit_cdnow(seed, value_seeds, refit_embargoed)
     now, cols, actual = f["now"], f["cols"], margin * f["actual"]
     p = f["churn"].predict_proba(now[cols])[:, 1]
     v = np.mean([value.predict(now[cols]) for value in f["values"]], axis=0)
