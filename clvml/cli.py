@@ -176,7 +176,7 @@ def train(config: ConfigOpt = None, engine: EngineOpt = None, no_cache: NoCacheO
         cfg = _config(config, engine, strict)
         cfg.features.cache = cfg.features.cache and not no_cache
         r = run_train(cfg, progress=_progress())
-        held = {k: r.summary[k] for k in ("test_cutoff", "churn", "value")}
+        held = {k: r.summary[k] for k in ("test_cutoff", "evaluation", "churn", "value")}
         for task in ("churn", "value"):  # 4 significant digits: what a metric can tell
             held[task] = {m: float(f"{v:.4g}") for m, v in held[task].items()}
         say(json.dumps(held, indent=2, default=str))

@@ -31,6 +31,7 @@ def cdnow_cli(tmp_path_factory):
     run = CliRunner()
     res = run.invoke(app, ["train", "-c", str(tmp / "cdnow.yaml")])
     assert res.exit_code == 0, res.output
+    trained = res.output
     res = run.invoke(app, ["score", "-c", str(tmp / "cdnow.yaml"), "-m", str(tmp / "models" / "cdnow"),
                            "--as-of", CAL_END, "--out", str(tmp / "scores")])
     assert res.exit_code == 0, res.output
@@ -42,11 +43,11 @@ def cdnow_cli(tmp_path_factory):
         warnings.simplefilter("ignore")  # the sample's BG/NBD fit is interior; GG warnings are benign
         bg = BTYDModel().fit(tx[tx.ts < CAL_END], pd.Timestamp(CAL_END))
     bg_clv = bg.clv(periods=3, period_days=91, discount_rate=0.0, margin=1.0).reindex(ids).fillna(0.0).to_numpy()
-    return tmp, scores, realised, bg_clv
+    return tmp, scores, realised, bg_clv, trained
 
 
 def test_cli_clv_beats_bgnbd_on_the_cdnow_holdout(cdnow_cli):
-    tmp, scores, realised, bg_clv = cdnow_cli
+    tmp, scores, realised, bg_clv, _ = cdnow_cli
     assert len(scores) == 2357 and np.isfinite(scores["clv"]).all()
     ours, theirs = clv_metrics(realised, scores["clv"]), clv_metrics(realised, bg_clv)
     # bench/RESULTS.md (issue 25): clvml 29.77, .660, top 5 % .374, top 20 % .670, -11.6 %;
@@ -65,8 +66,9 @@ def test_cli_train_report_states_the_evaluation_and_the_model_choice(cdnow_cli):
     tmp = cdnow_cli[0]
     html = (tmp / "outputs" / "cdnow" / "evaluation" / "report.html").read_text()
     # 39 weeks of history: no held-out test cut-off is possible, the report says what was measured
-    assert "no separate test cut-off" in html and "history is too short" in html
+    assert "no separate test cut-off" in html and "history is too short" in html and "mildly optimistic" in html
     assert "offset + BTYD features, the lowest validation RMSE" in html
+    assert "\"evaluation\": \"validation\"" in cdnow_cli[4]
 
 
 def test_refit_extra_rows_join_the_final_refit_only():

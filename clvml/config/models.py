@@ -81,9 +81,9 @@ class BacktestConfig(_Strict):
     train_evaluation: Literal["auto", "test_cutoff", "validation"] = Field(
         "auto", description="What clvml train evaluates on. test_cutoff: the latest labelled cut-off, held "
         "out, models trained on embargoed earlier cut-offs (needs about three horizons of labelled "
-        "history); validation: the final models on their latest validation cut-off (no separate test "
-        "cut-off: short histories train the horizon they need; the figures are those early stopping "
-        "saw); auto: test_cutoff when the history allows it, else validation. The report says which.")
+        "history); validation: the latest cut-off, scored by models trained on the cut-offs before it "
+        "without an embargo (no separate test cut-off: short histories train the horizon they need; "
+        "mildly optimistic); auto: test_cutoff when the history allows it, else validation. The report says which.")
 
 
 TUNABLE = {"learning_rate": float, "num_leaves": int, "min_child_samples": int, "subsample": float,

@@ -123,15 +123,13 @@ def _train_steps(cfg: Config, ds: Dataset, progress: Progress, t0: float, run_id
     long = clv_origins(cfg, ts.cutoffs, last_day, n=1) if mode == "test_cutoff" else []
     if long:
         progress(f"evaluating CLV over {clv_window_days(cfg)} days at {long[0]}")
-    if mode == "validation":
-        progress("fitting the final models on all complete cut-offs")
-        fitted = fitted or fit_models(ts, cfg)
-        ev = backtest(ts, cfg, ds, [test_cutoff], fitted=fitted)
+    if mode == "validation":  # scored by models that never saw it (their early stopping did see its weeks)
+        before = (ts.frame["cutoff"] < pd.Timestamp(test_cutoff)).to_numpy()
+        ev = backtest(ts, cfg, ds, [test_cutoff], fitted=fit_models(ts, cfg, before))
     else:
         ev = backtest(ts, cfg, ds, [test_cutoff], clv_origins=long)
     check_metrics(ev, ts, test_cutoff)
-    if mode == "test_cutoff":
-        progress("fitting the final models on all complete cut-offs")
+    progress("fitting the final models on all complete cut-offs")
     churn, value = fitted or fit_models(ts, cfg)
     shape = None
     if cfg.clv.survival == "btyd":
@@ -204,9 +202,10 @@ def evaluation_notes(mode: str, cutoff: dt.date, cfg: Config, choice: Selection 
         why = ("backtest.train_evaluation: validation" if cfg.backtest.train_evaluation == "validation" else
                "the history is too short for a held-out test cut-off, its validation cut-offs and the "
                "embargo between them (backtest.train_evaluation: auto)")
-        notes = {"evaluation (churn, value)": f"validation cut-off {cutoff}, no separate test cut-off: {why}. "
-                 "These are the exported models, scored on the latest validation cut-off that chose their "
-                 "boosting rounds: mildly optimistic"}
+        notes = {"evaluation (churn, value)": f"latest cut-off {cutoff}, no separate test cut-off: {why}. It "
+                 "is scored by models trained on the cut-offs before it, with no embargo before it (their "
+                 "early stopping saw horizons overlapping its weeks): mildly optimistic. The exported "
+                 "models are refit on all complete cut-offs"}
     if choice is not None:
         figures = "; ".join(f"{r.candidate} {r.value_rmse:.4g}" for r in choice.table.itertuples())
         notes["models (model.auto_select)"] = (f"{choice.chosen}, the lowest validation RMSE of expected value "
