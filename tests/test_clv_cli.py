@@ -49,6 +49,9 @@ def cdnow_cli(tmp_path_factory):
 def test_cli_clv_beats_bgnbd_on_the_cdnow_holdout(cdnow_cli):
     tmp, scores, realised, bg_clv, _ = cdnow_cli
     assert len(scores) == 2357 and np.isfinite(scores["clv"]).all()
+    # validation mode: the expected-value interval is calibrated on the latest cut-off; no CLV origin,
+    # so no CLV interval (empty, as the report says)
+    assert scores["expected_value_lo"].notna().all() and scores["clv_lo"].isna().all()
     ours, theirs = clv_metrics(realised, scores["clv"]), clv_metrics(realised, bg_clv)
     # bench/RESULTS.md (issue 25): clvml 29.77, .660, top 5 % .374, top 20 % .670, -11.6 %;
     # BG/NBD + GG 30.41, .638, .373, .663, -15.6 %

@@ -205,7 +205,8 @@ def evaluation_notes(mode: str, cutoff: dt.date, cfg: Config, choice: Selection 
         notes = {"evaluation (churn, value)": f"latest cut-off {cutoff}, no separate test cut-off: {why}. It "
                  "is scored by models trained on the cut-offs before it, with no embargo before it (their "
                  "early stopping saw horizons overlapping its weeks): mildly optimistic. The exported "
-                 "models are refit on all complete cut-offs"}
+                 "models are refit on all complete cut-offs. No CLV origin is evaluated, so the scores' CLV "
+                 "interval (clv_lo, clv_hi) is left empty"}
     if choice is not None:
         figures = "; ".join(f"{r.candidate} {r.value_rmse:.4g}" for r in choice.table.itertuples())
         notes["models (model.auto_select)"] = (f"{choice.chosen}, the lowest validation RMSE of expected value "
