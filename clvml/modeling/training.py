@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from sklearn.metrics import roc_auc_score
 
 from clvml.config import Config
 from clvml.console import count
@@ -289,8 +290,6 @@ def select_models(ts: TrainingSet, cfg: Config, progress: Callable[[str], None] 
         y, v = value_target(ts.frame[va], cfg), value.predict(Xv)
         p = churn.predict_proba(Xv)[:, 1]
         churned = ts.frame.loc[va, "churn"].astype(int).to_numpy()
-        from sklearn.metrics import roc_auc_score
-
         rows.append({"candidate": name, "btyd_features": btyd, "form": f,
                      "value_rmse": float(np.sqrt(np.mean((y - v) ** 2))), "value_mae": float(np.mean(np.abs(y - v))),
                      "value_total_error_pct": float(100 * (v.sum() / y.sum() - 1)) if y.sum() else float("nan"),
