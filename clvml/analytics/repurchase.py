@@ -45,22 +45,22 @@ def interpurchase_times(transactions: ibis.Table, before: dt.date | None = None)
     return gaps.gap.to_pyarrow().to_numpy().astype(float)
 
 
-def _purchase_months(transactions: ibis.Table, before: dt.date | None = None) -> tuple[ibis.Table, ibis.Table]:
+def _purchase_months(transactions: ibis.Table, before: dt.date | None = None) -> ibis.Table:
     """On the backend: one row per customer and calendar month with a purchase (``customer_id``,
     ``month`` as its first day, ``days``: distinct purchase days in it, ``cohort``: the month of the
-    customer's first purchase), and one row per customer (``customer_id``, ``cohort``)."""
+    customer's first purchase)."""
     t = _before(transactions.filter(transactions.amount > 0), before)
     d = t.select("customer_id", day=t.ts.date()).distinct()
     pm = d.group_by(["customer_id", d.day.truncate("M").name("month")]).aggregate(days=d.count())
     first = pm.group_by("customer_id").aggregate(cohort=pm.month.min())
-    return pm.join(first, "customer_id"), first
+    return pm.join(first, "customer_id")
 
 
 def repurchase_rate(transactions: ibis.Table, before: dt.date | None = None) -> pd.DataFrame:
     """Per month: buyers, buyers with two or more purchase days in the month (``repeat_rate``) and
     buyers who had bought in an earlier month (``returning_rate``). Aggregated on the backend: only
     one row per month is read."""
-    pm, _ = _purchase_months(transactions, before)
+    pm = _purchase_months(transactions, before)
     agg = pm.group_by("month").aggregate(
         buyers=pm.count(), repeat_buyers=(pm.days >= 2).ifelse(1, 0).sum(),
         returning_buyers=(pm.month > pm.cohort).ifelse(1, 0).sum()).order_by("month").to_pandas()
@@ -82,24 +82,21 @@ def cohort_retention(transactions: ibis.Table, before: dt.date | None = None) ->
     ``active`` 0 and ``retention`` 0.0; a month not yet observed has both NaN (unknown, not zero).
     Counted on the backend: only one row per cohort and month is read.
     """
-    pm, first = _purchase_months(transactions, before)
+    pm = _purchase_months(transactions, before)
     since = (pm.month.year() * 12 + pm.month.month()) - (pm.cohort.year() * 12 + pm.cohort.month())
     act = pm.group_by([pm.cohort, since.name("months_since")]).aggregate(active=pm.count()).to_pandas()
     cols = ["cohort", "months_since", "customers", "active", "retention"]
     if act.empty:
         return pd.DataFrame(columns=cols)
-    sizes = first.group_by("cohort").aggregate(customers=first.count()).to_pandas()
-    month = pd.to_datetime(pm.month.max().to_pandas()) if before is None else None
-
-    def period(values: pd.Series) -> pd.PeriodIndex:
-        return pd.PeriodIndex(pd.to_datetime(values), freq="M")
-
+    act = act.sort_values(["cohort", "months_since"], kind="mergesort")
+    cohort = pd.PeriodIndex(pd.to_datetime(act["cohort"]), freq="M")
+    since = act["months_since"].to_numpy("int64")
     active = pd.Series(act["active"].to_numpy("int64"), name="active", index=pd.MultiIndex.from_arrays(
-        [period(act["cohort"]), act["months_since"].astype("int64")], names=["cohort", "months_since"]))
-    size = pd.Series(sizes["customers"].to_numpy("int64"), index=period(sizes["cohort"]).rename("cohort"),
-                     name="customers")
+        [cohort, since], names=["cohort", "months_since"]))
+    # everyone buys in the month of their first purchase: a cohort's size is its month-0 count
+    size = active[since == 0].droplevel("months_since").rename("customers")
     last = (pd.Timestamp(before) - pd.Timedelta(days=1)).to_period("M") if before is not None \
-        else month.to_period("M")
+        else max(c + int(k) for c, k in zip(cohort, since, strict=True))
     first_cohort = size.index.min()
     span = (last - first_cohort).n
     grid = pd.MultiIndex.from_product([sorted(size.index), range(span + 1)], names=["cohort", "months_since"])
