@@ -21,7 +21,7 @@ import pytest
 from tests.nbrun import KERNELSPEC, NOTEBOOKS, execute, text_outputs
 
 NAMES = ["01_quickstart.ipynb", "02_drivers_of_repurchase.ipynb", "03_cdnow_btyd_vs_lightgbm.ipynb",
-         "04_retention_experiment.ipynb"]
+         "04_retention_experiment.ipynb", "05_monitoring.ipynb"]
 MAX_FILE_KIB = 400  # per notebook, images included
 MAX_IMAGE_KIB = 80
 

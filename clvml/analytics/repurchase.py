@@ -45,20 +45,30 @@ def interpurchase_times(transactions: ibis.Table, before: dt.date | None = None)
     return gaps.gap.to_pyarrow().to_numpy().astype(float)
 
 
+def _purchase_months(transactions: ibis.Table, before: dt.date | None = None) -> ibis.Table:
+    """On the backend: one row per customer and calendar month with a purchase (``customer_id``,
+    ``month`` as its first day, ``days``: distinct purchase days in it, ``cohort``: the month of the
+    customer's first purchase)."""
+    t = _before(transactions.filter(transactions.amount > 0), before)
+    d = t.select("customer_id", day=t.ts.date()).distinct()
+    pm = d.group_by(["customer_id", d.day.truncate("M").name("month")]).aggregate(days=d.count())
+    first = pm.group_by("customer_id").aggregate(cohort=pm.month.min())
+    return pm.join(first, "customer_id")
+
+
 def repurchase_rate(transactions: ibis.Table, before: dt.date | None = None) -> pd.DataFrame:
     """Per month: buyers, buyers with two or more purchase days in the month (``repeat_rate``) and
-    buyers who had bought in an earlier month (``returning_rate``)."""
-    d = purchase_days(transactions, before)
-    d["month"] = d["day"].dt.to_period("M")
-    first = d.groupby("customer_id")["month"].transform("min")
-    per = d.assign(returning=d["month"] > first).groupby(["month", "customer_id"]).agg(
-        days=("day", "size"), returning=("returning", "first"))
-    out = per.groupby(level="month").agg(buyers=("days", "size"), repeat_buyers=("days", lambda s: int((s >= 2).sum())),
-                                         returning_buyers=("returning", "sum"))
+    buyers who had bought in an earlier month (``returning_rate``). Aggregated on the backend: only
+    one row per month is read."""
+    pm = _purchase_months(transactions, before)
+    agg = pm.group_by("month").aggregate(
+        buyers=pm.count(), repeat_buyers=(pm.days >= 2).ifelse(1, 0).sum(),
+        returning_buyers=(pm.month > pm.cohort).ifelse(1, 0).sum()).order_by("month").to_pandas()
+    out = pd.DataFrame({"month": pd.to_datetime(agg["month"]).dt.strftime("%Y-%m").astype(str),
+                        **{c: agg[c].astype("int64") for c in ("buyers", "repeat_buyers", "returning_buyers")}})
     out["repeat_rate"] = out["repeat_buyers"] / out["buyers"]
     out["returning_rate"] = out["returning_buyers"] / out["buyers"]
-    out.index = out.index.astype(str)
-    return out.reset_index()
+    return out
 
 
 def cohort_retention(transactions: ibis.Table, before: dt.date | None = None) -> pd.DataFrame:
@@ -70,21 +80,25 @@ def cohort_retention(transactions: ibis.Table, before: dt.date | None = None) ->
     cohort's. A month that has been observed (it starts before ``before``, or is at most the month of
     the last purchase when ``before`` is not given) and in which nobody of the cohort bought has
     ``active`` 0 and ``retention`` 0.0; a month not yet observed has both NaN (unknown, not zero).
+    Counted on the backend: only one row per cohort and month is read.
     """
-    d = purchase_days(transactions, before)
+    pm = _purchase_months(transactions, before)
+    since = (pm.month.year() * 12 + pm.month.month()) - (pm.cohort.year() * 12 + pm.cohort.month())
+    act = pm.group_by([pm.cohort, since.name("months_since")]).aggregate(active=pm.count()).to_pandas()
     cols = ["cohort", "months_since", "customers", "active", "retention"]
-    if d.empty:
+    if act.empty:
         return pd.DataFrame(columns=cols)
-    d["month"] = d["day"].dt.to_period("M")
-    cohort = d.groupby("customer_id")["month"].min().rename("cohort")
-    d = d.join(cohort, on="customer_id")
-    d["months_since"] = (d["month"] - d["cohort"]).apply(lambda x: x.n)
-    active = d.groupby(["cohort", "months_since"])["customer_id"].nunique().rename("active")
-    size = cohort.value_counts().rename("customers")
+    act = act.sort_values(["cohort", "months_since"], kind="mergesort")
+    cohort = pd.PeriodIndex(pd.to_datetime(act["cohort"]), freq="M")
+    since = act["months_since"].to_numpy("int64")
+    active = pd.Series(act["active"].to_numpy("int64"), name="active", index=pd.MultiIndex.from_arrays(
+        [cohort, since], names=["cohort", "months_since"]))
+    # everyone buys in the month of their first purchase: a cohort's size is its month-0 count
+    size = active[since == 0].droplevel("months_since").rename("customers")
     last = (pd.Timestamp(before) - pd.Timedelta(days=1)).to_period("M") if before is not None \
-        else d["month"].max()
-    first = size.index.min()
-    span = (last - first).n
+        else max(c + int(k) for c, k in zip(cohort, since, strict=True))
+    first_cohort = size.index.min()
+    span = (last - first_cohort).n
     grid = pd.MultiIndex.from_product([sorted(size.index), range(span + 1)], names=["cohort", "months_since"])
     out = active.reindex(grid).reset_index()
     observed = (out["cohort"] + out["months_since"]).map(lambda m: m <= last) if len(out) else []

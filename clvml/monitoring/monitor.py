@@ -119,10 +119,16 @@ def partition_rows(p: Partition, version: str, scored: pd.DataFrame, realised: p
         add("all", "all", "drift_psi_max", "n/a", len(scored), max(float(v) for v in top.values()))
     if realised is None:
         return rows
-    merged = scored.merge(realised, on="customer_id", how="inner", validate="one_to_one")
+    # the scored customers with an outcome, in the scores' order (an inner one-to-one merge on
+    # customer_id; both sides hold each customer once: the scores are checked on reading, the outcomes
+    # are one row per customer and as_of), by position so that the ids are hashed once
+    at = pd.Index(realised["customer_id"]).get_indexer(scored["customer_id"])
+    keep = at >= 0
+    merged = scored[keep].reset_index(drop=True)
+    for col in realised.columns.drop("customer_id"):
+        merged[col] = realised[col].to_numpy()[at[keep]]
     if clv_actual is not None:
-        merged["clv_realised"] = pd.Series(clv_actual, index=scored["customer_id"].to_numpy()).reindex(
-            merged["customer_id"].to_numpy()).to_numpy()
+        merged["clv_realised"] = np.asarray(clv_actual)[keep]
     add("all", "all", "unmatched_customers", "n/a", len(scored), len(scored) - len(merged))
     for seg_by, seg, g in _segments(merged):
         add(seg_by, seg, "customers", "n/a", len(g), len(g))
