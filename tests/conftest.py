@@ -1,6 +1,12 @@
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -34,3 +40,47 @@ def chromium():
     yield browser
     browser.close()
     pw.stop()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory):
+    """A real MLflow tracking server (SQLite backend, local artifacts) on 127.0.0.1: one per test process,
+    shared by the modules that use it (each names its own experiments and registered models)."""
+    tmp = tmp_path_factory.mktemp("mlflow-server")
+    port = free_port()
+    mlflow_bin = Path(sys.executable).with_name("mlflow")
+    log = (tmp / "server.log").open("w")  # noqa: SIM115 (open for the server's lifetime)
+    proc = subprocess.Popen(
+        [str(mlflow_bin), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+         "--backend-store-uri", f"sqlite:///{tmp / 'backend.db'}",
+         "--artifacts-destination", str(tmp / "artifacts")],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        env={**os.environ, "MLFLOW_TRACKING_URI": ""})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 240  # a loaded 2-core CI machine: the import alone took 90 s once
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError("mlflow server did not start:\n" + (tmp / "server.log").read_text()[-3000:])
+            time.sleep(0.5)
+        yield url, tmp
+    finally:
+        os.killpg(proc.pid, 15)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # a loaded machine: gunicorn/uvicorn may not stop in time
+            os.killpg(proc.pid, 9)
+            proc.wait(timeout=30)
+        log.close()

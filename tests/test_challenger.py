@@ -21,7 +21,6 @@ from clvml.jobs.train import train
 from clvml.monitoring.challenger import compare_champion_challenger
 from clvml.scoring.shadow import score_with_shadow
 from tests.test_demo import FAST
-from tests.test_mlflow_server import server  # noqa: F401 - the real tracking server fixture
 
 #: as_ofs scored by both models; with a 30-day horizon both have matured by the world's end (2024-06-30)
 AS_OFS = [dt.date(2024, 5, 1), dt.date(2024, 6, 1)]
@@ -57,7 +56,7 @@ def _config(tmp: Path, url: str, poor: bool = False, **over) -> Path:
 
 
 @pytest.fixture(scope="module")
-def loop(server, tmp_path_factory):  # noqa: F811 - the imported fixture
+def loop(server, tmp_path_factory):
     """Two registered versions of ``shop``: 1 poor (the first champion), 2 good (the candidate); every
     as_of scored by the champion into production and by the candidate into the shadow dataset."""
     url, _ = server

@@ -19,7 +19,6 @@ import yaml
 
 from clvml.config import load_config
 from clvml.monitoring import monitor
-from tests.test_mlflow_server import server  # noqa: F401 - the real tracking server fixture
 
 TX = [("a", "2024-01-05", 10.0), ("a", "2024-02-12", 50.0), ("b", "2024-01-10", 20.0),
       ("c", "2024-01-20", 30.0), ("c", "2024-02-20", 10.0), ("d", "2024-01-25", 5.0),
@@ -41,7 +40,7 @@ def _partition(root: Path, as_of: str, version: str, uri: str) -> None:
 
 
 @pytest.fixture()
-def shop(server, tmp_path):  # noqa: F811 - the imported fixture
+def shop(server, tmp_path):
     """A train-like run with its figures and a registered version ``shop-exp@champion``; four
     partitions (all matured: data to 2024-03-20, H = 30), each scored by another model version named
     by another kind of URI."""
