@@ -118,6 +118,10 @@ def test_in_memory_data_is_never_cached(small_world, file_world):
 
 def test_the_cli_reports_hits_and_no_cache_forces_a_rebuild(file_world):
     path, _ = file_world
+    raw = yaml.safe_load(path.read_text())  # one origin, small models: the cache's messages are the point
+    fast = {"n_estimators": 20, "learning_rate": 0.3, "early_stopping_rounds": 5}
+    raw.update(backtest={"last": 1, "clv_last": 0}, model={"churn": fast, "value": fast})
+    path.write_text(yaml.safe_dump(raw))
     runs = [CliRunner().invoke(app, ["backtest", "-c", str(path), *extra]) for extra in ([], [], ["--no-cache"])]
     assert [r.exit_code for r in runs] == [0, 0, 0], runs[0].output
     outs = [" ".join(r.output.split()) for r in runs]

@@ -73,6 +73,8 @@ def test_training_never_exports_or_registers_a_model_with_nan_metrics(tmp_path):
     raw = yaml.safe_load(cfg_path.read_text())
     raw["data"]["as_of"] = "2026-01-01"
     raw["data"]["observed_until"] = "2025-12-31"
+    raw["data"]["synthetic"]["n_customers"] = 500  # a small world and few cut-offs: it stops after the backtest
+    raw["cutoffs"]["every_days"] = 122
     raw["tracking"]["uri"] = f"sqlite:///{tmp_path / 'mlflow.db'}"
     cfg_path.write_text(yaml.safe_dump(raw))
     res = CliRunner().invoke(app, ["train", "-c", str(cfg_path)])
