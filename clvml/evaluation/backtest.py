@@ -185,7 +185,7 @@ def evaluate_origin(ts: TrainingSet, cfg: Config, ds: Dataset | None, origin: dt
         "churn": test["churn"].astype(int), "value": value_target(test, cfg),
         "churn_lightgbm": p, "value_lightgbm": v,
         "clv_lightgbm": clv(v, p, period_weights=weights, **configured),
-        "churn_simple": recency_baseline(frame[mask], test),
+        "churn_simple": recency_baseline(frame.loc[mask, ["tx_recency_days", "tx_tenure_days", "churn"]], test),
     })
     if ds is not None:
         kw = dict(periods=c.periods, period_days=h, margin=c.margin) if clv_eval else None
