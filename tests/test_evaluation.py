@@ -241,3 +241,25 @@ def test_backtest_report_says_what_each_task_is_averaged_over(backtest_run):
     assert "clv (at 2023-09-28)" in page and "Per origin" in page
     assert "Metric definitions" in page and "Coverage: the share of customers" in page
     assert "What the models' predictions move with" not in page  # no SHAP without explanations
+
+
+def test_training_set_is_the_features_joined_to_the_complete_labels(backtest_run):
+    # make_training_set drops the incomplete horizons from the labels before its one merge (the frame
+    # is copied once): the same rows, order, values and exclusion count as merging first
+    from clvml.data.cutoffs import cutoff_grid, data_end
+    from clvml.data.loading import load_data
+    from clvml.labels import build_labels
+    from clvml.modeling.training import KEYS, make_training_set, training_features
+
+    _, cfg, _ = backtest_run
+    ds = load_data(cfg)
+    ts = make_training_set(ds, cfg)
+    cuts = cutoff_grid(cfg, data_end(ds))
+    lab = build_labels(ds.tables, cuts, horizon_days=cfg.labels.horizon_days, data_end=data_end(ds),
+                       churn_definition=cfg.labels.churn_definition,
+                       cancellation_event=cfg.labels.cancellation_event).to_pandas()
+    lab["cutoff"] = pd.to_datetime(lab["cutoff"])
+    merged = training_features(ds, cfg, cuts).merge(lab, on=KEYS, how="inner", validate="one_to_one")
+    incomplete = ~merged["horizon_complete"]
+    assert incomplete.sum() > 0 and ts.excluded == {"rows_with_incomplete_horizon": int(incomplete.sum())}
+    pd.testing.assert_frame_equal(ts.frame, merged[~incomplete].reset_index(drop=True), check_exact=True)

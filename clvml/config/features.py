@@ -77,8 +77,9 @@ class CustomFeatureConfig(_Strict):
 class FeatureConfig(_Strict):
     windows: list[int] = Field(default_factory=lambda: [30, 90, 180, 365])
     cutoffs_per_query: int = Field(4, ge=1, description="Cut-offs whose features one DuckDB query builds "
-                                   "for a training set; fewer use less memory (the demo: 16 at once peaked "
-                                   "at 3.8 GB, 4 at 2.1 GB, 2 at 1.7 GB) and give identical features.")
+                                   "for a training set; fewer use less memory (the demo's training set: 16 "
+                                   "at once peaked at 3.8 GB, 4 at 1.6-1.9 GB, 2 at 1.7 GB) and give "
+                                   "identical features.")
     cache: bool = Field(True, description="Reuse the feature table built by an earlier train/backtest/"
                         "tune on the same inputs, settings and cut-offs (kept under output.dir/cache).")
     families: list[Literal["transactions", "activity", "social", "after_sales", "profile"]] = Field(

@@ -194,7 +194,7 @@ def evaluate_origin(ts: TrainingSet, cfg: Config, ds: Dataset | None, origin: dt
         "clv_lightgbm": clv(v, p, period_weights=weights, **configured),
     })
     if mask.any():
-        pred["churn_simple"] = recency_baseline(frame[mask], test)
+        pred["churn_simple"] = recency_baseline(frame.loc[mask, ["tx_recency_days", "tx_tenure_days", "churn"]], test)
     if ds is not None:
         kw = dict(periods=c.periods, period_days=h, margin=c.margin) if clv_eval else None
         base = btyd_baselines(ds, test["customer_id"], origin, h, kw)

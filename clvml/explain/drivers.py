@@ -47,12 +47,20 @@ def contributions(model: ChurnModel | ValueModel, X: pd.DataFrame) -> pd.DataFra
 
     Xp = model._features(X)
     F = feature_matrix(Xp, list(Xp.columns))  # shared by the boosters (same training columns)
-    total = sum(tree_shap(b.booster_ if hasattr(b, "booster_") else b, Xp, F=F)
-                for b in _boosters(model))
+    total = None
+    for b in _boosters(model):  # summed in place, in the order (and to the bit) of 0 + b1 + b2 + …
+        phi = tree_shap(b.booster_ if hasattr(b, "booster_") else b, Xp, F=F)
+        if total is None:
+            total = np.add(phi, 0.0, out=phi)  # as 0 + phi: a -0.0 becomes 0.0
+        else:
+            total += phi
+        del phi
+    if total is None:  # (a model has at least one booster)
+        total = np.zeros((len(Xp), len(Xp.columns) + 1))
     if _has_offset(model):
         # the baseline the trees correct is itself a feature: its log is that feature's share
         total[:, list(Xp.columns).index(model.offset_column)] += model._offset(X)
-    return pd.DataFrame(total, columns=[*Xp.columns, BIAS], index=X.index)
+    return pd.DataFrame(total, columns=[*Xp.columns, BIAS], index=X.index, copy=False)
 
 
 def _has_offset(model: ChurnModel | ValueModel) -> bool:

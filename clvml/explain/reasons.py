@@ -20,11 +20,13 @@ def reason_codes(contrib: pd.DataFrame, X: pd.DataFrame, specs: Sequence[Feature
     ``reason_i_text`` (a sentence from the feature catalog). Fewer than ``k`` when fewer features push
     that way (the rest are null)."""
     by_name = {s.name: s for s in specs}
-    c = contrib.drop(columns=BIAS)
-    C = c.to_numpy()
-    vals = C * direction
-    names = np.array(c.columns, dtype=object)
-    n, kk = len(c), min(k, C.shape[1])
+    keep = np.flatnonzero(contrib.columns != BIAS)
+    full = contrib.to_numpy()  # one block: a view
+    # without the bias column; a view when it is the last column (as contributions() returns it)
+    C = full[:, :keep.size] if np.array_equal(keep, np.arange(keep.size)) else full[:, keep]
+    vals = C if direction == 1 else C * direction  # only read below
+    names = np.array(contrib.columns[keep], dtype=object)
+    n, kk = len(contrib), min(k, C.shape[1])
     # the k largest per row, largest first, ties by column order: k passes of argmax (which returns
     # the first maximum), each knocking out the one it found
     rows = np.arange(n)

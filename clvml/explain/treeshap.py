@@ -174,7 +174,6 @@ def tree_shap(booster, X: pd.DataFrame, F: np.ndarray | None = None) -> np.ndarr
         rows = np.zeros((first.size, F.shape[0]))
         rows[:, used] = F[np.ix_(used, first)].T
         c = _one_tree_shap(booster, rows, t)
-        for k in used:
-            phi[k] += c[k].take(inv)
+        phi[used] += c[used][:, inv]  # each used feature's row: its pattern's value scattered back
         phi[-1] += c[-1, 0]  # the tree's expected value, the same for every row
     return phi.T

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import ibis
 import pandas as pd
+import pyarrow as pa
 
 from clvml.errors import FeatureDefinitionError
 from clvml.features import activity, after_sales, profile, social, transactions
@@ -141,7 +143,37 @@ def build_features(
 
 def to_pandas(features: ibis.Table) -> pd.DataFrame:
     """Execute and return a deterministic (sorted) DataFrame with categoricals as ``category``."""
-    df = features.order_by(["cutoff", "customer_id"]).to_pandas()
+    expr = features.order_by(["cutoff", "customer_id"])
+    if expr._find_backend().name != "duckdb":
+        df = expr.to_pandas()
+        df["cutoff"] = pd.to_datetime(df["cutoff"])
+        return df
+    return arrow_to_pandas(expr.to_pyarrow(), expr.schema())
+
+
+def arrow_to_pandas(table: pa.Table, schema: ibis.Schema) -> pd.DataFrame:
+    """A DuckDB result (``cutoff`` a date) as Ibis' DuckDB ``to_pandas`` converts it, value for value and
+    dtype for dtype, without its detour through Python objects for every column holding a null.
+
+    Numeric columns with nulls go straight from Arrow to float64 with NaN (what the detour ends in
+    too); only dictionary columns and non-numeric columns with nulls take the Python-object route.
+    The Arrow buffers of each column are released as it is converted.
+    """
+    from ibis.backends.duckdb.converter import DuckDBPandasData
+
+    def column(col: pa.ChunkedArray) -> Any:
+        numeric = pa.types.is_integer(col.type) or pa.types.is_floating(col.type)
+        if pa.types.is_dictionary(col.type) or (col.null_count and not numeric):
+            return col.to_pylist()
+        return col.to_pandas()
+
+    names = table.column_names
+    cols = {}
+    for name in names:  # column by column, dropping each Arrow column once converted
+        cols[name] = column(table.column(name))
+        table = table.drop_columns([name])
+    df = DuckDBPandasData.convert_table(pd.DataFrame(cols, copy=False), schema)
+    del cols
     df["cutoff"] = pd.to_datetime(df["cutoff"])
     return df
 

@@ -22,7 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from clvml.features.builder import DEFAULT_WINDOWS, as_cutoffs, build_features, to_pandas
+from clvml.features.builder import DEFAULT_WINDOWS, arrow_to_pandas, as_cutoffs, build_features, to_pandas
 from clvml.features.registry import FAMILIES
 from clvml.io import remove_dead_staging, replace_dir, staging_dir
 
@@ -157,23 +157,10 @@ class FeatureBatches:
 
     def pandas(self, b: int) -> pd.DataFrame:
         """Features of batch ``b`` as :func:`~clvml.features.builder.to_pandas` returns them."""
-        from ibis.backends.duckdb.converter import DuckDBPandasData
-
         expr = self.expression(b)
         if self.expr is None:
             return to_pandas(expr)
-        table = self._run(expr)
-        def column(col: pa.ChunkedArray):
-            numeric = pa.types.is_integer(col.type) or pa.types.is_floating(col.type)
-            if pa.types.is_dictionary(col.type) or (col.null_count and not numeric):
-                return col.to_pylist()
-            return col.to_pandas()  # numbers with nulls: float64 with NaN, as to_pandas gives them
-
-        df = pd.DataFrame({name: column(col) for name, col in zip(table.column_names, table.columns,
-                                                                   strict=True)})
-        df = DuckDBPandasData.convert_table(df, expr.schema())
-        df["cutoff"] = pd.to_datetime(df["cutoff"])
-        return df
+        return arrow_to_pandas(self._run(expr), expr.schema())
 
     def close(self) -> None:
         for view in self._views.values():

@@ -28,6 +28,7 @@ from clvml.data.cutoffs import cutoff_grid, data_end
 from clvml.data.dataset import Dataset
 from clvml.errors import ClvmlError
 from clvml.features import build_features, feature_specs, to_pandas
+from clvml.features.builder import arrow_to_pandas
 from clvml.features.custom import identities, register_from_config, registered
 from clvml.features.registry import FeatureSpec, Say
 from clvml.labels import build_labels
@@ -117,13 +118,27 @@ def training_features(ds: Dataset, cfg: Config, cutoffs: list[dt.date],
         step = cfg.features.cutoffs_per_query
         cuts = sorted(cutoffs)  # batches in date order: the same rows, in the same order, as one query
         starts = range(0, len(cuts), step)
-        parts = []
+        parts, schema = [], None
+        duck = ds.con.name == "duckdb"
         for k, i in enumerate(starts, 1):
-            parts.append(to_pandas(build_features(ds.tables, cuts[i:i + step], windows=cfg.features.windows,
-                                                  families=cfg.features.families)))
+            expr = build_features(ds.tables, cuts[i:i + step], windows=cfg.features.windows,
+                                  families=cfg.features.families)
+            if duck:  # Arrow batches, converted once at the end: no second copy of the frame
+                expr = expr.order_by(["cutoff", "customer_id"])
+                parts.append(expr.to_pyarrow())
+                schema = expr.schema()
+            else:
+                parts.append(to_pandas(expr))
             count(say, f"features of cut-offs {cuts[i]} … {cuts[min(i + step, len(cuts)) - 1]} built",
                   done=k, total=len(starts), step="feature batches", plain=False)
-        feats = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+        if duck:
+            import pyarrow as pa
+
+            table = pa.concat_tables(parts)
+            del parts
+            feats = arrow_to_pandas(table, schema)
+        else:
+            feats = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
         if cfg.model.btyd_features:
             feats = add_btyd_features(ds, feats, cutoffs, cfg.labels.horizon_days)
         return feats
@@ -156,10 +171,12 @@ def make_training_set(ds: Dataset, cfg: Config, cutoffs: list[dt.date] | None = 
                        churn_definition=cfg.labels.churn_definition,
                        cancellation_event=cfg.labels.cancellation_event, data_end=last).to_pandas()
     lab["cutoff"] = pd.to_datetime(lab["cutoff"])
-    frame = feats.merge(lab, on=KEYS, how="inner", validate="one_to_one")
-    incomplete = ~frame["horizon_complete"]
-    excluded = {"rows_with_incomplete_horizon": int(incomplete.sum())}
-    frame = frame[~incomplete].reset_index(drop=True)
+    # the labels of complete horizons only, then one merge: the frame is copied once (merging first
+    # and dropping the incomplete rows after held three copies at once)
+    complete = lab["horizon_complete"].to_numpy(bool)
+    excluded = {"rows_with_incomplete_horizon": len(feats[KEYS].merge(lab.loc[~complete, KEYS], on=KEYS))}
+    frame = feats.merge(lab[complete], on=KEYS, how="inner", validate="one_to_one")
+    del feats
     if frame.empty:
         raise ClvmlError(
             f"no cut-off has a complete {cfg.labels.horizon_days}-day horizon before {last}: move "
@@ -219,17 +236,25 @@ def fit_models(ts: TrainingSet, cfg: Config, mask: np.ndarray | None = None
                ) -> tuple[ChurnModel, ValueModel]:
     """Fit both models on the rows in ``mask`` (default all), validating on its latest cut-offs (with
     ``model.refit_embargoed``, the final refit adds the embargoed cut-offs in between)."""
-    frame = ts.frame if mask is None else ts.frame[mask].reset_index(drop=True)
+    # the feature matrices are taken straight from ``ts.frame`` (one copy each of the training and
+    # validation rows); the masked frame and the full matrix are never materialised
+    rows = np.arange(len(ts.frame)) if mask is None else np.flatnonzero(mask)
+    labels = [c for c in ("cutoff", "churn", "spend", "margin", "purchases") if c in ts.frame]
+    frame = ts.frame[labels].take(rows).reset_index(drop=True)
     tr, va = split_by_cutoff(frame, cfg.cutoffs.validation, cfg.labels.horizon_days)
-    X = frame[ts.feature_columns]
+    cols = ts.frame.columns.get_indexer(ts.feature_columns)
+    if (cols < 0).any():
+        raise KeyError([c for c, i in zip(ts.feature_columns, cols, strict=True) if i < 0])
+    X_tr, X_va = (ts.frame.iloc[rows[m], cols] for m in (tr, va))
     y_churn = frame["churn"].astype(int).to_numpy()
     y_val = value_target(frame, cfg)
     purchases = frame["purchases"].to_numpy(float)
     churn, value = make_models(cfg)
     gap = ~tr & ~va if cfg.model.refit_embargoed else np.zeros(len(frame), bool)
-    churn.fit(X[tr], y_churn[tr], eval_set=(X[va], y_churn[va]), refit_extra=(X[gap], y_churn[gap]))
-    value.fit(X[tr], y_val[tr], purchases=purchases[tr],
-              eval_set=(X[va], y_val[va], purchases[va]), refit_extra=(X[gap], y_val[gap], purchases[gap]))
+    X_gap = ts.frame.iloc[rows[gap], cols]
+    churn.fit(X_tr, y_churn[tr], eval_set=(X_va, y_churn[va]), refit_extra=(X_gap, y_churn[gap]))
+    value.fit(X_tr, y_val[tr], purchases=purchases[tr],
+              eval_set=(X_va, y_val[va], purchases[va]), refit_extra=(X_gap, y_val[gap], purchases[gap]))
     return churn, value
 
 
