@@ -10,7 +10,6 @@ import base64
 import copy
 import functools
 import io
-import os
 import re
 import tempfile
 from pathlib import Path
@@ -23,12 +22,6 @@ from tests.nbrun import KERNELSPEC, NOTEBOOKS, execute, text_outputs
 
 NAMES = ["01_quickstart.ipynb", "02_drivers_of_repurchase.ipynb", "03_cdnow_btyd_vs_lightgbm.ipynb",
          "04_retention_experiment.ipynb", "05_monitoring.ipynb"]
-#: re-run by CI; 05 trains two models with their reports (about 130 s on CI's 2 cores) and is re-run by
-#: `make notebooks` and with CLVML_ALL_NOTEBOOKS=1 (its committed outputs are checked above on every run)
-SLOW = {"05_monitoring.ipynb"}
-RERUN = [pytest.param(n, marks=pytest.mark.skipif(
-    n in SLOW and not os.environ.get("CLVML_ALL_NOTEBOOKS"),
-    reason=f"{n} re-runs with CLVML_ALL_NOTEBOOKS=1 or `make notebooks` (CI time)")) for n in NAMES]
 MAX_FILE_KIB = 400  # per notebook, images included
 MAX_IMAGE_KIB = 80
 
@@ -88,7 +81,7 @@ def test_notebooks_are_committed_with_their_outputs():
     assert plots["02_drivers_of_repurchase.ipynb"] == 1 and plots["04_retention_experiment.ipynb"] == 2, plots
 
 
-@pytest.mark.parametrize("name", RERUN, ids=lambda n: n[:2])
+@pytest.mark.parametrize("name", NAMES, ids=lambda n: n[:2])
 def test_notebook_runs_top_to_bottom_and_prints_what_is_committed(name):
     nb, old = fresh(name), committed(name)
     errors = [o for c in code_cells(nb) for o in c.outputs if o.output_type == "error"]
