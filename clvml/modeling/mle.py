@@ -7,7 +7,7 @@ import warnings
 
 import numpy as np
 from scipy.optimize import minimize
-from threadpoolctl import threadpool_limits  # scikit-learn's dependency
+from threadpoolctl import threadpool_limits
 
 LOG_BOUNDS = (np.log(1e-6), np.log(1e5))
 
