@@ -14,7 +14,7 @@ import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from clvml.evaluation.clv_eval import TIERS, clv_metrics, tier_capture
-from clvml.evaluation.metrics import expected_calibration_error, normalized_gini
+from clvml.evaluation.metrics import expected_calibration_error, value_core_metrics
 
 #: monitored metric -> (task, metric) of the backtest figures a bundle records
 EXPECTED = {
@@ -75,10 +75,7 @@ def horizon_metrics(frame: pd.DataFrame) -> dict[str, float]:
     v: dict[str, float] = {}
     if len(actual) > 1:
         with _undefined_is_nan():
-            total_a, total_p = actual.sum(), pred.sum()
-            v = {"mae": float(np.abs(actual - pred).mean()), "normalized_gini": normalized_gini(actual, pred),
-                 "total_actual": float(total_a), "total_predicted": float(total_p),
-                 "total_error_pct": float(100 * (total_p - total_a) / total_a) if total_a else math.nan}
+            v = value_core_metrics(actual, pred)
     for k in ("mae", "normalized_gini", "total_error_pct", "total_actual", "total_predicted"):
         out[f"value_{k}"] = float(v.get(k, math.nan))
     out.update({f"value_{k}": float(x) for k, x in tier_capture(actual, pred).items()})
