@@ -49,9 +49,14 @@ def cdnow_cli(tmp_path_factory):
 def test_cli_clv_beats_bgnbd_on_the_cdnow_holdout(cdnow_cli):
     tmp, scores, realised, bg_clv, _ = cdnow_cli
     assert len(scores) == 2357 and np.isfinite(scores["clv"]).all()
-    # validation mode: the expected-value interval is calibrated on the latest cut-off; no CLV origin,
-    # so no CLV interval (empty, as the report says)
-    assert scores["expected_value_lo"].notna().all() and scores["clv_lo"].isna().all()
+    # validation mode: the expected-value interval is calibrated on the latest cut-off; the CLV interval
+    # on the 2 x 13 weeks after 1997-03-29 (no 39-week window fits before 1997-10-01, as the report says)
+    assert scores["expected_value_lo"].notna().all() and scores["clv_lo"].notna().all()
+    # an interval of realised value, not of the mean: [0, 0] where most such customers buy nothing
+    assert (scores["clv_lo"] <= scores["clv_hi"]).all() and (scores["clv_hi"] > 0).any()
+    inside = ((realised >= scores["clv_lo"].to_numpy()) & (realised <= scores["clv_hi"].to_numpy())).mean()
+    print(f"39-week CLV interval coverage on the holdout: {inside:.4f}")
+    assert abs(inside - 0.8) <= 0.05, inside
     ours, theirs = clv_metrics(realised, scores["clv"]), clv_metrics(realised, bg_clv)
     # bench/RESULTS.md (issue 25): clvml 29.77, .660, top 5 % .374, top 20 % .670, -11.6 %;
     # BG/NBD + GG 30.41, .638, .373, .663, -15.6 %
@@ -71,6 +76,7 @@ def test_cli_train_report_states_the_evaluation_and_the_model_choice(cdnow_cli):
     # 39 weeks of history: no held-out test cut-off is possible, the report says what was measured
     assert "no separate test cut-off" in html and "history is too short" in html and "mildly optimistic" in html
     assert "offset + BTYD features, the lowest validation RMSE" in html
+    assert "calibrated at 1997-03-29 on the 2 x 91 days realised after it" in html
     assert "\"evaluation\": \"validation\"" in cdnow_cli[4]
 
 

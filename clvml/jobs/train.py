@@ -23,7 +23,7 @@ from clvml.data.cutoffs import clv_origins, clv_window_days, data_end, trainable
 from clvml.data.dataset import Dataset
 from clvml.data.loading import Progress, load_data, quiet
 from clvml.errors import UnusableModelError
-from clvml.evaluation.backtest import BacktestResult, backtest
+from clvml.evaluation.backtest import BacktestResult, InSampleCalibration, backtest, in_sample_clv_calibration
 from clvml.evaluation.report import write_report
 from clvml.explain.drivers import write_explanations
 from clvml.features import build_features, to_pandas
@@ -123,11 +123,16 @@ def _train_steps(cfg: Config, ds: Dataset, progress: Progress, t0: float, run_id
     long = clv_origins(cfg, ts.cutoffs, last_day, n=1) if mode == "test_cutoff" else []
     if long:
         progress(f"evaluating CLV over {clv_window_days(cfg)} days at {long[0]}")
+    in_sample = None
     if mode == "validation":  # scored by models that never saw it (their early stopping did see its weeks)
         before = (ts.frame["cutoff"] < pd.Timestamp(test_cutoff)).to_numpy()
-        ev = backtest(ts, cfg, ds, [test_cutoff], fitted=fit_models(ts, cfg, before))
+        earlier = fit_models(ts, cfg, before)
+        ev = backtest(ts, cfg, ds, [test_cutoff], fitted=earlier)
     else:
         ev = backtest(ts, cfg, ds, [test_cutoff], clv_origins=long)
+        earlier = ev.models[test_cutoff]
+    if not long:  # no held-out CLV window: the CLV interval from the longest window the history holds
+        in_sample = in_sample_clv_calibration(ts, cfg, ds, earlier, last_day)
     check_metrics(ev, ts, test_cutoff)
     progress("fitting the final models on all complete cut-offs")
     churn, value = fitted or fit_models(ts, cfg)
@@ -140,7 +145,7 @@ def _train_steps(cfg: Config, ds: Dataset, progress: Progress, t0: float, run_id
         churn=churn, value=value, specs=ts.specs, windows=list(cfg.features.windows),
         families=list(cfg.features.families), horizon_days=cfg.labels.horizon_days,
         clv_params=cfg.clv.model_dump(), trained_cutoffs=ts.cutoffs, btyd_features=cfg.model.btyd_features,
-        clvml_version=__version__, name=cfg.name, clv_shape=shape, intervals=fit_intervals(ev, cfg),
+        clvml_version=__version__, name=cfg.name, clv_shape=shape, intervals=fit_intervals(ev, cfg, in_sample),
         custom_features=custom_identities(ts.specs, cfg.features.windows),
     )
     latest = ts.frame[ts.frame["cutoff"] == pd.Timestamp(test_cutoff)]
@@ -166,7 +171,7 @@ def _train_steps(cfg: Config, ds: Dataset, progress: Progress, t0: float, run_id
                                           Path(cfg.output.dir) / "explanations", seed=cfg.seed,
                                           segments=segs[["value_tier", "lifecycle_stage", "risk_band"]])
         report = write_report(ev, Path(cfg.output.dir) / "evaluation", f"clvml train: {cfg.name}",
-                              {**evaluation_notes(mode, test_cutoff, cfg, choice),
+                              {**evaluation_notes(mode, test_cutoff, cfg, choice, in_sample),
                                "CLV origin": long[0] if long else "none (too little data)",
                                "horizon (days)": cfg.labels.horizon_days,
                                "training rows": len(ts.frame), "features": len(ts.feature_columns),
@@ -193,7 +198,8 @@ def evaluation_mode(cfg: Config, labelled: list[dt.date]) -> str:
     return mode
 
 
-def evaluation_notes(mode: str, cutoff: dt.date, cfg: Config, choice: Selection | None) -> dict[str, str]:
+def evaluation_notes(mode: str, cutoff: dt.date, cfg: Config, choice: Selection | None,
+                     in_sample: InSampleCalibration | None = None) -> dict[str, str]:
     """The report's lines on what the figures were measured on and which models were chosen."""
     if mode == "test_cutoff":
         notes = {"held-out cut-off (churn, value)": f"{cutoff}: the models scored there were trained on "
@@ -205,8 +211,9 @@ def evaluation_notes(mode: str, cutoff: dt.date, cfg: Config, choice: Selection 
         notes = {"evaluation (churn, value)": f"latest cut-off {cutoff}, no separate test cut-off: {why}. It "
                  "is scored by models trained on the cut-offs before it, with no embargo before it (their "
                  "early stopping saw horizons overlapping its weeks): mildly optimistic. The exported "
-                 "models are refit on all complete cut-offs. No CLV origin is evaluated, so the scores' CLV "
-                 "interval (clv_lo, clv_hi) is left empty"}
+                 "models are refit on all complete cut-offs. No CLV origin is evaluated"}
+    if in_sample is not None:
+        notes["CLV interval (clv_lo, clv_hi)"] = in_sample.note(cfg)
     if choice is not None:
         figures = "; ".join(f"{r.candidate} {r.value_rmse:.4g}" for r in choice.table.itertuples())
         notes["models (model.auto_select)"] = (f"{choice.chosen}, the lowest validation RMSE of expected value "
@@ -229,10 +236,12 @@ def backtest_meta(ev: BacktestResult, cfg: Config, test_cutoff: dt.date, clv_ori
                          **promised}}
 
 
-def fit_intervals(ev: BacktestResult, cfg: Config) -> dict[str, ConformalIntervals]:
+def fit_intervals(ev: BacktestResult, cfg: Config, in_sample: InSampleCalibration | None = None
+                  ) -> dict[str, ConformalIntervals]:
     """The score intervals, calibrated on held-out time: expected value on the held-out cut-off,
-    CLV on the CLV origin (predictions of models that never saw them, against what was realised)."""
-    out = {}
+    CLV on the CLV origin (predictions of models that never saw them, against what was realised).
+    Without a CLV origin (validation mode), the CLV interval of ``in_sample`` when there is one."""
+    out = {} if in_sample is None else {"clv": in_sample.intervals}
     for name, pred, actual, col in (("value", ev.predictions, "value", "value_lightgbm"),
                                     ("clv", ev.clv_predictions, "realised_k", "clvk_lightgbm")):
         if col in pred and len(pred):

@@ -60,15 +60,22 @@ class ConformalIntervals:
         self.min_per_bin = min_per_bin
         self.max_tail = max_tail
 
-    def fit(self, predicted, realised) -> ConformalIntervals:
+    def fit(self, predicted, realised, bin_by=None) -> ConformalIntervals:
+        """Calibrate on ``(predicted, realised)`` pairs. ``bin_by`` (default ``predicted``): the value the
+        bins are cut on, when the intervals will be asked for a different prediction than the one the
+        ratios come from (a shorter window's CLV calibrating the configured one's: the bins follow the
+        configured CLV, the ratios the window that could be observed)."""
         p, y = np.asarray(predicted, float), np.asarray(realised, float)
-        keep = np.isfinite(p) & np.isfinite(y)
-        p, y = p[keep], y[keep]
+        q = p if bin_by is None else np.asarray(bin_by, float)
+        if q.shape != p.shape:
+            raise ValueError(f"bin_by has shape {q.shape}, predicted {p.shape}")
+        keep = np.isfinite(p) & np.isfinite(y) & np.isfinite(q)
+        p, y, q = p[keep], y[keep], q[keep]
         if len(p) == 0:
             raise ValueError("no calibration pairs")
         nb = max(1, min(self.bins, len(p) // self.min_per_bin))
-        self.edges_ = np.unique(np.quantile(p, np.linspace(0, 1, nb + 1)[1:-1]))
-        b = np.searchsorted(self.edges_, p, side="right")
+        self.edges_ = np.unique(np.quantile(q, np.linspace(0, 1, nb + 1)[1:-1]))
+        b = np.searchsorted(self.edges_, q, side="right")
         r = y / np.maximum(p, 1e-9)
         groups = [np.sort(r[b == j]) for j in range(len(self.edges_) + 1)]
         target = min(1.0, math.ceil((len(r) + 1) * self.coverage) / len(r))
