@@ -180,9 +180,14 @@ def train(config: ConfigOpt = None, engine: EngineOpt = None, no_cache: NoCacheO
         for task in ("churn", "value"):  # 4 significant digits: what a metric can tell
             held[task] = {m: float(f"{v:.4g}") for m, v in held[task].items()}
         say(json.dumps(held, indent=2, default=str))
-        say(f"model exported to {r.model_path}; MLflow run {r.run_id}")
+        say(f"model exported to {r.model_path}; {_run_note(r.run_id)}")
         say(f"evaluation report: {r.report['report']}")
     _run(go)
+
+
+def _run_note(run_id: str | None) -> str:
+    """Where the run is tracked: its MLflow run, or that tracking is off (``tracking.enabled: false``)."""
+    return f"MLflow run {run_id}" if run_id else "MLflow tracking off (tracking.enabled: false)"
 
 
 @app.command()
@@ -204,7 +209,7 @@ def backtest(config: ConfigOpt = None, engine: EngineOpt = None, no_cache: NoCac
                 ("clv", "capture_top20"), ("clv", "total_error_pct"), ("value_interval", "coverage"),
                 ("clv_interval", "coverage")]
         print(s.loc[[k for k in keep if k in s.index]].round(4).to_string())
-        say(f"report: {r.report['report']}; MLflow run {r.run_id}")
+        say(f"report: {r.report['report']}; {_run_note(r.run_id)}")
     _run(go)
 
 
@@ -224,7 +229,7 @@ def tune(config: ConfigOpt = None, n_trials: Annotated[int | None, typer.Option(
         say(f"best {cfg.tune.objective} {r.best_value:.4f}{base} after {r.trials} trials "
                       f"({r.pruned} pruned): {json.dumps(r.best_params)}")
         say(f"tuned config: {r.config_path} (train with `clvml train -c {r.config_path}`); "
-                      f"MLflow run {r.run_id}")
+                      f"{_run_note(r.run_id)}")
     _run(go)
 
 

@@ -76,8 +76,9 @@ def test_cli_train_report_states_the_evaluation_and_the_model_choice(cdnow_cli):
     # 39 weeks of history: no held-out test cut-off is possible, the report says what was measured
     assert "no separate test cut-off" in html and "history is too short" in html and "mildly optimistic" in html
     assert "offset + BTYD features, the lowest validation RMSE" in html
-    assert "calibrated at 1997-03-29 on the 2 x 91 days realised after it" in html
+    assert "calibrated at 1997-03-29 on the 2 x 91 days realised after it (2,357 customers" in html
     assert "\"evaluation\": \"validation\"" in cdnow_cli[4]
+    assert "MLflow tracking off (tracking.enabled: false)" in cdnow_cli[4] and "run None" not in cdnow_cli[4]
 
 
 def test_refit_extra_rows_join_the_final_refit_only():
