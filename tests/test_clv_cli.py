@@ -103,3 +103,32 @@ def test_refit_extra_rows_join_the_final_refit_only():
     b = ChurnModel(**ckw).fit(X[tr], c[tr], eval_set=(X[va], c[va]), refit_extra=(X[gap], c[gap]))
     assert a.n_rounds_ == b.n_rounds_
     assert not np.allclose(a.booster_.predict_proba(X)[:, 1], b.booster_.predict_proba(X)[:, 1])
+
+
+def test_model_selection_scores_the_validation_rows_out_of_sample():
+    """``select_models`` ranks candidates by the early-stopped boosters' error on the validation rows:
+    the refit has trained on those rows, so its error there is in-sample (lower)."""
+    import pickle
+
+    from clvml.modeling.value import ValueModel
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"x": rng.normal(size=900), "btyd_expected_spend": rng.gamma(2.0, 5.0, 900)})
+    y = rng.poisson(X["btyd_expected_spend"] * np.exp(0.5 * X["x"])).astype(float)
+    n = (y > 0).astype(float) + (y > 10)
+    for form in ("offset", "hurdle", "frequency", "tweedie"):
+        kw = dict(form=form, n_estimators=200, learning_rate=0.1, num_leaves=4, min_child_samples=20)
+        fit = dict(purchases=n[:600], eval_set=(X[600:], y[600:], n[600:]))
+        plain = ValueModel(**kw).fit(X[:600], y[:600], **fit)
+        staged = ValueModel(**kw).fit(X[:600], y[:600], keep_stages=True, **fit)
+        early = staged.predict_early_stopped(X[600:])
+        refit = staged.predict(X[600:])
+
+        def rmse(v):
+            return float(np.sqrt(np.mean((v - y[600:]) ** 2)))
+
+        assert rmse(early) > rmse(refit), form  # the refit saw these rows
+        del staged.stages_
+        assert pickle.dumps(staged) == pickle.dumps(plain), form  # nothing else differs
+    with pytest.raises(ValueError, match="keep_stages needs an eval_set"):
+        ValueModel(form="hurdle", n_estimators=5).fit(X, y, keep_stages=True)

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_auc_score
 
 from clvml.config import Config
 from clvml.console import count
@@ -232,10 +231,11 @@ def make_models(cfg: Config) -> tuple[ChurnModel, ValueModel]:
     return churn, value
 
 
-def fit_models(ts: TrainingSet, cfg: Config, mask: np.ndarray | None = None
+def fit_models(ts: TrainingSet, cfg: Config, mask: np.ndarray | None = None, keep_stages: bool = False
                ) -> tuple[ChurnModel, ValueModel]:
     """Fit both models on the rows in ``mask`` (default all), validating on its latest cut-offs (with
-    ``model.refit_embargoed``, the final refit adds the embargoed cut-offs in between)."""
+    ``model.refit_embargoed``, the final refit adds the embargoed cut-offs in between).
+    ``keep_stages``: the value model keeps its early-stopped boosters (``ValueModel.keep_stages``)."""
     # the feature matrices are taken straight from ``ts.frame`` (one copy each of the training and
     # validation rows); the masked frame and the full matrix are never materialised
     rows = np.arange(len(ts.frame)) if mask is None else np.flatnonzero(mask)
@@ -254,7 +254,8 @@ def fit_models(ts: TrainingSet, cfg: Config, mask: np.ndarray | None = None
     X_gap = ts.frame.iloc[rows[gap], cols]
     churn.fit(X_tr, y_churn[tr], eval_set=(X_va, y_churn[va]), refit_extra=(X_gap, y_churn[gap]))
     value.fit(X_tr, y_val[tr], purchases=purchases[tr],
-              eval_set=(X_va, y_val[va], purchases[va]), refit_extra=(X_gap, y_val[gap], purchases[gap]))
+              eval_set=(X_va, y_val[va], purchases[va]), refit_extra=(X_gap, y_val[gap], purchases[gap]),
+              keep_stages=keep_stages)
     return churn, value
 
 
@@ -291,7 +292,9 @@ def candidate(cfg: Config, ts: TrainingSet, btyd: bool, form: str) -> tuple[Conf
 
 def select_models(ts: TrainingSet, cfg: Config, progress: Callable[[str], None] | None = None) -> Selection:
     """Fit the configured models and the BTYD candidates on the same time-ordered split and keep the
-    one whose expected value has the lowest squared error on the validation cut-offs.
+    one whose expected value has the lowest squared error on the validation cut-offs, predicted by the
+    early-stopped value models (trained on the training cut-offs only, before their refit adds the
+    validation rows: the error is out of sample).
 
     Candidates: the configured models (without the BTYD features unless configured), the configured
     value form with the BG/NBD + Gamma-Gamma features, and the ``offset`` form (a multiplicative
@@ -310,16 +313,14 @@ def select_models(ts: TrainingSet, cfg: Config, progress: Callable[[str], None] 
     for btyd, f in options:
         name = f"{f}{' + BTYD features' if btyd else ''}"
         c_cfg, c_ts = candidate(cfg, ts, btyd, f)
-        churn, value = fit_models(c_ts, c_cfg)
+        churn, value = fit_models(c_ts, c_cfg, keep_stages=True)
         Xv = ts.frame.loc[va, c_ts.feature_columns]
-        y, v = value_target(ts.frame[va], cfg), value.predict(Xv)
-        p = churn.predict_proba(Xv)[:, 1]
-        churned = ts.frame.loc[va, "churn"].astype(int).to_numpy()
+        # the early-stopped boosters never trained on the validation rows (the refit did)
+        y, v = value_target(ts.frame[va], cfg), value.predict_early_stopped(Xv)
+        del value.stages_  # the chosen models are exactly those of a plain fit
         rows.append({"candidate": name, "btyd_features": btyd, "form": f,
                      "value_rmse": float(np.sqrt(np.mean((y - v) ** 2))), "value_mae": float(np.mean(np.abs(y - v))),
-                     "value_total_error_pct": float(100 * (v.sum() / y.sum() - 1)) if y.sum() else float("nan"),
-                     "churn_roc_auc": float(roc_auc_score(churned, p)) if 0 < churned.sum() < len(churned)
-                     else float("nan")})
+                     "value_total_error_pct": float(100 * (v.sum() / y.sum() - 1)) if y.sum() else float("nan")})
         fits.append((c_cfg, c_ts, (churn, value)))
         say(f"candidate {name}: validation RMSE of expected value {rows[-1]['value_rmse']:.4g}")
     table = pd.DataFrame(rows)

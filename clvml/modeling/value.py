@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import lightgbm as lgb
@@ -96,10 +97,14 @@ class ValueModel(RegressorMixin, BaseEstimator):
 
     def fit(self, X: pd.DataFrame, y, *, purchases=None,
             eval_set: tuple[pd.DataFrame, Any] | tuple[pd.DataFrame, Any, Any] | None = None,
-            refit_extra: tuple[pd.DataFrame, Any] | tuple[pd.DataFrame, Any, Any] | None = None):
+            refit_extra: tuple[pd.DataFrame, Any] | tuple[pd.DataFrame, Any, Any] | None = None,
+            keep_stages: bool = False):
         """Fit on spend ``y`` (and purchase counts). ``eval_set=(X_val, y_val[, purchases_val])``.
         ``refit_extra=(X_more, y_more[, purchases_more])``: rows added to the final refit only, with the
-        rounds early stopping chose on ``eval_set`` (e.g. embargoed cut-offs; needs ``eval_set``)."""
+        rounds early stopping chose on ``eval_set`` (e.g. embargoed cut-offs; needs ``eval_set``).
+        ``keep_stages``: keep the early-stopped boosters (``stages_``) for :meth:`predict_early_stopped`
+        (model selection on the ``eval_set`` rows); delete ``stages_`` afterwards to get the model a
+        plain fit gives."""
         if self.form not in FORMS:
             raise ValueError(f"form must be one of {', '.join(FORMS)}, not {self.form!r}")
         X = model_frame(self, X, reset=True)
@@ -140,9 +145,10 @@ class ValueModel(RegressorMixin, BaseEstimator):
 
         es = self.early_stopping_rounds
         self.n_rounds_ = {}
+        stages: dict[str, Any] = {}  # the early-stopped boosters, before the refit (keep_stages)
         self.buy_rate_ = None
         if self.form == "offset":
-            self.spend_, _, self.n_rounds_["spend"] = fit_with_early_stopping(
+            self.spend_, stages["spend_"], self.n_rounds_["spend"] = fit_with_early_stopping(
                 lgb.LGBMRegressor, lgbm_params(self, "poisson", metric="l2"), Xp, y, Xv, yv, es,
                 init_score=self._offset(X),
                 init_score_val=None if Xv is None else self._offset(Xe),
@@ -150,7 +156,7 @@ class ValueModel(RegressorMixin, BaseEstimator):
             self.buy_ = self.amount_ = None
         elif self.form == "tweedie":
             params = lgbm_params(self, "tweedie", tweedie_variance_power=self.tweedie_variance_power)
-            self.spend_, _, self.n_rounds_["spend"] = fit_with_early_stopping(
+            self.spend_, stages["spend_"], self.n_rounds_["spend"] = fit_with_early_stopping(
                 lgb.LGBMRegressor, params, Xp, y, Xv, yv, es, extra=more())
             self.buy_ = self.amount_ = None
         elif self.form == "frequency":
@@ -161,7 +167,7 @@ class ValueModel(RegressorMixin, BaseEstimator):
                 raise ValueError("no training row has both spend > 0 and purchases > 0: the frequency form's "
                                  "order-value model has nothing to learn from")
             vmask = None if yv is None or pv is None else (yv > 0) & (pv > 0)
-            self.amount_, _, self.n_rounds_["amount"] = fit_with_early_stopping(
+            self.amount_, stages["amount_"], self.n_rounds_["amount"] = fit_with_early_stopping(
                 lgb.LGBMRegressor, lgbm_params(self, "gamma"), Xp[mask], y[mask] / n[mask],
                 None if vmask is None else Xv[vmask], None if vmask is None else yv[vmask] / pv[vmask],
                 es, sample_weight=n[mask], sample_weight_val=None if vmask is None else pv[vmask],
@@ -177,21 +183,35 @@ class ValueModel(RegressorMixin, BaseEstimator):
                 self.buy_rate_ = 1.0
                 self.buy_, self.n_rounds_["buy"] = fit_constant(lgbm_params(self, "binary"), Xp, 1), 0
             else:
-                self.buy_, _, self.n_rounds_["buy"] = fit_with_early_stopping(
+                self.buy_, stages["buy_"], self.n_rounds_["buy"] = fit_with_early_stopping(
                     lgb.LGBMClassifier, lgbm_params(self, "binary"), Xp, bought, Xv,
                     None if yv is None else (yv > 0).astype(int), es,
                     extra=None if ex is None else more(target=(ey > 0).astype(int)))
             mask, vmask = y > 0, None if yv is None else yv > 0
-            self.amount_, _, self.n_rounds_["amount"] = fit_with_early_stopping(
+            self.amount_, stages["amount_"], self.n_rounds_["amount"] = fit_with_early_stopping(
                 lgb.LGBMRegressor, lgbm_params(self, "gamma"), Xp[mask], y[mask],
                 None if Xv is None else Xv[vmask], None if yv is None else yv[vmask], es,
                 extra=None if ex is None else more(ey > 0))
         self.count_ = None
         if purchases is not None:
-            self.count_, _, self.n_rounds_["purchases"] = fit_with_early_stopping(
+            self.count_, stages["count_"], self.n_rounds_["purchases"] = fit_with_early_stopping(
                 lgb.LGBMRegressor, lgbm_params(self, "poisson"), Xp, purchases, Xv, pv, es,
                 extra=None if ex is None or ep is None else more(target=ep))
+        if keep_stages:
+            if eval_set is None:
+                raise ValueError("keep_stages needs an eval_set (the stages are the early-stopped boosters)")
+            self.stages_ = {k: b for k, b in stages.items() if b is not None}
         return self
+
+    def predict_early_stopped(self, X: pd.DataFrame) -> np.ndarray:
+        """Expected spend from the early-stopped boosters, fitted on the training rows only (before
+        the refit that adds the ``eval_set`` rows): honest predictions for the ``eval_set`` rows. Needs
+        ``fit(..., keep_stages=True)``."""
+        check_is_fitted(self, "stages_")
+        staged = copy.copy(self)
+        for name, booster in self.stages_.items():
+            setattr(staged, name, booster)
+        return staged.predict(X)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
