@@ -231,11 +231,12 @@ def make_models(cfg: Config) -> tuple[ChurnModel, ValueModel]:
     return churn, value
 
 
-def fit_models(ts: TrainingSet, cfg: Config, mask: np.ndarray | None = None, keep_stages: bool = False
-               ) -> tuple[ChurnModel, ValueModel]:
+def fit_models(ts: TrainingSet, cfg: Config, mask: np.ndarray | None = None, keep_stages: bool = False,
+               churn: ChurnModel | None = None) -> tuple[ChurnModel, ValueModel]:
     """Fit both models on the rows in ``mask`` (default all), validating on its latest cut-offs (with
     ``model.refit_embargoed``, the final refit adds the embargoed cut-offs in between).
-    ``keep_stages``: the value model keeps its early-stopped boosters (``ValueModel.keep_stages``)."""
+    ``keep_stages``: the value model keeps its early-stopped boosters (``ValueModel.keep_stages``).
+    ``churn``: an already fitted churn model for the same rows, features and settings (not refitted)."""
     # the feature matrices are taken straight from ``ts.frame`` (one copy each of the training and
     # validation rows); the masked frame and the full matrix are never materialised
     rows = np.arange(len(ts.frame)) if mask is None else np.flatnonzero(mask)
@@ -249,10 +250,11 @@ def fit_models(ts: TrainingSet, cfg: Config, mask: np.ndarray | None = None, kee
     y_churn = frame["churn"].astype(int).to_numpy()
     y_val = value_target(frame, cfg)
     purchases = frame["purchases"].to_numpy(float)
-    churn, value = make_models(cfg)
+    new_churn, value = make_models(cfg)
     gap = ~tr & ~va if cfg.model.refit_embargoed else np.zeros(len(frame), bool)
     X_gap = ts.frame.iloc[rows[gap], cols]
-    churn.fit(X_tr, y_churn[tr], eval_set=(X_va, y_churn[va]), refit_extra=(X_gap, y_churn[gap]))
+    if churn is None:
+        churn = new_churn.fit(X_tr, y_churn[tr], eval_set=(X_va, y_churn[va]), refit_extra=(X_gap, y_churn[gap]))
     value.fit(X_tr, y_val[tr], purchases=purchases[tr],
               eval_set=(X_va, y_val[va], purchases[va]), refit_extra=(X_gap, y_val[gap], purchases[gap]),
               keep_stages=keep_stages)
@@ -310,10 +312,12 @@ def select_models(ts: TrainingSet, cfg: Config, progress: Callable[[str], None] 
     options = list(dict.fromkeys(options))
     _, va = split_by_cutoff(ts.frame, cfg.cutoffs.validation, cfg.labels.horizon_days)
     rows, fits = [], []
+    churns: dict[bool, ChurnModel] = {}  # the churn model depends on the features only: one per BTYD choice
     for btyd, f in options:
         name = f"{f}{' + BTYD features' if btyd else ''}"
         c_cfg, c_ts = candidate(cfg, ts, btyd, f)
-        churn, value = fit_models(c_ts, c_cfg, keep_stages=True)
+        churn, value = fit_models(c_ts, c_cfg, keep_stages=True, churn=churns.get(btyd))
+        churns[btyd] = churn
         Xv = ts.frame.loc[va, c_ts.feature_columns]
         # the early-stopped boosters never trained on the validation rows (the refit did)
         y, v = value_target(ts.frame[va], cfg), value.predict_early_stopped(Xv)
