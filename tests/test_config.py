@@ -136,3 +136,13 @@ def test_deep_nesting_and_self_reference_are_refused(tmp_path):
         "line 100: nested more than 100 levels deep; a clvml config needs a handful of levels"]
     assert _refused(tmp_path, DEMO_HEAD + "seed: &a [1, *a]\n") == [
         "line 5: an alias refers to the collection that contains it (an endless value)"]
+
+
+def test_a_model_without_the_transaction_features_is_refused_up_front():
+    # it used to build every feature and then fail in the backtest with a raw ValueError (exit 1)
+    with pytest.raises(ConfigError) as exc:
+        parse_config({**BASE, "features": {"families": ["profile", "activity"]}})
+    msg = str(exc.value)
+    assert "1 problem(s)" in msg
+    assert "(top level): features.families must include transactions" in msg
+    assert "got [profile, activity]" in msg and "(got {" not in msg

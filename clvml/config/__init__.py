@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from clvml.config.analytics import (
     BANDS,
@@ -92,6 +92,16 @@ class Config(_Strict):
         if not re.match(r"^[A-Za-z0-9_.-]{1,64}$", v):
             raise ValueError("name must be 1-64 characters of letters, digits, '.', '_' or '-'")
         return v
+
+    @model_validator(mode="after")
+    def _needs_transaction_features(self) -> Config:
+        if "transactions" not in self.features.families:
+            raise ValueError(
+                "features.families must include transactions: the CLV's purchase dynamics "
+                "(clv.survival: btyd), the recency baseline of every evaluation and the BTYD features read "
+                "the transaction features (tx_recency_days, tx_tenure_days, tx_purchase_days_all); "
+                f"got [{', '.join(self.features.families)}]")
+        return self
 
     def resolve_paths(self, base: Path) -> Config:
         """Make relative paths absolute against ``base`` (the config file's folder), or against the
@@ -180,7 +190,9 @@ def _format_errors(exc: ValidationError) -> list[str]:
             problems.append(f"{path}: required key is missing")
         else:
             msg = err["msg"].removeprefix("Value error, ")
-            problems.append(f"{path}: {msg} (got {_masked(err.get('input'))!r})")
+            # a check across sections names its keys itself: the whole config is no useful "got"
+            got = "" if not loc else f" (got {_masked(err.get('input'))!r})"
+            problems.append(f"{path}: {msg}{got}")
     return problems
 
 
