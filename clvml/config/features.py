@@ -83,8 +83,9 @@ class FeatureConfig(_Strict):
     cache: bool = Field(True, description="Reuse the feature table built by an earlier train/backtest/"
                         "tune on the same inputs, settings and cut-offs (kept under output.dir/cache).")
     families: list[Literal["transactions", "activity", "social", "after_sales", "profile"]] = Field(
-        default_factory=lambda: ["transactions", "activity", "social", "after_sales", "profile"]
-    )
+        default_factory=lambda: ["transactions", "activity", "social", "after_sales", "profile"],
+        description="Feature families to build; must include transactions (the CLV's purchase dynamics, "
+        "the recency baseline and the BTYD features read its features).")
     custom: list[CustomFeatureConfig] = Field(
         default_factory=list, description="User-defined point-in-time features (docs/custom-features.md).")
 
