@@ -215,8 +215,8 @@ def main() -> None:
     for k in range(args.runs):
         load = os.getloadavg()[0]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path.cwd()), os.environ.get("PYTHONPATH", "")])}
-        out = subprocess.run([sys.executable, __file__, "--once", "--out", str(args.out)], capture_output=True, text=True, env=env,
-                             check=True)
+        out = subprocess.run([sys.executable, __file__, "--once", "--out", str(args.out)], capture_output=True,
+                             text=True, env=env, check=True)
         r = json.loads(out.stdout.strip().splitlines()[-1])
         r["load_before"] = round(load, 2)
         results.append(r)

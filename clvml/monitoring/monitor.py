@@ -44,7 +44,7 @@ from clvml.labels import build_labels
 from clvml.monitoring.alerts import judge, recommendation
 from clvml.monitoring.campaigns import campaign_effects
 from clvml.monitoring.expected import Promise, promise
-from clvml.monitoring.kpis import cohorts, monthly_kpis
+from clvml.monitoring.kpis import cohorts, monthly_kpis, purchase_months_of
 from clvml.monitoring.metrics import EXPECTED, GroupFigures
 from clvml.monitoring.partitions import MONITORING_DIR, SEGMENTS, Partition, _as_text, read_partitions, scores_root
 from clvml.monitoring.report import write_outputs
@@ -303,8 +303,10 @@ def monitor(cfg: Config, *, scores: Path | None = None, ds: Dataset | None = Non
     del windows
     metrics = pd.DataFrame(rows, columns=COLUMNS).sort_values(
         ["as_of", "model_version", "segment_by", "segment", "metric"], kind="mergesort").reset_index(drop=True)
-    kpis = monthly_kpis(ds, cfg, end)
-    cohort = cohorts(ds, end)
+    progress("retention KPIs and cohorts")
+    with purchase_months_of(ds, end) as months:
+        kpis = monthly_kpis(ds, cfg, end, months)
+        cohort = cohorts(ds, end, months)
     alerts, judged = judge(metrics, mcfg)
     rec = recommendation(alerts, judged, metrics, pending, str(end))
     effects, campaign_notes = campaign_effects(cfg, ds, parts, end)
