@@ -39,21 +39,29 @@ def monthly_kpis(ds: Dataset, cfg: Config, end: dt.date, months: ibis.Table | No
     out["new_customers"] = out["active_customers"] - out["returning_customers"]
     out["repeat_rate"] = rr["repeat_rate"].astype(float)
     out["returning_rate"] = rr["returning_rate"].astype(float)
-    months = pd.PeriodIndex(out["month"], freq="M")
-    out["complete"] = [(m + 1).start_time.date() <= before for m in months]
-    rate = _churn_rates(ds, [m.start_time.date() for m in months], cfg, end)
+    periods = pd.PeriodIndex(out["month"], freq="M")
+    out["complete"] = [(m + 1).start_time.date() <= before for m in periods]
+    rate = _churn_rates(ds, [m.start_time.date() for m in periods], cfg, end)
     out["churn_rate"] = [float(rate.get(m, float("nan"))) for m in out["month"]]
+    # the month totals summed in table order (np.bincount adds each month's values one after the other):
+    # a sum on the backend adds its threads' partial sums in whichever order they finish, so its last
+    # bits changed from run to run on ten million rows
     t = tx.filter(tx.ts < pd.Timestamp(before).to_pydatetime())
-    month = t.ts.truncate("M").name("m")
     if "margin" in t.columns:
-        agg = t.group_by(month).aggregate(margin=t.margin.sum())
-        source = "margin column"
+        col, source = "margin", "margin column"
     else:
-        agg = t.group_by(month).aggregate(margin=t.amount.sum(where=t.amount > 0) * cfg.clv.margin)
-        source = f"clv.margin {cfg.clv.margin:g} x spend"
-    got = agg.to_pandas()
-    margin = dict(zip(pd.to_datetime(got["m"]).dt.strftime("%Y-%m"), got["margin"], strict=True))
-    out["realised_margin"] = [float(margin.get(m, 0.0) or 0.0) for m in out["month"]]
+        col, source = "amount", f"clv.margin {cfg.clv.margin:g} x spend"
+        t = t.filter(t.amount > 0)
+    got = t.select(m=t.ts.truncate("M").cast("date"), v=t[col].cast("float64")).to_pyarrow()
+    m = got["m"].to_numpy().astype("datetime64[M]").astype(np.int64)
+    v = got["v"].fill_null(0.0).to_numpy()
+    del got
+    ords = periods.asi8  # months since 1970-01, as datetime64[M]
+    lo = int(min(m.min(), ords.min())) if len(m) and len(ords) else 0
+    total = np.bincount(m - lo, weights=v) if len(m) else np.zeros(0)
+    if col == "amount":
+        total = total * cfg.clv.margin
+    out["realised_margin"] = [float(total[o - lo]) if 0 <= o - lo < len(total) else 0.0 for o in ords]
     out["margin_source"] = source
     cols = ["month", "complete", "active_customers", "new_customers", "returning_customers", "repeat_rate",
             "returning_rate", "churn_rate", "realised_margin", "margin_source"]

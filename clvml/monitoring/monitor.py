@@ -30,6 +30,7 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
+import ibis
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -39,8 +40,10 @@ from clvml.config import Config
 from clvml.data.cutoffs import data_end
 from clvml.data.dataset import Dataset
 from clvml.data.loading import Progress, load_data, quiet
+from clvml.engine import materialize, release
 from clvml.errors import DataSourceError
-from clvml.labels import build_labels
+from clvml.features.query import day_of
+from clvml.labels import EPOCH, build_labels
 from clvml.monitoring.alerts import judge, recommendation
 from clvml.monitoring.campaigns import campaign_effects
 from clvml.monitoring.expected import Promise, promise
@@ -69,11 +72,31 @@ def _uncovered(parts: list[Partition], first: dt.date, end: dt.date) -> None:
             "with monitoring.since")
 
 
-def _realised(ds: Dataset, as_of: dt.date, s: dict[str, Any], end: dt.date) -> pa.Table:
+def _label_rows(ds: Dataset, first: dt.date, last: dt.date) -> ibis.Table:
+    """The transactions :func:`~clvml.labels.build_labels` needs for cut-offs from ``first`` with
+    horizons ending before ``last``: the rows of ``[first, last)`` as they are, and for each customer
+    with earlier transactions a single row before ``first`` (amount 0) that says they had arrived.
+    The labels of those cut-offs are the same as on all the transactions (a row before ``first`` only
+    tells that the customer is a row; every horizon row is there, in the same order), from a fraction
+    of the rows: twelve monthly cut-offs over ten years of history read a year and a half of it."""
+    tx = ds.tables["transactions"]
+    cols = [c for c in ("customer_id", "ts", "amount", "margin") if c in tx.columns]
+    t = tx.select(*cols)
+    day = day_of(t.ts)
+    lo, hi = (first - EPOCH).days, (last - EPOCH).days
+    early = t.filter(day < lo)
+    arrived = early.group_by("customer_id").aggregate(ts=early.ts.min()).mutate(
+        **{c: ibis.literal(0).cast(t[c].type()) for c in cols if c in ("amount", "margin")})
+    return arrived.select(*cols).union(t.filter((day >= lo) & (day < hi)), distinct=False)
+
+
+def _realised(ds: Dataset, tables: dict[str, ibis.Table], as_of: dt.date, s: dict[str, Any], end: dt.date
+              ) -> pa.Table:
     """The realised outcomes over ``[as_of, as_of + H)`` of every customer with a transaction before
     ``as_of``: ``customer_id`` (text), ``churn`` (0/1) and ``value`` (the model's value target), in
-    Arrow: one partition's worth, never every partition's outcomes in pandas."""
-    lab = build_labels(ds.tables, [as_of], horizon_days=s["horizon_days"], churn_definition=s["churn_definition"],
+    Arrow: one partition's worth, never every partition's outcomes in pandas. ``tables``: the data's
+    tables with the transactions of :func:`_label_rows`."""
+    lab = build_labels(tables, [as_of], horizon_days=s["horizon_days"], churn_definition=s["churn_definition"],
                        cancellation_event=s["cancellation_event"], data_end=end)
     if s["value_target"] == "margin" and "margin" not in lab.columns:
         raise DataSourceError("the model's value target is margin but the transactions have no margin column")
@@ -281,6 +304,12 @@ def monitor(cfg: Config, *, scores: Path | None = None, ds: Dataset | None = Non
             if p.as_of in todo.get(tuple(sorted(settings[v].items())), []):
                 spans.setdefault(settings[v]["value_target"], []).append((p.as_of, clv_window(p, v)[1]))
     windows = {target: _Windows(ds, sp, target) for target, sp in spans.items()}
+    label_tables, rows_name = dict(ds.tables), f"clvml_monitor_label_rows_{id(ds)}"
+    if matured:
+        last = max(d + dt.timedelta(days=settings[v]["horizon_days"]) for p in parts for v in p.versions
+                   for d in [p.as_of] if d in matured)
+        label_tables["transactions"] = materialize(ds.con, rows_name, _label_rows(ds, matured[0], last),
+                                                   "the transactions of the realised outcomes")
 
     # one partition at a time: its scores, its outcomes, its rows; then it is freed
     rows: list[tuple] = []
@@ -291,7 +320,7 @@ def monitor(cfg: Config, *, scores: Path | None = None, ds: Dataset | None = Non
             s = settings[v]
             realised, clv_actual, clv_days, complete = None, None, 0, False
             if p.as_of in todo.get(tuple(sorted(s.items())), []):
-                realised = _realised(ds, p.as_of, s, end)
+                realised = _realised(ds, label_tables, p.as_of, s, end)
                 clv_cfg, clv_days, complete = clv_window(p, v)
                 clv_actual = windows[s["value_target"]].realised(scored["customer_id"], p.as_of, clv_days,
                                                                  float(clv_cfg["margin"]))
@@ -301,6 +330,8 @@ def monitor(cfg: Config, *, scores: Path | None = None, ds: Dataset | None = Non
         del table
         progress(f"as_of={p.as_of} judged")
     del windows
+    if matured:
+        release(ds.con, rows_name)
     metrics = pd.DataFrame(rows, columns=COLUMNS).sort_values(
         ["as_of", "model_version", "segment_by", "segment", "metric"], kind="mergesort").reset_index(drop=True)
     progress("retention KPIs and cohorts")
