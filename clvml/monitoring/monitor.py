@@ -27,6 +27,7 @@ value target the bundle recorded; the config's ``labels`` section when it record
 from __future__ import annotations
 
 import datetime as dt
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -311,10 +312,13 @@ def monitor(cfg: Config, *, scores: Path | None = None, ds: Dataset | None = Non
         label_tables["transactions"] = materialize(ds.con, rows_name, _label_rows(ds, matured[0], last),
                                                    "the transactions of the realised outcomes")
 
-    # one partition at a time: its scores, its outcomes, its rows; then it is freed
-    rows: list[tuple] = []
-    for p in parts:
+    # one partition at a time: its scores, its outcomes, its rows; then it is freed. The next
+    # partition's scores and outcomes are read (Parquet, the backend) in a second thread while this
+    # one's figures are computed (numpy): the two use different cores; only that thread queries the
+    # backend while the loop runs
+    def prepare(p: Partition) -> list[tuple]:
         table = p.read()
+        out = []
         for v in p.versions:
             scored = table if len(p.versions) == 1 else table.filter(pc.equal(table["model_version"], v))
             s = settings[v]
@@ -324,12 +328,22 @@ def monitor(cfg: Config, *, scores: Path | None = None, ds: Dataset | None = Non
                 clv_cfg, clv_days, complete = clv_window(p, v)
                 clv_actual = windows[s["value_target"]].realised(scored["customer_id"], p.as_of, clv_days,
                                                                  float(clv_cfg["margin"]))
-            rows += partition_rows(p, v, scored, realised, clv_actual, clv_days, complete, promises[v],
-                                   mcfg.min_customers)
-            del realised, clv_actual, scored
-        del table
-        progress(f"as_of={p.as_of} judged")
-    del windows
+            out.append((v, scored, realised, clv_actual, clv_days, complete))
+        return out
+
+    rows: list[tuple] = []
+    with ThreadPoolExecutor(1) as pool:
+        ahead = pool.submit(prepare, parts[0])
+        for k, p in enumerate(parts):
+            work = ahead.result()
+            if k + 1 < len(parts):
+                ahead = pool.submit(prepare, parts[k + 1])
+            for v, scored, realised, clv_actual, clv_days, complete in work:
+                rows += partition_rows(p, v, scored, realised, clv_actual, clv_days, complete, promises[v],
+                                       mcfg.min_customers)
+            del work
+            progress(f"as_of={p.as_of} judged")
+    windows.clear()
     if matured:
         release(ds.con, rows_name)
     metrics = pd.DataFrame(rows, columns=COLUMNS).sort_values(
