@@ -22,6 +22,8 @@ CPU time (user + sys, the figure comparable on a shared machine) and peak RSS (`
 
     .venv/bin/python bench/monitor.py            # generate once (cached), then 3 timed runs
     .venv/bin/python bench/monitor.py --runs 5
+    .venv/bin/python bench/monitor.py --out /tmp/monbench --runs 0   # generate only, elsewhere
+    /usr/bin/time -v .venv/bin/python bench/monitor.py --out /tmp/monbench --once   # one run, this process
 
 Record results in bench/RESULTS.md (section "Monitoring") with the date, machine and load.
 """
@@ -202,9 +204,10 @@ def run_once(config: Path) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--once", action="store_true", help=argparse.SUPPRESS)  # the child process
+    ap.add_argument("--out", type=Path, default=OUT, help="where the inputs are generated (once) and read from")
+    ap.add_argument("--once", action="store_true", help="one run in this process, its figures as JSON")
     args = ap.parse_args()
-    config = build()
+    config = build(args.out)
     if args.once:
         print(json.dumps(run_once(config)))
         return
@@ -212,8 +215,8 @@ def main() -> None:
     for k in range(args.runs):
         load = os.getloadavg()[0]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path.cwd()), os.environ.get("PYTHONPATH", "")])}
-        out = subprocess.run([sys.executable, __file__, "--once"], capture_output=True, text=True, env=env,
-                             check=True)
+        out = subprocess.run([sys.executable, __file__, "--once", "--out", str(args.out)], capture_output=True,
+                             text=True, env=env, check=True)
         r = json.loads(out.stdout.strip().splitlines()[-1])
         r["load_before"] = round(load, 2)
         results.append(r)
@@ -221,6 +224,8 @@ def main() -> None:
               f"load {load:.2f}", flush=True)
         for t, m in r["steps"]:
             print(f"    {t:6.1f} s  {m}")
+    if not results:
+        return
     med = {k: float(np.median([r[k] for r in results])) for k in ("wall_s", "cpu_s", "peak_rss_mib")}
     print(json.dumps({"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                       "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",

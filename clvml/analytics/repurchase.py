@@ -45,10 +45,11 @@ def interpurchase_times(transactions: ibis.Table, before: dt.date | None = None)
     return gaps.gap.to_pyarrow().to_numpy().astype(float)
 
 
-def _purchase_months(transactions: ibis.Table, before: dt.date | None = None) -> ibis.Table:
+def purchase_months(transactions: ibis.Table, before: dt.date | None = None) -> ibis.Table:
     """On the backend: one row per customer and calendar month with a purchase (``customer_id``,
     ``month`` as its first day, ``days``: distinct purchase days in it, ``cohort``: the month of the
-    customer's first purchase)."""
+    customer's first purchase). :func:`repurchase_rate` and :func:`cohort_retention` both count on it:
+    a caller that needs both can compute it once (``months=``), e.g. materialised on the backend."""
     t = _before(transactions.filter(transactions.amount > 0), before)
     d = t.select("customer_id", day=t.ts.date()).distinct()
     pm = d.group_by(["customer_id", d.day.truncate("M").name("month")]).aggregate(days=d.count())
@@ -56,11 +57,13 @@ def _purchase_months(transactions: ibis.Table, before: dt.date | None = None) ->
     return pm.join(first, "customer_id")
 
 
-def repurchase_rate(transactions: ibis.Table, before: dt.date | None = None) -> pd.DataFrame:
+def repurchase_rate(transactions: ibis.Table, before: dt.date | None = None, *,
+                    months: ibis.Table | None = None) -> pd.DataFrame:
     """Per month: buyers, buyers with two or more purchase days in the month (``repeat_rate``) and
     buyers who had bought in an earlier month (``returning_rate``). Aggregated on the backend: only
-    one row per month is read."""
-    pm = _purchase_months(transactions, before)
+    one row per month is read. ``months``: :func:`purchase_months` of the same transactions and
+    ``before``, when already computed."""
+    pm = purchase_months(transactions, before) if months is None else months
     agg = pm.group_by("month").aggregate(
         buyers=pm.count(), repeat_buyers=(pm.days >= 2).ifelse(1, 0).sum(),
         returning_buyers=(pm.month > pm.cohort).ifelse(1, 0).sum()).order_by("month").to_pandas()
@@ -71,7 +74,8 @@ def repurchase_rate(transactions: ibis.Table, before: dt.date | None = None) -> 
     return out
 
 
-def cohort_retention(transactions: ibis.Table, before: dt.date | None = None) -> pd.DataFrame:
+def cohort_retention(transactions: ibis.Table, before: dt.date | None = None, *,
+                     months: ibis.Table | None = None) -> pd.DataFrame:
     """Monthly acquisition cohorts (month of the first purchase): for each month since acquisition,
     the share of the cohort that bought in that month. Tidy: ``cohort, months_since, customers,
     active, retention``.
@@ -80,9 +84,10 @@ def cohort_retention(transactions: ibis.Table, before: dt.date | None = None) ->
     cohort's. A month that has been observed (it starts before ``before``, or is at most the month of
     the last purchase when ``before`` is not given) and in which nobody of the cohort bought has
     ``active`` 0 and ``retention`` 0.0; a month not yet observed has both NaN (unknown, not zero).
-    Counted on the backend: only one row per cohort and month is read.
+    Counted on the backend: only one row per cohort and month is read. ``months``:
+    :func:`purchase_months` of the same transactions and ``before``, when already computed.
     """
-    pm = _purchase_months(transactions, before)
+    pm = purchase_months(transactions, before) if months is None else months
     since = (pm.month.year() * 12 + pm.month.month()) - (pm.cohort.year() * 12 + pm.cohort.month())
     act = pm.group_by([pm.cohort, since.name("months_since")]).aggregate(active=pm.count()).to_pandas()
     cols = ["cohort", "months_since", "customers", "active", "retention"]

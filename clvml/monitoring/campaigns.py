@@ -46,10 +46,10 @@ def campaign_effects(cfg: Config, ds: Dataset, parts: list[Partition], end: dt.d
     for camp, g in t.groupby("campaign_id", sort=True):
         start = pd.Timestamp(g["assigned_ts"].min()).date()
         before = [p for p in parts if p.as_of <= start]
-        seg = [c for c in SEGMENTS if before and c in before[-1].scores]
+        seg = [c for c in SEGMENTS if before and c in before[-1].columns]
         g = g.copy()
         if before and seg:
-            s = before[-1].scores[["customer_id", *seg]].drop_duplicates("customer_id")
+            s = before[-1].read(["customer_id", *seg]).to_pandas().drop_duplicates("customer_id")
             g = g.merge(s, on="customer_id", how="left")
             g[seg] = g[seg].astype(object).where(g[seg].notna(), "unscored")
         used[str(camp)] = str(before[-1].as_of) if before else None

@@ -27,24 +27,30 @@ value target the bundle recorded; the config's ``labels`` section when it record
 from __future__ import annotations
 
 import datetime as dt
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import ibis
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from clvml.config import Config
 from clvml.data.cutoffs import data_end
 from clvml.data.dataset import Dataset
 from clvml.data.loading import Progress, load_data, quiet
+from clvml.engine import materialize, release
 from clvml.errors import DataSourceError
-from clvml.labels import build_labels
+from clvml.features.query import day_of
+from clvml.labels import EPOCH, build_labels
 from clvml.monitoring.alerts import judge, recommendation
 from clvml.monitoring.campaigns import campaign_effects
 from clvml.monitoring.expected import Promise, promise
-from clvml.monitoring.kpis import cohorts, monthly_kpis
-from clvml.monitoring.metrics import EXPECTED, clv_window_metrics, horizon_metrics
-from clvml.monitoring.partitions import MONITORING_DIR, SEGMENTS, Partition, read_partitions, scores_root
+from clvml.monitoring.kpis import cohorts, monthly_kpis, purchase_months_of
+from clvml.monitoring.metrics import EXPECTED, GroupFigures
+from clvml.monitoring.partitions import MONITORING_DIR, SEGMENTS, Partition, _as_text, read_partitions, scores_root
 from clvml.monitoring.report import write_outputs
 from clvml.monitoring.result import COLUMNS, MonitorResult
 
@@ -67,40 +73,109 @@ def _uncovered(parts: list[Partition], first: dt.date, end: dt.date) -> None:
             "with monitoring.since")
 
 
-def _realised(ds: Dataset, as_ofs: list[dt.date], s: dict[str, Any], end: dt.date) -> pd.DataFrame:
-    lab = build_labels(ds.tables, as_ofs, horizon_days=s["horizon_days"], churn_definition=s["churn_definition"],
-                       cancellation_event=s["cancellation_event"], data_end=end).to_pandas()
-    if s["value_target"] == "margin":
-        if "margin" not in lab:
-            raise DataSourceError("the model's value target is margin but the transactions have no margin column")
-        value = np.maximum(lab["margin"].to_numpy(float), 0.0)
-    else:
-        value = lab["spend"].to_numpy(float)
-    return pd.DataFrame({"customer_id": lab["customer_id"].astype(str), "as_of": pd.to_datetime(lab["cutoff"]).dt.date,
-                         "churn": lab["churn"].astype(int), "value": value})
+def _label_rows(ds: Dataset, first: dt.date, last: dt.date) -> ibis.Table:
+    """The transactions :func:`~clvml.labels.build_labels` needs for cut-offs from ``first`` with
+    horizons ending before ``last``: the rows of ``[first, last)`` as they are, and for each customer
+    with earlier transactions a single row before ``first`` (amount 0) that says they had arrived.
+    The labels of those cut-offs are the same as on all the transactions (a row before ``first`` only
+    tells that the customer is a row; every horizon row is there, in the same order), from a fraction
+    of the rows: twelve monthly cut-offs over ten years of history read a year and a half of it."""
+    tx = ds.tables["transactions"]
+    cols = [c for c in ("customer_id", "ts", "amount", "margin") if c in tx.columns]
+    t = tx.select(*cols)
+    day = day_of(t.ts)
+    lo, hi = (first - EPOCH).days, (last - EPOCH).days
+    early = t.filter(day < lo)
+    arrived = early.group_by("customer_id").aggregate(ts=early.ts.min()).mutate(
+        **{c: ibis.literal(0).cast(t[c].type()) for c in cols if c in ("amount", "margin")})
+    return arrived.select(*cols).union(t.filter((day >= lo) & (day < hi)), distinct=False)
 
 
-def _clv_realised(ds: Dataset, cfg: Config, customers: pd.Series, as_of: dt.date, days: int, value_target: str,
-                  margin: float) -> np.ndarray:
-    """Each customer's realised value over ``[as_of, as_of + days)`` times ``margin``: the backtest's
-    :func:`~clvml.evaluation.backtest.realised_window` with the model's value target and margin."""
-    from clvml.evaluation.backtest import realised_window
+def _realised(ds: Dataset, tables: dict[str, ibis.Table], as_of: dt.date, s: dict[str, Any], end: dt.date
+              ) -> pa.Table:
+    """The realised outcomes over ``[as_of, as_of + H)`` of every customer with a transaction before
+    ``as_of``: ``customer_id`` (text), ``churn`` (0/1) and ``value`` (the model's value target), in
+    Arrow: one partition's worth, never every partition's outcomes in pandas. ``tables``: the data's
+    tables with the transactions of :func:`_label_rows`."""
+    lab = build_labels(tables, [as_of], horizon_days=s["horizon_days"], churn_definition=s["churn_definition"],
+                       cancellation_event=s["cancellation_event"], data_end=end)
+    if s["value_target"] == "margin" and "margin" not in lab.columns:
+        raise DataSourceError("the model's value target is margin but the transactions have no margin column")
+    col = "margin" if s["value_target"] == "margin" else "spend"
+    got = lab.select("customer_id", "churn", col).to_pyarrow()
+    value = got[col].to_numpy()
+    if col == "margin":
+        value = np.maximum(value.astype(float), 0.0)
+    return pa.table({"customer_id": _as_text(got["customer_id"]),
+                     "churn": pa.array(got["churn"].to_numpy().astype(int)), "value": pa.array(value, pa.float64())})
 
-    model_cfg = cfg.model_copy(update={"labels": cfg.labels.model_copy(update={"value_target": value_target}),
-                                       "clv": cfg.clv.model_copy(update={"margin": margin})})
-    return realised_window(ds, customers, as_of, days, model_cfg)
+
+class _Windows:
+    """Each scored customer's realised value over ``[as_of, as_of + days)`` times the margin (the
+    backtest's :func:`~clvml.evaluation.backtest.realised_window`), for every partition, from one
+    read of the transactions in the union of the windows (customer, value): per window, the rows in
+    it are summed per customer in table order (pandas' groupby sum, as ``realised_window`` does), so
+    the sums are the same to the bit."""
+
+    def __init__(self, ds: Dataset, spans: list[tuple[dt.date, int]], value_target: str) -> None:
+        t = ds.tables["transactions"]
+        start = pd.Timestamp(min(d for d, _ in spans))
+        stop = max(pd.Timestamp(d) + pd.Timedelta(days=n) for d, n in spans)
+        col = "margin" if value_target == "margin" else "amount"
+        t = t.filter((t.ts >= start.to_pydatetime()) & (t.ts < stop.to_pydatetime()))
+        if col == "amount":
+            t = t.filter(t.amount > 0)
+        got = t.select("customer_id", "ts", value=t[col]).to_pyarrow()
+        ids = _as_text(got["customer_id"]).combine_chunks().dictionary_encode()
+        self.codes = ids.indices.to_numpy(zero_copy_only=False)
+        self.customers = ids.dictionary
+        self.ts = got["ts"].to_numpy()
+        self.value = got["value"].to_numpy().astype(float)
+        self.col = col
+
+    def realised(self, customers: pa.Array, as_of: dt.date, days: int, margin: float) -> np.ndarray:
+        o = np.datetime64(as_of, "D")
+        inside = (self.ts >= o) & (self.ts < o + np.timedelta64(days, "D"))
+        got = pd.Series(self.value[inside]).groupby(self.codes[inside]).sum()
+        if self.col == "margin":
+            got = got.clip(lower=0.0)
+        at = pc.index_in(customers, value_set=self.customers).to_numpy(zero_copy_only=False)
+        sums = got.reindex(np.arange(len(self.customers))).to_numpy(float)
+        found = ~np.isnan(at)
+        out = np.full(len(customers), np.nan)
+        out[found] = sums[at[found].astype(np.int64)]
+        return margin * pd.Series(out).fillna(0.0).to_numpy(float)
 
 
-def _segments(frame: pd.DataFrame) -> list[tuple[str, str, pd.DataFrame]]:
-    out = [("all", "all", frame)]
+def _segments(table: pa.Table, keep: np.ndarray) -> list[tuple[str, str, np.ndarray | None]]:
+    """The groups of the matched customers (rows ``keep`` of ``table``): ``all``, then each level of
+    each segment column (its values as text, levels in sorted order, like
+    ``groupby(col.astype(str), sort=True)``) as a boolean mask over the matched customers."""
+    out: list[tuple[str, str, np.ndarray | None]] = [("all", "all", None)]
     for col in SEGMENTS:
-        if col in frame:
-            for level, g in frame.groupby(frame[col].astype(str), sort=True):
-                out.append((col, str(level), g))
+        if col not in table.column_names:
+            continue
+        c = table[col].combine_chunks()
+        if pa.types.is_string(c.type) or pa.types.is_large_string(c.type) or pa.types.is_dictionary(c.type):
+            enc = c.dictionary_encode() if not pa.types.is_dictionary(c.type) else c
+            names = ["None" if v is None else str(v) for v in enc.dictionary.to_pylist()]
+            codes = enc.indices.fill_null(len(names)).to_numpy(zero_copy_only=False)[keep]
+            names.append("None")
+        else:  # other types: pandas' own text of each value
+            codes, uniq = pd.factorize(c.to_pandas().astype(str).to_numpy()[keep])
+            names = [str(u) for u in uniq]
+        by_name: dict[str, list[int]] = {}
+        for k, name in enumerate(names):
+            by_name.setdefault(name, []).append(k)
+        present = np.bincount(codes, minlength=len(names)) > 0
+        for name in sorted(by_name):
+            ks = [k for k in by_name[name] if present[k]]
+            if ks:
+                out.append((col, name, np.isin(codes, ks) if len(ks) > 1 else codes == ks[0]))
     return out
 
 
-def partition_rows(p: Partition, version: str, scored: pd.DataFrame, realised: pd.DataFrame | None,
+def partition_rows(p: Partition, version: str, scored: pa.Table, realised: pa.Table | None,
                    clv_actual: np.ndarray | None, clv_days: int, clv_complete: bool, prom: Promise,
                    min_customers: int) -> list[tuple]:
     """The tidy rows of one partition and model version (see :data:`COLUMNS`)."""
@@ -112,35 +187,40 @@ def partition_rows(p: Partition, version: str, scored: pd.DataFrame, realised: p
             exp = prom.figure(*EXPECTED[metric])
         rows.append((p.as_of, version, seg_by, seg, metric, horizon, int(n), float(value), exp))
 
-    add("all", "all", "scored_customers", "n/a", len(scored), len(scored))
+    n_scored = scored.num_rows
+    add("all", "all", "scored_customers", "n/a", n_scored, n_scored)
     drift = p.manifest.get("drift") if isinstance(p.manifest.get("drift"), dict) else {}
     top = drift.get("top") if isinstance(drift.get("top"), dict) else {}
     if top:
-        add("all", "all", "drift_psi_max", "n/a", len(scored), max(float(v) for v in top.values()))
+        add("all", "all", "drift_psi_max", "n/a", n_scored, max(float(v) for v in top.values()))
     if realised is None:
         return rows
-    # the scored customers with an outcome, in the scores' order (an inner one-to-one merge on
-    # customer_id; both sides hold each customer once: the scores are checked on reading, the outcomes
-    # are one row per customer and as_of), by position so that the ids are hashed once
-    at = pd.Index(realised["customer_id"]).get_indexer(scored["customer_id"])
-    keep = at >= 0
-    merged = scored[keep].reset_index(drop=True)
-    for col in realised.columns.drop("customer_id"):
-        merged[col] = realised[col].to_numpy()[at[keep]]
-    if clv_actual is not None:
-        merged["clv_realised"] = np.asarray(clv_actual)[keep]
-    add("all", "all", "unmatched_customers", "n/a", len(scored), len(scored) - len(merged))
-    for seg_by, seg, g in _segments(merged):
-        add(seg_by, seg, "customers", "n/a", len(g), len(g))
-        if len(g) < min_customers:
+    # the scored customers with an outcome, in the scores' order (an inner one-to-one join on
+    # customer_id: the scores are checked on reading, the outcomes are one row per customer), by
+    # position in Arrow: the ids are hashed once and never become Python strings
+    at = pc.index_in(scored["customer_id"], value_set=realised["customer_id"]).to_numpy(zero_copy_only=False)
+    keep = ~np.isnan(at)
+    pos = at[keep].astype(np.int64)
+
+    def col(name: str) -> np.ndarray:
+        return scored[name].to_numpy().astype(float)[keep]
+
+    figures = GroupFigures(realised["churn"].to_numpy()[pos], col("churn_probability"),
+                           realised["value"].to_numpy()[pos], col("expected_value"),
+                           None if clv_actual is None else np.asarray(clv_actual, float)[keep],
+                           None if clv_actual is None else col("clv"))
+    matched = int(keep.sum())
+    add("all", "all", "unmatched_customers", "n/a", n_scored, n_scored - matched)
+    for seg_by, seg, mask in _segments(scored, keep):
+        n = matched if mask is None else int(mask.sum())
+        add(seg_by, seg, "customers", "n/a", n, n)
+        if n < min_customers:
             continue
-        for metric, value in horizon_metrics(g).items():
-            add(seg_by, seg, metric, "complete", len(g), value)
+        for metric, value in figures.horizon(mask).items():
+            add(seg_by, seg, metric, "complete", n, value)
         if clv_actual is not None:
-            clv = clv_window_metrics(g["clv_realised"].to_numpy(float), g["clv"].to_numpy(float), clv_complete,
-                                     clv_days)
-            for metric, value in clv.items():
-                add(seg_by, seg, metric, "complete" if clv_complete else "partial", len(g), value)
+            for metric, value in figures.clv(mask, clv_complete, clv_days).items():
+                add(seg_by, seg, metric, "complete" if clv_complete else "partial", n, value)
     return rows
 
 
@@ -182,7 +262,7 @@ def monitor(cfg: Config, *, scores: Path | None = None, ds: Dataset | None = Non
 
     promises: dict[str, Promise] = {}
     for p in parts:
-        for v in sorted(p.scores["model_version"].astype(str).unique()):
+        for v in p.versions:
             if v not in promises:
                 promises[v] = promise(cfg, v, p.manifest)
                 if promises[v].note:
@@ -193,22 +273,17 @@ def monitor(cfg: Config, *, scores: Path | None = None, ds: Dataset | None = Non
         if s != mine:
             notes.append(f"model {v} was trained with labels {s}; its outcomes use them, not the config's {mine}")
 
-    # which (partition, version) have matured, and their outcomes, one label query per label setting
+    # which (partition, version) have matured
     pending: list[dict[str, str]] = []
     todo: dict[tuple, list[dt.date]] = {}
     for p in parts:
-        for v in sorted(p.scores["model_version"].astype(str).unique()):
+        for v in p.versions:
             h = settings[v]["horizon_days"]
             if p.as_of + dt.timedelta(days=h - 1) <= end:
                 todo.setdefault(tuple(sorted(settings[v].items())), []).append(p.as_of)
             else:
                 pending.append({"as_of": str(p.as_of), "model_version": v,
                                 "matures_when_data_reach": str(p.as_of + dt.timedelta(days=h - 1))})
-    outcomes: dict[tuple[tuple, dt.date], pd.DataFrame] = {}
-    for key, days in todo.items():
-        lab = _realised(ds, sorted(set(days)), dict(key), end)
-        for day, g in lab.groupby("as_of"):
-            outcomes[(key, day)] = g.drop(columns="as_of")
     matured = sorted({d for days in todo.values() for d in days})
     progress(f"{len(matured)} partition(s) matured (data end {end}), {len(pending)} pending")
     if not matured:
@@ -216,29 +291,67 @@ def monitor(cfg: Config, *, scores: Path | None = None, ds: Dataset | None = Non
         notes.append(f"no partition has matured yet: the earliest, as_of={earliest['as_of']}, needs data up to "
                      f"{earliest['matures_when_data_reach']}; the data end on {end}")
 
-    rows: list[tuple] = []
+    # the CLV window of each matured (partition, version): its days, and one read of the transactions
+    # in all the windows of a value target
+    def clv_window(p: Partition, v: str) -> tuple[dict[str, Any], int, bool]:
+        clv_cfg = {**cfg.clv.model_dump(mode="json"), **(promises[v].clv or {})}
+        window = int(clv_cfg["periods"]) * settings[v]["horizon_days"]
+        days = min(window, (end - p.as_of).days + 1)
+        return clv_cfg, days, days >= window
+
+    spans: dict[str, list[tuple[dt.date, int]]] = {}
     for p in parts:
-        for v in sorted(p.scores["model_version"].astype(str).unique()):
-            scored = p.scores[p.scores["model_version"].astype(str) == v].reset_index(drop=True)
+        for v in p.versions:
+            if p.as_of in todo.get(tuple(sorted(settings[v].items())), []):
+                spans.setdefault(settings[v]["value_target"], []).append((p.as_of, clv_window(p, v)[1]))
+    windows = {target: _Windows(ds, sp, target) for target, sp in spans.items()}
+    label_tables, rows_name = dict(ds.tables), f"clvml_monitor_label_rows_{id(ds)}"
+    if matured:
+        last = max(d + dt.timedelta(days=settings[v]["horizon_days"]) for p in parts for v in p.versions
+                   for d in [p.as_of] if d in matured)
+        label_tables["transactions"] = materialize(ds.con, rows_name, _label_rows(ds, matured[0], last),
+                                                   "the transactions of the realised outcomes")
+
+    # one partition at a time: its scores, its outcomes, its rows; then it is freed. The next
+    # partition's scores and outcomes are read (Parquet, the backend) in a second thread while this
+    # one's figures are computed (numpy): the two use different cores; only that thread queries the
+    # backend while the loop runs
+    def prepare(p: Partition) -> list[tuple]:
+        table = p.read()
+        out = []
+        for v in p.versions:
+            scored = table if len(p.versions) == 1 else table.filter(pc.equal(table["model_version"], v))
             s = settings[v]
-            key = tuple(sorted(s.items()))
-            realised = outcomes.get((key, p.as_of))
-            if realised is None and p.as_of in todo.get(key, []):
-                realised = pd.DataFrame(columns=["customer_id", "churn", "value"])
-            clv_actual, clv_days, complete = None, 0, False
-            if realised is not None:
-                clv_cfg = {**cfg.clv.model_dump(mode="json"), **(promises[v].clv or {})}
-                window = int(clv_cfg["periods"]) * s["horizon_days"]
-                clv_days = min(window, (end - p.as_of).days + 1)
-                complete = clv_days >= window
-                clv_actual = _clv_realised(ds, cfg, scored["customer_id"], p.as_of, clv_days, s["value_target"],
-                                           float(clv_cfg["margin"]))
-            rows += partition_rows(p, v, scored, realised, clv_actual, clv_days, complete, promises[v],
-                                   mcfg.min_customers)
+            realised, clv_actual, clv_days, complete = None, None, 0, False
+            if p.as_of in todo.get(tuple(sorted(s.items())), []):
+                realised = _realised(ds, label_tables, p.as_of, s, end)
+                clv_cfg, clv_days, complete = clv_window(p, v)
+                clv_actual = windows[s["value_target"]].realised(scored["customer_id"], p.as_of, clv_days,
+                                                                 float(clv_cfg["margin"]))
+            out.append((v, scored, realised, clv_actual, clv_days, complete))
+        return out
+
+    rows: list[tuple] = []
+    with ThreadPoolExecutor(1) as pool:
+        ahead = pool.submit(prepare, parts[0])
+        for k, p in enumerate(parts):
+            work = ahead.result()
+            if k + 1 < len(parts):
+                ahead = pool.submit(prepare, parts[k + 1])
+            for v, scored, realised, clv_actual, clv_days, complete in work:
+                rows += partition_rows(p, v, scored, realised, clv_actual, clv_days, complete, promises[v],
+                                       mcfg.min_customers)
+            del work
+            progress(f"as_of={p.as_of} judged")
+    windows.clear()
+    if matured:
+        release(ds.con, rows_name)
     metrics = pd.DataFrame(rows, columns=COLUMNS).sort_values(
         ["as_of", "model_version", "segment_by", "segment", "metric"], kind="mergesort").reset_index(drop=True)
-    kpis = monthly_kpis(ds, cfg, end)
-    cohort = cohorts(ds, end)
+    progress("retention KPIs and cohorts")
+    with purchase_months_of(ds, end) as months:
+        kpis = monthly_kpis(ds, cfg, end, months)
+        cohort = cohorts(ds, end, months)
     alerts, judged = judge(metrics, mcfg)
     rec = recommendation(alerts, judged, metrics, pending, str(end))
     effects, campaign_notes = campaign_effects(cfg, ds, parts, end)

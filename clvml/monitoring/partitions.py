@@ -11,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from clvml.config import Config
@@ -30,12 +31,45 @@ _FOLDER = re.compile(r"as_of=(\d{4}-\d{2}-\d{2})")
 
 @dataclass
 class Partition:
-    """One stored partition: its date, folder, scores (the columns monitoring reads) and manifest."""
+    """One stored partition: its date, folder, data files, manifest and the model versions that
+    scored it. The scores themselves are read on demand (:meth:`read`), one partition at a time: twelve
+    partitions of a million customers do not fit in memory together as pandas frames."""
 
     as_of: dt.date
     path: Path
-    scores: pd.DataFrame
     manifest: dict[str, Any] = field(default_factory=dict)
+    files: list[Path] = field(default_factory=list)
+    #: the columns monitoring reads (:data:`REQUIRED`, then the :data:`SEGMENTS` of the first file)
+    columns: list[str] = field(default_factory=list)
+    #: the model versions in ``model_version``, sorted (as text)
+    versions: list[str] = field(default_factory=list)
+    rows: int = 0
+
+    def read(self, columns: list[str] | None = None) -> pa.Table:
+        """The partition's scores as Arrow (default: :attr:`columns`), its files concatenated in
+        name order; ``customer_id`` and ``model_version`` as text, a column absent from a file null."""
+        want = list(columns or self.columns)
+        tables = []
+        for f in self.files:
+            t = pq.read_table(f, columns=[c for c in want if c in pq.read_schema(f).names])
+            for c in ("customer_id", "model_version"):
+                if c in t.column_names:
+                    t = t.set_column(t.column_names.index(c), c, _as_text(t[c]))
+            tables.append(t)
+        return pa.concat_tables(tables, promote_options="permissive").select(
+            [c for c in want if any(c in t.column_names for t in tables)])
+
+    @property
+    def scores(self) -> pd.DataFrame:
+        """The partition's :attr:`columns` as pandas (read again at each access: not kept)."""
+        return self.read().to_pandas()
+
+
+def _as_text(col: pa.ChunkedArray) -> pa.ChunkedArray:
+    """A text column as ``large_string`` (what ``astype(str)`` gives on its values)."""
+    if pa.types.is_dictionary(col.type):
+        col = col.cast(col.type.value_type)
+    return col if pa.types.is_large_string(col.type) else col.cast(pa.large_string())
 
 
 def scores_root(cfg: Config, scores: Path | None = None) -> Path:
@@ -61,7 +95,8 @@ def _data_files(folder: Path) -> list[Path]:
 
 
 def read_partitions(root: Path, since: dt.date | None = None) -> tuple[list[Partition], list[str]]:
-    """Every partition under ``root`` (oldest first) with its scores, and notes on what was skipped.
+    """Every partition under ``root`` (oldest first), checked, and notes on what was skipped. The
+    scores are not kept: :meth:`Partition.read` reads them when they are judged.
 
     Raises
     ------
@@ -111,16 +146,28 @@ def read_partitions(root: Path, since: dt.date | None = None) -> tuple[list[Part
             bad.append(f"{folder}: {'; '.join(problems)}")
             continue
         cols = list(REQUIRED) + [c for c in SEGMENTS if c in pq.read_schema(files[0]).names]
-        scores = pd.concat([pq.read_table(f, columns=[c for c in cols if c in pq.read_schema(f).names]).to_pandas()
-                            for f in files], ignore_index=True)
-        scores["customer_id"] = scores["customer_id"].astype(str)
-        dup = int(scores["customer_id"].duplicated().sum())
-        nulls = {c: int(scores[c].isna().sum()) for c in REQUIRED if scores[c].isna().any()}
+        part = Partition(day, folder, {}, files, cols)
+        # the checks on the required columns only, in Arrow (never the whole partition in pandas)
+        scores = part.read(list(REQUIRED))
+        ids = scores["customer_id"]
+        dup = len(ids) - pc.count_distinct(ids, mode="all").as_py()
+        nulls = {}
+        for c in REQUIRED:
+            n = scores[c].null_count
+            if pa.types.is_floating(scores[c].type):
+                n += pc.sum(pc.is_nan(scores[c])).as_py() or 0
+            if n:
+                nulls[c] = n
         if dup or nulls:
-            first = scores.loc[scores["customer_id"].duplicated(), "customer_id"].head(1).tolist()
-            said = [f"{dup:,} duplicated customer_id(s), e.g. {first[0]!r}"] if dup else []
+            said = []
+            if dup:
+                first = ids.to_pandas().loc[lambda s: s.duplicated()].head(1).tolist()
+                said = [f"{dup:,} duplicated customer_id(s), e.g. {first[0]!r}"]
             bad.append(f"{folder}: " + "; ".join(said + [f"{n:,} null {c}" for c, n in nulls.items()]))
             continue
+        part.versions = sorted(str(v) for v in pc.unique(scores["model_version"]).to_pylist())
+        part.rows = scores.num_rows
+        del scores, ids
         manifest: dict[str, Any] = {}
         with_manifest = folder / "_manifest.json"
         if with_manifest.is_file():
@@ -128,7 +175,8 @@ def read_partitions(root: Path, since: dt.date | None = None) -> tuple[list[Part
                 manifest = json.loads(with_manifest.read_text())
             except (OSError, ValueError):
                 notes.append(f"as_of={day}: unreadable _manifest.json (model source and drift unknown)")
-        out.append(Partition(day, folder, scores, manifest if isinstance(manifest, dict) else {}))
+        part.manifest = manifest if isinstance(manifest, dict) else {}
+        out.append(part)
     if bad:
         raise DataSourceError(
             f"{len(bad)} score partition(s) hold files of another schema than clvml score writes (required: "
