@@ -84,6 +84,7 @@ def build_features(
     windows: Sequence[int] = DEFAULT_WINDOWS,
     families: Sequence[str] = FAMILIES,
     custom: Sequence[str] | None = None,
+    plan: str | None = None,
 ) -> ibis.Table:
     """Point-in-time features for every (customer, cut-off).
 
@@ -100,6 +101,11 @@ def build_features(
     custom
         Names of the registered custom features to build (:mod:`clvml.features.custom`); None: every
         registered one whose table is given.
+    plan
+        How the transaction aggregates are computed (``auto``, ``cross_join``, ``incremental``; None:
+        :data:`clvml.features.query.PLAN`): the same values either way. The incremental plan (DuckDB only;
+        ``auto`` picks it there) runs the transactions' daily rows and NumPy at once, so the returned
+        expression is then partly computed already: build it again if the input tables change.
 
     Returns
     -------
@@ -114,7 +120,7 @@ def build_features(
     # onto this spine, so no family's query is evaluated twice
     first = tx.group_by("customer_id").aggregate(_first=day_of(tx.ts).min())
     spine = first.cross_join(cuts).filter(first._first < cuts.cutoff_day).select(*keys)
-    parts = [transactions.build(tx, cuts, windows)]
+    parts = [transactions.build(tx, cuts, windows, plan)]
     specs = feature_specs(tables, windows, families, custom)
     for name in ("activity", "social", "after_sales"):
         if name in families and REGISTRY[name].source in tables:
