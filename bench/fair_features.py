@@ -14,10 +14,12 @@ other load on a shared machine).
 Implementations:
 
 * ``clvml``: ``load_dataset`` (the supported path: read, validate, materialise in DuckDB) then
-  ``build_features(..., families=["transactions"]).to_pyarrow()``.
+  ``build_features(..., families=["transactions"]).to_pyarrow()`` (the default plan).
 * ``clvml-raw``: the same ``build_features`` on ``con.read_parquet`` of the files, no validation
   (the world is already canonical): the like-for-like comparison with the competitors, which validate
-  nothing.
+  nothing; with the cross-join plan (``plan="cross_join"``, the only plan before the incremental one).
+* ``clvml-inc``: ``clvml-raw`` with the incremental plan (``plan="incremental"``: running totals in
+  NumPy, ``clvml/features/incremental.py``), the same bits.
 * ``polars``: ``pl.scan_parquet`` → ``polars_transaction_features`` (lazy, streaming engine).
 * ``pandas``: ``pd.read_parquet`` (the needed columns) → ``pandas_transaction_features``.
 
@@ -42,7 +44,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-IMPLS = ("clvml", "clvml-raw", "polars", "pandas")
+IMPLS = ("clvml", "clvml-raw", "clvml-inc", "polars", "pandas")
+PLANS = {"clvml": None, "clvml-raw": "cross_join", "clvml-inc": "incremental"}
 COLUMNS = ["customer_id", "ts", "amount", "quantity", "category", "channel", "discount", "margin"]
 
 
@@ -59,7 +62,7 @@ def run_one(impl: str, world: Path, n_cut: int, windows: list[int]) -> dict:
     """One measurement, in this (fresh) process."""
     cuts = monthly_cutoffs(n_cut)
     files = str(world / "transactions" / "*.parquet")
-    if impl in ("clvml", "clvml-raw"):
+    if impl in PLANS:
         from clvml.config import DataConfig, TableSource
         from clvml.data.dataset import load_dataset
         from clvml.engine import connect
@@ -73,7 +76,8 @@ def run_one(impl: str, world: Path, n_cut: int, windows: list[int]) -> dict:
         else:
             tables = {"transactions": con.read_parquet(files)}
         read_s = time.perf_counter() - t0
-        out = build_features(tables, cuts, windows=windows, families=["transactions"]).to_pyarrow()
+        out = build_features(tables, cuts, windows=windows, families=["transactions"],
+                             plan=PLANS[impl]).to_pyarrow()
         rows, cols = out.num_rows, out.num_columns
     elif impl == "polars":
         import polars as pl
