@@ -18,7 +18,7 @@ import pyarrow as pa
 from clvml.errors import FeatureDefinitionError
 from clvml.features import activity, after_sales, profile, social, transactions
 from clvml.features.custom import build_custom, registered
-from clvml.features.query import day_of, safe_div
+from clvml.features.query import day_of, resolve_plan, safe_div
 from clvml.features.registry import FAMILIES, REGISTRY, Feature, FeatureSpec, Say
 
 DEFAULT_WINDOWS = (30, 90, 180, 365)
@@ -133,6 +133,12 @@ def build_features(
     base = spine
     if "profile" in families and "customers" in tables:
         base = profile.build(tables["customers"], spine)
+    if resolve_plan(plan, tx._find_backend().name) == "incremental":
+        # the transaction part has exactly the spine's rows (in either plan): with the incremental plan it
+        # is the base itself, so its ~60 in-memory columns are not copied into a join's hash table (the
+        # profile is joined onto it instead). The cross join keeps the spine, unchanged on every engine.
+        base, parts[0] = parts[0], base if base is not spine else None
+        parts = [p for p in parts if p is not None]
     for part in parts:
         base = base.left_join(part, keys).drop("customer_id_right", "cutoff_day_right")
     names = {s.name for s in specs}

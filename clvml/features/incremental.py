@@ -278,3 +278,48 @@ def _cumulate(v: np.ndarray, valid: np.ndarray | None, starts: np.ndarray,
         cnt = np.zeros(len(v) + 1, dtype=np.int64)
         np.cumsum(valid, out=cnt[1:])
     return cum, cnt
+
+
+def running_totals(rows: ibis.Table, group: Sequence[str], cutoffs: ibis.Table, sums: dict[str, ibis.Value],
+                   day: str = "day") -> ibis.Table | None:
+    """The all-history sums ``sums`` over ``rows`` per (``group``, cut-off), for every group with a row
+    before the cut-off, as an in-memory table: what grouping ``rows`` joined to every later cut-off by
+    (``group``, cut-off) with :func:`~clvml.features.query.wsum` gives, value for value (integer sums
+    int64, float sums of whole units float64). None when a float sum could not be taken exactly (see
+    :func:`aggregate_incremental`)."""
+    types = {name: v.type() for name, v in sums.items()}
+    data = rows.select(*group, _day=rows[day], **sums).order_by([*group, "_day"]).to_pyarrow()
+    cuts = np.unique(cutoffs.cutoff_day.to_pyarrow().to_numpy(zero_copy_only=False).astype(np.int64))
+    n = data.num_rows
+    new = np.zeros(n, dtype=bool)
+    new[:1] = True
+    keys = [data.column(g).combine_chunks() for g in group]
+    if n > 1:
+        for k in keys:  # a new group where any key differs from the row before (null keys: never here)
+            new[1:] |= pc.fill_null(pc.not_equal(k[1:], k[:-1]), True).to_numpy(zero_copy_only=False)
+    starts = np.flatnonzero(new)
+    days = data.column("_day").to_numpy().astype(np.int64) if n else np.zeros(0, np.int64)
+    block = np.cumsum(new) - 1
+    lo_day = min(int(days.min()) if n else 0, int(cuts.min()) if len(cuts) else 0)
+    span = max(int(days.max()) if n else 0, int(cuts.max()) if len(cuts) else 0) - lo_day + 1
+    key = block * span + (days - lo_day)
+    cell_b = np.repeat(np.arange(len(starts), dtype=np.int64), len(cuts))
+    cell_k = np.tile(cuts, len(starts))
+    hi = np.searchsorted(key, cell_b * span + (cell_k - lo_day))
+    keep = hi > starts[cell_b]
+    cell_b, cell_k, hi = cell_b[keep], cell_k[keep], hi[keep]
+    first = pa.array(starts[cell_b])
+    out: dict[str, pa.Array] = {g: k.take(first) for g, k in zip(group, keys, strict=True)}
+    out["cutoff_day"] = pa.array(cell_k, pa.int64())
+    try:
+        for name in sums:
+            v, valid = _numpy(data.column(name), "sum")
+            cum, cnt = _cumulate(v, valid, starts, types[name])
+            res = cum[hi] - cum[starts[cell_b]]
+            if types[name].is_floating():
+                res = res.astype(np.float64)
+            null = None if cnt is None else (cnt[hi] - cnt[starts[cell_b]]) == 0
+            out[name] = pa.array(res, mask=null)
+    except NotExact:
+        return None
+    return ibis.memtable(pa.table(out))

@@ -7,12 +7,14 @@ from collections.abc import Sequence
 
 import ibis
 
+from clvml.features.incremental import running_totals
 from clvml.features.query import (
     aggregate_family,
     day_of,
     decimal_sum,
     exact_sum,
     from_units,
+    resolve_plan,
     safe_div,
     std_from_moments,
     wide_sum,
@@ -213,11 +215,15 @@ def daily(tx: ibis.Table) -> ibis.Table:
 
 
 def _mix(tx: ibis.Table, cutoffs: ibis.Table, column: str, count_name: str,
-         share_name: str, kind: str) -> ibis.Table:
+         share_name: str, kind: str, plan: str | None = None) -> ibis.Table:
     t = tx.filter(tx.amount > 0).mutate(day=day_of(tx.ts), key=tx[column].fill_null("(none)"))
     d = t.group_by(["customer_id", "key", "day"]).aggregate(n=t.count(), s=exact_sum(t.amount))
-    j = d.cross_join(cutoffs).filter(d.day < cutoffs.cutoff_day)
-    per = j.group_by(["customer_id", "cutoff_day", "key"]).aggregate(n=wsum(j.n), s=wsum(j.s))
+    per = None
+    if resolve_plan(plan, tx._find_backend().name) == "incremental":  # running totals per (customer, key)
+        per = running_totals(d, ["customer_id", "key"], cutoffs, {"n": d.n, "s": d.s})
+    if per is None:
+        j = d.cross_join(cutoffs).filter(d.day < cutoffs.cutoff_day)
+        per = j.group_by(["customer_id", "cutoff_day", "key"]).aggregate(n=wsum(j.n), s=wsum(j.s))
     if kind == "hhi":  # spend concentration; squares of exact sums can pass 2**53: DECIMAL
         sq = from_units(per.s) ** 2
         # DECIMAL(38, 9) holds squares below 1e29 (a category total of 3e14); the rare larger ones
@@ -242,9 +248,9 @@ def build(tx: ibis.Table, cutoffs: ibis.Table, windows: Sequence[int], plan: str
     keys = ["customer_id", "cutoff_day"]
     if "category" in tx.columns:
         out = out.left_join(_mix(tx, cutoffs, "category", "tx_categories_all", "tx_category_hhi",
-                                 "hhi"), keys).drop("customer_id_right", "cutoff_day_right")
+                                 "hhi", plan), keys).drop("customer_id_right", "cutoff_day_right")
     if "channel" in tx.columns:
         out = out.left_join(_mix(tx, cutoffs, "channel", "tx_channels_all",
-                                 "tx_main_channel_share", "share"), keys).drop(
+                                 "tx_main_channel_share", "share", plan), keys).drop(
             "customer_id_right", "cutoff_day_right")
     return out
