@@ -103,9 +103,11 @@ def build_features(
         registered one whose table is given.
     plan
         How the transaction aggregates are computed (``auto``, ``cross_join``, ``incremental``; None:
-        :data:`clvml.features.query.PLAN`): the same values either way. The incremental plan (DuckDB only;
-        ``auto`` picks it there) runs the transactions' daily rows and NumPy at once, so the returned
-        expression is then partly computed already: build it again if the input tables change.
+        :data:`clvml.features.query.PLAN`; see :func:`~clvml.features.query.resolve_plan`): the same
+        values either way. The incremental plan (DuckDB only; ``auto`` picks it there from
+        :data:`~clvml.features.query.AUTO_MIN_CUTOFFS` cut-offs on) runs the transactions' daily rows and
+        NumPy at once, so the returned expression is then partly computed already: build it again if the
+        input tables change.
 
     Returns
     -------
@@ -113,8 +115,10 @@ def build_features(
         ``customer_id``, ``cutoff`` (date) and one column per :func:`feature_specs` entry.
     """
     windows = sorted(set(int(w) for w in windows))
-    cuts = cutoff_table(as_cutoffs(cutoffs))
+    cutoffs = as_cutoffs(cutoffs)
+    cuts = cutoff_table(cutoffs)
     tx = tables["transactions"]
+    plan = resolve_plan(plan, tx._find_backend().name, len(cutoffs))
     keys = ["customer_id", "cutoff_day"]
     # the population: customers with a transaction strictly before the cut-off; every family joins
     # onto this spine, so no family's query is evaluated twice
@@ -133,7 +137,7 @@ def build_features(
     base = spine
     if "profile" in families and "customers" in tables:
         base = profile.build(tables["customers"], spine)
-    if resolve_plan(plan, tx._find_backend().name) == "incremental":
+    if plan == "incremental":
         # the transaction part has exactly the spine's rows (in either plan): with the incremental plan it
         # is the base itself, so its ~60 in-memory columns are not copied into a join's hash table (the
         # profile is joined onto it instead). The cross join keeps the spine, unchanged on every engine.

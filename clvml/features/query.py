@@ -24,21 +24,31 @@ from clvml.features.registry import Family
 Plan = Literal["auto", "cross_join", "incremental"]
 PLANS: tuple[str, ...] = ("auto", "cross_join", "incremental")
 
-#: the plan used when none is given (``features.plan`` in the config): ``auto`` is the incremental plan
-#: on DuckDB (measured faster at 1, 6 and 24 cut-offs: bench/RESULTS.md) and the cross join elsewhere
+#: the plan used when none is given (``features.plan`` in the config)
 PLAN: Plan = "auto"
 
+#: ``auto`` takes the incremental plan on DuckDB from this many cut-offs per query on: below it the cross
+#: join was measured cheaper (its cost grows with the cut-offs, the incremental plan's fixed part does
+#: not; bench/RESULTS.md, "Incremental features in NumPy")
+AUTO_MIN_CUTOFFS = 4
 
-def resolve_plan(plan: str | None, backend: str) -> Literal["cross_join", "incremental"]:
-    """The plan that runs for ``plan`` (None: :data:`PLAN`) on the engine named ``backend``.
 
-    The incremental plan executes part of the query eagerly through DuckDB and NumPy, so on every other
-    engine (Spark) the cross join runs whatever is asked.
+def resolve_plan(plan: str | None, backend: str, cutoffs: int | None = None) -> Literal["cross_join", "incremental"]:
+    """The plan that runs for ``plan`` (None: :data:`PLAN`) on the engine named ``backend`` for a query of
+    ``cutoffs`` cut-offs (None: not known, counted as many).
+
+    ``auto`` is the incremental plan on DuckDB for at least :data:`AUTO_MIN_CUTOFFS` cut-offs, else the
+    cross join. The incremental plan executes part of the query eagerly through DuckDB and NumPy, so on
+    every other engine (Spark) the cross join runs whatever is asked.
     """
     plan = PLAN if plan is None else plan
     if plan not in PLANS:
         raise ValueError(f"unknown feature plan {plan!r}; use one of {', '.join(PLANS)}")
-    return "incremental" if plan != "cross_join" and backend == "duckdb" else "cross_join"
+    if backend != "duckdb" or plan == "cross_join":
+        return "cross_join"
+    if plan == "auto" and cutoffs is not None and cutoffs < AUTO_MIN_CUTOFFS:
+        return "cross_join"
+    return "incremental"
 
 
 def day_of(ts: ibis.Value) -> ibis.Value:
