@@ -156,3 +156,22 @@ def test_feature_batches_rebuild_the_incremental_aggregates_for_every_batch(smal
     pd.testing.assert_frame_equal(again, parts[0])
     joined = pd.concat(parts).sort_values(["cutoff", "customer_id"]).reset_index(drop=True)
     pd.testing.assert_frame_equal(joined, whole.reset_index(drop=True), check_exact=True)
+
+
+def test_the_in_memory_aggregates_are_released_with_the_expression():
+    """ibis.memtable keeps its table registered until the process exits (every training batch would stay
+    in memory); the incremental plan's tables are unregistered once no expression refers to them."""
+    import gc
+
+    ds = load_dataset(frames={"transactions": tx([("a", "2024-01-01", 5.0), ("b", "2024-02-01", 2.0)])})
+    con = ds.tables["transactions"].get_backend().con
+
+    def registered() -> int:
+        names = [r[0] for r in con.execute("SELECT name FROM (SHOW ALL TABLES)").fetchall()]
+        return sum(n.startswith("_clvml_incremental_") for n in names)
+
+    e = build_features(ds.tables, [C1], plan="incremental")
+    assert len(e.to_pyarrow()) == 2 and registered() == 1
+    del e
+    gc.collect()
+    assert registered() == 0

@@ -23,7 +23,10 @@ bit-identical (``tests/test_incremental.py``). DuckDB only: other engines keep t
 
 from __future__ import annotations
 
+import contextlib
 import decimal
+import uuid
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -82,7 +85,7 @@ def aggregate_incremental(items: Sequence[Item], rows: ibis.Table, cutoffs: ibis
         arrays = _compute(items, col_of, types, data, cuts)
     except NotExact:
         return None
-    out = ibis.memtable(arrays)
+    out = in_memory(rows._find_backend(), arrays)
     cols = {}
     for it in items:
         v = out[it.name]
@@ -91,6 +94,24 @@ def aggregate_incremental(items: Sequence[Item], rows: ibis.Table, cutoffs: ibis
             v = _decimal_units(v, t.scale)
         cols[it.name] = v if it.inc.then is None else it.inc.then(v, out.cutoff_day)
     return out.select("customer_id", "cutoff_day", **cols)
+
+
+def in_memory(backend: ibis.BaseBackend, table: pa.Table) -> ibis.Table:
+    """``table`` registered (zero-copy) in the DuckDB ``backend`` for as long as an expression uses it.
+
+    ``ibis.memtable`` keeps its tables registered until the process exits, so every batch of features
+    built would stay in memory; here the registration is dropped once no expression refers to the table.
+    """
+    name = f"_clvml_incremental_{uuid.uuid4().hex}"
+    backend.con.register(name, table)
+    t = backend.table(name)
+    weakref.finalize(t.op(), _unregister, backend.con, name)
+    return t
+
+
+def _unregister(con: object, name: str) -> None:
+    with contextlib.suppress(Exception):  # the connection may be closed already
+        con.unregister(name)
 
 
 def _decimal_units(units: ibis.Value, scale: int) -> ibis.Value:
@@ -322,4 +343,4 @@ def running_totals(rows: ibis.Table, group: Sequence[str], cutoffs: ibis.Table, 
             out[name] = pa.array(res, mask=null)
     except NotExact:
         return None
-    return ibis.memtable(pa.table(out))
+    return in_memory(rows._find_backend(), pa.table(out))
