@@ -121,10 +121,8 @@ def test_an_empty_history_and_the_plan_switch():
     out = _both({"transactions": t}, [C1])  # no row before the only cut-off
     assert len(out["incremental"]) == 0
     _assert_same_bits(out["incremental"], out["cross_join"])
-    assert query.resolve_plan("auto", "duckdb") == "incremental"
-    assert query.resolve_plan("auto", "duckdb", query.AUTO_MIN_CUTOFFS) == "incremental"
-    assert query.resolve_plan("auto", "duckdb", query.AUTO_MIN_CUTOFFS - 1) == "cross_join"
-    assert query.resolve_plan("incremental", "duckdb", 1) == "incremental"
+    assert query.resolve_plan("auto", "duckdb") == "cross_join"  # the plan measured cheaper in full builds
+    assert query.resolve_plan("incremental", "duckdb") == "incremental"
     assert query.resolve_plan("incremental", "pyspark") == "cross_join"  # DuckDB only
     with pytest.raises(ValueError, match="unknown feature plan 'fast'"):
         query.resolve_plan("fast", "duckdb")

@@ -83,8 +83,8 @@ class FeatureConfig(_Strict):
     plan: Literal["auto", "cross_join", "incremental"] = Field(
         "auto", description="How the transaction aggregates are computed; every plan gives the same bits. "
         "'incremental': running totals in NumPy (DuckDB only; on other engines the cross join runs); "
-        "'cross_join': every customer-day joined to every later cut-off in one query; 'auto': incremental on "
-        "DuckDB (measured faster), cross join elsewhere.")
+        "'cross_join': every customer-day joined to every later cut-off in one query; 'auto': the cross join "
+        "(measured cheaper for training sets and the full build; bench/RESULTS.md).")
     cache: bool = Field(True, description="Reuse the feature table built by an earlier train/backtest/"
                         "tune on the same inputs, settings and cut-offs (kept under output.dir/cache).")
     families: list[Literal["transactions", "activity", "social", "after_sales", "profile"]] = Field(

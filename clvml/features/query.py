@@ -27,29 +27,21 @@ PLANS: tuple[str, ...] = ("auto", "cross_join", "incremental")
 #: the plan used when none is given (``features.plan`` in the config)
 PLAN: Plan = "auto"
 
-#: ``auto`` takes the incremental plan on DuckDB from this many cut-offs per query on. Measured (transaction
-#: family, 1M transactions): 1 cut-off 1.3x more CPU than the cross join, 6 cut-offs 0.78x, 24 0.84x; the
-#: demo's training set (4 cut-offs per query, all families) no cheaper. bench/RESULTS.md, "Incremental
-#: features in NumPy"
-AUTO_MIN_CUTOFFS = 6
 
+def resolve_plan(plan: str | None, backend: str) -> Literal["cross_join", "incremental"]:
+    """The plan that runs for ``plan`` (None: :data:`PLAN`) on the engine named ``backend``.
 
-def resolve_plan(plan: str | None, backend: str, cutoffs: int | None = None) -> Literal["cross_join", "incremental"]:
-    """The plan that runs for ``plan`` (None: :data:`PLAN`) on the engine named ``backend`` for a query of
-    ``cutoffs`` cut-offs (None: not known, counted as many).
-
-    ``auto`` is the incremental plan on DuckDB for at least :data:`AUTO_MIN_CUTOFFS` cut-offs, else the
-    cross join. The incremental plan executes part of the query eagerly through DuckDB and NumPy, so on
-    every other engine (Spark) the cross join runs whatever is asked.
+    ``auto`` is the cross join: the incremental plan was measured cheaper only for the transaction family
+    alone from 6 cut-offs on (22 % less CPU at 1M transactions x 6 cut-offs, 16 % at 24), but more costly
+    at 1 cut-off, for the demo's training set (4 cut-offs per query, every family) and for the full
+    build at 6 cut-offs (bench/RESULTS.md, "Incremental features in NumPy"). The incremental plan
+    executes part of the query eagerly through DuckDB and NumPy, so on every other engine (Spark) the
+    cross join runs whatever is asked.
     """
     plan = PLAN if plan is None else plan
     if plan not in PLANS:
         raise ValueError(f"unknown feature plan {plan!r}; use one of {', '.join(PLANS)}")
-    if backend != "duckdb" or plan == "cross_join":
-        return "cross_join"
-    if plan == "auto" and cutoffs is not None and cutoffs < AUTO_MIN_CUTOFFS:
-        return "cross_join"
-    return "incremental"
+    return "incremental" if plan == "incremental" and backend == "duckdb" else "cross_join"
 
 
 def day_of(ts: ibis.Value) -> ibis.Value:
