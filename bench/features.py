@@ -62,7 +62,8 @@ def measure(path: Path, windows: list[int], memory_limit: str | None, batches: i
             "rows": res.rows, "features": res.columns - 2, "batches": res.batches,
             "load_s": round(load_s, 1),
             "features_s": round(secs, 1), "events_per_s": int(total / secs),
-            "peak_rss_gib": round(peak_rss_gib(), 2), "plan": plan or "default"}
+            "peak_rss_gib": round(peak_rss_gib(), 2), "plan": plan or "default",
+            "cpu_s_total": round(sum(resource.getrusage(resource.RUSAGE_SELF)[:2]), 1)}
 
 
 def compare(path: Path, n_tx: int, windows: list[int], ft_python: Path) -> dict:
