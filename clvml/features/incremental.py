@@ -137,8 +137,9 @@ def _multiply(scale: int):  # noqa: ANN202 - an Ibis builtin UDF
 
 
 def _numpy(col: pa.ChunkedArray | pa.Array, kind: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """(values, non-null mask or None) of an Arrow column: int64 for integers, booleans and decimals of
-    scale 0 held in int64, float64 otherwise."""
+    """(values, non-null mask or None) of an Arrow column: int64 for integers and booleans, the integer units
+    (value x 10**scale) for decimals (sums only; :class:`NotExact` past int64), float64 otherwise; nulls
+    are 0 in sums."""
     arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
     valid = None if arr.null_count == 0 else arr.is_valid().to_numpy(zero_copy_only=False)
     t = arr.type
