@@ -32,11 +32,11 @@ def resolve_plan(plan: str | None, backend: str) -> Literal["cross_join", "incre
     """The plan that runs for ``plan`` (None: :data:`PLAN`) on the engine named ``backend``.
 
     ``auto`` is the cross join: the incremental plan was measured cheaper only for the transaction family
-    alone from 6 cut-offs on (22 % less CPU at 1M transactions x 6 cut-offs, 16 % at 24), but more costly
-    at 1 cut-off and for the demo's training set (4 cut-offs per query, every family), and for the full
-    build at 6 cut-offs ~8 % less CPU for ~1 GiB more memory (bench/RESULTS.md, "Incremental features in
-    NumPy"). The incremental plan executes part of the query eagerly through DuckDB and NumPy, so on every
-    other engine (Spark) the cross join runs whatever is asked.
+    alone from 6 cut-offs on (22 % less CPU at 1M transactions x 6 cut-offs, 16 % at 24). It cost more at
+    1 cut-off, was not measurably cheaper for the demo's training set (4 cut-offs per query, every
+    family), and saved ~8 % CPU for ~1 GiB more memory in the full build at 6 cut-offs (bench/RESULTS.md,
+    "Incremental features in NumPy"). The incremental plan executes part of the query eagerly through
+    DuckDB and NumPy, so on every other engine (Spark) the cross join runs whatever is asked.
     """
     plan = PLAN if plan is None else plan
     if plan not in PLANS:
