@@ -14,10 +14,17 @@ other load on a shared machine).
 Implementations:
 
 * ``clvml``: ``load_dataset`` (the supported path: read, validate, materialise in DuckDB) then
-  ``build_features(..., families=["transactions"]).to_pyarrow()``.
+  ``build_features(..., families=["transactions"]).to_pyarrow()`` (the default plan).
 * ``clvml-raw``: the same ``build_features`` on ``con.read_parquet`` of the files, no validation
   (the world is already canonical): the like-for-like comparison with the competitors, which validate
-  nothing.
+  nothing; with the cross-join plan (``plan="cross_join"``, the only plan before the incremental one).
+* ``clvml-inc``: ``clvml-raw`` with the incremental plan (``plan="incremental"``: running totals in
+  NumPy, ``clvml/features/incremental.py``), the same bits.
+* ``clvml-inc-b16``: ``clvml-inc`` in 16 customer batches (ranges of ``customer_id``, as
+  ``clvml.write_features`` splits them), each ``build_features(...).to_pyarrow()``, concatenated in
+  memory: the same rows, with the working memory of a sixteenth of the customers and DuckDB's
+  ``memory_limit`` at 2 GB (at 10M × 6 the one-query runs need more than the 8 GiB a process may take on
+  the shared machine).
 * ``polars``: ``pl.scan_parquet`` → ``polars_transaction_features`` (lazy, streaming engine).
 * ``pandas``: ``pd.read_parquet`` (the needed columns) → ``pandas_transaction_features``.
 
@@ -42,7 +49,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-IMPLS = ("clvml", "clvml-raw", "polars", "pandas")
+IMPLS = ("clvml", "clvml-raw", "clvml-inc", "clvml-inc-b16", "polars", "pandas")
+PLANS = {"clvml": None, "clvml-raw": "cross_join", "clvml-inc": "incremental", "clvml-inc-b16": "incremental"}
 COLUMNS = ["customer_id", "ts", "amount", "quantity", "category", "channel", "discount", "margin"]
 
 
@@ -59,7 +67,7 @@ def run_one(impl: str, world: Path, n_cut: int, windows: list[int]) -> dict:
     """One measurement, in this (fresh) process."""
     cuts = monthly_cutoffs(n_cut)
     files = str(world / "transactions" / "*.parquet")
-    if impl in ("clvml", "clvml-raw"):
+    if impl in PLANS:
         from clvml.config import DataConfig, TableSource
         from clvml.data.dataset import load_dataset
         from clvml.engine import connect
@@ -73,7 +81,25 @@ def run_one(impl: str, world: Path, n_cut: int, windows: list[int]) -> dict:
         else:
             tables = {"transactions": con.read_parquet(files)}
         read_s = time.perf_counter() - t0
-        out = build_features(tables, cuts, windows=windows, families=["transactions"]).to_pyarrow()
+        if impl == "clvml-inc-b16":
+            import pyarrow as pa
+
+            from clvml.features.writer import _range_bounds
+
+            con.raw_sql("SET memory_limit = '2GB'")  # DuckDB keeps freed buffers up to its limit (80 % of RAM)
+            tx = tables["transactions"]
+            bounds = _range_bounds(tx, 16)
+            parts = []
+            for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+                part = tx if lo is None else tx.filter(tx.customer_id >= lo)
+                part = part if hi is None else part.filter(part.customer_id < hi)
+                parts.append(build_features({"transactions": part}, cuts, windows=windows, families=["transactions"],
+                                            plan=PLANS[impl]).to_pyarrow())
+            out = pa.concat_tables(parts)
+            del parts
+        else:
+            out = build_features(tables, cuts, windows=windows, families=["transactions"],
+                                 plan=PLANS[impl]).to_pyarrow()
         rows, cols = out.num_rows, out.num_columns
     elif impl == "polars":
         import polars as pl

@@ -43,7 +43,8 @@ def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
-def measure(path: Path, windows: list[int], memory_limit: str | None, batches: int | None) -> dict:
+def measure(path: Path, windows: list[int], memory_limit: str | None, batches: int | None,
+            plan: str | None = None) -> dict:
     con = connect(memory_limit=memory_limit, temp_directory=str(path.parent / "spill"))
     cfg = DataConfig(tables={t: TableSource(path=path / t, format="parquet") for t in TABLES})
     t0 = time.perf_counter()
@@ -54,14 +55,15 @@ def measure(path: Path, windows: list[int], memory_limit: str | None, batches: i
     # written to Parquet in customer batches, as a user would at this size: the stacked table itself
     # is ~1.2e9 values at 10M transactions and does not fit the memory target in one piece
     res = write_features(ds.tables, CUTOFFS, path.parent / f"features-{path.name}", windows=windows,
-                         batches=batches)
+                         batches=batches, plan=plan)
     secs = time.perf_counter() - t0
     total = sum(events.values())
     return {"transactions": events["transactions"], "other_events": total - events["transactions"],
             "rows": res.rows, "features": res.columns - 2, "batches": res.batches,
             "load_s": round(load_s, 1),
             "features_s": round(secs, 1), "events_per_s": int(total / secs),
-            "peak_rss_gib": round(peak_rss_gib(), 2)}
+            "peak_rss_gib": round(peak_rss_gib(), 2), "plan": plan or "default",
+            "cpu_s_total": round(sum(resource.getrusage(resource.RUSAGE_SELF)[:2]), 1)}
 
 
 def compare(path: Path, n_tx: int, windows: list[int], ft_python: Path) -> dict:
@@ -95,10 +97,12 @@ def main() -> None:
     ap.add_argument("--featuretools-python", type=Path, default=Path(".venv-ft/bin/python"))
     ap.add_argument("--memory-limit", default=None, help="DuckDB memory_limit, e.g. 6GB")
     ap.add_argument("--batches", type=int, default=None, help="customer batches (default: automatic)")
+    ap.add_argument("--plan", default=None, choices=["auto", "cross_join", "incremental"],
+                    help="features plan (default: clvml's default, auto)")
     ap.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.measure:
-        print(json.dumps(measure(args.measure, args.windows, args.memory_limit, args.batches)))
+        print(json.dumps(measure(args.measure, args.windows, args.memory_limit, args.batches, args.plan)))
         return
     print(f"# {dt.date.today()} {platform.node()} {platform.machine()} python {platform.python_version()}")
     rows = []
@@ -109,6 +113,8 @@ def main() -> None:
             cmd += ["--memory-limit", args.memory_limit]
         if args.batches:
             cmd += ["--batches", str(args.batches)]
+        if args.plan:
+            cmd += ["--plan", args.plan]
         res = subprocess.run(cmd, capture_output=True, text=True, check=True)
         rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
         print(json.dumps(rows[-1]), flush=True)

@@ -18,7 +18,7 @@ import pyarrow as pa
 from clvml.errors import FeatureDefinitionError
 from clvml.features import activity, after_sales, profile, social, transactions
 from clvml.features.custom import build_custom, registered
-from clvml.features.query import day_of, safe_div
+from clvml.features.query import day_of, resolve_plan, safe_div
 from clvml.features.registry import FAMILIES, REGISTRY, Feature, FeatureSpec, Say
 
 DEFAULT_WINDOWS = (30, 90, 180, 365)
@@ -84,6 +84,7 @@ def build_features(
     windows: Sequence[int] = DEFAULT_WINDOWS,
     families: Sequence[str] = FAMILIES,
     custom: Sequence[str] | None = None,
+    plan: str | None = None,
 ) -> ibis.Table:
     """Point-in-time features for every (customer, cut-off).
 
@@ -100,6 +101,12 @@ def build_features(
     custom
         Names of the registered custom features to build (:mod:`clvml.features.custom`); None: every
         registered one whose table is given.
+    plan
+        How the transaction aggregates are computed (``auto``, ``cross_join``, ``incremental``; None:
+        :data:`clvml.features.query.PLAN`; see :func:`~clvml.features.query.resolve_plan`): the same
+        values either way. The incremental plan (DuckDB only; ``auto`` is the cross join) runs the
+        transactions' daily rows and NumPy at once, so the returned expression is then partly computed
+        already: build it again if the input tables change.
 
     Returns
     -------
@@ -107,14 +114,16 @@ def build_features(
         ``customer_id``, ``cutoff`` (date) and one column per :func:`feature_specs` entry.
     """
     windows = sorted(set(int(w) for w in windows))
-    cuts = cutoff_table(as_cutoffs(cutoffs))
+    cutoffs = as_cutoffs(cutoffs)
+    cuts = cutoff_table(cutoffs)
     tx = tables["transactions"]
+    plan = resolve_plan(plan, tx._find_backend().name)
     keys = ["customer_id", "cutoff_day"]
     # the population: customers with a transaction strictly before the cut-off; every family joins
     # onto this spine, so no family's query is evaluated twice
     first = tx.group_by("customer_id").aggregate(_first=day_of(tx.ts).min())
     spine = first.cross_join(cuts).filter(first._first < cuts.cutoff_day).select(*keys)
-    parts = [transactions.build(tx, cuts, windows)]
+    parts = [transactions.build(tx, cuts, windows, plan)]
     specs = feature_specs(tables, windows, families, custom)
     for name in ("activity", "social", "after_sales"):
         if name in families and REGISTRY[name].source in tables:
@@ -127,6 +136,12 @@ def build_features(
     base = spine
     if "profile" in families and "customers" in tables:
         base = profile.build(tables["customers"], spine)
+    if plan == "incremental":
+        # the transaction part has exactly the spine's rows (in either plan): with the incremental plan it
+        # is the base itself, so its ~60 in-memory columns are not copied into a join's hash table (the
+        # profile is joined onto it instead). The cross join keeps the spine, unchanged on every engine.
+        base, parts[0] = parts[0], base if base is not spine else None
+        parts = [p for p in parts if p is not None]
     for part in parts:
         base = base.left_join(part, keys).drop("customer_id_right", "cutoff_day_right")
     names = {s.name for s in specs}

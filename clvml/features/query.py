@@ -1,5 +1,11 @@
-"""The shared query shape of every family: events -> one row per customer-day -> join to the cut-offs
-(strictly earlier days only) -> one conditional aggregation for every window -> derived columns.
+"""The shared query shape of every family: events -> one row per customer-day -> one row per (customer,
+cut-off) with every window's aggregates -> derived columns.
+
+Two plans give the aggregates, with the same bits. The cross join joins every customer-day to every later
+cut-off (strictly earlier days only) and aggregates conditionally per window: one query, on any engine.
+The incremental plan (DuckDB only, :mod:`clvml.features.incremental`) computes the aggregates that declare
+an incremental form (:class:`~clvml.features.registry.Inc`) from running totals in NumPy and hands them
+back to DuckDB for the same derived columns; :func:`resolve_plan` picks one.
 
 Cut-offs are midnights, so "day < cutoff day" is exactly "ts < cutoff": nothing at or after a cut-off
 can reach its features.
@@ -8,10 +14,34 @@ can reach its features.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import ibis
 
+from clvml.features.incremental import Item, aggregate_incremental
 from clvml.features.registry import Family
+
+Plan = Literal["auto", "cross_join", "incremental"]
+PLANS: tuple[str, ...] = ("auto", "cross_join", "incremental")
+
+#: the plan used when none is given (``features.plan`` in the config)
+PLAN: Plan = "auto"
+
+
+def resolve_plan(plan: str | None, backend: str) -> Literal["cross_join", "incremental"]:
+    """The plan that runs for ``plan`` (None: :data:`PLAN`) on the engine named ``backend``.
+
+    ``auto`` is the cross join: the incremental plan was measured cheaper only for the transaction family
+    alone from 6 cut-offs on (22 % less CPU at 1M transactions x 6 cut-offs, 16 % at 24). It cost more at
+    1 cut-off, was not measurably cheaper for the demo's training set (4 cut-offs per query, every
+    family), and saved ~8 % CPU for ~1 GiB more memory in the full build at 6 cut-offs (bench/RESULTS.md,
+    "Incremental features in NumPy"). The incremental plan executes part of the query eagerly through
+    DuckDB and NumPy, so on every other engine (Spark) the cross join runs whatever is asked.
+    """
+    plan = PLAN if plan is None else plan
+    if plan not in PLANS:
+        raise ValueError(f"unknown feature plan {plan!r}; use one of {', '.join(PLANS)}")
+    return "incremental" if plan == "incremental" and backend == "duckdb" else "cross_join"
 
 
 def day_of(ts: ibis.Value) -> ibis.Value:
@@ -21,26 +51,30 @@ def day_of(ts: ibis.Value) -> ibis.Value:
 
 def aggregate_family(
     fam: Family, rows: ibis.Table, cutoffs: ibis.Table, windows: Sequence[int],
-    columns: Sequence[str], day: str = "day",
+    columns: Sequence[str], day: str = "day", plan: str | None = None, one_row_per_day: bool = False,
 ) -> ibis.Table:
     """Aggregate ``rows`` (customer_id, day, metrics…) to one row per (customer, cut-off).
+
+    ``plan``: see :func:`resolve_plan`; the incremental plan applies only to ``rows`` with at most one
+    row per customer and day (``one_row_per_day``) and to the aggregates declaring an
+    :class:`~clvml.features.registry.Inc`; it executes the daily rows at once (not lazily).
 
     Returns the declared features (hidden helpers dropped) with prefix ``fam.prefix``; customers with
     no rows before a cut-off are simply absent (the builder fills them).
     """
-    j = rows.cross_join(cutoffs).filter(rows[day] < cutoffs.cutoff_day)
-    # one 0/1 column per window (float64, like the sums it multiplies), computed once and multiplied
-    # in: much cheaper than one FILTER clause per aggregate
-    j = j.mutate(**{f"_in{w}": (j[day] >= j.cutoff_day - w).cast("float64") for w in windows})
     feats = fam.active(columns)
-    aggs: dict[str, ibis.Value] = {}
-    for f in feats:
-        if f.agg is None:
-            continue
-        for name, w in f.instances(windows):
-            win = None if w is None else j[f"_in{w}"]
-            aggs[name] = f.agg(j, win)
-    out = j.group_by(["customer_id", "cutoff_day"]).aggregate(**aggs)
+    out = None
+    joined = [f for f in feats if f.agg is not None]
+    if one_row_per_day and resolve_plan(plan, rows._find_backend().name) == "incremental":
+        items = [Item(name, f.inc, w) for f in joined if f.inc is not None for name, w in f.instances(windows)]
+        out = aggregate_incremental(items, rows, cutoffs, day) if items else None
+        if out is not None:
+            joined = [f for f in joined if f.inc is None]
+            if joined:  # both have a row for exactly the (customer, cut-off) pairs with a row before it
+                out = out.join(_cross_join_aggregate(joined, rows, cutoffs, windows, day),
+                               ["customer_id", "cutoff_day"]).drop("customer_id_right", "cutoff_day_right")
+    if out is None:
+        out = _cross_join_aggregate(joined, rows, cutoffs, windows, day)
     cols = Columns(out)
     for f in feats:  # derived columns may use earlier derived ones: declared order matters
         if f.derive is None:
@@ -50,6 +84,21 @@ def aggregate_family(
     keep = [name for f in feats if not f.hidden and (f.agg or f.derive)
             for name, _ in f.instances(windows)]
     return out.select("customer_id", "cutoff_day", **{f"{fam.prefix}_{c}": cols[c] for c in keep})
+
+
+def _cross_join_aggregate(feats: Sequence, rows: ibis.Table, cutoffs: ibis.Table, windows: Sequence[int],
+                          day: str) -> ibis.Table:
+    """The aggregates of ``feats`` by joining every row to every later cut-off."""
+    j = rows.cross_join(cutoffs).filter(rows[day] < cutoffs.cutoff_day)
+    # one 0/1 column per window (float64, like the sums it multiplies), computed once and multiplied
+    # in: much cheaper than one FILTER clause per aggregate
+    j = j.mutate(**{f"_in{w}": (j[day] >= j.cutoff_day - w).cast("float64") for w in windows})
+    aggs: dict[str, ibis.Value] = {}
+    for f in feats:
+        for name, w in f.instances(windows):
+            win = None if w is None else j[f"_in{w}"]
+            aggs[name] = f.agg(j, win)
+    return j.group_by(["customer_id", "cutoff_day"]).aggregate(**aggs)
 
 
 class Columns:

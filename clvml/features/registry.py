@@ -23,6 +23,41 @@ FAMILIES = ("transactions", "activity", "social", "after_sales", "profile")
 
 Agg = Callable[[ibis.Table, Any], ibis.Value]  # (rows joined to cut-offs, window condition or None)
 Derive = Callable[[dict[str, ibis.Value], int | None], ibis.Value]
+RowExpr = Callable[[ibis.Table], ibis.Value]  # an expression over a family's rows (before any join)
+
+
+@dataclass(frozen=True)
+class Inc:
+    """The incremental form of an ``agg``: what it aggregates over a family's one-row-per-day rows, so that
+    :mod:`clvml.features.incremental` can derive every (cut-off, window) value from running totals over the
+    rows sorted once, instead of joining every row to every later cut-off.
+
+    It must give exactly the ``agg``'s values, bit for bit (``tests/test_incremental.py`` compares both
+    plans); features without one are computed by the cross join in either plan.
+
+    ``kind``
+        ``"sum"``: the sum of ``value`` over the rows in range (a boolean counts 0/1; an integer or boolean
+        sum is int64, a float sum float64, a decimal sum the decimal type, like
+        :func:`~clvml.features.query.wsum` / :func:`~clvml.features.query.wide_wsum`); null when no row of
+        the customer before the cut-off has a value (like a sum of ``value`` times a 0/1 window indicator),
+        or, with a ``band``, when no row in the band has one (like ``sum(where=…)``).
+        ``"max"``/``"min"``: the largest/smallest non-null ``value`` in range (null: none).
+        ``"first"``/``"last"``: ``value`` on the earliest/latest row (by day) before the cut-off with a
+        non-null one; all history only.
+    ``value``
+        Per row of the family's rows; null: the row does not count.
+    ``band``
+        (lo, hi): only rows with ``cutoff - lo <= day < cutoff - hi`` (a fixed band, for a feature that is
+        not windowed; sums only). Default: the feature's window, all history when it has none.
+    ``then``
+        ``(aggregate, cutoff_day) -> value``: applied (as an Ibis expression) to the aggregate, e.g. the
+        conversion from whole units or the days since the last one.
+    """
+
+    kind: Literal["sum", "max", "min", "first", "last"]
+    value: RowExpr
+    band: tuple[int, int] | None = None
+    then: Callable[[ibis.Value, ibis.Value], ibis.Value] | None = None
 
 
 @dataclass(frozen=True)
@@ -49,6 +84,7 @@ class Feature:
     #: whenever the scoring date differs from the training one, so the drift stop reports it but does
     #: not stop on it (clvml.scoring.drift)
     calendar: bool = False
+    inc: Inc | None = None  # the agg's incremental form (None: computed by the cross join)
 
     def __post_init__(self) -> None:
         if isinstance(self.sentence, str):  # a plain template: "{value}" as a count

@@ -7,12 +7,14 @@ from collections.abc import Sequence
 
 import ibis
 
+from clvml.features.incremental import running_totals
 from clvml.features.query import (
     aggregate_family,
     day_of,
     decimal_sum,
     exact_sum,
     from_units,
+    resolve_plan,
     safe_div,
     std_from_moments,
     wide_sum,
@@ -20,7 +22,7 @@ from clvml.features.query import (
     wmax,
     wsum,
 )
-from clvml.features.registry import Feature, Say, family
+from clvml.features.registry import Feature, Inc, Say, family
 
 FAM = family("transactions", "transactions", "tx")
 R = FAM.register
@@ -35,20 +37,35 @@ def _purchase(j):
     return j.orders > 0
 
 
+def _purchase_day(r):
+    return ibis.ifelse(r.orders > 0, r.day, ibis.null("int64"))
+
+
+def _units(v, cutoff_day):
+    return from_units(v)
+
+
+def _since(day, cutoff_day):
+    """Days from ``day`` to the cut-off."""
+    return cutoff_day - day
+
+
 R(Feature("orders_{w}", "Orders {span}.", "orders", Say("{value} {order|orders} {span}", zero="no orders {span}"),
-          agg=lambda j, w: wsum(j.orders, w), windowed=True))
+          agg=lambda j, w: wsum(j.orders, w), windowed=True, inc=Inc("sum", lambda r: r.orders)))
 R(Feature("spend_{w}", "Gross spend (positive amounts) {span}.", "currency", Say("spent {value} {span}",
                                                                                  zero="spent nothing {span}",
                                                                                  kind="money"),
-          agg=lambda j, w: from_units(wsum(j.spend, w)), windowed=True))
+          agg=lambda j, w: from_units(wsum(j.spend, w)), windowed=True,
+          inc=Inc("sum", lambda r: r.spend, then=_units)))
 R(Feature("purchase_days_{w}", "Distinct days with a purchase {span}.", "days",
           Say("bought on {value} {day|days} {span}", zero="no purchases {span}"),
-          agg=lambda j, w: wsum(j.orders > 0, w), windowed=True))
+          agg=lambda j, w: wsum(j.orders > 0, w), windowed=True, inc=Inc("sum", lambda r: r.orders > 0)))
 R(Feature("spend_max_{w}", "Largest order {span}.", "currency", Say("largest order {value} {span}",
                                                                     missing="no orders {span}", kind="money"),
-          agg=lambda j, w: wmax(j.max_amount, w), windowed=True, fill=None))
+          agg=lambda j, w: wmax(j.max_amount, w), windowed=True, fill=None,
+          inc=Inc("max", lambda r: r.max_amount)))
 R(Feature("ss_{w}", "", "", "", agg=lambda j, w: from_units(wide_wsum(j.ss, w), SS_DECIMALS),
-          windowed=True, hidden=True))
+          windowed=True, hidden=True, inc=Inc("sum", lambda r: r.ss, then=lambda v, c: from_units(v, SS_DECIMALS))))
 R(Feature("spend_mean_{w}", "Mean order value {span}.", "currency", Say("average order {value} {span}",
                                                                         missing="no orders {span}", kind="money"),
           derive=lambda c, w: safe_div(c[_n("spend", w)], c[_n("orders", w)]), windowed=True,
@@ -60,28 +77,34 @@ R(Feature("spend_std_{w}", "Standard deviation of order values {span}.", "curren
           windowed=True, fill=None))
 R(Feature("refunds_{w}", "Refund/return rows (negative amounts) {span}.", "refunds",
           Say("{value} {refund|refunds} {span}", zero="no refunds {span}"),
-          agg=lambda j, w: wsum(j.refunds, w), windowed=True))
+          agg=lambda j, w: wsum(j.refunds, w), windowed=True, inc=Inc("sum", lambda r: r.refunds)))
 R(Feature("refund_amount_{w}", "Amount refunded {span}.", "currency", Say("{value} refunded {span}",
                                                                           zero="nothing refunded {span}",
                                                                           kind="money"),
-          agg=lambda j, w: from_units(wsum(j.refund_amount, w)), windowed=True))
+          agg=lambda j, w: from_units(wsum(j.refund_amount, w)), windowed=True,
+          inc=Inc("sum", lambda r: r.refund_amount, then=_units)))
 R(Feature("recency_days", "Days from the last purchase to the cut-off.", "days",
           Say("last purchase {value} ago", zero="last purchase less than a day ago", missing="no purchase yet",
               kind="days"),
-          agg=lambda j, w: (j.cutoff_day - j.day).min(where=_purchase(j)), fill=None))
+          agg=lambda j, w: (j.cutoff_day - j.day).min(where=_purchase(j)), fill=None,
+          inc=Inc("max", lambda r: _purchase_day(r), then=_since)))
 R(Feature("tenure_days", "Days from the first transaction to the cut-off.", "days",
           Say("customer for {value}", zero="customer for less than a day", missing="no purchase yet", kind="days"),
-          agg=lambda j, w: (j.cutoff_day - j.day).max(), calendar=True))
+          agg=lambda j, w: (j.cutoff_day - j.day).max(), calendar=True,
+          inc=Inc("min", lambda r: r.day, then=_since)))
 R(Feature("first_amount", "Spend on the first purchase day.", "currency",
           Say("first purchase was {value}", zero="first purchase was free", missing="no purchase yet", kind="money"),
-          agg=lambda j, w: from_units(j.spend.argmin(j.day, where=_purchase(j))), fill=None))
-R(Feature("gap_n", "", "", "", agg=lambda j, w: j.gap.count(), hidden=True))
-R(Feature("gap_sum", "", "", "", agg=lambda j, w: wsum(j.gap), hidden=True))
-R(Feature("gap_ss", "", "", "", agg=lambda j, w: wsum(j.gap * j.gap), hidden=True))
+          agg=lambda j, w: from_units(j.spend.argmin(j.day, where=_purchase(j))), fill=None,
+          inc=Inc("first", lambda r: ibis.ifelse(_purchase(r), r.spend, ibis.null("float64")), then=_units)))
+R(Feature("gap_n", "", "", "", agg=lambda j, w: j.gap.count(), hidden=True, inc=Inc("sum", lambda r: r.gap.notnull())))
+R(Feature("gap_sum", "", "", "", agg=lambda j, w: wsum(j.gap), hidden=True, inc=Inc("sum", lambda r: r.gap)))
+R(Feature("gap_ss", "", "", "", agg=lambda j, w: wsum(j.gap * j.gap), hidden=True,
+          inc=Inc("sum", lambda r: r.gap * r.gap)))
 R(Feature("ipt_last", "Days between the last two purchase days.", "days",
           Say("the last gap between purchases was {value}", zero="the last two purchases were on the same day",
               missing="no purchase gap yet (one purchase day so far)", kind="days"),
-          agg=lambda j, w: j.gap.argmax(j.day, where=j.gap.notnull()), fill=None))
+          agg=lambda j, w: j.gap.argmax(j.day, where=j.gap.notnull()), fill=None,
+          inc=Inc("last", lambda r: r.gap)))
 R(Feature("ipt_mean", "Mean days between purchase days.", "days",
           Say("usually buys every {value}", zero="usually buys several times a day", one="usually buys every day",
               missing="no purchase gap yet (one order so far)", kind="days"),
@@ -100,14 +123,18 @@ R(Feature("ipt_last_rel", "Last gap divided by the customer's mean gap.", "ratio
           derive=lambda c, w: safe_div(c.ipt_last, c.ipt_mean), fill=None))
 R(Feature("orders_prev90", "", "", "", hidden=True,
           agg=lambda j, w: wsum(j.orders, where=(j.day < j.cutoff_day - 90)
-                                             & (j.day >= j.cutoff_day - 180))))
+                                             & (j.day >= j.cutoff_day - 180)),
+          inc=Inc("sum", lambda r: r.orders, band=(180, 90))))
 R(Feature("orders_last90", "", "", "", hidden=True,
-          agg=lambda j, w: wsum(j.orders, where=j.day >= j.cutoff_day - 90)))
+          agg=lambda j, w: wsum(j.orders, where=j.day >= j.cutoff_day - 90),
+          inc=Inc("sum", lambda r: r.orders, band=(90, 0))))
 R(Feature("spend_prev90", "", "", "", hidden=True,
           agg=lambda j, w: from_units(wsum(j.spend, where=(j.day < j.cutoff_day - 90)
-                                                  & (j.day >= j.cutoff_day - 180)))))
+                                                  & (j.day >= j.cutoff_day - 180))),
+          inc=Inc("sum", lambda r: r.spend, band=(180, 90), then=_units)))
 R(Feature("spend_last90", "", "", "", hidden=True,
-          agg=lambda j, w: from_units(wsum(j.spend, where=j.day >= j.cutoff_day - 90))))
+          agg=lambda j, w: from_units(wsum(j.spend, where=j.day >= j.cutoff_day - 90)),
+          inc=Inc("sum", lambda r: r.spend, band=(90, 0), then=_units)))
 R(Feature("orders_trend_90d", "Orders in the last 90 days minus orders in the 90 days before.",
           "orders", Say("{value} more {order|orders} than in the previous 90 days",
                         zero="as many orders as in the previous 90 days",
@@ -121,14 +148,14 @@ R(Feature("spend_trend_90d", "Spend in the last 90 days minus spend in the 90 da
                           missing="no spend history to compare", kind="money"),
           derive=lambda c, w: c.spend_last90.fill_null(0) - c.spend_prev90.fill_null(0)))
 R(Feature("quantity_all", "", "", "", agg=lambda j, w: from_units(wsum(j.quantity)), hidden=True,
-          requires=("quantity",)))
+          requires=("quantity",), inc=Inc("sum", lambda r: r.quantity, then=_units)))
 R(Feature("basket_size", "Mean items per order over all history.", "items",
           Say("buys {value} {item|items} per order", zero="orders hold no counted items",
               missing="no item counts recorded"),
           derive=lambda c, w: safe_div(c.quantity_all, c.orders_all), fill=None,
           requires=("quantity",)))
 R(Feature("discount_{w}", "", "", "", agg=lambda j, w: from_units(wsum(j.discount, w)), windowed=True,
-          hidden=True, requires=("discount",)))
+          hidden=True, requires=("discount",), inc=Inc("sum", lambda r: r.discount, then=_units)))
 R(Feature("discount_share_{w}", "Discount as a share of list value (spend + discount) {span}.",
           "ratio", Say("{value} of order value was discounted {span}", zero="no discounts used {span}",
                        missing="no orders {span}", kind="share"),
@@ -139,7 +166,8 @@ R(Feature("margin_{w}", "Gross margin (refunds net) {span}.", "currency", Say("m
                                                                               zero="no margin {span}",
                                                                               negative="lost {value} in margin {span}",
                                                                               kind="money"),
-          agg=lambda j, w: from_units(wsum(j.margin, w)), windowed=True, requires=("margin",)))
+          agg=lambda j, w: from_units(wsum(j.margin, w)), windowed=True, requires=("margin",),
+          inc=Inc("sum", lambda r: r.margin, then=_units)))
 # computed by the mix queries below (one per categorical column)
 R(Feature("categories_all", "Distinct product categories bought.", "categories",
           Say("bought from {value} {category|categories}", zero="no product category recorded"),
@@ -187,11 +215,15 @@ def daily(tx: ibis.Table) -> ibis.Table:
 
 
 def _mix(tx: ibis.Table, cutoffs: ibis.Table, column: str, count_name: str,
-         share_name: str, kind: str) -> ibis.Table:
+         share_name: str, kind: str, plan: str | None = None) -> ibis.Table:
     t = tx.filter(tx.amount > 0).mutate(day=day_of(tx.ts), key=tx[column].fill_null("(none)"))
     d = t.group_by(["customer_id", "key", "day"]).aggregate(n=t.count(), s=exact_sum(t.amount))
-    j = d.cross_join(cutoffs).filter(d.day < cutoffs.cutoff_day)
-    per = j.group_by(["customer_id", "cutoff_day", "key"]).aggregate(n=wsum(j.n), s=wsum(j.s))
+    per = None
+    if resolve_plan(plan, tx._find_backend().name) == "incremental":  # running totals per (customer, key)
+        per = running_totals(d, ["customer_id", "key"], cutoffs, {"n": d.n, "s": d.s})
+    if per is None:
+        j = d.cross_join(cutoffs).filter(d.day < cutoffs.cutoff_day)
+        per = j.group_by(["customer_id", "cutoff_day", "key"]).aggregate(n=wsum(j.n), s=wsum(j.s))
     if kind == "hhi":  # spend concentration; squares of exact sums can pass 2**53: DECIMAL
         sq = from_units(per.s) ** 2
         # DECIMAL(38, 9) holds squares below 1e29 (a category total of 3e14); the rare larger ones
@@ -209,15 +241,16 @@ def _mix(tx: ibis.Table, cutoffs: ibis.Table, column: str, count_name: str,
                       **{share_name: safe_div(agg._max, agg._tot)})
 
 
-def build(tx: ibis.Table, cutoffs: ibis.Table, windows: Sequence[int]) -> ibis.Table:
-    """Transaction features for every (customer, cut-off) with a transaction before the cut-off."""
-    out = aggregate_family(FAM, daily(tx), cutoffs, windows, tx.columns)
+def build(tx: ibis.Table, cutoffs: ibis.Table, windows: Sequence[int], plan: str | None = None) -> ibis.Table:
+    """Transaction features for every (customer, cut-off) with a transaction before the cut-off
+    (``plan``: :func:`~clvml.features.query.resolve_plan`)."""
+    out = aggregate_family(FAM, daily(tx), cutoffs, windows, tx.columns, plan=plan, one_row_per_day=True)
     keys = ["customer_id", "cutoff_day"]
     if "category" in tx.columns:
         out = out.left_join(_mix(tx, cutoffs, "category", "tx_categories_all", "tx_category_hhi",
-                                 "hhi"), keys).drop("customer_id_right", "cutoff_day_right")
+                                 "hhi", plan), keys).drop("customer_id_right", "cutoff_day_right")
     if "channel" in tx.columns:
         out = out.left_join(_mix(tx, cutoffs, "channel", "tx_channels_all",
-                                 "tx_main_channel_share", "share"), keys).drop(
+                                 "tx_main_channel_share", "share", plan), keys).drop(
             "customer_id_right", "cutoff_day_right")
     return out

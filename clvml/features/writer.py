@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from clvml.features.builder import DEFAULT_WINDOWS, arrow_to_pandas, as_cutoffs, build_features, to_pandas
+from clvml.features.query import resolve_plan
 from clvml.features.registry import FAMILIES
 from clvml.io import remove_dead_staging, replace_dir, staging_dir
 
@@ -67,20 +68,27 @@ def _range_bounds(tx: ibis.Table, batches: int) -> list[str | None]:
 class FeatureBatches:
     """The features of one customer batch at a time (every batch gives exactly its customers' rows).
 
-    On DuckDB the large feature query is compiled once, over temporary views that are redefined for
-    each batch; compiling costs ~2 s, running a small batch ~0.1 s. Other backends build and compile
-    the expression per batch. Use as a context manager (the views are dropped on exit).
+    On DuckDB the feature query reads temporary views that are redefined for each batch (a range of
+    customer ids). With the cross-join plan it is compiled once (compiling costs ~2 s, running a small
+    batch ~0.1 s); the incremental plan (:func:`~clvml.features.query.resolve_plan`) computes the
+    transaction aggregates of the batch's rows at once, so its expression is built again for every batch.
+    Other backends build and compile the expression per batch. Use as a context manager (the views are
+    dropped on exit).
     """
 
     def __init__(self, tables: Mapping[str, ibis.Table], cutoffs: Iterable[dt.date | str], *,
                  windows: Sequence[int] = DEFAULT_WINDOWS, families: Sequence[str] = FAMILIES,
-                 batches: int = 1, custom: Sequence[str] | None = None):
+                 batches: int = 1, custom: Sequence[str] | None = None, plan: str | None = None):
         if batches < 1:
             raise ValueError(f"batches must be at least 1, got {batches}")
         self.tables, self.batches = dict(tables), batches
         self.cutoffs, self.windows, self.families = as_cutoffs(cutoffs), windows, families
         self.custom = None if custom is None else list(custom)
+        self.plan = plan
         self.con = self.tables["transactions"].get_backend()
+        # the incremental plan's expression holds the batch's aggregates: built again for each batch
+        self._eager = resolve_plan(plan, self.con.name) == "incremental"
+        self._built = 0
         self._views: dict[str, str] = {}
         self._sql: str | None = None
         self._ran = False
@@ -91,9 +99,12 @@ class FeatureBatches:
             self._base = {n: self.con.compile(t) for n, t in self.tables.items()}
             self._views = {n: f"_clvml_batch_{n}_{uid}" for n in self.tables}
             self._define(0)
-            views = {n: self.con.table(v) for n, v in self._views.items()}
-            self.expr = self._order(build_features(views, self.cutoffs, windows=windows, families=families,
-                                                   custom=self.custom))
+            self.expr = self._on_views()
+
+    def _on_views(self) -> ibis.Table:
+        views = {n: self.con.table(v) for n, v in self._views.items()}
+        return self._order(build_features(views, self.cutoffs, windows=self.windows, families=self.families,
+                                          custom=self.custom, plan=self.plan))
 
     @staticmethod
     def _order(expr: ibis.Table) -> ibis.Table:
@@ -116,10 +127,13 @@ class FeatureBatches:
         """The batch's feature expression (on DuckDB: after redefining the views for it)."""
         if self.expr is not None:
             self._define(b)
+            if self._eager and b != self._built:
+                self.expr, self._built = None, b  # the previous batch's aggregates are released first
+                self.expr = self._on_views()
             return self.expr
         part = {n: customer_batch(t, b, self.batches) for n, t in self.tables.items()}
         return self._order(build_features(part, self.cutoffs, windows=self.windows, families=self.families,
-                                          custom=self.custom))
+                                          custom=self.custom, plan=self.plan))
 
     def arrow(self, b: int) -> pa.Table:
         """Features of batch ``b`` as an Arrow table (ordered by cut-off and customer)."""
@@ -128,7 +142,7 @@ class FeatureBatches:
     def _compiled(self, expr: ibis.Table) -> str | None:
         """The SQL to run directly, or None to go through Ibis: on other backends, and on the first
         run, which registers the cut-off table. Compiled once (~2-3 s each through Ibis)."""
-        if self.expr is None:
+        if self.expr is None or self._eager:  # in-memory tables are registered by Ibis when it runs them
             return None
         if not self._ran:
             self._ran = True
@@ -182,6 +196,7 @@ def write_features(
     windows: Sequence[int] = DEFAULT_WINDOWS,
     families: Sequence[str] = FAMILIES,
     batches: int | None = None,
+    plan: str | None = None,
 ) -> FeatureFiles:
     """Build the features of :func:`~clvml.features.builder.build_features` and write them to the
     folder ``path`` as one Parquet file per customer batch.
@@ -196,6 +211,8 @@ def write_features(
         previous output intact.
     batches
         Number of customer batches; default: enough for ~1.5M (customer, cut-off) rows each.
+    plan
+        As for :func:`~clvml.features.builder.build_features`.
 
     Returns
     -------
@@ -213,7 +230,8 @@ def write_features(
     rows = columns = 0
     remove_dead_staging(path.parent, f".{path.name}.")  # killed runs' folders (never a live run's)
     with staging_dir(path.parent, f".{path.name}.", f"features to {path}") as tmp, \
-            FeatureBatches(tables, cuts, windows=windows, families=families, batches=batches) as fb:
+            FeatureBatches(tables, cuts, windows=windows, families=families, batches=batches,
+                           plan=plan) as fb:
         for b in range(batches):
             out = tmp / f"part-{b:04d}.parquet"
             fb.to_parquet(b, out)

@@ -121,7 +121,7 @@ def training_features(ds: Dataset, cfg: Config, cutoffs: list[dt.date],
         duck = ds.con.name == "duckdb"
         for k, i in enumerate(starts, 1):
             expr = build_features(ds.tables, cuts[i:i + step], windows=cfg.features.windows,
-                                  families=cfg.features.families)
+                                  families=cfg.features.families, plan=cfg.features.plan)
             if duck:  # Arrow batches, converted once at the end: no second copy of the frame
                 expr = expr.order_by(["cutoff", "customer_id"])
                 parts.append(expr.to_pyarrow())

@@ -1,0 +1,347 @@
+"""The incremental plan: a family's window aggregates for every (customer, cut-off) from running totals in
+NumPy, instead of joining every customer-day to every later cut-off.
+
+DuckDB computes the family's one-row-per-customer-day rows as usual and hands them over as Arrow, sorted
+by (customer, day). Every aggregate that declares its incremental form (:class:`~clvml.features.registry.Inc`)
+is then computed from the sorted rows:
+
+* the rows of a window ``[cutoff - w, cutoff)`` of one customer are contiguous, so their positions
+  ``[lo, hi)`` come from one ``np.searchsorted`` of ``customer index * span + day`` keys;
+* a sum is ``cum[hi] - cum[lo]`` of one global cumulative sum, taken in int64: every value summed is a
+  whole number (counts, flags, days, whole units of :func:`~clvml.features.query.exact_sum`), and int64
+  differences are exact even where the running total wraps, so the result is the exact sum — the same
+  bits DuckDB's float64 ``SUM`` of those whole numbers gives while it is exact (below 2**53, checked per
+  customer here; past that the family falls back to the cross join);
+* a maximum/minimum is ``np.fmax.reduceat``/``np.fmin.reduceat`` over the ranges, a first/last value the
+  row found by carrying the positions of non-null rows forward/backward.
+
+The result, one row per (customer, cut-off) with a row before the cut-off (exactly the cross join's
+rows), goes back to the engine as an in-memory Arrow table, where the ``then`` conversions and the
+family's derived columns are the same Ibis expressions as in the cross-join plan, so the features are
+bit-identical (``tests/test_incremental.py``). DuckDB only: other engines keep the cross join.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import decimal
+import uuid
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import ibis
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from ibis.expr import datatypes as dt
+
+from clvml.features.registry import Inc
+
+#: largest magnitude summed exactly: float64 sums of whole numbers are exact while every partial sum stays
+#: below 2**53 (the cross join's guarantee); a customer whose values add up to more falls back
+EXACT_LIMIT = 2.0**53
+
+
+@dataclass(frozen=True)
+class Item:
+    """One aggregate column to compute: its name, incremental form and window (None: all history)."""
+
+    name: str
+    inc: Inc
+    window: int | None
+
+
+class NotExact(Exception):
+    """The values cannot be summed exactly in int64 (too large, or not whole numbers): use the cross join."""
+
+
+def aggregate_incremental(items: Sequence[Item], rows: ibis.Table, cutoffs: ibis.Table,
+                          day: str = "day") -> ibis.Table | None:
+    """The aggregates ``items`` per (customer, cut-off), as an in-memory table on ``rows``' engine.
+
+    ``rows`` must hold at most one row per customer and day (a family's daily rows). Returns None when a
+    sum cannot be taken exactly (values past 2**53 in a customer's history, or not whole numbers): the
+    caller then uses the cross join, which is the definition of these values.
+    """
+    for it in items:
+        if it.inc.kind not in ("sum", "max", "min", "first", "last"):
+            raise ValueError(f"{it.name}: unknown incremental kind {it.inc.kind!r}")
+        if it.inc.band is not None and (it.inc.kind != "sum" or it.window is not None):
+            raise ValueError(f"{it.name}: a band applies to sums of a feature without window only")
+        if it.inc.kind in ("first", "last") and it.window is not None:
+            raise ValueError(f"{it.name}: first/last are for all history only")
+    values: dict[object, tuple[str, ibis.Value]] = {}
+    for it in items:
+        v = it.inc.value(rows)
+        if v.op() not in values:
+            values[v.op()] = (f"_v{len(values)}", v)
+    col_of = {it.name: values[it.inc.value(rows).op()][0] for it in items}
+    types = {name: v.type() for name, v in values.values()}
+    sel = rows.select("customer_id", _day=rows[day], **{name: v for name, v in values.values()})
+    data = sel.order_by(["customer_id", "_day"]).to_pyarrow()
+    cuts = np.unique(cutoffs.cutoff_day.to_pyarrow().to_numpy(zero_copy_only=False).astype(np.int64))
+    try:
+        arrays = _compute(items, col_of, types, data, cuts)
+    except NotExact:
+        return None
+    out = in_memory(rows._find_backend(), arrays)
+    cols = {}
+    for it in items:
+        v = out[it.name]
+        t = types[col_of[it.name]]
+        if it.inc.kind == "sum" and t.is_decimal():  # summed in int64 units: back to the decimal, exactly
+            v = _decimal_units(v, t.scale)
+        cols[it.name] = v if it.inc.then is None else it.inc.then(v, out.cutoff_day)
+    return out.select("customer_id", "cutoff_day", **cols)
+
+
+def in_memory(backend: ibis.BaseBackend, table: pa.Table) -> ibis.Table:
+    """``table`` registered (zero-copy) in the DuckDB ``backend`` for as long as an expression uses it.
+
+    ``ibis.memtable`` keeps its tables registered until the process exits, so every batch of features
+    built would stay in memory; here the registration is dropped once no expression refers to the table.
+    """
+    name = f"_clvml_incremental_{uuid.uuid4().hex}"
+    backend.con.register(name, table)
+    t = backend.table(name)
+    weakref.finalize(t.op(), _unregister, backend.con, name)
+    return t
+
+
+def _unregister(con: object, name: str) -> None:
+    with contextlib.suppress(Exception):  # the connection may be closed already
+        con.unregister(name)
+
+
+def _decimal_units(units: ibis.Value, scale: int) -> ibis.Value:
+    """``units`` (an int64 count of 10**-scale) as the DECIMAL(38, scale) of that value, exactly: a decimal
+    product adds the scales and multiplies the integers (a division would go through float64)."""
+    dec = units.cast(dt.Decimal(38, 0))
+    if scale:
+        step = ibis.literal(decimal.Decimal(1).scaleb(-scale), type=dt.Decimal(scale + 1, scale))
+        dec = _multiply(scale)(dec, step)
+    return dec.cast(dt.Decimal(38, scale))
+
+
+def _multiply(scale: int):  # noqa: ANN202 - an Ibis builtin UDF
+    """DuckDB's decimal product DECIMAL(38, 0) x DECIMAL(scale + 1, scale) -> DECIMAL(38, scale) (Ibis
+    cannot type a product of two decimals itself)."""
+    sig = ((dt.Decimal(38, 0), dt.Decimal(scale + 1, scale)), dt.Decimal(38, scale))
+
+    @ibis.udf.scalar.builtin(name="multiply", signature=sig)
+    def multiply(a, b):  # noqa: ANN001, ANN202
+        ...
+
+    return multiply
+
+
+def _numpy(col: pa.ChunkedArray | pa.Array, kind: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """(values, non-null mask or None) of an Arrow column: int64 for integers and booleans, the integer units
+    (value x 10**scale) for decimals (sums only; :class:`NotExact` past int64), float64 otherwise; nulls
+    are 0 in sums."""
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    valid = None if arr.null_count == 0 else arr.is_valid().to_numpy(zero_copy_only=False)
+    t = arr.type
+    if pa.types.is_boolean(t):
+        v = arr.fill_null(False).to_numpy(zero_copy_only=False).astype(np.int64)
+    elif pa.types.is_integer(t):
+        v = arr.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+    elif pa.types.is_decimal(t):  # the decimal's integer units (value * 10**scale), exact in int64 if they fit
+        if kind != "sum" or not pa.types.is_decimal128(t):
+            raise NotExact
+        if len(arr) == 0:
+            return np.zeros(0, dtype=np.int64), valid
+        raw = np.frombuffer(arr.buffers()[1], dtype=np.int64)[2 * arr.offset: 2 * (arr.offset + len(arr))]
+        low, high = raw[0::2], raw[1::2]  # little-endian two's complement 128-bit integers
+        if not (high == (low >> 63)).all():
+            raise NotExact
+        v = low.copy()
+        if valid is not None:
+            v[~valid] = 0
+    else:
+        v = arr.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+        if valid is not None and kind == "sum":
+            v = np.where(valid, v, 0.0)
+    return v, valid
+
+
+def _compute(items: Sequence[Item], col_of: dict[str, str], types: dict, data: pa.Table,
+             cuts: np.ndarray) -> pa.Table:
+    n = data.num_rows
+    ids = data.column("customer_id").combine_chunks() if n else pa.array([], data.schema.field("customer_id").type)
+    days = data.column("_day").to_numpy().astype(np.int64) if n else np.zeros(0, np.int64)
+    new = np.ones(n, dtype=bool)
+    if n > 1:
+        new[1:] = pc.not_equal(ids[1:], ids[:-1]).to_numpy(zero_copy_only=False)
+    starts = np.flatnonzero(new)
+    cust = np.cumsum(new) - 1  # customer index of every row
+    n_cust, n_cut = len(starts), len(cuts)
+    offsets = {0} | {it.window for it in items if it.window} | {b for it in items if it.inc.band
+                                                              for b in it.inc.band}
+    lo_day = min(int(days.min()) if n else 0, int(cuts.min()) - max(offsets)) if n_cut else 0
+    hi_day = max(int(days.max()) if n else 0, int(cuts.max())) if n_cut else 0
+    span = hi_day - lo_day + 1
+    key = cust * span + (days - lo_day)
+
+    cell_c = np.repeat(np.arange(n_cust, dtype=np.int64), n_cut)  # every (customer, cut-off), customer-major
+    cell_k = np.tile(cuts, n_cust)
+
+    def pos(cc: np.ndarray, kk: np.ndarray, offset: int) -> np.ndarray:
+        """Position of the customer's first row on or after day ``cut-off - offset``."""
+        return np.searchsorted(key, cc * span + (kk - offset - lo_day))
+
+    hi = pos(cell_c, cell_k, 0)
+    keep = hi > starts[cell_c]  # rows exist before the cut-off: exactly the cross join's groups
+    cell_c, cell_k, hi = cell_c[keep], cell_k[keep], hi[keep]
+    start = starts[cell_c]
+    los = {w: (start if w is None else pos(cell_c, cell_k, w)) for w in {it.window for it in items}}
+    bounds: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+
+    cache: dict[tuple[str, str], tuple[np.ndarray, np.ndarray | None]] = {}
+    cums: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
+    out: dict[str, pa.Array] = {
+        "customer_id": ids.take(pa.array(starts[cell_c])) if n else ids,
+        "cutoff_day": pa.array(cell_k, pa.int64()),
+    }
+    for it in items:
+        src, kind = col_of[it.name], it.inc.kind
+        ck = (src, "sum" if kind == "sum" else "other")
+        if ck not in cache:
+            cache[ck] = _numpy(data.column(src), ck[1])
+        v, valid = cache[ck]
+        if kind == "sum":
+            if src not in cums:
+                cums[src] = _cumulate(v, valid, starts, types[src])
+            cum, cnt = cums[src]
+            if it.inc.band is not None:
+                if it.inc.band not in bounds:
+                    a, b = it.inc.band
+                    bounds[it.inc.band] = (pos(cell_c, cell_k, a), pos(cell_c, cell_k, b))
+                lo, up = bounds[it.inc.band]
+                scope_lo, scope_hi = lo, up  # like sum(where=band): null when no value in the band
+            else:
+                lo, up = los[it.window], hi
+                scope_lo, scope_hi = start, hi  # like sum(x * indicator): null when no value at all
+            res = cum[up] - cum[lo]
+            if types[src].is_floating():
+                res = res.astype(np.float64)
+            null = None
+            if cnt is not None:
+                null = (cnt[scope_hi] - cnt[scope_lo]) == 0
+            elif it.inc.band is not None:
+                null = up == lo
+            out[it.name] = pa.array(res, mask=null)
+        elif kind in ("max", "min"):
+            x = v if v.dtype == np.float64 else _as_float(v)
+            if valid is not None:
+                x = np.where(valid, x, np.nan)
+            lo = los[it.window]
+            idx = np.empty(2 * len(lo), dtype=np.int64)
+            idx[0::2], idx[1::2] = lo, hi
+            ufunc = np.fmax if kind == "max" else np.fmin
+            res = ufunc.reduceat(np.append(x, np.nan), idx)[0::2] if len(idx) else np.zeros(0)
+            res[lo >= hi] = np.nan
+            out[it.name] = _typed(res, types[src])
+        else:  # first / last non-null value before the cut-off
+            ok = np.ones(n, dtype=bool) if valid is None else valid
+            if kind == "last":
+                prev = np.maximum.accumulate(np.where(ok, np.arange(n), -1)) if n else np.zeros(0, np.int64)
+                at = prev[hi - 1]
+                found = at >= start
+            else:
+                nxt = np.minimum.accumulate(np.where(ok, np.arange(n), n)[::-1])[::-1] if n else np.zeros(0, np.int64)
+                at = nxt[start]
+                found = at < hi
+            at = np.where(found, at, 0)
+            res = v[at] if n else v
+            out[it.name] = pa.array(res, mask=~found) if res.dtype == np.int64 else pa.array(
+                np.where(found, res, np.nan), mask=~found)
+    return pa.table(out)
+
+
+def _as_float(v: np.ndarray) -> np.ndarray:
+    """Integers as float64 for the NaN-aware max/min (exact below 2**53, else the cross join)."""
+    if len(v) and np.abs(v).max() >= EXACT_LIMIT:
+        raise NotExact
+    return v.astype(np.float64)
+
+
+def _typed(res: np.ndarray, t: object) -> pa.Array:
+    """A max/min result (float64, NaN = none) as the value's type."""
+    null = np.isnan(res)
+    if t.is_integer() or t.is_boolean():
+        return pa.array(np.where(null, 0, res).astype(np.int64), mask=null)
+    return pa.array(res, mask=null)
+
+
+def _cumulate(v: np.ndarray, valid: np.ndarray | None, starts: np.ndarray,
+              t: object) -> tuple[np.ndarray, np.ndarray | None]:
+    """(cumulative int64 sum with a leading 0, cumulative count of non-null values or None) of ``v``.
+
+    Float values must be whole numbers (units), and every customer's sum of magnitudes below 2**53, so
+    that the float64 sums of the cross join are exact too; otherwise :class:`NotExact`.
+    """
+    if v.dtype == np.float64:
+        if len(v) and not (np.isfinite(v).all() and (v == np.trunc(v)).all()):
+            raise NotExact
+        mag = np.abs(v)
+    else:
+        mag = np.abs(v.astype(np.float64))
+    # a decimal sum is exact at any size in the cross join: here its window sums need only fit int64
+    limit = 2.0**62 if t.is_decimal() else EXACT_LIMIT / 2  # halved: a margin for the float64 total here
+    if len(v) and np.add.reduceat(mag, starts).max() >= limit:
+        raise NotExact
+    iv = v.astype(np.int64)
+    cum = np.zeros(len(v) + 1, dtype=np.int64)
+    np.cumsum(iv, out=cum[1:])
+    cnt = None
+    if valid is not None:
+        cnt = np.zeros(len(v) + 1, dtype=np.int64)
+        np.cumsum(valid, out=cnt[1:])
+    return cum, cnt
+
+
+def running_totals(rows: ibis.Table, group: Sequence[str], cutoffs: ibis.Table, sums: dict[str, ibis.Value],
+                   day: str = "day") -> ibis.Table | None:
+    """The all-history sums ``sums`` over ``rows`` per (``group``, cut-off), for every group with a row
+    before the cut-off, as an in-memory table: what grouping ``rows`` joined to every later cut-off by
+    (``group``, cut-off) with :func:`~clvml.features.query.wsum` gives, value for value (integer sums
+    int64, float sums of whole units float64). None when a float sum could not be taken exactly (see
+    :func:`aggregate_incremental`)."""
+    types = {name: v.type() for name, v in sums.items()}
+    data = rows.select(*group, _day=rows[day], **sums).order_by([*group, "_day"]).to_pyarrow()
+    cuts = np.unique(cutoffs.cutoff_day.to_pyarrow().to_numpy(zero_copy_only=False).astype(np.int64))
+    n = data.num_rows
+    new = np.zeros(n, dtype=bool)
+    new[:1] = True
+    keys = [data.column(g).combine_chunks() for g in group]
+    if n > 1:
+        for k in keys:  # a new group where any key differs from the row before (null keys: never here)
+            new[1:] |= pc.fill_null(pc.not_equal(k[1:], k[:-1]), True).to_numpy(zero_copy_only=False)
+    starts = np.flatnonzero(new)
+    days = data.column("_day").to_numpy().astype(np.int64) if n else np.zeros(0, np.int64)
+    block = np.cumsum(new) - 1
+    lo_day = min(int(days.min()) if n else 0, int(cuts.min()) if len(cuts) else 0)
+    span = max(int(days.max()) if n else 0, int(cuts.max()) if len(cuts) else 0) - lo_day + 1
+    key = block * span + (days - lo_day)
+    cell_b = np.repeat(np.arange(len(starts), dtype=np.int64), len(cuts))
+    cell_k = np.tile(cuts, len(starts))
+    hi = np.searchsorted(key, cell_b * span + (cell_k - lo_day))
+    keep = hi > starts[cell_b]
+    cell_b, cell_k, hi = cell_b[keep], cell_k[keep], hi[keep]
+    first = pa.array(starts[cell_b])
+    out: dict[str, pa.Array] = {g: k.take(first) for g, k in zip(group, keys, strict=True)}
+    out["cutoff_day"] = pa.array(cell_k, pa.int64())
+    try:
+        for name in sums:
+            v, valid = _numpy(data.column(name), "sum")
+            cum, cnt = _cumulate(v, valid, starts, types[name])
+            res = cum[hi] - cum[starts[cell_b]]
+            if types[name].is_floating():
+                res = res.astype(np.float64)
+            null = None if cnt is None else (cnt[hi] - cnt[starts[cell_b]]) == 0
+            out[name] = pa.array(res, mask=null)
+    except NotExact:
+        return None
+    return in_memory(rows._find_backend(), pa.table(out))

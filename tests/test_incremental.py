@@ -1,0 +1,175 @@
+"""The incremental plan (clvml/features/incremental.py: running totals in NumPy) gives exactly the cross
+join's features: the same rows, types, null masks and float64 bits, at every cut-off and window, including
+the window boundaries, refunds, nulls and customers without earlier rows."""
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from clvml.data.dataset import load_dataset
+from clvml.features import build_features, query, transactions
+from clvml.features.builder import as_cutoffs, cutoff_table
+from tests.conftest import tx
+
+C1, C2, C3 = dt.date(2024, 3, 1), dt.date(2024, 4, 1), dt.date(2024, 6, 1)  # days 19783, 19814, 19875
+WINDOWS = [30, 90]
+
+
+@pytest.fixture(autouse=True)
+def ran(monkeypatch) -> list[bool]:
+    """Whether each incremental attempt ran in NumPy (True) or fell back to the cross join (False)."""
+    calls: list[bool] = []
+    real = query.aggregate_incremental
+
+    def spy(*args, **kwargs):
+        out = real(*args, **kwargs)
+        calls.append(out is not None)
+        return out
+
+    monkeypatch.setattr(query, "aggregate_incremental", spy)
+    return calls
+
+
+def _both(tables, cutoffs, windows=WINDOWS, families=("transactions",)) -> dict[str, pd.DataFrame]:
+    """build_features by each plan, rows in a fixed order."""
+    out = {}
+    for plan in ("cross_join", "incremental"):
+        e = build_features(tables, cutoffs, windows=windows, families=list(families), plan=plan)
+        t = e.to_pyarrow().to_pandas()
+        out[plan] = t.sort_values(["cutoff", "customer_id"]).reset_index(drop=True)
+    return out
+
+
+def _assert_same_bits(got: pd.DataFrame, want: pd.DataFrame) -> None:
+    assert list(got.columns) == list(want.columns) and len(got) == len(want)
+    for c in want.columns:
+        assert got[c].dtype == want[c].dtype, c
+        g, w = got[c].to_numpy(), want[c].to_numpy()
+        if w.dtype.kind == "f":  # the same bits, NaN where NaN (nulls are NaN here)
+            assert (np.isnan(g) == np.isnan(w)).all(), c
+            assert (g.view("int64")[~np.isnan(g)] == w.view("int64")[~np.isnan(w)]).all(), c
+        else:
+            assert got[c].isna().equals(want[c].isna()), c
+            pd.testing.assert_series_equal(got[c], want[c], check_exact=True, obj=c)
+
+
+def _aggregates(frame: pd.DataFrame, cutoffs, plan: str) -> pd.DataFrame:
+    """The transaction family's aggregate query alone (before the builder fills missing rows)."""
+    t = load_dataset(frames={"transactions": frame}).tables["transactions"]
+    e = query.aggregate_family(transactions.FAM, transactions.daily(t), cutoff_table(as_cutoffs(cutoffs)),
+                               WINDOWS, t.columns, plan=plan, one_row_per_day=True)
+    return e.to_pyarrow().to_pandas().sort_values(["cutoff_day", "customer_id"]).reset_index(drop=True)
+
+
+def test_incremental_plan_equals_the_cross_join_at_the_window_boundaries(ran):
+    frame = tx([
+        ("a", "2023-12-01 23:59", 1.0),  # C1 - 91 days: outside C1's 90-day window
+        ("a", "2023-12-02 00:00", 10.0),  # exactly C1 - 90: inside it
+        ("a", "2024-01-31 12:00", 20.0),  # exactly C1 - 30: inside C1's 30-day window
+        ("a", "2024-01-31 13:00", -20.0),  # a refund the same day
+        ("a", "2024-03-01 00:00", 100.0),  # at C1: not for C1; C2 - 31 for C2
+        ("a", "2024-03-02 00:00", -5.0),  # a refund alone on its day, exactly C2 - 30; C3 - 91
+        ("a", "2024-05-02 08:00", 7.25),  # exactly C3 - 30
+        ("b", "2024-04-01 00:00", 50.0),  # at C2: b's first row is for C3
+        ("c", "2024-02-10 00:00", -3.0),  # only a refund: no purchase, null recency / first amount
+        ("d", "2024-06-01 00:00", 9.0),  # at C3: never before any cut-off (absent, filled by the builder)
+        ("e", "2024-02-29 23:59", 55.14), ("e", "2024-02-28 10:00", 55.16),  # near-equal orders (spread)
+    ])
+    agg = {plan: _aggregates(frame, [C1, C2, C3], plan) for plan in ("cross_join", "incremental")}
+    _assert_same_bits(agg["incremental"], agg["cross_join"])
+    assert ran == [True]
+    f = agg["cross_join"].set_index(["customer_id", "cutoff_day"])
+    assert list(f.index) == [("a", 19783), ("c", 19783), ("e", 19783), ("a", 19814), ("c", 19814), ("e", 19814),
+                             ("a", 19875), ("b", 19875), ("c", 19875), ("e", 19875)]
+    a1, a2, a3, b3, c1 = (f.loc[k] for k in [("a", 19783), ("a", 19814), ("a", 19875), ("b", 19875),
+                                             ("c", 19783)])
+    expected = {  # column: (a at C1, a at C2, a at C3, b at C3)
+        "tx_orders_all": (3, 4, 5, 1), "tx_spend_all": (31.0, 131.0, 138.25, 50.0),
+        "tx_orders_30d": (1, 0, 1, 0), "tx_spend_30d": (20.0, 0.0, 7.25, 0.0),
+        "tx_orders_90d": (2, 2, 1, 1), "tx_spend_90d": (30.0, 120.0, 7.25, 50.0),
+        "tx_refunds_30d": (1, 1, 0, 0), "tx_refund_amount_30d": (20.0, 5.0, 0.0, 0.0),
+        "tx_refunds_all": (1, 2, 2, 0), "tx_purchase_days_90d": (2, 2, 1, 1),
+        "tx_recency_days": (30, 31, 30, 61), "tx_tenure_days": (91, 122, 183, 61),
+        "tx_first_amount": (1.0, 1.0, 1.0, 50.0), "tx_ipt_last": (60, 30, 62, None),
+        "tx_orders_trend_90d": (1, 0, -1, 1),  # C1: 2 orders in [C1 - 90, C1), 1 in [C1 - 180, C1 - 90)
+        "tx_spend_max_30d": (20.0, None, 7.25, None), "tx_spend_max_90d": (20.0, 100.0, 7.25, 50.0),
+        "tx_spend_max_all": (20.0, 100.0, 100.0, 50.0),
+    }
+    for col, values in expected.items():
+        got = [a1[col], a2[col], a3[col], b3[col]]
+        assert [None if pd.isna(x) else x for x in got] == list(values), col
+    assert pd.isna(c1["tx_recency_days"]) and pd.isna(c1["tx_first_amount"]) and c1["tx_refunds_all"] == 1
+
+
+def test_incremental_plan_equals_the_cross_join_on_a_synthetic_world(small_world, ran):
+    """Every transaction feature (category/channel mixes, quantity, discount, margin included) through
+    build_features, with the builder's fill, on the synthetic world."""
+    tables = load_dataset(frames=small_world.tables()).tables
+    cuts = [dt.date(2023, 1, 1), dt.date(2023, 6, 1), dt.date(2024, 1, 1), dt.date(2024, 3, 15),
+            dt.date(2024, 6, 1)]
+    out = _both(tables, cuts, windows=[30, 90, 180, 365])
+    assert len(out["cross_join"]) > 1000 and out["cross_join"]["tx_spend_std_all"].notna().any()
+    _assert_same_bits(out["incremental"], out["cross_join"])
+    assert ran == [True]
+
+
+def test_an_empty_history_and_the_plan_switch():
+    frame = tx([("a", "2024-05-01", 5.0)])
+    t = load_dataset(frames={"transactions": frame}).tables["transactions"]
+    out = _both({"transactions": t}, [C1])  # no row before the only cut-off
+    assert len(out["incremental"]) == 0
+    _assert_same_bits(out["incremental"], out["cross_join"])
+    assert query.resolve_plan("auto", "duckdb") == "cross_join"  # the plan measured cheaper in full builds
+    assert query.resolve_plan("incremental", "duckdb") == "incremental"
+    assert query.resolve_plan("incremental", "pyspark") == "cross_join"  # DuckDB only
+    with pytest.raises(ValueError, match="unknown feature plan 'fast'"):
+        query.resolve_plan("fast", "duckdb")
+
+
+def test_values_past_exact_float_sums_fall_back_to_the_cross_join(ran):
+    """A customer whose whole units add up past 2**53 (an order of 1e10 at 6 decimals) is not summed in
+    NumPy: the family takes the cross join, so both plans still agree."""
+    frame = tx([("a", "2024-01-01", 5e9), ("a", "2024-01-02", 5e9), ("b", "2024-01-03", 1.5)])
+    agg = {plan: _aggregates(frame, [C1], plan) for plan in ("cross_join", "incremental")}
+    _assert_same_bits(agg["incremental"], agg["cross_join"])
+    assert ran == [False] and agg["incremental"]["tx_spend_all"].tolist() == [1e10, 1.5]
+
+
+def test_feature_batches_rebuild_the_incremental_aggregates_for_every_batch(small_world, ran):
+    """FeatureBatches compiles the cross join's query once over views redefined per batch; the incremental
+    plan's aggregates are data, so they are computed again for each batch: every batch gives exactly its
+    customers' rows of the cross join's single query, in the batch order 0, 1, 2 and back to 0."""
+    from clvml.features.builder import to_pandas
+    from clvml.features.writer import FeatureBatches
+
+    tables = load_dataset(frames={"transactions": small_world.tables()["transactions"]}).tables
+    cuts = [dt.date(2024, 3, 1), dt.date(2024, 6, 1)]
+    whole = to_pandas(build_features(tables, cuts, plan="cross_join"))
+    with FeatureBatches(tables, cuts, batches=3, plan="incremental") as fb:
+        parts = [fb.pandas(b) for b in (0, 1, 2)]
+        again = fb.pandas(0)
+    assert all(len(p) for p in parts) and ran == [True] * 4
+    pd.testing.assert_frame_equal(again, parts[0])
+    joined = pd.concat(parts).sort_values(["cutoff", "customer_id"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(joined, whole.reset_index(drop=True), check_exact=True)
+
+
+def test_the_in_memory_aggregates_are_released_with_the_expression():
+    """ibis.memtable keeps its table registered until the process exits (every training batch would stay
+    in memory); the incremental plan's tables are unregistered once no expression refers to them."""
+    import gc
+
+    ds = load_dataset(frames={"transactions": tx([("a", "2024-01-01", 5.0), ("b", "2024-02-01", 2.0)])})
+    con = ds.tables["transactions"].get_backend().con
+
+    def registered() -> int:
+        names = [r[0] for r in con.execute("SELECT name FROM (SHOW ALL TABLES)").fetchall()]
+        return sum(n.startswith("_clvml_incremental_") for n in names)
+
+    e = build_features(ds.tables, [C1], plan="incremental")
+    assert len(e.to_pyarrow()) == 2 and registered() == 1
+    del e
+    gc.collect()
+    assert registered() == 0
