@@ -3,6 +3,7 @@ the feature catalog for each (the texts account managers read)."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 
 import numpy as np
@@ -56,10 +57,56 @@ def reason_codes(contrib: pd.DataFrame, X: pd.DataFrame, specs: Sequence[Feature
                 codes, uniq = pd.factorize(Xv[feat].iloc[at], use_na_sentinel=True)
                 spec = by_name.get(feat)
                 shown = np.array([str(u) for u in uniq] + [None], dtype=object)
-                said = np.array([spec.explain(u) if spec else f"{feat} = {u}" for u in uniq]
-                                + [spec.explain(None) if spec else f"{feat} = None"], dtype=object)
+                said = np.array([*_TEXTS.render(spec, feat, uniq), _TEXTS.render(spec, feat, [None])[0]],
+                                dtype=object)
                 value[at] = shown[codes]  # code -1 (missing) takes the last entry
                 text[at] = said[codes]
         p = f"reason_{i + 1}"
         out.update({p: name, f"{p}_shap": shap, f"{p}_value": value, f"{p}_text": text})
     return pd.DataFrame(out, index=contrib.index)
+
+
+class _Texts:
+    """The catalog sentences already written, per (spec, value): a scoring run renders each distinct
+    value of a feature once across its chunks instead of once per chunk. At most ``limit`` sentences
+    are kept (then the oldest feature's are dropped); zero is rendered each time (``-0.0`` equals
+    ``0.0`` but an old-style template writes it as "-0")."""
+
+    def __init__(self, limit: int = 200_000):
+        self.limit, self.size = limit, 0
+        self.by_spec: dict[object, dict[tuple[type, object], str]] = {}
+        self.lock = threading.Lock()
+
+    def render(self, spec: FeatureSpec | None, feat: str, values) -> list[str]:
+        """The sentence of each of ``values`` for the feature ``feat`` (described by ``spec``)."""
+        if spec is None:
+            return [f"{feat} = {u}" for u in values]
+        with self.lock:
+            try:
+                memo = self.by_spec.setdefault(spec, {})
+            except TypeError:  # a spec with an unhashable field: rendered every time
+                return [spec.explain(u) for u in values]
+            out = []
+            for u in values:
+                key = (type(u), u) if _cacheable(u) else None
+                text = None if key is None else memo.get(key)
+                if text is None:
+                    text = spec.explain(u)
+                    if key is not None:
+                        memo[key] = text
+                        self.size += 1
+                out.append(text)
+            while self.size > self.limit and self.by_spec:
+                self.size -= len(self.by_spec.pop(next(iter(self.by_spec))))
+            return out
+
+
+def _cacheable(u: object) -> bool:
+    """None, or a value equal to itself (not NaN) and not zero."""
+    try:
+        return u is None or bool(u == u and u != 0)
+    except (TypeError, ValueError):  # pd.NA and the like
+        return False
+
+
+_TEXTS = _Texts()

@@ -22,6 +22,7 @@ from clvml.features.registry import FeatureSpec
 from clvml.modeling.churn import ChurnModel
 from clvml.modeling.clv import CLVShape, clv, formula_params
 from clvml.modeling.intervals import ConformalIntervals
+from clvml.modeling.lgbm import model_columns, prepare_X
 from clvml.modeling.value import ValueModel
 from clvml.tracking import BUNDLE_META
 
@@ -106,19 +107,25 @@ class ModelBundle:
                 f"tables and feature settings as training (windows {self.windows}, families "
                 f"{', '.join(self.families)})")
 
-    def _prepared(self, features: pd.DataFrame) -> pd.DataFrame:
-        """The model matrix, converted once and shared by both models (they are trained on the same
-        columns; a model whose columns differ converts again for itself)."""
-        return self.churn._features(features[self.feature_columns])
+    def _matrices(self, features: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """The churn and value models' input matrices (:meth:`ChurnModel.matrix`), built once per call
+        and shared when both models take the same columns and categories (as trained together)."""
+        X = features[self.feature_columns]
+        Fc = self.churn.matrix(X)
+        same = (model_columns(self.churn) == model_columns(self.value)
+                and self.churn.categories_ == self.value.categories_)
+        return Fc, Fc if same else self.value.matrix(X)
 
-    def core_scores(self, features: pd.DataFrame, X: pd.DataFrame | None = None) -> pd.DataFrame:
-        """Churn probability, expected purchases and value, and CLV (no segments, no reasons)."""
+    def core_scores(self, features: pd.DataFrame,
+                    matrices: tuple[np.ndarray, np.ndarray] | None = None) -> pd.DataFrame:
+        """Churn probability, expected purchases and value, and CLV (no segments, no reasons).
+        ``matrices``: :meth:`_matrices` of ``features`` when the caller already has them."""
         self.check_features(features)
-        X = self._prepared(features) if X is None else X
-        p = self.churn.predict_proba(X)[:, 1]
-        value, purchases = self.value.predict_with_purchases(X)
+        Fc, Fv = self._matrices(features) if matrices is None else matrices
+        p = self.churn.predict_proba_matrix(Fc)[:, 1]
+        value, purchases = self.value.predict_matrix_with_purchases(Fv)
         if purchases is None:
-            purchases = np.full(len(X), np.nan)
+            purchases = np.full(Fv.shape[1], np.nan)
         scored, undiscounted = self.clv(features, value, p)
         out = pd.DataFrame({
             "customer_id": features["customer_id"].to_numpy(),
@@ -159,8 +166,8 @@ class ModelBundle:
         """Scores for a feature table with ``customer_id`` and ``cutoff`` columns: churn, value, CLV,
         segments (when the bundle has them) and reason codes."""
         self.check_features(features)
-        X = self._prepared(features)
-        out = self.core_scores(features, X)
+        matrices = self._matrices(features)
+        out = self.core_scores(features, matrices)
         p = out["churn_probability"].to_numpy()
         if self.segmenter is not None:
             seg = self.segmenter.transform(features.reset_index(drop=True), p, out["clv"].to_numpy())
@@ -170,13 +177,26 @@ class ModelBundle:
             from clvml.explain.drivers import contributions
             from clvml.explain.reasons import reason_codes
 
-            for prefix, model, direction in (("churn", self.churn, 1), ("value", self.value, -1)):
-                rc = reason_codes(contributions(model, X), X, self.specs, k=self.reason_codes,
+            for (prefix, model, direction), F in zip((("churn", self.churn, 1), ("value", self.value, -1)),
+                                                     matrices, strict=True):
+                shown = _shown(features, F, model)
+                rc = reason_codes(contributions(model, shown, F=F), shown, self.specs, k=self.reason_codes,
                                   direction=direction)
+                del shown
                 keep = [c for c in rc.columns if not c.endswith("_value")]
                 out = pd.concat([out, rc[keep].add_prefix(f"{prefix}_").reset_index(drop=True)], axis=1)
         out["model_version"] = self.model_version
         return out
+
+
+def _shown(features: pd.DataFrame, F: np.ndarray, model: ChurnModel | ValueModel) -> pd.DataFrame:
+    """The model's inputs as the reason codes show them: the numbers of ``F`` (a view, no copy) with
+    the categorical columns as their training categories."""
+    columns = model_columns(model)
+    X = pd.DataFrame(F.T, columns=columns, index=features.index, copy=False)
+    if model.categories_:
+        X = prepare_X(features[columns].set_axis(columns, axis=1), columns, model.categories_)
+    return X
 
 
 def _pyfunc_class():
