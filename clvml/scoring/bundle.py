@@ -22,7 +22,7 @@ from clvml.features.registry import FeatureSpec
 from clvml.modeling.churn import ChurnModel
 from clvml.modeling.clv import CLVShape, clv, formula_params
 from clvml.modeling.intervals import ConformalIntervals
-from clvml.modeling.lgbm import model_columns, prepare_X
+from clvml.modeling.lgbm import model_columns, prepare_column
 from clvml.modeling.value import ValueModel
 from clvml.tracking import BUNDLE_META
 
@@ -179,7 +179,7 @@ class ModelBundle:
 
             for (prefix, model, direction), F in zip((("churn", self.churn, 1), ("value", self.value, -1)),
                                                      matrices, strict=True):
-                shown = _shown(features, F, model)
+                shown = _shown(features[self.feature_columns], F, model)
                 rc = reason_codes(contributions(model, shown, F=F), shown, self.specs, k=self.reason_codes,
                                   direction=direction)
                 del shown
@@ -190,12 +190,12 @@ class ModelBundle:
 
 
 def _shown(features: pd.DataFrame, F: np.ndarray, model: ChurnModel | ValueModel) -> pd.DataFrame:
-    """The model's inputs as the reason codes show them: the numbers of ``F`` (a view, no copy) with
-    the categorical columns as their training categories."""
+    """The model's inputs as the reason codes show them: the numbers of ``F = model.matrix(features)``
+    (a view, no copy) with the categorical columns as their training categories."""
     columns = model_columns(model)
     X = pd.DataFrame(F.T, columns=columns, index=features.index, copy=False)
-    if model.categories_:
-        X = prepare_X(features[columns].set_axis(columns, axis=1), columns, model.categories_)
+    for c in model.categories_:  # (as prepare_X converts them; the other columns stay views of F)
+        X[c] = prepare_column(features.iloc[:, columns.index(c)], c, model.categories_)
     return X
 
 
