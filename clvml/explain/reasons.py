@@ -15,27 +15,27 @@ from clvml.features.registry import FeatureSpec
 
 
 def reason_codes(contrib: pd.DataFrame, X: pd.DataFrame, specs: Sequence[FeatureSpec], k: int = 3,
-                 direction: int = 1) -> pd.DataFrame:
+                 direction: int = 1, values: bool = True) -> pd.DataFrame:
     """For each row, the ``k`` features pushing the score most in ``direction`` (+1: up, e.g. churn
-    risk; -1: down, e.g. value), as ``reason_i`` (feature), ``reason_i_shap``, ``reason_i_value`` and
-    ``reason_i_text`` (a sentence from the feature catalog). Fewer than ``k`` when fewer features push
-    that way (the rest are null)."""
+    risk; -1: down, e.g. value), as ``reason_i`` (feature), ``reason_i_shap``, ``reason_i_value`` (left
+    out when ``values`` is False) and ``reason_i_text`` (a sentence from the feature catalog). Fewer
+    than ``k`` when fewer features push that way (the rest are null)."""
     by_name = {s.name: s for s in specs}
     keep = np.flatnonzero(contrib.columns != BIAS)
     full = contrib.to_numpy()  # one block: a view
     # without the bias column; a view when it is the last column (as contributions() returns it)
     C = full[:, :keep.size] if np.array_equal(keep, np.arange(keep.size)) else full[:, keep]
-    vals = C if direction == 1 else C * direction  # only read below
     names = np.array(contrib.columns[keep], dtype=object)
     n, kk = len(contrib), min(k, C.shape[1])
     # the k largest per row, largest first, ties by column order: k passes of argmax (which returns
     # the first maximum), each knocking out the one it found
     rows = np.arange(n)
-    work = vals.copy()
+    work = C.copy() if direction == 1 else C * direction  # (scratch: knocked out below)
     order = np.empty((n, kk), dtype=np.int64)
     for i in range(kk):
         order[:, i] = work.argmax(axis=1)
         work[rows, order[:, i]] = -np.inf
+    del work
     Xv = X.reset_index(drop=True)
     out: dict[str, np.ndarray] = {}
     for i in range(k):
@@ -45,7 +45,7 @@ def reason_codes(contrib: pd.DataFrame, X: pd.DataFrame, specs: Sequence[Feature
         text = np.full(n, None, dtype=object)
         if i < kk:
             j = order[:, i]
-            ok = vals[rows, j] > 0  # fewer than k features push this way: the rest stay null
+            ok = C[rows, j] * direction > 0  # fewer than k features push this way: the rest stay null
             name[ok] = names[j[ok]]
             shap[ok] = C[rows[ok], j[ok]]
             idx = np.flatnonzero(ok)
@@ -56,13 +56,14 @@ def reason_codes(contrib: pd.DataFrame, X: pd.DataFrame, specs: Sequence[Feature
                 feat = names[jj]
                 codes, uniq = pd.factorize(Xv[feat].iloc[at], use_na_sentinel=True)
                 spec = by_name.get(feat)
-                shown = np.array([str(u) for u in uniq] + [None], dtype=object)
                 said = np.array([*_TEXTS.render(spec, feat, uniq), _TEXTS.render(spec, feat, [None])[0]],
                                 dtype=object)
-                value[at] = shown[codes]  # code -1 (missing) takes the last entry
+                if values:
+                    shown = np.array([str(u) for u in uniq] + [None], dtype=object)
+                    value[at] = shown[codes]  # code -1 (missing) takes the last entry
                 text[at] = said[codes]
         p = f"reason_{i + 1}"
-        out.update({p: name, f"{p}_shap": shap, f"{p}_value": value, f"{p}_text": text})
+        out.update({p: name, f"{p}_shap": shap, **({f"{p}_value": value} if values else {}), f"{p}_text": text})
     return pd.DataFrame(out, index=contrib.index)
 
 

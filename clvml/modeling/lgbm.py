@@ -165,7 +165,9 @@ def model_matrix(X: pd.DataFrame, columns: list[str], categories: dict[str, list
         if c not in categories and isinstance(col.dtype, np.dtype) and col.dtype.kind in "fiub":
             out[j] = col.to_numpy()  # NumPy float/int/bool: converted to float64 on assignment
             continue
-        prepared = prepare_column(col, c, categories)
+        ready = c in categories and isinstance(col.dtype, pd.CategoricalDtype) \
+            and list(col.dtype.categories) == categories[c]  # prepared already (prepare_column keeps it)
+        prepared = col.array if ready else prepare_column(col, c, categories)
         if isinstance(prepared, pd.Categorical):
             codes = prepared.codes
             out[j] = np.where(codes < 0, np.nan, codes)

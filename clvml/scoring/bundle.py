@@ -107,21 +107,30 @@ class ModelBundle:
                 f"tables and feature settings as training (windows {self.windows}, families "
                 f"{', '.join(self.families)})")
 
-    def _matrices(self, features: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        """The churn and value models' input matrices (:meth:`ChurnModel.matrix`), built once per call
-        and shared when both models take the same columns and categories (as trained together)."""
+    def _inputs(self, features: pd.DataFrame) -> tuple[tuple[pd.DataFrame, np.ndarray], ...]:
+        """For the churn and the value model: the feature columns with the categoricals converted to the
+        model's categories (:func:`~clvml.modeling.lgbm.prepare_column`, once) and the input matrix
+        (:meth:`ChurnModel.matrix`), shared when both models take the same columns and categories (as
+        trained together)."""
         X = features[self.feature_columns]
-        Fc = self.churn.matrix(X)
+
+        def inputs(model: ChurnModel | ValueModel) -> tuple[pd.DataFrame, np.ndarray]:
+            Xm = X.copy(deep=False)
+            for c in model.categories_:
+                Xm[c] = prepare_column(X[c], c, model.categories_)
+            return Xm, model.matrix(Xm)
+
+        churn = inputs(self.churn)
         same = (model_columns(self.churn) == model_columns(self.value)
                 and self.churn.categories_ == self.value.categories_)
-        return Fc, Fc if same else self.value.matrix(X)
+        return churn, churn if same else inputs(self.value)
 
     def core_scores(self, features: pd.DataFrame,
-                    matrices: tuple[np.ndarray, np.ndarray] | None = None) -> pd.DataFrame:
+                    inputs: tuple[tuple[pd.DataFrame, np.ndarray], ...] | None = None) -> pd.DataFrame:
         """Churn probability, expected purchases and value, and CLV (no segments, no reasons).
-        ``matrices``: :meth:`_matrices` of ``features`` when the caller already has them."""
+        ``inputs``: :meth:`_inputs` of ``features`` when the caller already has them."""
         self.check_features(features)
-        Fc, Fv = self._matrices(features) if matrices is None else matrices
+        (_, Fc), (_, Fv) = self._inputs(features) if inputs is None else inputs
         p = self.churn.predict_proba_matrix(Fc)[:, 1]
         value, purchases = self.value.predict_matrix_with_purchases(Fv)
         if purchases is None:
@@ -166,8 +175,8 @@ class ModelBundle:
         """Scores for a feature table with ``customer_id`` and ``cutoff`` columns: churn, value, CLV,
         segments (when the bundle has them) and reason codes."""
         self.check_features(features)
-        matrices = self._matrices(features)
-        out = self.core_scores(features, matrices)
+        inputs = self._inputs(features)
+        out = self.core_scores(features, inputs)
         p = out["churn_probability"].to_numpy()
         if self.segmenter is not None:
             seg = self.segmenter.transform(features.reset_index(drop=True), p, out["clv"].to_numpy())
@@ -177,26 +186,27 @@ class ModelBundle:
             from clvml.explain.drivers import contributions
             from clvml.explain.reasons import reason_codes
 
-            for (prefix, model, direction), F in zip((("churn", self.churn, 1), ("value", self.value, -1)),
-                                                     matrices, strict=True):
-                shown = _shown(features[self.feature_columns], F, model)
+            for (prefix, model, direction), (Xm, F) in zip((("churn", self.churn, 1), ("value", self.value, -1)),
+                                                           inputs, strict=True):
+                shown = _shown(Xm, F, model)
                 rc = reason_codes(contributions(model, shown, F=F), shown, self.specs, k=self.reason_codes,
-                                  direction=direction)
+                                  direction=direction, values=False)
                 del shown
-                keep = [c for c in rc.columns if not c.endswith("_value")]
-                out = pd.concat([out, rc[keep].add_prefix(f"{prefix}_").reset_index(drop=True)], axis=1)
+                out = pd.concat([out, rc.add_prefix(f"{prefix}_").reset_index(drop=True)], axis=1)
+        del inputs
         out["model_version"] = self.model_version
         return out
 
 
-def _shown(features: pd.DataFrame, F: np.ndarray, model: ChurnModel | ValueModel) -> pd.DataFrame:
-    """The model's inputs as the reason codes show them: the numbers of ``F = model.matrix(features)``
-    (a view, no copy) with the categorical columns as their training categories."""
+def _shown(X: pd.DataFrame, F: np.ndarray, model: ChurnModel | ValueModel) -> pd.DataFrame:
+    """The model's inputs as the reason codes show them: the numbers of ``F = model.matrix(X)`` (a view,
+    no copy) with the categorical columns of ``X`` (converted to the model's categories, see
+    :meth:`ModelBundle._inputs`)."""
     columns = model_columns(model)
-    X = pd.DataFrame(F.T, columns=columns, index=features.index, copy=False)
-    for c in model.categories_:  # (as prepare_X converts them; the other columns stay views of F)
-        X[c] = prepare_column(features.iloc[:, columns.index(c)], c, model.categories_)
-    return X
+    shown = pd.DataFrame(F.T, columns=columns, index=X.index, copy=False)
+    for c in model.categories_:
+        shown[c] = X.iloc[:, columns.index(c)].array
+    return shown
 
 
 def _pyfunc_class():
