@@ -527,8 +527,9 @@ def load_bundle(uri: str | Path) -> ModelBundle:
     except OSError as exc:
         raise ModelIncompatibleError(f"model {uri}: cannot read {exc.filename or local} ({exc.strerror or exc}); "
                                      "the bundle's files must be readable by the account that scores") from None
-    try:
-        model = mlflow.pyfunc.load_model(str(local))
+    warn_environment(local, uri)
+    try:  # (MLflow's own check of the same costs ~2 s: it maps every installed module to its package)
+        model = mlflow.pyfunc.load_model(str(local), suppress_warnings=True)
     except Exception as exc:
         raise ModelIncompatibleError(f"cannot load model {uri}: {str(exc).splitlines()[0]}. Check the "
                                      "URI (a bundle folder, runs:/<id>/model or models:/<name>@<alias>) "
@@ -543,6 +544,44 @@ def load_bundle(uri: str | Path) -> ModelBundle:
             f"model {uri} was exported by clvml {made_by} (bundle format {fmt}); this is clvml "
             f"{__version__} (format {BUNDLE_FORMAT}): {reader_advice(made_by, fmt)}")
     return bundle
+
+
+def environment_mismatches(folder: Path) -> list[str]:
+    """The bundle's pinned requirements (``requirements.txt``) and Python version (``MLmodel``) that this
+    environment does not match, e.g. ``lightgbm==4.7.0 (installed: 4.6.0)``."""
+    import platform
+    import re
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = []
+    req = folder / "requirements.txt"
+    for line in req.read_text().splitlines() if req.is_file() else []:
+        m = re.fullmatch(r"\s*([A-Za-z0-9_.\-]+)\s*==\s*([^\s;#]+)\s*", line)
+        if not m:
+            continue
+        try:
+            have = version(m.group(1))
+        except PackageNotFoundError:
+            have = "not installed"
+        if have != m.group(2):
+            out.append(f"{m.group(1)}=={m.group(2)} (installed: {have})")
+    meta = folder / "MLmodel"
+    m = re.search(r"^\s*python_version:\s*(\S+)", meta.read_text(), re.M) if meta.is_file() else None
+    if m and m.group(1).split(".")[:2] != platform.python_version().split(".")[:2]:
+        out.append(f"Python {m.group(1)} (running: {platform.python_version()})")
+    return out
+
+
+def warn_environment(folder: Path, uri: str | Path) -> None:
+    """Warn when the environment differs from the one the bundle was exported in (scores may then
+    differ from training's: e.g. another LightGBM)."""
+    import warnings
+
+    found = environment_mismatches(folder)
+    if found:
+        warnings.warn(f"model {uri} was exported with {'; '.join(found)}. Scores may differ from those of the "
+                      f"training environment: install its versions (pip install -r {folder / 'requirements.txt'})",
+                      UserWarning, stacklevel=3)
 
 
 def _digest(obj: Any, h: Any, seen: set[int]) -> None:
