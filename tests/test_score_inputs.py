@@ -131,3 +131,27 @@ def test_environment_mismatches_name_the_package_and_python(tmp_path):
     (tmp_path / "requirements.txt").write_text(f"numpy=={np.__version__}\n")
     (tmp_path / "MLmodel").write_text(f"python_version: {platform.python_version()}\n")
     assert environment_mismatches(tmp_path) == []
+
+
+@pytest.mark.parametrize("direction", [1, -1])
+def test_reason_codes_are_the_top_features_by_push_ties_in_column_order(direction):
+    from clvml.explain.drivers import BIAS
+    from clvml.explain.reasons import reason_codes
+
+    rng = np.random.default_rng(7)
+    n, m = 400, 12
+    C = np.round(rng.normal(size=(n, m)), 1)  # rounded: many ties
+    C[:, [2, 7]] = 0.0  # unused features
+    C[:, 9] = -direction * np.abs(C[:, 9])  # pushes the other way only
+    C[::13] = 0.0  # rows no feature pushes
+    names = [f"f{j}" for j in range(m)]
+    contrib = pd.DataFrame(np.column_stack([C, np.ones(n)]), columns=[*names, BIAS])
+    X = pd.DataFrame(rng.integers(0, 3, (n, m)).astype(float), columns=names)
+    got = reason_codes(contrib, X, [], k=3, direction=direction)
+    for r in range(n):
+        push = sorted((-direction * C[r, j], j) for j in range(m) if direction * C[r, j] > 0)[:3]
+        want = [names[j] for _, j in push] + [None] * (3 - len(push))
+        assert [None if pd.isna(v) else v for v in (got.at[r, f"reason_{i}"] for i in (1, 2, 3))] == want
+        assert [got.at[r, f"reason_{i}_text"] for i in (1, 2, 3)][:len(push)] == \
+            [f"{names[j]} = {X.iat[r, j]}" for _, j in push]
+    assert "reason_1_value" not in reason_codes(contrib, X, [], k=3, direction=direction, values=False)

@@ -26,16 +26,21 @@ def reason_codes(contrib: pd.DataFrame, X: pd.DataFrame, specs: Sequence[Feature
     # without the bias column; a view when it is the last column (as contributions() returns it)
     C = full[:, :keep.size] if np.array_equal(keep, np.arange(keep.size)) else full[:, keep]
     names = np.array(contrib.columns[keep], dtype=object)
-    n, kk = len(contrib), min(k, C.shape[1])
+    # only features pushing some row this way can be a reason: the others (e.g. unused by the trees,
+    # whose SHAP values are all 0) are left out of the search, which keeps the order of the rest
+    extreme = C.max(axis=0) if direction == 1 else C.min(axis=0) * direction
+    cand = np.flatnonzero(~(extreme <= 0))  # (a NaN stays a candidate, as argmax would find it)
+    n, kk = len(contrib), min(k, cand.size)
     # the k largest per row, largest first, ties by column order: k passes of argmax (which returns
     # the first maximum), each knocking out the one it found
     rows = np.arange(n)
-    work = C.copy() if direction == 1 else C * direction  # (scratch: knocked out below)
+    work = C[:, cand] if direction == 1 else C[:, cand] * direction  # (a copy: knocked out below)
     order = np.empty((n, kk), dtype=np.int64)
     for i in range(kk):
         order[:, i] = work.argmax(axis=1)
         work[rows, order[:, i]] = -np.inf
     del work
+    order = cand[order]  # back to contrib's columns
     Xv = X.reset_index(drop=True)
     out: dict[str, np.ndarray] = {}
     for i in range(k):

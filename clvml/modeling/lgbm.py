@@ -129,6 +129,12 @@ def prepare_X(X: pd.DataFrame, columns: list[str], categories: dict[str, list[st
     if is_prepared(X, columns, categories):
         return X
     _check_columns(X, columns)
+    if list(X.columns) == columns:  # only the columns that need it are converted; the others are shared
+        out = X.copy(deep=False)   # (not copied: copy-on-write keeps X as it is)
+        for c in columns:
+            if c in categories or X[c].dtype != np.float64:
+                out[c] = prepare_column(X[c], c, categories)
+        return out
     return pd.DataFrame({c: prepare_column(X[c], c, categories) for c in columns}, index=X.index)
 
 
