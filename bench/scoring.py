@@ -105,12 +105,14 @@ def measure(path: Path, chunk: int, memory_limit: str | None = None) -> dict:
 
     r = score(cfg, str(model_path().resolve()), AS_OF, progress=progress)
     total = time.perf_counter() - t0
+    ru = resource.getrusage(resource.RUSAGE_SELF)  # CPU: the comparable figure when the machine is shared
     load = next(t for t, m in marks if m.startswith("scoring "))
     return {"customers": r.manifest["rows_out"], "chunks": r.manifest["chunks"],
             "events": sum(r.manifest["rows_kept"].values()), "load_validate_s": load,
             "score_s": round(total - load, 1), "total_s": round(total, 1),
             "customers_per_s": int(r.manifest["rows_out"] / total),
             "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2, 2),
+            "cpu_s": round(ru.ru_utime + ru.ru_stime, 1), "load_end": round(os.getloadavg()[0], 1),
             "score_psi": r.manifest["drift"]["scores"]}
 
 
