@@ -105,13 +105,63 @@ def measure(path: Path, chunk: int, memory_limit: str | None = None) -> dict:
 
     r = score(cfg, str(model_path().resolve()), AS_OF, progress=progress)
     total = time.perf_counter() - t0
+    ru = resource.getrusage(resource.RUSAGE_SELF)  # CPU: the comparable figure when the machine is shared
     load = next(t for t, m in marks if m.startswith("scoring "))
     return {"customers": r.manifest["rows_out"], "chunks": r.manifest["chunks"],
             "events": sum(r.manifest["rows_kept"].values()), "load_validate_s": load,
             "score_s": round(total - load, 1), "total_s": round(total, 1),
             "customers_per_s": int(r.manifest["rows_out"] / total),
             "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2, 2),
+            "cpu_s": round(ru.ru_utime + ru.ru_stime, 1), "load_end": round(os.getloadavg()[0], 1),
             "score_psi": r.manifest["drift"]["scores"]}
+
+
+def _config(path: Path, memory_limit: str | None = None):
+    engine = {"duckdb": {"memory_limit": memory_limit, "temp_directory": str(OUT / "spill-scoring")}} \
+        if memory_limit else "duckdb"
+    return parse_config({"name": "bench", "engine": engine, "tracking": {"enabled": False},
+                         "data": {"tables": {t: {"path": str(path / t), "format": "parquet"} for t in TABLES}},
+                         "cutoffs": {"start": "2024-01-01"}})
+
+
+def _rss_gib() -> float:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024**2
+
+
+def load_only(path: Path, memory_limit: str | None) -> dict:
+    """Read + validate alone: CPU, peak and final RSS, what DuckDB holds in memory and on disk."""
+    from clvml.data.loading import load_data
+
+    c0 = time.process_time()
+    ds = load_data(_config(path, memory_limit))
+    mem = ds.con.raw_sql("SELECT sum(memory_usage_bytes), sum(temporary_storage_bytes) FROM duckdb_memory()"
+                         ).fetchone()
+    return {"memory_limit": memory_limit, "cpu_s": round(time.process_time() - c0, 1),
+            "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2, 2),
+            "rss_after_gib": round(_rss_gib(), 2), "duckdb_memory_gib": round(mem[0] / 2**30, 2),
+            "duckdb_spilled_gib": round(mem[1] / 2**30, 2), "load": round(os.getloadavg()[0], 1)}
+
+
+def predict_chunk(path: Path) -> dict:
+    """``bundle.predict`` (the model part of a chunk) on the first 100k-customer chunk's features,
+    twice (the first call also parses the trees): CPU of each call."""
+    from clvml.data.loading import load_data
+    from clvml.features.writer import FeatureBatches
+    from clvml.scoring.bundle import load_bundle
+
+    ds = load_data(_config(path))
+    b = load_bundle(model_path().resolve())
+    chunks = max(1, len(list((path / "customers").glob("*.parquet"))))  # 100k customers each
+    with FeatureBatches(ds.tables, [AS_OF], windows=b.windows, families=b.families, batches=chunks,
+                        custom=b.custom_names) as fb:
+        feats = fb.pandas(0)
+    cpu = []
+    for _ in range(2):
+        c0 = time.process_time()
+        b.predict(feats)
+        cpu.append(round(time.process_time() - c0, 2))
+    return {"customers": len(feats), "predict_cpu_s": cpu, "load": round(os.getloadavg()[0], 1)}
 
 
 def main() -> None:
@@ -120,7 +170,15 @@ def main() -> None:
     ap.add_argument("--chunk", type=int, default=0, help="scoring.chunk_customers (default: the config's)")
     ap.add_argument("--memory-limit", default=None, help="engine.duckdb.memory_limit, e.g. 6GB")
     ap.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--load-only", type=Path, metavar="WORLD", help="read + validate this world only")
+    ap.add_argument("--predict-chunk", type=Path, metavar="WORLD", help="bundle.predict on its first chunk")
     args = ap.parse_args()
+    if args.load_only:
+        print(json.dumps(load_only(args.load_only, args.memory_limit)))
+        return
+    if args.predict_chunk:
+        print(json.dumps(predict_chunk(args.predict_chunk)))
+        return
     if args.measure:
         print(json.dumps(measure(args.measure, args.chunk, args.memory_limit)))
         return

@@ -40,27 +40,30 @@ def _boosters(model: ChurnModel | ValueModel) -> list:
             "offset": [model.spend_], "hurdle": [model.buy_, model.amount_]}[model.form]
 
 
-def contributions(model: ChurnModel | ValueModel, X: pd.DataFrame) -> pd.DataFrame:
+def contributions(model: ChurnModel | ValueModel, X: pd.DataFrame, F: np.ndarray | None = None) -> pd.DataFrame:
     """SHAP values per row and feature in the model's raw score space, plus the ``_base_value``
-    column; each row sums to the raw score (see the module docstring)."""
-    from clvml.explain.treeshap import feature_matrix, tree_shap
+    column; each row sums to the raw score (see the module docstring). ``F``: ``model.matrix(X)`` when
+    the caller already has it (the scoring job builds it once for predictions and explanations)."""
+    from clvml.explain.treeshap import tree_shap
+    from clvml.modeling.lgbm import model_columns
 
-    Xp = model._features(X)
-    F = feature_matrix(Xp, list(Xp.columns))  # shared by the boosters (same training columns)
+    if F is None:
+        F = model.matrix(X)  # shared by the boosters (same training columns)
+    columns = model_columns(model)
     total = None
     for b in _boosters(model):  # summed in place, in the order (and to the bit) of 0 + b1 + b2 + …
-        phi = tree_shap(b.booster_ if hasattr(b, "booster_") else b, Xp, F=F)
+        phi = tree_shap(b.booster_ if hasattr(b, "booster_") else b, None, F=F)
         if total is None:
             total = np.add(phi, 0.0, out=phi)  # as 0 + phi: a -0.0 becomes 0.0
         else:
             total += phi
         del phi
     if total is None:  # (a model has at least one booster)
-        total = np.zeros((len(Xp), len(Xp.columns) + 1))
+        total = np.zeros((F.shape[1], len(columns) + 1))
     if _has_offset(model):
         # the baseline the trees correct is itself a feature: its log is that feature's share
-        total[:, list(Xp.columns).index(model.offset_column)] += model._offset(X)
-    return pd.DataFrame(total, columns=[*Xp.columns, BIAS], index=X.index, copy=False)
+        total[:, columns.index(model.offset_column)] += model.offset_matrix(F)
+    return pd.DataFrame(total, columns=[*columns, BIAS], index=X.index, copy=False)
 
 
 def _has_offset(model: ChurnModel | ValueModel) -> bool:

@@ -3,6 +3,7 @@ the feature catalog for each (the texts account managers read)."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 
 import numpy as np
@@ -14,27 +15,32 @@ from clvml.features.registry import FeatureSpec
 
 
 def reason_codes(contrib: pd.DataFrame, X: pd.DataFrame, specs: Sequence[FeatureSpec], k: int = 3,
-                 direction: int = 1) -> pd.DataFrame:
+                 direction: int = 1, values: bool = True) -> pd.DataFrame:
     """For each row, the ``k`` features pushing the score most in ``direction`` (+1: up, e.g. churn
-    risk; -1: down, e.g. value), as ``reason_i`` (feature), ``reason_i_shap``, ``reason_i_value`` and
-    ``reason_i_text`` (a sentence from the feature catalog). Fewer than ``k`` when fewer features push
-    that way (the rest are null)."""
+    risk; -1: down, e.g. value), as ``reason_i`` (feature), ``reason_i_shap``, ``reason_i_value`` (left
+    out when ``values`` is False) and ``reason_i_text`` (a sentence from the feature catalog). Fewer
+    than ``k`` when fewer features push that way (the rest are null)."""
     by_name = {s.name: s for s in specs}
     keep = np.flatnonzero(contrib.columns != BIAS)
     full = contrib.to_numpy()  # one block: a view
     # without the bias column; a view when it is the last column (as contributions() returns it)
     C = full[:, :keep.size] if np.array_equal(keep, np.arange(keep.size)) else full[:, keep]
-    vals = C if direction == 1 else C * direction  # only read below
     names = np.array(contrib.columns[keep], dtype=object)
-    n, kk = len(contrib), min(k, C.shape[1])
+    # only features pushing some row this way can be a reason: the others (e.g. unused by the trees,
+    # whose SHAP values are all 0) are left out of the search, which keeps the order of the rest
+    extreme = C.max(axis=0) if direction == 1 else C.min(axis=0) * direction
+    cand = np.flatnonzero(~(extreme <= 0))  # (a NaN stays a candidate, as argmax would find it)
+    n, kk = len(contrib), min(k, cand.size)
     # the k largest per row, largest first, ties by column order: k passes of argmax (which returns
     # the first maximum), each knocking out the one it found
     rows = np.arange(n)
-    work = vals.copy()
+    work = C[:, cand] if direction == 1 else C[:, cand] * direction  # (a copy: knocked out below)
     order = np.empty((n, kk), dtype=np.int64)
     for i in range(kk):
         order[:, i] = work.argmax(axis=1)
         work[rows, order[:, i]] = -np.inf
+    del work
+    order = cand[order]  # back to contrib's columns
     Xv = X.reset_index(drop=True)
     out: dict[str, np.ndarray] = {}
     for i in range(k):
@@ -44,7 +50,7 @@ def reason_codes(contrib: pd.DataFrame, X: pd.DataFrame, specs: Sequence[Feature
         text = np.full(n, None, dtype=object)
         if i < kk:
             j = order[:, i]
-            ok = vals[rows, j] > 0  # fewer than k features push this way: the rest stay null
+            ok = C[rows, j] * direction > 0  # fewer than k features push this way: the rest stay null
             name[ok] = names[j[ok]]
             shap[ok] = C[rows[ok], j[ok]]
             idx = np.flatnonzero(ok)
@@ -55,11 +61,58 @@ def reason_codes(contrib: pd.DataFrame, X: pd.DataFrame, specs: Sequence[Feature
                 feat = names[jj]
                 codes, uniq = pd.factorize(Xv[feat].iloc[at], use_na_sentinel=True)
                 spec = by_name.get(feat)
-                shown = np.array([str(u) for u in uniq] + [None], dtype=object)
-                said = np.array([spec.explain(u) if spec else f"{feat} = {u}" for u in uniq]
-                                + [spec.explain(None) if spec else f"{feat} = None"], dtype=object)
-                value[at] = shown[codes]  # code -1 (missing) takes the last entry
+                said = np.array([*_TEXTS.render(spec, feat, uniq), _TEXTS.render(spec, feat, [None])[0]],
+                                dtype=object)
+                if values:
+                    shown = np.array([str(u) for u in uniq] + [None], dtype=object)
+                    value[at] = shown[codes]  # code -1 (missing) takes the last entry
                 text[at] = said[codes]
         p = f"reason_{i + 1}"
-        out.update({p: name, f"{p}_shap": shap, f"{p}_value": value, f"{p}_text": text})
+        out.update({p: name, f"{p}_shap": shap, **({f"{p}_value": value} if values else {}), f"{p}_text": text})
     return pd.DataFrame(out, index=contrib.index)
+
+
+class _Texts:
+    """The catalog sentences already written, per (spec, value): a scoring run renders each distinct
+    value of a feature once across its chunks instead of once per chunk. At most ``limit`` sentences
+    are kept (then the oldest feature's are dropped); zero is rendered each time (``-0.0`` equals
+    ``0.0`` but an old-style template writes it as "-0")."""
+
+    def __init__(self, limit: int = 200_000):
+        self.limit, self.size = limit, 0
+        self.by_spec: dict[object, dict[tuple[type, object], str]] = {}
+        self.lock = threading.Lock()
+
+    def render(self, spec: FeatureSpec | None, feat: str, values) -> list[str]:
+        """The sentence of each of ``values`` for the feature ``feat`` (described by ``spec``)."""
+        if spec is None:
+            return [f"{feat} = {u}" for u in values]
+        with self.lock:
+            try:
+                memo = self.by_spec.setdefault(spec, {})
+            except TypeError:  # a spec with an unhashable field: rendered every time
+                return [spec.explain(u) for u in values]
+            out = []
+            for u in values:
+                key = (type(u), u) if _cacheable(u) else None
+                text = None if key is None else memo.get(key)
+                if text is None:
+                    text = spec.explain(u)
+                    if key is not None:
+                        memo[key] = text
+                        self.size += 1
+                out.append(text)
+            while self.size > self.limit and self.by_spec:
+                self.size -= len(self.by_spec.pop(next(iter(self.by_spec))))
+            return out
+
+
+def _cacheable(u: object) -> bool:
+    """None, or a value equal to itself (not NaN) and not zero."""
+    try:
+        return u is None or bool(u == u and u != 0)
+    except (TypeError, ValueError):  # pd.NA and the like
+        return False
+
+
+_TEXTS = _Texts()

@@ -72,6 +72,7 @@ class CompiledBooster:
             self.trees.append(_Tree(splits))
             if len(splits) > MAX_SPLITS:
                 self.supported = False
+        self.memo = [_Memo() for _ in self.trees]
 
 
 _CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -141,26 +142,37 @@ def _one_tree_shap(booster, rows: np.ndarray, t: int) -> np.ndarray:
                                           num_threads=1)).T
 
 
-def tree_shap(booster, X: pd.DataFrame, F: np.ndarray | None = None) -> np.ndarray:
+def tree_shap(booster, X: pd.DataFrame | None, F: np.ndarray | None = None) -> np.ndarray:
     """SHAP values of ``booster`` for the rows of ``X``: (rows, features + 1), the last column the
     expected value; the same as ``booster.predict(X, pred_contrib=True)``.
 
     ``X`` must be prepared the way the booster was trained (same columns, categoricals with the
     training categories), as for ``predict``. ``F``: :func:`feature_matrix` of ``X`` when the caller
-    already has it (boosters trained on the same columns share it).
+    already has it (boosters trained on the same columns share it); with ``F``, ``X`` may be None.
+
+    The values of each tree's decision patterns are kept on the compiled booster (up to
+    ``MEMO_PATTERNS`` per tree), so later calls (the next chunk of a scoring run) ask LightGBM only for
+    patterns not seen before.
     """
     cb = compile_booster(booster)
-    if len(X) == 0:
+    n = len(X) if F is None else F.shape[1]
+    if n == 0:
         return np.zeros((0, len(cb.feature_names) + 1))
-    if not cb.supported:
-        return np.asarray(booster.predict(X, pred_contrib=True), dtype=float)
-    if F is None or F.shape != (len(cb.feature_names), len(X)) or list(X.columns) != cb.feature_names:
+    if F is None or F.shape != (len(cb.feature_names), n) or (X is not None and list(X.columns) != cb.feature_names):
+        if X is None:
+            raise ValueError(f"F has shape {None if F is None else F.shape}; the booster takes "
+                             f"{len(cb.feature_names)} features")
         F = feature_matrix(X, cb.feature_names)
+    if not cb.supported:
+        return np.asarray(booster.predict(F.T, pred_contrib=True), dtype=float)
     has_nan = [bool(np.isnan(row).any()) for row in F]
     phi = np.zeros((F.shape[0] + 1, F.shape[1]))
     for t, tree in enumerate(cb.trees):
+        memo = cb.memo[t]
         if not tree.splits:
-            phi[-1] += _one_tree_shap(booster, np.ascontiguousarray(F[:, :1].T), t)[-1, 0]
+            if memo.bias is None:
+                memo.bias = _one_tree_shap(booster, np.ascontiguousarray(F[:, :1].T), t)[-1, 0]
+            phi[-1] += memo.bias
             continue
         dtype = np.int32 if len(tree.splits) <= 31 else np.int64
         code = np.zeros(F.shape[1], dtype=dtype)
@@ -168,12 +180,65 @@ def tree_shap(booster, X: pd.DataFrame, F: np.ndarray | None = None) -> np.ndarr
             left = _goes_left(s, F[s.feature], has_nan[s.feature])
             code |= np.left_shift(left.view(np.uint8), j, dtype=dtype)
         first, inv = _distinct(code, len(tree.splits))
-        # one row per pattern; features the tree does not split on are left 0 (their SHAP value is 0
-        # whatever they are, and LightGBM skips zeros when it reads a row)
         used = tree.features
-        rows = np.zeros((first.size, F.shape[0]))
-        rows[:, used] = F[np.ix_(used, first)].T
-        c = _one_tree_shap(booster, rows, t)
-        phi[used] += c[used][:, inv]  # each used feature's row: its pattern's value scattered back
-        phi[-1] += c[-1, 0]  # the tree's expected value, the same for every row
+        vals = memo.values(code[first], lambda new, first=first, used=used, t=t: _pattern_shap(booster, F, first[new],
+                                                                                            used, t))
+        vals = np.ascontiguousarray(vals.T)
+        for k, f in enumerate(used):  # each used feature's row: its pattern's value scattered back
+            row = phi[f]  # (one take per feature: ~7x faster than one fancy-indexed gather of all)
+            row += vals[k].take(inv)
+        phi[-1] += memo.bias  # the tree's expected value, the same for every row
     return phi.T
+
+
+MEMO_PATTERNS = 1 << 16
+"""At most this many decision patterns of one tree are remembered across calls."""
+
+
+def _pattern_shap(booster, F: np.ndarray, rows: np.ndarray, used: np.ndarray, t: int) -> np.ndarray:
+    """LightGBM's SHAP values of tree ``t`` for the rows ``rows`` of ``F``: (len(used) + 1, len(rows)),
+    the used features' values then the tree's expected value."""
+    # one row per pattern; features the tree does not split on are left 0 (their SHAP value is 0
+    # whatever they are, and LightGBM skips zeros when it reads a row)
+    X = np.zeros((rows.size, F.shape[0]))
+    X[:, used] = F[np.ix_(used, rows)].T
+    c = _one_tree_shap(booster, X, t)
+    return np.concatenate([c[used], c[-1:]])
+
+
+class _Memo:
+    """The SHAP values of one tree's decision patterns seen so far: sorted codes, their values."""
+
+    def __init__(self) -> None:
+        self.codes = np.zeros(0, dtype=np.int64)
+        self.vals = np.zeros((0, 0))
+        self.bias: float | None = None
+        self.lock = threading.Lock()
+
+    def values(self, codes: np.ndarray, compute) -> np.ndarray:
+        """(len(codes), used features) SHAP values of the patterns ``codes`` (distinct); ``compute(mask)``
+        gives those of the patterns ``codes[mask]`` not known yet, as :func:`_pattern_shap` returns them."""
+        with self.lock:
+            return self._values(codes.astype(np.int64, copy=False), compute)
+
+    def _values(self, codes: np.ndarray, compute) -> np.ndarray:
+        pos = np.searchsorted(self.codes, codes)
+        hit = np.zeros(codes.size, dtype=bool)
+        inside = pos < self.codes.size
+        hit[inside] = self.codes[pos[inside]] == codes[inside]
+        new = ~hit
+        if not new.any():
+            return self.vals[pos]
+        c = compute(new)
+        self.bias = float(c[-1, 0])
+        fresh = c[:-1].T
+        out = np.empty((codes.size, fresh.shape[1]))
+        out[new] = fresh
+        if hit.any():
+            out[hit] = self.vals[pos[hit]]
+        if self.codes.size + fresh.shape[0] <= MEMO_PATTERNS:
+            all_codes = np.concatenate([self.codes, codes[new]])
+            order = np.argsort(all_codes, kind="stable")
+            self.codes = all_codes[order]
+            self.vals = np.concatenate([self.vals.reshape(-1, fresh.shape[1]), fresh])[order]
+        return out

@@ -20,7 +20,9 @@ from clvml.modeling.lgbm import (
     learn_categories,
     lgbm_params,
     model_frame,
+    model_matrix,
     model_target,
+    predict_matrix,
     prepare_X,
 )
 
@@ -146,21 +148,33 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
         X = model_frame(self, X, reset=False)
         return prepare_X(X, list(X.columns), self.categories_)
 
+    def matrix(self, X: pd.DataFrame) -> np.ndarray:
+        """``X`` validated and converted for the booster as one C-ordered float64 array of shape
+        (features, rows) (:func:`~clvml.modeling.lgbm.model_matrix`), for the ``*_matrix`` methods and
+        :func:`clvml.explain.drivers.contributions`: build it once to predict and explain the same rows."""
+        check_is_fitted(self, "booster_")
+        X = model_frame(self, X, reset=False)
+        return model_matrix(X, list(X.columns), self.categories_)
+
     def predict_raw(self, X: pd.DataFrame) -> np.ndarray:
         """Uncalibrated LightGBM log-odds (the space SHAP values add up in)."""
-        Xp = self._features(X)
-        return self.booster_.predict(Xp, raw_score=True)
+        return predict_matrix(self.booster_, self.matrix(X), raw_score=True)
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         """Class probabilities, columns in ``classes_`` order (``[:, 1]``: P(churn))."""
-        Xp = self._features(X)
+        return self.predict_proba_matrix(self.matrix(X))
+
+    def predict_proba_matrix(self, F: np.ndarray) -> np.ndarray:
+        """:meth:`predict_proba` of the rows of ``F = self.matrix(X)``."""
+        check_is_fitted(self, "booster_")
+        n = F.shape[1]
         constant = getattr(self, "constant_", None)
         if constant is not None:
             if len(self.classes_) == 1:
-                return np.ones((len(Xp), 1))
-            p = np.full(len(Xp), constant)
+                return np.ones((n, 1))
+            p = np.full(n, constant)
             return np.column_stack([1 - p, p])
-        p = self.booster_.predict_proba(Xp)[:, 1]
+        p = predict_matrix(self.booster_, F)
         if self.calibrator_ is not None:
             if isinstance(self.calibrator_, IsotonicRegression):
                 p = self.calibrator_.predict(p)

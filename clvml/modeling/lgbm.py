@@ -128,21 +128,66 @@ def prepare_X(X: pd.DataFrame, columns: list[str], categories: dict[str, list[st
     """Columns in training order; categoricals with the training categories (unseen -> missing)."""
     if is_prepared(X, columns, categories):
         return X
+    _check_columns(X, columns)
+    if list(X.columns) == columns:  # only the columns that need it are converted; the others are shared
+        out = X.copy(deep=False)   # (not copied: copy-on-write keeps X as it is)
+        for c in columns:
+            if c in categories or X[c].dtype != np.float64:
+                out[c] = prepare_column(X[c], c, categories)
+        return out
+    return pd.DataFrame({c: prepare_column(X[c], c, categories) for c in columns}, index=X.index)
+
+
+def _check_columns(X: pd.DataFrame, columns: list[str]) -> None:
     missing = [c for c in columns if c not in X.columns]
     if missing:
         raise ModelIncompatibleError(missing_columns_message(missing))
-    out = {}
-    for c in columns:
-        if c in categories:
-            out[c] = pd.Categorical(X[c].astype("string").astype(object).where(X[c].notna(), None),
-                                    categories=categories[c])
+
+
+def prepare_column(col: pd.Series, name: str, categories: dict[str, list[str]]) -> pd.Series | pd.Categorical:
+    """One column of :func:`prepare_X`: categorical with the training categories, or float64."""
+    if name in categories:
+        return pd.Categorical(col.astype("string").astype(object).where(col.notna(), None),
+                              categories=categories[name])
+    try:
+        return pd.to_numeric(col).astype("float64")
+    except (TypeError, ValueError):
+        raise ModelIncompatibleError(f"feature {name!r} is numeric in the model but not in the data") from None
+
+
+def model_matrix(X: pd.DataFrame, columns: list[str], categories: dict[str, list[str]]) -> np.ndarray:
+    """The values LightGBM reads from ``prepare_X(X, columns, categories)``, built without that frame:
+    a C-ordered float64 array of shape (features, rows), one contiguous row per feature; categoricals
+    as their codes among the training categories, missing values as NaN.
+
+    Its transpose (rows, features; Fortran-ordered) is what :func:`predict_matrix` hands to LightGBM
+    without a copy; LightGBM's own conversion of a DataFrame yields the same values, so predictions are
+    identical to the bit.
+    """
+    _check_columns(X, columns)
+    out = np.empty((len(columns), len(X)))
+    for j, c in enumerate(columns):
+        col = X[c]
+        if c not in categories and isinstance(col.dtype, np.dtype) and col.dtype.kind in "fiub":
+            out[j] = col.to_numpy()  # NumPy float/int/bool: converted to float64 on assignment
+            continue
+        ready = c in categories and isinstance(col.dtype, pd.CategoricalDtype) \
+            and list(col.dtype.categories) == categories[c]  # prepared already (prepare_column keeps it)
+        prepared = col.array if ready else prepare_column(col, c, categories)
+        if isinstance(prepared, pd.Categorical):
+            codes = prepared.codes
+            out[j] = np.where(codes < 0, np.nan, codes)
         else:
-            try:
-                out[c] = pd.to_numeric(X[c]).astype("float64")
-            except (TypeError, ValueError):
-                raise ModelIncompatibleError(
-                    f"feature {c!r} is numeric in the model but not in the data") from None
-    return pd.DataFrame(out, index=X.index)
+            out[j] = prepared.to_numpy(dtype=np.float64, na_value=np.nan)
+    return out
+
+
+def predict_matrix(est: lgb.LGBMModel, F: np.ndarray, **kwargs: Any) -> np.ndarray:
+    """``est.predict`` on the rows of a :func:`model_matrix` ``F`` (features, rows): the booster reads
+    ``F.T`` in place (column-major), where the scikit-learn interface would first copy a DataFrame to
+    a new array for each call. Same trees, same values, same predictions."""
+    threads = est._process_n_jobs(est.n_jobs)  # the threads est.predict would use
+    return est.booster_.predict(F.T, num_threads=threads, **kwargs)
 
 
 #: below this many training rows LightGBM runs on one thread: threads cost more than they save there,

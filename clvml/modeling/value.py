@@ -18,8 +18,11 @@ from clvml.modeling.lgbm import (
     fit_with_early_stopping,
     learn_categories,
     lgbm_params,
+    model_columns,
     model_frame,
+    model_matrix,
     model_target,
+    predict_matrix,
     prepare_X,
 )
 
@@ -221,8 +224,7 @@ class ValueModel(RegressorMixin, BaseEstimator):
 
     def _offset(self, X: pd.DataFrame) -> np.ndarray:
         """log of the baseline expectation (the raw score the offset form boosts from)."""
-        base = pd.to_numeric(X[self.offset_column], errors="coerce").to_numpy(float)
-        return np.log(np.maximum(np.nan_to_num(base, nan=0.0), OFFSET_FLOOR))
+        return _log_baseline(pd.to_numeric(X[self.offset_column], errors="coerce").to_numpy(float))
 
     def _frames(self, X: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         """(``X`` validated, ``X`` converted for the boosters: columns, categories, float64)."""
@@ -233,33 +235,54 @@ class ValueModel(RegressorMixin, BaseEstimator):
     def _features(self, X: pd.DataFrame) -> pd.DataFrame:
         return self._frames(X)[1]
 
+    def matrix(self, X: pd.DataFrame) -> np.ndarray:
+        """``X`` validated and converted for the boosters as one C-ordered float64 array of shape
+        (features, rows) (:func:`~clvml.modeling.lgbm.model_matrix`), for the ``*_matrix`` methods and
+        :func:`clvml.explain.drivers.contributions`: build it once to predict and explain the same rows."""
+        check_is_fitted(self, "categories_")
+        X = model_frame(self, X, reset=False)
+        return model_matrix(X, list(X.columns), self.categories_)
+
+    def offset_matrix(self, F: np.ndarray) -> np.ndarray:
+        """:meth:`_offset` of the rows of ``F = self.matrix(X)`` (the baseline column is numeric)."""
+        return _log_baseline(F[model_columns(self).index(self.offset_column)])
+
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         """Expected spend in the horizon (>= 0)."""
         return self.predict_with_purchases(X)[0]
 
     def predict_with_purchases(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
         """(expected spend, expected purchases or None without a count model), each booster run once."""
-        X, Xp = self._frames(X)
+        return self.predict_matrix_with_purchases(self.matrix(X))
+
+    def predict_matrix_with_purchases(self, F: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """:meth:`predict_with_purchases` of the rows of ``F = self.matrix(X)``."""
+        check_is_fitted(self, "categories_")
         count = None
         if getattr(self, "count_", None) is not None:
-            count = np.maximum(self.count_.predict(Xp), 0.0)
+            count = np.maximum(predict_matrix(self.count_, F), 0.0)
         if self.form == "offset":
-            return np.exp(self.spend_.predict(Xp, raw_score=True) + self._offset(X)), count
+            return np.exp(predict_matrix(self.spend_, F, raw_score=True) + self.offset_matrix(F)), count
         if self.form == "tweedie":
-            return np.maximum(self.spend_.predict(Xp), 0.0), count
+            return np.maximum(predict_matrix(self.spend_, F), 0.0), count
         if self.form == "frequency":
-            return count * np.maximum(self.amount_.predict(Xp), 0.0), count
-        amount = np.maximum(self.amount_.predict(Xp), 0.0)
+            return count * np.maximum(predict_matrix(self.amount_, F), 0.0), count
+        amount = np.maximum(predict_matrix(self.amount_, F), 0.0)
         if getattr(self, "buy_rate_", None) is not None:
             return self.buy_rate_ * amount, count
-        return self.buy_.predict_proba(Xp)[:, 1] * amount, count
+        return predict_matrix(self.buy_, F) * amount, count
 
     def predict_purchases(self, X: pd.DataFrame) -> np.ndarray:
         """Expected number of purchases in the horizon (needs ``purchases`` at fit time)."""
         check_is_fitted(self, "count_")
         if self.count_ is None:
             raise ValueError("fit with purchases=... to predict purchase counts")
-        return np.maximum(self.count_.predict(self._features(X)), 0.0)
+        return np.maximum(predict_matrix(self.count_, self.matrix(X)), 0.0)
+
+
+def _log_baseline(base: np.ndarray) -> np.ndarray:
+    """log of a baseline expectation, missing as 0 and floored at ``OFFSET_FLOOR``."""
+    return np.log(np.maximum(np.nan_to_num(base, nan=0.0), OFFSET_FLOOR))
 
 
 def _counts(X: pd.DataFrame, purchases, some: bool = True) -> np.ndarray:

@@ -22,6 +22,7 @@ from clvml.features.registry import FeatureSpec
 from clvml.modeling.churn import ChurnModel
 from clvml.modeling.clv import CLVShape, clv, formula_params
 from clvml.modeling.intervals import ConformalIntervals
+from clvml.modeling.lgbm import model_columns, prepare_column
 from clvml.modeling.value import ValueModel
 from clvml.tracking import BUNDLE_META
 
@@ -106,19 +107,34 @@ class ModelBundle:
                 f"tables and feature settings as training (windows {self.windows}, families "
                 f"{', '.join(self.families)})")
 
-    def _prepared(self, features: pd.DataFrame) -> pd.DataFrame:
-        """The model matrix, converted once and shared by both models (they are trained on the same
-        columns; a model whose columns differ converts again for itself)."""
-        return self.churn._features(features[self.feature_columns])
+    def _inputs(self, features: pd.DataFrame) -> tuple[tuple[pd.DataFrame, np.ndarray], ...]:
+        """For the churn and the value model: the feature columns with the categoricals converted to the
+        model's categories (:func:`~clvml.modeling.lgbm.prepare_column`, once) and the input matrix
+        (:meth:`ChurnModel.matrix`), shared when both models take the same columns and categories (as
+        trained together)."""
+        X = features[self.feature_columns]
 
-    def core_scores(self, features: pd.DataFrame, X: pd.DataFrame | None = None) -> pd.DataFrame:
-        """Churn probability, expected purchases and value, and CLV (no segments, no reasons)."""
+        def inputs(model: ChurnModel | ValueModel) -> tuple[pd.DataFrame, np.ndarray]:
+            Xm = X.copy(deep=False)
+            for c in model.categories_:
+                Xm[c] = prepare_column(X[c], c, model.categories_)
+            return Xm, model.matrix(Xm)
+
+        churn = inputs(self.churn)
+        same = (model_columns(self.churn) == model_columns(self.value)
+                and self.churn.categories_ == self.value.categories_)
+        return churn, churn if same else inputs(self.value)
+
+    def core_scores(self, features: pd.DataFrame,
+                    inputs: tuple[tuple[pd.DataFrame, np.ndarray], ...] | None = None) -> pd.DataFrame:
+        """Churn probability, expected purchases and value, and CLV (no segments, no reasons).
+        ``inputs``: :meth:`_inputs` of ``features`` when the caller already has them."""
         self.check_features(features)
-        X = self._prepared(features) if X is None else X
-        p = self.churn.predict_proba(X)[:, 1]
-        value, purchases = self.value.predict_with_purchases(X)
+        (_, Fc), (_, Fv) = self._inputs(features) if inputs is None else inputs
+        p = self.churn.predict_proba_matrix(Fc)[:, 1]
+        value, purchases = self.value.predict_matrix_with_purchases(Fv)
         if purchases is None:
-            purchases = np.full(len(X), np.nan)
+            purchases = np.full(Fv.shape[1], np.nan)
         scored, undiscounted = self.clv(features, value, p)
         out = pd.DataFrame({
             "customer_id": features["customer_id"].to_numpy(),
@@ -159,8 +175,8 @@ class ModelBundle:
         """Scores for a feature table with ``customer_id`` and ``cutoff`` columns: churn, value, CLV,
         segments (when the bundle has them) and reason codes."""
         self.check_features(features)
-        X = self._prepared(features)
-        out = self.core_scores(features, X)
+        inputs = self._inputs(features)
+        out = self.core_scores(features, inputs)
         p = out["churn_probability"].to_numpy()
         if self.segmenter is not None:
             seg = self.segmenter.transform(features.reset_index(drop=True), p, out["clv"].to_numpy())
@@ -170,13 +186,27 @@ class ModelBundle:
             from clvml.explain.drivers import contributions
             from clvml.explain.reasons import reason_codes
 
-            for prefix, model, direction in (("churn", self.churn, 1), ("value", self.value, -1)):
-                rc = reason_codes(contributions(model, X), X, self.specs, k=self.reason_codes,
-                                  direction=direction)
-                keep = [c for c in rc.columns if not c.endswith("_value")]
-                out = pd.concat([out, rc[keep].add_prefix(f"{prefix}_").reset_index(drop=True)], axis=1)
+            for (prefix, model, direction), (Xm, F) in zip((("churn", self.churn, 1), ("value", self.value, -1)),
+                                                           inputs, strict=True):
+                shown = _shown(Xm, F, model)
+                rc = reason_codes(contributions(model, shown, F=F), shown, self.specs, k=self.reason_codes,
+                                  direction=direction, values=False)
+                del shown
+                out = pd.concat([out, rc.add_prefix(f"{prefix}_").reset_index(drop=True)], axis=1)
+        del inputs
         out["model_version"] = self.model_version
         return out
+
+
+def _shown(X: pd.DataFrame, F: np.ndarray, model: ChurnModel | ValueModel) -> pd.DataFrame:
+    """The model's inputs as the reason codes show them: the numbers of ``F = model.matrix(X)`` (a view,
+    no copy) with the categorical columns of ``X`` (converted to the model's categories, see
+    :meth:`ModelBundle._inputs`)."""
+    columns = model_columns(model)
+    shown = pd.DataFrame(F.T, columns=columns, index=X.index, copy=False)
+    for c in model.categories_:
+        shown[c] = X.iloc[:, columns.index(c)].array
+    return shown
 
 
 def _pyfunc_class():
@@ -497,8 +527,9 @@ def load_bundle(uri: str | Path) -> ModelBundle:
     except OSError as exc:
         raise ModelIncompatibleError(f"model {uri}: cannot read {exc.filename or local} ({exc.strerror or exc}); "
                                      "the bundle's files must be readable by the account that scores") from None
-    try:
-        model = mlflow.pyfunc.load_model(str(local))
+    warn_environment(local, uri)
+    try:  # (MLflow's own check of the same costs ~2 s: it maps every installed module to its package)
+        model = mlflow.pyfunc.load_model(str(local), suppress_warnings=True)
     except Exception as exc:
         raise ModelIncompatibleError(f"cannot load model {uri}: {str(exc).splitlines()[0]}. Check the "
                                      "URI (a bundle folder, runs:/<id>/model or models:/<name>@<alias>) "
@@ -513,6 +544,44 @@ def load_bundle(uri: str | Path) -> ModelBundle:
             f"model {uri} was exported by clvml {made_by} (bundle format {fmt}); this is clvml "
             f"{__version__} (format {BUNDLE_FORMAT}): {reader_advice(made_by, fmt)}")
     return bundle
+
+
+def environment_mismatches(folder: Path) -> list[str]:
+    """The bundle's pinned requirements (``requirements.txt``) and Python version (``MLmodel``) that this
+    environment does not match, e.g. ``lightgbm==4.7.0 (installed: 4.6.0)``."""
+    import platform
+    import re
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = []
+    req = folder / "requirements.txt"
+    for line in req.read_text().splitlines() if req.is_file() else []:
+        m = re.fullmatch(r"\s*([A-Za-z0-9_.\-]+)\s*==\s*([^\s;#]+)\s*", line)
+        if not m:
+            continue
+        try:
+            have = version(m.group(1))
+        except PackageNotFoundError:
+            have = "not installed"
+        if have != m.group(2):
+            out.append(f"{m.group(1)}=={m.group(2)} (installed: {have})")
+    meta = folder / "MLmodel"
+    m = re.search(r"^\s*python_version:\s*(\S+)", meta.read_text(), re.M) if meta.is_file() else None
+    if m and m.group(1).split(".")[:2] != platform.python_version().split(".")[:2]:
+        out.append(f"Python {m.group(1)} (running: {platform.python_version()})")
+    return out
+
+
+def warn_environment(folder: Path, uri: str | Path) -> None:
+    """Warn when the environment differs from the one the bundle was exported in (scores may then
+    differ from training's: e.g. another LightGBM)."""
+    import warnings
+
+    found = environment_mismatches(folder)
+    if found:
+        warnings.warn(f"model {uri} was exported with {'; '.join(found)}. Scores may differ from those of the "
+                      f"training environment: install its versions (pip install -r {folder / 'requirements.txt'})",
+                      UserWarning, stacklevel=3)
 
 
 def _digest(obj: Any, h: Any, seen: set[int]) -> None:

@@ -12,6 +12,7 @@ Rule of thumb: below 0.1 stable, 0.1–0.25 a shift worth a look, above 0.25 a r
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -82,9 +83,9 @@ class DriftReference:
         ref.expected = ref.counts(frame)
         return ref
 
-    def counts(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
-        """Bin counts of ``frame`` for every reference column it has."""
-        return {c: b.count(frame[c]) for c, b in self.bins.items() if c in frame.columns}
+    def counts(self, frame: pd.DataFrame | Mapping[str, pd.Series]) -> dict[str, np.ndarray]:
+        """Bin counts of ``frame`` (a DataFrame, or columns by name) for every reference column it has."""
+        return {c: b.count(frame[c]) for c, b in self.bins.items() if c in frame}
 
     def psi(self, counts: dict[str, np.ndarray]) -> pd.Series:
         """PSI per column, largest first."""

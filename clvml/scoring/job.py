@@ -41,7 +41,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -246,16 +245,19 @@ def score_chunks(bundle: ModelBundle, ds: Dataset, as_of: dt.date, folder: Path,
             if feats.empty:
                 continue
             scores = bundle.predict(feats)
-            if bundle.reference is not None:
-                snap = pd.concat([feats[bundle.feature_columns].reset_index(drop=True),
-                                  scores[SCORE_COLUMNS]], axis=1)
+            if bundle.reference is not None:  # the columns of both frames, without copying them into one
+                snap = {**{c: feats[c] for c in bundle.feature_columns}, **{c: scores[c] for c in SCORE_COLUMNS}}
                 counts = add_counts(counts, bundle.reference.counts(snap))
+                del snap
+            del feats  # (before the next chunk's features arrive)
             scores = scores.sort_values("customer_id", kind="mergesort").reset_index(drop=True)
             scores = scores.drop(columns="as_of")  # carried by the folder name as_of=DATE (hive key)
             pq.write_table(pa.Table.from_pandas(scores, preserve_index=False),
                            folder / f"part-{b:04d}.parquet", compression="zstd")
-            rows += len(scores)
-            count(progress, f"chunk {b + 1}/{chunks}: {len(scores):,} customers scored ({rows:,} so far)",
+            n = len(scores)
+            rows += n
+            del scores
+            count(progress, f"chunk {b + 1}/{chunks}: {n:,} customers scored ({rows:,} so far)",
                   done=b + 1, total=chunks, step="scoring chunks")
     return rows, counts
 

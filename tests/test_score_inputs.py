@@ -1,0 +1,157 @@
+"""The scoring fast path gives the bits of the plain one: the model matrix built once per chunk, the
+boosters reading it in place, tree SHAP patterns and reason-code texts remembered across chunks, and the
+bundle's environment check done without MLflow's."""
+
+from __future__ import annotations
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+import pytest
+
+from clvml.explain.treeshap import CompiledBooster, compile_booster, tree_shap
+from clvml.modeling import ChurnModel, ValueModel
+from clvml.modeling.lgbm import model_matrix, prepare_X
+
+
+def bits(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(a, dtype=np.float64).view(np.uint64)
+
+
+def raw_frame(n: int, seed: int) -> pd.DataFrame:
+    """Feature columns as the feature builder hands them over: float64 with NaN, int64 counts, a bool
+    flag, a nullable integer with NA and a text category (with missing and unseen labels)."""
+    rng = np.random.default_rng(seed)
+    X = pd.DataFrame({
+        "amount": np.where(rng.random(n) < 0.1, np.nan, rng.gamma(2.0, 30.0, n)),
+        "orders": rng.poisson(3, n).astype(np.int64),
+        "closed": rng.random(n) < 0.2,
+        "tickets": pd.array(np.where(rng.random(n) < 0.1, None, rng.integers(0, 4, n)), dtype="Int64"),
+        "channel": pd.Series(rng.choice(["web", "app", "store", None], n), dtype="str"),
+    })
+    X["minus_zero"] = np.where(rng.random(n) < 0.5, -0.0, rng.normal(size=n))
+    return X
+
+
+@pytest.fixture(scope="module")
+def models():
+    X = raw_frame(3000, 1)
+    y = ((X["amount"].fillna(60) / 60 + X["orders"] * 0.3 + (X["channel"] == "app") + X["closed"]
+          + np.random.default_rng(2).normal(size=len(X))) > 2.5).astype(int)
+    spend = np.where(y == 1, X["amount"].fillna(10).to_numpy() * 0.5, 0.0)
+    kw = {"n_estimators": 25, "num_leaves": 7, "min_child_samples": 10, "n_jobs": 1}
+    churn = ChurnModel(calibration="none", **kw).fit(X, y)
+    value = ValueModel(form="frequency", **kw).fit(X, spend + 1.0, purchases=X["orders"] + 1)
+    return churn, value
+
+
+@pytest.mark.filterwarnings("ignore:Constructing a Categorical:DeprecationWarning")  # unseen labels: missing
+def test_model_matrix_is_what_lightgbm_reads_from_the_prepared_frame(models):
+    churn, _ = models
+    X = raw_frame(500, 3)
+    X.loc[::5, "channel"] = "kiosk"  # unseen at training: missing, as prepare_X makes it
+    cols, cats = list(X.columns), churn.categories_
+    F = model_matrix(X, cols, cats)
+    Xp = prepare_X(X, cols, cats)
+    want = Xp.assign(channel=Xp["channel"].cat.codes.replace(-1, np.nan)).to_numpy(dtype=float)
+    assert F.shape == (len(cols), len(X)) and F.flags.c_contiguous
+    assert np.array_equal(bits(F.T), bits(want))
+    # a column already converted to the training categories is taken as it is
+    Xc = X.assign(channel=Xp["channel"])
+    assert np.array_equal(bits(model_matrix(Xc, cols, cats)), bits(F))
+
+
+def test_predictions_from_the_matrix_equal_the_estimators_to_the_bit(models):
+    churn, value = models
+    X = raw_frame(700, 4)
+    Xp = prepare_X(X, list(X.columns), churn.categories_)
+    F = churn.matrix(X)
+    assert np.array_equal(bits(churn.predict_proba_matrix(F)[:, 1]), bits(churn.booster_.predict_proba(Xp)[:, 1]))
+    assert np.array_equal(bits(churn.predict_proba(X)), bits(churn.predict_proba_matrix(F)))
+    spend, count = value.predict_matrix_with_purchases(value.matrix(X))
+    want_count = np.maximum(value.count_.predict(Xp), 0.0)
+    assert np.array_equal(bits(count), bits(want_count))
+    assert np.array_equal(bits(spend), bits(want_count * np.maximum(value.amount_.predict(Xp), 0.0)))
+
+
+def test_tree_shap_patterns_remembered_across_calls_give_the_same_bits(models):
+    churn, _ = models
+    booster = churn.booster_.booster_
+    X = prepare_X(raw_frame(4000, 5), churn.feature_names_in_.tolist(), churn.categories_)
+    first, second = X.iloc[:1500], X.iloc[1500:]
+    tree_shap(booster, first)  # fills the memo
+    assert sum(m.codes.size for m in compile_booster(booster).memo) > 0
+    remembered = tree_shap(booster, second)
+    fresh_cb = CompiledBooster(booster)  # nothing remembered: every pattern asked from LightGBM
+    from clvml.explain import treeshap
+
+    treeshap._CACHE[booster] = fresh_cb
+    try:
+        fresh = tree_shap(booster, second)
+    finally:
+        treeshap._CACHE.pop(booster, None)
+    assert np.array_equal(bits(remembered), bits(fresh))
+    full = np.asarray(booster.predict(second, pred_contrib=True))
+    assert np.abs(remembered - full).max() < 1e-9
+
+
+def test_reason_texts_remembered_across_chunks_are_the_catalogs():
+    from clvml.explain.reasons import _Texts
+    from clvml.features.registry import FeatureSpec, Say
+
+    spec = FeatureSpec("tx_spend_30d", "transactions", "transactions", 30, "spend", "money", "float64",
+                       "zero", "spent {value} {span}", say=Say("spent {value} {span}", zero="spent nothing {span}",
+                                                              kind="money"))
+    old = FeatureSpec("legacy_x", "transactions", "transactions", None, "x", "count", "float64", "zero",
+                      "{value} things {span}")
+    texts = _Texts(limit=4)
+    values = [12.5, 0.0, -0.0, 1234.0, 12.5, None, 7.0, 8.0, 9.0]
+    for spec_ in (spec, old):
+        for _ in range(2):  # the second pass is served from memory (until the limit drops the oldest)
+            assert texts.render(spec_, spec_.name, values) == [spec_.explain(v) for v in values]
+    assert texts.render(old, "legacy_x", [-0.0]) == ["-0 things over all history"]  # never served as 0.0's
+    assert texts.size <= 4 + len(values)
+    assert texts.render(None, "feat", [3.0]) == ["feat = 3.0"]
+
+
+def test_environment_mismatches_name_the_package_and_python(tmp_path):
+    import platform
+
+    from clvml.scoring.bundle import environment_mismatches, warn_environment
+
+    (tmp_path / "requirements.txt").write_text(f"numpy=={np.__version__}\nlightgbm==0.0.1\nnot-a-package-xyz==1.0\n"
+                                               "mlflow\n")
+    (tmp_path / "MLmodel").write_text("flavors:\n  python_function:\n    python_version: 2.7.18\n")
+    found = environment_mismatches(tmp_path)
+    assert found == [f"lightgbm==0.0.1 (installed: {lgb.__version__})",
+                     "not-a-package-xyz==1.0 (installed: not installed)",
+                     f"Python 2.7.18 (running: {platform.python_version()})"]
+    with pytest.warns(UserWarning, match=r"lightgbm==0\.0\.1 .*pip install -r"):
+        warn_environment(tmp_path, "models/x")
+    (tmp_path / "requirements.txt").write_text(f"numpy=={np.__version__}\n")
+    (tmp_path / "MLmodel").write_text(f"python_version: {platform.python_version()}\n")
+    assert environment_mismatches(tmp_path) == []
+
+
+@pytest.mark.parametrize("direction", [1, -1])
+def test_reason_codes_are_the_top_features_by_push_ties_in_column_order(direction):
+    from clvml.explain.drivers import BIAS
+    from clvml.explain.reasons import reason_codes
+
+    rng = np.random.default_rng(7)
+    n, m = 400, 12
+    C = np.round(rng.normal(size=(n, m)), 1)  # rounded: many ties
+    C[:, [2, 7]] = 0.0  # unused features
+    C[:, 9] = -direction * np.abs(C[:, 9])  # pushes the other way only
+    C[::13] = 0.0  # rows no feature pushes
+    names = [f"f{j}" for j in range(m)]
+    contrib = pd.DataFrame(np.column_stack([C, np.ones(n)]), columns=[*names, BIAS])
+    X = pd.DataFrame(rng.integers(0, 3, (n, m)).astype(float), columns=names)
+    got = reason_codes(contrib, X, [], k=3, direction=direction)
+    for r in range(n):
+        push = sorted((-direction * C[r, j], j) for j in range(m) if direction * C[r, j] > 0)[:3]
+        want = [names[j] for _, j in push] + [None] * (3 - len(push))
+        assert [None if pd.isna(v) else v for v in (got.at[r, f"reason_{i}"] for i in (1, 2, 3))] == want
+        assert [got.at[r, f"reason_{i}_text"] for i in (1, 2, 3)][:len(push)] == \
+            [f"{names[j]} = {X.iat[r, j]}" for _, j in push]
+    assert "reason_1_value" not in reason_codes(contrib, X, [], k=3, direction=direction, values=False)
