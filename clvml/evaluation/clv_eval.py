@@ -33,14 +33,19 @@ def tier_capture(actual, pred, shares=TIERS) -> dict[str, float]:
     """Share of the realised total held by the top ``share`` by ``pred`` (``capture_topP``) and by the
     top ``share`` by ``actual`` itself (``best_topP``, the best any prediction can do)."""
     actual, pred = np.asarray(actual, float), np.asarray(pred, float)
+    return tier_shares(actual[np.lexsort((np.arange(len(pred)), -pred))], actual, shares)
+
+
+def tier_shares(ranked, actual, shares=TIERS) -> dict[str, float]:
+    """:func:`tier_capture` from ``ranked``, the realised values ordered by the prediction (highest
+    first; ties in row order), and ``actual`` (the same values in any order)."""
     total = actual.sum()
-    by_pred = np.lexsort((np.arange(len(pred)), -pred))
     by_best = np.sort(actual)[::-1]
     out = {}
     for s in shares:
         k = tier_size(len(actual), s)
         tag = f"top{round(100 * s):d}"
-        out[f"capture_{tag}"] = float(actual[by_pred[:k]].sum() / total) if total else float("nan")
+        out[f"capture_{tag}"] = float(ranked[:k].sum() / total) if total else float("nan")
         out[f"best_{tag}"] = float(by_best[:k].sum() / total) if total else float("nan")
     return out
 

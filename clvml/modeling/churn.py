@@ -17,10 +17,10 @@ from clvml.modeling.lgbm import (
     Extra,
     fit_constant,
     fit_with_early_stopping,
+    fitted_matrix,
     learn_categories,
     lgbm_params,
     model_frame,
-    model_matrix,
     model_target,
     predict_matrix,
     prepare_X,
@@ -149,12 +149,8 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
         return prepare_X(X, list(X.columns), self.categories_)
 
     def matrix(self, X: pd.DataFrame) -> np.ndarray:
-        """``X`` validated and converted for the booster as one C-ordered float64 array of shape
-        (features, rows) (:func:`~clvml.modeling.lgbm.model_matrix`), for the ``*_matrix`` methods and
-        :func:`clvml.explain.drivers.contributions`: build it once to predict and explain the same rows."""
-        check_is_fitted(self, "booster_")
-        X = model_frame(self, X, reset=False)
-        return model_matrix(X, list(X.columns), self.categories_)
+        """``X`` as the boosters' model matrix (:func:`~clvml.modeling.lgbm.fitted_matrix`)."""
+        return fitted_matrix(self, X, "booster_")
 
     def predict_raw(self, X: pd.DataFrame) -> np.ndarray:
         """Uncalibrated LightGBM log-odds (the space SHAP values add up in)."""

@@ -10,7 +10,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 from sklearn.utils import check_consistent_length, column_or_1d
-from sklearn.utils.validation import assert_all_finite, validate_data
+from sklearn.utils.validation import assert_all_finite, check_is_fitted, validate_data
 
 from clvml.console import active, count
 from clvml.errors import ModelIncompatibleError
@@ -180,6 +180,16 @@ def model_matrix(X: pd.DataFrame, columns: list[str], categories: dict[str, list
         else:
             out[j] = prepared.to_numpy(dtype=np.float64, na_value=np.nan)
     return out
+
+
+def fitted_matrix(est: Any, X: pd.DataFrame, fitted: str) -> np.ndarray:
+    """``X`` validated for the fitted estimator ``est`` (``fitted``: an attribute set by its ``fit``) and
+    converted for its boosters as one C-ordered float64 array of shape (features, rows)
+    (:func:`model_matrix`), for the ``*_matrix`` methods and :func:`clvml.explain.drivers.contributions`:
+    build it once to predict and explain the same rows."""
+    check_is_fitted(est, fitted)
+    X = model_frame(est, X, reset=False)
+    return model_matrix(X, list(X.columns), est.categories_)
 
 
 def predict_matrix(est: lgb.LGBMModel, F: np.ndarray, **kwargs: Any) -> np.ndarray:

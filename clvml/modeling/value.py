@@ -16,11 +16,11 @@ from clvml.modeling.lgbm import (
     Extra,
     fit_constant,
     fit_with_early_stopping,
+    fitted_matrix,
     learn_categories,
     lgbm_params,
     model_columns,
     model_frame,
-    model_matrix,
     model_target,
     predict_matrix,
     prepare_X,
@@ -236,12 +236,8 @@ class ValueModel(RegressorMixin, BaseEstimator):
         return self._frames(X)[1]
 
     def matrix(self, X: pd.DataFrame) -> np.ndarray:
-        """``X`` validated and converted for the boosters as one C-ordered float64 array of shape
-        (features, rows) (:func:`~clvml.modeling.lgbm.model_matrix`), for the ``*_matrix`` methods and
-        :func:`clvml.explain.drivers.contributions`: build it once to predict and explain the same rows."""
-        check_is_fitted(self, "categories_")
-        X = model_frame(self, X, reset=False)
-        return model_matrix(X, list(X.columns), self.categories_)
+        """``X`` as the boosters' model matrix (:func:`~clvml.modeling.lgbm.fitted_matrix`)."""
+        return fitted_matrix(self, X, "categories_")
 
     def offset_matrix(self, F: np.ndarray) -> np.ndarray:
         """:meth:`_offset` of the rows of ``F = self.matrix(X)`` (the baseline column is numeric)."""

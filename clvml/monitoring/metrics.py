@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from clvml.evaluation.clv_eval import TIERS, clv_metrics, tier_capture
+from clvml.evaluation.clv_eval import TIERS, clv_metrics, tier_capture, tier_shares
 from clvml.evaluation.metrics import expected_calibration_error, value_core_metrics
 
 #: monitored metric -> (task, metric) of the backtest figures a bundle records
@@ -219,19 +219,7 @@ class GroupFigures:
 
     def _tiers(self, actual, mask, a_key: str, p_key: str) -> dict[str, float]:
         """:func:`~clvml.evaluation.clv_eval.tier_capture` with the partition's order by prediction."""
-        from clvml.evaluation.clv_eval import tier_size
-
-        full = getattr(self, a_key)
-        total = actual.sum()
-        by_pred = self._order(p_key, mask)
-        by_best = np.sort(actual)[::-1]
-        out = {}
-        for s in TIERS:
-            k = tier_size(len(actual), s)
-            tag = f"top{round(100 * s):d}"
-            out[f"capture_{tag}"] = float(full[by_pred[:k]].sum() / total) if total else float("nan")
-            out[f"best_{tag}"] = float(by_best[:k].sum() / total) if total else float("nan")
-        return out
+        return tier_shares(getattr(self, a_key)[self._order(p_key, mask)], actual, TIERS)
 
     def _spearman(self, actual, pred, mask) -> float:
         """``scipy.stats.spearmanr(actual, pred).statistic`` with the ranks from the partition's orders
