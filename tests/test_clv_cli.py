@@ -154,3 +154,17 @@ def test_model_selection_scores_the_validation_rows_out_of_sample():
         assert pickle.dumps(staged) == pickle.dumps(plain), form  # nothing else differs
     with pytest.raises(ValueError, match="keep_stages needs an eval_set"):
         ValueModel(form="hurdle", n_estimators=5).fit(X, y, keep_stages=True)
+
+
+def test_in_sample_calibration_note_says_why_the_window_was_used():
+    import datetime as dt
+
+    from clvml.config import parse_config
+    from clvml.evaluation.backtest import InSampleCalibration
+
+    cfg = parse_config({"data": {"tables": {"transactions": {"path": "x.csv"}}}, "cutoffs": {"start": "2024-01-01"}})
+    short = InSampleCalibration(origin=dt.date(2024, 1, 1), periods=2, intervals=None, n=10).note(cfg)
+    assert "2 x 90 days" in short and "the configured 4 x 90 days do not fit" in short and "shorter window" in short
+    full = InSampleCalibration(origin=dt.date(2024, 1, 1), periods=4, intervals=None, n=10).note(cfg)
+    assert "no cut-off with that window after it has earlier cut-offs to train on" in full
+    assert "do not fit" not in full and "shorter window" not in full

@@ -268,11 +268,14 @@ class InSampleCalibration:
     def note(self, cfg: Config) -> str:
         """The report's sentence on how the CLV interval was calibrated."""
         h = cfg.labels.horizon_days
+        why = (f"the configured {cfg.clv.periods} x {h} days do not fit in the history"
+               if self.periods < cfg.clv.periods else
+               "no cut-off with that window after it has earlier cut-offs to train on")
+        shorter = " come from a shorter window than the scores' and" if self.periods < cfg.clv.periods else ""
         return (f"calibrated at {self.origin} on the {self.periods} x {h} days realised after it "
-                f"({self.n:,} customers; the configured {cfg.clv.periods} x {h} days do not fit in the "
-                "history), by models whose training saw those days: the ratios of realised to "
-                "predicted CLV come from a shorter window than the scores' and in-sample, so the "
-                "interval's coverage is only approximately nominal")
+                f"({self.n:,} customers; {why}), by models whose training saw those days: the ratios of "
+                f"realised to predicted CLV{shorter} are in-sample, so the interval's coverage is only "
+                "approximately nominal")
 
 
 def in_sample_clv_calibration(ts: TrainingSet, cfg: Config, ds: Dataset, fitted: tuple, last_day: dt.date
