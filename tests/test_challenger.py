@@ -40,7 +40,7 @@ def _config(tmp: Path, url: str, poor: bool = False, **over) -> Path:
         "labels": {"horizon_days": 30},
         # no cut-off has 20 x 30 days of data after it: no long-horizon CLV evaluation (a faster train)
         "clv": {"periods": 20, "survival": "geometric"},
-        "model": {"churn": FAST, "value": FAST},
+        "model": {"churn": FAST, "value": FAST, "auto_select": False},
         "tracking": {"uri": url, "experiment": "challenger"},
         "output": {"dir": "out", "model_dir": "models-poor" if poor else "models"},
         "promote": {"metric": "churn_roc_auc", "min_runs": 2},

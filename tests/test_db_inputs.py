@@ -135,7 +135,7 @@ def test_train_and_score_from_postgres_into_postgres_masks_the_password(pg, worl
     cfg = {"name": "pgshop", "seed": 1, "data": {"tables": tables},
            "cutoffs": {"start": "2023-10-01", "every_days": 91}, "labels": {"horizon_days": 90},
            "features": {"windows": [90, 365], "families": ["transactions"]},
-           "model": {"churn": fast, "value": fast},
+           "model": {"churn": fast, "value": fast, "auto_select": False},
            "tracking": {"experiment": "pg", "uri": f"sqlite:///{tmp_path / 'mlflow.db'}"},
            "output": {"dir": "out", "model_dir": "models"},
            # scores: a literal password (masked wherever shown) and the port from the environment

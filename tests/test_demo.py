@@ -25,7 +25,7 @@ def write_config(tmp_path, **over):
                                "seed": 5, "path": "world"}},
         "cutoffs": {"start": "2023-05-01", "every_days": 61},
         "labels": {"horizon_days": 90},
-        "model": {"churn": FAST, "value": FAST},
+        "model": {"churn": FAST, "value": FAST, "auto_select": False},  # the choice: test_clv_cli, test_monitor
         "tracking": {"experiment": "small-demo"},
         "output": {"dir": "out", "model_dir": "models"},
     }
