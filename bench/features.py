@@ -66,6 +66,48 @@ def measure(path: Path, windows: list[int], memory_limit: str | None, batches: i
             "cpu_s_total": round(sum(resource.getrusage(resource.RUSAGE_SELF)[:2]), 1)}
 
 
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def breakdown(path: Path, windows: list[int], plan: str | None) -> dict:
+    """CPU-s and wall-s of each family's part alone (executed to an in-memory Arrow table), then of the whole
+    build to an in-memory Arrow table, in one process (the families share the loaded tables)."""
+    from clvml.features import activity, after_sales, profile, social, transactions
+    from clvml.features.builder import as_cutoffs, cutoff_table
+    from clvml.features.query import day_of
+
+    con = connect(temp_directory=str(path.parent / "spill"))
+    cfg = DataConfig(tables={t: TableSource(path=path / t, format="parquet") for t in TABLES})
+    c0, t0 = _cpu(), time.perf_counter()
+    ds = load_dataset(cfg, con=con)
+    out: dict = {"load": (round(_cpu() - c0, 1), round(time.perf_counter() - t0, 1))}
+    tab = ds.tables
+    cuts = cutoff_table(as_cutoffs(CUTOFFS))
+    tx = tab["transactions"]
+    first = tx.group_by("customer_id").aggregate(_first=day_of(tx.ts).min())
+    spine = first.cross_join(cuts).filter(first._first < cuts.cutoff_day).select("customer_id", "cutoff_day")
+    parts = {
+        "transactions": lambda: transactions.build(tx, cuts, windows, plan),
+        "activity": lambda: activity.build(tab["activity"], cuts, windows, plan),
+        "social": lambda: social.build(tab["social"], cuts, windows, plan),
+        "after_sales": lambda: after_sales.build(tab["after_sales"], cuts, windows, plan),
+        "profile": lambda: profile.build(tab["customers"], spine),
+    }
+    for name, make in parts.items():
+        c0, t0 = _cpu(), time.perf_counter()
+        res = make().to_pyarrow()
+        out[name] = (round(_cpu() - c0, 1), round(time.perf_counter() - t0, 1), res.num_rows, res.num_columns)
+        del res
+    c0, t0 = _cpu(), time.perf_counter()
+    res = build_features(tab, CUTOFFS, windows=windows, plan=plan).to_pyarrow()
+    out["full_build_to_arrow"] = (round(_cpu() - c0, 1), round(time.perf_counter() - t0, 1), res.num_rows,
+                                  res.num_columns, round(res.nbytes / 2**30, 2))
+    out["peak_rss_gib"] = round(peak_rss_gib(), 2)
+    return out
+
+
 def compare(path: Path, n_tx: int, windows: list[int], ft_python: Path) -> dict:
     """clvml vs pandas reference vs featuretools on the transaction features of ~n_tx transactions."""
     tx = pd.read_parquet(path / "transactions")
@@ -99,10 +141,17 @@ def main() -> None:
     ap.add_argument("--batches", type=int, default=None, help="customer batches (default: automatic)")
     ap.add_argument("--plan", default=None, choices=["auto", "cross_join", "incremental"],
                     help="features plan (default: clvml's default, auto)")
+    ap.add_argument("--breakdown", action="store_true",
+                    help="CPU/wall of each family alone and of the whole build to memory (one process)")
     ap.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.measure:
         print(json.dumps(measure(args.measure, args.windows, args.memory_limit, args.batches, args.plan)))
+        return
+    if args.breakdown:
+        for n in args.transactions:
+            print(json.dumps({"transactions": n, "plan": args.plan or "default",
+                              **breakdown(build_world(n), args.windows, args.plan)}), flush=True)
         return
     print(f"# {dt.date.today()} {platform.node()} {platform.machine()} python {platform.python_version()}")
     rows = []

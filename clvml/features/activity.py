@@ -71,5 +71,6 @@ def daily(act: ibis.Table) -> ibis.Table:
     return t.group_by(["customer_id", "day"]).aggregate(**aggs)
 
 
-def build(act: ibis.Table, cutoffs: ibis.Table, windows: Sequence[int]) -> ibis.Table:
-    return aggregate_family(FAM, daily(act), cutoffs, windows, act.columns)
+def build(act: ibis.Table, cutoffs: ibis.Table, windows: Sequence[int],
+          plan: str | None = None) -> ibis.Table:
+    return aggregate_family(FAM, daily(act), cutoffs, windows, act.columns, plan=plan, one_row_per_day=True)

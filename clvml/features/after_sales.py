@@ -93,5 +93,6 @@ def rows(af: ibis.Table) -> ibis.Table:
     )
 
 
-def build(af: ibis.Table, cutoffs: ibis.Table, windows: Sequence[int]) -> ibis.Table:
+def build(af: ibis.Table, cutoffs: ibis.Table, windows: Sequence[int],
+          plan: str | None = None) -> ibis.Table:
     return aggregate_family(FAM, rows(af), cutoffs, windows, af.columns)

@@ -54,5 +54,6 @@ def daily(soc: ibis.Table) -> ibis.Table:
     return t.group_by(["customer_id", "day"]).aggregate(**aggs)
 
 
-def build(soc: ibis.Table, cutoffs: ibis.Table, windows: Sequence[int]) -> ibis.Table:
-    return aggregate_family(FAM, daily(soc), cutoffs, windows, soc.columns)
+def build(soc: ibis.Table, cutoffs: ibis.Table, windows: Sequence[int],
+          plan: str | None = None) -> ibis.Table:
+    return aggregate_family(FAM, daily(soc), cutoffs, windows, soc.columns, plan=plan, one_row_per_day=True)
