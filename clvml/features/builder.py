@@ -127,7 +127,7 @@ def build_features(
     specs = feature_specs(tables, windows, families, custom)
     for name in ("activity", "social", "after_sales"):
         if name in families and REGISTRY[name].source in tables:
-            parts.append(_BUILDERS[name](tables[REGISTRY[name].source], cuts, windows))
+            parts.append(_BUILDERS[name](tables[REGISTRY[name].source], cuts, windows, plan))
     parts += [p for f in registered(custom) if f.table in tables
               for p in build_custom(f, tables[f.table], cuts, windows)]
     # the profile is a one-to-one extension of the spine: joined first, it keeps every later join's
