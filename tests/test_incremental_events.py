@@ -115,4 +115,4 @@ def test_social_with_ratings_missing_on_some_days(ran):
     assert a1.soc_rating_mean == 4.0 and a1.soc_days_since_social == 20 and a1.soc_referrals_all == 0
     assert (a2.soc_referrals_30d, a2.soc_referrals_90d, a2.soc_referrals_converted_all) == (0, 1, 1)
     assert a2.soc_days_since_social == 27
-    assert pd.isna(b1.soc_rating_mean) and c3.soc_rating_mean == 2.5 and c3.soc_days_since_social == 0
+    assert pd.isna(b1.soc_rating_mean) and c3.soc_rating_mean == 2.5 and c3.soc_days_since_social == 1
