@@ -116,3 +116,77 @@ def test_social_with_ratings_missing_on_some_days(ran):
     assert (a2.soc_referrals_30d, a2.soc_referrals_90d, a2.soc_referrals_converted_all) == (0, 1, 1)
     assert a2.soc_days_since_social == 27
     assert pd.isna(b1.soc_rating_mean) and c3.soc_rating_mean == 2.5 and c3.soc_days_since_social == 1
+
+
+def test_after_sales_unresolved_tickets_and_latest_answers(ran):
+    """What is unresolved at a cut-off (resolved at or after it, or never), resolution times, the latest
+    survey answer when several fall on one day, refunds with and without an amount."""
+    frame = _events([
+        ("a", "2024-01-10 09:00", "ticket"),  # resolved the day before C1
+        ("a", "2024-01-20 09:00", "complaint"),  # resolved exactly at C1: unresolved at C1, resolved at C2
+        ("a", "2024-02-01 09:00", "ticket"),  # never resolved
+        ("a", "2024-02-05 10:00", "survey"),
+        ("a", "2024-02-05 18:00", "survey"),  # the same day, later: the latest answers
+        ("a", "2024-02-06 00:00", "refund"),
+        ("a", "2024-02-07 00:00", "return"),  # no amount
+        ("a", "2024-03-20 00:00", "complaint"),  # resolved "before" it was opened (counts from its opening)
+        ("b", "2024-01-15 00:00", "survey"),  # a survey without answers
+        ("b", "2024-03-31 23:00", "ticket"),  # resolved the same day, the day before C2
+        ("c", "2024-06-01 00:00", "complaint"),  # at C3: never before any cut-off
+    ], resolved_ts=[
+        "2024-02-29 12:00", "2024-03-01 00:00", None, None, None, None, None, "2024-03-10 00:00", None,
+        "2024-03-31 23:30", None,
+    ], satisfaction=[None, None, None, 2.0, 5.0, None, None, None, None, None, None],
+        nps=[None, None, None, 6.0, 9.0, None, None, None, None, None, None],
+        amount=[None, None, None, None, None, 12.5, None, None, None, None, None])
+    out = _family(after_sales, frame, "after_sales")
+    _assert_same_bits(out["incremental"], out["cross_join"])
+    assert ran == [True, True]  # the daily events and the resolution days
+    f = out["cross_join"]
+    assert list(zip(f.customer_id, f.cutoff_day, strict=True)) == [("a", 19783), ("b", 19783), ("a", 19814),
+                                                                   ("b", 19814), ("a", 19875), ("b", 19875)]
+    a1, a2, b1, b2 = _row(f, "a", 19783), _row(f, "a", 19814), _row(f, "b", 19783), _row(f, "b", 19814)
+    assert (a1.as_tickets_all, a1.as_complaints_all, a1.as_unresolved_now, a1.as_unresolved_complaints_now) == (
+        3, 1, 2, 1)
+    assert a1.as_resolution_days_mean == (50 * 86400 + 3 * 3600) / 86400  # the one resolved before C1
+    assert (a2.as_tickets_all, a2.as_unresolved_now, a2.as_unresolved_complaints_now) == (4, 1, 0)
+    assert a2.as_resolution_days_mean == ((50 * 86400 + 3 * 3600) + (40 * 86400 + 15 * 3600) - 10 * 86400) / 3 / 86400
+    assert (a1.as_satisfaction_last, a1.as_satisfaction_mean, a1.as_nps_last, a1.as_nps_category) == (
+        5.0, 3.5, 9.0, "promoter")
+    assert (a1.as_returns_30d, a1.as_returns_all, a1.as_refund_amount_all, a1.as_surveys_all) == (2, 2, 12.5, 2)
+    assert a1.as_days_since_complaint == 41 and a2.as_days_since_complaint == 12
+    assert b1.as_tickets_all == 0 and pd.isna(b1.as_resolution_days_mean) and pd.isna(b1.as_satisfaction_last)
+    assert pd.isna(b1.as_nps_category) and pd.isna(b1.as_refund_amount_all) and pd.isna(b1.as_days_since_complaint)
+    assert (b2.as_unresolved_now, b2.as_resolution_days_mean) == (0, 1800 / 86400)
+
+
+def test_without_resolution_times_every_ticket_is_open_and_huge_sums_fall_back(ran):
+    frame = _events([("a", "2024-01-10", "ticket"), ("a", "2024-01-11", "complaint"), ("b", "2024-01-12", "survey")])
+    out = _family(after_sales, frame, "after_sales", cutoffs=[C1])
+    _assert_same_bits(out["incremental"], out["cross_join"])
+    assert ran == [True] and out["cross_join"].as_unresolved_now.tolist() == [2, 0]
+    assert "as_resolution_days_mean" not in out["cross_join"]
+    # sessions of 5e9 s: their whole units (1e-6 s) pass 2**53, so the family takes the cross join
+    ran.clear()
+    frame = _events([("a", "2024-01-10", "session"), ("a", "2024-01-11", "session")], duration_s=[5e9, 5e9])
+    out = _family(activity, frame, "activity", cutoffs=[C1])
+    _assert_same_bits(out["incremental"], out["cross_join"])
+    assert ran == [False] and out["incremental"].act_duration_all.tolist() == [1e10]
+
+
+def test_every_family_on_a_synthetic_world(small_world, ran):
+    """All 153 features through build_features (profile, the cart conversion and the builder's fills
+    included), both plans, every incremental attempt run in NumPy."""
+    tables = load_dataset(frames=small_world.tables()).tables
+    cuts = [dt.date(2023, 6, 1), dt.date(2024, 1, 1), dt.date(2024, 6, 1)]
+    out = {}
+    for plan in ("cross_join", "incremental"):
+        t = build_features(tables, cuts, windows=[30, 90, 180, 365], plan=plan).to_pyarrow().to_pandas()
+        out[plan] = t.sort_values(["cutoff", "customer_id"]).reset_index(drop=True)
+    want = out["cross_join"]
+    assert want.shape[1] == 155 and len(want) > 1000
+    for col in ("as_unresolved_now", "as_resolution_days_mean", "as_satisfaction_last", "act_duration_mean",
+                "act_sessions_trend", "soc_rating_mean", "act_days_since_activity"):
+        assert want[col].fillna(0).ne(0).any(), col  # the world exercises it
+    _assert_same_bits(out["incremental"], want)
+    assert len(ran) == 5 and all(ran)  # transactions, activity, social, after-sales and its resolutions
