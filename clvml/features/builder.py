@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from clvml.errors import FeatureDefinitionError
 from clvml.features import activity, after_sales, profile, social, transactions
+from clvml.features.assemble import side_by_side
 from clvml.features.custom import build_custom, registered
 from clvml.features.query import day_of, resolve_plan, safe_div
 from clvml.features.registry import FAMILIES, REGISTRY, Feature, FeatureSpec, Say
@@ -142,8 +143,11 @@ def build_features(
         # profile is joined onto it instead). The cross join keeps the spine, unchanged on every engine.
         base, parts[0] = parts[0], base if base is not spine else None
         parts = [p for p in parts if p is not None]
-    for part in parts:
+    # the incremental plan computes the parts now anyway: placed side by side by position, not hash-joined
+    joined = side_by_side(base, parts) if plan == "incremental" and parts else None
+    for part in parts if joined is None else ():
         base = base.left_join(part, keys).drop("customer_id_right", "cutoff_day_right")
+    base = base if joined is None else joined
     names = {s.name for s in specs}
     if "act_cart_conversion_90d" in names:
         base = base.mutate(act_cart_conversion_90d=safe_div(base.tx_orders_90d,
