@@ -33,7 +33,7 @@ def side_by_side(base: ibis.Table, parts: Sequence[ibis.Table]) -> ibis.Table | 
     whose key is not in ``base`` are dropped, keys of ``base`` without a row in a part get nulls, exactly
     like a left join. The result keeps ``base``'s row order.
     """
-    b = base.to_pyarrow()
+    b = _arrow(base)
     n = b.num_rows
     enc = b.column("customer_id").combine_chunks().dictionary_encode()
     ids = enc.dictionary
@@ -47,15 +47,15 @@ def side_by_side(base: ibis.Table, parts: Sequence[ibis.Table]) -> ibis.Table | 
     columns = {name: b.column(name) for name in b.column_names}
     del b
     for part in parts:
-        p = part.to_pyarrow()
+        p = _arrow(part)
         if any(name in columns for name in p.column_names if name not in KEYS):
             return None
         rows = _rows_in_base(p, ids, cuts, sorted_key, order)
-        if rows is None:
-            return None
         found = rows >= 0
         at = np.full(n, -1, dtype=np.int64)
         at[rows[found]] = np.flatnonzero(found)
+        if np.count_nonzero(at >= 0) != np.count_nonzero(found):  # two rows of the part on one of the base
+            return None
         take = pa.array(at, mask=at < 0)
         for name in p.column_names:
             if name not in KEYS:
@@ -64,9 +64,19 @@ def side_by_side(base: ibis.Table, parts: Sequence[ibis.Table]) -> ibis.Table | 
     return in_memory(base._find_backend(), pa.table(columns))
 
 
+def _arrow(expr: ibis.Table) -> pa.Table:
+    """``expr`` executed to Arrow in one piece, with DuckDB's own Arrow types (``to_pyarrow`` would cast
+    every column to Ibis' types, e.g. strings to large strings: a copy the result here does not need, as it
+    goes back to DuckDB)."""
+    backend = expr._find_backend()
+    relation = getattr(backend, "_to_duckdb_relation", None)
+    table = expr.to_pyarrow() if relation is None else relation(expr).to_arrow_table()
+    return table.combine_chunks()
+
+
 def _rows_in_base(p: pa.Table, ids: pa.Array, cuts: np.ndarray, sorted_key: np.ndarray,
-                  order: np.ndarray) -> np.ndarray | None:
-    """The base row of every row of ``p`` (-1: not in the base); None when two rows share one."""
+                  order: np.ndarray) -> np.ndarray:
+    """The base row of every row of ``p`` (-1: not in the base)."""
     if p.num_rows == 0:
         return np.zeros(0, dtype=np.int64)
     code = pc.index_in(p.column("customer_id"), value_set=ids)
@@ -79,8 +89,4 @@ def _rows_in_base(p: pa.Table, ids: pa.Array, cuts: np.ndarray, sorted_key: np.n
     pkey = code * len(cuts) + rank
     pos = np.minimum(np.searchsorted(sorted_key, pkey), len(sorted_key) - 1)
     found = known & (cuts[rank] == cut) & (sorted_key[pos] == pkey)
-    rows = np.where(found, order[pos], -1)
-    hit = rows[found]
-    if len(np.unique(hit)) != len(hit):
-        return None
-    return rows
+    return np.where(found, order[pos], -1)

@@ -155,6 +155,10 @@ def build_features(
     out = {}
     for s in specs:
         col = base[s.name]
+        if s.fill is not None and isinstance(s.fill, float) and col.type().is_integer():
+            # the float fill makes the column float64 anyway; DuckDB's COALESCE(BIGINT, 0.0) is a DECIMAL
+            # (slow, and cast back to float64 by Ibis): the same values, converted first
+            col = col.cast("float64")
         out[s.name] = col.fill_null(s.fill) if s.fill is not None else col
     cutoff = (ibis.date(1970, 1, 1) + base.cutoff_day.as_interval("D")).cast("date")
     return base.select("customer_id", cutoff=cutoff, **out)
