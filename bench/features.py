@@ -34,6 +34,7 @@ from clvml.data.dataset import load_dataset  # noqa: E402
 from clvml.engine import connect  # noqa: E402
 from clvml.features import build_features, write_features  # noqa: E402
 from clvml.features.reference import reference_features  # noqa: E402
+from clvml.features.writer import FeatureBatches  # noqa: E402
 
 CUTOFFS = [dt.date(2024, m, 1) for m in range(7, 13)]
 TABLES = ("customers", "transactions", "activity", "social", "after_sales")
@@ -44,22 +45,33 @@ def peak_rss_gib() -> float:
 
 
 def measure(path: Path, windows: list[int], memory_limit: str | None, batches: int | None,
-            plan: str | None = None) -> dict:
+            plan: str | None = None, to: str = "parquet") -> dict:
     con = connect(memory_limit=memory_limit, temp_directory=str(path.parent / "spill"))
     cfg = DataConfig(tables={t: TableSource(path=path / t, format="parquet") for t in TABLES})
     t0 = time.perf_counter()
     ds = load_dataset(cfg, con=con)
     load_s = time.perf_counter() - t0
     events = {t: ds.tables[t].count().execute() for t in TABLES[1:]}
-    t0 = time.perf_counter()
-    # written to Parquet in customer batches, as a user would at this size: the stacked table itself
-    # is ~1.2e9 values at 10M transactions and does not fit the memory target in one piece
-    res = write_features(ds.tables, CUTOFFS, path.parent / f"features-{path.name}", windows=windows,
-                         batches=batches, plan=plan)
+    c0, t0 = _cpu(), time.perf_counter()
+    if to == "memory":  # every batch built to an in-memory Arrow table (released after counting it)
+        n_batches = batches or 1
+        rows = columns = 0
+        with FeatureBatches(ds.tables, CUTOFFS, windows=windows, batches=n_batches, plan=plan) as fb:
+            for b in range(n_batches):
+                t = fb.arrow(b)
+                rows, columns = rows + t.num_rows, t.num_columns
+                del t
+    else:
+        # written to Parquet in customer batches, as a user would at this size: the stacked table itself
+        # is ~1.2e9 values at 10M transactions and does not fit the memory target in one piece
+        res = write_features(ds.tables, CUTOFFS, path.parent / f"features-{path.name}", windows=windows,
+                             batches=batches, plan=plan)
+        rows, columns, n_batches = res.rows, res.columns, res.batches
     secs = time.perf_counter() - t0
     total = sum(events.values())
     return {"transactions": events["transactions"], "other_events": total - events["transactions"],
-            "rows": res.rows, "features": res.columns - 2, "batches": res.batches,
+            "to": to, "rows": rows, "features": columns - 2, "batches": n_batches,
+            "features_cpu_s": round(_cpu() - c0, 1),
             "load_s": round(load_s, 1),
             "features_s": round(secs, 1), "events_per_s": int(total / secs),
             "peak_rss_gib": round(peak_rss_gib(), 2), "plan": plan or "default",
@@ -141,12 +153,15 @@ def main() -> None:
     ap.add_argument("--batches", type=int, default=None, help="customer batches (default: automatic)")
     ap.add_argument("--plan", default=None, choices=["auto", "cross_join", "incremental"],
                     help="features plan (default: clvml's default, auto)")
+    ap.add_argument("--to", default="parquet", choices=["parquet", "memory"],
+                    help="write the features to Parquet (write_features) or build each batch to an in-memory "
+                         "Arrow table (FeatureBatches.arrow)")
     ap.add_argument("--breakdown", action="store_true",
                     help="CPU/wall of each family alone and of the whole build to memory (one process)")
     ap.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.measure:
-        print(json.dumps(measure(args.measure, args.windows, args.memory_limit, args.batches, args.plan)))
+        print(json.dumps(measure(args.measure, args.windows, args.memory_limit, args.batches, args.plan, args.to)))
         return
     if args.breakdown:
         for n in args.transactions:
@@ -164,6 +179,7 @@ def main() -> None:
             cmd += ["--batches", str(args.batches)]
         if args.plan:
             cmd += ["--plan", args.plan]
+        cmd += ["--to", args.to]
         res = subprocess.run(cmd, capture_output=True, text=True, check=True)
         rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
         print(json.dumps(rows[-1]), flush=True)

@@ -190,3 +190,32 @@ def test_every_family_on_a_synthetic_world(small_world, ran):
         assert want[col].fillna(0).ne(0).any(), col  # the world exercises it
     _assert_same_bits(out["incremental"], want)
     assert len(ran) == 5 and all(ran)  # transactions, activity, social, after-sales and its resolutions
+
+
+def test_side_by_side_is_a_left_join_by_position():
+    """The parts are placed at their (customer, cut-off) row of the base: missing keys give nulls, keys
+    not in the base are dropped, the base's order is kept; a part with two rows for one key, or a column
+    name taken twice, is left to the join (None)."""
+    import ibis
+
+    from clvml.features.assemble import side_by_side
+
+    con = ibis.duckdb.connect()
+    base = con.create_table("base", pd.DataFrame({"customer_id": ["b", "a", "a", "c"],
+                                                  "cutoff_day": [1, 1, 2, 2], "x": [1.0, 2.0, 3.0, 4.0]}))
+    part = con.create_table("part", pd.DataFrame({"customer_id": ["a", "zz", "c", "b"], "cutoff_day": [2, 1, 1, 1],
+                                                  "y": [10, 20, 30, 40], "s": ["p", "q", None, "r"]}))
+    got = side_by_side(base, [part]).to_pyarrow().to_pandas()
+    assert got.customer_id.tolist() == ["b", "a", "a", "c"] and got.x.tolist() == [1.0, 2.0, 3.0, 4.0]
+    assert got.y.tolist()[0] == 40 and pd.isna(got.y[1]) and got.y[2] == 10 and pd.isna(got.y[3])
+    assert got.s[0] == "r" and got.s[2] == "p" and got.s[[1, 3]].isna().all()
+    want = base.left_join(part, ["customer_id", "cutoff_day"]).drop("customer_id_right", "cutoff_day_right")
+    want = want.to_pyarrow().to_pandas().set_index(["customer_id", "cutoff_day"]).loc[
+        list(zip(got.customer_id, got.cutoff_day, strict=True))].reset_index()
+    pd.testing.assert_frame_equal(got, want, check_dtype=False)
+    twice = con.create_table("twice", pd.DataFrame({"customer_id": ["a", "a"], "cutoff_day": [1, 1], "z": [1, 2]}))
+    assert side_by_side(base, [twice]) is None
+    assert side_by_side(base, [part, part]) is None  # "y" twice
+    empty = con.create_table("empty", pd.DataFrame({"customer_id": pd.Series([], dtype=str),
+                                                    "cutoff_day": pd.Series([], dtype="int64")}))
+    assert side_by_side(empty, [part]).count().execute() == 0
