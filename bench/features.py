@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import math
 import platform
 import resource
 import subprocess
@@ -34,7 +35,7 @@ from clvml.data.dataset import load_dataset  # noqa: E402
 from clvml.engine import connect  # noqa: E402
 from clvml.features import build_features, write_features  # noqa: E402
 from clvml.features.reference import reference_features  # noqa: E402
-from clvml.features.writer import FeatureBatches  # noqa: E402
+from clvml.features.writer import ROWS_PER_BATCH, FeatureBatches  # noqa: E402
 
 CUTOFFS = [dt.date(2024, m, 1) for m in range(7, 13)]
 TABLES = ("customers", "transactions", "activity", "social", "after_sales")
@@ -54,7 +55,9 @@ def measure(path: Path, windows: list[int], memory_limit: str | None, batches: i
     events = {t: ds.tables[t].count().execute() for t in TABLES[1:]}
     c0, t0 = _cpu(), time.perf_counter()
     if to == "memory":  # every batch built to an in-memory Arrow table (released after counting it)
-        n_batches = batches or 1
+        # default: as many batches as write_features makes
+        n_batches = batches or max(1, math.ceil(ds.tables["transactions"].customer_id.nunique().execute()
+                                                * len(CUTOFFS) / ROWS_PER_BATCH))
         rows = columns = 0
         with FeatureBatches(ds.tables, CUTOFFS, windows=windows, batches=n_batches, plan=plan) as fb:
             for b in range(n_batches):
