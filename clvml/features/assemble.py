@@ -28,14 +28,17 @@ def side_by_side(base: ibis.Table, parts: Sequence[ibis.Table]) -> ibis.Table | 
     """``base`` left-joined to every table of ``parts`` on (``customer_id``, ``cutoff_day``), computed now
     and returned as an in-memory table on ``base``'s (DuckDB) engine.
 
-    ``base`` and every part must hold at most one row per key, and the parts no column of the same name
-    (besides the keys); None when that does not hold (the caller then joins as usual). Rows of a part
+    ``base`` and every part must hold at most one row per key, ``base`` no null key, and the parts no
+    column of the same name (besides the keys); None when that does not hold (the caller then joins as
+    usual). Rows of a part
     whose key is not in ``base`` are dropped, keys of ``base`` without a row in a part get nulls, exactly
     like a left join. The result keeps ``base``'s row order.
     """
     b = _arrow(base)
     n = b.num_rows
     enc = b.column("customer_id").combine_chunks().dictionary_encode()
+    if enc.null_count or b.column("cutoff_day").null_count:  # keys a join would not match: join
+        return None
     ids = enc.dictionary
     cut = b.column("cutoff_day").to_numpy()
     cuts = np.unique(cut)
