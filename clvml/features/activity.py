@@ -7,29 +7,40 @@ from collections.abc import Sequence
 import ibis
 
 from clvml.features.query import aggregate_family, day_of, exact_sum, from_units, safe_div, wsum
-from clvml.features.registry import Feature, Say, family
+from clvml.features.registry import Feature, Inc, Say, family
 
 FAM = family("activity", "activity", "act")
 R = FAM.register
 
+
+def _units(v: ibis.Value, cutoff_day: ibis.Value) -> ibis.Value:
+    return from_units(v)
+
+
+def _since(day: ibis.Value, cutoff_day: ibis.Value) -> ibis.Value:
+    """Days from ``day`` to the cut-off."""
+    return cutoff_day - day
+
+
 R(Feature("sessions_{w}", "Sessions {span}.", "sessions", Say("{value} {session|sessions} {span}",
                                                               zero="no sessions {span}"),
-          agg=lambda j, w: wsum(j.sessions, w), windowed=True))
+          agg=lambda j, w: wsum(j.sessions, w), windowed=True, inc=Inc("sum", lambda r: r.sessions)))
 R(Feature("active_days_{w}", "Days with any activity {span}.", "days", Say("active on {value} {day|days} {span}",
                                                                            zero="not active {span}"),
-          agg=lambda j, w: wsum(j.day.notnull(), w), windowed=True))
+          agg=lambda j, w: wsum(j.day.notnull(), w), windowed=True,
+          inc=Inc("sum", lambda r: r.day.notnull())))
 R(Feature("duration_{w}", "Total session time {span}.", "seconds", Say("spent {value} on site {span}",
                                                                        zero="no time on site {span}", kind="seconds"),
           agg=lambda j, w: from_units(wsum(j.duration, w)), windowed=True,
-          requires=("duration_s",)))
+          requires=("duration_s",), inc=Inc("sum", lambda r: r.duration, then=_units)))
 R(Feature("views_{w}", "Page views {span}.", "views", Say("{value} page {view|views} {span}",
                                                           zero="no page views {span}"),
-          agg=lambda j, w: wsum(j.views, w), windowed=True))
+          agg=lambda j, w: wsum(j.views, w), windowed=True, inc=Inc("sum", lambda r: r.views)))
 R(Feature("carts_{w}", "Add-to-cart events {span}.", "events", Say("{value} add-to-cart {event|events} {span}",
                                                                    zero="nothing added to a cart {span}"),
-          agg=lambda j, w: wsum(j.carts, w), windowed=True))
+          agg=lambda j, w: wsum(j.carts, w), windowed=True, inc=Inc("sum", lambda r: r.carts)))
 R(Feature("logins_{w}", "Logins {span}.", "logins", Say("{value} {login|logins} {span}", zero="no logins {span}"),
-          agg=lambda j, w: wsum(j.logins, w), windowed=True))
+          agg=lambda j, w: wsum(j.logins, w), windowed=True, inc=Inc("sum", lambda r: r.logins)))
 R(Feature("duration_mean", "Mean session duration over all history.", "seconds",
           Say("sessions last {value} on average", zero="sessions record no time", missing="no sessions recorded",
               kind="seconds"),
@@ -37,12 +48,15 @@ R(Feature("duration_mean", "Mean session duration over all history.", "seconds",
           requires=("duration_s",)))
 R(Feature("days_since_activity", "Days from the last activity event to the cut-off.", "days",
           Say("last seen {value} ago", zero="last seen less than a day ago", missing="no activity recorded",
-              kind="days"), agg=lambda j, w: (j.cutoff_day - j.day).min(), fill=None))
+              kind="days"), agg=lambda j, w: (j.cutoff_day - j.day).min(), fill=None,
+          inc=Inc("max", lambda r: r.day, then=_since)))
 R(Feature("sessions_last30", "", "", "", hidden=True,
-          agg=lambda j, w: wsum(j.sessions, where=j.day >= j.cutoff_day - 30)))
+          agg=lambda j, w: wsum(j.sessions, where=j.day >= j.cutoff_day - 30),
+          inc=Inc("sum", lambda r: r.sessions, band=(30, 0))))
 R(Feature("sessions_prev60", "", "", "", hidden=True,
           agg=lambda j, w: wsum(j.sessions, where=(j.day < j.cutoff_day - 30)
-                                          & (j.day >= j.cutoff_day - 90))))
+                                          & (j.day >= j.cutoff_day - 90)),
+          inc=Inc("sum", lambda r: r.sessions, band=(90, 30))))
 R(Feature("sessions_trend", "Sessions per day in the last 30 days minus in the 60 days before.",
           "sessions/day",
           Say("visits rose by {value} {session|sessions} a day (last 30 days vs the 60 before)",
@@ -53,7 +67,8 @@ R(Feature("sessions_trend", "Sessions per day in the last 30 days minus in the 6
           - c.sessions_prev60.fill_null(0).cast("float64") / 60))
 R(Feature("closed", "Account-closure events before the cut-off.", "events",
           Say("has closed the account", zero="has not closed the account", missing="no account closure recorded",
-              kind="flag"), agg=lambda j, w: wsum(j.closed)))
+              kind="flag"), agg=lambda j, w: wsum(j.closed),
+          inc=Inc("sum", lambda r: r.closed)))
 
 
 def daily(act: ibis.Table) -> ibis.Table:
@@ -71,5 +86,6 @@ def daily(act: ibis.Table) -> ibis.Table:
     return t.group_by(["customer_id", "day"]).aggregate(**aggs)
 
 
-def build(act: ibis.Table, cutoffs: ibis.Table, windows: Sequence[int]) -> ibis.Table:
-    return aggregate_family(FAM, daily(act), cutoffs, windows, act.columns)
+def build(act: ibis.Table, cutoffs: ibis.Table, windows: Sequence[int],
+          plan: str | None = None) -> ibis.Table:
+    return aggregate_family(FAM, daily(act), cutoffs, windows, act.columns, plan=plan, one_row_per_day=True)

@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from clvml.errors import FeatureDefinitionError
 from clvml.features import activity, after_sales, profile, social, transactions
+from clvml.features.assemble import side_by_side
 from clvml.features.custom import build_custom, registered
 from clvml.features.query import day_of, resolve_plan, safe_div
 from clvml.features.registry import FAMILIES, REGISTRY, Feature, FeatureSpec, Say
@@ -127,7 +128,7 @@ def build_features(
     specs = feature_specs(tables, windows, families, custom)
     for name in ("activity", "social", "after_sales"):
         if name in families and REGISTRY[name].source in tables:
-            parts.append(_BUILDERS[name](tables[REGISTRY[name].source], cuts, windows))
+            parts.append(_BUILDERS[name](tables[REGISTRY[name].source], cuts, windows, plan))
     parts += [p for f in registered(custom) if f.table in tables
               for p in build_custom(f, tables[f.table], cuts, windows)]
     # the profile is a one-to-one extension of the spine: joined first, it keeps every later join's
@@ -142,8 +143,11 @@ def build_features(
         # profile is joined onto it instead). The cross join keeps the spine, unchanged on every engine.
         base, parts[0] = parts[0], base if base is not spine else None
         parts = [p for p in parts if p is not None]
-    for part in parts:
+    # the incremental plan computes the parts now anyway: placed side by side by position, not hash-joined
+    joined = side_by_side(base, parts) if plan == "incremental" and parts else None
+    for part in parts if joined is None else ():
         base = base.left_join(part, keys).drop("customer_id_right", "cutoff_day_right")
+    base = base if joined is None else joined
     names = {s.name for s in specs}
     if "act_cart_conversion_90d" in names:
         base = base.mutate(act_cart_conversion_90d=safe_div(base.tx_orders_90d,
@@ -151,6 +155,10 @@ def build_features(
     out = {}
     for s in specs:
         col = base[s.name]
+        if s.fill is not None and isinstance(s.fill, float) and col.type().is_integer():
+            # the float fill makes the column float64 anyway; DuckDB's COALESCE(BIGINT, 0.0) is a DECIMAL
+            # (slow, and cast back to float64 by Ibis): the same values, converted first
+            col = col.cast("float64")
         out[s.name] = col.fill_null(s.fill) if s.fill is not None else col
     cutoff = (ibis.date(1970, 1, 1) + base.cutoff_day.as_interval("D")).cast("date")
     return base.select("customer_id", cutoff=cutoff, **out)
