@@ -133,9 +133,10 @@ def training_features(ds: Dataset, cfg: Config, cutoffs: list[dt.date],
         if duck:
             import pyarrow as pa
 
-            table = pa.concat_tables(parts)
-            del parts
-            feats = arrow_to_pandas(table, schema)
+            # the one reference to the concatenated batches is the argument: arrow_to_pandas releases each
+            # Arrow column once converted (holding it here kept every column alive twice)
+            parts[:] = [pa.concat_tables(parts)]
+            feats = arrow_to_pandas(parts.pop(), schema)
         else:
             feats = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
         if cfg.model.btyd_features:
@@ -161,6 +162,22 @@ def training_features(ds: Dataset, cfg: Config, cutoffs: list[dt.date],
     return cached_frame(Path(cfg.output.dir) / "cache", parts, build, say)
 
 
+def join_labels(feats: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
+    """``feats.merge(labels, on=KEYS, how="inner", validate="one_to_one")``, equal to the bit, without
+    copying the feature columns when the matched rows are the first rows of ``feats`` in order (the
+    training set: features sorted by cut-off, the incomplete horizons the latest cut-offs): the result
+    then shares ``feats``' columns (copy-on-write) instead of holding a second copy of the matrix."""
+    if set(feats.columns).intersection(labels.columns) != set(KEYS):  # suffixed names: pandas' merge
+        return feats.merge(labels, on=KEYS, how="inner", validate="one_to_one")
+    pos = feats[KEYS].assign(_left=np.arange(len(feats))).merge(
+        labels[KEYS].assign(_right=np.arange(len(labels))), on=KEYS, how="inner", validate="one_to_one")
+    left, right = pos["_left"].to_numpy(), pos["_right"].to_numpy()
+    n = len(left)
+    out = feats.iloc[:n] if np.array_equal(left, np.arange(n)) else feats.take(left)
+    rest = labels.drop(columns=KEYS).take(right).reset_index(drop=True)
+    return pd.concat([out.reset_index(drop=True), rest], axis=1)  # no copy of out's columns
+
+
 def make_training_set(ds: Dataset, cfg: Config, cutoffs: list[dt.date] | None = None,
                       progress: Callable[[str], None] | None = None) -> TrainingSet:
     last = data_end(ds)
@@ -174,7 +191,7 @@ def make_training_set(ds: Dataset, cfg: Config, cutoffs: list[dt.date] | None = 
     # and dropping the incomplete rows after held three copies at once)
     complete = lab["horizon_complete"].to_numpy(bool)
     excluded = {"rows_with_incomplete_horizon": len(feats[KEYS].merge(lab.loc[~complete, KEYS], on=KEYS))}
-    frame = feats.merge(lab[complete], on=KEYS, how="inner", validate="one_to_one")
+    frame = join_labels(feats, lab[complete])
     del feats
     if frame.empty:
         raise ClvmlError(
