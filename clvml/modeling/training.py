@@ -254,8 +254,9 @@ def fit_models(ts: TrainingSet, cfg: Config, mask: np.ndarray | None = None, kee
     ``model.refit_embargoed``, the final refit adds the embargoed cut-offs in between).
     ``keep_stages``: the value model keeps its early-stopped boosters (``ValueModel.keep_stages``).
     ``churn``: an already fitted churn model for the same rows, features and settings (not refitted)."""
-    # the feature matrices are taken straight from ``ts.frame`` (one copy each of the training and
-    # validation rows); the masked frame and the full matrix are never materialised
+    # the feature matrices are taken straight from ``ts.frame`` (views of it: the training, embargoed and
+    # validation rows are runs of consecutive rows of a frame sorted by cut-off); the masked frame and
+    # the full matrix are never materialised
     rows = np.arange(len(ts.frame)) if mask is None else np.flatnonzero(mask)
     labels = [c for c in ("cutoff", "churn", "spend", "margin", "purchases") if c in ts.frame]
     frame = ts.frame[labels].take(rows).reset_index(drop=True)
@@ -263,19 +264,27 @@ def fit_models(ts: TrainingSet, cfg: Config, mask: np.ndarray | None = None, kee
     cols = ts.frame.columns.get_indexer(ts.feature_columns)
     if (cols < 0).any():
         raise KeyError([c for c, i in zip(ts.feature_columns, cols, strict=True) if i < 0])
-    X_tr, X_va = (ts.frame.iloc[rows[m], cols] for m in (tr, va))
+    X_tr, X_va = (take_rows(ts.frame, rows[m], cols) for m in (tr, va))
     y_churn = frame["churn"].astype(int).to_numpy()
     y_val = value_target(frame, cfg)
     purchases = frame["purchases"].to_numpy(float)
     new_churn, value = make_models(cfg)
     gap = ~tr & ~va if cfg.model.refit_embargoed else np.zeros(len(frame), bool)
-    X_gap = ts.frame.iloc[rows[gap], cols]
+    X_gap = take_rows(ts.frame, rows[gap], cols)
     if churn is None:
         churn = new_churn.fit(X_tr, y_churn[tr], eval_set=(X_va, y_churn[va]), refit_extra=(X_gap, y_churn[gap]))
     value.fit(X_tr, y_val[tr], purchases=purchases[tr],
               eval_set=(X_va, y_val[va], purchases[va]), refit_extra=(X_gap, y_val[gap], purchases[gap]),
               keep_stages=keep_stages)
     return churn, value
+
+
+def take_rows(frame: pd.DataFrame, rows: np.ndarray, cols: np.ndarray) -> pd.DataFrame:
+    """``frame.iloc[rows, cols]``: a view of ``frame`` (no copy, with copy-on-write) when ``rows`` are
+    consecutive and the columns are not in one consolidated block, else a copy."""
+    if len(rows) > 1 and rows[-1] - rows[0] + 1 == len(rows) and (np.diff(rows) == 1).all():
+        return frame.iloc[rows[0]:rows[-1] + 1, cols]
+    return frame.iloc[rows, cols]
 
 
 def btyd_baseline(ds: Dataset, frame: pd.DataFrame, cutoff: dt.date, horizon_days: int) -> pd.DataFrame:
