@@ -119,14 +119,21 @@ def main() -> None:
     ap.add_argument("--plan", default=None, choices=["auto", "cross_join", "incremental"],
                     help="features.plan (default: the config's)")
     ap.add_argument("--train", action="store_true", help="run the whole train job (tracking off)")
+    ap.add_argument("--cutoffs-per-query", type=int, help="features.cutoffs_per_query (default: the config's)")
+    ap.add_argument("--memory-limit", help="engine.duckdb.memory_limit, e.g. 600MB (default: the config's)")
+    ap.add_argument("--threads", type=int, help="engine.duckdb.threads (default: the config's)")
     args = ap.parse_args()
     cfg = load_config(args.config)
     update: dict[str, Any] = {"cache": False}
     if args.plan:
         update["plan"] = args.plan
-    cfg = cfg.model_copy(update={"features": cfg.features.model_copy(update=update)})
+    if args.cutoffs_per_query:
+        update["cutoffs_per_query"] = args.cutoffs_per_query
+    duck = {k: v for k, v in (("memory_limit", args.memory_limit), ("threads", args.threads)) if v}
+    engine = cfg.engine.model_copy(update={"duckdb": cfg.engine.duckdb.model_copy(update=duck)})
+    cfg = cfg.model_copy(update={"features": cfg.features.model_copy(update=update), "engine": engine})
     if args.train:
-        print(json.dumps({"plan": cfg.features.plan, **train(cfg)}))
+        print(json.dumps({"plan": cfg.features.plan, **duck, **train(cfg)}))
         return
     ds = load_data(cfg)
     r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
@@ -135,7 +142,8 @@ def main() -> None:
         ts = make_training_set(ds, cfg, progress=peaks)
     r1 = resource.getrusage(resource.RUSAGE_SELF)
     digest = hashlib.sha256(pd.util.hash_pandas_object(ts.frame, index=False).to_numpy().tobytes()).hexdigest()
-    print(json.dumps({"plan": cfg.features.plan, "rows": len(ts.frame), "columns": ts.frame.shape[1],
+    print(json.dumps({"plan": cfg.features.plan, **duck, "cutoffs_per_query": cfg.features.cutoffs_per_query,
+                      "rows": len(ts.frame), "columns": ts.frame.shape[1],
                       "wall_s": round(time.perf_counter() - t0, 1),
                       "cpu_s": round(r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime, 1),
                       "peak_rss_gb": {k: round(v, 2) for k, v in peaks.peaks.items()},

@@ -77,6 +77,7 @@ def train(cfg: Config, ds: Dataset | None = None, progress: Progress = quiet) ->
     on the same tracking store (:func:`clvml.tracking.recover_interrupted_runs`).
     """
     t0 = time.perf_counter()
+    fixed_mmap_threshold()
     ds = ds or load_data(cfg, progress)
     if not cfg.tracking.enabled:
         return _train(cfg, ds, progress, t0, None)
@@ -96,6 +97,34 @@ def train(cfg: Config, ds: Dataset | None = None, progress: Progress = quiet) ->
             if note:
                 progress(f"train failed{note}")
             raise
+
+
+#: glibc's ``M_MMAP_THRESHOLD`` option of ``mallopt`` and its default value (128 KiB)
+M_MMAP_THRESHOLD, MMAP_THRESHOLD = -3, 128 * 1024
+
+
+def fixed_mmap_threshold() -> bool:
+    """Keep glibc's malloc at its default mmap threshold (128 KiB) for the rest of the process; returns
+    whether it was set (False off glibc, e.g. macOS or musl, where nothing changes).
+
+    glibc raises the threshold to the size of every mmapped block that is freed (up to 32 MiB), so once
+    a feature column (~1.4 MB for the demo's 177k rows) has been freed, later columns, LightGBM's
+    per-feature buffers and pandas' copies come from the heap, whose freed memory is not returned to
+    the system: the demo's ``train`` then peaks at ~1.8 GB instead of ~1.5 GB (``bench/RESULTS.md``,
+    same trees, same CPU). Setting the option also turns that dynamic adjustment off. It is what
+    ``MALLOC_MMAP_THRESHOLD_=131072`` in the environment does; it affects the whole process.
+    """
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.gnu_get_libc_version  # noqa: B018 (glibc only; AttributeError on musl)
+    except (OSError, AttributeError):
+        return False
+    return bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD))
 
 
 def _train(cfg: Config, ds: Dataset, progress: Progress, t0: float, run_id: str | None) -> TrainResult:
