@@ -106,7 +106,7 @@ def train(cfg: Any) -> dict[str, Any]:
     r1 = resource.getrusage(resource.RUSAGE_SELF)
     churn = result.summary["churn"]
     return {"mode": "train", "model_version": result.bundle.model_version, "boosters": booster_hashes(result),
-            "auc": churn.get("auc"), "rows": result.summary["training_rows"],
+            "auc": churn.get("roc_auc"), "rows": result.summary["training_rows"],
             "wall_s": round(time.perf_counter() - t0, 1),
             "cpu_s": round(r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime, 1),
             "peak_rss_gb": {k: round(v, 2) for k, v in peaks.peaks.items()},
