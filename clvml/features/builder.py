@@ -180,7 +180,8 @@ def arrow_to_pandas(table: pa.Table, schema: ibis.Schema) -> pd.DataFrame:
 
     Numeric columns with nulls go straight from Arrow to float64 with NaN (what the detour ends in
     too); only dictionary columns and non-numeric columns with nulls take the Python-object route.
-    The Arrow buffers of each column are released as it is converted.
+    The Arrow buffers of each column are released as it is converted (when the caller holds no other
+    reference to ``table``), and the columns become the frame without a further copy.
     """
     from ibis.backends.duckdb.converter import DuckDBPandasData
 
@@ -190,13 +191,14 @@ def arrow_to_pandas(table: pa.Table, schema: ibis.Schema) -> pd.DataFrame:
             return col.to_pylist()
         return col.to_pandas()
 
-    names = table.column_names
+    if schema.names != tuple(table.column_names):
+        raise ValueError("schema names don't match input data columns")
     cols = {}
-    for name in names:  # column by column, dropping each Arrow column once converted
-        cols[name] = column(table.column(name))
+    for name, dtype in schema.items():  # column by column, dropping each Arrow column once converted
+        values = pd.DataFrame({name: column(table.column(name))}, copy=False)[name]
         table = table.drop_columns([name])
-    df = DuckDBPandasData.convert_table(pd.DataFrame(cols, copy=False), schema)
-    del cols
+        cols[name] = DuckDBPandasData.convert_column(values, dtype)  # Ibis' convert_table, minus its copy
+    df = pd.DataFrame(cols, copy=False)
     df["cutoff"] = pd.to_datetime(df["cutoff"])
     return df
 

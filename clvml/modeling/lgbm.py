@@ -279,31 +279,71 @@ def fit_with_early_stopping(
         params = {**params, "n_jobs": default_threads(len(X) + (0 if X_val is None else len(X_val)))}
     if int(len(X) * params.get("subsample", 1.0)) < 1:  # a bag would hold no row (a one-row fit)
         params = {**params, "subsample": 1.0, "subsample_freq": 0}
-    if X_val is None or len(X_val) == 0:
+    parts = [Extra(X, y, sample_weight, init_score)]
+    if X_val is not None and len(X_val):
+        parts.append(Extra(X_val, y_val, sample_weight_val, init_score_val))
+        if extra is not None and len(extra.X):
+            parts.append(extra)
+    # every row once, in one array: the early-stopped fit reads the first rows and the refit all of them
+    M, names = stacked_matrix([p.X for p in parts])
+    if len(parts) == 1:
         model = make(**params)
-        model.fit(X, y, sample_weight=sample_weight, init_score=init_score,
-                  callbacks=rounds_callback(params["n_estimators"]))
+        _fit(model, M, names, X.dtypes, y, sample_weight=sample_weight, init_score=init_score,
+             callbacks=rounds_callback(params["n_estimators"]))
         return model, None, params["n_estimators"]
     first = make(**params)
     shown = rounds_callback(params["n_estimators"])
-    first.fit(X, y, sample_weight=sample_weight, init_score=init_score, eval_X=(X_val,),
-              eval_y=(y_val,),
-              eval_sample_weight=None if sample_weight_val is None else [sample_weight_val],
-              eval_init_score=None if init_score_val is None else [init_score_val],
-              callbacks=[lgb.early_stopping(early_stopping_rounds, verbose=False), *shown])
+    n, n_val = len(X), len(X_val)
+    _fit(first, M[:n], names, X.dtypes, y, sample_weight=sample_weight, init_score=init_score,
+         eval_X=(M[n:n + n_val],), eval_y=(y_val,),
+         eval_sample_weight=None if sample_weight_val is None else [sample_weight_val],
+         eval_init_score=None if init_score_val is None else [init_score_val],
+         callbacks=[lgb.early_stopping(early_stopping_rounds, verbose=False), *shown])
     rounds = max(1, int(first.best_iteration_ or params["n_estimators"]))
     if shown and first.booster_.current_iteration() < params["n_estimators"]:  # stopped early: so does the bar
         count(active(), f"boosting stopped early: {rounds} round(s) kept", done=params["n_estimators"],
               total=params["n_estimators"], step="training rounds")
     final = make(**{**params, "n_estimators": rounds})
-    parts = [Extra(X, y, sample_weight, init_score), Extra(X_val, y_val, sample_weight_val, init_score_val)]
-    if extra is not None and len(extra.X):
-        parts.append(extra)
-    X_all = pd.concat([p.X for p in parts])
     y_all = np.concatenate([np.asarray(p.y) for p in parts])
     w_all = None
     if sample_weight is not None:
         w_all = np.concatenate([np.ones(len(p.X)) if p.weight is None else np.asarray(p.weight) for p in parts])
     s_all = None if init_score is None else np.concatenate([p.init_score for p in parts])
-    final.fit(X_all, y_all, sample_weight=w_all, init_score=s_all, callbacks=rounds_callback(rounds))
+    _fit(final, M, names, X.dtypes, y_all, sample_weight=w_all, init_score=s_all, callbacks=rounds_callback(rounds))
     return final, first, rounds
+
+
+def stacked_matrix(frames: list[pd.DataFrame]) -> tuple[np.ndarray, list[str]]:
+    """The rows of ``frames`` (prepared: :func:`prepare_X`, same columns) stacked as one C-ordered float64
+    array of shape (rows, features), and the column names.
+
+    The values are those LightGBM's scikit-learn interface makes of each DataFrame (float64;
+    categoricals as their codes, missing as NaN): it copies every frame it is given to a new array, and
+    the refit on training + validation rows concatenated them first (two more copies). A C-ordered
+    array's leading rows are C-ordered too, so LightGBM reads the training rows and the validation rows
+    of this one array in place. Filled a block of rows at a time (no frame-sized temporary).
+    """
+    names = [str(c) for c in frames[0].columns]
+    categories = {c: list(d.categories) for c, d in frames[0].dtypes.items() if isinstance(d, pd.CategoricalDtype)}
+    cols = list(frames[0].columns)
+    out = np.empty((sum(len(f) for f in frames), len(cols)))
+    start, block = 0, 16_384
+    for f in frames:
+        for i in range(0, len(f), block):
+            rows = f.iloc[i:i + block]
+            out[start:start + len(rows)] = model_matrix(rows, cols, categories).T
+            start += len(rows)
+    return out, names
+
+
+def _fit(est: lgb.LGBMModel, M: np.ndarray, names: list[str], dtypes: pd.Series, y: np.ndarray,
+         **kwargs: Any) -> None:
+    """``est.fit`` on the rows of a :func:`stacked_matrix` ``M`` as on the DataFrame they came from (its
+    ``dtypes``): the same feature names, categorical features and categories, hence the same trees and
+    the same ``model_to_string()``."""
+    cats = [c for c, d in dtypes.items() if isinstance(d, pd.CategoricalDtype)]
+    unordered = [str(c) for c in cats if not dtypes[c].ordered]
+    est.fit(M, y, feature_name=names, categorical_feature=unordered, **kwargs)
+    # what LightGBM records from a DataFrame: the categories of its categorical columns (the names are
+    # ``feature_name``, so ``feature_names_in_`` is set as from a DataFrame)
+    est.booster_.pandas_categorical = [list(dtypes[c].categories) for c in cats]

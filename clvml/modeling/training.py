@@ -133,9 +133,10 @@ def training_features(ds: Dataset, cfg: Config, cutoffs: list[dt.date],
         if duck:
             import pyarrow as pa
 
-            table = pa.concat_tables(parts)
-            del parts
-            feats = arrow_to_pandas(table, schema)
+            # the one reference to the concatenated batches is the argument: arrow_to_pandas releases each
+            # Arrow column once converted (holding it here kept every column alive twice)
+            parts[:] = [pa.concat_tables(parts)]
+            feats = arrow_to_pandas(parts.pop(), schema)
         else:
             feats = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
         if cfg.model.btyd_features:
@@ -161,6 +162,22 @@ def training_features(ds: Dataset, cfg: Config, cutoffs: list[dt.date],
     return cached_frame(Path(cfg.output.dir) / "cache", parts, build, say)
 
 
+def join_labels(feats: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
+    """``feats.merge(labels, on=KEYS, how="inner", validate="one_to_one")``, equal to the bit, without
+    copying the feature columns when the matched rows are the first rows of ``feats`` in order (the
+    training set: features sorted by cut-off, the incomplete horizons the latest cut-offs): the result
+    then shares ``feats``' columns (copy-on-write) instead of holding a second copy of the matrix."""
+    if set(feats.columns).intersection(labels.columns) != set(KEYS):  # suffixed names: pandas' merge
+        return feats.merge(labels, on=KEYS, how="inner", validate="one_to_one")
+    pos = feats[KEYS].assign(_left=np.arange(len(feats))).merge(
+        labels[KEYS].assign(_right=np.arange(len(labels))), on=KEYS, how="inner", validate="one_to_one")
+    left, right = pos["_left"].to_numpy(), pos["_right"].to_numpy()
+    n = len(left)
+    out = feats.iloc[:n] if np.array_equal(left, np.arange(n)) else feats.take(left)
+    rest = labels.drop(columns=KEYS).take(right).reset_index(drop=True)
+    return pd.concat([out.reset_index(drop=True), rest], axis=1)  # no copy of out's columns
+
+
 def make_training_set(ds: Dataset, cfg: Config, cutoffs: list[dt.date] | None = None,
                       progress: Callable[[str], None] | None = None) -> TrainingSet:
     last = data_end(ds)
@@ -174,7 +191,7 @@ def make_training_set(ds: Dataset, cfg: Config, cutoffs: list[dt.date] | None = 
     # and dropping the incomplete rows after held three copies at once)
     complete = lab["horizon_complete"].to_numpy(bool)
     excluded = {"rows_with_incomplete_horizon": len(feats[KEYS].merge(lab.loc[~complete, KEYS], on=KEYS))}
-    frame = feats.merge(lab[complete], on=KEYS, how="inner", validate="one_to_one")
+    frame = join_labels(feats, lab[complete])
     del feats
     if frame.empty:
         raise ClvmlError(
@@ -237,8 +254,9 @@ def fit_models(ts: TrainingSet, cfg: Config, mask: np.ndarray | None = None, kee
     ``model.refit_embargoed``, the final refit adds the embargoed cut-offs in between).
     ``keep_stages``: the value model keeps its early-stopped boosters (``ValueModel.keep_stages``).
     ``churn``: an already fitted churn model for the same rows, features and settings (not refitted)."""
-    # the feature matrices are taken straight from ``ts.frame`` (one copy each of the training and
-    # validation rows); the masked frame and the full matrix are never materialised
+    # the feature matrices are taken straight from ``ts.frame`` (views of it: the training, embargoed and
+    # validation rows are runs of consecutive rows of a frame sorted by cut-off); the masked frame and
+    # the full matrix are never materialised
     rows = np.arange(len(ts.frame)) if mask is None else np.flatnonzero(mask)
     labels = [c for c in ("cutoff", "churn", "spend", "margin", "purchases") if c in ts.frame]
     frame = ts.frame[labels].take(rows).reset_index(drop=True)
@@ -246,19 +264,27 @@ def fit_models(ts: TrainingSet, cfg: Config, mask: np.ndarray | None = None, kee
     cols = ts.frame.columns.get_indexer(ts.feature_columns)
     if (cols < 0).any():
         raise KeyError([c for c, i in zip(ts.feature_columns, cols, strict=True) if i < 0])
-    X_tr, X_va = (ts.frame.iloc[rows[m], cols] for m in (tr, va))
+    X_tr, X_va = (take_rows(ts.frame, rows[m], cols) for m in (tr, va))
     y_churn = frame["churn"].astype(int).to_numpy()
     y_val = value_target(frame, cfg)
     purchases = frame["purchases"].to_numpy(float)
     new_churn, value = make_models(cfg)
     gap = ~tr & ~va if cfg.model.refit_embargoed else np.zeros(len(frame), bool)
-    X_gap = ts.frame.iloc[rows[gap], cols]
+    X_gap = take_rows(ts.frame, rows[gap], cols)
     if churn is None:
         churn = new_churn.fit(X_tr, y_churn[tr], eval_set=(X_va, y_churn[va]), refit_extra=(X_gap, y_churn[gap]))
     value.fit(X_tr, y_val[tr], purchases=purchases[tr],
               eval_set=(X_va, y_val[va], purchases[va]), refit_extra=(X_gap, y_val[gap], purchases[gap]),
               keep_stages=keep_stages)
     return churn, value
+
+
+def take_rows(frame: pd.DataFrame, rows: np.ndarray, cols: np.ndarray) -> pd.DataFrame:
+    """``frame.iloc[rows, cols]``: a view of ``frame`` (no copy, with copy-on-write) when ``rows`` are
+    consecutive and the columns are not in one consolidated block, else a copy."""
+    if len(rows) > 1 and rows[-1] - rows[0] + 1 == len(rows) and (np.diff(rows) == 1).all():
+        return frame.iloc[rows[0]:rows[-1] + 1, cols]
+    return frame.iloc[rows, cols]
 
 
 def btyd_baseline(ds: Dataset, frame: pd.DataFrame, cutoff: dt.date, horizon_days: int) -> pd.DataFrame:
