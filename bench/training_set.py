@@ -97,8 +97,10 @@ def booster_hashes(result: Any) -> dict[str, str]:
 
 
 def train(cfg: Any) -> dict[str, Any]:
+    from clvml.jobs.train import return_freed_memory
     from clvml.jobs.train import train as train_job
 
+    return_freed_memory()  # as the `clvml train` command does
     cfg = cfg.model_copy(update={"tracking": cfg.tracking.model_copy(update={"enabled": False})})
     r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
     with StepPeaks() as peaks:

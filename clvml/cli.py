@@ -168,8 +168,10 @@ def train(config: ConfigOpt = None, engine: EngineOpt = None, no_cache: NoCacheO
     def go():
         import signal
 
+        from clvml.jobs.train import return_freed_memory
         from clvml.jobs.train import train as run_train
 
+        return_freed_memory()  # process-wide allocator settings: this process is clvml's own
         # SIGTERM (cron/Airflow timeouts) unwinds like Ctrl-C: the MLflow run ends FAILED, the registry
         # alias is rolled back and the staged bundle removed; the previous bundle stays in place
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))

@@ -77,7 +77,6 @@ def train(cfg: Config, ds: Dataset | None = None, progress: Progress = quiet) ->
     on the same tracking store (:func:`clvml.tracking.recover_interrupted_runs`).
     """
     t0 = time.perf_counter()
-    return_freed_memory()
     ds = ds or load_data(cfg, progress)
     if ds.con.name == "duckdb":  # DuckDB's allocator purges freed memory in the background, not at its next use
         ds.con.raw_sql("SET allocator_background_threads = true")
@@ -106,7 +105,8 @@ M_MMAP_THRESHOLD, MMAP_THRESHOLD = -3, 128 * 1024
 
 
 def return_freed_memory() -> None:
-    """Make the process hand freed memory back to the system (``clvml train`` calls it first): the train
+    """Make the process hand freed memory back to the system (the ``clvml train`` command calls it first;
+    :func:`train` does not, as it may run inside someone else's process): the train
     job's large, short-lived arrays (feature columns, model matrices, LightGBM's bin samples) are then
     returned when freed instead of kept by the allocators, and its peak RSS is that of what is alive.
 
