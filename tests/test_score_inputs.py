@@ -155,3 +155,39 @@ def test_reason_codes_are_the_top_features_by_push_ties_in_column_order(directio
         assert [got.at[r, f"reason_{i}_text"] for i in (1, 2, 3)][:len(push)] == \
             [f"{names[j]} = {X.iat[r, j]}" for _, j in push]
     assert "reason_1_value" not in reason_codes(contrib, X, [], k=3, direction=direction, values=False)
+
+
+def test_one_pass_top_k_is_the_argmax_search_where_a_feature_pushes():
+    """The running top-k (no NaN in the SHAP values) picks what k argmax passes pick, wherever the
+    value pushes the asked way: same features, same order, ties by column order, none past the last."""
+    from clvml.explain.reasons import _top_k_argmax, _top_k_positive
+
+    rng = np.random.default_rng(3)
+    for trial in range(60):
+        n, m = 80, int(rng.integers(1, 9))
+        C = np.round(rng.normal(size=(n, m)), 1) * (rng.random((n, m)) < 0.6)  # ties, zeros, -0.0
+        C = np.asfortranarray(C) if trial % 2 else C
+        for d in (1, -1):
+            cand = np.flatnonzero((C * d).max(axis=0) > 0)
+            for k in (1, 3, 5):
+                kk = min(k, cand.size)
+                want = _top_k_argmax(C, cand, kk, d)
+                pushes = np.stack([C[np.arange(n), want[:, i]] * d > 0 for i in range(kk)], axis=1) \
+                    if kk else np.zeros((n, 0), dtype=bool)
+                got, ok = _top_k_positive(C, cand, kk, d)
+                assert np.array_equal(ok, pushes)
+                assert np.array_equal(np.where(ok, got, -1), np.where(pushes, want, -1))
+
+
+def test_a_nan_shap_value_takes_a_place_as_argmax_ranks_it():
+    from clvml.explain.drivers import BIAS
+    from clvml.explain.reasons import reason_codes
+
+    C = np.array([[0.5, np.nan, 0.2, 0.9], [0.1, 0.3, 0.0, 0.2]])
+    contrib = pd.DataFrame(np.column_stack([C, np.zeros(2)]), columns=["a", "b", "c", "d", BIAS])
+    X = pd.DataFrame(np.ones((2, 4)), columns=["a", "b", "c", "d"])
+    got = reason_codes(contrib, X, [], k=3)
+    # row 0: the NaN (feature b) ranks first and pushes nowhere: its place stays empty
+    assert pd.isna(got.at[0, "reason_1"]) and pd.isna(got.at[0, "reason_1_shap"])
+    assert [got.at[0, f"reason_{i}"] for i in (2, 3)] == ["d", "a"]
+    assert [got.at[1, f"reason_{i}"] for i in (1, 2, 3)] == ["b", "d", "a"]
