@@ -235,8 +235,9 @@ def score_chunks(bundle: ModelBundle, ds: Dataset, as_of: dt.date, folder: Path,
 
         btyd = btyd_table(ds, [as_of], bundle.horizon_days)
     rows, counts = 0, None
+    # (unordered: each chunk's scores are sorted by customer below, so the query need not sort the features)
     with FeatureBatches(ds.tables, [as_of], windows=bundle.windows, families=bundle.families,
-                        batches=chunks, custom=bundle.custom_names) as batches:
+                        batches=chunks, custom=bundle.custom_names, ordered=False) as batches:
         for b, feats in enumerate(prefetched(batches.pandas, chunks)):
             if btyd is not None:
                 from clvml.modeling.training import merge_btyd
