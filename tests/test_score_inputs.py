@@ -191,3 +191,57 @@ def test_a_nan_shap_value_takes_a_place_as_argmax_ranks_it():
     assert pd.isna(got.at[0, "reason_1"]) and pd.isna(got.at[0, "reason_1_shap"])
     assert [got.at[0, f"reason_{i}"] for i in (2, 3)] == ["d", "a"]
     assert [got.at[1, f"reason_{i}"] for i in (1, 2, 3)] == ["b", "d", "a"]
+
+
+def test_duckdb_memory_limit_is_the_budget_less_the_chunks_memory():
+    from clvml.config import parse_config
+    from clvml.scoring.job import BASE_BYTES, CHUNK_BYTES_PER_VALUE, MIN_DUCKDB_BYTES, duckdb_memory_limit, size_bytes
+
+    def cfg(**kw):
+        engine = kw.pop("engine", "duckdb")
+        return parse_config({"name": "m", "data": {"tables": {"transactions": {"path": "tx.parquet"}}},
+                             "cutoffs": {"start": "2024-01-01"}, "engine": engine, "scoring": kw})
+
+    assert size_bytes("4GiB") == 4 * 2**30 and size_bytes("1500MB") == 1_500_000_000
+    assert size_bytes(" 2.5 GB ") == 2_500_000_000
+    want = (4 * 2**30 - 125_000 * 153 * CHUNK_BYTES_PER_VALUE - BASE_BYTES) // 2**20
+    assert duckdb_memory_limit(cfg(), 153) == f"{want}MiB"  # the default budget: 4GiB
+    assert 1700 < want < 1900
+    small = duckdb_memory_limit(cfg(memory_budget="3GiB", chunk_customers=10_000), 153)
+    assert small == f"{(3 * 2**30 - 10_000 * 153 * CHUNK_BYTES_PER_VALUE - BASE_BYTES) // 2**20}MiB"
+    # a budget the chunks alone would fill: DuckDB still gets its floor
+    assert duckdb_memory_limit(cfg(memory_budget="1GB"), 153) == f"{MIN_DUCKDB_BYTES // 2**20}MiB"
+    # a configured memory limit wins; a null budget leaves DuckDB's default; Spark has none
+    assert duckdb_memory_limit(cfg(engine={"duckdb": {"memory_limit": "6GB"}}), 153) is None
+    assert duckdb_memory_limit(cfg(memory_budget=None), 153) is None
+    assert duckdb_memory_limit(cfg(engine="spark"), 153) is None
+
+
+def test_a_malformed_memory_budget_is_a_config_error_naming_the_key():
+    from clvml.config import parse_config
+    from clvml.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="scoring.memory_budget"):
+        parse_config({"name": "m", "data": {"tables": {"transactions": {"path": "tx.parquet"}}},
+                      "cutoffs": {"start": "2024-01-01"}, "scoring": {"memory_budget": "4 gigs"}})
+
+
+def test_the_scoring_connection_gets_the_memory_limit_and_the_callers_config_stays():
+    from clvml.config import parse_config
+    from clvml.engine import connect_engine
+    from clvml.scoring.job import duckdb_memory_limit, with_memory_limit
+
+    cfg = parse_config({"name": "m", "data": {"tables": {"transactions": {"path": "tx.parquet"}}},
+                        "cutoffs": {"start": "2024-01-01"}, "scoring": {"memory_budget": "3GiB"}})
+    lines = []
+    run = with_memory_limit(cfg, 153, lines.append)
+    want = duckdb_memory_limit(cfg, 153)
+    assert run.engine.duckdb.memory_limit == want and cfg.engine.duckdb.memory_limit is None
+    assert run.data is cfg.data and run.scoring is cfg.scoring  # only the engine settings are copied
+    assert lines == [f"DuckDB memory_limit {want}: scoring.memory_budget 3GiB less the memory of chunks of "
+                     "125,000 customers x 153 features (engine.duckdb.memory_limit sets it instead)"]
+    got = connect_engine(run.engine).raw_sql("SELECT current_setting('memory_limit')").fetchone()[0]
+    mib = int(want.removesuffix("MiB"))
+    assert got in {f"{mib / 1024:.1f} GiB", f"{mib:.1f} MiB"}, got  # as DuckDB shows it
+    unlimited = parse_config({**cfg.model_dump(mode="json", exclude={"scoring"}), "scoring": {"memory_budget": None}})
+    assert with_memory_limit(unlimited, 153) is unlimited
