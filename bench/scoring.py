@@ -86,14 +86,17 @@ def _first_customers(src: Path, customers: int, path: Path) -> Path:
     return path
 
 
-def measure(path: Path, chunk: int, memory_limit: str | None = None) -> dict:
-    engine = {"duckdb": {"memory_limit": memory_limit, "temp_directory": str(OUT / "spill-scoring")}} \
-        if memory_limit else "duckdb"
+def measure(path: Path, chunk: int, memory_limit: str | None = None, memory_budget: str | None = None) -> dict:
+    # (DuckDB spills into bench/out/spill-scoring, whether limited here or by scoring.memory_budget)
+    engine = {"duckdb": {"memory_limit": memory_limit, "temp_directory": str(OUT / "spill-scoring")}}
     cfg = parse_config({"name": "bench", "engine": engine,
                         "data": {"tables": {t: {"path": str(path / t), "format": "parquet"}
                                             for t in TABLES}},
                         "cutoffs": {"start": "2024-01-01"}, "tracking": {"enabled": False},
-                        "scoring": {**({"chunk_customers": chunk} if chunk else {}), "drift_stop": None},
+                        "scoring": {**({"chunk_customers": chunk} if chunk else {}), "drift_stop": None,
+                                    # (a key unknown before scoring.memory_budget existed: only when given)
+                                    **({"memory_budget": None if memory_budget == "none" else memory_budget}
+                                       if memory_budget else {})},
                         "output": {"dir": str(path.parent / f"scores-{path.name}")}})
     marks: list[tuple[float, str]] = []
     t0 = time.perf_counter()
@@ -169,6 +172,8 @@ def main() -> None:
     ap.add_argument("--customers", type=int, nargs="+", default=[100_000, 500_000, 1_000_000])
     ap.add_argument("--chunk", type=int, default=0, help="scoring.chunk_customers (default: the config's)")
     ap.add_argument("--memory-limit", default=None, help="engine.duckdb.memory_limit, e.g. 6GB")
+    ap.add_argument("--memory-budget", default=None,
+                    help="scoring.memory_budget, e.g. 3GiB, or none (default: the config's, 4GiB)")
     ap.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--load-only", type=Path, metavar="WORLD", help="read + validate this world only")
     ap.add_argument("--predict-chunk", type=Path, metavar="WORLD", help="bundle.predict on its first chunk")
@@ -180,7 +185,7 @@ def main() -> None:
         print(json.dumps(predict_chunk(args.predict_chunk)))
         return
     if args.measure:
-        print(json.dumps(measure(args.measure, args.chunk, args.memory_limit)))
+        print(json.dumps(measure(args.measure, args.chunk, args.memory_limit, args.memory_budget)))
         return
     print(f"# {dt.date.today()} {platform.node()} {platform.machine()} python {platform.python_version()}")
     model_path()
@@ -191,6 +196,8 @@ def main() -> None:
         cmd = [sys.executable, __file__, "--measure", str(world(n)), "--chunk", str(args.chunk)]
         if args.memory_limit:
             cmd += ["--memory-limit", args.memory_limit]
+        if args.memory_budget:
+            cmd += ["--memory-budget", args.memory_budget]
         res = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if res.returncode:
             sys.exit(res.stderr[-3000:])

@@ -155,3 +155,93 @@ def test_reason_codes_are_the_top_features_by_push_ties_in_column_order(directio
         assert [got.at[r, f"reason_{i}_text"] for i in (1, 2, 3)][:len(push)] == \
             [f"{names[j]} = {X.iat[r, j]}" for _, j in push]
     assert "reason_1_value" not in reason_codes(contrib, X, [], k=3, direction=direction, values=False)
+
+
+def test_one_pass_top_k_is_the_argmax_search_where_a_feature_pushes():
+    """The running top-k (no NaN in the SHAP values) picks what k argmax passes pick, wherever the
+    value pushes the asked way: same features, same order, ties by column order, none past the last."""
+    from clvml.explain.reasons import _top_k_argmax, _top_k_positive
+
+    rng = np.random.default_rng(3)
+    for trial in range(60):
+        n, m = 80, int(rng.integers(1, 9))
+        C = np.round(rng.normal(size=(n, m)), 1) * (rng.random((n, m)) < 0.6)  # ties, zeros, -0.0
+        C = np.asfortranarray(C) if trial % 2 else C
+        for d in (1, -1):
+            cand = np.flatnonzero((C * d).max(axis=0) > 0)
+            for k in (1, 3, 5):
+                kk = min(k, cand.size)
+                want = _top_k_argmax(C, cand, kk, d)
+                pushes = np.stack([C[np.arange(n), want[:, i]] * d > 0 for i in range(kk)], axis=1) \
+                    if kk else np.zeros((n, 0), dtype=bool)
+                got, ok = _top_k_positive(C, cand, kk, d)
+                assert np.array_equal(ok, pushes)
+                assert np.array_equal(np.where(ok, got, -1), np.where(pushes, want, -1))
+
+
+def test_a_nan_shap_value_takes_a_place_as_argmax_ranks_it():
+    from clvml.explain.drivers import BIAS
+    from clvml.explain.reasons import reason_codes
+
+    C = np.array([[0.5, np.nan, 0.2, 0.9], [0.1, 0.3, 0.0, 0.2]])
+    contrib = pd.DataFrame(np.column_stack([C, np.zeros(2)]), columns=["a", "b", "c", "d", BIAS])
+    X = pd.DataFrame(np.ones((2, 4)), columns=["a", "b", "c", "d"])
+    got = reason_codes(contrib, X, [], k=3)
+    # row 0: the NaN (feature b) ranks first and pushes nowhere: its place stays empty
+    assert pd.isna(got.at[0, "reason_1"]) and pd.isna(got.at[0, "reason_1_shap"])
+    assert [got.at[0, f"reason_{i}"] for i in (2, 3)] == ["d", "a"]
+    assert [got.at[1, f"reason_{i}"] for i in (1, 2, 3)] == ["b", "d", "a"]
+
+
+def test_duckdb_memory_limit_is_the_budget_less_the_chunks_memory():
+    from clvml.config import parse_config
+    from clvml.scoring.job import BASE_BYTES, CHUNK_BYTES_PER_VALUE, MIN_DUCKDB_BYTES, duckdb_memory_limit, size_bytes
+
+    def cfg(**kw):
+        engine = kw.pop("engine", "duckdb")
+        return parse_config({"name": "m", "data": {"tables": {"transactions": {"path": "tx.parquet"}}},
+                             "cutoffs": {"start": "2024-01-01"}, "engine": engine, "scoring": kw})
+
+    assert size_bytes("4GiB") == 4 * 2**30 and size_bytes("1500MB") == 1_500_000_000
+    assert size_bytes(" 2.5 GB ") == 2_500_000_000
+    want = (4 * 2**30 - 125_000 * 153 * CHUNK_BYTES_PER_VALUE - BASE_BYTES) // 2**20
+    assert duckdb_memory_limit(cfg(), 153) == f"{want}MiB"  # the default budget: 4GiB
+    assert 1700 < want < 1900
+    small = duckdb_memory_limit(cfg(memory_budget="3GiB", chunk_customers=10_000), 153)
+    assert small == f"{(3 * 2**30 - 10_000 * 153 * CHUNK_BYTES_PER_VALUE - BASE_BYTES) // 2**20}MiB"
+    # a budget the chunks alone would fill: DuckDB still gets its floor
+    assert duckdb_memory_limit(cfg(memory_budget="1GB"), 153) == f"{MIN_DUCKDB_BYTES // 2**20}MiB"
+    # a configured memory limit wins; a null budget leaves DuckDB's default; Spark has none
+    assert duckdb_memory_limit(cfg(engine={"duckdb": {"memory_limit": "6GB"}}), 153) is None
+    assert duckdb_memory_limit(cfg(memory_budget=None), 153) is None
+    assert duckdb_memory_limit(cfg(engine="spark"), 153) is None
+
+
+def test_a_malformed_memory_budget_is_a_config_error_naming_the_key():
+    from clvml.config import parse_config
+    from clvml.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="scoring.memory_budget"):
+        parse_config({"name": "m", "data": {"tables": {"transactions": {"path": "tx.parquet"}}},
+                      "cutoffs": {"start": "2024-01-01"}, "scoring": {"memory_budget": "4 gigs"}})
+
+
+def test_the_scoring_connection_gets_the_memory_limit_and_the_callers_config_stays():
+    from clvml.config import parse_config
+    from clvml.engine import connect_engine
+    from clvml.scoring.job import duckdb_memory_limit, with_memory_limit
+
+    cfg = parse_config({"name": "m", "data": {"tables": {"transactions": {"path": "tx.parquet"}}},
+                        "cutoffs": {"start": "2024-01-01"}, "scoring": {"memory_budget": "3GiB"}})
+    lines = []
+    run = with_memory_limit(cfg, 153, lines.append)
+    want = duckdb_memory_limit(cfg, 153)
+    assert run.engine.duckdb.memory_limit == want and cfg.engine.duckdb.memory_limit is None
+    assert run.data is cfg.data and run.scoring is cfg.scoring  # only the engine settings are copied
+    assert lines == [f"DuckDB memory_limit {want}: scoring.memory_budget 3GiB less the memory of chunks of "
+                     "125,000 customers x 153 features (engine.duckdb.memory_limit sets it instead)"]
+    got = connect_engine(run.engine).raw_sql("SELECT current_setting('memory_limit')").fetchone()[0]
+    mib = int(want.removesuffix("MiB"))
+    assert got in {f"{mib / 1024:.1f} GiB", f"{mib:.1f} MiB"}, got  # as DuckDB shows it
+    unlimited = parse_config({**cfg.model_dump(mode="json", exclude={"scoring"}), "scoring": {"memory_budget": None}})
+    assert with_memory_limit(unlimited, 153) is unlimited

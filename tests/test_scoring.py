@@ -106,8 +106,12 @@ def test_rerun_is_byte_identical_and_chunks_do_not_change_scores(trained, tmp_pa
     score(_cfg(cfg_path), str(result.model_path), AS_OF, out=out)
     assert _parts(out / "as_of=2024-07-01") == first
     assert (out / "as_of=2024-06-01").is_dir()  # untouched by the re-run of another as_of
-    chunked = score(_cfg(cfg_path, chunk_customers=400), str(result.model_path), AS_OF, out=tmp_path / "c")
+    lines = []
+    chunked = score(_cfg(cfg_path, chunk_customers=400), str(result.model_path), AS_OF, out=tmp_path / "c",
+                    progress=lines.append)
     assert chunked.manifest["chunks"] == 4
+    # DuckDB was limited by the default scoring.memory_budget (4GiB) less the chunks' memory
+    assert any(line.startswith("DuckDB memory_limit ") and "scoring.memory_budget 4GiB" in line for line in lines)
     a = pd.read_parquet(out / "as_of=2024-07-01").sort_values("customer_id").reset_index(drop=True)
     b = pd.read_parquet(tmp_path / "c" / "as_of=2024-07-01").sort_values("customer_id").reset_index(drop=True)
     pd.testing.assert_frame_equal(a, b)

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field, field_serializer, field_validator
 
-from clvml.config.base import _check_identifier, _Strict
+from clvml.config.base import SIZE, _check_identifier, _Strict
 from clvml.config.database import redact_url
 
 
@@ -37,6 +37,11 @@ class ScoringConfig(_Strict):
                                  "the password is masked wherever the URL is shown.")
     table: str = "clvml_scores"
     chunk_customers: int = Field(125_000, gt=0, description="Customers scored per chunk (memory bound).")
+    memory_budget: str | None = Field(
+        "4GiB", description="On DuckDB without engine.duckdb.memory_limit: the peak memory the job aims at. "
+        "DuckDB's memory_limit is set to this minus an estimate of the chunks' own memory (see "
+        "clvml.scoring.job.duckdb_memory_limit), and DuckDB spills the validated tables beyond it to "
+        "engine.duckdb.temp_directory. null: DuckDB's default (80% of RAM).")
     drift_warn: float = Field(0.1, gt=0, description="Warn when a feature's or score's PSI exceeds this.")
     drift_stop: float | None = Field(0.5, gt=0, description="Fail, writing nothing, above this PSI "
                                      "(null: never stop).")
@@ -51,6 +56,13 @@ class ScoringConfig(_Strict):
                                "by more than max_shrink (the CLI's --allow-shrink).")
     keep_replaced_s: float = Field(600, ge=0, description="Keep a replaced Parquet partition this long "
                                    "(aside, in the work folder) for readers that started before the swap.")
+
+    @field_validator("memory_budget")
+    @classmethod
+    def _budget(cls, v: str | None) -> str | None:
+        if v is not None and not SIZE.fullmatch(v.strip()):
+            raise ValueError("must look like '4GiB' or '3500MB'")
+        return v
 
     @field_validator("table")
     @classmethod

@@ -31,16 +31,12 @@ def reason_codes(contrib: pd.DataFrame, X: pd.DataFrame, specs: Sequence[Feature
     extreme = C.max(axis=0) if direction == 1 else C.min(axis=0) * direction
     cand = np.flatnonzero(~(extreme <= 0))  # (a NaN stays a candidate, as argmax would find it)
     n, kk = len(contrib), min(k, cand.size)
-    # the k largest per row, largest first, ties by column order: k passes of argmax (which returns
-    # the first maximum), each knocking out the one it found
     rows = np.arange(n)
-    work = C[:, cand] if direction == 1 else C[:, cand] * direction  # (a copy: knocked out below)
-    order = np.empty((n, kk), dtype=np.int64)
-    for i in range(kk):
-        order[:, i] = work.argmax(axis=1)
-        work[rows, order[:, i]] = -np.inf
-    del work
-    order = cand[order]  # back to contrib's columns
+    if np.isnan(extreme[cand]).any():  # a NaN ranks first, as argmax finds it: the general search
+        order = _top_k_argmax(C, cand, kk, direction)
+        pushes = np.stack([C[rows, order[:, i]] * direction > 0 for i in range(kk)], axis=1) if kk else None
+    else:
+        order, pushes = _top_k_positive(C, cand, kk, direction)
     Xv = X.reset_index(drop=True)
     out: dict[str, np.ndarray] = {}
     for i in range(k):
@@ -50,7 +46,7 @@ def reason_codes(contrib: pd.DataFrame, X: pd.DataFrame, specs: Sequence[Feature
         text = np.full(n, None, dtype=object)
         if i < kk:
             j = order[:, i]
-            ok = C[rows, j] * direction > 0  # fewer than k features push this way: the rest stay null
+            ok = pushes[:, i]  # fewer than k features push this way: the rest stay null
             name[ok] = names[j[ok]]
             shap[ok] = C[rows[ok], j[ok]]
             idx = np.flatnonzero(ok)
@@ -70,6 +66,57 @@ def reason_codes(contrib: pd.DataFrame, X: pd.DataFrame, specs: Sequence[Feature
         p = f"reason_{i + 1}"
         out.update({p: name, f"{p}_shap": shap, **({f"{p}_value": value} if values else {}), f"{p}_text": text})
     return pd.DataFrame(out, index=contrib.index)
+
+
+def _top_k_argmax(C: np.ndarray, cand: np.ndarray, k: int, direction: int) -> np.ndarray:
+    """Per row, the columns of ``C`` (among ``cand``) with the ``k`` largest values of ``C * direction``,
+    largest first, ties by column order: ``k`` passes of argmax (which returns the first maximum, a NaN
+    before any number), each knocking out the column it found. (rows, k) column indices."""
+    rows = np.arange(C.shape[0])
+    work = C[:, cand] if direction == 1 else C[:, cand] * direction  # (a copy: knocked out below)
+    order = np.empty((C.shape[0], k), dtype=np.int64)
+    for i in range(k):
+        order[:, i] = work.argmax(axis=1)
+        work[rows, order[:, i]] = -np.inf
+    return cand[order]  # back to C's columns
+
+
+def _top_k_positive(C: np.ndarray, cand: np.ndarray, k: int, direction: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_top_k_argmax` where it matters, when ``C`` holds no NaN: per row, the columns with a
+    positive ``C * direction``, the ``k`` largest, largest first, ties by column order; and (rows, k)
+    whether each place holds one (a row with fewer than ``k`` positive values: the rest hold none).
+
+    One pass over the candidate columns (each one contiguous when ``C`` is column-major, as
+    :func:`~clvml.explain.drivers.contributions` returns it), keeping a running top ``k`` per row: a
+    column enters the list only above an entry (strictly, so an equal value of an earlier column stays
+    ahead) and only the rows it enters are touched, instead of ``k`` argmax passes over a copy of the
+    whole matrix.
+    """
+    n = C.shape[0]
+    if k == 0:
+        return np.zeros((n, 0), dtype=np.int64), np.zeros((n, 0), dtype=bool)
+    best = np.zeros((k, n))  # the running top values (0: nothing positive yet), largest first
+    order = np.full((k, n), cand[0] if cand.size else 0, dtype=np.int64)
+    for j in cand:
+        x = C[:, j] if direction == 1 else C[:, j] * direction
+        at = np.flatnonzero(x > best[-1])  # rows this column enters
+        if not at.size:
+            continue
+        v = x[at]
+        top = best[:, at]
+        idx = order[:, at]
+        for q in range(k - 1, -1, -1):  # from the bottom: an entry moves down one place when v beats it
+            here = v > top[q]
+            if q:  # beats the one above too: that one moves down here
+                above = v > top[q - 1]
+                top[q] = np.where(above, top[q - 1], np.where(here, v, top[q]))
+                idx[q] = np.where(above, idx[q - 1], np.where(here, j, idx[q]))
+            else:
+                top[q] = np.where(here, v, top[q])
+                idx[q] = np.where(here, j, idx[q])
+        best[:, at] = top
+        order[:, at] = idx
+    return np.ascontiguousarray(order.T), np.ascontiguousarray((best > 0).T)
 
 
 class _Texts:

@@ -33,6 +33,7 @@ import fcntl
 import hashlib
 import math
 import os
+import re
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -198,6 +199,54 @@ def population(ds: Dataset, as_of: dt.date) -> dict[str, int]:
     return out
 
 
+#: bytes a chunk holds per feature value beyond DuckDB's own memory (its feature frame and the next
+#: chunk's, the Arrow result being converted, the model matrix, the SHAP matrices of both models, the
+#: reason-code work arrays: measured ~10 float64 copies at 125k customers x 153 features; rounded up)
+CHUNK_BYTES_PER_VALUE = 12 * 8
+#: the process before any chunk: interpreter, libraries, the loaded bundle
+BASE_BYTES = 512 * 2**20
+#: never less for DuckDB: below this its feature queries spill their own working memory
+MIN_DUCKDB_BYTES = 2**30
+_UNITS = {"KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+          "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
+
+
+def size_bytes(size: str) -> int:
+    """Bytes of a size as DuckDB reads it: ``4GB`` (10^9), ``4GiB`` (2^30), ``1500MB``."""
+    num, unit = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B)\s*", size).groups()
+    return int(float(num) * _UNITS[unit])
+
+
+def duckdb_memory_limit(cfg: Config, features: int) -> str | None:
+    """DuckDB's ``memory_limit`` for a scoring run that keeps the process near ``scoring.memory_budget``:
+    the budget minus the chunks' own memory (``chunk_customers`` x ``features`` values x
+    :data:`CHUNK_BYTES_PER_VALUE`) and :data:`BASE_BYTES`, at least :data:`MIN_DUCKDB_BYTES`; None when
+    the engine is not DuckDB, when ``engine.duckdb.memory_limit`` is set (it wins) or the budget is null.
+
+    DuckDB keeps the validated tables in memory up to its limit and spills the rest to its
+    ``temp_directory``; its feature queries work within the same limit."""
+    sc, eng = cfg.scoring, cfg.engine
+    if eng.backend != "duckdb" or eng.duckdb.memory_limit is not None or sc.memory_budget is None:
+        return None
+    chunk = sc.chunk_customers * max(features, 1) * CHUNK_BYTES_PER_VALUE
+    limit = max(size_bytes(sc.memory_budget) - chunk - BASE_BYTES, MIN_DUCKDB_BYTES)
+    return f"{limit // 2**20}MiB"
+
+
+def with_memory_limit(cfg: Config, features: int, progress: Progress = lambda _: None) -> Config:
+    """``cfg`` with DuckDB's ``memory_limit`` set to :func:`duckdb_memory_limit` (said in ``progress``),
+    or ``cfg`` itself when that is None. The copy shares every section but the engine settings."""
+    limit = duckdb_memory_limit(cfg, features)
+    if limit is None:
+        return cfg
+    engine = cfg.engine.model_copy(deep=True)
+    engine.duckdb.memory_limit = limit
+    progress(f"DuckDB memory_limit {limit}: scoring.memory_budget {cfg.scoring.memory_budget} less the memory "
+             f"of chunks of {cfg.scoring.chunk_customers:,} customers x {features} features "
+             "(engine.duckdb.memory_limit sets it instead)")
+    return cfg.model_copy(update={"engine": engine})
+
+
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -235,8 +284,9 @@ def score_chunks(bundle: ModelBundle, ds: Dataset, as_of: dt.date, folder: Path,
 
         btyd = btyd_table(ds, [as_of], bundle.horizon_days)
     rows, counts = 0, None
+    # (unordered: each chunk's scores are sorted by customer below, so the query need not sort the features)
     with FeatureBatches(ds.tables, [as_of], windows=bundle.windows, families=bundle.families,
-                        batches=chunks, custom=bundle.custom_names) as batches:
+                        batches=chunks, custom=bundle.custom_names, ordered=False) as batches:
         for b, feats in enumerate(prefetched(batches.pandas, chunks)):
             if btyd is not None:
                 from clvml.modeling.training import merge_btyd
@@ -599,7 +649,7 @@ def score(cfg: Config, model: str, as_of: dt.date, *, out: Path | None = None, d
         if ds is None:
             from clvml.data.loading import load_data
 
-            ds = load_data(cfg, progress)
+            ds = load_data(with_memory_limit(cfg, len(bundle.specs), progress), progress)
         check_schema(bundle, ds)
         pop = population(ds, as_of)
         previous, unknown_previous = _previous_rows(tgt, as_of)
