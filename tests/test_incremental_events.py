@@ -4,13 +4,14 @@ and float64 bits, at the window boundaries, with nulls, and on a synthetic world
 
 import datetime as dt
 
-import numpy as np
 import pandas as pd
 import pytest
 
 from clvml.data.dataset import load_dataset
-from clvml.features import activity, after_sales, build_features, query, social
+from clvml.features import activity, after_sales, build_features, social
 from clvml.features.builder import as_cutoffs, cutoff_table
+from tests.incremental_helpers import assert_same_bits as _assert_same_bits
+from tests.incremental_helpers import spy_incremental
 
 C1, C2, C3 = dt.date(2024, 3, 1), dt.date(2024, 4, 1), dt.date(2024, 6, 1)  # days 19783, 19814, 19875
 WINDOWS = [30, 90]
@@ -18,30 +19,7 @@ WINDOWS = [30, 90]
 
 @pytest.fixture(autouse=True)
 def ran(monkeypatch) -> list[bool]:
-    """Whether each incremental attempt ran in NumPy (True) or fell back to the cross join (False)."""
-    calls: list[bool] = []
-    real = query.aggregate_incremental
-
-    def spy(*args, **kwargs):
-        out = real(*args, **kwargs)
-        calls.append(out is not None)
-        return out
-
-    monkeypatch.setattr(query, "aggregate_incremental", spy)
-    return calls
-
-
-def _assert_same_bits(got: pd.DataFrame, want: pd.DataFrame) -> None:
-    assert list(got.columns) == list(want.columns) and len(got) == len(want)
-    for c in want.columns:
-        assert got[c].dtype == want[c].dtype, c
-        g, w = got[c].to_numpy(), want[c].to_numpy()
-        if w.dtype.kind == "f":  # the same bits, NaN where NaN (nulls are NaN here)
-            assert (np.isnan(g) == np.isnan(w)).all(), c
-            assert (g.view("int64")[~np.isnan(g)] == w.view("int64")[~np.isnan(w)]).all(), c
-        else:
-            assert got[c].isna().equals(want[c].isna()), c
-            pd.testing.assert_series_equal(got[c], want[c], check_exact=True, obj=c)
+    return spy_incremental(monkeypatch)
 
 
 def _events(rows: list[tuple], **extra: list) -> pd.DataFrame:
