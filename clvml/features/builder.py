@@ -174,6 +174,10 @@ def to_pandas(features: ibis.Table) -> pd.DataFrame:
     return arrow_to_pandas(expr.to_pyarrow(), expr.schema())
 
 
+#: columns consolidated at a time by :func:`arrow_to_pandas` (its transient extra memory is one group)
+GROUP = 32
+
+
 def arrow_to_pandas(table: pa.Table, schema: ibis.Schema) -> pd.DataFrame:
     """A DuckDB result (``cutoff`` a date) as Ibis' DuckDB ``to_pandas`` converts it, value for value and
     dtype for dtype, without its detour through Python objects for every column holding a null.
@@ -181,7 +185,9 @@ def arrow_to_pandas(table: pa.Table, schema: ibis.Schema) -> pd.DataFrame:
     Numeric columns with nulls go straight from Arrow to float64 with NaN (what the detour ends in
     too); only dictionary columns and non-numeric columns with nulls take the Python-object route.
     The Arrow buffers of each column are released as it is converted (when the caller holds no other
-    reference to ``table``), and the columns become the frame without a further copy.
+    reference to ``table``). Every :data:`GROUP` converted columns are consolidated into one block per
+    dtype (a copy of that group only), so the frame has a few blocks, not one per column: a frame of
+    hundreds of blocks makes pandas warn ("highly fragmented") on every later ``assign`` or ``insert``.
     """
     from ibis.backends.duckdb.converter import DuckDBPandasData
 
@@ -193,12 +199,18 @@ def arrow_to_pandas(table: pa.Table, schema: ibis.Schema) -> pd.DataFrame:
 
     if schema.names != tuple(table.column_names):
         raise ValueError("schema names don't match input data columns")
-    cols = {}
+    groups: list[pd.DataFrame] = []
+    cols: dict[str, pd.Series] = {}
     for name, dtype in schema.items():  # column by column, dropping each Arrow column once converted
         values = pd.DataFrame({name: column(table.column(name))}, copy=False)[name]
         table = table.drop_columns([name])
         cols[name] = DuckDBPandasData.convert_column(values, dtype)  # Ibis' convert_table, minus its copy
-    df = pd.DataFrame(cols, copy=False)
+        if len(cols) == GROUP:
+            groups.append(pd.DataFrame(cols))  # consolidated: one block per dtype of the group
+            cols = {}
+    if cols or not groups:
+        groups.append(pd.DataFrame(cols))
+    df = pd.concat(groups, axis=1) if len(groups) > 1 else groups[0]  # the groups' blocks, not copied
     df["cutoff"] = pd.to_datetime(df["cutoff"])
     return df
 
