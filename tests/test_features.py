@@ -257,6 +257,8 @@ def test_to_pandas_equals_ibis_conversion_to_the_bit(small_world):
     # to_pandas converts DuckDB's Arrow result itself (Ibis turns every column holding a null into
     # Python objects first: slow, and the largest allocation of the training feature build); the
     # frame must be what Ibis gives, dtype for dtype and bit for bit (NaN payloads and -0.0 included)
+    import warnings
+
     import numpy as np
 
     ds = load_dataset(frames=small_world.tables())
@@ -268,3 +270,8 @@ def test_to_pandas_equals_ibis_conversion_to_the_bit(small_world):
     pd.testing.assert_frame_equal(got, want, check_exact=True)
     for c in got.columns[got.dtypes == "float64"]:
         assert np.array_equal(got[c].to_numpy().view(np.int64), want[c].to_numpy().view(np.int64)), c
+    # a few consolidated blocks, not one per column: a user's next assign must not warn "fragmented"
+    assert got._mgr.nblocks < 30, got._mgr.nblocks
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", pd.errors.PerformanceWarning)
+        got.assign(score=1.0)
