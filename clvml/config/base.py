@@ -15,6 +15,13 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False, validate_assignment=True)
 
 
+def _check_size(value: str | None, examples: str) -> str | None:
+    """A memory size such as '4GB' or '3500MiB' (or None); the error shows ``examples``."""
+    if value is not None and not SIZE.fullmatch(value.strip()):
+        raise ValueError(f"must look like {examples}")
+    return value
+
+
 def _check_identifier(value: str, what: str) -> str:
     if not _IDENT.match(value):
         raise ValueError(

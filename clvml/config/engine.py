@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from clvml.config.base import SIZE, _Strict
+from clvml.config.base import _check_size, _Strict
 
 
 class DuckDBEngine(_Strict):
@@ -22,9 +22,7 @@ class DuckDBEngine(_Strict):
     @field_validator("memory_limit")
     @classmethod
     def _size(cls, v: str | None) -> str | None:
-        if v is not None and not SIZE.fullmatch(v.strip()):
-            raise ValueError("must look like '4GB' or '512MB'")
-        return v
+        return _check_size(v, "'4GB' or '512MB'")
 
 
 class SparkEngine(_Strict):

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field, field_serializer, field_validator
 
-from clvml.config.base import SIZE, _check_identifier, _Strict
+from clvml.config.base import _check_identifier, _check_size, _Strict
 from clvml.config.database import redact_url
 
 
@@ -60,9 +60,7 @@ class ScoringConfig(_Strict):
     @field_validator("memory_budget")
     @classmethod
     def _budget(cls, v: str | None) -> str | None:
-        if v is not None and not SIZE.fullmatch(v.strip()):
-            raise ValueError("must look like '4GiB' or '3500MB'")
-        return v
+        return _check_size(v, "'4GiB' or '3500MB'")
 
     @field_validator("table")
     @classmethod
