@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import contextlib
 import decimal
+import os
 import uuid
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import ibis
@@ -36,11 +38,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from ibis.expr import datatypes as dt
 
+from clvml.features.evaluate import Col, Evaluator, Unsupported
 from clvml.features.registry import Inc
+
+#: given the aggregates table, the output columns as expressions over it (see :func:`aggregate_incremental`)
+Outputs = Callable[[ibis.Table], dict[str, ibis.Value]]
 
 #: largest magnitude summed exactly: float64 sums of whole numbers are exact while every partial sum stays
 #: below 2**53 (the cross join's guarantee); a customer whose values add up to more falls back
 EXACT_LIMIT = 2.0**53
+#: threads for the NumPy passes (NumPy releases the GIL in them): the machine's cores, at most 4
+THREADS = max(1, min(4, os.cpu_count() or 1))
 
 
 @dataclass(frozen=True)
@@ -57,12 +65,17 @@ class NotExact(Exception):
 
 
 def aggregate_incremental(items: Sequence[Item], rows: ibis.Table, cutoffs: ibis.Table,
-                          day: str = "day") -> ibis.Table | None:
+                          day: str = "day", outputs: Outputs | None = None) -> ibis.Table | None:
     """The aggregates ``items`` per (customer, cut-off), as an in-memory table on ``rows``' engine.
 
     ``rows`` must hold at most one row per customer and day (a family's daily rows). Returns None when a
     sum cannot be taken exactly (values past 2**53 in a customer's history, or not whole numbers): the
     caller then uses the cross join, which is the definition of these values.
+
+    ``outputs``: given the aggregates (a table of ``customer_id``, ``cutoff_day`` and every item after its
+    ``then``), the output columns as Ibis expressions over it; the result is then ``customer_id``,
+    ``cutoff_day`` and those columns, each evaluated in NumPy (:mod:`clvml.features.evaluate`: the same
+    bits as DuckDB) where the evaluator can, by DuckDB otherwise. None: the aggregates themselves.
     """
     for it in items:
         if it.inc.kind not in ("sum", "max", "min", "first", "last"):
@@ -82,18 +95,56 @@ def aggregate_incremental(items: Sequence[Item], rows: ibis.Table, cutoffs: ibis
     data = sel.order_by(["customer_id", "_day"]).to_pyarrow()
     cuts = np.unique(cutoffs.cutoff_day.to_pyarrow().to_numpy(zero_copy_only=False).astype(np.int64))
     try:
-        arrays = _compute(items, col_of, types, data, cuts)
+        ids, cut_day, cols = _compute(items, col_of, types, data, cuts)
     except NotExact:
         return None
-    out = in_memory(rows._find_backend(), arrays)
-    cols = {}
-    for it in items:
-        v = out[it.name]
-        t = types[col_of[it.name]]
-        if it.inc.kind == "sum" and t.is_decimal():  # summed in int64 units: back to the decimal, exactly
-            v = _decimal_units(v, t.scale)
-        cols[it.name] = v if it.inc.then is None else it.inc.then(v, out.cutoff_day)
-    return out.select("customer_id", "cutoff_day", **cols)
+    del data
+    backend = rows._find_backend()
+    # a decimal sum is int64 units here: DuckDB turns them back into the decimal; NumPy evaluates the
+    # outputs over a stand-in table declaring the decimal type, given the units
+    dec = {it.name: types[col_of[it.name]] for it in items
+           if it.inc.kind == "sum" and types[col_of[it.name]].is_decimal()}
+
+    def finish(t: ibis.Table, extra: Sequence[str] = (), units: bool = True) -> ibis.Table:
+        conv = {}
+        for it in items:
+            v = t[it.name]
+            if it.name in dec and units:  # summed in int64 units: back to the decimal, exactly
+                v = _decimal_units(v, dec[it.name].scale)
+            conv[it.name] = v if it.inc.then is None else it.inc.then(v, t.cutoff_day)
+        return t.select("customer_id", "cutoff_day", *extra, **conv)
+
+    def raw() -> dict[str, pa.Array]:
+        return {"customer_id": ids, "cutoff_day": pa.array(cut_day, pa.int64()),
+                **{it.name: _arrow(*cols[it.name]) for it in items}}
+
+    if outputs is None:
+        return finish(in_memory(backend, pa.table(raw())))
+    schema = ibis.schema({"customer_id": ibis.dtype(ids.type), "cutoff_day": "int64",
+                          **{it.name: dec.get(it.name) or ibis.dtype(_arrow(*cols[it.name]).type) for it in items}})
+    holder = ibis.table(schema, name=f"_clvml_aggregates_{uuid.uuid4().hex}")
+    exprs = outputs(finish(holder, units=False))
+    ev = Evaluator({holder.op(): {"cutoff_day": (cut_day, None), **cols}}, len(cut_day))
+
+    def evaluate(e: ibis.Value) -> pa.Array | None:
+        try:
+            return ev.arrow(e)
+        except Unsupported:  # left to DuckDB below
+            return None
+
+    with ThreadPoolExecutor(THREADS) as pool:  # a sub-expression two threads share may be computed twice
+        done = {name: a for name, a in zip(exprs, pool.map(evaluate, exprs.values()), strict=True)
+                if a is not None}
+    if len(done) == len(exprs):
+        return in_memory(backend, pa.table({"customer_id": ids, "cutoff_day": pa.array(cut_day, pa.int64()),
+                                            **done}))
+    # some columns need DuckDB: the aggregates and the columns done in NumPy (renamed) in one table
+    tmp = {name: f"_clvml_done{i}" for i, name in enumerate(done)}
+    t = in_memory(backend, pa.table({**raw(), **{tmp[name]: a for name, a in done.items()}}))
+    f = finish(t, list(tmp.values()))
+    exprs = outputs(f)
+    return f.select("customer_id", "cutoff_day",
+                    **{name: f[tmp[name]] if name in done else e for name, e in exprs.items()})
 
 
 def in_memory(backend: ibis.BaseBackend, table: pa.Table) -> ibis.Table:
@@ -167,7 +218,10 @@ def _numpy(col: pa.ChunkedArray | pa.Array, kind: str) -> tuple[np.ndarray, np.n
 
 
 def _compute(items: Sequence[Item], col_of: dict[str, str], types: dict, data: pa.Table,
-             cuts: np.ndarray) -> pa.Table:
+             cuts: np.ndarray) -> tuple[pa.Array, np.ndarray, dict[str, Col]]:
+    """(customer ids, cut-off days, {item: values and null mask}) of every (customer, cut-off) with a row
+    before the cut-off, customer-major. The items of one source column are one task, run on
+    :data:`THREADS` threads (NumPy releases the GIL; every value is computed the same way on any thread)."""
     n = data.num_rows
     ids = data.column("customer_id").combine_chunks() if n else pa.array([], data.schema.field("customer_id").type)
     days = data.column("_day").to_numpy().astype(np.int64) if n else np.zeros(0, np.int64)
@@ -176,6 +230,7 @@ def _compute(items: Sequence[Item], col_of: dict[str, str], types: dict, data: p
         new[1:] = pc.not_equal(ids[1:], ids[:-1]).to_numpy(zero_copy_only=False)
     starts = np.flatnonzero(new)
     cust = np.cumsum(new) - 1  # customer index of every row
+    del new
     n_cust, n_cut = len(starts), len(cuts)
     offsets = {0} | {it.window for it in items if it.window} | {b for it in items if it.inc.band
                                                               for b in it.inc.band}
@@ -183,47 +238,61 @@ def _compute(items: Sequence[Item], col_of: dict[str, str], types: dict, data: p
     hi_day = max(int(days.max()) if n else 0, int(cuts.max())) if n_cut else 0
     span = hi_day - lo_day + 1
     key = cust * span + (days - lo_day)
+    del cust, days
 
     cell_c = np.repeat(np.arange(n_cust, dtype=np.int64), n_cut)  # every (customer, cut-off), customer-major
     cell_k = np.tile(cuts, n_cust)
 
-    def pos(cc: np.ndarray, kk: np.ndarray, offset: int) -> np.ndarray:
+    def pos(offset: int) -> np.ndarray:
         """Position of the customer's first row on or after day ``cut-off - offset``."""
-        return np.searchsorted(key, cc * span + (kk - offset - lo_day))
+        return np.searchsorted(key, cell_c * span + (cell_k - offset - lo_day))
 
-    hi = pos(cell_c, cell_k, 0)
+    hi = pos(0)
     keep = hi > starts[cell_c]  # rows exist before the cut-off: exactly the cross join's groups
     cell_c, cell_k, hi = cell_c[keep], cell_k[keep], hi[keep]
+    del keep
     start = starts[cell_c]
-    los = {w: (start if w is None else pos(cell_c, cell_k, w)) for w in {it.window for it in items}}
-    bounds: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+    with ThreadPoolExecutor(THREADS) as pool:
+        wins = sorted({it.window for it in items if it.window is not None})
+        bands = sorted({it.inc.band for it in items if it.inc.band is not None})
+        found = dict(zip(wins + bands, pool.map(lambda o: pos(o) if isinstance(o, int) else (pos(o[0]), pos(o[1])),
+                                                wins + bands), strict=True))
+        los = {None: start, **{w: found[w] for w in wins}}
+        bounds = {b: found[b] for b in bands}
+        by_src: dict[str, list[Item]] = {}
+        for it in items:
+            by_src.setdefault(col_of[it.name], []).append(it)
+        args = (data, n, types, starts, start, hi, los, bounds)
+        parts = pool.map(lambda src: _source_items(src, by_src[src], *args), list(by_src))
+        cols = {name: col for part in parts for name, col in part.items()}
+    out_ids = ids.take(pa.array(start)) if n else ids
+    return out_ids, cell_k, {it.name: cols[it.name] for it in items}
 
-    cache: dict[tuple[str, str], tuple[np.ndarray, np.ndarray | None]] = {}
-    cums: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
-    out: dict[str, pa.Array] = {
-        "customer_id": ids.take(pa.array(starts[cell_c])) if n else ids,
-        "cutoff_day": pa.array(cell_k, pa.int64()),
-    }
+
+def _source_items(src: str, items: Sequence[Item], data: pa.Table, n: int, types: dict, starts: np.ndarray,
+                  start: np.ndarray, hi: np.ndarray, los: dict, bounds: dict) -> dict[str, Col]:
+    """The items aggregating the source column ``src`` (``starts``: every customer's first row; ``start``,
+    ``hi``: the rows of each (customer, cut-off) cell; ``los``/``bounds``: window/band starts)."""
+    cols: dict[str, Col] = {}
+    loaded: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
+    cum: tuple[np.ndarray, np.ndarray | None] | None = None
     for it in items:
-        src, kind = col_of[it.name], it.inc.kind
-        ck = (src, "sum" if kind == "sum" else "other")
-        if ck not in cache:
-            cache[ck] = _numpy(data.column(src), ck[1])
-        v, valid = cache[ck]
+        kind = it.inc.kind
+        mode = "sum" if kind == "sum" else "other"
+        if mode not in loaded:
+            loaded[mode] = _numpy(data.column(src), mode)
+        v, valid = loaded[mode]
         if kind == "sum":
-            if src not in cums:
-                cums[src] = _cumulate(v, valid, starts, types[src])
-            cum, cnt = cums[src]
+            if cum is None:
+                cum = _cumulate(v, valid, starts, types[src])
+            total, cnt = cum
             if it.inc.band is not None:
-                if it.inc.band not in bounds:
-                    a, b = it.inc.band
-                    bounds[it.inc.band] = (pos(cell_c, cell_k, a), pos(cell_c, cell_k, b))
                 lo, up = bounds[it.inc.band]
                 scope_lo, scope_hi = lo, up  # like sum(where=band): null when no value in the band
             else:
                 lo, up = los[it.window], hi
                 scope_lo, scope_hi = start, hi  # like sum(x * indicator): null when no value at all
-            res = cum[up] - cum[lo]
+            res = total[up] - total[lo]
             if types[src].is_floating():
                 res = res.astype(np.float64)
             null = None
@@ -231,7 +300,7 @@ def _compute(items: Sequence[Item], col_of: dict[str, str], types: dict, data: p
                 null = (cnt[scope_hi] - cnt[scope_lo]) == 0
             elif it.inc.band is not None:
                 null = up == lo
-            out[it.name] = pa.array(res, mask=null)
+            cols[it.name] = (res, null)
         elif kind in ("max", "min"):
             x = v if v.dtype == np.float64 else _as_float(v)
             if valid is not None:
@@ -242,7 +311,7 @@ def _compute(items: Sequence[Item], col_of: dict[str, str], types: dict, data: p
             ufunc = np.fmax if kind == "max" else np.fmin
             res = ufunc.reduceat(np.append(x, np.nan), idx)[0::2] if len(idx) else np.zeros(0)
             res[lo >= hi] = np.nan
-            out[it.name] = _typed(res, types[src])
+            cols[it.name] = _typed(res, types[src])
         else:  # first / last non-null value before the cut-off
             ok = np.ones(n, dtype=bool) if valid is None else valid
             if kind == "last":
@@ -255,9 +324,12 @@ def _compute(items: Sequence[Item], col_of: dict[str, str], types: dict, data: p
                 found = at < hi
             at = np.where(found, at, 0)
             res = v[at] if n else v
-            out[it.name] = pa.array(res, mask=~found) if res.dtype == np.int64 else pa.array(
-                np.where(found, res, np.nan), mask=~found)
-    return pa.table(out)
+            cols[it.name] = (res, ~found) if res.dtype == np.int64 else (np.where(found, res, np.nan), ~found)
+    return cols
+
+
+def _arrow(values: np.ndarray, null: np.ndarray | None) -> pa.Array:
+    return pa.array(values, mask=null if null is not None and null.any() else None)
 
 
 def _as_float(v: np.ndarray) -> np.ndarray:
@@ -267,12 +339,12 @@ def _as_float(v: np.ndarray) -> np.ndarray:
     return v.astype(np.float64)
 
 
-def _typed(res: np.ndarray, t: object) -> pa.Array:
+def _typed(res: np.ndarray, t: object) -> Col:
     """A max/min result (float64, NaN = none) as the value's type."""
     null = np.isnan(res)
     if t.is_integer() or t.is_boolean():
-        return pa.array(np.where(null, 0, res).astype(np.int64), mask=null)
-    return pa.array(res, mask=null)
+        return np.where(null, 0, res).astype(np.int64), null
+    return res, null
 
 
 def _cumulate(v: np.ndarray, valid: np.ndarray | None, starts: np.ndarray,
