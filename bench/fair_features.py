@@ -30,6 +30,10 @@ Implementations:
 
     python bench/fair_features.py --transactions 1000000 --cutoffs 1 6 24 --repeats 3
 
+``--baseline DIR`` also runs every clvml implementation listed with the clvml code of another checkout
+(``DIR`` first on the child's ``PYTHONPATH``), interleaved with this one's, named ``IMPL@base``: before/after
+figures taken under the same load.
+
 Cut-offs: the last N month starts up to 2025-01-01 (the world covers 2023-01-01..2024-12-31).
 """
 
@@ -147,8 +151,9 @@ def machine() -> str:
 
 
 def table(results: list[dict], impls: list[str]) -> str:
-    lines = ["| transactions | cut-offs | rows | implementation | runs (s) | median (s) | vs fastest | "
-             "peak RSS (GiB, median) |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| transactions | cut-offs | rows | implementation | wall runs (s) | wall median (s) | vs fastest | "
+             "CPU-s runs | CPU-s median | vs least CPU | peak RSS (GiB, median) | load |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     keys = sorted({(r["transactions"], r["cutoffs"]) for r in results})
     for n, k in keys:
         med = {}
@@ -156,12 +161,16 @@ def table(results: list[dict], impls: list[str]) -> str:
             rs = [r for r in results if (r["transactions"], r["cutoffs"], r["impl"]) == (n, k, impl)]
             if rs:
                 med[impl] = (statistics.median(r["seconds"] for r in rs),
+                             statistics.median(r["cpu_s_total"] for r in rs),
                              statistics.median(r["peak_rss_gib"] for r in rs), rs)
         fastest = min(m[0] for m in med.values())
-        for impl, (s, rss, rs) in med.items():
+        least = min(m[1] for m in med.values())
+        for impl, (s, cpu, rss, rs) in med.items():
             runs = ", ".join(f"{r['seconds']:.1f}" for r in rs)
-            lines.append(f"| {n:,} | {k} | {rs[0]['rows']:,} | {impl} | {runs} | {s:.2f} | "
-                         f"{s / fastest:.2f}× | {rss:.2f} |")
+            cpus = ", ".join(f"{r['cpu_s_total']:.1f}" for r in rs)
+            loads = ", ".join(f"{r['load']:.1f}" for r in rs if "load" in r)
+            lines.append(f"| {n:,} | {k} | {rs[0]['rows']:,} | {impl} | {runs} | {s:.2f} | {s / fastest:.2f}× | "
+                         f"{cpus} | {cpu:.2f} | {cpu / least:.2f}× | {rss:.2f} | {loads} |")
     return "\n".join(lines)
 
 
@@ -173,6 +182,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--impls", nargs="+", default=list(IMPLS), choices=IMPLS)
     ap.add_argument("--out", type=Path, default=HERE / "out", help="world cache and raw results")
+    ap.add_argument("--baseline", type=Path, help="a checkout whose clvml runs as IMPL@base, interleaved")
     ap.add_argument("--run", nargs=3, metavar=("IMPL", "WORLD", "CUTOFFS"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.run:
@@ -189,20 +199,27 @@ def main() -> None:
     raw = args.out / f"fair-features-{stamp.replace(':', '')}.jsonl"
     raw.parent.mkdir(parents=True, exist_ok=True)
     results = []
+    impls = list(args.impls)
+    if args.baseline:
+        impls = [v for impl in impls for v in ([impl, f"{impl}@base"] if impl in PLANS else [impl])]
     for n in args.transactions:
         world = build_world(n, args.out)
         for k in args.cutoffs:
             for rep in range(args.repeats):
-                for impl in args.impls:  # interleaved: A B C A B C ...
-                    cmd = [sys.executable, __file__, "--run", impl, str(world), str(k),
+                for impl in impls:  # interleaved: A B C A B C ...
+                    env = dict(os.environ)
+                    if impl.endswith("@base"):
+                        env["PYTHONPATH"] = os.pathsep.join([str(args.baseline.resolve()),
+                                                             *filter(None, [env.get("PYTHONPATH")])])
+                    cmd = [sys.executable, __file__, "--run", impl.removesuffix("@base"), str(world), str(k),
                            "--windows", *map(str, args.windows)]
                     t0 = time.perf_counter()
-                    res = subprocess.run(cmd, capture_output=True, text=True)
+                    res = subprocess.run(cmd, capture_output=True, text=True, env=env)
                     if res.returncode != 0:
                         print(res.stderr[-3000:], file=sys.stderr)
                         raise SystemExit(f"{impl} failed at {n} × {k}")
                     r = json.loads(res.stdout.strip().splitlines()[-1])
-                    r |= {"transactions": n, "cutoffs": k, "repeat": rep,
+                    r |= {"impl": impl, "load": round(os.getloadavg()[0], 2), "transactions": n, "cutoffs": k, "repeat": rep,
                           "process_s": round(time.perf_counter() - t0, 3)}
                     results.append(r)
                     with raw.open("a") as f:
@@ -212,7 +229,7 @@ def main() -> None:
             if len(rows) != 1:
                 raise SystemExit(f"implementations disagree on the row count at {n} × {k}: {rows}")
     print()
-    print(table(results, args.impls))
+    print(table(results, impls))
     print(f"\nraw results: {raw}")
 
 

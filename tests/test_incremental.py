@@ -228,7 +228,7 @@ def test_columns_the_evaluator_refuses_are_computed_by_duckdb(monkeypatch, ran):
 
     from clvml.features import evaluate
 
-    real = evaluate.Evaluator.arrow
+    real = evaluate.Evaluator.values
     refused = []
 
     def picky(self, e):
@@ -237,7 +237,7 @@ def test_columns_the_evaluator_refuses_are_computed_by_duckdb(monkeypatch, ran):
             raise evaluate.Unsupported("test")
         return real(self, e)
 
-    monkeypatch.setattr(evaluate.Evaluator, "arrow", picky)
+    monkeypatch.setattr(evaluate.Evaluator, "values", picky)
     frame = tx([("a", "2024-01-01", 5.0), ("a", "2024-01-03", 7.5), ("a", "2024-02-20", -2.0),
                 ("b", "2023-11-05", 1.25), ("b", "2024-02-01", 3.0), ("b", "2024-02-01", 4.0)])
     agg = {plan: _aggregates(frame, [C1, C2], plan) for plan in ("cross_join", "incremental")}

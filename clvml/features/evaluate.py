@@ -73,19 +73,22 @@ class Evaluator:
         self.tables, self.n = tables, n
         self.memo: dict[ops.Node, Col] = {}
 
-    def arrow(self, expr: ibis.Value) -> pa.Array:
-        """``expr`` for every row as an Arrow array of its type (raises :class:`Unsupported`)."""
+    def values(self, expr: ibis.Value) -> Col:
+        """``expr`` for every row: its values (the NumPy type of its Ibis type) and null mask (None: no
+        nulls); raises :class:`Unsupported`."""
         v, null = self.column(expr.op())
         t = expr.type()
-        at = t.to_pyarrow()
-        v = np.broadcast_to(v, (self.n,)) if v.ndim == 0 else v
-        if null is not None and null.ndim == 0:
-            null = np.broadcast_to(null, (self.n,))
-        if null is not None and not null.any():
-            null = None
-        if t.is_integer() and at != pa.int64():
+        if t.is_integer() and not t.is_int64():
             raise Unsupported(f"integer type {t}")  # DuckDB would keep the narrower type
-        return pa.array(v, type=at, mask=null)
+        v = np.broadcast_to(v.astype(_np_type(t), copy=False), (self.n,))
+        if null is not None:
+            null = np.broadcast_to(null, (self.n,)) if null.any() else None
+        return v, null
+
+    def arrow(self, expr: ibis.Value) -> pa.Array:
+        """``expr`` for every row as an Arrow array of its type (raises :class:`Unsupported`)."""
+        v, null = self.values(expr)
+        return pa.array(v, type=expr.type().to_pyarrow(), mask=null)
 
     def column(self, op: ops.Node) -> Col:
         if op not in self.memo:
