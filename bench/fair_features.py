@@ -219,8 +219,8 @@ def main() -> None:
                         print(res.stderr[-3000:], file=sys.stderr)
                         raise SystemExit(f"{impl} failed at {n} × {k}")
                     r = json.loads(res.stdout.strip().splitlines()[-1])
-                    r |= {"impl": impl, "load": round(os.getloadavg()[0], 2), "transactions": n, "cutoffs": k, "repeat": rep,
-                          "process_s": round(time.perf_counter() - t0, 3)}
+                    r |= {"impl": impl, "load": round(os.getloadavg()[0], 2), "transactions": n, "cutoffs": k,
+                          "repeat": rep, "process_s": round(time.perf_counter() - t0, 3)}
                     results.append(r)
                     with raw.open("a") as f:
                         f.write(json.dumps(r) + "\n")
