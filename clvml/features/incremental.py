@@ -15,10 +15,13 @@ is then computed from the sorted rows:
 * a maximum/minimum is ``np.fmax.reduceat``/``np.fmin.reduceat`` over the ranges, a first/last value the
   row found by carrying the positions of non-null rows forward/backward.
 
-The result, one row per (customer, cut-off) with a row before the cut-off (exactly the cross join's
-rows), goes back to the engine as an in-memory Arrow table, where the ``then`` conversions and the
-family's derived columns are the same Ibis expressions as in the cross-join plan, so the features are
-bit-identical (``tests/test_incremental.py``). DuckDB only: other engines keep the cross join.
+The result has one row per (customer, cut-off) with a row before the cut-off (exactly the cross join's
+rows). The ``then`` conversions and the family's derived columns are the same Ibis expressions as in
+the cross-join plan, evaluated on the NumPy aggregates with DuckDB's semantics
+(:mod:`clvml.features.evaluate`) in cache-sized blocks of cells on :data:`THREADS` threads; a column the
+evaluator refuses is computed by DuckDB over the same aggregates. The features are bit-identical
+(``tests/test_incremental.py``) and go back to the engine as an in-memory Arrow table. DuckDB only:
+other engines keep the cross join.
 """
 
 from __future__ import annotations

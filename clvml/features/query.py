@@ -4,8 +4,9 @@ cut-off) with every window's aggregates -> derived columns.
 Two plans give the aggregates, with the same bits. The cross join joins every customer-day to every later
 cut-off (strictly earlier days only) and aggregates conditionally per window: one query, on any engine.
 The incremental plan (DuckDB only, :mod:`clvml.features.incremental`) computes the aggregates that declare
-an incremental form (:class:`~clvml.features.registry.Inc`) from running totals in NumPy and hands them
-back to DuckDB for the same derived columns; :func:`resolve_plan` picks one.
+an incremental form (:class:`~clvml.features.registry.Inc`) from running totals in NumPy, and the
+same derived columns from them (in NumPy where it reproduces DuckDB's bits, else in DuckDB);
+:func:`resolve_plan` picks one.
 
 Cut-offs are midnights, so "day < cutoff day" is exactly "ts < cutoff": nothing at or after a cut-off
 can reach its features.
