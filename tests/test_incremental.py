@@ -103,9 +103,14 @@ def test_incremental_plan_equals_the_cross_join_at_the_window_boundaries(ran):
     assert pd.isna(c1["tx_recency_days"]) and pd.isna(c1["tx_first_amount"]) and c1["tx_refunds_all"] == 1
 
 
-def test_incremental_plan_equals_the_cross_join_on_a_synthetic_world(small_world, ran):
+def test_incremental_plan_equals_the_cross_join_on_a_synthetic_world(small_world, ran, monkeypatch):
     """Every transaction feature (category/channel mixes, quantity, discount, margin included) through
-    build_features, with the builder's fill, on the synthetic world."""
+    build_features, with the builder's fill, on the synthetic world; the NumPy evaluation in blocks of
+    1,000 cells on two threads (many blocks, as at full size)."""
+    from clvml.features import incremental
+
+    monkeypatch.setattr(incremental, "CHUNK", 1000)
+    monkeypatch.setattr(incremental, "THREADS", 2)
     tables = load_dataset(frames=small_world.tables()).tables
     cuts = [dt.date(2023, 1, 1), dt.date(2023, 6, 1), dt.date(2024, 1, 1), dt.date(2024, 3, 15),
             dt.date(2024, 6, 1)]
@@ -226,7 +231,7 @@ def test_columns_the_evaluator_refuses_are_computed_by_duckdb(monkeypatch, ran):
     aggregates: the family's output is still the cross join's, bit for bit."""
     import ibis.expr.operations as ops
 
-    from clvml.features import evaluate
+    from clvml.features import evaluate, incremental
 
     real = evaluate.Evaluator.values
     refused = []
@@ -238,6 +243,7 @@ def test_columns_the_evaluator_refuses_are_computed_by_duckdb(monkeypatch, ran):
         return real(self, e)
 
     monkeypatch.setattr(evaluate.Evaluator, "values", picky)
+    monkeypatch.setattr(incremental, "CHUNK", 3)  # refused in some blocks of cells, done in none
     frame = tx([("a", "2024-01-01", 5.0), ("a", "2024-01-03", 7.5), ("a", "2024-02-20", -2.0),
                 ("b", "2023-11-05", 1.25), ("b", "2024-02-01", 3.0), ("b", "2024-02-01", 4.0)])
     agg = {plan: _aggregates(frame, [C1, C2], plan) for plan in ("cross_join", "incremental")}
