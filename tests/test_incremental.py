@@ -4,6 +4,7 @@ the window boundaries, refunds, nulls and customers without earlier rows."""
 
 import datetime as dt
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -81,9 +82,14 @@ def test_incremental_plan_equals_the_cross_join_at_the_window_boundaries(ran):
     assert pd.isna(c1["tx_recency_days"]) and pd.isna(c1["tx_first_amount"]) and c1["tx_refunds_all"] == 1
 
 
-def test_incremental_plan_equals_the_cross_join_on_a_synthetic_world(small_world, ran):
+def test_incremental_plan_equals_the_cross_join_on_a_synthetic_world(small_world, ran, monkeypatch):
     """Every transaction feature (category/channel mixes, quantity, discount, margin included) through
-    build_features, with the builder's fill, on the synthetic world."""
+    build_features, with the builder's fill, on the synthetic world; the NumPy evaluation in blocks of
+    1,000 cells on two threads (many blocks, as at full size)."""
+    from clvml.features import incremental
+
+    monkeypatch.setattr(incremental, "CHUNK", 1000)
+    monkeypatch.setattr(incremental, "THREADS", 2)
     tables = load_dataset(frames=small_world.tables()).tables
     cuts = [dt.date(2023, 1, 1), dt.date(2023, 6, 1), dt.date(2024, 1, 1), dt.date(2024, 3, 15),
             dt.date(2024, 6, 1)]
@@ -151,3 +157,74 @@ def test_the_in_memory_aggregates_are_released_with_the_expression():
     del e
     gc.collect()
     assert registered() == 0
+
+
+def test_the_numpy_evaluator_gives_duckdbs_bits_and_nulls():
+    """The derived columns' operations evaluated in NumPy (clvml/features/evaluate.py) against DuckDB on the
+    same values: nulls, zeros, negative zero, infinities, division by zero, integers past 2**53 as float64,
+    a decimal's units; operations it does not reproduce (a comparison with NaN) are refused, not guessed."""
+    import ibis
+    import pyarrow as pa
+
+    from clvml.engine import connect
+    from clvml.features.evaluate import Evaluator, Unsupported
+    from clvml.features.incremental import _decimal_units, in_memory
+    from clvml.features.query import from_units, safe_div, std_from_moments
+
+    n = np.array([0, 1, 2, 3, 7, 2, 0, 5, 2**53 + 1, 4], dtype=np.int64)
+    s = np.array([0.0, -0.0, 3.0, np.inf, 1e300, 2.5, 7.0, -1e-300, 3.0, 0.1])
+    ss = np.array([0.0, 0.0, 4.5, 1.0, 1e300, 3.125, 49.0, 0.0, 9.0, 0.3])
+    units = np.array([0, -5, 123456789, 2**52, 7, -(2**40), 0, 99, 1, 10**15], dtype=np.int64)
+    s_null = np.array([False, False, False, False, False, True, False, False, False, False])
+    n_null = np.array([False, False, True, False, False, False, False, False, False, False])
+    data = pa.table({"n": pa.array(n, mask=n_null), "s": pa.array(s, mask=s_null), "ss": pa.array(ss),
+                     "u": pa.array(units)})
+    t = in_memory(connect(), data)
+
+    def exprs(tb: ibis.Table, dec: ibis.Value) -> dict[str, ibis.Value]:
+        return {"mean": safe_div(tb.s, tb.n), "std": std_from_moments(tb.n, tb.s, tb.ss),
+                "units": from_units(tb.s), "filled": tb.s.fill_null(0) - tb.ss, "int": tb.n.fill_null(0) - tb.n * 2,
+                "ratio": tb.n.cast("float64") / tb.s, "dec": from_units(dec, 4), "big": tb.n.cast("float64") + 0.5,
+                "pick": ibis.ifelse(tb.s > 1, tb.s, ibis.null("float64")), "isnull": tb.s.isnull()}
+
+    want = t.select(**exprs(t, _decimal_units(t.u, 2))).to_pyarrow()
+    holder = ibis.table({"n": "int64", "s": "float64", "ss": "float64", "u": "decimal(38, 2)"}, name="h")
+    ev = Evaluator({holder.op(): {"n": (n, n_null), "s": (s, s_null), "ss": (ss, None), "u": (units, None)}}, len(n))
+    for name, e in exprs(holder, holder.u).items():
+        got, exp = ev.arrow(e), want.column(name).combine_chunks()
+        assert got.type == exp.type, name
+        assert got.is_null().to_pylist() == exp.is_null().to_pylist(), name
+        if pa.types.is_floating(exp.type):  # the same bits where not null (NaN is one bit pattern in both)
+            g, x = (a.fill_null(0.0).to_numpy() for a in (got, exp))
+            assert (np.isnan(g) == np.isnan(x)).all(), name
+            assert (g[~np.isnan(g)].view(np.int64) == x[~np.isnan(x)].view(np.int64)).all(), name
+        else:
+            assert got.to_pylist() == exp.to_pylist(), name
+    nan = ibis.table({"x": "float64"}, name="x")
+    with pytest.raises(Unsupported, match="NaN"):
+        Evaluator({nan.op(): {"x": (np.array([np.nan]), None)}}, 1).arrow(nan.x > 0)
+
+
+def test_columns_the_evaluator_refuses_are_computed_by_duckdb(monkeypatch, ran):
+    """Where the NumPy evaluator refuses a derived column, DuckDB computes just that one over the same
+    aggregates: the family's output is still the cross join's, bit for bit."""
+    import ibis.expr.operations as ops
+
+    from clvml.features import evaluate, incremental
+
+    real = evaluate.Evaluator.values
+    refused = []
+
+    def picky(self, e):
+        if isinstance(e.op(), ops.IfElse):  # the means, spreads and ratios
+            refused.append(e)
+            raise evaluate.Unsupported("test")
+        return real(self, e)
+
+    monkeypatch.setattr(evaluate.Evaluator, "values", picky)
+    monkeypatch.setattr(incremental, "CHUNK", 3)  # refused in some blocks of cells, done in none
+    frame = tx([("a", "2024-01-01", 5.0), ("a", "2024-01-03", 7.5), ("a", "2024-02-20", -2.0),
+                ("b", "2023-11-05", 1.25), ("b", "2024-02-01", 3.0), ("b", "2024-02-01", 4.0)])
+    agg = {plan: _aggregates(frame, [C1, C2], plan) for plan in ("cross_join", "incremental")}
+    _assert_same_bits(agg["incremental"], agg["cross_join"])
+    assert ran == [True] and len(refused) > 5

@@ -15,19 +15,24 @@ is then computed from the sorted rows:
 * a maximum/minimum is ``np.fmax.reduceat``/``np.fmin.reduceat`` over the ranges, a first/last value the
   row found by carrying the positions of non-null rows forward/backward.
 
-The result, one row per (customer, cut-off) with a row before the cut-off (exactly the cross join's
-rows), goes back to the engine as an in-memory Arrow table, where the ``then`` conversions and the
-family's derived columns are the same Ibis expressions as in the cross-join plan, so the features are
-bit-identical (``tests/test_incremental.py``). DuckDB only: other engines keep the cross join.
+The result has one row per (customer, cut-off) with a row before the cut-off (exactly the cross join's
+rows). The ``then`` conversions and the family's derived columns are the same Ibis expressions as in
+the cross-join plan, evaluated on the NumPy aggregates with DuckDB's semantics
+(:mod:`clvml.features.evaluate`) in cache-sized blocks of cells on :data:`THREADS` threads; a column the
+evaluator refuses is computed by DuckDB over the same aggregates. The features are bit-identical
+(``tests/test_incremental.py``) and go back to the engine as an in-memory Arrow table. DuckDB only:
+other engines keep the cross join.
 """
 
 from __future__ import annotations
 
 import contextlib
 import decimal
+import os
 import uuid
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import ibis
@@ -36,11 +41,19 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from ibis.expr import datatypes as dt
 
+from clvml.features.evaluate import Col, Evaluator, Unsupported
 from clvml.features.registry import Inc
+
+#: given the aggregates table, the output columns as expressions over it (see :func:`aggregate_incremental`)
+Outputs = Callable[[ibis.Table], dict[str, ibis.Value]]
 
 #: largest magnitude summed exactly: float64 sums of whole numbers are exact while every partial sum stays
 #: below 2**53 (the cross join's guarantee); a customer whose values add up to more falls back
 EXACT_LIMIT = 2.0**53
+#: threads for the NumPy passes (NumPy releases the GIL in them): the machine's cores, at most 4
+THREADS = max(1, min(4, os.cpu_count() or 1))
+#: (customer, cut-off) cells computed at a time by the NumPy evaluation
+CHUNK = 1 << 15
 
 
 @dataclass(frozen=True)
@@ -57,12 +70,17 @@ class NotExact(Exception):
 
 
 def aggregate_incremental(items: Sequence[Item], rows: ibis.Table, cutoffs: ibis.Table,
-                          day: str = "day") -> ibis.Table | None:
+                          day: str = "day", outputs: Outputs | None = None) -> ibis.Table | None:
     """The aggregates ``items`` per (customer, cut-off), as an in-memory table on ``rows``' engine.
 
     ``rows`` must hold at most one row per customer and day (a family's daily rows). Returns None when a
     sum cannot be taken exactly (values past 2**53 in a customer's history, or not whole numbers): the
     caller then uses the cross join, which is the definition of these values.
+
+    ``outputs``: given the aggregates (a table of ``customer_id``, ``cutoff_day`` and every item after its
+    ``then``), the output columns as Ibis expressions over it; the result is then ``customer_id``,
+    ``cutoff_day`` and those columns, each evaluated in NumPy (:mod:`clvml.features.evaluate`: the same
+    bits as DuckDB) where the evaluator can, by DuckDB otherwise. None: the aggregates themselves.
     """
     for it in items:
         if it.inc.kind not in ("sum", "max", "min", "first", "last"):
@@ -82,18 +100,88 @@ def aggregate_incremental(items: Sequence[Item], rows: ibis.Table, cutoffs: ibis
     data = sel.order_by(["customer_id", "_day"]).to_pyarrow()
     cuts = np.unique(cutoffs.cutoff_day.to_pyarrow().to_numpy(zero_copy_only=False).astype(np.int64))
     try:
-        arrays = _compute(items, col_of, types, data, cuts)
+        cells = _Cells(items, col_of, types, data, cuts)
     except NotExact:
         return None
-    out = in_memory(rows._find_backend(), arrays)
-    cols = {}
-    for it in items:
-        v = out[it.name]
-        t = types[col_of[it.name]]
-        if it.inc.kind == "sum" and t.is_decimal():  # summed in int64 units: back to the decimal, exactly
-            v = _decimal_units(v, t.scale)
-        cols[it.name] = v if it.inc.then is None else it.inc.then(v, out.cutoff_day)
-    return out.select("customer_id", "cutoff_day", **cols)
+    del data
+    backend = rows._find_backend()
+    ids, cut_day = cells.ids, cells.cutoff_day
+    # a decimal sum is int64 units here: DuckDB turns them back into the decimal; NumPy evaluates the
+    # outputs over a stand-in table declaring the decimal type, given the units
+    dec = {it.name: types[col_of[it.name]] for it in items
+           if it.inc.kind == "sum" and types[col_of[it.name]].is_decimal()}
+
+    def finish(t: ibis.Table, extra: Sequence[str] = (), units: bool = True) -> ibis.Table:
+        conv = {}
+        for it in items:
+            v = t[it.name]
+            if it.name in dec and units:  # summed in int64 units: back to the decimal, exactly
+                v = _decimal_units(v, dec[it.name].scale)
+            conv[it.name] = v if it.inc.then is None else it.inc.then(v, t.cutoff_day)
+        return t.select("customer_id", "cutoff_day", *extra, **conv)
+
+    def raw() -> dict[str, pa.Array]:
+        cols = cells.items(slice(None))
+        return {"customer_id": ids, "cutoff_day": pa.array(cut_day, pa.int64()),
+                **{it.name: _arrow(*cols[it.name]) for it in items}}
+
+    if outputs is None:
+        return finish(in_memory(backend, pa.table(raw())))
+    empty = cells.items(slice(0, 0))
+    schema = ibis.schema({"customer_id": ibis.dtype(ids.type), "cutoff_day": "int64",
+                          **{it.name: dec.get(it.name) or ibis.dtype(_arrow(*empty[it.name]).type) for it in items}})
+    holder = ibis.table(schema, name=f"_clvml_aggregates_{uuid.uuid4().hex}")
+    exprs = outputs(finish(holder, units=False))
+    done = _evaluate_in_chunks(cells, holder, exprs)
+    if len(done) == len(exprs):
+        return in_memory(backend, pa.table({"customer_id": ids, "cutoff_day": pa.array(cut_day, pa.int64()),
+                                            **done}))
+    # some columns need DuckDB: the aggregates and the columns done in NumPy (renamed) in one table
+    tmp = {name: f"_clvml_done{i}" for i, name in enumerate(done)}
+    t = in_memory(backend, pa.table({**raw(), **{tmp[name]: a for name, a in done.items()}}))
+    f = finish(t, list(tmp.values()))
+    exprs = outputs(f)
+    return f.select("customer_id", "cutoff_day",
+                    **{name: f[tmp[name]] if name in done else e for name, e in exprs.items()})
+
+
+def _evaluate_in_chunks(cells: _Cells, holder: ibis.Table, exprs: dict[str, ibis.Value]) -> dict[str, pa.Array]:
+    """The output columns ``exprs`` (over ``holder``: the items after their ``then``) that the NumPy evaluator
+    computes for every cell, as Arrow arrays; a column it refuses for any cell is left out.
+
+    The cells go in chunks of :data:`CHUNK` (the items and the evaluation's temporaries of a chunk stay in
+    the CPU cache instead of making one pass over memory per operation), the chunks on :data:`THREADS`
+    threads, each writing its own slice of the outputs."""
+    n = cells.n
+    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    refused: set[str] = set()
+    for name, e in exprs.items():
+        t = e.type()
+        if not (t.is_float64() or t.is_int64() or t.is_boolean()):
+            refused.add(name)
+            continue
+        out[name] = (np.empty(n, dtype=np.float64 if t.is_float64() else np.int64 if t.is_int64() else bool),
+                     np.zeros(n, dtype=bool))
+
+    def run(lo: int) -> None:
+        sl = slice(lo, min(lo + CHUNK, n))
+        k = sl.stop - sl.start
+        ev = Evaluator({holder.op(): {"cutoff_day": (cells.cutoff_day[sl], None), **cells.items(sl)}}, k)
+        for name, e in exprs.items():
+            if name in refused:
+                continue
+            try:
+                v, null = ev.values(e)
+            except Unsupported:  # left to DuckDB
+                refused.add(name)
+                continue
+            out[name][0][sl] = v
+            if null is not None:
+                out[name][1][sl] = null
+
+    with ThreadPoolExecutor(THREADS) as pool:
+        list(pool.map(run, range(0, n, CHUNK)))
+    return {name: _arrow(v, null) for name, (v, null) in out.items() if name not in refused}
 
 
 def in_memory(backend: ibis.BaseBackend, table: pa.Table) -> ibis.Table:
@@ -166,98 +254,130 @@ def _numpy(col: pa.ChunkedArray | pa.Array, kind: str) -> tuple[np.ndarray, np.n
     return v, valid
 
 
-def _compute(items: Sequence[Item], col_of: dict[str, str], types: dict, data: pa.Table,
-             cuts: np.ndarray) -> pa.Table:
-    n = data.num_rows
-    ids = data.column("customer_id").combine_chunks() if n else pa.array([], data.schema.field("customer_id").type)
-    days = data.column("_day").to_numpy().astype(np.int64) if n else np.zeros(0, np.int64)
-    new = np.ones(n, dtype=bool)
-    if n > 1:
-        new[1:] = pc.not_equal(ids[1:], ids[:-1]).to_numpy(zero_copy_only=False)
-    starts = np.flatnonzero(new)
-    cust = np.cumsum(new) - 1  # customer index of every row
-    n_cust, n_cut = len(starts), len(cuts)
-    offsets = {0} | {it.window for it in items if it.window} | {b for it in items if it.inc.band
-                                                              for b in it.inc.band}
-    lo_day = min(int(days.min()) if n else 0, int(cuts.min()) - max(offsets)) if n_cut else 0
-    hi_day = max(int(days.max()) if n else 0, int(cuts.max())) if n_cut else 0
-    span = hi_day - lo_day + 1
-    key = cust * span + (days - lo_day)
+class _Cells:
+    """Every (customer, cut-off) with a row before the cut-off ("cell", customer-major) and the row-level
+    running totals, from which :meth:`items` computes the items of any range of cells.
 
-    cell_c = np.repeat(np.arange(n_cust, dtype=np.int64), n_cut)  # every (customer, cut-off), customer-major
-    cell_k = np.tile(cuts, n_cust)
+    The row-level work (loading, running totals, carried positions) is done once here, a task per source
+    column on :data:`THREADS` threads (NumPy releases the GIL); :class:`NotExact` when a sum cannot be
+    taken exactly."""
 
-    def pos(cc: np.ndarray, kk: np.ndarray, offset: int) -> np.ndarray:
-        """Position of the customer's first row on or after day ``cut-off - offset``."""
-        return np.searchsorted(key, cc * span + (kk - offset - lo_day))
+    def __init__(self, items: Sequence[Item], col_of: dict[str, str], types: dict, data: pa.Table,
+                 cuts: np.ndarray) -> None:
+        self.items_, self.col_of, self.types = list(items), col_of, types
+        n = self.n_rows = data.num_rows
+        ids = data.column("customer_id").combine_chunks() if n else pa.array(
+            [], data.schema.field("customer_id").type)
+        days = data.column("_day").to_numpy().astype(np.int64) if n else np.zeros(0, np.int64)
+        new = np.ones(n, dtype=bool)
+        if n > 1:
+            new[1:] = pc.not_equal(ids[1:], ids[:-1]).to_numpy(zero_copy_only=False)
+        starts = np.flatnonzero(new)
+        cust = np.cumsum(new) - 1  # customer index of every row
+        del new
+        n_cust, n_cut = len(starts), len(cuts)
+        offsets = {0} | {it.window for it in items if it.window} | {b for it in items if it.inc.band
+                                                                  for b in it.inc.band}
+        lo_day = min(int(days.min()) if n else 0, int(cuts.min()) - max(offsets)) if n_cut else 0
+        hi_day = max(int(days.max()) if n else 0, int(cuts.max())) if n_cut else 0
+        span = hi_day - lo_day + 1
+        key = cust * span + (days - lo_day)
+        del cust, days
+        cell_c = np.repeat(np.arange(n_cust, dtype=np.int64), n_cut)  # every (customer, cut-off)
+        cell_k = np.tile(cuts, n_cust)
 
-    hi = pos(cell_c, cell_k, 0)
-    keep = hi > starts[cell_c]  # rows exist before the cut-off: exactly the cross join's groups
-    cell_c, cell_k, hi = cell_c[keep], cell_k[keep], hi[keep]
-    start = starts[cell_c]
-    los = {w: (start if w is None else pos(cell_c, cell_k, w)) for w in {it.window for it in items}}
-    bounds: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+        def pos(offset: int) -> np.ndarray:
+            """Position of the customer's first row on or after day ``cut-off - offset``."""
+            return np.searchsorted(key, cell_c * span + (cell_k - offset - lo_day))
 
-    cache: dict[tuple[str, str], tuple[np.ndarray, np.ndarray | None]] = {}
-    cums: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
-    out: dict[str, pa.Array] = {
-        "customer_id": ids.take(pa.array(starts[cell_c])) if n else ids,
-        "cutoff_day": pa.array(cell_k, pa.int64()),
-    }
-    for it in items:
-        src, kind = col_of[it.name], it.inc.kind
-        ck = (src, "sum" if kind == "sum" else "other")
-        if ck not in cache:
-            cache[ck] = _numpy(data.column(src), ck[1])
-        v, valid = cache[ck]
-        if kind == "sum":
-            if src not in cums:
-                cums[src] = _cumulate(v, valid, starts, types[src])
-            cum, cnt = cums[src]
-            if it.inc.band is not None:
-                if it.inc.band not in bounds:
-                    a, b = it.inc.band
-                    bounds[it.inc.band] = (pos(cell_c, cell_k, a), pos(cell_c, cell_k, b))
-                lo, up = bounds[it.inc.band]
-                scope_lo, scope_hi = lo, up  # like sum(where=band): null when no value in the band
-            else:
-                lo, up = los[it.window], hi
-                scope_lo, scope_hi = start, hi  # like sum(x * indicator): null when no value at all
-            res = cum[up] - cum[lo]
-            if types[src].is_floating():
-                res = res.astype(np.float64)
-            null = None
-            if cnt is not None:
-                null = (cnt[scope_hi] - cnt[scope_lo]) == 0
-            elif it.inc.band is not None:
-                null = up == lo
-            out[it.name] = pa.array(res, mask=null)
-        elif kind in ("max", "min"):
-            x = v if v.dtype == np.float64 else _as_float(v)
-            if valid is not None:
-                x = np.where(valid, x, np.nan)
-            lo = los[it.window]
-            idx = np.empty(2 * len(lo), dtype=np.int64)
-            idx[0::2], idx[1::2] = lo, hi
-            ufunc = np.fmax if kind == "max" else np.fmin
-            res = ufunc.reduceat(np.append(x, np.nan), idx)[0::2] if len(idx) else np.zeros(0)
-            res[lo >= hi] = np.nan
-            out[it.name] = _typed(res, types[src])
-        else:  # first / last non-null value before the cut-off
+        hi = pos(0)
+        keep = hi > starts[cell_c]  # rows exist before the cut-off: exactly the cross join's groups
+        cell_c, cell_k, hi = cell_c[keep], cell_k[keep], hi[keep]
+        del keep
+        self.start, self.hi, self.cutoff_day = starts[cell_c], hi, cell_k
+        self.n = len(hi)
+        self.ids = ids.take(pa.array(self.start)) if n else ids
+        with ThreadPoolExecutor(THREADS) as pool:
+            wins = sorted({it.window for it in items if it.window is not None})
+            bands = sorted({it.inc.band for it in items if it.inc.band is not None})
+            found = dict(zip(wins + bands, pool.map(
+                lambda o: pos(o) if isinstance(o, int) else (pos(o[0]), pos(o[1])), wins + bands), strict=True))
+            self.los = {None: self.start, **{w: found[w] for w in wins}}
+            self.bounds = {b: found[b] for b in bands}
+            srcs = sorted({col_of[it.name] for it in items})
+            self.rows = dict(zip(srcs, pool.map(lambda src: self._prepare(src, data, starts), srcs), strict=True))
+
+    def _prepare(self, src: str, data: pa.Table, starts: np.ndarray) -> dict[str, np.ndarray | None]:
+        """The row-level arrays the items of source column ``src`` read."""
+        kinds = {it.inc.kind for it in self.items_ if self.col_of[it.name] == src}
+        out: dict[str, np.ndarray | None] = {}
+        n = self.n_rows
+        if "sum" in kinds:
+            v, valid = _numpy(data.column(src), "sum")
+            out["cum"], out["cnt"] = _cumulate(v, valid, starts, self.types[src])
+        if kinds - {"sum"}:
+            v, valid = _numpy(data.column(src), "other")
+            out["v"], out["valid"] = v, valid
+            if kinds & {"max", "min"}:
+                x = v if v.dtype == np.float64 else _as_float(v)
+                out["x"] = np.append(x if valid is None else np.where(valid, x, np.nan), np.nan)
             ok = np.ones(n, dtype=bool) if valid is None else valid
-            if kind == "last":
-                prev = np.maximum.accumulate(np.where(ok, np.arange(n), -1)) if n else np.zeros(0, np.int64)
-                at = prev[hi - 1]
-                found = at >= start
-            else:
-                nxt = np.minimum.accumulate(np.where(ok, np.arange(n), n)[::-1])[::-1] if n else np.zeros(0, np.int64)
-                at = nxt[start]
-                found = at < hi
-            at = np.where(found, at, 0)
-            res = v[at] if n else v
-            out[it.name] = pa.array(res, mask=~found) if res.dtype == np.int64 else pa.array(
-                np.where(found, res, np.nan), mask=~found)
-    return pa.table(out)
+            if "last" in kinds:
+                out["prev"] = np.maximum.accumulate(np.where(ok, np.arange(n), -1)) if n else np.zeros(0, np.int64)
+            if "first" in kinds:
+                out["next"] = (np.minimum.accumulate(np.where(ok, np.arange(n), n)[::-1])[::-1] if n
+                               else np.zeros(0, np.int64))
+        return out
+
+    def items(self, sl: slice) -> dict[str, Col]:
+        """Every item's values and null mask for the cells ``sl``."""
+        start, hi = self.start[sl], self.hi[sl]
+        los = {w: lo[sl] for w, lo in self.los.items()}
+        cols: dict[str, Col] = {}
+        for it in self.items_:
+            src, kind = self.col_of[it.name], it.inc.kind
+            r = self.rows[src]
+            if kind == "sum":
+                total, cnt = r["cum"], r["cnt"]
+                if it.inc.band is not None:
+                    lo, up = (b[sl] for b in self.bounds[it.inc.band])
+                    scope_lo, scope_hi = lo, up  # like sum(where=band): null when no value in the band
+                else:
+                    lo, up = los[it.window], hi
+                    scope_lo, scope_hi = start, hi  # like sum(x * indicator): null when no value at all
+                res = total[up] - total[lo]
+                if self.types[src].is_floating():
+                    res = res.astype(np.float64)
+                null = None
+                if cnt is not None:
+                    null = (cnt[scope_hi] - cnt[scope_lo]) == 0
+                elif it.inc.band is not None:
+                    null = up == lo
+                cols[it.name] = (res, null)
+            elif kind in ("max", "min"):
+                lo = los[it.window]
+                idx = np.empty(2 * len(lo), dtype=np.int64)
+                idx[0::2], idx[1::2] = lo, hi
+                ufunc = np.fmax if kind == "max" else np.fmin
+                res = ufunc.reduceat(r["x"], idx)[0::2] if len(idx) else np.zeros(0)
+                res[lo >= hi] = np.nan
+                cols[it.name] = _typed(res, self.types[src])
+            else:  # first / last non-null value before the cut-off
+                v = r["v"]
+                if kind == "last":
+                    at = r["prev"][hi - 1] if len(hi) else np.zeros(0, np.int64)
+                    found = at >= start
+                else:
+                    at = r["next"][start] if len(start) else np.zeros(0, np.int64)
+                    found = at < hi
+                at = np.where(found, at, 0)
+                res = v[at] if len(v) else v[:0]
+                cols[it.name] = (res, ~found) if res.dtype == np.int64 else (np.where(found, res, np.nan), ~found)
+        return cols
+
+
+def _arrow(values: np.ndarray, null: np.ndarray | None) -> pa.Array:
+    return pa.array(values, mask=null if null is not None and null.any() else None)
 
 
 def _as_float(v: np.ndarray) -> np.ndarray:
@@ -267,12 +387,12 @@ def _as_float(v: np.ndarray) -> np.ndarray:
     return v.astype(np.float64)
 
 
-def _typed(res: np.ndarray, t: object) -> pa.Array:
+def _typed(res: np.ndarray, t: object) -> Col:
     """A max/min result (float64, NaN = none) as the value's type."""
     null = np.isnan(res)
     if t.is_integer() or t.is_boolean():
-        return pa.array(np.where(null, 0, res).astype(np.int64), mask=null)
-    return pa.array(res, mask=null)
+        return np.where(null, 0, res).astype(np.int64), null
+    return res, null
 
 
 def _cumulate(v: np.ndarray, valid: np.ndarray | None, starts: np.ndarray,

@@ -4,8 +4,9 @@ cut-off) with every window's aggregates -> derived columns.
 Two plans give the aggregates, with the same bits. The cross join joins every customer-day to every later
 cut-off (strictly earlier days only) and aggregates conditionally per window: one query, on any engine.
 The incremental plan (DuckDB only, :mod:`clvml.features.incremental`) computes the aggregates that declare
-an incremental form (:class:`~clvml.features.registry.Inc`) from running totals in NumPy and hands them
-back to DuckDB for the same derived columns; :func:`resolve_plan` picks one.
+an incremental form (:class:`~clvml.features.registry.Inc`) from running totals in NumPy, and the
+same derived columns from them (in NumPy where it reproduces DuckDB's bits, else in DuckDB);
+:func:`resolve_plan` picks one.
 
 Cut-offs are midnights, so "day < cutoff day" is exactly "ts < cutoff": nothing at or after a cut-off
 can reach its features.
@@ -65,9 +66,24 @@ def aggregate_family(
     feats = fam.active(columns)
     out = None
     joined = [f for f in feats if f.agg is not None]
+    keep = [name for f in feats if not f.hidden and (f.agg or f.derive) for name, _ in f.instances(windows)]
+
+    def outputs(table: ibis.Table) -> dict[str, ibis.Value]:
+        cols = Columns(table)
+        for f in feats:  # derived columns may use earlier derived ones: declared order matters
+            if f.derive is None:
+                continue
+            for name, w in f.instances(windows):
+                cols.derived[name] = f.derive(cols, w)
+        return {f"{fam.prefix}_{c}": cols[c] for c in keep}
+
     if one_row_per_day and resolve_plan(plan, rows._find_backend().name) == "incremental":
         items = [Item(name, f.inc, w) for f in joined if f.inc is not None for name, w in f.instances(windows)]
-        out = aggregate_incremental(items, rows, cutoffs, day) if items else None
+        every = all(f.inc is not None for f in joined)
+        # every aggregate incremental: the derived columns too are computed from the NumPy aggregates
+        out = aggregate_incremental(items, rows, cutoffs, day, outputs=outputs if every else None) if items else None
+        if out is not None and every:
+            return out
         if out is not None:
             joined = [f for f in joined if f.inc is None]
             if joined:  # both have a row for exactly the (customer, cut-off) pairs with a row before it
@@ -75,15 +91,7 @@ def aggregate_family(
                                ["customer_id", "cutoff_day"]).drop("customer_id_right", "cutoff_day_right")
     if out is None:
         out = _cross_join_aggregate(joined, rows, cutoffs, windows, day)
-    cols = Columns(out)
-    for f in feats:  # derived columns may use earlier derived ones: declared order matters
-        if f.derive is None:
-            continue
-        for name, w in f.instances(windows):
-            cols.derived[name] = f.derive(cols, w)
-    keep = [name for f in feats if not f.hidden and (f.agg or f.derive)
-            for name, _ in f.instances(windows)]
-    return out.select("customer_id", "cutoff_day", **{f"{fam.prefix}_{c}": cols[c] for c in keep})
+    return out.select("customer_id", "cutoff_day", **outputs(out))
 
 
 def _cross_join_aggregate(feats: Sequence, rows: ibis.Table, cutoffs: ibis.Table, windows: Sequence[int],

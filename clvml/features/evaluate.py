@@ -1,0 +1,196 @@
+"""Evaluate a (small) Ibis scalar expression over NumPy columns, with DuckDB's semantics, bit for bit.
+
+The incremental plan (:mod:`clvml.features.incremental`) has a family's aggregates as NumPy arrays; its
+``then`` conversions and derived columns (means, spreads, ratios, …) are Ibis expressions over them.
+Sending the aggregates back through DuckDB just to evaluate those costs a scan and an export of every
+(customer, cut-off) row, so the expressions are evaluated here instead, operation by operation, the way
+DuckDB evaluates them:
+
+* an arithmetic operation whose result is float64 converts its integer operands to float64 first and is
+  one IEEE operation (``+ - * /``, ``sqrt``: correctly rounded, so the same bits); division by zero gives
+  ±inf/NaN as DuckDB's (IEEE) division does; integer operations stay in int64;
+* nulls propagate through arithmetic and comparisons; ``ifelse`` takes the else branch where the
+  condition is null; ``coalesce`` the first non-null; ``greatest`` ignores nulls and ranks NaN above
+  every number (DuckDB's order);
+* a decimal is given as its int64 units (value x 10**scale); its only operation here is the cast to
+  float64 (units below 2**53: the same bits as DuckDB's ``units / 10**scale``);
+* a comparison with a NaN operand, a cast to anything but float64/int64 from integers or booleans,
+  any other use of a decimal, and every operation not listed raise :class:`Unsupported`: the caller keeps
+  DuckDB for that column (``tests/test_incremental.py`` compares the float bits and null masks of both).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import ibis
+import ibis.expr.operations as ops
+import numpy as np
+import pyarrow as pa
+
+#: a column: its values and its null mask (None: no nulls); a scalar is a 0-d array
+Col = tuple[np.ndarray, np.ndarray | None]
+
+
+class Unsupported(Exception):
+    """The expression uses an operation or type this evaluator does not reproduce exactly."""
+
+
+_ARITH: dict[type, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+    ops.Add: np.add, ops.Subtract: np.subtract, ops.Multiply: np.multiply,
+}
+_COMPARE: dict[type, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+    ops.Equals: np.equal, ops.NotEquals: np.not_equal, ops.Greater: np.greater,
+    ops.GreaterEqual: np.greater_equal, ops.Less: np.less, ops.LessEqual: np.less_equal,
+}
+
+
+def _np_type(t: object) -> type:
+    """The NumPy type holding values of the Ibis type ``t`` (int64 for every integer: DuckDB widens)."""
+    if t.is_floating():
+        if t.nbytes != 8:
+            raise Unsupported(f"type {t}")
+        return np.float64
+    if t.is_integer():
+        return np.int64
+    if t.is_boolean():
+        return np.bool_
+    raise Unsupported(f"type {t}")
+
+
+def _or(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
+    if a is None:
+        return b
+    return a if b is None else a | b
+
+
+class Evaluator:
+    """Evaluates expressions over the tables in ``tables`` (an Ibis table's operation -> its columns by
+    name, each a :data:`Col` of ``n`` rows); a projection of such a table is followed to its expressions.
+    Results are memoised by operation, so shared sub-expressions are computed once."""
+
+    def __init__(self, tables: Mapping[ops.Relation, Mapping[str, Col]], n: int) -> None:
+        self.tables, self.n = tables, n
+        self.memo: dict[ops.Node, Col] = {}
+
+    def values(self, expr: ibis.Value) -> Col:
+        """``expr`` for every row: its values (the NumPy type of its Ibis type) and null mask (None: no
+        nulls); raises :class:`Unsupported`."""
+        v, null = self.column(expr.op())
+        t = expr.type()
+        if t.is_integer() and not t.is_int64():
+            raise Unsupported(f"integer type {t}")  # DuckDB would keep the narrower type
+        v = np.broadcast_to(v.astype(_np_type(t), copy=False), (self.n,))
+        if null is not None:
+            null = np.broadcast_to(null, (self.n,)) if null.any() else None
+        return v, null
+
+    def arrow(self, expr: ibis.Value) -> pa.Array:
+        """``expr`` for every row as an Arrow array of its type (raises :class:`Unsupported`)."""
+        v, null = self.values(expr)
+        return pa.array(v, type=expr.type().to_pyarrow(), mask=null)
+
+    def column(self, op: ops.Node) -> Col:
+        if op not in self.memo:
+            self.memo[op] = self._eval(op)
+        return self.memo[op]
+
+    def _eval(self, op: ops.Node) -> Col:  # noqa: C901 - one branch per operation
+        if isinstance(op, ops.Field):
+            rel = op.rel
+            if rel in self.tables:
+                if op.name not in self.tables[rel]:
+                    raise Unsupported(f"column {op.name}")
+                return self.tables[rel][op.name]
+            if isinstance(rel, ops.Project):
+                return self.column(rel.values[op.name])
+            raise Unsupported(f"table {type(rel).__name__}")
+        if isinstance(op, ops.Literal):
+            nt = _np_type(op.dtype)
+            if op.value is None:
+                return np.zeros((), dtype=nt), np.ones((), dtype=bool)
+            return np.asarray(op.value, dtype=nt), None
+        if isinstance(op, ops.Cast) and op.arg.dtype.is_decimal() and op.to.is_float64():
+            return self._decimal_to_float(op.arg)
+        for arg in op.__children__:  # decimals are int64 units here: only their cast to float64 is done
+            if isinstance(arg, ops.Value) and arg.dtype.is_decimal():
+                raise Unsupported(f"{type(op).__name__} of a decimal")
+        out_t = _np_type(op.dtype)
+        if isinstance(op, ops.Cast):
+            v, null = self.column(op.arg)
+            if out_t is np.float64 and v.dtype in (np.int64, np.bool_, np.float64):
+                return v.astype(np.float64, copy=False), null
+            if out_t is np.int64 and v.dtype in (np.int64, np.bool_):
+                return v.astype(np.int64, copy=False), null
+            raise Unsupported(f"cast {op.arg.dtype} -> {op.dtype}")
+        if type(op) in _ARITH or isinstance(op, ops.Divide):
+            (a, an), (b, bn) = self.column(op.left), self.column(op.right)
+            with np.errstate(all="ignore"):
+                if out_t is np.float64:
+                    f = np.divide if isinstance(op, ops.Divide) else _ARITH[type(op)]
+                    return f(a.astype(np.float64, copy=False), b.astype(np.float64, copy=False)), _or(an, bn)
+                if out_t is np.int64 and not isinstance(op, ops.Divide):
+                    return _ARITH[type(op)](a.astype(np.int64, copy=False), b.astype(np.int64, copy=False)), _or(an, bn)
+            raise Unsupported(f"{type(op).__name__} -> {op.dtype}")
+        if type(op) in _COMPARE:
+            (a, an), (b, bn) = self.column(op.left), self.column(op.right)
+            for x in (a, b):  # DuckDB orders NaN above every number and equal to itself
+                if x.dtype == np.float64 and np.isnan(x).any():
+                    raise Unsupported("comparison with NaN")
+            if a.dtype == np.float64 or b.dtype == np.float64:
+                a, b = a.astype(np.float64, copy=False), b.astype(np.float64, copy=False)
+            return _COMPARE[type(op)](a, b), _or(an, bn)
+        if isinstance(op, (ops.IsNull, ops.NotNull)):
+            _, null = self.column(op.arg)
+            isnull = np.zeros((), dtype=bool) if null is None else null
+            return (isnull if isinstance(op, ops.IsNull) else ~isnull), None
+        if isinstance(op, ops.IfElse):
+            c, cn = self.column(op.bool_expr)
+            cond = c if cn is None else c & ~cn  # a null condition takes the else branch
+            (t, tn), (f, fn) = self.column(op.true_expr), self.column(op.false_null_expr)
+            v = np.where(cond, t.astype(out_t, copy=False), f.astype(out_t, copy=False))
+            null = None if tn is None and fn is None else np.where(
+                cond, False if tn is None else tn, False if fn is None else fn)
+            return v, null
+        if isinstance(op, ops.Coalesce):
+            v, null = self.column(op.arg[0])
+            v = v.astype(out_t, copy=False)
+            for arg in op.arg[1:]:
+                if null is None:
+                    break
+                b, bn = self.column(arg)
+                v = np.where(null, b.astype(out_t, copy=False), v)
+                null = None if bn is None else null & bn
+            return v, null
+        if isinstance(op, ops.Greatest):
+            v, null = self.column(op.arg[0])
+            v = v.astype(out_t, copy=False)
+            for arg in op.arg[1:]:
+                b, bn = self.column(arg)
+                b = b.astype(out_t, copy=False)
+                both = np.maximum(v, b)  # NaN wins, as in DuckDB's order
+                take_b = np.zeros((), dtype=bool) if null is None else null
+                take_v = np.zeros((), dtype=bool) if bn is None else bn
+                v = np.where(take_b, b, np.where(take_v, v, both))
+                null = None if null is None or bn is None else null & bn
+            return v, null
+        if isinstance(op, ops.Sqrt):
+            v, null = self.column(op.arg)
+            v = v.astype(np.float64, copy=False)
+            neg = v < 0
+            if (neg if null is None else neg & ~null).any():  # DuckDB raises an error here: leave it to DuckDB
+                raise Unsupported("square root of a negative number")
+            return np.sqrt(v), null
+        raise Unsupported(type(op).__name__)
+
+    def _decimal_to_float(self, arg: ops.Value) -> Col:
+        """A decimal (given as its int64 units, value x 10**scale) as float64: DuckDB converts the units to
+        float64 and divides by 10**scale; with every unit count below 2**53 the conversion is exact, so that
+        is one correctly rounded division here too (larger: :class:`Unsupported`)."""
+        units, null = self.column(arg)
+        if units.dtype != np.int64:
+            raise Unsupported("decimal not given as int64 units")
+        big = np.abs(units) >= 2**53
+        if (big if null is None else big & ~null).any():
+            raise Unsupported("decimal units past 2**53")
+        return units.astype(np.float64, copy=False) / float(10**arg.dtype.scale), null
