@@ -52,7 +52,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "clvml.evaluation.metrics": ("churn_metrics", "normalized_gini", "value_metrics"),
     "clvml.explain.drivers": ("contributions", "family_importance", "global_importance", "segment_drivers"),
     "clvml.explain.reasons": ("reason_codes",),
-    "clvml.features": ("build_features", "catalog", "feature_specs", "to_pandas", "write_features"),
+    "clvml.features": ("build_features", "catalog", "feature_specs", "to_arrow", "to_pandas", "write_features"),
     "clvml.features.custom": ("register_feature", "unregister_feature", "PointInTime"),
     "clvml.features.registry": ("Say",),
     "clvml.labels": ("build_labels",),
@@ -139,6 +139,7 @@ __all__ = [
     "split_by_cutoff",
     "SyntheticWorld",
     "targeting_list",
+    "to_arrow",
     "to_pandas",
     "unregister_feature",
     "UnusableModelError",
@@ -198,7 +199,7 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real objects
     from clvml.evaluation.metrics import churn_metrics, normalized_gini, value_metrics
     from clvml.explain.drivers import contributions, family_importance, global_importance, segment_drivers
     from clvml.explain.reasons import reason_codes
-    from clvml.features import build_features, catalog, feature_specs, to_pandas, write_features
+    from clvml.features import build_features, catalog, feature_specs, to_arrow, to_pandas, write_features
     from clvml.features.custom import PointInTime, register_feature, unregister_feature
     from clvml.features.registry import Say
     from clvml.labels import build_labels

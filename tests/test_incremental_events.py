@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 
 from clvml.data.dataset import load_dataset
-from clvml.features import activity, after_sales, build_features, social
+from clvml.features import activity, after_sales, build_features, social, to_arrow
 from clvml.features.builder import as_cutoffs, cutoff_table
+from clvml.features.incremental import arrow_of
 from tests.incremental_helpers import assert_same_bits as _assert_same_bits
 from tests.incremental_helpers import spy_incremental
 
@@ -157,10 +158,19 @@ def test_every_family_on_a_synthetic_world(small_world, ran):
     included), both plans, every incremental attempt run in NumPy."""
     tables = load_dataset(frames=small_world.tables()).tables
     cuts = [dt.date(2023, 6, 1), dt.date(2024, 1, 1), dt.date(2024, 6, 1)]
-    out = {}
+    out, arrow = {}, {}
     for plan in ("cross_join", "incremental"):
-        t = build_features(tables, cuts, windows=[30, 90, 180, 365], plan=plan).to_pyarrow().to_pandas()
+        e = build_features(tables, cuts, windows=[30, 90, 180, 365], plan=plan)
+        # the incremental plan ends with the finished table in memory: to_arrow takes it without DuckDB
+        assert (arrow_of(e) is not None) == (plan == "incremental")
+        arrow[plan] = to_arrow(e)
+        assert arrow[plan].schema == e.schema().to_pyarrow()  # the types the engine's to_pyarrow gives
+        t = e.to_pyarrow().to_pandas()
         out[plan] = t.sort_values(["cutoff", "customer_id"]).reset_index(drop=True)
+        if plan == "incremental":  # unordered: the same rows; ordered: the engine's ORDER BY, row for row
+            loose = to_arrow(e, ordered=False).to_pandas().sort_values(["cutoff", "customer_id"])
+            _assert_same_bits(loose.reset_index(drop=True), out[plan])
+        _assert_same_bits(arrow[plan].to_pandas(), out[plan])
     want = out["cross_join"]
     assert want.shape[1] == 155 and len(want) > 1000
     for col in ("as_unresolved_now", "as_resolution_days_mean", "as_satisfaction_last", "act_duration_mean",
@@ -197,3 +207,30 @@ def test_side_by_side_is_a_left_join_by_position():
     empty = con.create_table("empty", pd.DataFrame({"customer_id": pd.Series([], dtype=str),
                                                     "cutoff_day": pd.Series([], dtype="int64")}))
     assert side_by_side(empty, [part]).count().execute() == 0
+
+
+def test_finish_in_memory_gives_the_engines_columns_and_refuses_what_it_cannot_reproduce():
+    """The builder's last projection (columns, null fills, an integer-to-float cast, the cut-off date and a
+    derived ratio) computed in Arrow/NumPy equals DuckDB's result value for value and type for type; an
+    expression outside those (a string function) is left to the engine (None)."""
+    import ibis
+    import pyarrow as pa
+
+    from clvml.features.assemble import finish_in_memory
+    from clvml.features.incremental import in_memory
+    from clvml.features.query import safe_div
+
+    con = ibis.duckdb.connect()
+    src = in_memory(con, pa.table({"customer_id": ["a", "b", "c"], "cutoff_day": [19723, 19724, 0],
+                                   "n": pa.array([2, None, 0], pa.int64()), "x": [0.5, None, 3.0],
+                                   "s": ["p", None, "q"]}))
+    res = src.select("customer_id", cutoff=(ibis.date(1970, 1, 1) + src.cutoff_day.as_interval("D")).cast("date"),
+                     n=src.n.cast("float64").fill_null(0.0), k=src.n.fill_null(0), x=src.x.fill_null(0.0),
+                     r=safe_div(src.x, src.n), s=src.s)
+    got = arrow_of(finish_in_memory(src, res))
+    want = res.to_pyarrow()
+    assert got.equals(want) and got.schema == want.schema
+    assert got.column("cutoff").to_pylist() == [dt.date(2024, 1, 1), dt.date(2024, 1, 2), dt.date(1970, 1, 1)]
+    assert got.column("n").to_pylist() == [2.0, 0.0, 0.0] and got.column("r").to_pylist() == [0.25, None, None]
+    assert finish_in_memory(src, src.select("customer_id", u=src.s.upper())) is None
+    assert finish_in_memory(res, res.select("customer_id")) is None  # not an in-memory table

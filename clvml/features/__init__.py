@@ -7,10 +7,11 @@ from clvml.features.builder import (
     build_features,
     catalog,
     feature_specs,
+    to_arrow,
     to_pandas,
 )
 from clvml.features.registry import REGISTRY, FeatureSpec
 from clvml.features.writer import FeatureFiles, write_features
 
 __all__ = ["DEFAULT_WINDOWS", "REGISTRY", "FeatureFiles", "FeatureSpec", "as_cutoffs", "build_features", "catalog",
-           "feature_specs", "to_pandas", "write_features"]
+           "feature_specs", "to_arrow", "to_pandas", "write_features"]

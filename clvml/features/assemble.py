@@ -12,14 +12,17 @@ string per row and join.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import datetime as dt
+from collections.abc import Iterator, Mapping, Sequence
 
 import ibis
+import ibis.expr.operations as ops
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from clvml.features.incremental import in_memory
+from clvml.features.evaluate import Evaluator, Unsupported
+from clvml.features.incremental import arrow_of, in_memory
 
 KEYS = ("customer_id", "cutoff_day")
 
@@ -71,6 +74,9 @@ def _arrow(expr: ibis.Table) -> pa.Table:
     """``expr`` executed to Arrow in one piece, with DuckDB's own Arrow types (``to_pyarrow`` would cast
     every column to Ibis' types, e.g. strings to large strings: a copy the result here does not need, as it
     goes back to DuckDB)."""
+    table = arrow_of(expr)
+    if table is not None:  # already in memory: no scan and export by DuckDB
+        return table.combine_chunks()
     backend = expr._find_backend()
     relation = getattr(backend, "_to_duckdb_relation", None)
     table = expr.to_pyarrow() if relation is None else relation(expr).to_arrow_table()
@@ -93,3 +99,90 @@ def _rows_in_base(p: pa.Table, ids: pa.Array, cuts: np.ndarray, sorted_key: np.n
     pos = np.minimum(np.searchsorted(sorted_key, pkey), len(sorted_key) - 1)
     found = known & (cuts[rank] == cut) & (sorted_key[pos] == pkey)
     return np.where(found, order[pos], -1)
+
+
+def finish_in_memory(src: ibis.Table, result: ibis.Table) -> ibis.Table | None:
+    """``result`` (a projection of the in-memory table ``src``: its columns, null fills, casts, the cut-off
+    date and a few derived ratios) computed in Arrow/NumPy and registered as an in-memory table, so that
+    :func:`~clvml.features.incremental.arrow_of` gives the finished feature table without an engine pass.
+
+    The values and types are exactly what the engine gives for ``result`` (``to_pyarrow``): a column is
+    taken as it is, a fill is Arrow's ``fill_null``, an integer-to-float64 cast the same IEEE rounding,
+    and anything else goes through :class:`~clvml.features.evaluate.Evaluator` (DuckDB's semantics). None
+    when ``src`` is not in memory or an expression is not one of these (the caller runs ``result``).
+    """
+    table = arrow_of(src)
+    if table is None or not isinstance(result.op(), ops.Project):
+        return None
+    cols = _Columns(table)
+    ev = Evaluator({src.op(): cols}, table.num_rows)
+    out: dict[str, pa.Array | pa.ChunkedArray] = {}
+    try:
+        for name, value in result.op().values.items():
+            out[name] = _column(value, src.op(), table, ev)
+    except Unsupported:
+        return None
+    schema = result.schema().to_pyarrow()
+    finished = pa.table(out).cast(schema)
+    return in_memory(result._find_backend(), finished)
+
+
+def _column(op: ops.Value, src: ops.Relation, table: pa.Table, ev: Evaluator) -> pa.Array | pa.ChunkedArray:
+    """One output column of :func:`finish_in_memory`."""
+    if isinstance(op, ops.Field) and op.rel == src:
+        return table.column(op.name)
+    if isinstance(op, ops.Field) and isinstance(op.rel, ops.Project):  # a column of a mutate of ``src``
+        return _column(op.rel.values[op.name], src, table, ev)
+    if isinstance(op, ops.Coalesce) and len(op.arg) == 2 and isinstance(op.arg[1], ops.Literal):
+        inner, fill = op.arg
+        if isinstance(inner, ops.Cast) and inner.to.is_float64() and inner.arg.dtype.is_integer():
+            col = pc.cast(_column(inner.arg, src, table, ev), pa.float64(), safe=False)  # round to nearest
+        else:
+            col = _column(inner, src, table, ev)
+        if fill.value is None or op.dtype != inner.dtype:
+            raise Unsupported("a fill changing the type")
+        return pc.fill_null(col, pa.scalar(fill.value, type=col.type))
+    if isinstance(op, ops.Cast) and op.to.is_date() and op.arg.dtype.is_date():
+        op = op.arg
+    if isinstance(op, ops.DateAdd) and _is_epoch(op.left) and isinstance(op.right, ops.IntervalFromInteger) \
+            and op.right.unit.short == "D":  # the cut-off: days since 1970-01-01 as a date
+        days = _column(op.right.arg, src, table, ev)
+        return pc.cast(pc.cast(days, pa.int32()), pa.date32())
+    return ev.arrow(op.to_expr())
+
+
+def _is_epoch(op: ops.Value) -> bool:
+    """Whether ``op`` is the date 1970-01-01 (``ibis.date(1970, 1, 1)``)."""
+    if isinstance(op, ops.Literal):
+        return op.value == dt.date(1970, 1, 1)
+    return isinstance(op, ops.DateFromYMD) and all(
+        isinstance(a, ops.Literal) for a in op.args) and tuple(a.value for a in op.args) == (1970, 1, 1)
+
+
+class _Columns(Mapping):
+    """The numeric columns of an Arrow table as the evaluator's (values, null mask) pairs, converted when
+    first used."""
+
+    def __init__(self, table: pa.Table) -> None:
+        self.table, self.cache = table, {}
+
+    def __getitem__(self, name: str) -> tuple[np.ndarray, np.ndarray | None]:
+        if name not in self.cache:
+            arr = self.table.column(name).combine_chunks()
+            t = arr.type
+            if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)):
+                raise Unsupported(f"column {name} of type {t}")
+            null = None if arr.null_count == 0 else ~arr.is_valid().to_numpy(zero_copy_only=False)
+            if null is not None:
+                arr = arr.fill_null(False if pa.types.is_boolean(t) else 0)
+            self.cache[name] = (arr.to_numpy(zero_copy_only=False), null)
+        return self.cache[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.table.column_names
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.table.column_names)
+
+    def __len__(self) -> int:
+        return self.table.num_columns

@@ -14,11 +14,13 @@ from typing import Any
 import ibis
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from clvml.errors import FeatureDefinitionError
 from clvml.features import activity, after_sales, profile, social, transactions
-from clvml.features.assemble import side_by_side
+from clvml.features.assemble import finish_in_memory, side_by_side
 from clvml.features.custom import build_custom, registered
+from clvml.features.incremental import arrow_of
 from clvml.features.query import day_of, resolve_plan, safe_div
 from clvml.features.registry import FAMILIES, REGISTRY, Feature, FeatureSpec, Say
 
@@ -148,6 +150,7 @@ def build_features(
     for part in parts if joined is None else ():
         base = base.left_join(part, keys).drop("customer_id_right", "cutoff_day_right")
     base = base if joined is None else joined
+    src = base  # the in-memory table the incremental plan ends with (when it does)
     names = {s.name for s in specs}
     if "act_cart_conversion_90d" in names:
         base = base.mutate(act_cart_conversion_90d=safe_div(base.tx_orders_90d,
@@ -161,17 +164,38 @@ def build_features(
             col = col.cast("float64")
         out[s.name] = col.fill_null(s.fill) if s.fill is not None else col
     cutoff = (ibis.date(1970, 1, 1) + base.cutoff_day.as_interval("D")).cast("date")
-    return base.select("customer_id", cutoff=cutoff, **out)
+    result = base.select("customer_id", cutoff=cutoff, **out)
+    if plan == "incremental":  # the parts are in memory: finished there too, not by one more engine pass
+        finished = finish_in_memory(src, result)
+        if finished is not None:
+            return finished
+    return result
+
+
+def to_arrow(features: ibis.Table, *, ordered: bool = True) -> pa.Table:
+    """The feature table of :func:`build_features` as an Arrow table, sorted by cut-off then customer
+    (``ordered=False``: in any order), exactly as ``features.order_by(["cutoff", "customer_id"]).to_pyarrow()``
+    gives it.
+
+    When the incremental plan finished the table in memory (:func:`~clvml.features.assemble.finish_in_memory`)
+    this is that table itself, sorted by Arrow, without a scan and export by the engine (about 2–4 CPU-s
+    per 2M rows × 65 columns on DuckDB); otherwise the engine runs the expression.
+    """
+    table = arrow_of(features)
+    if table is None:
+        return (features.order_by(["cutoff", "customer_id"]) if ordered else features).to_pyarrow()
+    if ordered:  # the same order as DuckDB's ORDER BY: dates, then ids byte by byte (keys unique, never null)
+        table = table.take(pc.sort_indices(table, sort_keys=[("cutoff", "ascending"), ("customer_id", "ascending")]))
+    return table
 
 
 def to_pandas(features: ibis.Table) -> pd.DataFrame:
     """Execute and return a deterministic (sorted) DataFrame with categoricals as ``category``."""
-    expr = features.order_by(["cutoff", "customer_id"])
-    if expr._find_backend().name != "duckdb":
-        df = expr.to_pandas()
+    if features._find_backend().name != "duckdb":
+        df = features.order_by(["cutoff", "customer_id"]).to_pandas()
         df["cutoff"] = pd.to_datetime(df["cutoff"])
         return df
-    return arrow_to_pandas(expr.to_pyarrow(), expr.schema())
+    return arrow_to_pandas(to_arrow(features), features.schema())
 
 
 #: columns consolidated at a time by :func:`arrow_to_pandas` (its transient extra memory is one group)

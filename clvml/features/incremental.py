@@ -184,17 +184,29 @@ def _evaluate_in_chunks(cells: _Cells, holder: ibis.Table, exprs: dict[str, ibis
     return {name: _arrow(v, null) for name, (v, null) in out.items() if name not in refused}
 
 
+#: the Arrow table behind every table registered by :func:`in_memory`, by its Ibis operation (released with it)
+_TABLES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def in_memory(backend: ibis.BaseBackend, table: pa.Table) -> ibis.Table:
     """``table`` registered (zero-copy) in the DuckDB ``backend`` for as long as an expression uses it.
 
     ``ibis.memtable`` keeps its tables registered until the process exits, so every batch of features
     built would stay in memory; here the registration is dropped once no expression refers to the table.
+    :func:`arrow_of` gives ``table`` back from the returned expression without running it.
     """
     name = f"_clvml_incremental_{uuid.uuid4().hex}"
     backend.con.register(name, table)
     t = backend.table(name)
     weakref.finalize(t.op(), _unregister, backend.con, name)
+    _TABLES[t.op()] = table
     return t
+
+
+def arrow_of(expr: ibis.Table) -> pa.Table | None:
+    """The Arrow table behind ``expr`` when ``expr`` is exactly a table registered by :func:`in_memory`
+    (not an expression over it), else None: its rows without a scan and export by the engine."""
+    return _TABLES.get(expr.op())
 
 
 def _unregister(con: object, name: str) -> None:

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 
 import ibis
 
-from clvml.features.incremental import running_totals
+from clvml.features.assemble import side_by_side
+from clvml.features.incremental import arrow_of, running_totals
 from clvml.features.query import (
     aggregate_family,
     day_of,
@@ -246,11 +247,15 @@ def build(tx: ibis.Table, cutoffs: ibis.Table, windows: Sequence[int], plan: str
     (``plan``: :func:`~clvml.features.query.resolve_plan`)."""
     out = aggregate_family(FAM, daily(tx), cutoffs, windows, tx.columns, plan=plan, one_row_per_day=True)
     keys = ["customer_id", "cutoff_day"]
+    mixes = []
     if "category" in tx.columns:
-        out = out.left_join(_mix(tx, cutoffs, "category", "tx_categories_all", "tx_category_hhi",
-                                 "hhi", plan), keys).drop("customer_id_right", "cutoff_day_right")
+        mixes.append(_mix(tx, cutoffs, "category", "tx_categories_all", "tx_category_hhi", "hhi", plan))
     if "channel" in tx.columns:
-        out = out.left_join(_mix(tx, cutoffs, "channel", "tx_channels_all",
-                                 "tx_main_channel_share", "share", plan), keys).drop(
-            "customer_id_right", "cutoff_day_right")
+        mixes.append(_mix(tx, cutoffs, "channel", "tx_channels_all", "tx_main_channel_share", "share", plan))
+    # the incremental plan has the family's rows in memory already: the mixes placed by position, not joined
+    placed = side_by_side(out, mixes) if mixes and arrow_of(out) is not None else None
+    if placed is not None:
+        return placed
+    for mix in mixes:
+        out = out.left_join(mix, keys).drop("customer_id_right", "cutoff_day_right")
     return out

@@ -22,7 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from clvml.features.builder import DEFAULT_WINDOWS, arrow_to_pandas, as_cutoffs, build_features, to_pandas
+from clvml.features.builder import DEFAULT_WINDOWS, arrow_to_pandas, as_cutoffs, build_features, to_arrow, to_pandas
 from clvml.features.query import resolve_plan
 from clvml.features.registry import FAMILIES
 from clvml.io import remove_dead_staging, replace_dir, staging_dir
@@ -111,7 +111,8 @@ class FeatureBatches:
                                           custom=self.custom, plan=self.plan))
 
     def _order(self, expr: ibis.Table) -> ibis.Table:
-        return expr.order_by(["cutoff", "customer_id"]) if self.ordered else expr
+        # the incremental plan's table is in memory: sorted there by to_arrow, not by an engine query
+        return expr.order_by(["cutoff", "customer_id"]) if self.ordered and not self._eager else expr
 
     def _define(self, b: int) -> None:
         # a batch is a range of customer ids: the clean tables are sorted by customer, so DuckDB's
@@ -127,7 +128,8 @@ class FeatureBatches:
                              f"AS base WHERE {cond}")
 
     def expression(self, b: int) -> ibis.Table:
-        """The batch's feature expression (on DuckDB: after redefining the views for it)."""
+        """The batch's feature expression (on DuckDB: after redefining the views for it; with the incremental
+        plan not yet ordered: :meth:`arrow`, :meth:`pandas` and :meth:`to_parquet` order it)."""
         if self.expr is not None:
             self._define(b)
             if self._eager and b != self._built:
@@ -155,6 +157,8 @@ class FeatureBatches:
         return self._sql
 
     def _run(self, expr: ibis.Table) -> pa.Table:
+        if self._eager:
+            return to_arrow(expr, ordered=self.ordered)
         sql = self._compiled(expr)
         if sql is None:
             return expr.to_pyarrow()
@@ -167,6 +171,8 @@ class FeatureBatches:
         expr = self.expression(b)
         sql = self._compiled(expr)
         if sql is None:
+            if self._eager and self.ordered:
+                expr = expr.order_by(["cutoff", "customer_id"])
             self.con.to_parquet(expr, out, compression="zstd")
         else:
             self.con.raw_sql(f"COPY ({sql}) TO {_sql_string(str(out))} "

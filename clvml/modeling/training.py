@@ -26,7 +26,7 @@ from clvml.console import count
 from clvml.data.cutoffs import cutoff_grid, data_end
 from clvml.data.dataset import Dataset
 from clvml.errors import ClvmlError
-from clvml.features import build_features, feature_specs, to_pandas
+from clvml.features import build_features, feature_specs, to_arrow, to_pandas
 from clvml.features.builder import arrow_to_pandas
 from clvml.features.custom import identities, register_from_config, registered
 from clvml.features.registry import FeatureSpec, Say
@@ -123,8 +123,7 @@ def training_features(ds: Dataset, cfg: Config, cutoffs: list[dt.date],
             expr = build_features(ds.tables, cuts[i:i + step], windows=cfg.features.windows,
                                   families=cfg.features.families, plan=cfg.features.plan)
             if duck:  # Arrow batches, converted once at the end: no second copy of the frame
-                expr = expr.order_by(["cutoff", "customer_id"])
-                parts.append(expr.to_pyarrow())
+                parts.append(to_arrow(expr))
                 schema = expr.schema()
             else:
                 parts.append(to_pandas(expr))
