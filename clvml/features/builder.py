@@ -107,7 +107,7 @@ def build_features(
     plan
         How the transaction aggregates are computed (``auto``, ``cross_join``, ``incremental``; None:
         :data:`clvml.features.query.PLAN`; see :func:`~clvml.features.query.resolve_plan`): the same
-        values either way. The incremental plan (DuckDB only; ``auto`` is the cross join) runs the
+        values either way. The incremental plan (DuckDB only; ``auto`` from two cut-offs on) runs the
         transactions' daily rows and NumPy at once, so the returned expression is then partly computed
         already: build it again if the input tables change.
 
@@ -120,7 +120,7 @@ def build_features(
     cutoffs = as_cutoffs(cutoffs)
     cuts = cutoff_table(cutoffs)
     tx = tables["transactions"]
-    plan = resolve_plan(plan, tx._find_backend().name)
+    plan = resolve_plan(plan, tx._find_backend().name, len(cutoffs))
     keys = ["customer_id", "cutoff_day"]
     # the population: customers with a transaction strictly before the cut-off; every family joins
     # onto this spine, so no family's query is evaluated twice

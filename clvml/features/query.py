@@ -29,20 +29,31 @@ PLANS: tuple[str, ...] = ("auto", "cross_join", "incremental")
 PLAN: Plan = "auto"
 
 
-def resolve_plan(plan: str | None, backend: str) -> Literal["cross_join", "incremental"]:
-    """The plan that runs for ``plan`` (None: :data:`PLAN`) on the engine named ``backend``.
+#: ``auto`` takes the incremental plan on DuckDB from this many cut-offs on (see :func:`resolve_plan`)
+AUTO_INCREMENTAL_FROM = 2
 
-    ``auto`` is the cross join: the incremental plan was measured cheaper only for the transaction family
-    alone from 6 cut-offs on (22 % less CPU at 1M transactions x 6 cut-offs, 16 % at 24). It cost more at
-    1 cut-off, was not measurably cheaper for the demo's training set (4 cut-offs per query, every
-    family), and saved ~8 % CPU for ~1 GiB more memory in the full build at 6 cut-offs (bench/RESULTS.md,
-    "Incremental features in NumPy"). The incremental plan executes part of the query eagerly through
-    DuckDB and NumPy, so on every other engine (Spark) the cross join runs whatever is asked.
+
+def resolve_plan(plan: str | None, backend: str, cutoffs: int | None = None) -> Literal["cross_join", "incremental"]:
+    """The plan that runs for ``plan`` (None: :data:`PLAN`) on the engine named ``backend`` for ``cutoffs``
+    cut-offs (None: unknown).
+
+    ``auto`` is the incremental plan on DuckDB from :data:`AUTO_INCREMENTAL_FROM` cut-offs on, else the
+    cross join. Measured on 2026-12-06 (bench/RESULTS.md, "auto: the incremental plan from two cut-offs"),
+    every family at 1M transactions + 3M events: at 6 cut-offs the incremental plan took 17–19 CPU-s
+    against 25–27 for the cross join at about the same peak memory (+0.1–0.3 GiB), at 2 cut-offs the same
+    CPU in less wall time, at 1 cut-off (the scoring job) ~8 % more CPU; the demo's training job took 140
+    against 156 CPU-s and peaked at 1.25 against 1.42 GB, with the same model. The incremental plan
+    executes part of the query eagerly through DuckDB and NumPy, so on every other engine (Spark) the cross
+    join runs whatever is asked.
     """
     plan = PLAN if plan is None else plan
     if plan not in PLANS:
         raise ValueError(f"unknown feature plan {plan!r}; use one of {', '.join(PLANS)}")
-    return "incremental" if plan == "incremental" and backend == "duckdb" else "cross_join"
+    if backend != "duckdb" or plan == "cross_join":
+        return "cross_join"
+    if plan == "auto" and (cutoffs is None or cutoffs < AUTO_INCREMENTAL_FROM):
+        return "cross_join"
+    return "incremental"
 
 
 def day_of(ts: ibis.Value) -> ibis.Value:

@@ -91,7 +91,7 @@ class FeatureBatches:
         self.ordered = ordered
         self.con = self.tables["transactions"].get_backend()
         # the incremental plan's expression holds the batch's aggregates: built again for each batch
-        self._eager = resolve_plan(plan, self.con.name) == "incremental"
+        self._eager = resolve_plan(plan, self.con.name, len(self.cutoffs)) == "incremental"
         self._built = 0
         self._views: dict[str, str] = {}
         self._sql: str | None = None
