@@ -41,7 +41,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from ibis.expr import datatypes as dt
 
-from clvml.features.evaluate import Col, Evaluator, Unsupported
+from clvml.features.evaluate import Col, Evaluator, Unsupported, decimal_to_float, round_half_away, square
 from clvml.features.registry import Inc
 
 #: given the aggregates table, the output columns as expressions over it (see :func:`aggregate_incremental`)
@@ -422,46 +422,114 @@ def _cumulate(v: np.ndarray, valid: np.ndarray | None, starts: np.ndarray,
     return cum, cnt
 
 
-def running_totals(rows: ibis.Table, group: Sequence[str], cutoffs: ibis.Table, sums: dict[str, ibis.Value],
-                   day: str = "day") -> ibis.Table | None:
-    """The all-history sums ``sums`` over ``rows`` per (``group``, cut-off), for every group with a row
-    before the cut-off, as an in-memory table: what grouping ``rows`` joined to every later cut-off by
-    (``group``, cut-off) with :func:`~clvml.features.query.wsum` gives, value for value (integer sums
-    int64, float sums of whole units float64). None when a float sum could not be taken exactly (see
-    :func:`aggregate_incremental`)."""
-    types = {name: v.type() for name, v in sums.items()}
-    data = rows.select(*group, _day=rows[day], **sums).order_by([*group, "_day"]).to_pyarrow()
+def mix_totals(rows: ibis.Table, cutoffs: ibis.Table, count_name: str, share_name: str, kind: str, *,
+               decimals: int, exact_scale: int, exact_below: float, day: str = "day") -> ibis.Table | None:
+    """A mix of keys (categories, channels) per (customer, cut-off), computed in NumPy from running totals, as
+    an in-memory table: the values ``transactions._mix`` computes by the cross join, bit for bit.
+
+    ``rows``: one row per (``customer_id``, ``key``, ``day``) with ``n`` (purchases: int64) and ``s``
+    (their :func:`~clvml.features.query.exact_sum` units of 10**-``decimals``), and a row with a null
+    ``key`` for a customer's days with transactions but no purchase. The result has one row per (customer,
+    cut-off) with a transaction of any kind before the cut-off, in the order of the transaction family's
+    incremental rows (customer-major in DuckDB's order of ids, cut-offs ascending;
+    :func:`aggregate_incremental`), so it can be placed by position; a cell without a purchase before its
+    cut-off has nulls, as the left join of the cross join's mix onto the family gives. Columns:
+    ``customer_id``, ``cutoff_day``, ``count_name`` (keys with a
+    purchase before the cut-off) and ``share_name``:
+
+    * ``kind="share"``: the largest key's purchases over all purchases;
+    * ``kind="hhi"``: the sum of the squared key totals over the squared total (Herfindahl), the squares
+      as DuckDB's ``POWER(x, 2)`` (:func:`~clvml.features.evaluate.square`), those below ``exact_below``
+      summed exactly as DECIMAL(38, ``exact_scale``) (DuckDB's cast: rounded half away from zero, summed as integers,
+      converted back with :func:`~clvml.features.evaluate.decimal_to_float`), the others in float64 (in key
+      order; the cross join's order is its threads', so two or more such squares are not bit-identical).
+
+    None when a sum cannot be taken exactly (a key's or a customer's units past 2**53): the caller then
+    uses the cross join.
+    """
+    if kind not in ("share", "hhi"):
+        raise ValueError(f"{count_name}: unknown mix kind {kind!r}")
+    data = rows.select("customer_id", "key", _day=rows[day], n=rows.n, s=rows.s).order_by(
+        ["customer_id", "key", "_day"]).to_pyarrow()
     cuts = np.unique(cutoffs.cutoff_day.to_pyarrow().to_numpy(zero_copy_only=False).astype(np.int64))
-    n = data.num_rows
-    new = np.zeros(n, dtype=bool)
-    new[:1] = True
-    keys = [data.column(g).combine_chunks() for g in group]
-    if n > 1:
-        for k in keys:  # a new group where any key differs from the row before (null keys: never here)
-            new[1:] |= pc.fill_null(pc.not_equal(k[1:], k[:-1]), True).to_numpy(zero_copy_only=False)
-    starts = np.flatnonzero(new)
+    n, n_cut = data.num_rows, len(cuts)
+    ids = data.column("customer_id").combine_chunks()
+    keys = data.column("key").combine_chunks()
     days = data.column("_day").to_numpy().astype(np.int64) if n else np.zeros(0, np.int64)
-    block = np.cumsum(new) - 1
-    lo_day = min(int(days.min()) if n else 0, int(cuts.min()) if len(cuts) else 0)
-    span = max(int(days.max()) if n else 0, int(cuts.max()) if len(cuts) else 0) - lo_day + 1
-    key = block * span + (days - lo_day)
-    cell_b = np.repeat(np.arange(len(starts), dtype=np.int64), len(cuts))
-    cell_k = np.tile(cuts, len(starts))
-    hi = np.searchsorted(key, cell_b * span + (cell_k - lo_day))
-    keep = hi > starts[cell_b]
-    cell_b, cell_k, hi = cell_b[keep], cell_k[keep], hi[keep]
-    first = pa.array(starts[cell_b])
-    out: dict[str, pa.Array] = {g: k.take(first) for g, k in zip(group, keys, strict=True)}
-    out["cutoff_day"] = pa.array(cell_k, pa.int64())
+    new = np.ones(n, dtype=bool)
+    if n > 1:
+        new[1:] = pc.not_equal(ids[1:], ids[:-1]).to_numpy(zero_copy_only=False)
+    starts = np.flatnonzero(new)  # every customer's first row
+    cust = np.cumsum(new) - 1
+    n_cust = len(starts)
+    first = np.minimum.reduceat(days, starts) if n else np.zeros(0, np.int64)  # first transaction day
+    buy = np.flatnonzero(keys.is_valid().to_numpy(zero_copy_only=False)) if n else np.zeros(0, np.int64)
+    m = len(buy)
+    bkeys = keys.take(pa.array(buy))
+    bcust, bdays = cust[buy], days[buy]
+    block = np.ones(m, dtype=bool)  # a (customer, key) block starts here
+    if m > 1:
+        block[1:] = (bcust[1:] != bcust[:-1]) | pc.not_equal(bkeys[1:], bkeys[:-1]).to_numpy(zero_copy_only=False)
+    bstart = np.flatnonzero(block)
+    nb = len(bstart)
+    block_cust = bcust[bstart]
     try:
-        for name in sums:
-            v, valid = _numpy(data.column(name), "sum")
-            cum, cnt = _cumulate(v, valid, starts, types[name])
-            res = cum[hi] - cum[starts[cell_b]]
-            if types[name].is_floating():
-                res = res.astype(np.float64)
-            null = None if cnt is None else (cnt[hi] - cnt[starts[cell_b]]) == 0
-            out[name] = pa.array(res, mask=null)
+        ncum, _ = _cumulate(*_numpy(data.column("n").take(pa.array(buy)), "sum"), bstart, dt.int64)
+        s, valid = _numpy(data.column("s").take(pa.array(buy)), "sum")
+        scum, _ = _cumulate(s, valid, bstart, dt.float64)
+        if nb:  # the float64 total over a customer's keys must be exact too
+            per_block = np.add.reduceat(np.abs(s), bstart)
+            if np.add.reduceat(per_block, np.flatnonzero(np.r_[True, block_cust[1:] != block_cust[:-1]])).max() \
+                    >= EXACT_LIMIT / 2:
+                raise NotExact
     except NotExact:
         return None
+    del data, keys, bkeys, s
+    lo_day = min(int(bdays.min()) if m else 0, int(cuts.min()) if n_cut else 0)
+    span = max(int(bdays.max()) if m else 0, int(cuts.max()) if n_cut else 0) - lo_day + 1
+    pos_key = (np.cumsum(block) - 1) * span + (bdays - lo_day)  # sorted: by block, then day
+    del bdays
+    count = np.zeros((n_cust, n_cut), dtype=np.int64)
+    share = np.full((n_cust, n_cut), np.nan)
+    nulls = np.zeros((n_cust, n_cut), dtype=bool)
+    for t, cut in enumerate(cuts):
+        hi = np.searchsorted(pos_key, np.arange(nb, dtype=np.int64) * span + (cut - lo_day))
+        have = np.flatnonzero(hi > bstart)  # blocks with a purchase before the cut-off
+        if not len(have):
+            continue
+        hc, lo, up = block_cust[have], bstart[have], hi[have]
+        seg = np.flatnonzero(np.r_[True, hc[1:] != hc[:-1]])  # every customer's first block here
+        who = hc[seg]
+        count[who, t] = np.diff(np.r_[seg, len(have)])
+        if kind == "share":
+            cnt = ncum[up] - ncum[lo]
+            share[who, t] = np.maximum.reduceat(cnt, seg).astype(np.float64) / np.add.reduceat(cnt, seg)
+            continue
+        units = scum[up] - scum[lo]
+        sq = square(units.astype(np.float64) / 10**decimals)
+        small = sq < exact_below
+        exact = _decimal_sum(round_half_away(np.where(small, sq, 0.0) * 10.0**exact_scale), seg)
+        den = square(np.add.reduceat(units, seg).astype(np.float64) / 10**decimals)
+        num = decimal_to_float(exact, exact_scale) + np.add.reduceat(np.where(small, 0.0, sq), seg)
+        with np.errstate(all="ignore"):
+            share[who, t] = num / den
+        nulls[who, t] = den == 0
+    cells = (first[:, None] < cuts[None, :]).ravel()  # a transaction before the cut-off: the family's rows
+    cell_c = np.repeat(np.arange(n_cust, dtype=np.int64), n_cut)[cells]
+    cnt = count.ravel()[cells]
+    none = cnt == 0  # no purchase before the cut-off: null, as the left join
+    out = {"customer_id": ids.take(pa.array(starts[cell_c])) if n else ids,
+           "cutoff_day": pa.array(np.tile(cuts, n_cust)[cells], pa.int64()),
+           count_name: _arrow(cnt, none),
+           share_name: _arrow(share.ravel()[cells], none | nulls.ravel()[cells])}
     return in_memory(rows._find_backend(), pa.table(out))
+
+
+def _decimal_sum(units: np.ndarray, seg: np.ndarray) -> np.ndarray | list[int]:
+    """Exact sums of the whole-number float64 ``units`` (>= 0) over the segments starting at ``seg``: int64
+    while every sum stays below 2**62, else Python integers (DuckDB's 128-bit sum)."""
+    approx = np.add.reduceat(units, seg)
+    if not (approx >= 2.0**62).any():
+        return np.add.reduceat(units.astype(np.int64), seg)
+    ends = np.r_[seg[1:], len(units)]
+    return [sum(int(u) for u in units[a:b].tolist()) for a, b in zip(seg, ends, strict=True)]
