@@ -427,55 +427,63 @@ def mix_totals(rows: ibis.Table, cutoffs: ibis.Table, count_name: str, share_nam
     """A mix of keys (categories, channels) per (customer, cut-off), computed in NumPy from running totals, as
     an in-memory table: the values ``transactions._mix`` computes by the cross join, bit for bit.
 
-    ``rows``: one row per (``customer_id``, ``key``, ``day``) with ``n`` (purchases: int64) and ``s``
-    (their :func:`~clvml.features.query.exact_sum` units of 10**-``decimals``), and a row with a null
-    ``key`` for a customer's days with transactions but no purchase. The result has one row per (customer,
-    cut-off) with a transaction of any kind before the cut-off, in the order of the transaction family's
-    incremental rows (customer-major in DuckDB's order of ids, cut-offs ascending;
+    ``rows``: one row per transaction with ``customer_id``, ``day``, ``key`` (null: not a purchase) and
+    ``s`` (a purchase's :func:`~clvml.features.query.units` of 10**-``decimals``). The result has one row per
+    (customer, cut-off) with a transaction of any kind before the cut-off, in the order of the transaction
+    family's incremental rows (customer-major in DuckDB's order of ids, cut-offs ascending;
     :func:`aggregate_incremental`), so it can be placed by position; a cell without a purchase before its
     cut-off has nulls, as the left join of the cross join's mix onto the family gives. Columns:
-    ``customer_id``, ``cutoff_day``, ``count_name`` (keys with a
-    purchase before the cut-off) and ``share_name``:
+    ``customer_id``, ``cutoff_day``, ``count_name`` (keys with a purchase before the cut-off) and
+    ``share_name``:
 
     * ``kind="share"``: the largest key's purchases over all purchases;
     * ``kind="hhi"``: the sum of the squared key totals over the squared total (Herfindahl), the squares
       as DuckDB's ``POWER(x, 2)`` (:func:`~clvml.features.evaluate.square`), those below ``exact_below``
-      summed exactly as DECIMAL(38, ``exact_scale``) (DuckDB's cast: rounded half away from zero, summed as integers,
-      converted back with :func:`~clvml.features.evaluate.decimal_to_float`), the others in float64 (in key
-      order; the cross join's order is its threads', so two or more such squares are not bit-identical).
+      summed exactly as DECIMAL(38, ``exact_scale``) (DuckDB's cast: rounded half away from zero, summed as
+      integers, converted back with :func:`~clvml.features.evaluate.decimal_to_float`), the others in
+      float64 (in key order; the cross join's order is its threads', so two or more such squares are not
+      bit-identical).
 
-    None when a sum cannot be taken exactly (a key's or a customer's units past 2**53): the caller then
-    uses the cross join.
+    DuckDB only sorts the rows by customer; NumPy sorts each customer's purchases by (key, day). None when a
+    sum cannot be taken exactly (a key's or a customer's units past 2**53): the caller then uses the cross
+    join.
     """
     if kind not in ("share", "hhi"):
         raise ValueError(f"{count_name}: unknown mix kind {kind!r}")
-    data = rows.select("customer_id", "key", _day=rows[day], n=rows.n, s=rows.s).order_by(
-        ["customer_id", "key", "_day"]).to_pyarrow()
+    data = _arrow_of(rows.select("customer_id", "key", _day=rows[day], s=rows.s).order_by("customer_id"))
     cuts = np.unique(cutoffs.cutoff_day.to_pyarrow().to_numpy(zero_copy_only=False).astype(np.int64))
     n, n_cut = data.num_rows, len(cuts)
     ids = data.column("customer_id").combine_chunks()
-    keys = data.column("key").combine_chunks()
     days = data.column("_day").to_numpy().astype(np.int64) if n else np.zeros(0, np.int64)
     new = np.ones(n, dtype=bool)
     if n > 1:
         new[1:] = pc.not_equal(ids[1:], ids[:-1]).to_numpy(zero_copy_only=False)
     starts = np.flatnonzero(new)  # every customer's first row
-    cust = np.cumsum(new) - 1
     n_cust = len(starts)
     first = np.minimum.reduceat(days, starts) if n else np.zeros(0, np.int64)  # first transaction day
+    keys = data.column("key").combine_chunks()
     buy = np.flatnonzero(keys.is_valid().to_numpy(zero_copy_only=False)) if n else np.zeros(0, np.int64)
-    m = len(buy)
-    bkeys = keys.take(pa.array(buy))
-    bcust, bdays = cust[buy], days[buy]
-    block = np.ones(m, dtype=bool)  # a (customer, key) block starts here
-    if m > 1:
-        block[1:] = (bcust[1:] != bcust[:-1]) | pc.not_equal(bkeys[1:], bkeys[:-1]).to_numpy(zero_copy_only=False)
+    enc = keys.take(pa.array(buy)).dictionary_encode()
+    rank = np.empty(len(enc.dictionary), dtype=np.int64)  # the keys' codes in sorted order: reproducible
+    rank[pc.sort_indices(enc.dictionary).to_numpy()] = np.arange(len(enc.dictionary))
+    lo_day = min(int(days.min()) if n else 0, int(cuts.min()) if n_cut else 0)
+    span = max(int(days.max()) if n else 0, int(cuts.max()) if n_cut else 0) - lo_day + 1
+    if n_cust * max(len(rank), 1) * span >= 2**62:  # the sort keys would not fit int64
+        return None
+    block_of = (np.cumsum(new) - 1)[buy] * len(rank) + rank[enc.indices.to_numpy(zero_copy_only=False)]
+    sort_key = block_of * span + (days[buy] - lo_day)
+    order = np.argsort(sort_key)
+    sort_key = sort_key[order]  # purchases by customer, key, day
+    del new, keys, enc, block_of
+    block = np.ones(len(buy), dtype=bool)  # a (customer, key) block starts here
+    if len(buy) > 1:
+        block[1:] = sort_key[1:] // span != sort_key[:-1] // span
     bstart = np.flatnonzero(block)
     nb = len(bstart)
-    block_cust = bcust[bstart]
+    block_code = sort_key[bstart] // span
+    block_cust = block_code // max(len(rank), 1)
     try:
-        ncum, _ = _cumulate(*_numpy(data.column("n").take(pa.array(buy)), "sum"), bstart, dt.int64)
-        s, valid = _numpy(data.column("s").take(pa.array(buy)), "sum")
+        s, valid = _numpy(data.column("s").take(pa.array(buy[order])), "sum")
         scum, _ = _cumulate(s, valid, bstart, dt.float64)
         if nb:  # the float64 total over a customer's keys must be exact too
             per_block = np.add.reduceat(np.abs(s), bstart)
@@ -484,16 +492,12 @@ def mix_totals(rows: ibis.Table, cutoffs: ibis.Table, count_name: str, share_nam
                 raise NotExact
     except NotExact:
         return None
-    del data, keys, bkeys, s
-    lo_day = min(int(bdays.min()) if m else 0, int(cuts.min()) if n_cut else 0)
-    span = max(int(bdays.max()) if m else 0, int(cuts.max()) if n_cut else 0) - lo_day + 1
-    pos_key = (np.cumsum(block) - 1) * span + (bdays - lo_day)  # sorted: by block, then day
-    del bdays
+    del data, s, order, buy
     count = np.zeros((n_cust, n_cut), dtype=np.int64)
     share = np.full((n_cust, n_cut), np.nan)
     nulls = np.zeros((n_cust, n_cut), dtype=bool)
     for t, cut in enumerate(cuts):
-        hi = np.searchsorted(pos_key, np.arange(nb, dtype=np.int64) * span + (cut - lo_day))
+        hi = np.searchsorted(sort_key, block_code * span + (cut - lo_day))
         have = np.flatnonzero(hi > bstart)  # blocks with a purchase before the cut-off
         if not len(have):
             continue
@@ -502,7 +506,7 @@ def mix_totals(rows: ibis.Table, cutoffs: ibis.Table, count_name: str, share_nam
         who = hc[seg]
         count[who, t] = np.diff(np.r_[seg, len(have)])
         if kind == "share":
-            cnt = ncum[up] - ncum[lo]
+            cnt = up - lo  # one row per purchase
             share[who, t] = np.maximum.reduceat(cnt, seg).astype(np.float64) / np.add.reduceat(cnt, seg)
             continue
         units = scum[up] - scum[lo]
@@ -523,6 +527,13 @@ def mix_totals(rows: ibis.Table, cutoffs: ibis.Table, count_name: str, share_nam
            count_name: _arrow(cnt, none),
            share_name: _arrow(share.ravel()[cells], none | nulls.ravel()[cells])}
     return in_memory(rows._find_backend(), pa.table(out))
+
+
+def _arrow_of(expr: ibis.Table) -> pa.Table:
+    """``expr`` executed to Arrow with DuckDB's own types (``to_pyarrow`` would cast strings to large strings:
+    a copy not needed here)."""
+    relation = getattr(expr._find_backend(), "_to_duckdb_relation", None)
+    return expr.to_pyarrow() if relation is None else relation(expr).to_arrow_table()
 
 
 def _decimal_sum(units: np.ndarray, seg: np.ndarray) -> np.ndarray | list[int]:

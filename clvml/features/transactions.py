@@ -19,6 +19,7 @@ from clvml.features.query import (
     resolve_plan,
     safe_div,
     std_from_moments,
+    units,
     wide_sum,
     wide_wsum,
     wmax,
@@ -224,11 +225,11 @@ def _mix(tx: ibis.Table, cutoffs: ibis.Table, column: str, count_name: str,
     The incremental plan computes it in NumPy (:func:`~clvml.features.incremental.mix_totals`, the same
     bits), for every (customer, cut-off) of the family's incremental rows, in their order."""
     if resolve_plan(plan, tx._find_backend().name) == "incremental":
-        # a null key for days without a purchase: they still make (customer, cut-off) rows of the family
-        t = tx.mutate(day=day_of(tx.ts), key=ibis.ifelse(tx.amount > 0, tx[column].fill_null("(none)"),
-                                                         ibis.null("string")))
-        pos = t.amount > 0
-        d = t.group_by(["customer_id", "key", "day"]).aggregate(n=t.count(where=pos), s=exact_sum(t.amount, pos))
+        # every transaction: the purchases with their key and units, the others (null key) for the family's rows
+        pos = tx.amount > 0
+        d = tx.select("customer_id", day=day_of(tx.ts), key=ibis.ifelse(pos, tx[column].fill_null("(none)"),
+                                                                         ibis.null("string")),
+                      s=ibis.ifelse(pos, units(tx.amount), ibis.null("float64")))
         out = mix_totals(d, cutoffs, count_name, share_name, kind, decimals=DECIMALS, exact_scale=EXACT.scale,
                          exact_below=HHI_EXACT_BELOW)
         if out is not None:
