@@ -475,49 +475,43 @@ def mix_totals(rows: ibis.Table, cutoffs: ibis.Table, count_name: str, share_nam
     order = np.argsort(sort_key)
     sort_key = sort_key[order]  # purchases by customer, key, day
     del new, keys, enc, block_of
-    block = np.ones(len(buy), dtype=bool)  # a (customer, key) block starts here
+    row_block = np.ones(len(buy), dtype=bool)  # a (customer, key) block starts here
     if len(buy) > 1:
-        block[1:] = sort_key[1:] // span != sort_key[:-1] // span
-    bstart = np.flatnonzero(block)
-    nb = len(bstart)
-    block_code = sort_key[bstart] // span
-    block_cust = block_code // max(len(rank), 1)
+        row_block[1:] = sort_key[1:] // span != sort_key[:-1] // span
+    block_cust = sort_key[row_block] // span // max(len(rank), 1)
+    row_block = np.cumsum(row_block) - 1  # the block of every purchase
     try:
         s, valid = _numpy(data.column("s").take(pa.array(buy[order])), "sum")
-        scum, _ = _cumulate(s, valid, bstart, dt.float64)
-        if nb:  # the float64 total over a customer's keys must be exact too
-            per_block = np.add.reduceat(np.abs(s), bstart)
-            if np.add.reduceat(per_block, np.flatnonzero(np.r_[True, block_cust[1:] != block_cust[:-1]])).max() \
-                    >= EXACT_LIMIT / 2:
-                raise NotExact
+        _cumulate(s, valid, np.flatnonzero(np.r_[True, row_block[1:] != row_block[:-1]]), dt.float64)
+        # whole units, every block's below 2**52: the float64 total over a customer's keys must be exact too
+        if len(s) and np.add.reduceat(np.abs(s), np.flatnonzero(np.r_[True, np.diff(block_cust[row_block]) != 0])
+                                      ).max() >= EXACT_LIMIT / 2:
+            raise NotExact
+        units = s.astype(np.int64)
     except NotExact:
         return None
-    del data, s, order, buy
-    count = np.zeros((n_cust, n_cut), dtype=np.int64)
-    share = np.full((n_cust, n_cut), np.nan)
-    nulls = np.zeros((n_cust, n_cut), dtype=bool)
-    for t, cut in enumerate(cuts):
-        hi = np.searchsorted(sort_key, block_code * span + (cut - lo_day))
-        have = np.flatnonzero(hi > bstart)  # blocks with a purchase before the cut-off
-        if not len(have):
-            continue
-        hc, lo, up = block_cust[have], bstart[have], hi[have]
-        seg = np.flatnonzero(np.r_[True, hc[1:] != hc[:-1]])  # every customer's first block here
-        who = hc[seg]
-        count[who, t] = np.diff(np.r_[seg, len(have)])
-        if kind == "share":
-            cnt = up - lo  # one row per purchase
-            share[who, t] = np.maximum.reduceat(cnt, seg).astype(np.float64) / np.add.reduceat(cnt, seg)
-            continue
-        units = scum[up] - scum[lo]
-        sq = square(units.astype(np.float64) / 10**decimals)
-        small = sq < exact_below
-        exact = _decimal_sum(round_half_away(np.where(small, sq, 0.0) * 10.0**exact_scale), seg)
-        den = square(np.add.reduceat(units, seg).astype(np.float64) / 10**decimals)
-        num = decimal_to_float(exact, exact_scale) + np.add.reduceat(np.where(small, 0.0, sq), seg)
-        with np.errstate(all="ignore"):
-            share[who, t] = num / den
-        nulls[who, t] = den == 0
+    # the cut-off from which each purchase counts: the purchases new at each cut-off, by block and day
+    since = np.searchsorted(cuts, sort_key % span + lo_day, side="right")
+    since = since.astype(np.int16) if n_cut < 2**15 else since  # a radix sort
+    by_cut = np.argsort(since, kind="stable")
+    bounds = np.searchsorted(since[by_cut], np.arange(n_cut + 1))
+    del data, s, order, buy, sort_key, since
+    state = _MixState(len(block_cust), n_cust, kind == "hhi")
+    count = np.zeros((n_cut, n_cust), dtype=np.int64)
+    share = np.full((n_cut, n_cust), np.nan)
+    nulls = np.zeros((n_cut, n_cust), dtype=bool)
+    for t in range(n_cut):
+        rows_t = by_cut[bounds[t]:bounds[t + 1]]  # the purchases before cut-off t and not before t - 1
+        if len(rows_t):
+            b = row_block[rows_t]
+            seg = np.flatnonzero(np.r_[True, b[1:] != b[:-1]])
+            bs = b[seg]  # the blocks changed, ascending (so their customers too)
+            dn = np.diff(np.r_[seg, len(rows_t)])
+            if not state.update(bs, block_cust[bs], dn, np.add.reduceat(units[rows_t], seg), decimals,
+                                exact_scale, exact_below):
+                return None
+        count[t], share[t], nulls[t] = state.keys, state.share, state.null
+    count, share, nulls = count.T, share.T, nulls.T
     cells = (first[:, None] < cuts[None, :]).ravel()  # a transaction before the cut-off: the family's rows
     cell_c = np.repeat(np.arange(n_cust, dtype=np.int64), n_cut)[cells]
     cnt = count.ravel()[cells]
@@ -536,11 +530,63 @@ def _arrow_of(expr: ibis.Table) -> pa.Table:
     return expr.to_pyarrow() if relation is None else relation(expr).to_arrow_table()
 
 
-def _decimal_sum(units: np.ndarray, seg: np.ndarray) -> np.ndarray | list[int]:
-    """Exact sums of the whole-number float64 ``units`` (>= 0) over the segments starting at ``seg``: int64
-    while every sum stays below 2**62, else Python integers (DuckDB's 128-bit sum)."""
-    approx = np.add.reduceat(units, seg)
-    if not (approx >= 2.0**62).any():
-        return np.add.reduceat(units.astype(np.int64), seg)
-    ends = np.r_[seg[1:], len(units)]
-    return [sum(int(u) for u in units[a:b].tolist()) for a, b in zip(seg, ends, strict=True)]
+#: the exact decimal sums of squares are kept in two int64 limbs: value = high * LIMB + low
+LIMB = 2**40
+
+
+class _MixState:
+    """The running state of a mix over the cut-offs: per (customer, key) block its purchases, units and the
+    DECIMAL units of its rounded square (two limbs); per customer its number of keys, largest block, total
+    purchases and units, and exact sum of the squares (two limbs, each an int64: the square of a customer's
+    total below 2**52 units is below 2**95 units of 1e-9, its high limbs sum below 2**55), and its current
+    share; a cut-off updates only the blocks with new purchases and their customers."""
+
+    def __init__(self, n_blocks: int, n_cust: int, hhi: bool) -> None:
+        self.hhi = hhi
+        self.n = np.zeros(n_blocks, dtype=np.int64)
+        self.keys = np.zeros(n_cust, dtype=np.int64)
+        self.share = np.full(n_cust, np.nan)
+        self.null = np.zeros(n_cust, dtype=bool)
+        if hhi:
+            self.u, self.hi, self.lo = (np.zeros(n_blocks, dtype=np.int64) for _ in range(3))
+            self.cu, self.chi, self.clo = (np.zeros(n_cust, dtype=np.int64) for _ in range(3))
+        else:
+            self.tot, self.max = np.zeros(n_cust, dtype=np.int64), np.zeros(n_cust, dtype=np.int64)
+
+    def update(self, bs: np.ndarray, cs: np.ndarray, dn: np.ndarray, du: np.ndarray, decimals: int,
+               exact_scale: int, exact_below: float) -> bool:
+        """Add ``dn`` purchases of ``du`` units to the blocks ``bs`` (of the customers ``cs``); False when a
+        square reaches ``exact_below`` (the cross join then sums it in float64: not reproduced here)."""
+        np.add.at(self.keys, cs[self.n[bs] == 0], 1)
+        self.n[bs] += dn
+        who = cs[np.r_[True, cs[1:] != cs[:-1]]]
+        if not self.hhi:
+            np.add.at(self.tot, cs, dn)
+            np.maximum.at(self.max, cs, self.n[bs])
+            self.share[who] = self.max[who].astype(np.float64) / self.tot[who]
+            return True
+        self.u[bs] += du
+        np.add.at(self.cu, cs, du)
+        sq = square(self.u[bs].astype(np.float64) / 10**decimals)
+        if (sq >= exact_below).any():
+            return False
+        e = round_half_away(sq * 10.0**exact_scale)  # DuckDB's DOUBLE -> DECIMAL(38, scale): whole units
+        hi = np.floor(e / LIMB)
+        lo = (e - hi * LIMB).astype(np.int64)  # exact: below 2**40
+        hi = hi.astype(np.int64)
+        np.subtract.at(self.chi, cs, self.hi[bs])
+        np.subtract.at(self.clo, cs, self.lo[bs])
+        self.hi[bs], self.lo[bs] = hi, lo
+        np.add.at(self.chi, cs, hi)
+        np.add.at(self.clo, cs, lo)
+        chi, clo = self.chi[who], self.clo[who]
+        if (chi < 2**22).all():
+            total = decimal_to_float(chi * LIMB + clo, exact_scale)
+        else:  # past int64: Python integers
+            total = decimal_to_float([h * LIMB + c for h, c in zip(chi.tolist(), clo.tolist(), strict=True)],
+                                     exact_scale)
+        den = square(self.cu[who].astype(np.float64) / 10**decimals)
+        with np.errstate(all="ignore"):
+            self.share[who] = (total + 0.0) / den  # + the float64 sum of the (no) squares past exact_below
+        self.null[who] = den == 0
+        return True
