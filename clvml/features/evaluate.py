@@ -17,6 +17,10 @@ DuckDB evaluates them:
 * a comparison with a NaN operand, a cast to anything but float64/int64 from integers or booleans,
   any other use of a decimal, and every operation not listed raise :class:`Unsupported`: the caller keeps
   DuckDB for that column (``tests/test_incremental.py`` compares the float bits and null masks of both).
+
+Three of DuckDB's operations are reproduced as functions for the mixes of the transaction family
+(:func:`~clvml.features.incremental.mix_totals`): :func:`square` (``POWER(x, 2)``), :func:`round_half_away`
+(the rounding of a DOUBLE -> DECIMAL cast) and :func:`decimal_to_float` (DECIMAL -> DOUBLE).
 """
 
 from __future__ import annotations

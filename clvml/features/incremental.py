@@ -19,9 +19,10 @@ The result has one row per (customer, cut-off) with a row before the cut-off (ex
 rows). The ``then`` conversions and the family's derived columns are the same Ibis expressions as in
 the cross-join plan, evaluated on the NumPy aggregates with DuckDB's semantics
 (:mod:`clvml.features.evaluate`) in cache-sized blocks of cells on :data:`THREADS` threads; a column the
-evaluator refuses is computed by DuckDB over the same aggregates. The features are bit-identical
-(``tests/test_incremental.py``) and go back to the engine as an in-memory Arrow table. DuckDB only:
-other engines keep the cross join.
+evaluator refuses is computed by DuckDB over the same aggregates. The transaction family's category and
+channel mixes (:func:`mix_totals`) are computed in NumPy too, in one pass over the purchases in the order
+they start to count. The features are bit-identical (``tests/test_incremental.py``) and go back to the
+engine as an in-memory Arrow table. DuckDB only: other engines keep the cross join.
 """
 
 from __future__ import annotations
@@ -511,15 +512,15 @@ def mix_totals(rows: ibis.Table, cutoffs: ibis.Table, count_name: str, share_nam
                                 exact_scale, exact_below):
                 return None
         count[t], share[t], nulls[t] = state.keys, state.share, state.null
-    count, share, nulls = count.T, share.T, nulls.T
-    cells = (first[:, None] < cuts[None, :]).ravel()  # a transaction before the cut-off: the family's rows
-    cell_c = np.repeat(np.arange(n_cust, dtype=np.int64), n_cut)[cells]
-    cnt = count.ravel()[cells]
+    # the family's rows: (customer, cut-off) with a transaction before the cut-off, customer-major
+    cell_c, cell_t = np.nonzero(first[:, None] < cuts[None, :])
+    at = cell_t * n_cust + cell_c  # in the (cut-off, customer) arrays
+    cnt = count.ravel()[at]
     none = cnt == 0  # no purchase before the cut-off: null, as the left join
     out = {"customer_id": ids.take(pa.array(starts[cell_c])) if n else ids,
-           "cutoff_day": pa.array(np.tile(cuts, n_cust)[cells], pa.int64()),
+           "cutoff_day": pa.array(cuts[cell_t], pa.int64()),
            count_name: _arrow(cnt, none),
-           share_name: _arrow(share.ravel()[cells], none | nulls.ravel()[cells])}
+           share_name: _arrow(share.ravel()[at], none | nulls.ravel()[at])}
     return in_memory(rows._find_backend(), pa.table(out))
 
 
