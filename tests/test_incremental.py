@@ -314,3 +314,28 @@ def test_duckdb_square_and_decimal_cast_in_numpy():
     assert (decimal_to_float(units, 9).view(np.int64) == want.view(np.int64)).all()
     small = np.array(units[:3004], dtype=np.int64)
     assert (decimal_to_float(small, 9).view(np.int64) == want[:3004].view(np.int64)).all()
+
+
+def test_mixes_past_exact_sums_fall_back_to_the_cross_join(monkeypatch):
+    """A key's units past 2**52 (two orders of 5e9), or a square at HHI_EXACT_BELOW (summed in float64 by the
+    cross join, in its threads' order): mix_totals declines (None) and _mix is the cross join's."""
+    from clvml.features import incremental
+
+    results = []
+    real = incremental.mix_totals
+    monkeypatch.setattr(transactions, "mix_totals", lambda *a, **k: results.append(real(*a, **k)) or results[-1])
+    frame = pd.DataFrame([("a", "2024-01-01", 5e9, "X", "web"), ("a", "2024-01-02", 5e9, "X", "web"),
+                          ("b", "2024-01-03", 1.5, "Y", "app")],
+                         columns=["customer_id", "ts", "amount", "category", "channel"]).assign(
+        ts=lambda d: pd.to_datetime(d.ts))
+    inc, cj = _mixes(frame, [C1], "incremental"), _mixes(frame, [C1], "cross_join")
+    assert results == [None, None]
+    for col in ("category", "channel"):
+        _assert_same_bits(inc[col].sort_values(["customer_id", "cutoff_day"]).reset_index(drop=True), cj[col])
+    assert inc["category"]["n"].tolist() == [1, 1] and inc["category"]["share"].tolist() == [1.0, 1.0]
+    t = load_dataset(frames={"transactions": frame.iloc[2:]}).tables["transactions"]
+    d = t.select("customer_id", day=query.day_of(t.ts), key=t.category, s=query.units(t.amount))
+    cuts = cutoff_table(as_cutoffs([C1]))
+    kw = {"decimals": query.DECIMALS, "exact_scale": 9}
+    assert real(d, cuts, "n", "h", "hhi", exact_below=2.0, **kw) is None  # 1.5² = 2.25 >= 2: declined
+    assert real(d, cuts, "n", "h", "hhi", exact_below=1e28, **kw).to_pyarrow().column("h").to_pylist() == [1.0]
