@@ -228,3 +228,114 @@ def test_columns_the_evaluator_refuses_are_computed_by_duckdb(monkeypatch, ran):
     agg = {plan: _aggregates(frame, [C1, C2], plan) for plan in ("cross_join", "incremental")}
     _assert_same_bits(agg["incremental"], agg["cross_join"])
     assert ran == [True] and len(refused) > 5
+
+
+def _mixes(frame: pd.DataFrame, cutoffs, plan: str) -> dict[str, pd.DataFrame]:
+    """Both mixes of ``frame`` by ``plan`` (the cross join's rows sorted like the incremental plan's)."""
+    t = load_dataset(frames={"transactions": frame}).tables["transactions"]
+    cuts = cutoff_table(as_cutoffs(cutoffs))
+    out = {}
+    for col, kind in (("category", "hhi"), ("channel", "share")):
+        e = transactions._mix(t, cuts, col, "n", "share", kind, plan)
+        out[col] = e.to_pyarrow().to_pandas()
+        if plan == "cross_join":
+            out[col] = out[col].sort_values(["customer_id", "cutoff_day"]).reset_index(drop=True)
+    return out
+
+
+def test_the_mixes_in_numpy_equal_the_cross_join_by_hand(monkeypatch):
+    """The category and channel mixes of the incremental plan (incremental.mix_totals): exact values by hand,
+    in the transaction family's row order (a row for every customer with a transaction before the cut-off,
+    nulls without a purchase, as the left join gives), and the cross join's bits: a tie for the main channel,
+    a null category/channel counted as "(none)", refunds excluded, a customer with only refunds, a key first
+    bought on a cut-off day, spends whose squares pass 2**53 and 2**63 DECIMAL(38, 9) units."""
+    from clvml.features import incremental
+
+    calls = []
+    real = incremental.mix_totals
+    monkeypatch.setattr(transactions, "mix_totals", lambda *a, **k: calls.append(1) or real(*a, **k))
+    rows = [  # customer, ts, amount, category, channel
+        ("a", "2024-01-05", 10.0, "X", "web"), ("a", "2024-01-06", 30.0, "Y", "app"),
+        ("a", "2024-02-10", 10.0, "X", "web"), ("a", "2024-02-11", 5.0, "Y", "app"),  # C1: web 2 = app 2
+        ("a", "2024-02-12", -50.0, "Z", "store"),  # a refund: neither Z nor store counts
+        ("a", "2024-03-10", 20.0, None, "web"),  # null category: "(none)"
+        ("a", "2024-04-01", 7.0, "W", "store"),  # on C2: for C3 only
+        ("b", "2024-02-01", -3.0, "X", "web"),  # only a refund: the family's row, no mix
+        ("c", "2024-03-15", 2.5, "X", None),  # first row after C1; null channel
+        ("d", "2024-01-02", 123456.78, "X", "web"), ("d", "2024-01-03", 0.1, "Y", "web"),
+        ("d", "2024-01-04", 19.99, "Y", "app"), ("d", "2024-05-01", 5e6, "Z", "app"),  # squares past 2**63 units
+    ]
+    frame = pd.DataFrame(rows, columns=["customer_id", "ts", "amount", "category", "channel"]).assign(
+        ts=lambda d: pd.to_datetime(d.ts))
+    inc, cj = _mixes(frame, [C1, C2, C3], "incremental"), _mixes(frame, [C1, C2, C3], "cross_join")
+    assert len(calls) == 2  # both mixes in NumPy, no fallback
+    cat, ch = inc["category"], inc["channel"]
+    keys = list(zip(cat.customer_id, cat.cutoff_day, strict=True))
+    assert keys == [("a", 19783), ("a", 19814), ("a", 19875), ("b", 19783), ("b", 19814), ("b", 19875),
+                    ("c", 19814), ("c", 19875), ("d", 19783), ("d", 19814), ("d", 19875)]
+    assert keys == list(zip(ch.customer_id, ch.cutoff_day, strict=True))
+    family = _aggregates(frame, [C1, C2, C3], "incremental")  # sorted by cut-off: compare as a set
+    assert sorted(keys) == sorted(zip(family.customer_id, family.cutoff_day, strict=True))
+    assert [None if pd.isna(v) else v for v in cat["n"]] == [2, 3, 4, None, None, None, 1, 1, 2, 2, 3]
+    assert [None if pd.isna(v) else v for v in ch["n"]] == [2, 2, 3, None, None, None, 1, 1, 2, 2, 2]
+    assert cat["share"].tolist()[:3] == [1625 / 3025, 2025 / 5625, 2074 / 6724]  # (20² + 35²) / 55², …
+    assert ch["share"].tolist()[:3] == [2 / 4, 3 / 5, 3 / 6]  # the tie: 2 of 4 orders
+    assert cat["share"][3:6].isna().all() and ch["share"][3:6].isna().all()
+    assert cat["share"][6:8].tolist() == [1.0, 1.0] and ch["share"][6:8].tolist() == [1.0, 1.0]
+    for col in ("category", "channel"):  # where the cross join has a row: the same bits; elsewhere nulls
+        have = inc[col][inc[col]["n"].notna()].reset_index(drop=True)
+        have["n"] = have["n"].astype("int64")
+        _assert_same_bits(have, cj[col])
+
+
+def test_duckdb_square_and_decimal_cast_in_numpy():
+    """evaluate.square is DuckDB's POWER(x, 2) (the C library's pow, not always x * x) and
+    evaluate.decimal_to_float DuckDB's DECIMAL(38, 9) -> DOUBLE, bit for bit, on random values."""
+    import decimal
+
+    import pyarrow as pa
+
+    from clvml.engine import connect
+    from clvml.features.evaluate import decimal_to_float, round_half_away, square
+
+    rng = np.random.default_rng(7)
+    x = np.floor(rng.random(200_000) * 10.0 ** rng.integers(0, 16, 200_000)) / 1e6
+    units = [int(v) for v in rng.integers(0, 2**62, 3000)] + [2**53 - 1, 2**53, 2**53 + 1, 0]
+    units += [int(rng.integers(1, 2**62)) * int(rng.integers(1, 2**40)) for _ in range(3000)]
+    con = connect().con
+    con.register("x", pa.table({"x": x}))
+    got = con.execute("SELECT POWER(x, 2) AS p, CAST(POWER(x, 2) AS DECIMAL(38, 9)) AS d FROM x").to_arrow_table()
+    p = got.column("p").to_numpy()
+    assert (square(x).view(np.int64) == p.view(np.int64)).all() and (x * x != p).any()  # pow is not x * x
+    dec = [int(v.scaleb(9)) for v in got.column("d").to_pylist()]  # the cast rounds halves away from zero
+    assert [int(v) for v in round_half_away(p * 1e9)] == dec
+    con.register("u", pa.table({"d": pa.array([decimal.Decimal(v).scaleb(-9) for v in units], pa.decimal128(38, 9))}))
+    want = con.execute("SELECT CAST(d AS DOUBLE) AS f FROM u").to_arrow_table().column("f").to_numpy()
+    assert (decimal_to_float(units, 9).view(np.int64) == want.view(np.int64)).all()
+    small = np.array(units[:3004], dtype=np.int64)
+    assert (decimal_to_float(small, 9).view(np.int64) == want[:3004].view(np.int64)).all()
+
+
+def test_mixes_past_exact_sums_fall_back_to_the_cross_join(monkeypatch):
+    """A key's units past 2**52 (two orders of 5e9), or a square at HHI_EXACT_BELOW (summed in float64 by the
+    cross join, in its threads' order): mix_totals declines (None) and _mix is the cross join's."""
+    from clvml.features import incremental
+
+    results = []
+    real = incremental.mix_totals
+    monkeypatch.setattr(transactions, "mix_totals", lambda *a, **k: results.append(real(*a, **k)) or results[-1])
+    frame = pd.DataFrame([("a", "2024-01-01", 5e9, "X", "web"), ("a", "2024-01-02", 5e9, "X", "web"),
+                          ("b", "2024-01-03", 1.5, "Y", "app")],
+                         columns=["customer_id", "ts", "amount", "category", "channel"]).assign(
+        ts=lambda d: pd.to_datetime(d.ts))
+    inc, cj = _mixes(frame, [C1], "incremental"), _mixes(frame, [C1], "cross_join")
+    assert results == [None, None]
+    for col in ("category", "channel"):
+        _assert_same_bits(inc[col].sort_values(["customer_id", "cutoff_day"]).reset_index(drop=True), cj[col])
+    assert inc["category"]["n"].tolist() == [1, 1] and inc["category"]["share"].tolist() == [1.0, 1.0]
+    t = load_dataset(frames={"transactions": frame.iloc[2:]}).tables["transactions"]
+    d = t.select("customer_id", day=query.day_of(t.ts), key=t.category, s=query.units(t.amount))
+    cuts = cutoff_table(as_cutoffs([C1]))
+    kw = {"decimals": query.DECIMALS, "exact_scale": 9}
+    assert real(d, cuts, "n", "h", "hhi", exact_below=2.0, **kw) is None  # 1.5² = 2.25 >= 2: declined
+    assert real(d, cuts, "n", "h", "hhi", exact_below=1e28, **kw).to_pyarrow().column("h").to_pylist() == [1.0]

@@ -17,11 +17,16 @@ DuckDB evaluates them:
 * a comparison with a NaN operand, a cast to anything but float64/int64 from integers or booleans,
   any other use of a decimal, and every operation not listed raise :class:`Unsupported`: the caller keeps
   DuckDB for that column (``tests/test_incremental.py`` compares the float bits and null masks of both).
+
+Three of DuckDB's operations are reproduced as functions for the mixes of the transaction family
+(:func:`~clvml.features.incremental.mix_totals`): :func:`square` (``POWER(x, 2)``), :func:`round_half_away`
+(the rounding of a DOUBLE -> DECIMAL cast) and :func:`decimal_to_float` (DECIMAL -> DOUBLE).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import math
+from collections.abc import Callable, Mapping, Sequence
 
 import ibis
 import ibis.expr.operations as ops
@@ -194,3 +199,75 @@ class Evaluator:
         if (big if null is None else big & ~null).any():
             raise Unsupported("decimal units past 2**53")
         return units.astype(np.float64, copy=False) / float(10**arg.dtype.scale), null
+
+
+#: ``square`` takes ``pow`` from the C library where x * x is within this many ULPs of a rounding boundary
+#: (glibc's ``pow`` is accurate to 0.52 ULP: it can round differently from x * x only within 0.02 ULP)
+POW_MARGIN = 0.45
+
+
+def square(x: np.ndarray) -> np.ndarray:
+    """DuckDB's ``POWER(x, 2)`` of float64 values, bit for bit.
+
+    DuckDB calls the C library's ``pow``, which is not always the correctly rounded x * x (glibc misrounds
+    about 0.15 % of squares). x * x is exact up to its residual (Dekker's product, exact in float64), so
+    where x * x lies more than :data:`POW_MARGIN` ULP from a rounding boundary both give it; for the rest
+    (about 10 %) ``math.pow``, the same C function, gives DuckDB's value.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    q = x * x
+    with np.errstate(all="ignore"):
+        c = 134217729.0 * x  # Veltkamp's split: x = hi + lo, each with 26 bits
+        hi = c - (c - x)
+        lo = x - hi
+        err = ((hi * hi - q) + 2.0 * hi * lo) + lo * lo  # x * x - q, exactly
+        ulp = np.minimum(np.spacing(q), q - np.nextafter(q, 0.0))
+        near = (np.abs(err) >= POW_MARGIN * ulp) & (q != 0.0)
+        near |= ~np.isfinite(q) | (np.abs(x) > 2.0**500) | ((q < 2.0**-900) & (x != 0.0))
+    at = np.flatnonzero(near)
+    if len(at):
+        q[at] = [math.pow(v, 2.0) for v in x[at].tolist()]
+    return q
+
+
+def decimal_to_float(units: Sequence[int] | np.ndarray, scale: int) -> np.ndarray:
+    """DuckDB's cast of DECIMAL(38, ``scale``) values with the integer ``units`` (value x 10**scale: an int64
+    array, or Python integers of any size) to DOUBLE, bit for bit.
+
+    DuckDB divides the units converted to double by 10**scale while they are at most 2**53 (exact in
+    double); beyond, it adds the double of the integer quotient by 10**scale and the double of the
+    remainder divided by 10**scale (both truncated toward zero), a 128-bit integer converted to double as
+    its low 64 bits plus its high 64 bits times 2**64 — not always the correctly rounded value.
+    """
+    p = 10**scale
+    if isinstance(units, np.ndarray) and units.dtype == np.int64:
+        with np.errstate(all="ignore"):
+            fast = units.astype(np.float64) / float(p)
+            q = np.abs(units) // p * np.sign(units)  # truncated toward zero, like C++
+            slow = q.astype(np.float64) + (units - q * p).astype(np.float64) / float(p)
+        return np.where(np.abs(units) <= 2**53, fast, slow)
+    out = np.empty(len(units), dtype=np.float64)
+    for i, v in enumerate(units):
+        v = int(v)
+        if abs(v) <= 2**53:
+            out[i] = float(v) / float(p)
+            continue
+        q = abs(v) // p * (1 if v >= 0 else -1)
+        out[i] = _hugeint_to_float(q) + _hugeint_to_float(v - q * p) / float(p)
+    return out
+
+
+def _hugeint_to_float(v: int) -> float:
+    """DuckDB's HUGEINT -> DOUBLE: low 64 bits + high 64 bits x 2**64, each converted on its own."""
+    upper, lower = divmod(v, 2**64)
+    if upper == -1:
+        return -float(2**64 - 1 - lower) - 1.0
+    return float(lower) + float(upper) * float(2**64)
+
+
+def round_half_away(x: np.ndarray) -> np.ndarray:
+    """C's ``round`` (halves away from zero) of float64 values, as float64: DuckDB's rounding when it casts a
+    DOUBLE to a DECIMAL (of ``x`` = the double times 10**scale)."""
+    r = np.trunc(x)
+    frac = x - r  # exact
+    return r + np.where(np.abs(frac) >= 0.5, np.sign(x), 0.0)

@@ -19,9 +19,10 @@ The result has one row per (customer, cut-off) with a row before the cut-off (ex
 rows). The ``then`` conversions and the family's derived columns are the same Ibis expressions as in
 the cross-join plan, evaluated on the NumPy aggregates with DuckDB's semantics
 (:mod:`clvml.features.evaluate`) in cache-sized blocks of cells on :data:`THREADS` threads; a column the
-evaluator refuses is computed by DuckDB over the same aggregates. The features are bit-identical
-(``tests/test_incremental.py``) and go back to the engine as an in-memory Arrow table. DuckDB only:
-other engines keep the cross join.
+evaluator refuses is computed by DuckDB over the same aggregates. The transaction family's category and
+channel mixes (:func:`mix_totals`) are computed in NumPy too, in one pass over the purchases in the order
+they start to count. The features are bit-identical (``tests/test_incremental.py``) and go back to the
+engine as an in-memory Arrow table. DuckDB only: other engines keep the cross join.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from ibis.expr import datatypes as dt
 
-from clvml.features.evaluate import Col, Evaluator, Unsupported
+from clvml.features.evaluate import Col, Evaluator, Unsupported, decimal_to_float, round_half_away, square
 from clvml.features.registry import Inc
 
 #: given the aggregates table, the output columns as expressions over it (see :func:`aggregate_incremental`)
@@ -434,46 +435,171 @@ def _cumulate(v: np.ndarray, valid: np.ndarray | None, starts: np.ndarray,
     return cum, cnt
 
 
-def running_totals(rows: ibis.Table, group: Sequence[str], cutoffs: ibis.Table, sums: dict[str, ibis.Value],
-                   day: str = "day") -> ibis.Table | None:
-    """The all-history sums ``sums`` over ``rows`` per (``group``, cut-off), for every group with a row
-    before the cut-off, as an in-memory table: what grouping ``rows`` joined to every later cut-off by
-    (``group``, cut-off) with :func:`~clvml.features.query.wsum` gives, value for value (integer sums
-    int64, float sums of whole units float64). None when a float sum could not be taken exactly (see
-    :func:`aggregate_incremental`)."""
-    types = {name: v.type() for name, v in sums.items()}
-    data = rows.select(*group, _day=rows[day], **sums).order_by([*group, "_day"]).to_pyarrow()
+def mix_totals(rows: ibis.Table, cutoffs: ibis.Table, count_name: str, share_name: str, kind: str, *,
+               decimals: int, exact_scale: int, exact_below: float, day: str = "day") -> ibis.Table | None:
+    """A mix of keys (categories, channels) per (customer, cut-off), computed in NumPy from running totals, as
+    an in-memory table: the values ``transactions._mix`` computes by the cross join, bit for bit.
+
+    ``rows``: one row per transaction with ``customer_id``, ``day``, ``key`` (null: not a purchase) and
+    ``s`` (a purchase's :func:`~clvml.features.query.units` of 10**-``decimals``). The result has one row per
+    (customer, cut-off) with a transaction of any kind before the cut-off, in the order of the transaction
+    family's incremental rows (customer-major in DuckDB's order of ids, cut-offs ascending;
+    :func:`aggregate_incremental`), so it can be placed by position; a cell without a purchase before its
+    cut-off has nulls, as the left join of the cross join's mix onto the family gives. Columns:
+    ``customer_id``, ``cutoff_day``, ``count_name`` (keys with a purchase before the cut-off) and
+    ``share_name``:
+
+    * ``kind="share"``: the largest key's purchases over all purchases;
+    * ``kind="hhi"``: the sum of the squared key totals over the squared total (Herfindahl), the squares
+      as DuckDB's ``POWER(x, 2)`` (:func:`~clvml.features.evaluate.square`), those below ``exact_below``
+      summed exactly as DECIMAL(38, ``exact_scale``) (DuckDB's cast: rounded half away from zero, summed as
+      integers, converted back with :func:`~clvml.features.evaluate.decimal_to_float`), the others in
+      float64 (in key order; the cross join's order is its threads', so two or more such squares are not
+      bit-identical).
+
+    DuckDB only sorts the rows by customer; NumPy sorts each customer's purchases by (key, day). None when a
+    sum cannot be taken exactly (a key's or a customer's units past 2**53): the caller then uses the cross
+    join.
+    """
+    if kind not in ("share", "hhi"):
+        raise ValueError(f"{count_name}: unknown mix kind {kind!r}")
+    data = _arrow_of(rows.select("customer_id", "key", _day=rows[day], s=rows.s).order_by("customer_id"))
     cuts = np.unique(cutoffs.cutoff_day.to_pyarrow().to_numpy(zero_copy_only=False).astype(np.int64))
-    n = data.num_rows
-    new = np.zeros(n, dtype=bool)
-    new[:1] = True
-    keys = [data.column(g).combine_chunks() for g in group]
-    if n > 1:
-        for k in keys:  # a new group where any key differs from the row before (null keys: never here)
-            new[1:] |= pc.fill_null(pc.not_equal(k[1:], k[:-1]), True).to_numpy(zero_copy_only=False)
-    starts = np.flatnonzero(new)
+    n, n_cut = data.num_rows, len(cuts)
+    ids = data.column("customer_id").combine_chunks()
     days = data.column("_day").to_numpy().astype(np.int64) if n else np.zeros(0, np.int64)
-    block = np.cumsum(new) - 1
-    lo_day = min(int(days.min()) if n else 0, int(cuts.min()) if len(cuts) else 0)
-    span = max(int(days.max()) if n else 0, int(cuts.max()) if len(cuts) else 0) - lo_day + 1
-    key = block * span + (days - lo_day)
-    cell_b = np.repeat(np.arange(len(starts), dtype=np.int64), len(cuts))
-    cell_k = np.tile(cuts, len(starts))
-    hi = np.searchsorted(key, cell_b * span + (cell_k - lo_day))
-    keep = hi > starts[cell_b]
-    cell_b, cell_k, hi = cell_b[keep], cell_k[keep], hi[keep]
-    first = pa.array(starts[cell_b])
-    out: dict[str, pa.Array] = {g: k.take(first) for g, k in zip(group, keys, strict=True)}
-    out["cutoff_day"] = pa.array(cell_k, pa.int64())
+    new = np.ones(n, dtype=bool)
+    if n > 1:
+        new[1:] = pc.not_equal(ids[1:], ids[:-1]).to_numpy(zero_copy_only=False)
+    starts = np.flatnonzero(new)  # every customer's first row
+    n_cust = len(starts)
+    first = np.minimum.reduceat(days, starts) if n else np.zeros(0, np.int64)  # first transaction day
+    keys = data.column("key").combine_chunks()
+    buy = np.flatnonzero(keys.is_valid().to_numpy(zero_copy_only=False)) if n else np.zeros(0, np.int64)
+    enc = keys.take(pa.array(buy)).dictionary_encode()
+    rank = np.empty(len(enc.dictionary), dtype=np.int64)  # the keys' codes in sorted order: reproducible
+    rank[pc.sort_indices(enc.dictionary).to_numpy()] = np.arange(len(enc.dictionary))
+    lo_day = min(int(days.min()) if n else 0, int(cuts.min()) if n_cut else 0)
+    span = max(int(days.max()) if n else 0, int(cuts.max()) if n_cut else 0) - lo_day + 1
+    if n_cust * max(len(rank), 1) * span >= 2**62:  # the sort keys would not fit int64
+        return None
+    block_of = (np.cumsum(new) - 1)[buy] * len(rank) + rank[enc.indices.to_numpy(zero_copy_only=False)]
+    sort_key = block_of * span + (days[buy] - lo_day)
+    order = np.argsort(sort_key)
+    sort_key = sort_key[order]  # purchases by customer, key, day
+    del new, keys, enc, block_of
+    row_block = np.ones(len(buy), dtype=bool)  # a (customer, key) block starts here
+    if len(buy) > 1:
+        row_block[1:] = sort_key[1:] // span != sort_key[:-1] // span
+    block_cust = sort_key[row_block] // span // max(len(rank), 1)
+    row_block = np.cumsum(row_block) - 1  # the block of every purchase
     try:
-        for name in sums:
-            v, valid = _numpy(data.column(name), "sum")
-            cum, cnt = _cumulate(v, valid, starts, types[name])
-            res = cum[hi] - cum[starts[cell_b]]
-            if types[name].is_floating():
-                res = res.astype(np.float64)
-            null = None if cnt is None else (cnt[hi] - cnt[starts[cell_b]]) == 0
-            out[name] = pa.array(res, mask=null)
+        s, valid = _numpy(data.column("s").take(pa.array(buy[order])), "sum")
+        _cumulate(s, valid, np.flatnonzero(np.r_[True, row_block[1:] != row_block[:-1]]), dt.float64)
+        # whole units, every block's below 2**52: the float64 total over a customer's keys must be exact too
+        if len(s) and np.add.reduceat(np.abs(s), np.flatnonzero(np.r_[True, np.diff(block_cust[row_block]) != 0])
+                                      ).max() >= EXACT_LIMIT / 2:
+            raise NotExact
+        units = s.astype(np.int64)
     except NotExact:
         return None
+    # the cut-off from which each purchase counts: the purchases new at each cut-off, by block and day
+    since = np.searchsorted(cuts, sort_key % span + lo_day, side="right")
+    since = since.astype(np.int16) if n_cut < 2**15 else since  # a radix sort
+    by_cut = np.argsort(since, kind="stable")
+    bounds = np.searchsorted(since[by_cut], np.arange(n_cut + 1))
+    del data, s, order, buy, sort_key, since
+    state = _MixState(len(block_cust), n_cust, kind == "hhi")
+    count = np.zeros((n_cut, n_cust), dtype=np.int64)
+    share = np.full((n_cut, n_cust), np.nan)
+    nulls = np.zeros((n_cut, n_cust), dtype=bool)
+    for t in range(n_cut):
+        rows_t = by_cut[bounds[t]:bounds[t + 1]]  # the purchases before cut-off t and not before t - 1
+        if len(rows_t):
+            b = row_block[rows_t]
+            seg = np.flatnonzero(np.r_[True, b[1:] != b[:-1]])
+            bs = b[seg]  # the blocks changed, ascending (so their customers too)
+            dn = np.diff(np.r_[seg, len(rows_t)])
+            if not state.update(bs, block_cust[bs], dn, np.add.reduceat(units[rows_t], seg), decimals,
+                                exact_scale, exact_below):
+                return None
+        count[t], share[t], nulls[t] = state.keys, state.share, state.null
+    # the family's rows: (customer, cut-off) with a transaction before the cut-off, customer-major
+    cell_c, cell_t = np.nonzero(first[:, None] < cuts[None, :])
+    at = cell_t * n_cust + cell_c  # in the (cut-off, customer) arrays
+    cnt = count.ravel()[at]
+    none = cnt == 0  # no purchase before the cut-off: null, as the left join
+    out = {"customer_id": ids.take(pa.array(starts[cell_c])) if n else ids,
+           "cutoff_day": pa.array(cuts[cell_t], pa.int64()),
+           count_name: _arrow(cnt, none),
+           share_name: _arrow(share.ravel()[at], none | nulls.ravel()[at])}
     return in_memory(rows._find_backend(), pa.table(out))
+
+
+def _arrow_of(expr: ibis.Table) -> pa.Table:
+    """``expr`` executed to Arrow with DuckDB's own types (``to_pyarrow`` would cast strings to large strings:
+    a copy not needed here)."""
+    relation = getattr(expr._find_backend(), "_to_duckdb_relation", None)
+    return expr.to_pyarrow() if relation is None else relation(expr).to_arrow_table()
+
+
+#: the exact decimal sums of squares are kept in two int64 limbs: value = high * LIMB + low
+LIMB = 2**40
+
+
+class _MixState:
+    """The running state of a mix over the cut-offs: per (customer, key) block its purchases, units and the
+    DECIMAL units of its rounded square (two limbs); per customer its number of keys, largest block, total
+    purchases and units, and exact sum of the squares (two limbs, each an int64: the square of a customer's
+    total below 2**52 units is below 2**95 units of 1e-9, its high limbs sum below 2**55), and its current
+    share; a cut-off updates only the blocks with new purchases and their customers."""
+
+    def __init__(self, n_blocks: int, n_cust: int, hhi: bool) -> None:
+        self.hhi = hhi
+        self.n = np.zeros(n_blocks, dtype=np.int64)
+        self.keys = np.zeros(n_cust, dtype=np.int64)
+        self.share = np.full(n_cust, np.nan)
+        self.null = np.zeros(n_cust, dtype=bool)
+        if hhi:
+            self.u, self.hi, self.lo = (np.zeros(n_blocks, dtype=np.int64) for _ in range(3))
+            self.cu, self.chi, self.clo = (np.zeros(n_cust, dtype=np.int64) for _ in range(3))
+        else:
+            self.tot, self.max = np.zeros(n_cust, dtype=np.int64), np.zeros(n_cust, dtype=np.int64)
+
+    def update(self, bs: np.ndarray, cs: np.ndarray, dn: np.ndarray, du: np.ndarray, decimals: int,
+               exact_scale: int, exact_below: float) -> bool:
+        """Add ``dn`` purchases of ``du`` units to the blocks ``bs`` (of the customers ``cs``); False when a
+        square reaches ``exact_below`` (the cross join then sums it in float64: not reproduced here)."""
+        np.add.at(self.keys, cs[self.n[bs] == 0], 1)
+        self.n[bs] += dn
+        who = cs[np.r_[True, cs[1:] != cs[:-1]]]
+        if not self.hhi:
+            np.add.at(self.tot, cs, dn)
+            np.maximum.at(self.max, cs, self.n[bs])
+            self.share[who] = self.max[who].astype(np.float64) / self.tot[who]
+            return True
+        self.u[bs] += du
+        np.add.at(self.cu, cs, du)
+        sq = square(self.u[bs].astype(np.float64) / 10**decimals)
+        if (sq >= exact_below).any():
+            return False
+        e = round_half_away(sq * 10.0**exact_scale)  # DuckDB's DOUBLE -> DECIMAL(38, scale): whole units
+        hi = np.floor(e / LIMB)
+        lo = (e - hi * LIMB).astype(np.int64)  # exact: below 2**40
+        hi = hi.astype(np.int64)
+        np.subtract.at(self.chi, cs, self.hi[bs])
+        np.subtract.at(self.clo, cs, self.lo[bs])
+        self.hi[bs], self.lo[bs] = hi, lo
+        np.add.at(self.chi, cs, hi)
+        np.add.at(self.clo, cs, lo)
+        chi, clo = self.chi[who], self.clo[who]
+        if (chi < 2**22).all():
+            total = decimal_to_float(chi * LIMB + clo, exact_scale)
+        else:  # past int64: Python integers
+            total = decimal_to_float([h * LIMB + c for h, c in zip(chi.tolist(), clo.tolist(), strict=True)],
+                                     exact_scale)
+        den = square(self.cu[who].astype(np.float64) / 10**decimals)
+        with np.errstate(all="ignore"):
+            self.share[who] = (total + 0.0) / den  # + the float64 sum of the (no) squares past exact_below
+        self.null[who] = den == 0
+        return True

@@ -190,9 +190,14 @@ def exact_sum(x: ibis.Value, where: ibis.Value | None = None,
     units: window sums of it are exact too, and :func:`from_units` converts back. (DECIMAL sums are
     also exact, but DuckDB's 128-bit arithmetic was the largest cost of the feature build.)
     """
+    return units(x, decimals).sum(where=where)
+
+
+def units(x: ibis.Value, decimals: int = DECIMALS) -> ibis.Value:
+    """``x`` as a whole number of units of ``10**-decimals`` (float64): the terms :func:`exact_sum` adds."""
     # ROUND kept in float64: Ibis casts round() to BIGINT, which overflows on a customer's total
     # above 9.2e12 (and wraps silently on Spark); a rounded float64 is a whole number all the same
-    return _round(x.cast("float64") * 10**decimals, 0).sum(where=where)
+    return _round(x.cast("float64") * 10**decimals, 0)
 
 
 def from_units(x: ibis.Value, decimals: int = DECIMALS) -> ibis.Value:

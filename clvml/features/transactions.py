@@ -8,8 +8,10 @@ from collections.abc import Sequence
 import ibis
 
 from clvml.features.assemble import side_by_side
-from clvml.features.incremental import arrow_of, running_totals
+from clvml.features.incremental import arrow_of, mix_totals
 from clvml.features.query import (
+    DECIMALS,
+    EXACT,
     aggregate_family,
     day_of,
     decimal_sum,
@@ -18,6 +20,7 @@ from clvml.features.query import (
     resolve_plan,
     safe_div,
     std_from_moments,
+    units,
     wide_sum,
     wide_wsum,
     wmax,
@@ -217,14 +220,25 @@ def daily(tx: ibis.Table) -> ibis.Table:
 
 def _mix(tx: ibis.Table, cutoffs: ibis.Table, column: str, count_name: str,
          share_name: str, kind: str, plan: str | None = None) -> ibis.Table:
+    """The mix of ``column`` per (customer, cut-off): the number of its values bought and (``kind``) the
+    spend concentration over them ("hhi") or the main value's share of the orders ("share").
+
+    The incremental plan computes it in NumPy (:func:`~clvml.features.incremental.mix_totals`, the same
+    bits), for every (customer, cut-off) of the family's incremental rows, in their order."""
+    if resolve_plan(plan, tx._find_backend().name) == "incremental":
+        # every transaction: the purchases with their key and units, the others (null key) for the family's rows
+        pos = tx.amount > 0
+        d = tx.select("customer_id", day=day_of(tx.ts), key=ibis.ifelse(pos, tx[column].fill_null("(none)"),
+                                                                         ibis.null("string")),
+                      s=ibis.ifelse(pos, units(tx.amount), ibis.null("float64")))
+        out = mix_totals(d, cutoffs, count_name, share_name, kind, decimals=DECIMALS, exact_scale=EXACT.scale,
+                         exact_below=HHI_EXACT_BELOW)
+        if out is not None:
+            return out
     t = tx.filter(tx.amount > 0).mutate(day=day_of(tx.ts), key=tx[column].fill_null("(none)"))
     d = t.group_by(["customer_id", "key", "day"]).aggregate(n=t.count(), s=exact_sum(t.amount))
-    per = None
-    if resolve_plan(plan, tx._find_backend().name) == "incremental":  # running totals per (customer, key)
-        per = running_totals(d, ["customer_id", "key"], cutoffs, {"n": d.n, "s": d.s})
-    if per is None:
-        j = d.cross_join(cutoffs).filter(d.day < cutoffs.cutoff_day)
-        per = j.group_by(["customer_id", "cutoff_day", "key"]).aggregate(n=wsum(j.n), s=wsum(j.s))
+    j = d.cross_join(cutoffs).filter(d.day < cutoffs.cutoff_day)
+    per = j.group_by(["customer_id", "cutoff_day", "key"]).aggregate(n=wsum(j.n), s=wsum(j.s))
     if kind == "hhi":  # spend concentration; squares of exact sums can pass 2**53: DECIMAL
         sq = from_units(per.s) ** 2
         # DECIMAL(38, 9) holds squares below 1e29 (a category total of 3e14); the rare larger ones
