@@ -25,8 +25,8 @@ Implementations:
   ``clvml.write_features`` splits them) of the transactions read once into a DuckDB table (as
   ``load_dataset`` materialises them; the read is in the time), each
   ``to_arrow(build_features(...), ordered=False)``, concatenated in memory: the same rows, with the
-  working memory of a sixteenth of the customers and DuckDB's ``memory_limit`` at 2 GB (at 10M × 6 the one-query runs need more than the 8 GiB a process may take on
-  the shared machine).
+  working memory of a sixteenth of the customers and DuckDB's ``memory_limit`` at 2 GB (at 10M × 6 the
+  one-query runs need more than the 8 GiB a process may take on the shared machine).
 * ``polars``: ``pl.scan_parquet`` → ``polars_transaction_features`` (lazy, streaming engine).
 * ``pandas``: ``pd.read_parquet`` (the needed columns) → ``pandas_transaction_features``.
 
