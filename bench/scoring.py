@@ -86,7 +86,8 @@ def _first_customers(src: Path, customers: int, path: Path) -> Path:
     return path
 
 
-def measure(path: Path, chunk: int, memory_limit: str | None = None, memory_budget: str | None = None) -> dict:
+def measure(path: Path, chunk: int, memory_limit: str | None = None, memory_budget: str | None = None,
+            plan: str | None = None) -> dict:
     # (DuckDB spills into bench/out/spill-scoring, whether limited here or by scoring.memory_budget)
     engine = {"duckdb": {"memory_limit": memory_limit, "temp_directory": str(OUT / "spill-scoring")}}
     cfg = parse_config({"name": "bench", "engine": engine,
@@ -97,6 +98,7 @@ def measure(path: Path, chunk: int, memory_limit: str | None = None, memory_budg
                                     # (a key unknown before scoring.memory_budget existed: only when given)
                                     **({"memory_budget": None if memory_budget == "none" else memory_budget}
                                        if memory_budget else {})},
+                        **({"features": {"plan": plan}} if plan else {}),
                         "output": {"dir": str(path.parent / f"scores-{path.name}")}})
     marks: list[tuple[float, str]] = []
     t0 = time.perf_counter()
@@ -174,6 +176,8 @@ def main() -> None:
     ap.add_argument("--memory-limit", default=None, help="engine.duckdb.memory_limit, e.g. 6GB")
     ap.add_argument("--memory-budget", default=None,
                     help="scoring.memory_budget, e.g. 3GiB, or none (default: the config's, 4GiB)")
+    ap.add_argument("--plan", default=None, choices=["auto", "cross_join", "incremental"],
+                    help="features.plan (default: the config's, auto)")
     ap.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--load-only", type=Path, metavar="WORLD", help="read + validate this world only")
     ap.add_argument("--predict-chunk", type=Path, metavar="WORLD", help="bundle.predict on its first chunk")
@@ -185,7 +189,8 @@ def main() -> None:
         print(json.dumps(predict_chunk(args.predict_chunk)))
         return
     if args.measure:
-        print(json.dumps(measure(args.measure, args.chunk, args.memory_limit, args.memory_budget)))
+        print(json.dumps({**measure(args.measure, args.chunk, args.memory_limit, args.memory_budget, args.plan),
+                          "plan": args.plan or "auto"}))
         return
     print(f"# {dt.date.today()} {platform.node()} {platform.machine()} python {platform.python_version()}")
     model_path()
@@ -198,6 +203,8 @@ def main() -> None:
             cmd += ["--memory-limit", args.memory_limit]
         if args.memory_budget:
             cmd += ["--memory-budget", args.memory_budget]
+        if args.plan:
+            cmd += ["--plan", args.plan]
         res = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if res.returncode:
             sys.exit(res.stderr[-3000:])

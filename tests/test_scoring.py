@@ -25,6 +25,7 @@ from clvml.errors import DriftError, LockError, ModelIncompatibleError
 from clvml.io import OutputError
 from clvml.jobs.train import train
 from clvml.scoring.job import output_lock, score
+from tests.incremental_helpers import spy_incremental
 from tests.test_demo import write_config
 
 AS_OF = dt.date(2024, 7, 1)
@@ -97,7 +98,7 @@ def test_scores_every_customer_with_segments_reasons_and_a_manifest(trained, tmp
     assert m["drift"]["checked"] and set(m["drift"]["scores"]) == {"churn_probability", "expected_value", "clv"}
 
 
-def test_rerun_is_byte_identical_and_chunks_do_not_change_scores(trained, tmp_path):
+def test_rerun_is_byte_identical_and_chunks_do_not_change_scores(trained, tmp_path, monkeypatch):
     _, cfg_path, result = trained
     out = tmp_path / "scores"
     score(_cfg(cfg_path), str(result.model_path), AS_OF, out=out)
@@ -115,6 +116,13 @@ def test_rerun_is_byte_identical_and_chunks_do_not_change_scores(trained, tmp_pa
     a = pd.read_parquet(out / "as_of=2024-07-01").sort_values("customer_id").reset_index(drop=True)
     b = pd.read_parquet(tmp_path / "c" / "as_of=2024-07-01").sort_values("customer_id").reset_index(drop=True)
     pd.testing.assert_frame_equal(a, b)
+    # features.plan reaches the scoring job's features (auto is the cross join at one cut-off): the same bytes
+    inc = _cfg(cfg_path)
+    inc.features.plan = "incremental"
+    ran = spy_incremental(monkeypatch)
+    score(inc, str(result.model_path), AS_OF, out=tmp_path / "i")
+    assert ran and all(ran)  # computed in NumPy, not by the cross join
+    assert _parts(tmp_path / "i" / "as_of=2024-07-01") == first
 
 
 KILLER = textwrap.dedent("""

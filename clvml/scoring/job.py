@@ -275,9 +275,9 @@ def prefetched(make: Callable[[int], Any], n: int) -> Iterator[Any]:
 
 
 def score_chunks(bundle: ModelBundle, ds: Dataset, as_of: dt.date, folder: Path, chunks: int,
-                 progress: Progress) -> tuple[int, dict[str, Any] | None]:
+                 progress: Progress, plan: str | None = None) -> tuple[int, dict[str, Any] | None]:
     """Score every customer batch into ``folder/part-NNNN.parquet``; return rows written and the drift
-    counts summed over the batches."""
+    counts summed over the batches (``plan``: ``features.plan``, the same features either way)."""
     btyd = None
     if bundle.btyd_features:  # population-level models: fitted once on everyone, merged per chunk
         from clvml.modeling.training import btyd_table
@@ -286,7 +286,7 @@ def score_chunks(bundle: ModelBundle, ds: Dataset, as_of: dt.date, folder: Path,
     rows, counts = 0, None
     # (unordered: each chunk's scores are sorted by customer below, so the query need not sort the features)
     with FeatureBatches(ds.tables, [as_of], windows=bundle.windows, families=bundle.families,
-                        batches=chunks, custom=bundle.custom_names, ordered=False) as batches:
+                        batches=chunks, custom=bundle.custom_names, plan=plan, ordered=False) as batches:
         for b, feats in enumerate(prefetched(batches.pandas, chunks)):
             if btyd is not None:
                 from clvml.modeling.training import merge_btyd
@@ -671,7 +671,7 @@ def score(cfg: Config, model: str, as_of: dt.date, *, out: Path | None = None, d
 
                 rows, counts = score_partitions(bundle, ds, as_of, tmp, SCORE_COLUMNS, progress)
             else:
-                rows, counts = score_chunks(bundle, ds, as_of, tmp, chunks, progress)
+                rows, counts = score_chunks(bundle, ds, as_of, tmp, chunks, progress, plan=cfg.features.plan)
             files = _merge_parts(tmp)
             if sum(f["rows"] for f in files.values()) != rows:
                 raise OutputError(f"scored {rows:,} customers but the files in {tmp} hold "
