@@ -171,8 +171,9 @@ class FeatureBatches:
         expr = self.expression(b)
         sql = self._compiled(expr)
         if sql is None:
-            if self._eager and self.ordered:
-                expr = expr.order_by(["cutoff", "customer_id"])
+            if self._eager:  # the cross join's file: DuckDB's DATE + INTERVAL is a TIMESTAMP, so is its cutoff
+                expr = expr.mutate(cutoff=expr.cutoff.cast("timestamp"))
+                expr = expr.order_by(["cutoff", "customer_id"]) if self.ordered else expr
             self.con.to_parquet(expr, out, compression="zstd")
         else:
             self.con.raw_sql(f"COPY ({sql}) TO {_sql_string(str(out))} "
