@@ -105,7 +105,11 @@ def test_an_empty_history_and_the_plan_switch():
     out = _both({"transactions": t}, [C1])  # no row before the only cut-off
     assert len(out["incremental"]) == 0
     _assert_same_bits(out["incremental"], out["cross_join"])
-    assert query.resolve_plan("auto", "duckdb") == "cross_join"  # the plan measured cheaper in full builds
+    # auto: the plan measured cheaper, by the number of cut-offs (unknown: the cross join)
+    assert query.resolve_plan("auto", "duckdb") == "cross_join"
+    assert [query.resolve_plan("auto", "duckdb", k) for k in (1, 2, 3, 24)] == ["cross_join"] * 2 + ["incremental"] * 2
+    assert query.resolve_plan("auto", "pyspark", 24) == "cross_join"
+    assert query.resolve_plan("cross_join", "duckdb", 24) == "cross_join"
     assert query.resolve_plan("incremental", "duckdb") == "incremental"
     assert query.resolve_plan("incremental", "pyspark") == "cross_join"  # DuckDB only
     with pytest.raises(ValueError, match="unknown feature plan 'fast'"):
@@ -358,3 +362,21 @@ def test_written_feature_files_are_the_same_whatever_the_plan(tmp_path, ran):
     assert str(got["incremental"].schema.field("cutoff").type) == "timestamp[us]"
     assert got["incremental"].equals(got["cross_join"]) and got["incremental"].num_rows == 4714
     assert ran and all(ran)
+
+
+def test_auto_builds_a_training_set_incrementally_and_scoring_by_the_cross_join(ran):
+    """build_features and FeatureBatches resolve auto with their number of cut-offs: three or more run in
+    NumPy (the result in memory), one by the cross join (a lazy query)."""
+    from clvml.features.incremental import arrow_of
+    from clvml.features.writer import FeatureBatches
+
+    frame = tx([("a", "2024-01-01", 5.0), ("b", "2024-02-01", 2.0), ("a", "2024-03-01", 1.0)])
+    t = load_dataset(frames={"transactions": frame}).tables
+    many = build_features(t, [dt.date(2024, 2, 1), dt.date(2024, 3, 1), dt.date(2024, 4, 1)])
+    assert ran == [True] and arrow_of(many) is not None and many.count().execute() == 5
+    one = build_features(t, [dt.date(2024, 4, 1)])
+    assert ran == [True] and arrow_of(one) is None and one.count().execute() == 2
+    with FeatureBatches(t, [dt.date(2024, 2, 1), dt.date(2024, 3, 1), dt.date(2024, 4, 1)], batches=2) as fb:
+        assert fb._eager and sum(len(fb.arrow(b)) for b in range(2)) == 5
+    with FeatureBatches(t, [dt.date(2024, 4, 1)], batches=2) as fb:
+        assert not fb._eager and sum(len(fb.arrow(b)) for b in range(2)) == 2

@@ -84,9 +84,9 @@ class FeatureConfig(_Strict):
         "auto", description="How the transaction aggregates are computed; every plan gives the same bits. "
         "'incremental': running totals in NumPy (DuckDB only; on other engines the cross join runs); "
         "'cross_join': every customer-day joined to every later cut-off in one query; 'auto': the incremental "
-        "plan on DuckDB from two cut-offs on (training sets), the cross join at one cut-off (scoring) and on "
-        "other engines (measured: the demo's training job 10 % less CPU and 0.17 GB less memory, the full "
-        "build at 6 cut-offs ~30 % less CPU; at one cut-off ~8 % more CPU; bench/RESULTS.md).")
+        "plan on DuckDB from three cut-offs on (training sets), the cross join below (scoring) and on other "
+        "engines (measured: the demo's training job 5 % less CPU and 0.18 GB less memory, the full build at 6 "
+        "cut-offs 29 % less CPU; at one cut-off 7 % more CPU; bench/RESULTS.md).")
     cache: bool = Field(True, description="Reuse the feature table built by an earlier train/backtest/"
                         "tune on the same inputs, settings and cut-offs (kept under output.dir/cache).")
     families: list[Literal["transactions", "activity", "social", "after_sales", "profile"]] = Field(

@@ -107,7 +107,7 @@ def build_features(
     plan
         How the transaction aggregates are computed (``auto``, ``cross_join``, ``incremental``; None:
         :data:`clvml.features.query.PLAN`; see :func:`~clvml.features.query.resolve_plan`): the same
-        values either way. The incremental plan (DuckDB only; ``auto`` from two cut-offs on) runs the
+        values either way. The incremental plan (DuckDB only; ``auto`` from three cut-offs on) runs the
         transactions' daily rows and NumPy at once, so the returned expression is then partly computed
         already: build it again if the input tables change.
 

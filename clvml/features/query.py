@@ -30,7 +30,7 @@ PLAN: Plan = "auto"
 
 
 #: ``auto`` takes the incremental plan on DuckDB from this many cut-offs on (see :func:`resolve_plan`)
-AUTO_INCREMENTAL_FROM = 2
+AUTO_INCREMENTAL_FROM = 3
 
 
 def resolve_plan(plan: str | None, backend: str, cutoffs: int | None = None) -> Literal["cross_join", "incremental"]:
@@ -38,13 +38,14 @@ def resolve_plan(plan: str | None, backend: str, cutoffs: int | None = None) -> 
     cut-offs (None: unknown).
 
     ``auto`` is the incremental plan on DuckDB from :data:`AUTO_INCREMENTAL_FROM` cut-offs on, else the
-    cross join. Measured on 2026-12-06 (bench/RESULTS.md, "auto: the incremental plan from two cut-offs"),
-    every family at 1M transactions + 3M events: at 6 cut-offs the incremental plan took 17–19 CPU-s
-    against 25–27 for the cross join at about the same peak memory (+0.1–0.3 GiB), at 2 cut-offs the same
-    CPU in less wall time, at 1 cut-off (the scoring job) ~8 % more CPU; the demo's training job took 140
-    against 156 CPU-s and peaked at 1.25 against 1.42 GB, with the same model. The incremental plan
-    executes part of the query eagerly through DuckDB and NumPy, so on every other engine (Spark) the cross
-    join runs whatever is asked.
+    cross join. Measured on a quiet 2-core machine on 2026-12-06 (bench/RESULTS.md, "auto: the incremental
+    plan from three cut-offs"), every family at 1M transactions + 3M events, wall / CPU, incremental vs
+    cross join: 1 cut-off 5.3–5.6 s / 8.1–8.6 s vs 4.3–4.7 s / 7.6–7.9 s; 2 cut-offs 7.3–7.7 / 10.5–11.3
+    vs 6.7 / 12.4–12.5; 3 cut-offs 8.5–8.7 / 11.9–12.5 vs 8.9–9.0 / 15.5–16.8; 6 cut-offs 12.9–13.0 /
+    17.7–17.8 vs 13.9–14.4 / 24.4–25.3, peak memory within ±0.2 GiB. The demo's training job (4 cut-offs
+    per query): 55.8–57.4 s, 74.7–76.3 CPU-s, peak 1.23–1.25 GB, against 58.2–59.8 s, 78.6–80.4 CPU-s,
+    1.42 GB, the same model. The incremental plan executes part of the query eagerly through DuckDB and
+    NumPy, so on every other engine (Spark) the cross join runs whatever is asked.
     """
     plan = PLAN if plan is None else plan
     if plan not in PLANS:
