@@ -435,8 +435,15 @@ def _cumulate(v: np.ndarray, valid: np.ndarray | None, starts: np.ndarray,
     return cum, cnt
 
 
+def mix_rows(rows: ibis.Table, keys: Sequence[str], day: str = "day") -> pa.Table:
+    """The rows :func:`mix_totals` reads, for several mixes in one query: ``customer_id``, ``_day``, ``s`` and
+    every column of ``keys``, sorted by customer (one DuckDB pass for the category and channel mixes)."""
+    return _arrow_of(rows.select("customer_id", *keys, _day=rows[day], s=rows.s).order_by("customer_id"))
+
+
 def mix_totals(rows: ibis.Table, cutoffs: ibis.Table, count_name: str, share_name: str, kind: str, *,
-               decimals: int, exact_scale: int, exact_below: float, day: str = "day") -> ibis.Table | None:
+               decimals: int, exact_scale: int, exact_below: float, day: str = "day",
+               data: pa.Table | None = None, key: str = "key") -> ibis.Table | None:
     """A mix of keys (categories, channels) per (customer, cut-off), computed in NumPy from running totals, as
     an in-memory table: the values ``transactions._mix`` computes by the cross join, bit for bit.
 
@@ -459,11 +466,12 @@ def mix_totals(rows: ibis.Table, cutoffs: ibis.Table, count_name: str, share_nam
 
     DuckDB only sorts the rows by customer; NumPy sorts each customer's purchases by (key, day). None when a
     sum cannot be taken exactly (a key's or a customer's units past 2**53): the caller then uses the cross
-    join.
+    join. ``data``: those rows already executed (:func:`mix_rows`), the key in its column ``key``.
     """
     if kind not in ("share", "hhi"):
         raise ValueError(f"{count_name}: unknown mix kind {kind!r}")
-    data = _arrow_of(rows.select("customer_id", "key", _day=rows[day], s=rows.s).order_by("customer_id"))
+    if data is None:
+        data = mix_rows(rows, [key], day)
     cuts = np.unique(cutoffs.cutoff_day.to_pyarrow().to_numpy(zero_copy_only=False).astype(np.int64))
     n, n_cut = data.num_rows, len(cuts)
     ids = data.column("customer_id").combine_chunks()
@@ -474,7 +482,7 @@ def mix_totals(rows: ibis.Table, cutoffs: ibis.Table, count_name: str, share_nam
     starts = np.flatnonzero(new)  # every customer's first row
     n_cust = len(starts)
     first = np.minimum.reduceat(days, starts) if n else np.zeros(0, np.int64)  # first transaction day
-    keys = data.column("key").combine_chunks()
+    keys = data.column(key).combine_chunks()
     buy = np.flatnonzero(keys.is_valid().to_numpy(zero_copy_only=False)) if n else np.zeros(0, np.int64)
     enc = keys.take(pa.array(buy)).dictionary_encode()
     rank = np.empty(len(enc.dictionary), dtype=np.int64)  # the keys' codes in sorted order: reproducible

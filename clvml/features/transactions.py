@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import ibis
 
 from clvml.features.assemble import side_by_side
-from clvml.features.incremental import arrow_of, mix_totals
+from clvml.features.incremental import arrow_of, mix_rows, mix_totals
 from clvml.features.query import (
     DECIMALS,
     EXACT,
@@ -218,8 +218,17 @@ def daily(tx: ibis.Table) -> ibis.Table:
     return d.mutate(gap=ibis.ifelse(d.orders > 0, d.day - prev, ibis.null("int64")))
 
 
+def _mix_rows(tx: ibis.Table, columns: Sequence[str]) -> ibis.Table:
+    """Every transaction with its day, a purchase's units ``s`` and, per mix column, its key ``k_<column>``
+    (null: not a purchase): the rows of the incremental plan's mixes."""
+    pos = tx.amount > 0
+    keys = {f"k_{c}": ibis.ifelse(pos, tx[c].fill_null("(none)"), ibis.null("string")) for c in columns}
+    return tx.select("customer_id", day=day_of(tx.ts), s=ibis.ifelse(pos, units(tx.amount), ibis.null("float64")),
+                     **keys)
+
+
 def _mix(tx: ibis.Table, cutoffs: ibis.Table, column: str, count_name: str,
-         share_name: str, kind: str, plan: str | None = None) -> ibis.Table:
+         share_name: str, kind: str, plan: str | None = None, data=None) -> ibis.Table:  # noqa: ANN001
     """The mix of ``column`` per (customer, cut-off): the number of its values bought and (``kind``) the
     spend concentration over them ("hhi") or the main value's share of the orders ("share").
 
@@ -227,12 +236,9 @@ def _mix(tx: ibis.Table, cutoffs: ibis.Table, column: str, count_name: str,
     bits), for every (customer, cut-off) of the family's incremental rows, in their order."""
     if resolve_plan(plan, tx._find_backend().name) == "incremental":
         # every transaction: the purchases with their key and units, the others (null key) for the family's rows
-        pos = tx.amount > 0
-        d = tx.select("customer_id", day=day_of(tx.ts), key=ibis.ifelse(pos, tx[column].fill_null("(none)"),
-                                                                         ibis.null("string")),
-                      s=ibis.ifelse(pos, units(tx.amount), ibis.null("float64")))
-        out = mix_totals(d, cutoffs, count_name, share_name, kind, decimals=DECIMALS, exact_scale=EXACT.scale,
-                         exact_below=HHI_EXACT_BELOW)
+        # (``data``: those rows of both mixes, executed once by the caller)
+        out = mix_totals(_mix_rows(tx, [column]), cutoffs, count_name, share_name, kind, decimals=DECIMALS,
+                         exact_scale=EXACT.scale, exact_below=HHI_EXACT_BELOW, data=data, key=f"k_{column}")
         if out is not None:
             return out
     t = tx.filter(tx.amount > 0).mutate(day=day_of(tx.ts), key=tx[column].fill_null("(none)"))
@@ -262,10 +268,14 @@ def build(tx: ibis.Table, cutoffs: ibis.Table, windows: Sequence[int], plan: str
     out = aggregate_family(FAM, daily(tx), cutoffs, windows, tx.columns, plan=plan, one_row_per_day=True)
     keys = ["customer_id", "cutoff_day"]
     mixes = []
-    if "category" in tx.columns:
-        mixes.append(_mix(tx, cutoffs, "category", "tx_categories_all", "tx_category_hhi", "hhi", plan))
-    if "channel" in tx.columns:
-        mixes.append(_mix(tx, cutoffs, "channel", "tx_channels_all", "tx_main_channel_share", "share", plan))
+    cols = [c for c in ("category", "channel") if c in tx.columns]
+    # the incremental plan reads the rows of both mixes in one query
+    data = mix_rows(_mix_rows(tx, cols), [f"k_{c}" for c in cols]) if cols and arrow_of(out) is not None else None
+    if "category" in cols:
+        mixes.append(_mix(tx, cutoffs, "category", "tx_categories_all", "tx_category_hhi", "hhi", plan, data))
+    if "channel" in cols:
+        mixes.append(_mix(tx, cutoffs, "channel", "tx_channels_all", "tx_main_channel_share", "share", plan, data))
+    del data
     # the incremental plan has the family's rows in memory already: the mixes placed by position, not joined
     placed = side_by_side(out, mixes) if mixes and arrow_of(out) is not None else None
     if placed is not None:
