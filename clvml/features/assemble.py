@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from clvml.features.evaluate import Evaluator, Unsupported
-from clvml.features.incremental import arrow_of, in_memory
+from clvml.features.incremental import arrow_of, engine_arrow, in_memory
 
 KEYS = ("customer_id", "cutoff_day")
 
@@ -71,16 +71,8 @@ def side_by_side(base: ibis.Table, parts: Sequence[ibis.Table]) -> ibis.Table | 
 
 
 def _arrow(expr: ibis.Table) -> pa.Table:
-    """``expr`` executed to Arrow in one piece, with DuckDB's own Arrow types (``to_pyarrow`` would cast
-    every column to Ibis' types, e.g. strings to large strings: a copy the result here does not need, as it
-    goes back to DuckDB)."""
-    table = arrow_of(expr)
-    if table is not None:  # already in memory: no scan and export by DuckDB
-        return table.combine_chunks()
-    backend = expr._find_backend()
-    relation = getattr(backend, "_to_duckdb_relation", None)
-    table = expr.to_pyarrow() if relation is None else relation(expr).to_arrow_table()
-    return table.combine_chunks()
+    """``expr`` as Arrow in one piece, with DuckDB's own types (it goes back to DuckDB)."""
+    return engine_arrow(expr).combine_chunks()
 
 
 def _rows_in_base(p: pa.Table, ids: pa.Array, cuts: np.ndarray, sorted_key: np.ndarray,

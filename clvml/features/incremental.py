@@ -438,7 +438,7 @@ def _cumulate(v: np.ndarray, valid: np.ndarray | None, starts: np.ndarray,
 def mix_rows(rows: ibis.Table, keys: Sequence[str], day: str = "day") -> pa.Table:
     """The rows :func:`mix_totals` reads, for several mixes in one query: ``customer_id``, ``_day``, ``s`` and
     every column of ``keys``, sorted by customer (one DuckDB pass for the category and channel mixes)."""
-    return _arrow_of(rows.select("customer_id", *keys, _day=rows[day], s=rows.s).order_by("customer_id"))
+    return engine_arrow(rows.select("customer_id", *keys, _day=rows[day], s=rows.s).order_by("customer_id"))
 
 
 def mix_totals(rows: ibis.Table, cutoffs: ibis.Table, count_name: str, share_name: str, kind: str, *,
@@ -544,9 +544,12 @@ def mix_totals(rows: ibis.Table, cutoffs: ibis.Table, count_name: str, share_nam
     return in_memory(rows._find_backend(), pa.table(out))
 
 
-def _arrow_of(expr: ibis.Table) -> pa.Table:
-    """``expr`` executed to Arrow with DuckDB's own types (``to_pyarrow`` would cast strings to large strings:
-    a copy not needed here)."""
+def engine_arrow(expr: ibis.Table) -> pa.Table:
+    """``expr`` as Arrow with DuckDB's own types (``to_pyarrow`` would cast strings to large strings: a copy
+    not needed here): the table itself when ``expr`` is one registered by :func:`in_memory`, else executed."""
+    table = arrow_of(expr)
+    if table is not None:  # already in memory: no scan and export by DuckDB
+        return table
     relation = getattr(expr._find_backend(), "_to_duckdb_relation", None)
     return expr.to_pyarrow() if relation is None else relation(expr).to_arrow_table()
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import ibis
+import pyarrow as pa
 
 from clvml.features.assemble import side_by_side
 from clvml.features.incremental import arrow_of, mix_rows, mix_totals
@@ -218,6 +219,11 @@ def daily(tx: ibis.Table) -> ibis.Table:
     return d.mutate(gap=ibis.ifelse(d.orders > 0, d.day - prev, ibis.null("int64")))
 
 
+#: the mixes: column -> (count feature, share feature, kind)
+MIXES = {"category": ("tx_categories_all", "tx_category_hhi", "hhi"),
+         "channel": ("tx_channels_all", "tx_main_channel_share", "share")}
+
+
 def _mix_rows(tx: ibis.Table, columns: Sequence[str]) -> ibis.Table:
     """Every transaction with its day, a purchase's units ``s`` and, per mix column, its key ``k_<column>``
     (null: not a purchase): the rows of the incremental plan's mixes."""
@@ -228,7 +234,7 @@ def _mix_rows(tx: ibis.Table, columns: Sequence[str]) -> ibis.Table:
 
 
 def _mix(tx: ibis.Table, cutoffs: ibis.Table, column: str, count_name: str,
-         share_name: str, kind: str, plan: str | None = None, data=None) -> ibis.Table:  # noqa: ANN001
+         share_name: str, kind: str, plan: str | None = None, data: pa.Table | None = None) -> ibis.Table:
     """The mix of ``column`` per (customer, cut-off): the number of its values bought and (``kind``) the
     spend concentration over them ("hhi") or the main value's share of the orders ("share").
 
@@ -267,17 +273,13 @@ def build(tx: ibis.Table, cutoffs: ibis.Table, windows: Sequence[int], plan: str
     (``plan``: :func:`~clvml.features.query.resolve_plan`)."""
     out = aggregate_family(FAM, daily(tx), cutoffs, windows, tx.columns, plan=plan, one_row_per_day=True)
     keys = ["customer_id", "cutoff_day"]
-    mixes = []
-    cols = [c for c in ("category", "channel") if c in tx.columns]
-    # the incremental plan reads the rows of both mixes in one query
-    data = mix_rows(_mix_rows(tx, cols), [f"k_{c}" for c in cols]) if cols and arrow_of(out) is not None else None
-    if "category" in cols:
-        mixes.append(_mix(tx, cutoffs, "category", "tx_categories_all", "tx_category_hhi", "hhi", plan, data))
-    if "channel" in cols:
-        mixes.append(_mix(tx, cutoffs, "channel", "tx_channels_all", "tx_main_channel_share", "share", plan, data))
+    cols = [c for c in MIXES if c in tx.columns]
+    in_memory = arrow_of(out) is not None  # the incremental plan ran: the mixes too, from one query's rows
+    data = mix_rows(_mix_rows(tx, cols), [f"k_{c}" for c in cols]) if cols and in_memory else None
+    mixes = [_mix(tx, cutoffs, c, *MIXES[c], plan, data) for c in cols]
     del data
-    # the incremental plan has the family's rows in memory already: the mixes placed by position, not joined
-    placed = side_by_side(out, mixes) if mixes and arrow_of(out) is not None else None
+    # the family's rows are in memory already: the mixes placed by position, not joined
+    placed = side_by_side(out, mixes) if mixes and in_memory else None
     if placed is not None:
         return placed
     for mix in mixes:
