@@ -81,3 +81,43 @@ def test_contributions_use_it_and_match_shap(small_world):
     raw = model.booster_.predict(model._features(X), raw_score=True)
     assert np.allclose(c.sum(axis=1), raw, atol=1e-9)
     assert check_against_shap(model, X.iloc[:300]) < 1e-6
+
+
+@pytest.mark.parametrize("n_splits", [2, 40], ids=["direct_table", "hash_table"])
+def test_distinct_codes_numbered_by_first_appearance(n_splits):
+    from clvml.explain.treeshap import _distinct
+
+    big = 1 << 39 if n_splits == 40 else 0
+    code = np.array([3, 1, 3, 0, 1, 1, 2, 3], dtype=np.int64) | big
+    first, inv = _distinct(code, n_splits)
+    assert first.tolist() == [0, 1, 3, 6]
+    assert inv.tolist() == [0, 1, 0, 2, 1, 1, 3, 0]
+    # many colliding-prone codes (multiples of a large power of two) through the hash table
+    many = (np.arange(5000, dtype=np.int64) % 777) << 30
+    first, inv = _distinct(many, 62)
+    assert first.tolist() == list(range(777))
+    assert np.array_equal(inv, np.arange(5000) % 777)
+
+
+def test_decision_codes_follow_lightgbms_rules_row_by_row():
+    from clvml.explain.treeshap import _CAT_NAN, _CAT_OTHER, _NUM_NAN, _NUM_NONE, _NUM_ZERO, _codes
+
+    nan = np.nan
+    F = np.array([[-1.0, 0.5, 2.0, nan, 0.0, 1e-36],   # feature 0: numeric
+                  [0.0, 1.0, 2.0, nan, 3.0, 1.0]])      # feature 1: category codes
+    splits = [  # (feature, threshold, kind, default left), then the rows expected to go left
+        ((0, 0.5, _NUM_NONE, False), [1, 1, 0, 1, 1, 1]),   # NaN counts as 0
+        ((0, 0.5, _NUM_NAN, True), [1, 1, 0, 1, 1, 1]),     # NaN the default way (left)
+        ((0, 0.5, _NUM_NAN, False), [1, 1, 0, 0, 1, 1]),    # NaN the default way (right)
+        ((0, -2.0, _NUM_ZERO, True), [0, 0, 0, 1, 1, 1]),   # zero, near zero and NaN: default (left)
+        ((1, 0.0, _CAT_NAN, False), [0, 1, 1, 0, 0, 1]),    # codes {1, 2} left; NaN is -1: right
+        ((1, 0.0, _CAT_OTHER, False), [1, 1, 1, 1, 0, 1]),  # codes {0, 1, 2}; NaN counts as code 0
+    ]
+    cats = {4: [1, 2], 5: [0, 1, 2]}
+    offsets = np.cumsum([0] + [len(cats.get(j, [])) for j in range(len(splits))]).astype(np.int64)
+    code = np.empty(F.shape[1], dtype=np.int64)
+    _codes(F, np.array([s[0][0] for s in splits], dtype=np.int64), np.array([s[0][1] for s in splits]),
+           np.array([s[0][2] for s in splits], dtype=np.int64), np.array([s[0][3] for s in splits]),
+           offsets, np.array(cats[4] + cats[5], dtype=np.int64), code)
+    expected = sum(np.array(left, dtype=np.int64) << j for j, (_, left) in enumerate(splits))
+    assert code.tolist() == expected.tolist()

@@ -173,3 +173,18 @@ def test_advice_never_asks_to_set_a_policy_already_set():
         "duplicates": "de-duplicate the source; data.policies.duplicates: drop is already set",
         "orphan_customers": "add them to customers; data.policies.orphan_customers: drop is already set"}
     assert ds.report.rows_out["transactions"] == 1  # only customer a's row is left
+
+
+def test_row_hashes_prove_distinct_rows_and_never_hide_a_duplicate():
+    import ibis
+
+    from clvml.data.validation import rows_hash_distinct
+
+    con = ibis.duckdb.connect()
+    rows = pd.DataFrame({"customer_id": ["a", "a", "b", None], "ts": pd.to_datetime(["2024-01-01"] * 4),
+                         "amount": [1.0, 2.0, 1.0, None], 'odd "name"': ["x", "x", "x", "x"]})
+    t = con.create_table("t", rows)
+    assert rows_hash_distinct(t, 4) is True
+    dup = con.create_table("d", pd.concat([rows, rows.iloc[[3]]], ignore_index=True))  # the all-null-ish row twice
+    assert rows_hash_distinct(dup, 5) is False
+    assert rows_hash_distinct(dup.limit(0), 0) is True

@@ -332,6 +332,23 @@ def _examples(expr: ibis.Table, cond: ibis.Value, cols: list[str]) -> list[dict[
             for r in rows]
 
 
+def rows_hash_distinct(table: ibis.Table, rows: int) -> bool:
+    """Whether ``table``'s ``rows`` rows are certainly distinct, from one 64-bit hash per row (DuckDB).
+
+    Equal rows hash equally, so as many distinct hashes as rows proves there is no duplicate; False
+    proves nothing (a duplicate or a collision) and the caller counts distinct rows exactly. Counting
+    distinct hashes costs about half of counting distinct rows over every column (6.4M transactions:
+    1.2 s vs 2.2 s). Other engines: always False (Spark's hash has 32 bits, which collide at millions
+    of rows).
+    """
+    con = table.get_backend()
+    if con.name != "duckdb" or rows == 0:
+        return rows == 0
+    cols = ", ".join('"' + c.replace('"', '""') + '"' for c in table.columns)
+    sql = f"SELECT count(DISTINCT hash({cols})) FROM ({con.compile(table)})"
+    return int(con.raw_sql(sql).fetchone()[0]) == rows
+
+
 def typed_table_name(name: str, report: ValidationReport) -> str:
     """The temporary table holding a source table's converted rows for one validation run."""
     return f"clvml_typed_{name}_{id(report)}"
@@ -589,7 +606,7 @@ def prepare_table(
 
     # exact duplicates (after the drops above)
     n_kept = int(clean.count().to_pyarrow().as_py())
-    n_distinct = int(clean.distinct().count().to_pyarrow().as_py())
+    n_distinct = n_kept if rows_hash_distinct(clean, n_kept) else int(clean.distinct().count().to_pyarrow().as_py())
     if n_distinct < n_kept:
         n_dup = n_kept - n_distinct
         dup_keys = (clean.group_by(clean.columns).aggregate(_n=ibis._.count())

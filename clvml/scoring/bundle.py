@@ -225,7 +225,7 @@ def _pyfunc_class():
 
 
 #: what scoring a bundle imports (pinned to the installed versions when the bundle is saved)
-RUNTIME_PACKAGES = ("clvml", "pandas", "numpy", "scipy", "scikit-learn", "lightgbm", "mlflow", "pyarrow",
+RUNTIME_PACKAGES = ("clvml", "pandas", "numpy", "scipy", "scikit-learn", "lightgbm", "numba", "mlflow", "pyarrow",
                     "ibis-framework", "duckdb", "sqlglot", "pydantic", "PyYAML")
 
 
