@@ -12,6 +12,7 @@ import pandas as pd
 import clvml.features.builder  # noqa: F401 - registers every family (the templates of older bundles' specs)
 from clvml.explain.drivers import BIAS
 from clvml.features.registry import FeatureSpec
+from clvml.jit import compiled
 
 
 def reason_codes(contrib: pd.DataFrame, X: pd.DataFrame, specs: Sequence[FeatureSpec], k: int = 3,
@@ -86,37 +87,39 @@ def _top_k_positive(C: np.ndarray, cand: np.ndarray, k: int, direction: int) -> 
     positive ``C * direction``, the ``k`` largest, largest first, ties by column order; and (rows, k)
     whether each place holds one (a row with fewer than ``k`` positive values: the rest hold none).
 
-    One pass over the candidate columns (each one contiguous when ``C`` is column-major, as
+    One compiled pass over the candidate columns (each one contiguous when ``C`` is column-major, as
     :func:`~clvml.explain.drivers.contributions` returns it), keeping a running top ``k`` per row: a
     column enters the list only above an entry (strictly, so an equal value of an earlier column stays
-    ahead) and only the rows it enters are touched, instead of ``k`` argmax passes over a copy of the
-    whole matrix.
+    ahead), instead of ``k`` argmax passes over a copy of the whole matrix.
     """
     n = C.shape[0]
     if k == 0:
         return np.zeros((n, 0), dtype=np.int64), np.zeros((n, 0), dtype=bool)
     best = np.zeros((k, n))  # the running top values (0: nothing positive yet), largest first
     order = np.full((k, n), cand[0] if cand.size else 0, dtype=np.int64)
-    for j in cand:
-        x = C[:, j] if direction == 1 else C[:, j] * direction
-        at = np.flatnonzero(x > best[-1])  # rows this column enters
-        if not at.size:
-            continue
-        v = x[at]
-        top = best[:, at]
-        idx = order[:, at]
-        for q in range(k - 1, -1, -1):  # from the bottom: an entry moves down one place when v beats it
-            here = v > top[q]
-            if q:  # beats the one above too: that one moves down here
-                above = v > top[q - 1]
-                top[q] = np.where(above, top[q - 1], np.where(here, v, top[q]))
-                idx[q] = np.where(above, idx[q - 1], np.where(here, j, idx[q]))
-            else:
-                top[q] = np.where(here, v, top[q])
-                idx[q] = np.where(here, j, idx[q])
-        best[:, at] = top
-        order[:, at] = idx
+    _top_k_kernel(C, cand.astype(np.int64), float(direction), best, order)
     return np.ascontiguousarray(order.T), np.ascontiguousarray((best > 0).T)
+
+
+@compiled
+def _top_k_kernel(C, cand, direction, best, order):  # pragma: no cover (compiled)
+    """The running top k of :func:`_top_k_positive`, row by row: ``best``/``order`` (k, rows) hold the
+    largest values so far (0: none) and their columns; a column enters below every entry it does not
+    beat strictly."""
+    k = best.shape[0]
+    n = C.shape[0]
+    for jj in range(cand.size):
+        j = cand[jj]
+        for i in range(n):
+            x = C[i, j] * direction
+            if x > best[k - 1, i]:
+                q = k - 1
+                while q > 0 and x > best[q - 1, i]:
+                    best[q, i] = best[q - 1, i]
+                    order[q, i] = order[q - 1, i]
+                    q -= 1
+                best[q, i] = x
+                order[q, i] = j
 
 
 class _Texts:

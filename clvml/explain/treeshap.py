@@ -26,9 +26,10 @@ import threading
 import weakref
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 import pandas as pd
+
+from clvml.jit import compiled
 
 MAX_SPLITS = 62  # codes are int64
 BINCOUNT_SPLITS = 20  # up to 2^20 codes (and at most 2 per row): distinct codes by a direct table, beyond by hashing
@@ -129,16 +130,7 @@ def feature_matrix(X: pd.DataFrame, names: list[str]) -> np.ndarray:
     return out
 
 
-def _jit(fn):
-    """``fn`` compiled by Numba, releasing the GIL; cached on disk where a cache folder is writable (an
-    installed package read by a service account may have none: then compiled once per process)."""
-    try:
-        return numba.njit(cache=True, nogil=True)(fn)
-    except RuntimeError:  # "cannot cache function ...: no locator available"
-        return numba.njit(nogil=True)(fn)
-
-
-@_jit
+@compiled
 def _codes(F, feature, threshold, kind, default_left, cat_offsets, cats, code):  # pragma: no cover (compiled)
     """Bit j of ``code[i]``: whether row i goes left at split j (LightGBM's decision rules)."""
     n = F.shape[1]
@@ -189,7 +181,7 @@ def _codes(F, feature, threshold, kind, default_left, cat_offsets, cats, code): 
                             break
 
 
-@_jit
+@compiled
 def _distinct(code, n_splits):  # pragma: no cover (compiled)
     """(the row of each distinct code's first appearance, every row's distinct-code index), the distinct
     codes numbered in order of first appearance: a direct table of all 2^splits codes when that is at
@@ -235,7 +227,7 @@ def _distinct(code, n_splits):  # pragma: no cover (compiled)
     return first[:m], inv
 
 
-@_jit
+@compiled
 def _scatter(phi, used, vals, inv, bias):  # pragma: no cover (compiled)
     """``phi[used[k], i] += vals[inv[i], k]`` for every used feature k and row i, then the tree's
     expected value ``bias`` to the last row of ``phi``: one addition per value, as NumPy would."""
