@@ -203,8 +203,9 @@ def population(ds: Dataset, as_of: dt.date) -> dict[str, int]:
 #: chunk's, the Arrow result being converted, the model matrix, the SHAP matrices of both models, the
 #: reason-code work arrays: measured ~10 float64 copies at 125k customers x 153 features; rounded up)
 CHUNK_BYTES_PER_VALUE = 12 * 8
-#: the process before any chunk: interpreter, libraries, the loaded bundle
-BASE_BYTES = 512 * 2**20
+#: the process before any chunk: interpreter, libraries (Numba's compiler and the reason codes' compiled
+#: kernels ~0.12 GiB of it), the loaded bundle
+BASE_BYTES = 640 * 2**20
 #: never less for DuckDB: below this its feature queries spill their own working memory
 MIN_DUCKDB_BYTES = 2**30
 _UNITS = {"KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
