@@ -213,6 +213,23 @@ def materialize(con: ibis.BaseBackend, name: str, expr: ibis.Table,
         return con.create_table(name, expr, temp=True)
 
 
+def drop_columns(con: ibis.BaseBackend, table: ibis.Table, columns: list[str]) -> ibis.Table:
+    """``table``, a DuckDB table made by :func:`materialize`, without ``columns``: DuckDB drops a
+    column's storage at once (no copy of the rest). Returns the table as it now is."""
+    op = table.op()
+    ns = op.namespace
+    parts = [p for p in (ns.catalog, ns.database) if p] + [op.name]
+    full = ".".join(sql_identifier(p) for p in parts)
+    for c in columns:
+        con.raw_sql(f"ALTER TABLE {full} DROP COLUMN {sql_identifier(c)}")
+    return con.table(op.name, database=tuple(parts[:-1]) or None)
+
+
+def sql_identifier(name: str) -> str:
+    """``name`` as a quoted SQL identifier (double quotes, an inner one doubled)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
 def release(con: ibis.BaseBackend, name: str) -> None:
     """Free what :func:`materialize` kept under ``name``. On Spark the view stays defined (views
     built on it still need its definition) and only its cached data is dropped."""

@@ -188,3 +188,12 @@ def test_row_hashes_prove_distinct_rows_and_never_hide_a_duplicate():
     dup = con.create_table("d", pd.concat([rows, rows.iloc[[3]]], ignore_index=True))  # the all-null-ish row twice
     assert rows_hash_distinct(dup, 5) is False
     assert rows_hash_distinct(dup.limit(0), 0) is True
+
+
+def test_the_stored_table_keeps_no_check_flags_once_they_are_counted():
+    ds = load_dataset(cfg(), {"transactions": good_tx()})
+    stored = ds.con.raw_sql("SELECT table_name, column_name FROM duckdb_columns() "
+                            "WHERE table_name LIKE 'clvml_typed_transactions%'").fetchall()
+    assert stored and all(c.startswith("t_") for _, c in stored), stored  # only the typed values
+    got = ds.tables["transactions"].order_by(["customer_id", "ts"]).to_pandas()
+    assert got["amount"].tolist() == [10.0, -2.0, 5.0] and got["customer_id"].tolist() == ["a", "a", "b"]

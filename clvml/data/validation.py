@@ -19,7 +19,7 @@ import ibis.expr.datatypes as dtypes
 from clvml.config import Policies, TableSource
 from clvml.config.expression import evaluate, parse
 from clvml.data.contracts import NUMBER_BOUND, SCHEMAS, TS_END, TS_START, Column, TableSchema
-from clvml.engine import materialize
+from clvml.engine import drop_columns, materialize, sql_identifier
 from clvml.errors import DataSourceError
 
 Severity = Literal["error", "warning"]
@@ -344,7 +344,7 @@ def rows_hash_distinct(table: ibis.Table, rows: int) -> bool:
     con = table.get_backend()
     if con.name != "duckdb" or rows == 0:
         return rows == 0
-    cols = ", ".join('"' + c.replace('"', '""') + '"' for c in table.columns)
+    cols = ", ".join(sql_identifier(c) for c in table.columns)
     sql = f"SELECT count(DISTINCT hash({cols})) FROM ({con.compile(table)})"
     return int(con.raw_sql(sql).fetchone()[0]) == rows
 
@@ -601,6 +601,10 @@ def prepare_table(
         for key in dropping:
             report._drop(name, key, int(got[key][0].as_py() or 0))
         drop_cond = seen
+    if not dropping and con.name == "duckdb":
+        # every row is kept and the flags are counted: free their memory (on the synthetic world a
+        # third of the stored rows' bytes) before the table is kept for the run
+        mat = drop_columns(con, mat, [f"f_{k}" for k in flags])
     clean = mat.filter(~drop_cond) if dropping else mat
     clean = clean.select(**{c: clean[f"t_{c}"] for c in out_cols})
 

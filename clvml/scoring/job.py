@@ -50,6 +50,7 @@ from clvml.config import Config
 from clvml.config.database import expand_env, ibis_url, redact_url, scrub
 from clvml.console import count
 from clvml.data.dataset import Dataset
+from clvml.engine import sql_identifier
 from clvml.errors import ConfigError, DriftError, LockError, ModelIncompatibleError, ShrinkError
 from clvml.features.builder import feature_specs
 from clvml.features.custom import register_from_config, require
@@ -454,7 +455,7 @@ def _previous_rows(tgt: _Target, as_of: dt.date) -> tuple[int | None, str | None
             try:
                 if not _exists(con, tgt.table):
                     return None, None
-                ident = '"' + tgt.table.replace('"', '""') + '"'
+                ident = sql_identifier(tgt.table)
                 return int(con.execute(f"SELECT count(*) FROM {ident} WHERE as_of = ?", [as_of]).fetchone()[0]), None
             finally:
                 con.close()
@@ -762,8 +763,8 @@ def _write_duckdb(db_path: Path, table: str, parts: Path, as_of: dt.date, manife
 
     import duckdb
 
-    ident = '"' + table.replace('"', '""') + '"'
-    mident = '"' + f"{table}_manifests".replace('"', '""') + '"'
+    ident = sql_identifier(table)
+    mident = sql_identifier(f"{table}_manifests")
     glob = str(parts / "part-*.parquet")
     has_rows = any(parts.glob("part-*.parquet"))
     rows = manifest["rows_out"]
