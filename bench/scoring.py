@@ -87,7 +87,7 @@ def _first_customers(src: Path, customers: int, path: Path) -> Path:
 
 
 def measure(path: Path, chunk: int, memory_limit: str | None = None, memory_budget: str | None = None,
-            plan: str | None = None, keep_allocators: bool = False) -> dict:
+            plan: str | None = None) -> dict:
     # (DuckDB spills into bench/out/spill-scoring, whether limited here or by scoring.memory_budget)
     engine = {"duckdb": {"memory_limit": memory_limit, "temp_directory": str(OUT / "spill-scoring")}}
     cfg = parse_config({"name": "bench", "engine": engine,
@@ -108,10 +108,6 @@ def measure(path: Path, chunk: int, memory_limit: str | None = None, memory_budg
 
     from clvml.scoring.job import score
 
-    if not keep_allocators:  # as the `clvml score` command does since 2026-12-06 (session 17)
-        from clvml.jobs.train import return_freed_memory
-
-        return_freed_memory()
     r = score(cfg, str(model_path().resolve()), AS_OF, progress=progress)
     total = time.perf_counter() - t0
     ru = resource.getrusage(resource.RUSAGE_SELF)  # CPU: the comparable figure when the machine is shared
@@ -182,8 +178,6 @@ def main() -> None:
                     help="scoring.memory_budget, e.g. 3GiB, or none (default: the config's, 4GiB)")
     ap.add_argument("--plan", default=None, choices=["auto", "cross_join", "incremental"],
                     help="features.plan (default: the config's, auto)")
-    ap.add_argument("--keep-allocators", action="store_true",
-                    help="do not hand freed memory back (as `clvml score` did before session 17)")
     ap.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--load-only", type=Path, metavar="WORLD", help="read + validate this world only")
     ap.add_argument("--predict-chunk", type=Path, metavar="WORLD", help="bundle.predict on its first chunk")
@@ -195,8 +189,8 @@ def main() -> None:
         print(json.dumps(predict_chunk(args.predict_chunk)))
         return
     if args.measure:
-        print(json.dumps({**measure(args.measure, args.chunk, args.memory_limit, args.memory_budget, args.plan,
-                                    args.keep_allocators), "plan": args.plan or "auto"}))
+        print(json.dumps({**measure(args.measure, args.chunk, args.memory_limit, args.memory_budget, args.plan),
+                          "plan": args.plan or "auto"}))
         return
     print(f"# {dt.date.today()} {platform.node()} {platform.machine()} python {platform.python_version()}")
     model_path()
@@ -211,8 +205,6 @@ def main() -> None:
             cmd += ["--memory-budget", args.memory_budget]
         if args.plan:
             cmd += ["--plan", args.plan]
-        if args.keep_allocators:
-            cmd += ["--keep-allocators"]
         res = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if res.returncode:
             sys.exit(res.stderr[-3000:])

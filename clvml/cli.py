@@ -274,10 +274,8 @@ def score(
     """
     def go():
         from clvml.errors import ConfigError
-        from clvml.jobs.train import return_freed_memory
         from clvml.scoring.job import score as run_score
 
-        return_freed_memory()  # process-wide allocator settings: this process is clvml's own
         day = _day(as_of)
         cfg = _config(config, engine, strict)
         if table and not (database or cfg.scoring.database):

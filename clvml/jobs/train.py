@@ -105,11 +105,10 @@ M_MMAP_THRESHOLD, MMAP_THRESHOLD = -3, 128 * 1024
 
 
 def return_freed_memory() -> None:
-    """Make the process hand freed memory back to the system (the ``clvml train`` and ``clvml score``
-    commands call it first; :func:`train` and :func:`clvml.scoring.job.score` do not, as they may run
-    inside someone else's process): the jobs' large, short-lived arrays (feature columns, model
-    matrices, LightGBM's bin samples, each scoring chunk's features and SHAP values) are then returned
-    when freed instead of kept by the allocators, and the peak RSS is that of what is alive.
+    """Make the process hand freed memory back to the system (the ``clvml train`` command calls it first;
+    :func:`train` does not, as it may run inside someone else's process): the train
+    job's large, short-lived arrays (feature columns, model matrices, LightGBM's bin samples) are then
+    returned when freed instead of kept by the allocators, and its peak RSS is that of what is alive.
 
     * glibc's malloc keeps its default mmap threshold (128 KiB) fixed: by default it raises it to the
       size of every mmapped block freed (up to 32 MiB), after which blocks of that size come from the
