@@ -121,3 +121,23 @@ def test_decision_codes_follow_lightgbms_rules_row_by_row():
            offsets, np.array(cats[4] + cats[5], dtype=np.int64), code)
     expected = sum(np.array(left, dtype=np.int64) << j for j, (_, left) in enumerate(splits))
     assert code.tolist() == expected.tolist()
+
+
+def test_kernels_compile_without_a_cache_where_no_cache_folder_is_writable(monkeypatch):
+    import numba
+
+    from clvml.jit import compiled
+
+    real = numba.njit
+
+    def njit(*args, **kw):  # what Numba does when neither the package's folder nor a user cache is writable
+        if kw.get("cache"):
+            raise RuntimeError("cannot cache function 'double': no locator available for file 'x.py'")
+        return real(*args, **kw)
+
+    monkeypatch.setattr(numba, "njit", njit)
+
+    def double(x):
+        return 2 * x
+
+    assert compiled(double)(21) == 42
