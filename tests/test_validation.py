@@ -190,7 +190,10 @@ def test_row_hashes_prove_distinct_rows_and_never_hide_a_duplicate():
     assert rows_hash_distinct(dup.limit(0), 0) is True
 
 
-def test_the_stored_table_keeps_no_check_flags_once_they_are_counted():
+def test_the_stored_table_keeps_no_check_flags_once_they_are_counted(monkeypatch):
+    import clvml.data.validation as validation
+
+    monkeypatch.setattr(validation, "LARGE_TABLE_ROWS", 3)  # (100k rows and up by default)
     ds = load_dataset(cfg(), {"transactions": good_tx()})
     stored = ds.con.raw_sql("SELECT table_name, column_name FROM duckdb_columns() "
                             "WHERE table_name LIKE 'clvml_typed_transactions%'").fetchall()
