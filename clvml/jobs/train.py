@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from clvml._version import __version__
+from clvml.allocator import return_freed_memory  # noqa: F401 (its documented place: clvml.jobs.train)
 from clvml.config import Config
 from clvml.console import reporting
 from clvml.data.cutoffs import clv_origins, clv_window_days, data_end, trainable_at
@@ -98,42 +99,6 @@ def train(cfg: Config, ds: Dataset | None = None, progress: Progress = quiet) ->
             if note:
                 progress(f"train failed{note}")
             raise
-
-
-#: glibc's ``M_MMAP_THRESHOLD`` option of ``mallopt`` and its default value (128 KiB)
-M_MMAP_THRESHOLD, MMAP_THRESHOLD = -3, 128 * 1024
-
-
-def return_freed_memory() -> None:
-    """Make the process hand freed memory back to the system (the ``clvml train`` command calls it first;
-    :func:`train` does not, as it may run inside someone else's process): the train
-    job's large, short-lived arrays (feature columns, model matrices, LightGBM's bin samples) are then
-    returned when freed instead of kept by the allocators, and its peak RSS is that of what is alive.
-
-    * glibc's malloc keeps its default mmap threshold (128 KiB) fixed: by default it raises it to the
-      size of every mmapped block freed (up to 32 MiB), after which blocks of that size come from the
-      heap, whose freed memory is not returned (what ``MALLOC_MMAP_THRESHOLD_=131072`` does; nothing
-      changes off glibc).
-    * pyarrow allocates from the system allocator (``pyarrow.system_memory_pool``, what
-      ``ARROW_DEFAULT_MEMORY_POOL=system`` does) instead of mimalloc, which kept ~0.3 GB of the demo's
-      freed feature batches.
-
-    Both affect the whole process. Measured on the demo in ``bench/RESULTS.md`` (same trees).
-    """
-    import ctypes
-    import sys
-
-    import pyarrow as pa
-
-    pa.set_memory_pool(pa.system_memory_pool())
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.gnu_get_libc_version  # noqa: B018 (glibc only; AttributeError on musl)
-    except (OSError, AttributeError):
-        return
-    libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
 
 
 def _train(cfg: Config, ds: Dataset, progress: Progress, t0: float, run_id: str | None) -> TrainResult:

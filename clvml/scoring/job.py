@@ -46,6 +46,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from clvml._version import __version__
+from clvml.allocator import trim_freed_memory
 from clvml.config import Config
 from clvml.config.database import expand_env, ibis_url, redact_url, scrub
 from clvml.console import count
@@ -274,24 +275,6 @@ def prefetched(make: Callable[[int], Any], n: int) -> Iterator[Any]:
                 nxt.cancel()
                 raise
             del cur
-
-
-def trim_freed_memory() -> None:
-    """Hand back to the system what the chunk just scored freed and the allocators kept: Arrow's pool
-    (``release_unused``) and, on glibc, the C heap (``malloc_trim``). No process-wide setting changes;
-    unlike a low fixed mmap threshold (what ``clvml train`` sets) it costs one call per chunk, not a page
-    fault per large array."""
-    import ctypes
-    import sys
-
-    pa.default_memory_pool().release_unused()
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc (musl has no malloc_trim)
-        return
 
 
 def score_chunks(bundle: ModelBundle, ds: Dataset, as_of: dt.date, folder: Path, chunks: int,
