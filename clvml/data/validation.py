@@ -613,8 +613,8 @@ def prepare_table(
     clean = mat.filter(~drop_cond) if dropping else mat
     clean = clean.select(**{c: clean[f"t_{c}"] for c in out_cols})
 
-    # exact duplicates (after the drops above)
-    n_kept = int(clean.count().to_pyarrow().as_py())
+    # exact duplicates (after the drops above; without drops every counted row is kept)
+    n_kept = int(clean.count().to_pyarrow().as_py()) if dropping else n_in
     hashed = n_kept >= LARGE_TABLE_ROWS and rows_hash_distinct(clean, n_kept)
     n_distinct = n_kept if hashed else int(clean.distinct().count().to_pyarrow().as_py())
     if n_distinct < n_kept:
