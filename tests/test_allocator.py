@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
+import platform
 import subprocess
 import sys
 import textwrap
@@ -46,10 +48,11 @@ def test_trim_returns_the_heap_holes_that_free_keeps():
 
 def test_glibc_is_found_only_where_it_is():
     libc = allocator.glibc()
-    if sys.platform.startswith("linux") and libc is not None:
-        assert libc.gnu_get_libc_version  # glibc's own symbol
-    if not sys.platform.startswith("linux"):
-        assert libc is None
+    on_glibc = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
+    assert (libc is not None) == on_glibc, (platform.libc_ver(), libc)
+    if libc is not None:  # the library found is glibc itself: its version reads as platform's does
+        libc.gnu_get_libc_version.restype = ctypes.c_char_p
+        assert libc.gnu_get_libc_version().decode() == platform.libc_ver()[1]
 
 
 def test_return_freed_memory_puts_arrow_on_the_system_allocator():
