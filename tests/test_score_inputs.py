@@ -74,6 +74,35 @@ def test_predictions_from_the_matrix_equal_the_estimators_to_the_bit(models):
     assert np.array_equal(bits(spend), bits(want_count * np.maximum(value.amount_.predict(Xp), 0.0)))
 
 
+@pytest.mark.parametrize("form", ["frequency", "tweedie", "offset", "hurdle"])
+def test_predictions_from_the_explanations_raw_scores_are_lightgbms_bits(models, form):
+    """The scoring job explains first and predicts from the raw scores tree SHAP found: every form's
+    predictions are those LightGBM gives, to the bit, and each booster's raw scores were used."""
+    from clvml.explain.drivers import _boosters, contributions
+
+    churn, value = models
+    if form != "frequency":
+        X0 = raw_frame(3000, 1)
+        spend = X0["amount"].fillna(10).to_numpy() * (X0["orders"].to_numpy() % 2)
+        kw = {"n_estimators": 25, "num_leaves": 7, "min_child_samples": 10, "n_jobs": 1}
+        value = ValueModel(form=form, **kw, **({"offset_column": "amount"} if form == "offset" else {})
+                           ).fit(X0, spend, purchases=X0["orders"])
+    X = raw_frame(900, 6)
+    for model in (churn, value):
+        F = model.matrix(X)
+        raw = {}
+        contributions(model, X, F=F, raw=raw)
+        assert set(raw) == set(_boosters(model))
+        if model is churn:
+            assert np.array_equal(bits(churn.predict_proba_matrix(F, raw)), bits(churn.predict_proba_matrix(F)))
+        else:
+            got, want = value.predict_matrix_with_purchases(F, raw), value.predict_matrix_with_purchases(F)
+            assert np.array_equal(bits(got[0]), bits(want[0]))
+            assert (got[1] is None) == (want[1] is None)
+            if got[1] is not None:
+                assert np.array_equal(bits(got[1]), bits(want[1]))
+
+
 def test_tree_shap_patterns_remembered_across_calls_give_the_same_bits(models):
     churn, _ = models
     booster = churn.booster_.booster_

@@ -127,13 +127,12 @@ def test_rerun_is_byte_identical_and_chunks_do_not_change_scores(trained, tmp_pa
 
 KILLER = textwrap.dedent("""
     import os, signal, sys, datetime as dt
-    import pyarrow.parquet as pq
     import clvml.io, clvml.scoring.job
     from clvml.config import load_config
     stage = sys.argv[3]
     calls = {"n": 0}
-    real_write, real_publish = pq.write_table, clvml.scoring.job._publish
-    def write(*a, **k):
+    real_write, real_publish = clvml.scoring.job.ChunkWriter.write, clvml.scoring.job._publish
+    def write(*a, **k):  # killed while the second chunk is written: the data file is half written
         calls["n"] += 1
         if stage == "mid-chunks" and calls["n"] == 2:
             os.kill(os.getpid(), signal.SIGKILL)
@@ -145,7 +144,7 @@ KILLER = textwrap.dedent("""
         if stage == "after-swap":
             os.kill(os.getpid(), signal.SIGKILL)
         return out
-    pq.write_table = write
+    clvml.scoring.job.ChunkWriter.write = write
     clvml.scoring.job._publish = publish
     cfg = load_config(sys.argv[1])
     cfg.scoring.chunk_customers = 750

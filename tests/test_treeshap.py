@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from clvml.explain.treeshap import BINCOUNT_SPLITS, compile_booster, tree_shap
+from clvml.explain.treeshap import BINCOUNT_SPLITS, compile_booster, tree_shap, tree_shap_and_raw
 
 
 def frame(n: int, seed: int, nan_share: float = 0.1) -> tuple[pd.DataFrame, np.ndarray]:
@@ -53,6 +53,10 @@ def test_equals_pred_contrib(params):
     Xs.loc[::11, "c"] = 99.0
     assert check(model, Xs) < 1e-9
     assert check(model, Xs.iloc[:1]) < 1e-9
+    # the raw score found on the way is LightGBM's, to the bit
+    phi, raw = tree_shap_and_raw(model, Xs)
+    assert np.array_equal(phi, tree_shap(model, Xs))
+    assert raw is not None and np.array_equal(raw, model.predict(Xs, raw_score=True))
 
 
 def test_falls_back_for_very_large_trees_and_empty_input():
@@ -61,6 +65,7 @@ def test_falls_back_for_very_large_trees_and_empty_input():
                        "num_threads": 1}, lgb.Dataset(X, X.b.to_numpy() + y), num_boost_round=3)
     assert not compile_booster(model).supported  # > 62 splits in a tree: codes would overflow
     assert check(model, X) < 1e-9
+    assert tree_shap_and_raw(model, X)[1] is None  # no patterns, no raw scores: the caller asks LightGBM
     assert tree_shap(model, X.iloc[:0]).shape[0] == 0
 
 
@@ -141,3 +146,35 @@ def test_kernels_compile_without_a_cache_where_no_cache_folder_is_writable(monke
         return 2 * x
 
     assert compiled(double)(21) == 42
+
+
+def test_raw_scores_of_a_tree_without_splits():
+    """A tree without a split (LightGBM grows one when no split gains, e.g. for a constant target)
+    adds its one leaf to every row."""
+    X, _ = frame(2000, 4)
+    model = lgb.train({"objective": "regression", "verbose": -1, "num_threads": 1}, lgb.Dataset(X, np.full(2000, 2.5)),
+                      num_boost_round=5)
+    assert [len(t.splits) for t in compile_booster(model).trees] == [0]
+    phi, raw = tree_shap_and_raw(model, X)
+    assert np.array_equal(raw, model.predict(X, raw_score=True)) and np.all(raw == 2.5)
+    assert np.allclose(phi, model.predict(X, pred_contrib=True))
+
+
+def test_leaves_follow_the_pattern_bits():
+    """Split j's bit set sends a row left; the walk ends at the leaf the bits lead to."""
+    from clvml.explain.treeshap import _leaves
+
+    # split 0 at the root; left child split 1, right child leaf 2; split 1's children leaves 0 and 1
+    left = np.array([1, ~0], dtype=np.int64)
+    right = np.array([~2, ~1], dtype=np.int64)
+    values = np.array([10.0, 20.0, 30.0])
+    codes = np.array([0b11, 0b01, 0b00, 0b10], dtype=np.int64)
+    assert _leaves(codes, left, right, values).tolist() == [10.0, 20.0, 30.0, 30.0]
+
+
+def test_zero_missing_threshold_is_lightgbms_float():
+    """LightGBM's kZeroThreshold is the float 1e-35f: a value between 1e-35 and that float is (near)
+    zero for a missing type Zero split."""
+    from clvml.explain.treeshap import ZERO
+
+    assert float(np.float32(1e-35)) == ZERO and ZERO > 1e-35

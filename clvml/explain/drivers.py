@@ -25,6 +25,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from clvml.features.registry import FeatureSpec
 from clvml.modeling.churn import ChurnModel
+from clvml.modeling.raw_scores import RawScores
 from clvml.modeling.value import ValueModel
 
 BIAS = "_base_value"
@@ -40,19 +41,28 @@ def _boosters(model: ChurnModel | ValueModel) -> list:
             "offset": [model.spend_], "hurdle": [model.buy_, model.amount_]}[model.form]
 
 
-def contributions(model: ChurnModel | ValueModel, X: pd.DataFrame, F: np.ndarray | None = None) -> pd.DataFrame:
+def contributions(model: ChurnModel | ValueModel, X: pd.DataFrame, F: np.ndarray | None = None,
+                  raw: RawScores | None = None) -> pd.DataFrame:
     """SHAP values per row and feature in the model's raw score space, plus the ``_base_value``
     column; each row sums to the raw score (see the module docstring). ``F``: ``model.matrix(X)`` when
-    the caller already has it (the scoring job builds it once for predictions and explanations)."""
-    from clvml.explain.treeshap import tree_shap
+    the caller already has it (the scoring job builds it once for predictions and explanations).
+
+    ``raw``: a dict that receives each booster's raw scores of the rows, found on the way
+    (:func:`~clvml.explain.treeshap.tree_shap_and_raw`), for the model's ``*_matrix`` predictions of the
+    same ``F`` (:func:`~clvml.modeling.lgbm.predict_matrix`)."""
+    from clvml.explain.treeshap import compile_booster, tree_shap_and_raw
     from clvml.modeling.lgbm import model_columns
+    from clvml.modeling.raw_scores import RawScore
 
     if F is None:
         F = model.matrix(X)  # shared by the boosters (same training columns)
     columns = model_columns(model)
     total = None
     for b in _boosters(model):  # summed in place, in the order (and to the bit) of 0 + b1 + b2 + …
-        phi = tree_shap(b.booster_ if hasattr(b, "booster_") else b, None, F=F)
+        booster = b.booster_ if hasattr(b, "booster_") else b
+        phi, scores = tree_shap_and_raw(booster, None, F=F)
+        if raw is not None and scores is not None:
+            raw[b] = RawScore(scores, compile_booster(booster).objective)
         if total is None:
             total = np.add(phi, 0.0, out=phi)  # as 0 + phi: a -0.0 becomes 0.0
         else:

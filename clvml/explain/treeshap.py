@@ -32,6 +32,8 @@ import pandas as pd
 from clvml.jit import compiled
 
 MAX_SPLITS = 62  # codes are int64
+#: LightGBM's ``kZeroThreshold`` (``1e-35f``: a float literal, so not quite 1e-35): missing type Zero
+ZERO = float(np.float32(1e-35))
 BINCOUNT_SPLITS = 20  # up to 2^20 codes (and at most 2 per row): distinct codes by a direct table, beyond by hashing
 
 # the kinds of split the compiled pass tells apart (LightGBM's decision type and missing type)
@@ -50,6 +52,9 @@ class _Split:
 @dataclass
 class _Tree:
     splits: list[_Split]
+    left: np.ndarray  # per split: the split index its left child is, or ~leaf for a leaf
+    right: np.ndarray
+    leaf_value: np.ndarray  # the leaves' outputs (a tree without splits: its one leaf)
 
     @property
     def features(self) -> np.ndarray:
@@ -81,21 +86,38 @@ class CompiledBooster:
         self.feature_names = list(dump["feature_names"])
         self.supported = True
         self.trees: list[_Tree] = []
+        #: LightGBM's output transform (``dump_model()["objective"]``, e.g. ``"binary sigmoid:1"``)
+        self.objective = str(dump.get("objective", ""))
+        #: the raw score is the sum of the trees' leaf outputs: one tree per iteration, no linear leaves
+        self.sums_leaves = int(dump.get("num_tree_per_iteration", 1)) == 1
         for info in dump["tree_info"]:
             splits: list[_Split] = []
-            stack = [info["tree_structure"]]
-            while stack:
-                node = stack.pop()
+            left: list[int] = []
+            right: list[int] = []
+            leaves: list[float] = []
+            stack: list[tuple[dict, int, bool]] = [(info["tree_structure"], -1, True)]
+            while stack:  # splits numbered in pre-order (node, left subtree, right subtree)
+                node, parent, is_left = stack.pop()
                 if "split_index" not in node:
-                    continue
-                cat = None
-                if node["decision_type"] == "==":
-                    cat = np.array([int(c) for c in str(node["threshold"]).split("||")], dtype=np.int64)
-                splits.append(_Split(int(node["split_feature"]), float(node["threshold"]) if cat is None
-                                     else 0.0, cat, bool(node["default_left"]),
-                                     str(node["missing_type"])))
-                stack.extend([node["right_child"], node["left_child"]])
-            self.trees.append(_Tree(splits))
+                    if "leaf_coeff" in node:  # a linear leaf: its output depends on the row
+                        self.sums_leaves = False
+                    ref = ~len(leaves)
+                    leaves.append(float(node["leaf_value"]))
+                else:
+                    cat = None
+                    if node["decision_type"] == "==":
+                        cat = np.array([int(c) for c in str(node["threshold"]).split("||")], dtype=np.int64)
+                    ref = len(splits)
+                    splits.append(_Split(int(node["split_feature"]), float(node["threshold"]) if cat is None
+                                         else 0.0, cat, bool(node["default_left"]),
+                                         str(node["missing_type"])))
+                    left.append(0)
+                    right.append(0)
+                    stack.extend([(node["right_child"], ref, False), (node["left_child"], ref, True)])
+                if parent >= 0:
+                    (left if is_left else right)[parent] = ref
+            self.trees.append(_Tree(splits, np.array(left, dtype=np.int64), np.array(right, dtype=np.int64),
+                                    np.array(leaves, dtype=np.float64)))
             if len(splits) > MAX_SPLITS:
                 self.supported = False
         self.memo = [_Memo() for _ in self.trees]
@@ -162,7 +184,7 @@ def _codes(F, feature, threshold, kind, default_left, cat_offsets, cats, code): 
                 x = v[i]
                 if x != x:
                     x = 0.0
-                if abs(x) <= 1e-35:
+                if abs(x) <= ZERO:
                     if dl:
                         code[i] |= bit
                 elif x <= t:
@@ -251,6 +273,26 @@ def _one_tree_shap(booster, rows: np.ndarray, t: int) -> np.ndarray:
                                           num_threads=1)).T
 
 
+@compiled
+def _leaves(codes, left, right, leaf_value):  # pragma: no cover (compiled)
+    """The leaf output each decision pattern ``codes`` reaches (bit j set: left at split j)."""
+    out = np.empty(codes.size)
+    for d in range(codes.size):
+        c = codes[d]
+        node = 0
+        while node >= 0:
+            node = left[node] if (c >> np.int64(node)) & np.int64(1) else right[node]
+        out[d] = leaf_value[~node]
+    return out
+
+
+@compiled
+def _add_leaves(raw, leaf, inv):  # pragma: no cover (compiled)
+    """``raw[i] += leaf[inv[i]]``: one tree's output added to every row's raw score."""
+    for i in range(raw.size):
+        raw[i] += leaf[inv[i]]
+
+
 def tree_shap(booster, X: pd.DataFrame | None, F: np.ndarray | None = None) -> np.ndarray:
     """SHAP values of ``booster`` for the rows of ``X``: (rows, features + 1), the last column the
     expected value; the same as ``booster.predict(X, pred_contrib=True)``.
@@ -263,19 +305,31 @@ def tree_shap(booster, X: pd.DataFrame | None, F: np.ndarray | None = None) -> n
     ``MEMO_PATTERNS`` per tree), so later calls (the next chunk of a scoring run) ask LightGBM only for
     patterns not seen before.
     """
+    return tree_shap_and_raw(booster, X, F)[0]
+
+
+def tree_shap_and_raw(booster, X: pd.DataFrame | None, F: np.ndarray | None = None
+                      ) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`tree_shap`, and the booster's raw score of each row found on the way (None where it is not:
+    trees past ``MAX_SPLITS`` splits, several trees per iteration, linear leaves).
+
+    Each row's decision pattern fixes the leaf it reaches in each tree, so the raw score is the sum of
+    those leaves' outputs, added in tree order from 0 as LightGBM's ``predict(raw_score=True)`` adds
+    them: the same bits, at one addition per tree and row."""
     cb = compile_booster(booster)
     n = len(X) if F is None else F.shape[1]
     if n == 0:
-        return np.zeros((0, len(cb.feature_names) + 1))
+        return np.zeros((0, len(cb.feature_names) + 1)), np.zeros(0)
     if F is None or F.shape != (len(cb.feature_names), n) or (X is not None and list(X.columns) != cb.feature_names):
         if X is None:
             raise ValueError(f"F has shape {None if F is None else F.shape}; the booster takes "
                              f"{len(cb.feature_names)} features")
         F = feature_matrix(X, cb.feature_names)
     if not cb.supported:
-        return np.asarray(booster.predict(F.T, pred_contrib=True), dtype=float)
+        return np.asarray(booster.predict(F.T, pred_contrib=True), dtype=float), None
     F = np.ascontiguousarray(F, dtype=np.float64)
     phi = np.zeros((F.shape[0] + 1, F.shape[1]))
+    raw = np.zeros(F.shape[1]) if cb.sums_leaves else None
     code = np.empty(F.shape[1], dtype=np.int64)
     for t, tree in enumerate(cb.trees):
         memo = cb.memo[t]
@@ -283,6 +337,8 @@ def tree_shap(booster, X: pd.DataFrame | None, F: np.ndarray | None = None) -> n
             if memo.bias is None:
                 memo.bias = _one_tree_shap(booster, np.ascontiguousarray(F[:, :1].T), t)[-1, 0]
             phi[-1] += memo.bias
+            if raw is not None:
+                raw += tree.leaf_value[0]
             continue
         _codes(F, *cb.arrays[t], code)
         first, inv = _distinct(code, len(tree.splits))
@@ -290,7 +346,9 @@ def tree_shap(booster, X: pd.DataFrame | None, F: np.ndarray | None = None) -> n
         vals = memo.values(code[first], lambda new, first=first, used=used, t=t: _pattern_shap(booster, F, first[new],
                                                                                             used, t))
         _scatter(phi, used, np.ascontiguousarray(vals, dtype=np.float64), inv, memo.bias)
-    return phi.T
+        if raw is not None:
+            _add_leaves(raw, _leaves(code[first], tree.left, tree.right, tree.leaf_value), inv)
+    return phi.T, raw
 
 
 MEMO_PATTERNS = 1 << 16

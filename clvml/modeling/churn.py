@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightgbm as lgb
 import numpy as np
@@ -25,6 +25,9 @@ from clvml.modeling.lgbm import (
     predict_matrix,
     prepare_X,
 )
+
+if TYPE_CHECKING:
+    from clvml.modeling.raw_scores import RawScores
 
 
 class ChurnModel(ClassifierMixin, BaseEstimator):
@@ -160,8 +163,9 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
         """Class probabilities, columns in ``classes_`` order (``[:, 1]``: P(churn))."""
         return self.predict_proba_matrix(self.matrix(X))
 
-    def predict_proba_matrix(self, F: np.ndarray) -> np.ndarray:
-        """:meth:`predict_proba` of the rows of ``F = self.matrix(X)``."""
+    def predict_proba_matrix(self, F: np.ndarray, raw: RawScores | None = None) -> np.ndarray:
+        """:meth:`predict_proba` of the rows of ``F = self.matrix(X)`` (``raw``: the booster's raw scores
+        of ``F`` when known, see :func:`~clvml.modeling.lgbm.predict_matrix`)."""
         check_is_fitted(self, "booster_")
         n = F.shape[1]
         constant = getattr(self, "constant_", None)
@@ -170,7 +174,7 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
                 return np.ones((n, 1))
             p = np.full(n, constant)
             return np.column_stack([1 - p, p])
-        p = predict_matrix(self.booster_, F)
+        p = predict_matrix(self.booster_, F, raw)
         if self.calibrator_ is not None:
             if isinstance(self.calibrator_, IsotonicRegression):
                 p = self.calibrator_.predict(p)

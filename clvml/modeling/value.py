@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightgbm as lgb
 import numpy as np
@@ -25,6 +25,9 @@ from clvml.modeling.lgbm import (
     predict_matrix,
     prepare_X,
 )
+
+if TYPE_CHECKING:
+    from clvml.modeling.raw_scores import RawScores
 
 FORMS = ("hurdle", "tweedie", "frequency", "offset")
 #: baseline floor of the offset form (a baseline of 0 would pin the prediction to 0 for ever)
@@ -251,22 +254,24 @@ class ValueModel(RegressorMixin, BaseEstimator):
         """(expected spend, expected purchases or None without a count model), each booster run once."""
         return self.predict_matrix_with_purchases(self.matrix(X))
 
-    def predict_matrix_with_purchases(self, F: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """:meth:`predict_with_purchases` of the rows of ``F = self.matrix(X)``."""
+    def predict_matrix_with_purchases(self, F: np.ndarray, raw: RawScores | None = None
+                                      ) -> tuple[np.ndarray, np.ndarray | None]:
+        """:meth:`predict_with_purchases` of the rows of ``F = self.matrix(X)`` (``raw``: the boosters' raw
+        scores of ``F`` when known, see :func:`~clvml.modeling.lgbm.predict_matrix`)."""
         check_is_fitted(self, "categories_")
         count = None
         if getattr(self, "count_", None) is not None:
-            count = np.maximum(predict_matrix(self.count_, F), 0.0)
+            count = np.maximum(predict_matrix(self.count_, F, raw), 0.0)
         if self.form == "offset":
-            return np.exp(predict_matrix(self.spend_, F, raw_score=True) + self.offset_matrix(F)), count
+            return np.exp(predict_matrix(self.spend_, F, raw, raw_score=True) + self.offset_matrix(F)), count
         if self.form == "tweedie":
-            return np.maximum(predict_matrix(self.spend_, F), 0.0), count
+            return np.maximum(predict_matrix(self.spend_, F, raw), 0.0), count
         if self.form == "frequency":
-            return count * np.maximum(predict_matrix(self.amount_, F), 0.0), count
-        amount = np.maximum(predict_matrix(self.amount_, F), 0.0)
+            return count * np.maximum(predict_matrix(self.amount_, F, raw), 0.0), count
+        amount = np.maximum(predict_matrix(self.amount_, F, raw), 0.0)
         if getattr(self, "buy_rate_", None) is not None:
             return self.buy_rate_ * amount, count
-        return predict_matrix(self.buy_, F) * amount, count
+        return predict_matrix(self.buy_, F, raw) * amount, count
 
     def predict_purchases(self, X: pd.DataFrame) -> np.ndarray:
         """Expected number of purchases in the horizon (needs ``purchases`` at fit time)."""

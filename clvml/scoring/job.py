@@ -3,7 +3,7 @@
 Guarantees (each tested; docs/guide/scoring.md says what a reader gets):
 
 - **Atomic and idempotent.** A run scores into a staging folder in the work folder beside the Parquet
-  root (``.<root>.clvml-work``), merges the chunks into one data file and, only when every chunk has
+  root (``.<root>.clvml-work``), writes the chunks into one data file and, only when every chunk has
   been scored and the drift and shrink checks passed, puts it in place: a new partition folder is
   renamed into ``<out>/as_of=YYYY-MM-DD``; an existing one has its data file replaced by one atomic
   rename (the replaced file stays linked in the work folder for ``scoring.keep_replaced_s``). Database
@@ -277,9 +277,53 @@ def prefetched(make: Callable[[int], Any], n: int) -> Iterator[Any]:
             del cur
 
 
+class ChunkWriter:
+    """The chunks' scores, in order, into the partition's one data file ``folder/part-0000.parquet``:
+    one Parquet writer kept open, one row group per chunk, so nothing is merged at the end.
+
+    Each chunk is cast to the first chunk's schema. Where that cannot be (a column all null in the first
+    chunk has no type yet; a later chunk's type does not cast), the chunks from there on are written as
+    ``part-NNNN.parquet`` files beside it and :func:`_merge_parts` unifies the types and merges them, as
+    for every chunk before this writer existed."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.writer: pq.ParquetWriter | None = None
+        self.streaming = True  # False once a chunk could not join the open file
+
+    def write(self, table: pa.Table, b: int) -> None:
+        """Add chunk ``b``'s scores."""
+        if self.streaming and self.writer is None:
+            if any(pa.types.is_null(f.type) for f in table.schema):
+                self.streaming = False
+            else:
+                self.writer = pq.ParquetWriter(self.folder / DATA, table.schema, compression="zstd")
+        if self.writer is not None:
+            try:
+                cast = table if table.schema.equals(self.writer.schema) else table.cast(self.writer.schema)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError):
+                self.close()
+                self.streaming = False
+            else:
+                self.writer.write_table(cast)
+                return
+        pq.write_table(table, self.folder / f"part-{b:04d}.parquet", compression="zstd")
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+    def __enter__(self) -> ChunkWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def score_chunks(bundle: ModelBundle, ds: Dataset, as_of: dt.date, folder: Path, chunks: int,
                  progress: Progress, plan: str | None = None) -> tuple[int, dict[str, Any] | None]:
-    """Score every customer batch into ``folder/part-NNNN.parquet``; return rows written and the drift
+    """Score every customer batch into ``folder`` (:class:`ChunkWriter`); return rows written and the drift
     counts summed over the batches (``plan``: ``features.plan``, the same features either way)."""
     btyd = None
     if bundle.btyd_features:  # population-level models: fitted once on everyone, merged per chunk
@@ -289,7 +333,8 @@ def score_chunks(bundle: ModelBundle, ds: Dataset, as_of: dt.date, folder: Path,
     rows, counts = 0, None
     # (unordered: each chunk's scores are sorted by customer below, so the query need not sort the features)
     with FeatureBatches(ds.tables, [as_of], windows=bundle.windows, families=bundle.families,
-                        batches=chunks, custom=bundle.custom_names, plan=plan, ordered=False) as batches:
+                        batches=chunks, custom=bundle.custom_names, plan=plan, ordered=False) as batches, \
+            ChunkWriter(folder) as out:
         for b, feats in enumerate(prefetched(batches.pandas, chunks)):
             if btyd is not None:
                 from clvml.modeling.training import merge_btyd
@@ -305,8 +350,7 @@ def score_chunks(bundle: ModelBundle, ds: Dataset, as_of: dt.date, folder: Path,
             del feats  # (before the next chunk's features arrive)
             scores = scores.sort_values("customer_id", kind="mergesort").reset_index(drop=True)
             scores = scores.drop(columns="as_of")  # carried by the folder name as_of=DATE (hive key)
-            pq.write_table(pa.Table.from_pandas(scores, preserve_index=False),
-                           folder / f"part-{b:04d}.parquet", compression="zstd")
+            out.write(pa.Table.from_pandas(scores, preserve_index=False), b)
             n = len(scores)
             rows += n
             del scores
@@ -569,7 +613,8 @@ def _publish(tmp: Path, partition: Path, work: Path) -> Path | None:
 
 def _merge_parts(folder: Path) -> dict[str, dict[str, Any]]:
     """Turn the chunks' ``part-NNNN.parquet`` files into the partition's one data file (row groups
-    copied in order, types unified: a column that is all null in one chunk takes the others' type).
+    copied in order, types unified: a column that is all null in one chunk takes the others' type);
+    nothing to do when :class:`ChunkWriter` wrote every chunk into that file.
     Returns the data file's name -> rows and SHA-256 (empty when nobody was scored)."""
     parts = sorted(folder.glob("part-*.parquet"))
     if not parts:
