@@ -350,16 +350,16 @@ def test_disk_full_or_read_only_is_a_clear_error_and_keeps_the_previous_partitio
     score(cfg, str(result.model_path), AS_OF, out=tmp_path / "s")
     folder = tmp_path / "s" / "as_of=2024-07-01"
     before = _parts(folder)
-    real = scoring_mod.pq.write_table
+    real = scoring_mod.ChunkWriter.write
     calls = []
 
-    def failing(table, where, **kw):
-        calls.append(where)
+    def failing(self, table, b):
+        calls.append(b)
         if len(calls) == at_call:
             raise OSError(code, text)
-        return real(table, where, **kw)
+        return real(self, table, b)
 
-    monkeypatch.setattr(scoring_mod.pq, "write_table", failing)
+    monkeypatch.setattr(scoring_mod.ChunkWriter, "write", failing)
     with pytest.raises(OutputError, match=f"{text}.*previous output.*unchanged") as err:
         score(cfg, str(result.model_path), AS_OF, out=tmp_path / "s")
     assert err.value.exit_code == 6
