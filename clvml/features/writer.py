@@ -95,7 +95,6 @@ class FeatureBatches:
         self._built = 0
         self._views: dict[str, str] = {}
         self._sql: str | None = None
-        self._ran = False
         self.expr = None
         if self.con.name == "duckdb":
             uid = uuid.uuid4().hex[:10]
@@ -145,14 +144,14 @@ class FeatureBatches:
         return self._run(self.expression(b))
 
     def _compiled(self, expr: ibis.Table) -> str | None:
-        """The SQL to run directly, or None to go through Ibis: on other backends, and on the first
-        run, which registers the cut-off table. Compiled once (~2-3 s each through Ibis)."""
-        if self.expr is None or self._eager:  # in-memory tables are registered by Ibis when it runs them
-            return None
-        if not self._ran:
-            self._ran = True
+        """The SQL to run directly, or None to go through Ibis (other backends; the incremental plan,
+        whose in-memory tables Ibis registers when it runs them). Compiled once, at the first batch,
+        after registering the cut-off table as running the expression would (~0.7 s per compilation at
+        153 features: every batch runs the same SQL on its own views)."""
+        if self.expr is None or self._eager:
             return None
         if self._sql is None:
+            self.con._run_pre_execute_hooks(expr)  # registers the in-memory cut-off table
             self._sql = self.con.compile(expr)
         return self._sql
 
