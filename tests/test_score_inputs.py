@@ -4,6 +4,8 @@ bundle's environment check done without MLflow's."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
@@ -258,19 +260,30 @@ def test_a_malformed_memory_budget_is_a_config_error_naming_the_key():
 def test_the_scoring_connection_gets_the_memory_limit_and_the_callers_config_stays():
     from clvml.config import parse_config
     from clvml.engine import connect_engine
-    from clvml.scoring.job import duckdb_memory_limit, with_memory_limit
+    from clvml.scoring.job import BASE_BYTES, duckdb_memory_limit, limit_for_chunks, with_memory_limit
 
     cfg = parse_config({"name": "m", "data": {"tables": {"transactions": {"path": "tx.parquet"}}},
                         "cutoffs": {"start": "2024-01-01"}, "scoring": {"memory_budget": "3GiB"}})
     lines = []
     run = with_memory_limit(cfg, 153, lines.append)
-    want = duckdb_memory_limit(cfg, 153)
-    assert run.engine.duckdb.memory_limit == want and cfg.engine.duckdb.memory_limit is None
+    loading, want = duckdb_memory_limit(cfg, 153, loading=True), duckdb_memory_limit(cfg, 153)
+    assert loading == f"{(3 * 2**30 - BASE_BYTES) // 2**20}MiB"  # no chunk exists while reading
+    assert run.engine.duckdb.memory_limit == loading and cfg.engine.duckdb.memory_limit is None
     assert run.data is cfg.data and run.scoring is cfg.scoring  # only the engine settings are copied
-    assert lines == [f"DuckDB memory_limit {want}: scoring.memory_budget 3GiB less the memory of chunks of "
-                     "125,000 customers x 153 features (engine.duckdb.memory_limit sets it instead)"]
-    got = connect_engine(run.engine).raw_sql("SELECT current_setting('memory_limit')").fetchone()[0]
-    mib = int(want.removesuffix("MiB"))
-    assert got in {f"{mib / 1024:.1f} GiB", f"{mib:.1f} MiB"}, got  # as DuckDB shows it
+    assert lines == [f"DuckDB memory_limit {loading} while reading (scoring.memory_budget 3GiB less the process), "
+                     f"then {want} (less the memory of chunks of 125,000 customers x 153 features; "
+                     "engine.duckdb.memory_limit sets it instead)"]
+
+    def shown(con) -> str:
+        return con.raw_sql("SELECT current_setting('memory_limit')").fetchone()[0]
+
+    def as_duckdb_shows(limit: str) -> set[str]:
+        mib = int(limit.removesuffix("MiB"))  # DuckDB shows one decimal, rounded or cut
+        return {f"{mib / 1024:.1f} GiB", f"{int(mib / 102.4) / 10:.1f} GiB", f"{mib:.1f} MiB"}
+
+    con = connect_engine(run.engine)
+    assert shown(con) in as_duckdb_shows(loading)
+    limit_for_chunks(SimpleNamespace(con=con), cfg, 153)  # once the tables are loaded
+    assert shown(con) in as_duckdb_shows(want)
     unlimited = parse_config({**cfg.model_dump(mode="json", exclude={"scoring"}), "scoring": {"memory_budget": None}})
     assert with_memory_limit(unlimited, 153) is unlimited
