@@ -230,11 +230,16 @@ def test_feature_batches_partition_the_customers_exactly(small_world):
     ds = load_dataset(frames=small_world.tables())
     cuts = [dt.date(2024, 3, 1), dt.date(2024, 6, 1)]
     whole = to_pandas(build_features(ds.tables, cuts))
-    with FeatureBatches(ds.tables, cuts, batches=3) as fb:
-        parts = [fb.pandas(b) for b in range(3)]  # the first through Ibis, the rest as compiled SQL
-    assert all(len(p) for p in parts)
-    joined = pd.concat(parts).sort_values(["cutoff", "customer_id"]).reset_index(drop=True)
-    pd.testing.assert_frame_equal(joined, whole.reset_index(drop=True))
+    for plan in ("cross_join", "incremental"):
+        with FeatureBatches(ds.tables, cuts, batches=3, plan=plan) as fb:
+            parts = [fb.pandas(b) for b in range(3)]  # one SQL compiled once, run on each batch's views
+            # the engine's part and the conversion apart (the scoring job converts in another thread)
+            again = [fb.frame(fb.fetch(b)) for b in range(3)]
+        assert all(len(p) for p in parts)
+        for a, b in zip(parts, again, strict=True):
+            pd.testing.assert_frame_equal(a, b, check_exact=True)
+        joined = pd.concat(parts).sort_values(["cutoff", "customer_id"]).reset_index(drop=True)
+        pd.testing.assert_frame_equal(joined, whole.reset_index(drop=True), check_exact=True)
 
 
 def test_feature_batches_by_id_range_with_more_batches_than_customers():

@@ -103,6 +103,7 @@ class FeatureBatches:
             self._views = {n: f"_clvml_batch_{n}_{uid}" for n in self.tables}
             self._define(0)
             self.expr = self._on_views()
+            self._schema = self.expr.schema()  # every batch's (the incremental plan rebuilds expr per batch)
 
     def _on_views(self) -> ibis.Table:
         views = {n: self.con.table(v) for n, v in self._views.items()}
@@ -180,10 +181,19 @@ class FeatureBatches:
 
     def pandas(self, b: int) -> pd.DataFrame:
         """Features of batch ``b`` as :func:`~clvml.features.builder.to_pandas` returns them."""
+        return self.frame(self.fetch(b))
+
+    def fetch(self, b: int) -> pa.Table | pd.DataFrame:
+        """The engine's part of :meth:`pandas`: batch ``b`` computed, as Arrow on DuckDB (a DataFrame
+        elsewhere); :meth:`frame` finishes it, e.g. in another thread."""
         expr = self.expression(b)
-        if self.expr is None:
-            return to_pandas(expr)
-        return arrow_to_pandas(self._run(expr), expr.schema())
+        return to_pandas(expr) if self.expr is None else self._run(expr)
+
+    def frame(self, got: pa.Table | pd.DataFrame) -> pd.DataFrame:
+        """:meth:`fetch`'s result as :meth:`pandas` returns it."""
+        if isinstance(got, pd.DataFrame):
+            return got
+        return arrow_to_pandas(got, self._schema)
 
     def close(self) -> None:
         for view in self._views.values():

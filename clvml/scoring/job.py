@@ -356,7 +356,10 @@ def score_chunks(bundle: ModelBundle, ds: Dataset, as_of: dt.date, folder: Path,
     with FeatureBatches(ds.tables, [as_of], windows=bundle.windows, families=bundle.families,
                         batches=chunks, custom=bundle.custom_names, plan=plan, ordered=False) as batches, \
             ChunkWriter(folder) as out:
-        for b, feats in enumerate(prefetched(batches.pandas, chunks)):
+        # the feature thread runs the engine's queries only; this thread turns each result into pandas
+        for b, got in enumerate(prefetched(batches.fetch, chunks)):
+            feats = batches.frame(got)
+            del got
             if btyd is not None:
                 from clvml.modeling.training import merge_btyd
 
