@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -25,8 +26,10 @@ from sklearn.utils.validation import check_is_fitted
 
 from clvml.features.registry import FeatureSpec
 from clvml.modeling.churn import ChurnModel
-from clvml.modeling.raw_scores import RawScores
 from clvml.modeling.value import ValueModel
+
+if TYPE_CHECKING:
+    from clvml.modeling.raw_scores import RawScores
 
 BIAS = "_base_value"
 
