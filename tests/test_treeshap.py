@@ -175,6 +175,13 @@ def test_leaves_follow_the_pattern_bits():
 def test_zero_missing_threshold_is_lightgbms_float():
     """LightGBM's kZeroThreshold is the float 1e-35f: a value between 1e-35 and that float is (near)
     zero for a missing type Zero split."""
-    from clvml.explain.treeshap import ZERO
+    from clvml.explain.treeshap import _NUM_ZERO, ZERO, _codes
 
     assert float(np.float32(1e-35)) == ZERO and ZERO > 1e-35
+    # one split "x <= -1", missing type Zero, default left: (near) zero goes left, other values compare
+    between = (1e-35 + ZERO) / 2
+    F = np.array([[0.0, np.nan, between, ZERO, 2 * ZERO, -2.0, 0.5]])
+    code = np.empty(F.shape[1], dtype=np.int64)
+    _codes(F, np.array([0]), np.array([-1.0]), np.array([_NUM_ZERO]), np.array([True]),
+           np.array([0, 0]), np.zeros(0, np.int64), code)
+    assert code.tolist() == [1, 1, 1, 1, 0, 1, 0]
