@@ -265,12 +265,13 @@ def test_the_scoring_connection_gets_the_memory_limit_and_the_callers_config_sta
     cfg = parse_config({"name": "m", "data": {"tables": {"transactions": {"path": "tx.parquet"}}},
                         "cutoffs": {"start": "2024-01-01"}, "scoring": {"memory_budget": "3GiB"}})
     lines = []
-    run = with_memory_limit(cfg, lines.append)
+    run = with_memory_limit(cfg, 153, lines.append)
     loading, want = duckdb_memory_limit(cfg, 153, loading=True), duckdb_memory_limit(cfg, 153)
     assert loading == f"{(3 * 2**30 - BASE_BYTES) // 2**20}MiB"  # no chunk exists while reading
     assert run.engine.duckdb.memory_limit == loading and cfg.engine.duckdb.memory_limit is None
     assert run.data is cfg.data and run.scoring is cfg.scoring  # only the engine settings are copied
-    assert lines == [f"DuckDB memory_limit {loading} while reading (scoring.memory_budget 3GiB less the process; "
+    assert lines == [f"DuckDB memory_limit {loading} while reading (scoring.memory_budget 3GiB less the process), "
+                     f"then {want} (less the memory of chunks of 125,000 customers x 153 features; "
                      "engine.duckdb.memory_limit sets it instead)"]
 
     def shown(con) -> str:
@@ -282,9 +283,7 @@ def test_the_scoring_connection_gets_the_memory_limit_and_the_callers_config_sta
 
     con = connect_engine(run.engine)
     assert shown(con) in as_duckdb_shows(loading)
-    limit_for_chunks(SimpleNamespace(con=con), cfg, 153, lines.append)  # once the tables are loaded
-    assert lines[1:] == [f"DuckDB memory_limit {want} for the chunks (scoring.memory_budget 3GiB less the memory "
-                         "of chunks of 125,000 customers x 153 features)"]
+    limit_for_chunks(SimpleNamespace(con=con), cfg, 153)  # once the tables are loaded
     assert shown(con) in as_duckdb_shows(want)
     unlimited = parse_config({**cfg.model_dump(mode="json", exclude={"scoring"}), "scoring": {"memory_budget": None}})
-    assert with_memory_limit(unlimited) is unlimited
+    assert with_memory_limit(unlimited, 153) is unlimited

@@ -206,58 +206,6 @@ def _world_config(tmp_path, world: Path, drop: str | None = None, scale: float =
     return path
 
 
-def test_the_model_loads_beside_the_read_and_its_error_comes_first(trained, tmp_path):
-    """The bundle loads in a thread while the data are read; a model that fails stops the read at the
-    next table and its error is the one reported, as when the model was loaded before the data."""
-    import threading
-    import time
-
-    from clvml.errors import DataSourceError, ModelNotFoundError
-    from clvml.scoring.job import ModelLoad
-
-    tmp, cfg_path, result = trained
-    cfg = load_config(cfg_path)
-    ok = ModelLoad(cfg, str(result.model_path))
-    ok.check()  # nothing to raise, loaded or not
-    bundle, info = ok.result()
-    assert info["version"] == bundle.model_version and len(bundle.specs) == 153
-    with pytest.raises(OSError, match="disk full"), ok.errors_first():  # a loaded model lets errors through
-        raise OSError("disk full")
-
-    bad = ModelLoad(cfg, str(tmp_path / "nope"))
-    with pytest.raises(ModelNotFoundError):
-        bad.result()
-    with pytest.raises(ModelNotFoundError):
-        bad.check()
-    with pytest.raises(ModelNotFoundError), bad.errors_first():  # replaces a later error
-        raise OSError("disk full")
-
-    tables = []
-
-    def slow(msg: str, **counts) -> None:  # each line waits until the model's thread is done
-        deadline = time.monotonic() + 60
-        while any(t.name == "clvml-model" for t in threading.enumerate()) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        if counts.get("step") == "reading tables":
-            tables.append(msg)
-
-    slow.counts = True
-    load_data(cfg, slow)
-    assert len(tables) == 5  # each table read is reported
-    tables.clear()
-    with pytest.raises(ModelNotFoundError):
-        score(cfg, str(tmp_path / "nope"), AS_OF, out=tmp_path / "s", progress=slow)
-    assert tables == []  # the read stopped before its first table
-    assert not (tmp_path / "s" / "as_of=2024-07-01").exists()
-
-    broken = _world_config(tmp_path, tmp / "world")  # the model's error wins over the data's
-    (tmp_path / "transactions.parquet").write_bytes(b"not parquet")
-    with pytest.raises(DataSourceError):
-        load_data(load_config(broken))
-    with pytest.raises(ModelNotFoundError):
-        score(load_config(broken), str(tmp_path / "nope"), AS_OF, out=tmp_path / "s")
-
-
 def test_schema_mismatch_fails_with_exit_5_naming_the_table(trained, tmp_path):
     tmp, _, result = trained
     path = _world_config(tmp_path, tmp / "world", drop="activity")

@@ -35,7 +35,6 @@ import math
 import os
 import re
 import shutil
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -95,52 +94,6 @@ def resolve_model(cfg: Config, uri: str) -> tuple[ModelBundle, dict[str, Any]]:
     info.update(name=bundle.name, version=bundle.model_version, clvml_version=bundle.clvml_version,
                 trained_cutoffs=[str(c) for c in bundle.trained_cutoffs], horizon_days=bundle.horizon_days)
     return bundle, info
-
-
-class ModelLoad:
-    """:func:`resolve_model` in a background thread, started at once, while the caller reads the data.
-
-    Loading a bundle is mostly Python (importing MLflow, ~1.2 s, and unpickling) and reading the data is
-    mostly DuckDB, which releases the GIL, so the two overlap on two cores. The model's errors keep
-    their precedence: :meth:`check` (from the data's progress callback) stops the read at the next
-    table once the model has failed, and :meth:`errors_first` reports the model's error in place of any
-    later one, as when the model was loaded before the data."""
-
-    def __init__(self, cfg: Config, uri: str) -> None:
-        self._got: tuple[ModelBundle, dict[str, Any]] | None = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(cfg, uri), name="clvml-model", daemon=True)
-        self._thread.start()
-
-    def _run(self, cfg: Config, uri: str) -> None:
-        try:
-            self._got = resolve_model(cfg, uri)
-        except BaseException as exc:  # noqa: BLE001 - kept for the caller's thread, which raises it
-            self._error = exc
-
-    def check(self) -> None:
-        """Raise the model's error if it has already failed (no waiting)."""
-        if self._error is not None and not self._thread.is_alive():
-            raise self._error
-
-    def result(self) -> tuple[ModelBundle, dict[str, Any]]:
-        """The bundle and its description (waits for the thread; raises its error)."""
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        assert self._got is not None
-        return self._got
-
-    @contextmanager
-    def errors_first(self) -> Iterator[None]:
-        """Inside: an exception is replaced by the model's error when the model fails too."""
-        try:
-            yield
-        except BaseException as exc:
-            self._thread.join()
-            if self._error is not None and self._error is not exc:
-                raise self._error from None
-            raise
 
 
 def _run_of(uri: str) -> str | None:
@@ -287,30 +240,28 @@ def duckdb_memory_limit(cfg: Config, features: int, loading: bool = False) -> st
     return f"{limit // 2**20}MiB"
 
 
-def with_memory_limit(cfg: Config, progress: Progress = lambda _: None) -> Config:
+def with_memory_limit(cfg: Config, features: int, progress: Progress = lambda _: None) -> Config:
     """``cfg`` with DuckDB's ``memory_limit`` set to :func:`duckdb_memory_limit` while loading (said in
     ``progress``), or ``cfg`` itself when that is None. The copy shares every section but the engine
-    settings. Lower it to the chunks' limit with :func:`limit_for_chunks` once the tables are loaded
-    (the loading limit does not depend on the model, which may still be loading)."""
-    limit = duckdb_memory_limit(cfg, 0, loading=True)
+    settings. Lower it to the chunks' limit with :func:`limit_for_chunks` once the tables are loaded."""
+    limit = duckdb_memory_limit(cfg, features, loading=True)
     if limit is None:
         return cfg
     engine = cfg.engine.model_copy(deep=True)
     engine.duckdb.memory_limit = limit
     progress(f"DuckDB memory_limit {limit} while reading (scoring.memory_budget {cfg.scoring.memory_budget} "
-             "less the process; engine.duckdb.memory_limit sets it instead)")
+             f"less the process), then {duckdb_memory_limit(cfg, features)} (less the memory of chunks of "
+             f"{cfg.scoring.chunk_customers:,} customers x {features} features; engine.duckdb.memory_limit "
+             "sets it instead)")
     return cfg.model_copy(update={"engine": engine})
 
 
-def limit_for_chunks(ds: Dataset, cfg: Config, features: int, progress: Progress = lambda _: None) -> None:
+def limit_for_chunks(ds: Dataset, cfg: Config, features: int) -> None:
     """Lower DuckDB's ``memory_limit`` of ``ds`` to the chunks' :func:`duckdb_memory_limit` (DuckDB
-    spills what it holds above it to its ``temp_directory``; said in ``progress``); nothing when there
-    is no budget."""
+    spills what it holds above it to its ``temp_directory``); nothing when there is no budget."""
     limit = duckdb_memory_limit(cfg, features)
     if limit is None or ds.con.name != "duckdb":
         return
-    progress(f"DuckDB memory_limit {limit} for the chunks (scoring.memory_budget {cfg.scoring.memory_budget} "
-             f"less the memory of chunks of {cfg.scoring.chunk_customers:,} customers x {features} features)")
     try:
         ds.con.raw_sql(f"SET memory_limit = '{limit}'")
     except Exception as exc:  # DuckDB could not spill what it holds above the new limit
@@ -756,7 +707,10 @@ def score(cfg: Config, model: str, as_of: dt.date, *, out: Path | None = None, d
         except ValueError as exc:
             raise ConfigError([f"--table / scoring.table: {exc}"]) from None
     tgt = _target(cfg, as_of, out, database, table)
+    bundle, model_info = resolve_model(cfg, model)
     register_from_config(cfg.features.custom)
+    require(getattr(bundle, "custom_features", []))  # before any output: a missing function stops here
+    progress(f"model {model_info['version']} (clvml {model_info['clvml_version']}) from {model}")
     target = tgt.label
     warnings: list[str] = []
 
@@ -764,31 +718,12 @@ def score(cfg: Config, model: str, as_of: dt.date, *, out: Path | None = None, d
         warnings.append(msg)
         progress(f"warning: {msg}")
 
-    if ds is None:  # the reader's modules first: the model's thread then imports MLflow's alone
-        from clvml.data.loading import load_data
+    with output_lock(tgt.lock, sc.lock_timeout_s):
+        if ds is None:
+            from clvml.data.loading import load_data
 
-        if cfg.engine.backend == "duckdb":
-            import ibis.backends.duckdb  # noqa: F401
-    loading = ModelLoad(cfg, model)  # the model loads while the data are read
-
-    def reading(msg: str, **counts: Any) -> None:
-        loading.check()  # a model that failed stops the read at the next table
-        if counts:  # (the reader's per-table items: bar-only for a callback without counts)
-            count(progress, msg, plain=False, **counts)
-        else:
-            progress(msg)
-
-    reading.counts = True  # type: ignore[attr-defined] # (console.count: called at every table)
-
-    with loading.errors_first(), output_lock(tgt.lock, sc.lock_timeout_s):
-        read_here = ds is None
-        if read_here:
-            ds = load_data(with_memory_limit(cfg, progress=progress), reading)
-        bundle, model_info = loading.result()
-        require(getattr(bundle, "custom_features", []))  # before any output: a missing function stops here
-        progress(f"model {model_info['version']} (clvml {model_info['clvml_version']}) from {model}")
-        if read_here:  # (a caller's dataset keeps its connection's settings)
-            limit_for_chunks(ds, cfg, len(bundle.specs), progress)
+            ds = load_data(with_memory_limit(cfg, len(bundle.specs), progress), progress)
+            limit_for_chunks(ds, cfg, len(bundle.specs))
         check_schema(bundle, ds)
         pop = population(ds, as_of)
         previous, unknown_previous = _previous_rows(tgt, as_of)
