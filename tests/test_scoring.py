@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -204,6 +205,60 @@ def _world_config(tmp_path, world: Path, drop: str | None = None, scale: float =
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
+
+
+def test_a_bundle_folder_loads_without_mlflow_and_scores_as_mlflows_loader_does(trained, tmp_path):
+    """A bundle folder is unpickled without importing MLflow (its import cost every scoring run ~1.2 s);
+    the bundle is the one MLflow's loader gives, score for score. Anything unexpected is left to MLflow."""
+    import mlflow.pyfunc
+
+    from clvml.features import build_features, to_pandas
+    from clvml.scoring.bundle import load_bundle, unpickle_bundle
+
+    tmp, cfg_path, result = trained
+    ours = unpickle_bundle(result.model_path)
+    theirs = mlflow.pyfunc.load_model(str(result.model_path)).unwrap_python_model().bundle
+    assert type(ours) is type(theirs) and ours.model_version == theirs.model_version
+    ds = load_data(load_config(cfg_path))
+    feats = to_pandas(build_features(ds.tables, [AS_OF], windows=ours.windows, families=ours.families))
+    pd.testing.assert_frame_equal(ours.predict(feats), theirs.predict(feats), check_exact=True)
+
+    code = ("import gc, sys; gc.disable(); "  # (nothing freed: the rebuilt classes stay alive, as they may)
+            "from clvml.scoring.bundle import load_bundle; "
+            f"b = load_bundle({str(result.model_path)!r}); "
+            "print(type(b).__name__, sorted({m.split('.')[0] for m in sys.modules if m.startswith('mlflow')})); "
+            "import mlflow.pyfunc; "  # then MLflow's own loader, in the same process, still works
+            f"m = mlflow.pyfunc.load_model({str(result.model_path)!r}); "
+            "print(type(m.unwrap_python_model().bundle).__name__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["ModelBundle", "[]", "ModelBundle"]  # loaded, MLflow never imported; MLflow's too
+
+    def folder(name: str, pickled: bytes, **flavor) -> Path:
+        d = tmp_path / name
+        shutil.copytree(result.model_path, d)
+        meta = yaml.safe_load((d / "MLmodel").read_text())
+        meta["flavors"]["python_function"].update(flavor)
+        (d / "MLmodel").write_text(yaml.safe_dump(meta))
+        (d / "python_model.pkl").write_bytes(pickled)
+        return d
+
+    good = (result.model_path / "python_model.pkl").read_bytes()
+    assert unpickle_bundle(folder("same", good)) is not None
+    import pickle
+    from types import SimpleNamespace
+
+    import mlflow.tracking
+
+    assert isinstance(unpickle_bundle(folder("plain", pickle.dumps(SimpleNamespace(bundle=theirs)))), type(ours))
+    other = pickle.dumps(SimpleNamespace(bundle=theirs, client=mlflow.tracking.MlflowClient))
+    assert unpickle_bundle(folder("other_mlflow", other)) is None  # any other MLflow object: MLflow's loader
+    assert unpickle_bundle(folder("code", good, code="code")) is None  # code paths: MLflow's loader adds them
+    assert unpickle_bundle(folder("outside", good, python_model="../same/python_model.pkl")) is None
+    assert unpickle_bundle(folder("loader", good, loader_module="mlflow.sklearn")) is None
+    assert unpickle_bundle(folder("broken", b"not a pickle")) is None
+    (tmp_path / "same" / "clvml_checksums.json").unlink()
+    with pytest.raises(ModelIncompatibleError, match="clvml_checksums.json"):  # checked before unpickling
+        load_bundle(tmp_path / "same")
 
 
 def test_schema_mismatch_fails_with_exit_5_naming_the_table(trained, tmp_path):

@@ -517,8 +517,6 @@ def load_bundle(uri: str | Path) -> ModelBundle:
     :func:`verify_bundle`), or the bundle was written by an incompatible clvml version (the message
     names both versions).
     """
-    import mlflow.pyfunc
-
     from clvml._version import __version__
 
     local = Path(str(uri))
@@ -539,13 +537,17 @@ def load_bundle(uri: str | Path) -> ModelBundle:
         raise ModelIncompatibleError(f"model {uri}: cannot read {exc.filename or local} ({exc.strerror or exc}); "
                                      "the bundle's files must be readable by the account that scores") from None
     warn_environment(local, uri)
-    try:  # (MLflow's own check of the same costs ~2 s: it maps every installed module to its package)
-        model = mlflow.pyfunc.load_model(str(local), suppress_warnings=True)
-    except Exception as exc:
-        raise ModelIncompatibleError(f"cannot load model {uri}: {str(exc).splitlines()[0]}. Check the "
-                                     "URI (a bundle folder, runs:/<id>/model or models:/<name>@<alias>) "
-                                     "and that it was exported by `clvml train`") from None
-    bundle = getattr(model.unwrap_python_model(), "bundle", None)
+    bundle = unpickle_bundle(local)
+    if bundle is None:  # not the layout clvml writes, or it did not unpickle alone: MLflow's own loader
+        import mlflow.pyfunc
+
+        try:  # (MLflow's own check of the same costs ~2 s: it maps every installed module to its package)
+            model = mlflow.pyfunc.load_model(str(local), suppress_warnings=True)
+        except Exception as exc:
+            raise ModelIncompatibleError(f"cannot load model {uri}: {str(exc).splitlines()[0]}. Check the "
+                                         "URI (a bundle folder, runs:/<id>/model or models:/<name>@<alias>) "
+                                         "and that it was exported by `clvml train`") from None
+        bundle = getattr(model.unwrap_python_model(), "bundle", None)
     if not isinstance(bundle, ModelBundle):
         raise ModelIncompatibleError(f"model {uri} is not a clvml bundle (exported by `clvml train`)")
     made_by = getattr(bundle, "clvml_version", "") or "unknown"
@@ -555,6 +557,77 @@ def load_bundle(uri: str | Path) -> ModelBundle:
             f"model {uri} was exported by clvml {made_by} (bundle format {fmt}); this is clvml "
             f"{__version__} (format {BUNDLE_FORMAT}): {reader_advice(made_by, fmt)}")
     return bundle
+
+
+class _PythonModel:
+    """Stands for ``mlflow.pyfunc.PythonModel``, the base of the pickled wrapper, in :func:`unpickle_bundle`."""
+
+
+class _Ignored:
+    """Stands for the wrapper's type hints (``mlflow.models.signature._TypeHints``): built, never used."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __setstate__(self, state: Any) -> None:
+        pass
+
+
+def _untracked_class(type_constructor, name, bases, type_kwargs, class_tracker_id, extra):  # noqa: ANN001, ANN202, ARG001
+    """cloudpickle's ``_make_skeleton_class`` without its class tracker. cloudpickle reuses a class it
+    rebuilt for every later pickle of the same class id, so the wrapper class rebuilt on a stand-in base
+    would be the one MLflow's loader got afterwards in this process (without ``load_context``)."""
+    from cloudpickle import cloudpickle
+
+    return cloudpickle._make_skeleton_class(type_constructor, name, bases, type_kwargs, None, extra)
+
+
+_MLFLOW_STAND_INS = {("cloudpickle.cloudpickle", "_make_skeleton_class"): _untracked_class,
+                     ("mlflow.pyfunc.model", "PythonModel"): _PythonModel,
+                     ("mlflow.models.signature", "_TypeHints"): _Ignored}
+
+
+def unpickle_bundle(folder: Path) -> ModelBundle | None:
+    """The :class:`ModelBundle` of a bundle folder written by :func:`save_bundle`, unpickled without importing
+    MLflow; None when the folder is not in that layout or its pickle does not unpickle that way (the caller
+    then uses MLflow's loader).
+
+    ``mlflow.pyfunc.load_model`` imports MLflow (~1.2 s: every scoring run paid it before reading a row) to
+    run the flavour's loader, which for this wrapper (no code paths, a ``load_context`` that does nothing)
+    unpickles ``python_model.pkl`` and nothing else. Here the pickle's two references to MLflow (the
+    wrapper's base class and its type hints) resolve to stand-ins, and only the wrapper's ``bundle`` is
+    kept; a pickle referring to anything else of MLflow's is left to MLflow (None), so nothing a bundle
+    uses can be replaced by a stand-in. The classes the pickle defines are rebuilt untracked by cloudpickle
+    (:func:`_untracked_class`), so MLflow's loader still gets the real ones later in the same process. Call
+    it after :func:`verify_bundle`: unpickling runs the pickle's code."""
+    import pickle
+
+    import yaml
+
+    try:
+        meta = yaml.safe_load((folder / "MLmodel").read_text())
+        flavor = meta["flavors"]["python_function"]
+        if flavor.get("loader_module") != "mlflow.pyfunc.model" or flavor.get("code") \
+                or not isinstance(flavor.get("python_model"), str):
+            return None
+        path = (folder / flavor["python_model"]).resolve()
+        if folder.resolve() not in path.parents:
+            return None
+
+        class Unpickler(pickle.Unpickler):
+            def find_class(self, module: str, name: str) -> Any:
+                if (module, name) in _MLFLOW_STAND_INS:
+                    return _MLFLOW_STAND_INS[module, name]
+                if module == "mlflow" or module.startswith("mlflow."):
+                    raise pickle.UnpicklingError(f"{module}.{name}: left to MLflow's loader")
+                return super().find_class(module, name)
+
+        with open(path, "rb") as f:
+            wrapper = Unpickler(f).load()
+    except Exception:  # noqa: BLE001 - any surprise: MLflow's loader decides, with its own message
+        return None
+    bundle = getattr(wrapper, "bundle", None)
+    return bundle if isinstance(bundle, ModelBundle) else None
 
 
 def environment_mismatches(folder: Path) -> list[str]:
