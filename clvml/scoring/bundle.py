@@ -582,9 +582,10 @@ def _untracked_class(type_constructor, name, bases, type_kwargs, class_tracker_i
     return cloudpickle._make_skeleton_class(type_constructor, name, bases, type_kwargs, None, extra)
 
 
-_MLFLOW_STAND_INS = {("cloudpickle.cloudpickle", "_make_skeleton_class"): _untracked_class,
-                     ("mlflow.pyfunc.model", "PythonModel"): _PythonModel,
-                     ("mlflow.models.signature", "_TypeHints"): _Ignored}
+#: what :func:`unpickle_bundle` gives for these (module, name) references of a bundle's pickle
+_STAND_INS = {("cloudpickle.cloudpickle", "_make_skeleton_class"): _untracked_class,
+              ("mlflow.pyfunc.model", "PythonModel"): _PythonModel,
+              ("mlflow.models.signature", "_TypeHints"): _Ignored}
 
 
 def unpickle_bundle(folder: Path) -> ModelBundle | None:
@@ -616,8 +617,8 @@ def unpickle_bundle(folder: Path) -> ModelBundle | None:
 
         class Unpickler(pickle.Unpickler):
             def find_class(self, module: str, name: str) -> Any:
-                if (module, name) in _MLFLOW_STAND_INS:
-                    return _MLFLOW_STAND_INS[module, name]
+                if (module, name) in _STAND_INS:
+                    return _STAND_INS[module, name]
                 if module == "mlflow" or module.startswith("mlflow."):
                     raise pickle.UnpicklingError(f"{module}.{name}: left to MLflow's loader")
                 return super().find_class(module, name)
