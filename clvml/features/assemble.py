@@ -13,7 +13,7 @@ string per row and join.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Sequence
 
 import ibis
 import ibis.expr.operations as ops
@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from clvml.features.evaluate import Evaluator, Unsupported
+from clvml.features.evaluate import ArrowColumns, Evaluator, Unsupported
 from clvml.features.incremental import arrow_of, engine_arrow, in_memory
 
 KEYS = ("customer_id", "cutoff_day")
@@ -106,7 +106,7 @@ def finish_in_memory(src: ibis.Table, result: ibis.Table) -> ibis.Table | None:
     table = arrow_of(src)
     if table is None or not isinstance(result.op(), ops.Project):
         return None
-    cols = _Columns(table)
+    cols = ArrowColumns(table)
     ev = Evaluator({src.op(): cols}, table.num_rows)
     out: dict[str, pa.Array | pa.ChunkedArray] = {}
     try:
@@ -133,6 +133,8 @@ def _column(op: ops.Value, src: ops.Relation, table: pa.Table, ev: Evaluator) ->
             col = _column(inner, src, table, ev)
         if fill.value is None or op.dtype != inner.dtype:
             raise Unsupported("a fill changing the type")
+        if col.null_count == 0:  # most columns: nothing to fill (Arrow's fill_null would still copy)
+            return col
         return pc.fill_null(col, pa.scalar(fill.value, type=col.type))
     if isinstance(op, ops.Cast) and op.to.is_date() and op.arg.dtype.is_date():
         op = op.arg
@@ -149,32 +151,3 @@ def _is_epoch(op: ops.Value) -> bool:
         return op.value == dt.date(1970, 1, 1)
     return isinstance(op, ops.DateFromYMD) and all(
         isinstance(a, ops.Literal) for a in op.args) and tuple(a.value for a in op.args) == (1970, 1, 1)
-
-
-class _Columns(Mapping):
-    """The numeric columns of an Arrow table as the evaluator's (values, null mask) pairs, converted when
-    first used."""
-
-    def __init__(self, table: pa.Table) -> None:
-        self.table, self.cache = table, {}
-
-    def __getitem__(self, name: str) -> tuple[np.ndarray, np.ndarray | None]:
-        if name not in self.cache:
-            arr = self.table.column(name).combine_chunks()
-            t = arr.type
-            if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)):
-                raise Unsupported(f"column {name} of type {t}")
-            null = None if arr.null_count == 0 else ~arr.is_valid().to_numpy(zero_copy_only=False)
-            if null is not None:
-                arr = arr.fill_null(False if pa.types.is_boolean(t) else 0)
-            self.cache[name] = (arr.to_numpy(zero_copy_only=False), null)
-        return self.cache[name]
-
-    def __contains__(self, name: object) -> bool:
-        return name in self.table.column_names
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.table.column_names)
-
-    def __len__(self) -> int:
-        return self.table.num_columns

@@ -26,7 +26,7 @@ Three of DuckDB's operations are reproduced as functions for the mixes of the tr
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import ibis
 import ibis.expr.operations as ops
@@ -271,3 +271,32 @@ def round_half_away(x: np.ndarray) -> np.ndarray:
     r = np.trunc(x)
     frac = x - r  # exact
     return r + np.where(np.abs(frac) >= 0.5, np.sign(x), 0.0)
+
+
+class ArrowColumns(Mapping):
+    """The numeric columns of an Arrow table as the evaluator's (values, null mask) pairs, converted when
+    first used."""
+
+    def __init__(self, table: pa.Table) -> None:
+        self.table, self.cache = table, {}
+
+    def __getitem__(self, name: str) -> tuple[np.ndarray, np.ndarray | None]:
+        if name not in self.cache:
+            arr = self.table.column(name).combine_chunks()
+            t = arr.type
+            if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)):
+                raise Unsupported(f"column {name} of type {t}")
+            null = None if arr.null_count == 0 else ~arr.is_valid().to_numpy(zero_copy_only=False)
+            if null is not None:
+                arr = arr.fill_null(False if pa.types.is_boolean(t) else 0)
+            self.cache[name] = (arr.to_numpy(zero_copy_only=False), null)
+        return self.cache[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.table.column_names
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.table.column_names)
+
+    def __len__(self) -> int:
+        return self.table.num_columns

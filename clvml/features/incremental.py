@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import decimal
+import functools
 import os
 import uuid
 import weakref
@@ -41,8 +42,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from ibis.expr import datatypes as dt
+from ibis.expr import operations as ops
 
-from clvml.features.evaluate import Col, Evaluator, Unsupported, decimal_to_float, round_half_away, square
+from clvml.features.evaluate import ArrowColumns, Col, Evaluator, Unsupported, decimal_to_float, round_half_away, square
 from clvml.features.registry import Inc
 
 #: given the aggregates table, the output columns as expressions over it (see :func:`aggregate_incremental`)
@@ -97,8 +99,7 @@ def aggregate_incremental(items: Sequence[Item], rows: ibis.Table, cutoffs: ibis
             values[v.op()] = (f"_v{len(values)}", v)
     col_of = {it.name: values[it.inc.value(rows).op()][0] for it in items}
     types = {name: v.type() for name, v in values.values()}
-    sel = rows.select("customer_id", _day=rows[day], **{name: v for name, v in values.values()})
-    data = sel.order_by(["customer_id", "_day"]).to_pyarrow()
+    data = _sorted_rows(rows, day, {name: v for name, v in values.values()})
     cuts = np.unique(cutoffs.cutoff_day.to_pyarrow().to_numpy(zero_copy_only=False).astype(np.int64))
     try:
         cells = _Cells(items, col_of, types, data, cuts)
@@ -146,6 +147,26 @@ def aggregate_incremental(items: Sequence[Item], rows: ibis.Table, cutoffs: ibis
                     **{name: f[tmp[name]] if name in done else e for name, e in exprs.items()})
 
 
+def _sorted_rows(rows: ibis.Table, day: str, values: dict[str, ibis.Value]) -> pa.Table:
+    """``customer_id``, ``_day`` and ``values`` of every row of ``rows``, sorted by customer and day: taken from
+    the Arrow table itself (the values by the NumPy evaluator) when ``rows`` is an in-memory table sorted so,
+    else executed by the engine."""
+    table = arrow_of(rows)
+    if table is not None and _SORTED_BY.get(rows.op()) == ("customer_id", day):
+        ev = Evaluator({rows.op(): ArrowColumns(table)}, table.num_rows)
+        out = {"customer_id": table.column("customer_id"), "_day": table.column(day)}
+        try:
+            for name, v in values.items():
+                op = v.op()
+                out[name] = (table.column(op.name) if isinstance(op, ops.Field) and op.rel == rows.op()
+                             else ev.arrow(v).cast(v.type().to_pyarrow()))
+            return pa.table(out)
+        except Unsupported:
+            pass
+    sel = rows.select("customer_id", _day=rows[day], **values)
+    return sel.order_by(["customer_id", "_day"]).to_pyarrow()
+
+
 def _evaluate_in_chunks(cells: _Cells, holder: ibis.Table, exprs: dict[str, ibis.Value]) -> dict[str, pa.Array]:
     """The output columns ``exprs`` (over ``holder``: the items after their ``then``) that the NumPy evaluator
     computes for every cell, as Arrow arrays; a column it refuses for any cell is left out.
@@ -187,20 +208,26 @@ def _evaluate_in_chunks(cells: _Cells, holder: ibis.Table, exprs: dict[str, ibis
 
 #: the Arrow table behind every table registered by :func:`in_memory`, by its Ibis operation (released with it)
 _TABLES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+#: the columns an in-memory table's rows are sorted by, when :func:`in_memory` was told
+_SORTED_BY: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def in_memory(backend: ibis.BaseBackend, table: pa.Table) -> ibis.Table:
+def in_memory(backend: ibis.BaseBackend, table: pa.Table, sorted_by: tuple[str, ...] | None = None) -> ibis.Table:
     """``table`` registered (zero-copy) in the DuckDB ``backend`` for as long as an expression uses it.
 
     ``ibis.memtable`` keeps its tables registered until the process exits, so every batch of features
     built would stay in memory; here the registration is dropped once no expression refers to the table.
-    :func:`arrow_of` gives ``table`` back from the returned expression without running it.
+    :func:`arrow_of` gives ``table`` back from the returned expression without running it. ``sorted_by``:
+    the columns ``table``'s rows are sorted by, in DuckDB's order (:func:`aggregate_incremental` then
+    reads them as they are).
     """
     name = f"_clvml_incremental_{uuid.uuid4().hex}"
     backend.con.register(name, table)
     t = backend.table(name)
     weakref.finalize(t.op(), _unregister, backend.con, name)
     _TABLES[t.op()] = table
+    if sorted_by is not None:
+        _SORTED_BY[t.op()] = tuple(sorted_by)
     return t
 
 
@@ -300,8 +327,9 @@ class _Cells:
         cell_k = np.tile(cuts, n_cust)
 
         def pos(offset: int) -> np.ndarray:
-            """Position of the customer's first row on or after day ``cut-off - offset``."""
-            return np.searchsorted(key, cell_c * span + (cell_k - offset - lo_day))
+            """Position of the customer's first row on or after day ``cut-off - offset``: ``np.searchsorted``
+            of needles that are themselves sorted (customer-major, cut-offs ascending), by one merge."""
+            return _merge()(key, cell_c * span + (cell_k - offset - lo_day))
 
         hi = pos(0)
         keep = hi > starts[cell_c]  # rows exist before the cut-off: exactly the cross join's groups
@@ -387,6 +415,26 @@ class _Cells:
                 res = v[at] if len(v) else v[:0]
                 cols[it.name] = (res, ~found) if res.dtype == np.int64 else (np.where(found, res, np.nan), ~found)
         return cols
+
+
+def _merge_positions(keys, needles):  # noqa: ANN001, ANN202 - compiled by :func:`_merge`
+    """``np.searchsorted(keys, needles)`` (left) for ascending ``needles``: one pass over both."""
+    out = np.empty(len(needles), dtype=np.int64)
+    p, n = 0, len(keys)
+    for i in range(len(needles)):
+        t = needles[i]
+        while p < n and keys[p] < t:
+            p += 1
+        out[i] = p
+    return out
+
+
+@functools.cache
+def _merge():  # noqa: ANN202 - a compiled function
+    """:func:`_merge_positions` compiled (Numba imported on first use: ~0.4 s)."""
+    from clvml.jit import compiled
+
+    return compiled(_merge_positions)
 
 
 def _arrow(values: np.ndarray, null: np.ndarray | None) -> pa.Array:

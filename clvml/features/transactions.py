@@ -28,6 +28,7 @@ from clvml.features.query import (
     wsum,
 )
 from clvml.features.registry import Feature, Inc, Say, family
+from clvml.features.tx_daily import daily_and_mix_rows
 
 FAM = family("transactions", "transactions", "tx")
 R = FAM.register
@@ -271,11 +272,21 @@ def _mix(tx: ibis.Table, cutoffs: ibis.Table, column: str, count_name: str,
 def build(tx: ibis.Table, cutoffs: ibis.Table, windows: Sequence[int], plan: str | None = None) -> ibis.Table:
     """Transaction features for every (customer, cut-off) with a transaction before the cut-off
     (``plan``: :func:`~clvml.features.query.resolve_plan`)."""
-    out = aggregate_family(FAM, daily(tx), cutoffs, windows, tx.columns, plan=plan, one_row_per_day=True)
     keys = ["customer_id", "cutoff_day"]
     cols = [c for c in MIXES if c in tx.columns]
+    rows, data = daily(tx), None
+    if resolve_plan(plan, tx._find_backend().name) == "incremental":
+        # the daily rows and the mixes' rows from one export, aggregated in NumPy (None: DuckDB's queries)
+        found = daily_and_mix_rows(tx, day_of(tx.ts), cols, decimals=DECIMALS, ss_decimals=SS_DECIMALS,
+                                   schema=rows.schema())
+        if found is not None:
+            rows, data = found
+    out = aggregate_family(FAM, rows, cutoffs, windows, tx.columns, plan=plan, one_row_per_day=True)
     in_memory = arrow_of(out) is not None  # the incremental plan ran: the mixes too, from one query's rows
-    data = mix_rows(_mix_rows(tx, cols), [f"k_{c}" for c in cols]) if cols and in_memory else None
+    if not in_memory:
+        data = None
+    elif cols and data is None:
+        data = mix_rows(_mix_rows(tx, cols), [f"k_{c}" for c in cols])
     mixes = [_mix(tx, cutoffs, c, *MIXES[c], plan, data) for c in cols]
     del data
     # the family's rows are in memory already: the mixes placed by position, not joined
