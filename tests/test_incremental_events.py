@@ -207,6 +207,13 @@ def test_side_by_side_is_a_left_join_by_position():
     empty = con.create_table("empty", pd.DataFrame({"customer_id": pd.Series([], dtype=str),
                                                     "cutoff_day": pd.Series([], dtype="int64")}))
     assert side_by_side(empty, [part]).count().execute() == 0
+    # a part in the base's row order is placed as it is; one key off and it is looked up like the others
+    same = con.create_table("same", pd.DataFrame({"customer_id": ["b", "a", "a", "c"], "cutoff_day": [1, 1, 2, 2],
+                                                  "w": [5.0, None, 7.0, 8.0]}))
+    off = con.create_table("off", pd.DataFrame({"customer_id": ["b", "a", "a", "c"], "cutoff_day": [1, 1, 2, 3],
+                                                "v": [1, 2, 3, 4]}))
+    got = side_by_side(base, [same, off]).to_pyarrow().to_pandas()
+    assert got.w.fillna(-1).tolist() == [5.0, -1, 7.0, 8.0] and got.v.fillna(-1).tolist() == [1, 2, 3, -1]
 
 
 def test_finish_in_memory_gives_the_engines_columns_and_refuses_what_it_cannot_reproduce():

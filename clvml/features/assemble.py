@@ -35,27 +35,27 @@ def side_by_side(base: ibis.Table, parts: Sequence[ibis.Table]) -> ibis.Table | 
     column of the same name (besides the keys); None when that does not hold (the caller then joins as
     usual). Rows of a part
     whose key is not in ``base`` are dropped, keys of ``base`` without a row in a part get nulls, exactly
-    like a left join. The result keeps ``base``'s row order.
+    like a left join. The result keeps ``base``'s row order. A part whose keys are ``base``'s, row by row (the
+    transaction family's mixes, computed in its rows' order), is placed as it is, without a lookup.
     """
     b = _arrow(base)
     n = b.num_rows
-    enc = b.column("customer_id").combine_chunks().dictionary_encode()
-    if enc.null_count or b.column("cutoff_day").null_count:  # keys a join would not match: join
-        return None
-    ids = enc.dictionary
-    cut = b.column("cutoff_day").to_numpy()
-    cuts = np.unique(cut)
-    key = enc.indices.to_numpy().astype(np.int64) * len(cuts) + np.searchsorted(cuts, cut)
-    order = np.argsort(key, kind="stable")
-    sorted_key = key[order]
-    if n > 1 and (sorted_key[1:] == sorted_key[:-1]).any():
+    if b.column("customer_id").null_count or b.column("cutoff_day").null_count:  # keys a join would not match
         return None
     columns = {name: b.column(name) for name in b.column_names}
-    del b
+    index = None  # the base's keys, sorted, built when a part is not in the base's row order
     for part in parts:
         p = _arrow(part)
         if any(name in columns for name in p.column_names if name not in KEYS):
             return None
+        if _aligned(p, b):  # the same keys row by row (a part computed in the base's order): no lookup
+            columns.update({name: p.column(name) for name in p.column_names if name not in KEYS})
+            continue
+        if index is None:
+            index = _index(b)
+            if index is None:
+                return None
+        ids, cuts, sorted_key, order = index
         rows = _rows_in_base(p, ids, cuts, sorted_key, order)
         found = rows >= 0
         at = np.full(n, -1, dtype=np.int64)
@@ -67,7 +67,30 @@ def side_by_side(base: ibis.Table, parts: Sequence[ibis.Table]) -> ibis.Table | 
             if name not in KEYS:
                 columns[name] = p.column(name).take(take)
         del p
+    del b
     return in_memory(base._find_backend(), pa.table(columns))
+
+
+def _aligned(p: pa.Table, b: pa.Table) -> bool:
+    """Whether ``p`` has exactly ``b``'s keys in ``b``'s row order."""
+    if p.num_rows != b.num_rows or any(p.schema.field(k).type != b.schema.field(k).type for k in KEYS):
+        return False
+    return all(p.column(k).null_count == 0 and pc.all(pc.equal(p.column(k), b.column(k))).as_py() is not False
+               for k in KEYS)
+
+
+def _index(b: pa.Table) -> tuple[pa.Array, np.ndarray, np.ndarray, np.ndarray] | None:
+    """(the base's distinct ids, its cut-off days, its row keys sorted, their rows) for looking up parts'
+    rows; None when a key repeats (not a left join's one row per key)."""
+    enc = b.column("customer_id").combine_chunks().dictionary_encode()
+    cut = b.column("cutoff_day").to_numpy()
+    cuts = np.unique(cut)
+    key = enc.indices.to_numpy().astype(np.int64) * len(cuts) + np.searchsorted(cuts, cut)
+    order = np.argsort(key, kind="stable")
+    sorted_key = key[order]
+    if len(sorted_key) > 1 and (sorted_key[1:] == sorted_key[:-1]).any():
+        return None
+    return enc.dictionary, cuts, sorted_key, order
 
 
 def _arrow(expr: ibis.Table) -> pa.Table:

@@ -521,6 +521,18 @@ def mix_totals(rows: ibis.Table, cutoffs: ibis.Table, count_name: str, share_nam
     if data is None:
         data = mix_rows(rows, [key], day)
     cuts = np.unique(cutoffs.cutoff_day.to_pyarrow().to_numpy(zero_copy_only=False).astype(np.int64))
+    out = mix_arrays(data, cuts, count_name, share_name, kind, decimals=decimals, exact_scale=exact_scale,
+                     exact_below=exact_below, key=key)
+    return None if out is None else in_memory(rows._find_backend(), out)
+
+
+def mix_arrays(data: pa.Table, cuts: np.ndarray, count_name: str, share_name: str, kind: str, *,
+               decimals: int, exact_scale: int, exact_below: float, key: str = "key") -> pa.Table | None:
+    """:func:`mix_totals`' table from the rows ``data`` (:func:`mix_rows`) and the sorted unique cut-off days
+    ``cuts``, without the engine: NumPy and Arrow only, so it can run on a thread beside other work (both
+    release the GIL in their loops). None: not exact (see :func:`mix_totals`)."""
+    if kind not in ("share", "hhi"):
+        raise ValueError(f"{count_name}: unknown mix kind {kind!r}")
     n, n_cut = data.num_rows, len(cuts)
     ids = data.column("customer_id").combine_chunks()
     days = data.column("_day").to_numpy().astype(np.int64) if n else np.zeros(0, np.int64)
@@ -589,7 +601,7 @@ def mix_totals(rows: ibis.Table, cutoffs: ibis.Table, count_name: str, share_nam
            "cutoff_day": pa.array(cuts[cell_t], pa.int64()),
            count_name: _arrow(cnt, none),
            share_name: _arrow(share.ravel()[at], none | nulls.ravel()[at])}
-    return in_memory(rows._find_backend(), pa.table(out))
+    return pa.table(out)
 
 
 def engine_arrow(expr: ibis.Table) -> pa.Table:

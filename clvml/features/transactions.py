@@ -4,12 +4,14 @@ discounts, channels, refunds and margin. One transactions row is one order (nega
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import ibis
+import numpy as np
 import pyarrow as pa
 
 from clvml.features.assemble import side_by_side
-from clvml.features.incremental import arrow_of, mix_rows, mix_totals
+from clvml.features.incremental import arrow_of, in_memory, mix_arrays, mix_rows, mix_totals
 from clvml.features.query import (
     DECIMALS,
     EXACT,
@@ -271,26 +273,41 @@ def _mix(tx: ibis.Table, cutoffs: ibis.Table, column: str, count_name: str,
 
 def build(tx: ibis.Table, cutoffs: ibis.Table, windows: Sequence[int], plan: str | None = None) -> ibis.Table:
     """Transaction features for every (customer, cut-off) with a transaction before the cut-off
-    (``plan``: :func:`~clvml.features.query.resolve_plan`)."""
+    (``plan``: :func:`~clvml.features.query.resolve_plan`).
+
+    With the incremental plan the daily rows and the mixes' rows come from one export
+    (:func:`~clvml.features.tx_daily.daily_and_mix_rows`), and the mixes are computed on threads while the
+    family's aggregates are."""
     keys = ["customer_id", "cutoff_day"]
     cols = [c for c in MIXES if c in tx.columns]
-    rows, data = daily(tx), None
-    if resolve_plan(plan, tx._find_backend().name) == "incremental":
-        # the daily rows and the mixes' rows from one export, aggregated in NumPy (None: DuckDB's queries)
-        found = daily_and_mix_rows(tx, day_of(tx.ts), cols, decimals=DECIMALS, ss_decimals=SS_DECIMALS,
-                                   schema=rows.schema())
-        if found is not None:
-            rows, data = found
-    out = aggregate_family(FAM, rows, cutoffs, windows, tx.columns, plan=plan, one_row_per_day=True)
-    in_memory = arrow_of(out) is not None  # the incremental plan ran: the mixes too, from one query's rows
-    if not in_memory:
-        data = None
-    elif cols and data is None:
-        data = mix_rows(_mix_rows(tx, cols), [f"k_{c}" for c in cols])
-    mixes = [_mix(tx, cutoffs, c, *MIXES[c], plan, data) for c in cols]
-    del data
+    rows, early = daily(tx), {}
+    with ThreadPoolExecutor(max(1, len(cols))) as pool:
+        if resolve_plan(plan, tx._find_backend().name) == "incremental":
+            # None: DuckDB's queries give the rows (and the mixes' rows below, if needed)
+            found = daily_and_mix_rows(tx, day_of(tx.ts), cols, decimals=DECIMALS, ss_decimals=SS_DECIMALS,
+                                       schema=rows.schema())
+            if found is not None:
+                rows, data = found
+                if data is not None:
+                    cuts = np.unique(cutoffs.cutoff_day.to_pyarrow().to_numpy(zero_copy_only=False).astype(np.int64))
+                    early = {c: pool.submit(mix_arrays, data, cuts, *MIXES[c], decimals=DECIMALS,
+                                            exact_scale=EXACT.scale, exact_below=HHI_EXACT_BELOW, key=f"k_{c}")
+                             for c in cols}
+                del data
+        out = aggregate_family(FAM, rows, cutoffs, windows, tx.columns, plan=plan, one_row_per_day=True)
+        by_position = arrow_of(out) is not None  # the incremental plan ran: its rows are in memory
+        mixes, data = [], None
+        for c in cols:
+            table = early[c].result() if c in early else None
+            if table is not None:
+                mixes.append(in_memory(tx._find_backend(), table))
+                continue
+            if by_position and data is None:  # the rows of both mixes from one query
+                data = mix_rows(_mix_rows(tx, cols), [f"k_{c}" for c in cols])
+            mixes.append(_mix(tx, cutoffs, c, *MIXES[c], plan, data))
+    del data, early
     # the family's rows are in memory already: the mixes placed by position, not joined
-    placed = side_by_side(out, mixes) if mixes and in_memory else None
+    placed = side_by_side(out, mixes) if mixes and by_position else None
     if placed is not None:
         return placed
     for mix in mixes:
