@@ -8,15 +8,20 @@ from clvml.features import query
 
 def spy_incremental(monkeypatch) -> list[bool]:
     """Whether each incremental attempt ran in NumPy (True) or fell back to the cross join (False)."""
+    return spy_results(monkeypatch, query, "aggregate_incremental")
+
+
+def spy_results(monkeypatch, module, name: str) -> list[bool]:
+    """Whether each call of ``module.name`` returned a result (True) or None (False)."""
     calls: list[bool] = []
-    real = query.aggregate_incremental
+    real = getattr(module, name)
 
     def spy(*args, **kwargs):
         out = real(*args, **kwargs)
         calls.append(out is not None)
         return out
 
-    monkeypatch.setattr(query, "aggregate_incremental", spy)
+    monkeypatch.setattr(module, name, spy)
     return calls
 
 

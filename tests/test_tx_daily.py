@@ -14,7 +14,7 @@ from clvml.features import build_features, transactions
 from clvml.features.incremental import arrow_of, mix_rows
 from clvml.features.query import DECIMALS, day_of
 from clvml.features.tx_daily import daily_and_mix_rows
-from tests.incremental_helpers import assert_same_bits
+from tests.incremental_helpers import assert_same_bits, spy_results
 
 
 def _table(rows, **extra):
@@ -108,15 +108,7 @@ def test_a_null_customer_or_time_is_left_to_duckdb():
 def test_features_built_from_the_numpy_daily_rows_equal_the_cross_join(small_world, monkeypatch):
     """The whole transaction family on the synthetic world (category/channel mixes, quantity, discount,
     margin) with the NumPy daily rows, which ran (spied), against the cross join over DuckDB's."""
-    ran = []
-    real = transactions.daily_and_mix_rows
-
-    def spy(*args, **kwargs):
-        out = real(*args, **kwargs)
-        ran.append(out is not None)
-        return out
-
-    monkeypatch.setattr(transactions, "daily_and_mix_rows", spy)
+    ran = spy_results(monkeypatch, transactions, "daily_and_mix_rows")
     tables = load_dataset(frames=small_world.tables()).tables
     cuts = [dt.date(2024, 1, 1), dt.date(2024, 4, 1), dt.date(2024, 7, 1)]
     out = {}
