@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import ibis
 import ibis.expr.operations as ops
@@ -22,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from clvml.features.evaluate import ArrowColumns, Evaluator, Unsupported
-from clvml.features.incremental import arrow_of, engine_arrow, in_memory
+from clvml.features.incremental import THREADS, arrow_of, engine_arrow, in_memory
 
 KEYS = ("customer_id", "cutoff_day")
 
@@ -63,9 +64,10 @@ def side_by_side(base: ibis.Table, parts: Sequence[ibis.Table]) -> ibis.Table | 
         if np.count_nonzero(at >= 0) != np.count_nonzero(found):  # two rows of the part on one of the base
             return None
         take = pa.array(at, mask=at < 0)
-        for name in p.column_names:
-            if name not in KEYS:
-                columns[name] = p.column(name).take(take)
+        names = [name for name in p.column_names if name not in KEYS]
+        with ThreadPoolExecutor(THREADS) as pool:  # Arrow's take releases the GIL: a column per thread
+            columns.update(zip(names, pool.map(pc.take, [p.column(name) for name in names], [take] * len(names)),
+                               strict=True))
         del p
     del b
     return in_memory(base._find_backend(), pa.table(columns))
@@ -131,10 +133,11 @@ def finish_in_memory(src: ibis.Table, result: ibis.Table) -> ibis.Table | None:
         return None
     cols = ArrowColumns(table)
     ev = Evaluator({src.op(): cols}, table.num_rows)
-    out: dict[str, pa.Array | pa.ChunkedArray] = {}
-    try:
-        for name, value in result.op().values.items():
-            out[name] = _column(value, src.op(), table, ev)
+    values = result.op().values
+    try:  # a column per thread: Arrow's kernels and NumPy release the GIL (the evaluator's memo is shared)
+        with ThreadPoolExecutor(THREADS) as pool:
+            out = dict(zip(values, pool.map(lambda v: _column(v, src.op(), table, ev), values.values()),
+                           strict=True))
     except Unsupported:
         return None
     schema = result.schema().to_pyarrow()
