@@ -6,7 +6,8 @@ from collections.abc import Sequence
 
 import ibis
 
-from clvml.features.query import aggregate_family, day_of, exact_sum, from_units, safe_div, wsum
+from clvml.features.daily_rows import Count, UnitSum, daily_query, daily_rows
+from clvml.features.query import aggregate_family, from_units, safe_div, wsum
 from clvml.features.registry import Feature, Inc, Say, family
 
 FAM = family("activity", "activity", "act")
@@ -71,21 +72,21 @@ R(Feature("closed", "Account-closure events before the cut-off.", "events",
           inc=Inc("sum", lambda r: r.closed)))
 
 
+#: the daily rows: counts of each event type and the sessions' seconds in whole units
+DAILY = {"sessions": Count("session"), "views": Count("page_view"), "carts": Count("add_to_cart"),
+         "logins": Count("login"), "closed": Count("account_closed")}
+
+
+def _daily_aggs(act: ibis.Table) -> dict:
+    return DAILY | ({"duration": UnitSum("duration_s", "session", fill=True)} if "duration_s" in act.columns else {})
+
+
 def daily(act: ibis.Table) -> ibis.Table:
-    t = act.mutate(day=day_of(act.ts))
-    et = t.event_type
-    aggs = dict(
-        sessions=t.count(where=et == "session"),
-        views=t.count(where=et == "page_view"),
-        carts=t.count(where=et == "add_to_cart"),
-        logins=t.count(where=et == "login"),
-        closed=t.count(where=et == "account_closed"),
-    )
-    if "duration_s" in act.columns:
-        aggs["duration"] = exact_sum(t.duration_s, et == "session").fill_null(0)
-    return t.group_by(["customer_id", "day"]).aggregate(**aggs)
+    """One row per customer and day with the day's counts of each event type and session seconds."""
+    return daily_query(act, _daily_aggs(act))
 
 
 def build(act: ibis.Table, cutoffs: ibis.Table, windows: Sequence[int],
           plan: str | None = None) -> ibis.Table:
-    return aggregate_family(FAM, daily(act), cutoffs, windows, act.columns, plan=plan, one_row_per_day=True)
+    return aggregate_family(FAM, daily_rows(act, _daily_aggs(act), plan), cutoffs, windows, act.columns, plan=plan,
+                            one_row_per_day=True)

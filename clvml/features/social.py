@@ -6,7 +6,8 @@ from collections.abc import Sequence
 
 import ibis
 
-from clvml.features.query import aggregate_family, day_of, exact_sum, from_units, safe_div, wsum
+from clvml.features.daily_rows import Count, CountOf, UnitSum, daily_query, daily_rows
+from clvml.features.query import aggregate_family, from_units, safe_div, wsum
 from clvml.features.registry import Feature, Inc, Say, family
 
 FAM = family("social", "social", "soc")
@@ -41,22 +42,22 @@ R(Feature("days_since_social", "Days from the last social event to the cut-off."
           inc=Inc("max", lambda r: r.day, then=lambda day, c: c - day)))
 
 
+#: the daily rows: counts of each event type, and the reviews' ratings (whole units) and their number
+DAILY = {"shares": Count("share"), "likes": Count("like"), "referrals": Count("referral"),
+         "converted": Count("referral_converted"), "reviews": Count("review")}
+
+
+def _daily_aggs(soc: ibis.Table) -> dict:
+    rating = {"rating_sum": UnitSum("rating", "review", fill=False), "rating_n": CountOf("rating", "review")}
+    return DAILY | (rating if "rating" in soc.columns else {})
+
+
 def daily(soc: ibis.Table) -> ibis.Table:
-    t = soc.mutate(day=day_of(soc.ts))
-    et = t.event_type
-    aggs = dict(
-        shares=t.count(where=et == "share"),
-        likes=t.count(where=et == "like"),
-        referrals=t.count(where=et == "referral"),
-        converted=t.count(where=et == "referral_converted"),
-        reviews=t.count(where=et == "review"),
-    )
-    if "rating" in soc.columns:
-        aggs["rating_sum"] = exact_sum(t.rating, et == "review")
-        aggs["rating_n"] = t.rating.count(where=et == "review")
-    return t.group_by(["customer_id", "day"]).aggregate(**aggs)
+    """One row per customer and day with the day's counts of each event type and the reviews' ratings."""
+    return daily_query(soc, _daily_aggs(soc))
 
 
 def build(soc: ibis.Table, cutoffs: ibis.Table, windows: Sequence[int],
           plan: str | None = None) -> ibis.Table:
-    return aggregate_family(FAM, daily(soc), cutoffs, windows, soc.columns, plan=plan, one_row_per_day=True)
+    return aggregate_family(FAM, daily_rows(soc, _daily_aggs(soc), plan), cutoffs, windows, soc.columns, plan=plan,
+                            one_row_per_day=True)

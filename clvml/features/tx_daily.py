@@ -32,6 +32,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from clvml.features.daily_rows import sort_by_customer_day
+from clvml.features.evaluate import round_half_away
 from clvml.features.incremental import engine_arrow, in_memory
 
 #: the optional columns the daily rows sum (as units), in the daily query's order
@@ -59,28 +61,13 @@ def daily_and_mix_rows(tx: ibis.Table, day: ibis.Value, mix_keys: Sequence[str],
         return None
     raw = engine_arrow(tx.select("customer_id", _day=day, amount=tx.amount, **{c: tx[c] for c in opt},
                                  **{f"_k_{c}": tx[c] for c in mix_keys}))
-    n = raw.num_rows
-    ids = raw.column("customer_id").combine_chunks()
-    days = raw.column("_day").combine_chunks()
-    if ids.null_count or days.null_count:
+    found = sort_by_customer_day(raw.column("customer_id").combine_chunks(), raw.column("_day").combine_chunks())
+    if found is None:
         return None
     amount, a_ok = _floats(raw.column("amount").combine_chunks())
     if not np.isfinite(amount[a_ok]).all():
         return None
-    enc = ids.dictionary_encode()
-    dictionary = enc.dictionary
-    by_rank = pc.sort_indices(dictionary).to_numpy()  # DuckDB's ORDER BY customer_id, as Arrow sorts
-    rank = np.empty(len(dictionary), dtype=np.int64)
-    rank[by_rank] = np.arange(len(dictionary))
-    d = days.to_numpy().astype(np.int64)
-    lo = int(d.min()) if n else 0
-    span = (int(d.max()) - lo + 1) if n else 1
-    if len(dictionary) * span >= 2**62:
-        return None
-    key = rank[enc.indices.to_numpy()] * span + (d - lo)
-    del d
-    order = np.argsort(key, kind="stable")
-    key = key[order]
+    order, key, span = found.order, found.key, found.span
     extra = []
     for c in opt:
         v, ok = _floats(raw.column(c).combine_chunks())
@@ -96,10 +83,7 @@ def daily_and_mix_rows(tx: ibis.Table, day: ibis.Value, mix_keys: Sequence[str],
     if status:
         return None
     (starts, orders, spend, ss, mx, mx_ok, refunds, refund, sums, gap, gap_ok) = (a[..., :n_groups] for a in out[2:])
-    codes = key[starts] // span
-    group_day = key[starts] % span + lo
-    cust_ids = dictionary.take(pa.array(by_rank[codes]))
-    table = {"customer_id": cust_ids, "day": group_day, "orders": orders, "spend": spend,
+    table = {"customer_id": found.ids(starts), "day": found.days(starts), "orders": orders, "spend": spend,
              "ss": pa.array(ss).cast(pa.decimal128(38, 0)), "max_amount": pa.array(mx, mask=~mx_ok),
              "refunds": refunds, "refund_amount": refund}
     for i, c in enumerate(opt):
@@ -110,13 +94,12 @@ def daily_and_mix_rows(tx: ibis.Table, day: ibis.Value, mix_keys: Sequence[str],
     mixes = None
     if mix_keys:
         pos = a_sorted > 0  # null amounts are 0 here: not purchases
-        row_ids = dictionary.take(pa.array(by_rank[key // span]))
-        mix = {"customer_id": row_ids}
+        mix = {"customer_id": found.ids(slice(None))}
         for c in mix_keys:
             k = pc.fill_null(raw.column(f"_k_{c}").take(pa.array(order)), "(none)")
             mix[f"k_{c}"] = pc.if_else(pa.array(pos), k, pa.scalar(None, k.type))
-        mix["_day"] = pa.array(key % span + lo)
-        mix["s"] = pa.array(_round_half_away(a_sorted * float(10**decimals)), mask=~pos)
+        mix["_day"] = pa.array(found.days(slice(None)))
+        mix["s"] = pa.array(round_half_away(a_sorted * float(10**decimals)), mask=~pos)
         mixes = pa.table(mix)
     return in_memory(tx._find_backend(), daily, sorted_by=("customer_id", "day")), mixes
 
@@ -127,11 +110,6 @@ def _floats(col: pa.Array) -> tuple[np.ndarray, np.ndarray]:
              else col.is_valid().to_numpy(zero_copy_only=False))
     v = col.fill_null(0) if col.null_count else col
     return v.to_numpy(zero_copy_only=False).astype(np.float64), valid
-
-
-def _round_half_away(x: np.ndarray) -> np.ndarray:
-    r = np.trunc(x)
-    return r + np.where(np.abs(x - r) >= 0.5, np.sign(x), 0.0)
 
 
 @functools.cache
