@@ -5,6 +5,7 @@ and float64 bits, at the window boundaries, with nulls, and on a synthetic world
 import datetime as dt
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from clvml.data.dataset import load_dataset
@@ -214,6 +215,15 @@ def test_side_by_side_is_a_left_join_by_position():
                                                 "v": [1, 2, 3, 4]}))
     got = side_by_side(base, [same, off]).to_pyarrow().to_pandas()
     assert got.w.fillna(-1).tolist() == [5.0, -1, 7.0, 8.0] and got.v.fillna(-1).tolist() == [1, 2, 3, -1]
+    # fills: COALESCE of the join for numeric columns (an integer one filled with a float becomes float64)
+    nulls = con.create_table("nulls", pd.DataFrame({"customer_id": ["a", "c", "b"], "cutoff_day": [1, 2, 1],
+                                                    "f": [1.5, None, 2.5], "i": [7, 8, 9], "j": [1, 2, 3],
+                                                    "t": ["x", None, "z"]}))
+    got = side_by_side(base, [nulls], fills={"f": 0.0, "i": 0.5, "j": 0, "t": "none"}).to_pyarrow()
+    assert got.column("f").to_pylist() == [2.5, 1.5, 0.0, 0.0] and got.column("f").null_count == 0
+    assert got.column("i").type == pa.float64() and got.column("i").to_pylist() == [9.0, 7.0, 0.5, 8.0]
+    assert got.column("j").type == pa.int64() and got.column("j").to_pylist() == [3, 1, 0, 2]
+    assert got.column("t").to_pylist() == ["z", "x", None, None]  # not numeric: joined as it is
 
 
 def test_finish_in_memory_gives_the_engines_columns_and_refuses_what_it_cannot_reproduce():
@@ -241,3 +251,19 @@ def test_finish_in_memory_gives_the_engines_columns_and_refuses_what_it_cannot_r
     assert got.column("n").to_pylist() == [2.0, 0.0, 0.0] and got.column("r").to_pylist() == [0.25, None, None]
     assert finish_in_memory(src, src.select("customer_id", u=src.s.upper())) is None
     assert finish_in_memory(res, res.select("customer_id")) is None  # not an in-memory table
+
+
+def test_the_cutoff_customer_order_by_a_stable_sort_or_by_both_keys():
+    """Rows customer by customer (ids ascending, cut-offs ascending) need only a stable sort by cut-off;
+    any other order is sorted by both keys; either way the order of ORDER BY cutoff, customer_id."""
+    import pyarrow as pa
+
+    from clvml.features.builder import _cutoff_customer_order
+
+    d = [dt.date(2024, 1, 1), dt.date(2024, 2, 1)]
+    ids, cuts = ["B", "B", "a", "a", "é"], [d[0], d[1], d[0], d[1], d[1]]
+    want = [("B", d[0]), ("a", d[0]), ("B", d[1]), ("a", d[1]), ("é", d[1])]
+    for rows in (list(zip(ids, cuts, strict=True)), [(ids[i], cuts[i]) for i in (4, 2, 0, 3, 1)]):
+        t = pa.table({"customer_id": [r[0] for r in rows], "cutoff": pa.array([r[1] for r in rows], pa.date32())})
+        got = t.take(_cutoff_customer_order(t))
+        assert list(zip(got.column("customer_id").to_pylist(), got.column("cutoff").to_pylist(), strict=True)) == want

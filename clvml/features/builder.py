@@ -12,13 +12,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import ibis
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from clvml.errors import FeatureDefinitionError
 from clvml.features import activity, after_sales, profile, social, transactions
-from clvml.features.assemble import finish_in_memory, side_by_side
+from clvml.features.assemble import finish_in_memory, side_by_side, take_columns
 from clvml.features.custom import build_custom, registered
 from clvml.features.incremental import arrow_of
 from clvml.features.query import day_of, resolve_plan, safe_div
@@ -149,7 +150,10 @@ def build_features(
         base, parts[0] = parts[0], base if base is not spine else None
         parts = [p for p in parts if p is not None]
     # the incremental plan computes the parts now anyway: placed side by side by position, not hash-joined
-    joined = side_by_side(base, parts) if plan == "incremental" and parts else None
+    # (the specs' numeric fills applied as the rows are placed: COALESCE(column, fill) below then has no null
+    # left to fill; the cart conversion's division is null for no carts whether they are null or 0)
+    fills = {s.name: s.fill for s in specs if isinstance(s.fill, (int, float)) and not isinstance(s.fill, bool)}
+    joined = side_by_side(base, parts, fills) if plan == "incremental" and parts else None
     for part in parts if joined is None else ():
         base = base.left_join(part, keys).drop("customer_id_right", "cutoff_day_right")
     base = base if joined is None else joined
@@ -188,8 +192,26 @@ def to_arrow(features: ibis.Table, *, ordered: bool = True) -> pa.Table:
     if table is None:
         return (features.order_by(["cutoff", "customer_id"]) if ordered else features).to_pyarrow()
     if ordered:  # the same order as DuckDB's ORDER BY: dates, then ids byte by byte (keys unique, never null)
-        table = table.take(pc.sort_indices(table, sort_keys=[("cutoff", "ascending"), ("customer_id", "ascending")]))
+        table = take_columns(table, _cutoff_customer_order(table))
     return table
+
+
+def _cutoff_customer_order(table: pa.Table) -> pa.Array:
+    """The rows of ``table`` sorted by cut-off, then customer id.
+
+    The incremental plan's rows come customer by customer in the order of their ids, cut-offs ascending:
+    sorting them by cut-off alone, stably, gives that order at once. Checked (the ids must ascend within
+    every cut-off), else Arrow sorts by both keys."""
+    cut = table.column("cutoff").combine_chunks()
+    if cut.null_count == 0 and table.num_rows > 1:
+        days = cut.cast(pa.int32()).to_numpy(zero_copy_only=False)
+        order = np.argsort(days, kind="stable")
+        ids = table.column("customer_id").take(pa.array(order))
+        same = days[order][1:] == days[order][:-1]
+        ascending = pc.greater(ids[1:], ids[:-1]).to_numpy(zero_copy_only=False)
+        if ids.null_count == 0 and (ascending | ~same).all():
+            return pa.array(order)
+    return pc.sort_indices(table, sort_keys=[("cutoff", "ascending"), ("customer_id", "ascending")])
 
 
 def to_pandas(features: ibis.Table) -> pd.DataFrame:
