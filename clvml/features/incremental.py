@@ -2,11 +2,15 @@
 NumPy, instead of joining every customer-day to every later cut-off.
 
 DuckDB computes the family's one-row-per-customer-day rows as usual and hands them over as Arrow, sorted
-by (customer, day). Every aggregate that declares its incremental form (:class:`~clvml.features.registry.Inc`)
-is then computed from the sorted rows:
+by (customer, day), unless they are an in-memory table already sorted so (:func:`in_memory` with
+``sorted_by``: the transaction, activity and social families' daily rows computed in NumPy by
+:mod:`clvml.features.tx_daily` and :mod:`clvml.features.daily_rows`), which is read as it is. Every
+aggregate that declares its incremental form (:class:`~clvml.features.registry.Inc`) is then computed from
+the sorted rows:
 
 * the rows of a window ``[cutoff - w, cutoff)`` of one customer are contiguous, so their positions
-  ``[lo, hi)`` come from one ``np.searchsorted`` of ``customer index * span + day`` keys;
+  ``[lo, hi)`` come from one merge of the sorted ``customer index * span + day`` keys of the rows and of
+  the cut-offs (what ``np.searchsorted`` gives, in one pass, compiled by Numba);
 * a sum is ``cum[hi] - cum[lo]`` of one global cumulative sum, taken in int64: every value summed is a
   whole number (counts, flags, days, whole units of :func:`~clvml.features.query.exact_sum`), and int64
   differences are exact even where the running total wraps, so the result is the exact sum — the same
