@@ -102,6 +102,15 @@ def sort_by_customer_day(ids: pa.Array, days: pa.Array) -> Sorted | None:
     return Sorted(order, key[order], span, lo, dictionary, by_rank)
 
 
+def floats(col: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(float64 values with 0 for nulls, non-null mask) of a numeric column (integers converted as DuckDB's
+    ``CAST(x AS DOUBLE)``: rounded to nearest)."""
+    valid = (np.ones(len(col), dtype=bool) if col.null_count == 0
+             else col.is_valid().to_numpy(zero_copy_only=False))
+    v = col.fill_null(0) if col.null_count else col
+    return v.to_numpy(zero_copy_only=False).astype(np.float64), valid
+
+
 def daily_query(events: ibis.Table, aggs: Mapping[str, Count | CountOf | UnitSum]) -> ibis.Table:
     """The same rows as :func:`daily_counts`, by the engine: ``GROUP BY customer_id, day`` (any engine)."""
     t = events.mutate(day=day_of(events.ts))
@@ -165,11 +174,8 @@ def daily_counts(events: ibis.Table, aggs: Mapping[str, Count | CountOf | UnitSu
 
     values = {}
     for c in columns:
-        col = raw.column(f"_v_{c}").combine_chunks()
-        valid = (np.ones(n, dtype=bool) if col.null_count == 0
-                 else col.is_valid().to_numpy(zero_copy_only=False)[order])
-        v = (col.fill_null(0) if col.null_count else col).to_numpy(zero_copy_only=False).astype(np.float64)[order]
-        values[c] = (v, valid)
+        v, valid = floats(raw.column(f"_v_{c}").combine_chunks())
+        values[c] = (v[order], valid[order])
     out: dict[str, pa.Array | np.ndarray] = {"customer_id": found.ids(starts), "day": found.days(starts)}
     for name, agg in aggs.items():
         if isinstance(agg, Count):

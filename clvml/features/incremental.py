@@ -104,7 +104,7 @@ def aggregate_incremental(items: Sequence[Item], rows: ibis.Table, cutoffs: ibis
     col_of = {it.name: values[it.inc.value(rows).op()][0] for it in items}
     types = {name: v.type() for name, v in values.values()}
     data = _sorted_rows(rows, day, {name: v for name, v in values.values()})
-    cuts = np.unique(cutoffs.cutoff_day.to_pyarrow().to_numpy(zero_copy_only=False).astype(np.int64))
+    cuts = cut_days(cutoffs)
     try:
         cells = _Cells(items, col_of, types, data, cuts)
     except NotExact:
@@ -149,6 +149,11 @@ def aggregate_incremental(items: Sequence[Item], rows: ibis.Table, cutoffs: ibis
     exprs = outputs(f)
     return f.select("customer_id", "cutoff_day",
                     **{name: f[tmp[name]] if name in done else e for name, e in exprs.items()})
+
+
+def cut_days(cutoffs: ibis.Table) -> np.ndarray:
+    """The distinct cut-off days of the table ``cutoffs`` (``cutoff_day``), ascending, as int64."""
+    return np.unique(cutoffs.cutoff_day.to_pyarrow().to_numpy(zero_copy_only=False).astype(np.int64))
 
 
 def _sorted_rows(rows: ibis.Table, day: str, values: dict[str, ibis.Value]) -> pa.Table:
@@ -524,7 +529,7 @@ def mix_totals(rows: ibis.Table, cutoffs: ibis.Table, count_name: str, share_nam
         raise ValueError(f"{count_name}: unknown mix kind {kind!r}")
     if data is None:
         data = mix_rows(rows, [key], day)
-    cuts = np.unique(cutoffs.cutoff_day.to_pyarrow().to_numpy(zero_copy_only=False).astype(np.int64))
+    cuts = cut_days(cutoffs)
     out = mix_arrays(data, cuts, count_name, share_name, kind, decimals=decimals, exact_scale=exact_scale,
                      exact_below=exact_below, key=key)
     return None if out is None else in_memory(rows._find_backend(), out)

@@ -7,11 +7,10 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import ibis
-import numpy as np
 import pyarrow as pa
 
 from clvml.features.assemble import side_by_side
-from clvml.features.incremental import arrow_of, in_memory, mix_arrays, mix_rows, mix_totals
+from clvml.features.incremental import arrow_of, cut_days, in_memory, mix_arrays, mix_rows, mix_totals
 from clvml.features.query import (
     DECIMALS,
     EXACT,
@@ -289,8 +288,7 @@ def build(tx: ibis.Table, cutoffs: ibis.Table, windows: Sequence[int], plan: str
             if found is not None:
                 rows, data = found
                 if data is not None:
-                    cuts = np.unique(cutoffs.cutoff_day.to_pyarrow().to_numpy(zero_copy_only=False).astype(np.int64))
-                    early = {c: pool.submit(mix_arrays, data, cuts, *MIXES[c], decimals=DECIMALS,
+                    early = {c: pool.submit(mix_arrays, data, cut_days(cutoffs), *MIXES[c], decimals=DECIMALS,
                                             exact_scale=EXACT.scale, exact_below=HHI_EXACT_BELOW, key=f"k_{c}")
                              for c in cols}
                 del data

@@ -32,14 +32,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from clvml.features.daily_rows import sort_by_customer_day
+from clvml.features.daily_rows import FLOAT_LIMIT, floats, sort_by_customer_day
 from clvml.features.evaluate import round_half_away
 from clvml.features.incremental import engine_arrow, in_memory
 
 #: the optional columns the daily rows sum (as units), in the daily query's order
 OPTIONAL = ("quantity", "discount", "margin")
-#: a day's sum of magnitudes of float64 units must stay below this to be exact in any order
-FLOAT_LIMIT = 2.0**52
 #: the squared values' units and their day sums must stay below this to fit int64
 INT_LIMIT = 2.0**62
 
@@ -64,13 +62,13 @@ def daily_and_mix_rows(tx: ibis.Table, day: ibis.Value, mix_keys: Sequence[str],
     found = sort_by_customer_day(raw.column("customer_id").combine_chunks(), raw.column("_day").combine_chunks())
     if found is None:
         return None
-    amount, a_ok = _floats(raw.column("amount").combine_chunks())
+    amount, a_ok = floats(raw.column("amount").combine_chunks())
     if not np.isfinite(amount[a_ok]).all():
         return None
     order, key, span = found.order, found.key, found.span
     extra = []
     for c in opt:
-        v, ok = _floats(raw.column(c).combine_chunks())
+        v, ok = floats(raw.column(c).combine_chunks())
         if not np.isfinite(v[ok]).all():
             return None
         extra.append((v[order], ok[order]))
@@ -102,14 +100,6 @@ def daily_and_mix_rows(tx: ibis.Table, day: ibis.Value, mix_keys: Sequence[str],
         mix["s"] = pa.array(round_half_away(a_sorted * float(10**decimals)), mask=~pos)
         mixes = pa.table(mix)
     return in_memory(tx._find_backend(), daily, sorted_by=("customer_id", "day")), mixes
-
-
-def _floats(col: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """(float64 values with 0 for nulls, non-null mask) of a numeric column."""
-    valid = (np.ones(len(col), dtype=bool) if col.null_count == 0
-             else col.is_valid().to_numpy(zero_copy_only=False))
-    v = col.fill_null(0) if col.null_count else col
-    return v.to_numpy(zero_copy_only=False).astype(np.float64), valid
 
 
 @functools.cache
