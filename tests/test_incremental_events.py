@@ -254,8 +254,9 @@ def test_finish_in_memory_gives_the_engines_columns_and_refuses_what_it_cannot_r
 
 
 def test_the_cutoff_customer_order_by_a_stable_sort_or_by_both_keys():
-    """Rows customer by customer (ids ascending, cut-offs ascending) need only a stable sort by cut-off;
-    any other order is sorted by both keys; either way the order of ORDER BY cutoff, customer_id."""
+    """Rows cut-off by cut-off (ids ascending) are in order already (None: no pass over the columns); rows
+    customer by customer need only a stable sort by cut-off; any other order is sorted by both keys; either
+    way the order of ORDER BY cutoff, customer_id."""
     import pyarrow as pa
 
     from clvml.features.builder import _cutoff_customer_order
@@ -263,7 +264,16 @@ def test_the_cutoff_customer_order_by_a_stable_sort_or_by_both_keys():
     d = [dt.date(2024, 1, 1), dt.date(2024, 2, 1)]
     ids, cuts = ["B", "B", "a", "a", "é"], [d[0], d[1], d[0], d[1], d[1]]
     want = [("B", d[0]), ("a", d[0]), ("B", d[1]), ("a", d[1]), ("é", d[1])]
-    for rows in (list(zip(ids, cuts, strict=True)), [(ids[i], cuts[i]) for i in (4, 2, 0, 3, 1)]):
-        t = pa.table({"customer_id": [r[0] for r in rows], "cutoff": pa.array([r[1] for r in rows], pa.date32())})
-        got = t.take(_cutoff_customer_order(t))
+
+    def table(rows: list) -> pa.Table:
+        return pa.table({"customer_id": [r[0] for r in rows], "cutoff": pa.array([r[1] for r in rows], pa.date32())})
+
+    assert _cutoff_customer_order(table(want)) is None
+    # cut-offs in order but ids not ascending within one: sorted
+    swapped = [want[1], want[0], *want[2:]]
+    for rows in (list(zip(ids, cuts, strict=True)), [(ids[i], cuts[i]) for i in (4, 2, 0, 3, 1)], swapped):
+        t = table(rows)
+        order = _cutoff_customer_order(t)
+        assert order is not None
+        got = t.take(order)
         assert list(zip(got.column("customer_id").to_pylist(), got.column("cutoff").to_pylist(), strict=True)) == want

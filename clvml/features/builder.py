@@ -192,19 +192,28 @@ def to_arrow(features: ibis.Table, *, ordered: bool = True) -> pa.Table:
     if table is None:
         return (features.order_by(["cutoff", "customer_id"]) if ordered else features).to_pyarrow()
     if ordered:  # the same order as DuckDB's ORDER BY: dates, then ids byte by byte (keys unique, never null)
-        table = take_columns(table, _cutoff_customer_order(table))
+        order = _cutoff_customer_order(table)
+        if order is not None:
+            table = take_columns(table, order)
     return table
 
 
-def _cutoff_customer_order(table: pa.Table) -> pa.Array:
-    """The rows of ``table`` sorted by cut-off, then customer id.
+def _cutoff_customer_order(table: pa.Table) -> pa.Array | None:
+    """The rows of ``table`` sorted by cut-off, then customer id; None when they are in that order already.
 
-    The incremental plan's rows come customer by customer in the order of their ids, cut-offs ascending:
-    sorting them by cut-off alone, stably, gives that order at once. Checked (the ids must ascend within
-    every cut-off), else Arrow sorts by both keys."""
+    The incremental plan's rows come cut-off by cut-off, customers in the order of their ids: in order as
+    they are (a pass over ~150 columns saved: ~20 CPU-s at 8M rows). Other orders of rows whose ids ascend
+    within every cut-off are sorted by cut-off alone, stably. Checked (the ids must ascend within every
+    cut-off), else Arrow sorts by both keys."""
     cut = table.column("cutoff").combine_chunks()
     if cut.null_count == 0 and table.num_rows > 1:
         days = cut.cast(pa.int32()).to_numpy(zero_copy_only=False)
+        ids = table.column("customer_id")
+        if (days[1:] >= days[:-1]).all() and ids.null_count == 0:
+            same = days[1:] == days[:-1]
+            ascending = pc.greater(ids[1:], ids[:-1]).to_numpy(zero_copy_only=False)
+            if (ascending | ~same).all():
+                return None
         order = np.argsort(days, kind="stable")
         ids = table.column("customer_id").take(pa.array(order))
         same = days[order][1:] == days[order][:-1]
