@@ -189,7 +189,11 @@ def test_the_numpy_evaluator_gives_duckdbs_bits_and_nulls():
         return {"mean": safe_div(tb.s, tb.n), "std": std_from_moments(tb.n, tb.s, tb.ss),
                 "units": from_units(tb.s), "filled": tb.s.fill_null(0) - tb.ss, "int": tb.n.fill_null(0) - tb.n * 2,
                 "ratio": tb.n.cast("float64") / tb.s, "dec": from_units(dec, 4), "big": tb.n.cast("float64") + 0.5,
-                "pick": ibis.ifelse(tb.s > 1, tb.s, ibis.null("float64")), "isnull": tb.s.isnull()}
+                "pick": ibis.ifelse(tb.s > 1, tb.s, ibis.null("float64")), "isnull": tb.s.isnull(),
+                # string cases of literals (a null condition is not true), kept as codes: DuckDB's CASE
+                "label": ibis.cases((tb.s >= 3, "high"), (tb.s >= 0, "low"), (tb.n > 4, "high"),
+                                    else_=ibis.null("string")),
+                "tier": ibis.cases((tb.n > 2, "many"), else_="few")}
 
     want = t.select(**exprs(t, _decimal_units(t.u, 2))).to_pyarrow()
     holder = ibis.table({"n": "int64", "s": "float64", "ss": "float64", "u": "decimal(38, 2)"}, name="h")
@@ -204,9 +208,16 @@ def test_the_numpy_evaluator_gives_duckdbs_bits_and_nulls():
             assert (g[~np.isnan(g)].view(np.int64) == x[~np.isnan(x)].view(np.int64)).all(), name
         else:
             assert got.to_pylist() == exp.to_pylist(), name
+    assert ev.arrow(exprs(holder, holder.u)["label"]).to_pylist() == [
+        "low", "low", "high", "high", "high", None, "high", "high", "high", "low"]
     nan = ibis.table({"x": "float64"}, name="x")
     with pytest.raises(Unsupported, match="NaN"):
         Evaluator({nan.op(): {"x": (np.array([np.nan]), None)}}, 1).arrow(nan.x > 0)
+    # a NaN standing for a null (the incremental "last" of a float column) is a null, not a NaN
+    stand_in = Evaluator({nan.op(): {"x": (np.array([np.nan, 2.0]), np.array([True, False]))}}, 2)
+    assert stand_in.arrow(nan.x > 0).to_pylist() == [None, True]
+    with pytest.raises(Unsupported, match="string"):  # any other string expression: left to DuckDB
+        stand_in.arrow(ibis.cases((nan.x > 0, nan.x.cast("string")), else_="none"))
 
 
 def test_columns_the_evaluator_refuses_are_computed_by_duckdb(monkeypatch, ran):

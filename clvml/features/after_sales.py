@@ -12,6 +12,8 @@ from collections.abc import Sequence
 
 import ibis
 
+from clvml.features.assemble import finish_in_memory, side_by_side
+from clvml.features.incremental import arrow_of
 from clvml.features.query import aggregate_family, day_of, exact_sum, from_units, safe_div, wsum
 from clvml.features.registry import Family, Feature, Inc, Say, family
 
@@ -141,11 +143,21 @@ def build(af: ibis.Table, cutoffs: ibis.Table, windows: Sequence[int],
         return out.select(*keys, *names, as_unresolved_now=tickets, as_unresolved_complaints_now=complaints)
     res = aggregate_family(_RESOLVED, resolved_daily(af), cutoffs, windows, af.columns, plan=plan,
                            one_row_per_day=True)
-    j = out.left_join(res, keys)
+
+    def finish(j: ibis.Table) -> ibis.Table:
+        return j.select(
+            *keys, *names,
+            as_unresolved_now=j.as_tickets_all - j.as_resolved.fill_null(0),
+            as_unresolved_complaints_now=j.as_complaints_all - j.as_resolved_complaints.fill_null(0),
+            as_resolution_days_mean=safe_div(j.as_resolution_s.cast("float64") / 86400, j.as_resolution_n),
+        )
+
+    if arrow_of(out) is not None and arrow_of(res) is not None:
+        # both computed in memory by the incremental plan: joined by position and finished there, the same
+        # values as the engine's join below without a scan and export of every row
+        joined = side_by_side(out, [res])
+        finished = None if joined is None else finish_in_memory(joined, finish(joined))
+        if finished is not None:
+            return finished
     # every customer with a ticket resolved before a cut-off has one opened before it: in ``out``
-    return j.select(
-        *keys, *names,
-        as_unresolved_now=j.as_tickets_all - j.as_resolved.fill_null(0),
-        as_unresolved_complaints_now=j.as_complaints_all - j.as_resolved_complaints.fill_null(0),
-        as_resolution_days_mean=safe_div(j.as_resolution_s.cast("float64") / 86400, j.as_resolution_n),
-    )
+    return finish(out.left_join(res, keys))

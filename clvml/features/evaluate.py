@@ -92,8 +92,29 @@ class Evaluator:
 
     def arrow(self, expr: ibis.Value) -> pa.Array:
         """``expr`` for every row as an Arrow array of its type (raises :class:`Unsupported`)."""
+        if expr.type().is_string():
+            labels = case_labels(expr.op())
+            return labelled(self.codes(expr), labels)
         v, null = self.values(expr)
         return pa.array(v, type=expr.type().to_pyarrow(), mask=null)
+
+    def codes(self, expr: ibis.Value) -> np.ndarray:
+        """For a string ``ibis.cases(...)`` of literals (:func:`case_labels`): every row's label as its index
+        in the labels, -1 for null. DuckDB's CASE: the first condition that is true (a null one is not),
+        else the default."""
+        op = _defined(expr.op())
+        labels = case_labels(op)
+        default = -1 if op.default.value is None else labels.index(op.default.value)
+        codes = np.full(self.n, default, dtype=np.int8)
+        decided = np.zeros(self.n, dtype=bool)
+        for cond, res in zip(op.cases, op.results, strict=True):
+            c, cn = self.column(cond)
+            if c.dtype != np.bool_:
+                raise Unsupported("a condition that is not boolean")
+            hit = np.broadcast_to(c if cn is None else c & ~cn, (self.n,)) & ~decided
+            codes[hit] = labels.index(res.value)
+            decided |= hit
+        return codes
 
     def column(self, op: ops.Node) -> Col:
         if op not in self.memo:
@@ -139,9 +160,9 @@ class Evaluator:
             raise Unsupported(f"{type(op).__name__} -> {op.dtype}")
         if type(op) in _COMPARE:
             (a, an), (b, bn) = self.column(op.left), self.column(op.right)
-            for x in (a, b):  # DuckDB orders NaN above every number and equal to itself
-                if x.dtype == np.float64 and np.isnan(x).any():
-                    raise Unsupported("comparison with NaN")
+            for x, xn in ((a, an), (b, bn)):  # DuckDB orders NaN above every number and equal to itself
+                if x.dtype == np.float64 and np.isnan(x if xn is None else np.where(xn, 0.0, x)).any():
+                    raise Unsupported("comparison with NaN")  # (a NaN standing for a null does not count)
             if a.dtype == np.float64 or b.dtype == np.float64:
                 a, b = a.astype(np.float64, copy=False), b.astype(np.float64, copy=False)
             return _COMPARE[type(op)](a, b), _or(an, bn)
@@ -300,3 +321,28 @@ class ArrowColumns(Mapping):
 
     def __len__(self) -> int:
         return self.table.num_columns
+
+
+def case_labels(op: ops.Value) -> tuple[str, ...]:
+    """The labels of a string ``ibis.cases(...)`` whose results and default are literals (the default may be
+    null), in order of first appearance; raises :class:`Unsupported` for any other string expression."""
+    op = _defined(op)
+    if not (isinstance(op, ops.SearchedCase) and op.dtype.is_string() and isinstance(op.default, ops.Literal)
+            and all(isinstance(r, ops.Literal) and r.value is not None for r in op.results)
+            and len(op.results) < 127):
+        raise Unsupported(f"string {type(op).__name__}")
+    values = [r.value for r in op.results] + ([] if op.default.value is None else [op.default.value])
+    return tuple(dict.fromkeys(values))
+
+
+def labelled(codes: np.ndarray, labels: Sequence[str]) -> pa.Array:
+    """The strings of :meth:`Evaluator.codes` (-1: null) as an Arrow string array."""
+    return pa.array(list(labels), pa.string()).take(pa.array(codes, mask=codes < 0))
+
+
+def _defined(op: ops.Value) -> ops.Value:
+    """``op`` itself, or for a column of a projection the expression defining it."""
+    while isinstance(op, ops.Field) and isinstance(op.rel, ops.Project):
+        op = op.rel.values[op.name]
+    return op
+

@@ -48,7 +48,17 @@ import pyarrow.compute as pc
 from ibis.expr import datatypes as dt
 from ibis.expr import operations as ops
 
-from clvml.features.evaluate import ArrowColumns, Col, Evaluator, Unsupported, decimal_to_float, round_half_away, square
+from clvml.features.evaluate import (
+    ArrowColumns,
+    Col,
+    Evaluator,
+    Unsupported,
+    case_labels,
+    decimal_to_float,
+    labelled,
+    round_half_away,
+    square,
+)
 from clvml.features.registry import Inc
 
 #: given the aggregates table, the output columns as expressions over it (see :func:`aggregate_incremental`)
@@ -187,8 +197,17 @@ def _evaluate_in_chunks(cells: _Cells, holder: ibis.Table, exprs: dict[str, ibis
     n = cells.n
     out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     refused: set[str] = set()
+    labels: dict[str, tuple[str, ...]] = {}  # string columns: a case of literals, kept as codes (-1: null)
     for name, e in exprs.items():
         t = e.type()
+        if t.is_string():
+            try:
+                labels[name] = case_labels(e.op())
+            except Unsupported:
+                refused.add(name)
+                continue
+            out[name] = (np.empty(n, dtype=np.int8), np.zeros(0, dtype=bool))
+            continue
         if not (t.is_float64() or t.is_int64() or t.is_boolean()):
             refused.add(name)
             continue
@@ -204,6 +223,9 @@ def _evaluate_in_chunks(cells: _Cells, holder: ibis.Table, exprs: dict[str, ibis
             if name in refused:
                 continue
             try:
+                if name in labels:
+                    out[name][0][dest] = ev.codes(e)
+                    continue
                 v, null = ev.values(e)
             except Unsupported:  # left to DuckDB
                 refused.add(name)
@@ -214,7 +236,8 @@ def _evaluate_in_chunks(cells: _Cells, holder: ibis.Table, exprs: dict[str, ibis
 
     with ThreadPoolExecutor(THREADS) as pool:
         list(pool.map(run, range(0, n, CHUNK)))
-    return {name: _arrow(v, null) for name, (v, null) in out.items() if name not in refused}
+    return {name: labelled(v, labels[name]) if name in labels else _arrow(v, null)
+            for name, (v, null) in out.items() if name not in refused}
 
 
 #: the Arrow table behind every table registered by :func:`in_memory`, by its Ibis operation (released with it)
