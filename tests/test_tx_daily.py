@@ -4,8 +4,10 @@ reproduce returns None (DuckDB's queries then run)."""
 
 import datetime as dt
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from clvml.data.dataset import load_dataset
@@ -76,11 +78,22 @@ def test_daily_rows_are_duckdbs_bits_in_duckdbs_order():
     assert b.refund_amount.tolist() == [0.0, 3.0, 4e6, 0.0, 0.0] and b.orders.tolist() == [1, 3, 0, 1, 1]
     assert b.gap.fillna(-1).tolist() == [-1, 214, -1, 6, 2]  # days since the previous purchase day
     want_mix = mix_rows(transactions._mix_rows(t, ["category", "channel"]), ["k_category", "k_channel"])
+    # the ids and keys come as codes (no string moved per row): the ids' codes ascend with the rows, every
+    # dictionary holds distinct values, the null key is "(none)" and a refund's key null
+    for name in ("customer_id", "k_category", "k_channel"):
+        col = mix.column(name).combine_chunks()
+        assert pa.types.is_dictionary(col.type), name
+        assert len(pc.unique(col.dictionary)) == len(col.dictionary), name
+    codes = mix.column("customer_id").combine_chunks().indices.to_numpy()
+    assert (np.diff(codes) >= 0).all()
+    decoded = pa.table({name: pc.cast(c, c.type.value_type) if pa.types.is_dictionary(c.type) else c
+                        for name, c in zip(mix.column_names, mix.columns, strict=True)})
     # DuckDB sorts the mix rows by customer only: the same rows within each customer, in any order
     order = ["customer_id", "_day", "s", "k_category"]
-    assert_same_bits(mix.to_pandas().sort_values(order, ignore_index=True),
+    assert_same_bits(decoded.to_pandas().sort_values(order, ignore_index=True),
                      want_mix.select(mix.column_names).to_pandas().sort_values(order, ignore_index=True))
-    assert mix.schema == want_mix.select(mix.column_names).schema
+    assert decoded.schema == want_mix.select(mix.column_names).schema
+    assert "(none)" in decoded.column("k_category").to_pylist()
 
 
 def test_daily_rows_without_the_optional_columns_and_with_integer_ids():

@@ -76,6 +76,12 @@ class Sorted:
         """The customer id of the sorted rows ``rows``."""
         return self.dictionary.take(pa.array(self.by_rank[self.key[rows] // self.span]))
 
+    def coded_ids(self) -> pa.DictionaryArray:
+        """The customer id of every sorted row, dictionary-encoded: the indices are the customers' ranks (so
+        they ascend with the rows), the dictionary the distinct ids in that order."""
+        codes = (self.key // self.span).astype(np.int32 if len(self.by_rank) < 2**31 else np.int64)
+        return pa.DictionaryArray.from_arrays(pa.array(codes), self.dictionary.take(pa.array(self.by_rank)))
+
     def days(self, rows: np.ndarray | slice) -> np.ndarray:
         """The day of the sorted rows ``rows``."""
         return self.key[rows] % self.span + self.lo

@@ -329,7 +329,8 @@ def _numpy(col: pa.ChunkedArray | pa.Array, kind: str) -> tuple[np.ndarray, np.n
 
 
 class _Cells:
-    """Every (customer, cut-off) with a row before the cut-off ("cell", customer-major) and the row-level
+    """Every (customer, cut-off) with a row before the cut-off ("cell", customer-major here; the outputs
+    are written cut-off-major, see ``at``) and the row-level
     running totals, from which :meth:`items` computes the items of any range of cells.
 
     The row-level work (loading, running totals, carried positions) is done once here, a task per source
@@ -547,7 +548,7 @@ def mix_totals(rows: ibis.Table, cutoffs: ibis.Table, count_name: str, share_nam
     ``rows``: one row per transaction with ``customer_id``, ``day``, ``key`` (null: not a purchase) and
     ``s`` (a purchase's :func:`~clvml.features.query.units` of 10**-``decimals``). The result has one row per
     (customer, cut-off) with a transaction of any kind before the cut-off, in the order of the transaction
-    family's incremental rows (customer-major in DuckDB's order of ids, cut-offs ascending;
+    family's incremental rows (cut-off-major, customers in DuckDB's order of ids;
     :func:`aggregate_incremental`), so it can be placed by position; a cell without a purchase before its
     cut-off has nulls, as the left join of the cross join's mix onto the family gives. Columns:
     ``customer_id``, ``cutoff_day``, ``count_name`` (keys with a purchase before the cut-off) and
@@ -579,21 +580,29 @@ def mix_arrays(data: pa.Table, cuts: np.ndarray, count_name: str, share_name: st
                decimals: int, exact_scale: int, exact_below: float, key: str = "key") -> pa.Table | None:
     """:func:`mix_totals`' table from the rows ``data`` (:func:`mix_rows`) and the sorted unique cut-off days
     ``cuts``, without the engine: NumPy and Arrow only, so it can run on a thread beside other work (both
-    release the GIL in their loops). None: not exact (see :func:`mix_totals`)."""
+    release the GIL in their loops). None: not exact (see :func:`mix_totals`).
+
+    ``customer_id`` and ``key`` may come dictionary-encoded (:mod:`~clvml.features.tx_daily`): the ids'
+    indices ascending with the rows, each dictionary of distinct values; then no string is compared, hashed
+    or moved per row."""
     if kind not in ("share", "hhi"):
         raise ValueError(f"{count_name}: unknown mix kind {kind!r}")
     n, n_cut = data.num_rows, len(cuts)
     ids = data.column("customer_id").combine_chunks()
+    coded = pa.types.is_dictionary(ids.type)  # the ids as codes in order (tx_daily): compared as integers
+    codes = ids.indices.to_numpy(zero_copy_only=False) if coded else None
     days = data.column("_day").to_numpy().astype(np.int64) if n else np.zeros(0, np.int64)
     new = np.ones(n, dtype=bool)
     if n > 1:
-        new[1:] = pc.not_equal(ids[1:], ids[:-1]).to_numpy(zero_copy_only=False)
+        new[1:] = (codes[1:] != codes[:-1]) if coded else pc.not_equal(ids[1:], ids[:-1]).to_numpy(
+            zero_copy_only=False)
     starts = np.flatnonzero(new)  # every customer's first row
     n_cust = len(starts)
     first = np.minimum.reduceat(days, starts) if n else np.zeros(0, np.int64)  # first transaction day
     keys = data.column(key).combine_chunks()
     buy = np.flatnonzero(keys.is_valid().to_numpy(zero_copy_only=False)) if n else np.zeros(0, np.int64)
-    enc = keys.take(pa.array(buy)).dictionary_encode()
+    enc = keys.take(pa.array(buy))  # a dictionary of distinct keys given (tx_daily) is used as it is
+    enc = enc if pa.types.is_dictionary(enc.type) else enc.dictionary_encode()
     rank = np.empty(len(enc.dictionary), dtype=np.int64)  # the keys' codes in sorted order: reproducible
     rank[pc.sort_indices(enc.dictionary).to_numpy()] = np.arange(len(enc.dictionary))
     lo_day = min(int(days.min()) if n else 0, int(cuts.min()) if n_cut else 0)
@@ -647,7 +656,9 @@ def mix_arrays(data: pa.Table, cuts: np.ndarray, count_name: str, share_name: st
     at = cell_t * n_cust + cell_c  # in the (cut-off, customer) arrays
     cnt = count.ravel()[at]
     none = cnt == 0  # no purchase before the cut-off: null, as the left join
-    out = {"customer_id": ids.take(pa.array(starts[cell_c])) if n else ids,
+    if coded:
+        ids = ids.dictionary.take(pa.array(codes[starts[cell_c]])) if n else ids.dictionary[:0]
+    out = {"customer_id": ids if coded else ids.take(pa.array(starts[cell_c])) if n else ids,
            "cutoff_day": pa.array(cuts[cell_t], pa.int64()),
            count_name: _arrow(cnt, none),
            share_name: _arrow(share.ravel()[at], none | nulls.ravel()[at])}

@@ -91,15 +91,30 @@ def daily_and_mix_rows(tx: ibis.Table, day: ibis.Value, mix_keys: Sequence[str],
     daily = pa.table({name: table[name] for name in target.names}).cast(target)
     mixes = None
     if mix_keys:
+        # every string dictionary-encoded once, then only integer codes move (mix_arrays reads the codes)
         pos = a_sorted > 0  # null amounts are 0 here: not purchases
-        mix = {"customer_id": found.ids(slice(None))}
+        mix = {"customer_id": found.coded_ids()}
         for c in mix_keys:
-            k = pc.fill_null(raw.column(f"_k_{c}").take(pa.array(order)), "(none)")
-            mix[f"k_{c}"] = pc.if_else(pa.array(pos), k, pa.scalar(None, k.type))
+            mix[f"k_{c}"] = _coded_keys(raw.column(f"_k_{c}").combine_chunks(), order, ~pos)
         mix["_day"] = pa.array(found.days(slice(None)))
         mix["s"] = pa.array(round_half_away(a_sorted * float(10**decimals)), mask=~pos)
         mixes = pa.table(mix)
     return in_memory(tx._find_backend(), daily, sorted_by=("customer_id", "day")), mixes
+
+
+def _coded_keys(keys: pa.Array, order: np.ndarray, not_bought: np.ndarray) -> pa.DictionaryArray:
+    """A mix's keys of the sorted rows ``order``, a null key as "(none)", null where ``not_bought``: as
+    ``if_else(bought, fill_null(keys.take(order), "(none)"), null)``, dictionary-encoded (distinct values)."""
+    enc = keys.dictionary_encode()
+    dictionary = enc.dictionary
+    codes = enc.indices.to_numpy(zero_copy_only=False).astype(np.int32)
+    if enc.indices.null_count:
+        at = pc.index(dictionary, pa.scalar("(none)", dictionary.type)).as_py()
+        if at < 0:
+            at = len(dictionary)
+            dictionary = pa.concat_arrays([dictionary, pa.array(["(none)"], dictionary.type)])
+        codes[~enc.indices.is_valid().to_numpy(zero_copy_only=False)] = at
+    return pa.DictionaryArray.from_arrays(pa.array(codes[order], mask=not_bought), dictionary)
 
 
 @functools.cache
