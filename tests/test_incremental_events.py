@@ -256,6 +256,37 @@ def test_finish_in_memory_gives_the_engines_columns_and_refuses_what_it_cannot_r
     assert finish_in_memory(res, res.select("customer_id")) is None  # not an in-memory table
 
 
+def test_parts_in_cutoff_and_id_order_are_found_by_one_merge():
+    """Base and part both in strictly ascending (cut-off, id) order (the incremental plan's): every part row's
+    base row by one merge, ids compared byte by byte ("B" < "a" < "aa" < "z" < "é"), the same rows as the
+    lookup by hashing, for string, large string, sliced and integer ids; out of order: None (hashing)."""
+    import numpy as np
+
+    from clvml.features.assemble import _index, _merged_rows, _rows_in_base
+
+    b = pa.table({"customer_id": ["B", "a", "aa", "b", "a", "b", "é"], "cutoff_day": [1, 1, 1, 1, 2, 2, 2]})
+    p = pa.table({"customer_id": ["a", "ab", "b", "a", "z", "é"], "cutoff_day": [1, 1, 1, 2, 2, 3]})
+    assert _merged_rows(p, b).tolist() == [1, -1, 3, 4, -1, -1] == _rows_in_base(p, *_index(b)).tolist()
+    large = pa.schema([("customer_id", pa.large_string()), ("cutoff_day", pa.int64())])
+    sliced = pa.table({"customer_id": pa.array(["zz", *p.column("customer_id").to_pylist()], pa.large_string())[1:],
+                       "cutoff_day": p.column("cutoff_day")})
+    assert _merged_rows(sliced, b.cast(large)).tolist() == [1, -1, 3, 4, -1, -1]
+    ints = pa.table({"customer_id": pa.array([3, 5, 7, 5], pa.int64()), "cutoff_day": [1, 1, 1, 2]})
+    assert _merged_rows(pa.table({"customer_id": pa.array([-1, 5, 6, 5], pa.int64()), "cutoff_day": [1, 1, 1, 2]}),
+                        ints).tolist() == [-1, 1, -1, 3]
+    rng = np.random.default_rng(7)
+    ids = sorted({"".join(rng.choice(list("aAbé0"), rng.integers(0, 5))) for _ in range(300)},
+                 key=lambda x: x.encode())
+    base = pa.table({"customer_id": ids * 3, "cutoff_day": np.repeat([10, 20, 30], len(ids))})
+    part = base.filter(pa.array(rng.random(base.num_rows) < 0.6))
+    assert (_merged_rows(part, base) == _rows_in_base(part, *_index(base))).all()
+    # not in that order (either side), other key types, types that differ: left to the hashing lookup
+    assert _merged_rows(p.take([1, 0, 2, 3, 4, 5]), b) is None and _merged_rows(p, b.take([1, 0, 2, 3, 4, 5, 6])) is None
+    assert _merged_rows(p, b.cast(large)) is None
+    dates = pa.table({"customer_id": pa.array([dt.date(2024, 1, 1)]), "cutoff_day": [1]})
+    assert _merged_rows(dates, dates) is None
+
+
 def test_the_cutoff_customer_order_by_a_stable_sort_or_by_both_keys():
     """Rows cut-off by cut-off (ids ascending) are in order already (None: no pass over the columns); rows
     customer by customer need only a stable sort by cut-off; any other order is sorted by both keys; either

@@ -58,12 +58,14 @@ def side_by_side(base: ibis.Table, parts: Sequence[ibis.Table],
         if _aligned(p, b):  # the same keys row by row (a part computed in the base's order): no lookup
             columns.update({name: p.column(name) for name in p.column_names if name not in KEYS})
             continue
-        if index is None:
-            index = _index(b)
+        rows = _merged_rows(p, b)  # both in (cut-off, id) order: one merge, no hashing of the ids
+        if rows is None:
             if index is None:
-                return None
-        ids, cuts, sorted_key, order = index
-        rows = _rows_in_base(p, ids, cuts, sorted_key, order)
+                index = _index(b)
+                if index is None:
+                    return None
+            ids, cuts, sorted_key, order = index
+            rows = _rows_in_base(p, ids, cuts, sorted_key, order)
         found = rows >= 0
         at = np.full(n, -1, dtype=np.int64)
         at[rows[found]] = np.flatnonzero(found)
@@ -141,6 +143,94 @@ def _index(b: pa.Table) -> tuple[pa.Array, np.ndarray, np.ndarray, np.ndarray] |
 def _arrow(expr: ibis.Table) -> pa.Table:
     """``expr`` as Arrow in one piece, with DuckDB's own types (it goes back to DuckDB)."""
     return engine_arrow(expr).combine_chunks()
+
+
+def _merged_rows(p: pa.Table, b: pa.Table) -> np.ndarray | None:
+    """The base row of every row of ``p`` (-1: not in the base) when both tables' rows are in strictly
+    ascending (``cutoff_day``, ``customer_id``) order, ids compared byte by byte (the incremental plan's
+    order): one compiled merge. None when either is not in that order, or the ids are not strings or
+    integers (then the keys are looked up by hashing)."""
+    if p.num_rows == 0 or b.num_rows == 0:
+        return None
+    pid, bid = p.column("customer_id").combine_chunks(), b.column("customer_id").combine_chunks()
+    if pid.type != bid.type or pid.null_count or bid.null_count or p.column("cutoff_day").null_count:
+        return None
+    pday, bday = (t.column("cutoff_day").to_numpy().astype(np.int64, copy=False) for t in (p, b))
+    t = pid.type
+    if pa.types.is_integer(t):
+        keys = [np.asarray(a.to_numpy(), dtype=np.int64) for a in (pid, bid)]
+        empty = np.zeros(0, dtype=np.uint8)
+        args = [*keys, np.zeros(1, np.int64), empty, np.zeros(1, np.int64), empty, False]
+    elif pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t):
+        width = np.int64 if pa.types.is_large_string(t) or pa.types.is_large_binary(t) else np.int32
+        bufs = []
+        for a in (pid, bid):
+            _, offsets, data = a.buffers()
+            off = np.frombuffer(offsets, dtype=width, count=len(a) + 1, offset=a.offset * np.dtype(width).itemsize)
+            bufs += [off.astype(np.int64), np.frombuffer(data, dtype=np.uint8) if data is not None
+                     else np.zeros(0, np.uint8)]
+        none = np.zeros(0, dtype=np.int64)
+        args = [none, none, *bufs, True]
+    else:
+        return None
+    rows = np.empty(p.num_rows, dtype=np.int64)
+    ok = _merge_keys()(pday, bday, *args, rows)
+    return rows if ok else None
+
+
+def _merge_key_rows(pday, bday, pint, bint, poff, pdata, boff, bdata, strings, rows):  # noqa: ANN001, ANN202
+    """Compiled by :func:`_merge_keys`: ``rows[j]`` = the row of the base with part row ``j``'s key, or -1.
+    False when either side's keys do not strictly ascend (the caller then hashes)."""
+
+    def cmp(j, i):  # the part's key j against the base's key i: -1, 0, 1
+        if pday[j] != bday[i]:
+            return -1 if pday[j] < bday[i] else 1
+        if not strings:
+            return 0 if pint[j] == bint[i] else (-1 if pint[j] < bint[i] else 1)
+        a0, a1, b0, b1 = poff[j], poff[j + 1], boff[i], boff[i + 1]
+        n = min(a1 - a0, b1 - b0)
+        for k in range(n):
+            x, y = pdata[a0 + k], bdata[b0 + k]
+            if x != y:
+                return -1 if x < y else 1
+        la, lb = a1 - a0, b1 - b0
+        return 0 if la == lb else (-1 if la < lb else 1)
+
+    def cmp_same(data, off, ints, days, i):  # row i - 1 against row i of one side: must be < 0
+        if days[i - 1] != days[i]:
+            return -1 if days[i - 1] < days[i] else 1
+        if not strings:
+            return 0 if ints[i - 1] == ints[i] else (-1 if ints[i - 1] < ints[i] else 1)
+        a0, a1, b0, b1 = off[i - 1], off[i], off[i], off[i + 1]
+        n = min(a1 - a0, b1 - b0)
+        for k in range(n):
+            x, y = data[a0 + k], data[b0 + k]
+            if x != y:
+                return -1 if x < y else 1
+        la, lb = a1 - a0, b1 - b0
+        return 0 if la == lb else (-1 if la < lb else 1)
+
+    nb, npart = len(bday), len(pday)
+    for i in range(1, nb):
+        if cmp_same(bdata, boff, bint, bday, i) >= 0:
+            return False
+    for j in range(1, npart):
+        if cmp_same(pdata, poff, pint, pday, j) >= 0:
+            return False
+    i = 0
+    for j in range(npart):
+        while i < nb and cmp(j, i) > 0:
+            i += 1
+        rows[j] = i if i < nb and cmp(j, i) == 0 else -1
+    return True
+
+
+@functools.cache
+def _merge_keys():  # noqa: ANN202 - a compiled function
+    """:func:`_merge_key_rows` compiled (Numba imported on first use)."""
+    from clvml.jit import compiled
+
+    return compiled(_merge_key_rows)
 
 
 def _rows_in_base(p: pa.Table, ids: pa.Array, cuts: np.ndarray, sorted_key: np.ndarray,
