@@ -143,6 +143,21 @@ def test_after_sales_unresolved_tickets_and_latest_answers(ran):
     assert (b2.as_unresolved_now, b2.as_resolution_days_mean) == (0, 1800 / 86400)
 
 
+def test_the_latest_survey_answer_is_defined_for_answers_at_the_same_time(ran):
+    """The latest answer by the full timestamp (two answers within one second: the later one), and for two at
+    the very same time the larger: the same data give the same features whatever order DuckDB reads them in."""
+    frame = _events([("a", "2024-01-10 09:00:00.700", "survey"), ("a", "2024-01-10 09:00:00.200", "survey"),
+                     ("b", "2024-01-11 10:00:00", "survey"), ("b", "2024-01-11 10:00:00", "survey"),
+                     ("b", "2024-01-11 10:00:00", "survey")],
+                    satisfaction=[2.0, 5.0, 1.0, 4.0, 3.0], nps=[3.0, 9.0, 10.0, 0.0, None])
+    for rows in (frame, frame.iloc[::-1].reset_index(drop=True)):
+        out = _family(after_sales, rows, "after_sales", cutoffs=[C1])
+        _assert_same_bits(out["incremental"], out["cross_join"])
+        f = out["cross_join"]
+        assert f.as_satisfaction_last.tolist() == [2.0, 4.0] and f.as_nps_last.tolist() == [3.0, 10.0]
+        assert f.as_nps_category.tolist() == ["detractor", "promoter"]
+
+
 def test_without_resolution_times_every_ticket_is_open_and_huge_sums_fall_back(ran):
     frame = _events([("a", "2024-01-10", "ticket"), ("a", "2024-01-11", "complaint"), ("b", "2024-01-12", "survey")])
     out = _family(after_sales, frame, "after_sales", cutoffs=[C1])

@@ -94,9 +94,10 @@ for _name, _col in (("resolved", "resolved"), ("resolved_complaints", "resolved_
 
 def daily(af: ibis.Table) -> ibis.Table:
     """One row per customer and day (the day an event happened) with the day's counts, sums in whole units
-    and the day's latest survey answers."""
+    and the day's latest survey answers (latest by the full timestamp; two answers at the very same time:
+    the larger, so the same data always give the same answer, whatever order the engine reads them in)."""
     cols = af.columns
-    t = af.mutate(day=day_of(af.ts), ts_s=af.ts.epoch_seconds())
+    t = af.mutate(day=day_of(af.ts))
     et = t.event_type
     aggs = dict(
         tickets=t.count(where=et.isin(["ticket", "complaint"])),
@@ -109,9 +110,10 @@ def daily(af: ibis.Table) -> ibis.Table:
     if "satisfaction" in cols:
         aggs["sat_units"] = exact_sum(t.satisfaction)
         aggs["sat_n"] = t.satisfaction.count()
-        aggs["sat_last"] = t.satisfaction.argmax(t.ts_s, where=t.satisfaction.notnull())
+        aggs["sat_last"] = t.satisfaction.argmax(ibis.struct({"ts": t.ts, "v": t.satisfaction}),
+                                                 where=t.satisfaction.notnull())
     if "nps" in cols:
-        aggs["nps_last"] = t.nps.argmax(t.ts_s, where=t.nps.notnull())
+        aggs["nps_last"] = t.nps.argmax(ibis.struct({"ts": t.ts, "v": t.nps}), where=t.nps.notnull())
     return t.group_by(["customer_id", "day"]).aggregate(**aggs)
 
 

@@ -345,4 +345,3 @@ def _defined(op: ops.Value) -> ops.Value:
     while isinstance(op, ops.Field) and isinstance(op.rel, ops.Project):
         op = op.rel.values[op.name]
     return op
-
