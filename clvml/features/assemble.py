@@ -156,6 +156,8 @@ def _merged_rows(p: pa.Table, b: pa.Table) -> np.ndarray | None:
     if pid.type != bid.type or pid.null_count or bid.null_count or p.column("cutoff_day").null_count:
         return None
     pday, bday = (t.column("cutoff_day").to_numpy().astype(np.int64, copy=False) for t in (p, b))
+    if not (strictly_ascending(pday, pid) and strictly_ascending(bday, bid)):
+        return None
     t = pid.type
     if pa.types.is_integer(t):
         keys = [np.asarray(a.to_numpy(), dtype=np.int64) for a in (pid, bid)]
@@ -174,13 +176,24 @@ def _merged_rows(p: pa.Table, b: pa.Table) -> np.ndarray | None:
     else:
         return None
     rows = np.empty(p.num_rows, dtype=np.int64)
-    ok = _merge_keys()(pday, bday, *args, rows)
-    return rows if ok else None
+    _merge_keys()(pday, bday, *args, rows)
+    return rows
 
 
-def _merge_key_rows(pday, bday, pint, bint, poff, pdata, boff, bdata, strings, rows):  # noqa: ANN001, ANN202
-    """Compiled by :func:`_merge_keys`: ``rows[j]`` = the row of the base with part row ``j``'s key, or -1.
-    False when either side's keys do not strictly ascend (the caller then hashes)."""
+def strictly_ascending(days: np.ndarray, ids: pa.Array) -> bool:
+    """Whether the rows' (``days``, ``ids``) keys strictly ascend, ids compared as DuckDB orders them (strings
+    byte by byte); ``ids`` without nulls."""
+    if len(days) < 2:
+        return True
+    same = days[1:] == days[:-1]
+    if (days[1:] < days[:-1]).any():
+        return False
+    return bool((pc.greater(ids[1:], ids[:-1]).to_numpy(zero_copy_only=False) | ~same).all())
+
+
+def _merge_key_rows(pday, bday, pint, bint, poff, pdata, boff, bdata, strings, rows) -> None:  # noqa: ANN001
+    """Compiled by :func:`_merge_keys`: ``rows[j]`` = the row of the base with part row ``j``'s key, or -1;
+    both sides' keys strictly ascending (checked by the caller)."""
 
     def cmp(j, i):  # the part's key j against the base's key i: -1, 0, 1
         if pday[j] != bday[i]:
@@ -188,41 +201,18 @@ def _merge_key_rows(pday, bday, pint, bint, poff, pdata, boff, bdata, strings, r
         if not strings:
             return 0 if pint[j] == bint[i] else (-1 if pint[j] < bint[i] else 1)
         a0, a1, b0, b1 = poff[j], poff[j + 1], boff[i], boff[i + 1]
-        n = min(a1 - a0, b1 - b0)
-        for k in range(n):
-            x, y = pdata[a0 + k], bdata[b0 + k]
+        for m in range(min(a1 - a0, b1 - b0)):
+            x, y = pdata[a0 + m], bdata[b0 + m]
             if x != y:
                 return -1 if x < y else 1
-        la, lb = a1 - a0, b1 - b0
-        return 0 if la == lb else (-1 if la < lb else 1)
-
-    def cmp_same(data, off, ints, days, i):  # row i - 1 against row i of one side: must be < 0
-        if days[i - 1] != days[i]:
-            return -1 if days[i - 1] < days[i] else 1
-        if not strings:
-            return 0 if ints[i - 1] == ints[i] else (-1 if ints[i - 1] < ints[i] else 1)
-        a0, a1, b0, b1 = off[i - 1], off[i], off[i], off[i + 1]
-        n = min(a1 - a0, b1 - b0)
-        for k in range(n):
-            x, y = data[a0 + k], data[b0 + k]
-            if x != y:
-                return -1 if x < y else 1
-        la, lb = a1 - a0, b1 - b0
-        return 0 if la == lb else (-1 if la < lb else 1)
+        return 0 if a1 - a0 == b1 - b0 else (-1 if a1 - a0 < b1 - b0 else 1)
 
     nb, npart = len(bday), len(pday)
-    for i in range(1, nb):
-        if cmp_same(bdata, boff, bint, bday, i) >= 0:
-            return False
-    for j in range(1, npart):
-        if cmp_same(pdata, poff, pint, pday, j) >= 0:
-            return False
     i = 0
     for j in range(npart):
         while i < nb and cmp(j, i) > 0:
             i += 1
         rows[j] = i if i < nb and cmp(j, i) == 0 else -1
-    return True
 
 
 @functools.cache

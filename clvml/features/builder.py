@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 
 from clvml.errors import FeatureDefinitionError
 from clvml.features import activity, after_sales, profile, social, transactions
-from clvml.features.assemble import finish_in_memory, side_by_side, take_columns
+from clvml.features.assemble import finish_in_memory, side_by_side, strictly_ascending, take_columns
 from clvml.features.custom import build_custom, registered
 from clvml.features.incremental import arrow_of
 from clvml.features.query import day_of, resolve_plan, safe_div
@@ -209,11 +209,8 @@ def _cutoff_customer_order(table: pa.Table) -> pa.Array | None:
     if cut.null_count == 0 and table.num_rows > 1:
         days = cut.cast(pa.int32()).to_numpy(zero_copy_only=False)
         ids = table.column("customer_id")
-        if (days[1:] >= days[:-1]).all() and ids.null_count == 0:
-            same = days[1:] == days[:-1]
-            ascending = pc.greater(ids[1:], ids[:-1]).to_numpy(zero_copy_only=False)
-            if (ascending | ~same).all():
-                return None
+        if ids.null_count == 0 and strictly_ascending(days, ids):
+            return None
         order = np.argsort(days, kind="stable")
         ids = table.column("customer_id").take(pa.array(order))
         same = days[order][1:] == days[order][:-1]
