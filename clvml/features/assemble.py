@@ -159,12 +159,13 @@ def _merged_rows(p: pa.Table, b: pa.Table) -> np.ndarray | None:
     if not (strictly_ascending(pday, pid) and strictly_ascending(bday, bid)):
         return None
     t = pid.type
+    large = pa.types.is_large_string(t) or pa.types.is_large_binary(t)  # 64-bit offsets
     if pa.types.is_integer(t):
         keys = [np.asarray(a.to_numpy(), dtype=np.int64) for a in (pid, bid)]
         empty = np.zeros(0, dtype=np.uint8)
         args = [*keys, np.zeros(1, np.int64), empty, np.zeros(1, np.int64), empty, False]
-    elif pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t):
-        width = np.int64 if pa.types.is_large_string(t) or pa.types.is_large_binary(t) else np.int32
+    elif large or pa.types.is_string(t) or pa.types.is_binary(t):
+        width = np.int64 if large else np.int32
         bufs = []
         for a in (pid, bid):
             _, offsets, data = a.buffers()
@@ -185,10 +186,10 @@ def strictly_ascending(days: np.ndarray, ids: pa.Array) -> bool:
     byte by byte); ``ids`` without nulls."""
     if len(days) < 2:
         return True
-    same = days[1:] == days[:-1]
     if (days[1:] < days[:-1]).any():
         return False
-    return bool((pc.greater(ids[1:], ids[:-1]).to_numpy(zero_copy_only=False) | ~same).all())
+    later = days[1:] > days[:-1]
+    return bool((later | pc.greater(ids[1:], ids[:-1]).to_numpy(zero_copy_only=False)).all())
 
 
 def _merge_key_rows(pday, bday, pint, bint, poff, pdata, boff, bdata, strings, rows) -> None:  # noqa: ANN001

@@ -656,9 +656,11 @@ def mix_arrays(data: pa.Table, cuts: np.ndarray, count_name: str, share_name: st
     at = cell_t * n_cust + cell_c  # in the (cut-off, customer) arrays
     cnt = count.ravel()[at]
     none = cnt == 0  # no purchase before the cut-off: null, as the left join
-    if coded:
-        ids = ids.dictionary.take(pa.array(codes[starts[cell_c]])) if n else ids.dictionary[:0]
-    out = {"customer_id": ids if coded else ids.take(pa.array(starts[cell_c])) if n else ids,
+    if coded:  # decoded for the output rows only
+        ids = ids.dictionary.take(pa.array(codes[starts[cell_c]], pa.int64()))
+    elif n:
+        ids = ids.take(pa.array(starts[cell_c]))
+    out = {"customer_id": ids,
            "cutoff_day": pa.array(cuts[cell_t], pa.int64()),
            count_name: _arrow(cnt, none),
            share_name: _arrow(share.ravel()[at], none | nulls.ravel()[at])}
