@@ -17,6 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from clvml.allocator import in_build_allocators
 from clvml.errors import FeatureDefinitionError
 from clvml.features import activity, after_sales, profile, social, transactions
 from clvml.features.assemble import finish_in_memory, side_by_side, strictly_ascending, take_columns
@@ -81,6 +82,7 @@ def _custom_specs(feats: Sequence, windows: Sequence[int],
     return out
 
 
+@in_build_allocators
 def build_features(
     tables: Mapping[str, ibis.Table],
     cutoffs: Iterable[dt.date | str],
@@ -179,6 +181,7 @@ def build_features(
     return result
 
 
+@in_build_allocators
 def to_arrow(features: ibis.Table, *, ordered: bool = True) -> pa.Table:
     """The feature table of :func:`build_features` as an Arrow table, sorted by cut-off then customer
     (``ordered=False``: in any order), exactly as ``features.order_by(["cutoff", "customer_id"]).to_pyarrow()``
