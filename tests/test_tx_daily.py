@@ -3,6 +3,7 @@ exactly DuckDB's: the same rows in the same order, types, null masks and bits; a
 reproduce returns None (DuckDB's queries then run)."""
 
 import datetime as dt
+from decimal import Decimal
 
 import numpy as np
 import pandas as pd
@@ -131,3 +132,23 @@ def test_features_built_from_the_numpy_daily_rows_equal_the_cross_join(small_wor
     assert ran == [True]
     assert len(out["incremental"]) > 1000 and out["incremental"]["tx_category_hhi"].notna().any()
     assert_same_bits(out["incremental"], out["cross_join"])
+
+
+@pytest.mark.parametrize("t", [pa.decimal128(38, 2), pa.decimal128(38, 0), pa.decimal128(20, 4),
+                               pa.decimal128(38, 18), pa.decimal128(38, 19)])
+def test_whole_decimals_are_arrows_two_casts(t):
+    from clvml.features.tx_daily import whole_decimals
+
+    limit = (2**63 - 1) // 10**min(t.scale, 18)
+    v = np.array([0, 1, -1, 12345, -987654321, 10**12, limit, -limit], dtype=np.int64)
+    if t.precision < 38:
+        v = v[np.abs(v) < 10**(t.precision - t.scale)]
+    got = whole_decimals(v, t)
+    want = pa.array(v, pa.int64()).cast(pa.decimal128(38, 0)).cast(t)
+    assert got.type == t and got.equals(want)
+    assert got.to_pylist()[:4] == [Decimal(n) for n in (0, 1, -1, 12345)]  # whole numbers, not scaled
+    # past int64 once scaled: Arrow's casts, the same values
+    big = np.array([2**62, -(2**62)], dtype=np.int64)
+    if t.precision == 38 and t.scale <= 18:
+        assert whole_decimals(big, t).equals(pa.array(big).cast(pa.decimal128(38, 0)).cast(t))
+    assert whole_decimals(np.zeros(0, np.int64), t).equals(pa.array([], t))

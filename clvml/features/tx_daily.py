@@ -82,7 +82,7 @@ def daily_and_mix_rows(tx: ibis.Table, day: ibis.Value, mix_keys: Sequence[str],
         return None
     (starts, orders, spend, ss, mx, mx_ok, refunds, refund, sums, gap, gap_ok) = (a[..., :n_groups] for a in out[2:])
     table = {"customer_id": found.ids(starts), "day": found.days(starts), "orders": orders, "spend": spend,
-             "ss": pa.array(ss).cast(pa.decimal128(38, 0)), "max_amount": pa.array(mx, mask=~mx_ok),
+             "ss": whole_decimals(ss, schema.to_pyarrow().field("ss").type), "max_amount": pa.array(mx, mask=~mx_ok),
              "refunds": refunds, "refund_amount": refund}
     for i, c in enumerate(opt):
         table[c] = sums[i]
@@ -100,6 +100,22 @@ def daily_and_mix_rows(tx: ibis.Table, day: ibis.Value, mix_keys: Sequence[str],
         mix["s"] = pa.array(round_half_away(a_sorted * float(10**decimals)), mask=~pos)
         mixes = pa.table(mix)
     return in_memory(tx._find_backend(), daily, sorted_by=("customer_id", "day")), mixes
+
+
+def whole_decimals(v: np.ndarray, t: pa.DataType) -> pa.Array:
+    """The whole numbers ``v`` (int64) as Arrow values of type ``t``, exactly as
+    ``pa.array(v).cast(pa.decimal128(38, 0)).cast(t)`` gives them: for a ``decimal128`` of scale <= 18
+    whose unscaled values fit int64, the 16-byte words are written directly (low word, then its sign),
+    without Arrow's two decimal casts (~0.8 s per 10M daily rows); otherwise by those casts."""
+    if pa.types.is_decimal128(t) and 0 <= t.scale <= 18:
+        unit = 10**t.scale
+        limit = (2**63 - 1) // unit
+        if len(v) == 0 or (int(v.max()) <= limit and int(v.min()) >= -limit):
+            words = np.empty((len(v), 2), dtype=np.int64)
+            np.multiply(v, unit, out=words[:, 0])
+            np.right_shift(words[:, 0], 63, out=words[:, 1])  # 0 or -1: the high word of the two's complement
+            return pa.Array.from_buffers(t, len(v), [None, pa.py_buffer(words)])
+    return pa.array(v, pa.int64()).cast(pa.decimal128(38, 0)).cast(t)
 
 
 def _coded_keys(keys: pa.Array, order: np.ndarray, not_bought: np.ndarray) -> pa.DictionaryArray:
