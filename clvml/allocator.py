@@ -78,6 +78,7 @@ _switch_lock = threading.Lock()
 _switch: dict[str, Any] = {"depth": 0, "pool": None, "hugepage": None}
 
 
+@functools.cache
 def _numpy_hugepage() -> Callable[[bool], bool] | None:
     """NumPy's switch for ``madvise(MADV_HUGEPAGE)`` on its large arrays (returns the previous setting);
     None when this NumPy has none (it is a private function, so looked up defensively)."""
@@ -120,7 +121,7 @@ def build_allocators() -> Iterator[None]:
                 _switch["pool"] = current
                 pa.set_memory_pool(pa.system_memory_pool())
             hugepage = _numpy_hugepage()
-            if hugepage is not None and "NUMPY_MADVISE_HUGEPAGE" not in os.environ:
+            if hugepage is not None and not os.environ.get("NUMPY_MADVISE_HUGEPAGE"):
                 _switch["hugepage"] = hugepage(False)
         _switch["depth"] += 1
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -100,8 +101,6 @@ SWITCH = textwrap.dedent("""
 
 
 def _switch_states(env: dict[str, str]) -> dict:
-    import os
-
     proc = subprocess.run([sys.executable, "-c", SWITCH], capture_output=True, text=True, timeout=120,
                           env={**{k: v for k, v in os.environ.items()
                                   if k not in ("ARROW_DEFAULT_MEMORY_POOL", "NUMPY_MADVISE_HUGEPAGE")}, **env})
@@ -146,8 +145,6 @@ BUILD = textwrap.dedent("""
 
 
 def test_a_feature_build_allocates_from_the_system_pool_and_restores_the_defaults():
-    import os
-
     proc = subprocess.run([sys.executable, "-c", BUILD], capture_output=True, text=True, timeout=300,
                           env={k: v for k, v in os.environ.items()
                                if k not in ("ARROW_DEFAULT_MEMORY_POOL", "NUMPY_MADVISE_HUGEPAGE")})

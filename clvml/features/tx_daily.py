@@ -81,13 +81,13 @@ def daily_and_mix_rows(tx: ibis.Table, day: ibis.Value, mix_keys: Sequence[str],
     if status:
         return None
     (starts, orders, spend, ss, mx, mx_ok, refunds, refund, sums, gap, gap_ok) = (a[..., :n_groups] for a in out[2:])
+    target = schema.to_pyarrow()
     table = {"customer_id": found.ids(starts), "day": found.days(starts), "orders": orders, "spend": spend,
-             "ss": whole_decimals(ss, schema.to_pyarrow().field("ss").type), "max_amount": pa.array(mx, mask=~mx_ok),
+             "ss": whole_decimals(ss, target.field("ss").type), "max_amount": pa.array(mx, mask=~mx_ok),
              "refunds": refunds, "refund_amount": refund}
     for i, c in enumerate(opt):
         table[c] = sums[i]
     table["gap"] = pa.array(gap, mask=~gap_ok)
-    target = schema.to_pyarrow()
     daily = pa.table({name: table[name] for name in target.names}).cast(target)
     mixes = None
     if mix_keys:
