@@ -33,7 +33,8 @@ def assert_same_bits(got: pd.DataFrame, want: pd.DataFrame) -> None:
         g, w = got[c].to_numpy(), want[c].to_numpy()
         if w.dtype.kind == "f":  # the same bits, NaN where NaN (nulls are NaN here)
             assert (np.isnan(g) == np.isnan(w)).all(), c
-            assert (g.view("int64")[~np.isnan(g)] == w.view("int64")[~np.isnan(w)]).all(), c
+            bits = f"int{8 * w.dtype.itemsize}"  # float32 (whole numbers) or float64
+            assert (g.view(bits)[~np.isnan(g)] == w.view(bits)[~np.isnan(w)]).all(), c
         else:
             assert got[c].isna().equals(want[c].isna()), c
             pd.testing.assert_series_equal(got[c], want[c], check_exact=True, obj=c)

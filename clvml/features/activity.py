@@ -25,23 +25,23 @@ def _since(day: ibis.Value, cutoff_day: ibis.Value) -> ibis.Value:
 
 R(Feature("sessions_{w}", "Sessions {span}.", "sessions", Say("{value} {session|sessions} {span}",
                                                               zero="no sessions {span}"),
-          agg=lambda j, w: wsum(j.sessions, w), windowed=True, inc=Inc("sum", lambda r: r.sessions)))
+          agg=lambda j, w: wsum(j.sessions, w), windowed=True, inc=Inc("sum", lambda r: r.sessions), whole=True))
 R(Feature("active_days_{w}", "Days with any activity {span}.", "days", Say("active on {value} {day|days} {span}",
                                                                            zero="not active {span}"),
           agg=lambda j, w: wsum(j.day.notnull(), w), windowed=True,
-          inc=Inc("sum", lambda r: r.day.notnull())))
+          inc=Inc("sum", lambda r: r.day.notnull()), whole=True))
 R(Feature("duration_{w}", "Total session time {span}.", "seconds", Say("spent {value} on site {span}",
                                                                        zero="no time on site {span}", kind="seconds"),
           agg=lambda j, w: from_units(wsum(j.duration, w)), windowed=True,
           requires=("duration_s",), inc=Inc("sum", lambda r: r.duration, then=_units)))
 R(Feature("views_{w}", "Page views {span}.", "views", Say("{value} page {view|views} {span}",
                                                           zero="no page views {span}"),
-          agg=lambda j, w: wsum(j.views, w), windowed=True, inc=Inc("sum", lambda r: r.views)))
+          agg=lambda j, w: wsum(j.views, w), windowed=True, inc=Inc("sum", lambda r: r.views), whole=True))
 R(Feature("carts_{w}", "Add-to-cart events {span}.", "events", Say("{value} add-to-cart {event|events} {span}",
                                                                    zero="nothing added to a cart {span}"),
-          agg=lambda j, w: wsum(j.carts, w), windowed=True, inc=Inc("sum", lambda r: r.carts)))
+          agg=lambda j, w: wsum(j.carts, w), windowed=True, inc=Inc("sum", lambda r: r.carts), whole=True))
 R(Feature("logins_{w}", "Logins {span}.", "logins", Say("{value} {login|logins} {span}", zero="no logins {span}"),
-          agg=lambda j, w: wsum(j.logins, w), windowed=True, inc=Inc("sum", lambda r: r.logins)))
+          agg=lambda j, w: wsum(j.logins, w), windowed=True, inc=Inc("sum", lambda r: r.logins), whole=True))
 R(Feature("duration_mean", "Mean session duration over all history.", "seconds",
           Say("sessions last {value} on average", zero="sessions record no time", missing="no sessions recorded",
               kind="seconds"),
@@ -50,7 +50,7 @@ R(Feature("duration_mean", "Mean session duration over all history.", "seconds",
 R(Feature("days_since_activity", "Days from the last activity event to the cut-off.", "days",
           Say("last seen {value} ago", zero="last seen less than a day ago", missing="no activity recorded",
               kind="days"), agg=lambda j, w: (j.cutoff_day - j.day).min(), fill=None,
-          inc=Inc("max", lambda r: r.day, then=_since)))
+          inc=Inc("max", lambda r: r.day, then=_since), whole=True))
 R(Feature("sessions_last30", "", "", "", hidden=True,
           agg=lambda j, w: wsum(j.sessions, where=j.day >= j.cutoff_day - 30),
           inc=Inc("sum", lambda r: r.sessions, band=(30, 0))))
@@ -69,7 +69,7 @@ R(Feature("sessions_trend", "Sessions per day in the last 30 days minus in the 6
 R(Feature("closed", "Account-closure events before the cut-off.", "events",
           Say("has closed the account", zero="has not closed the account", missing="no account closure recorded",
               kind="flag"), agg=lambda j, w: wsum(j.closed),
-          inc=Inc("sum", lambda r: r.closed)))
+          inc=Inc("sum", lambda r: r.closed), whole=True))
 
 
 #: the daily rows: counts of each event type and the sessions' seconds in whole units

@@ -32,28 +32,28 @@ def _since(day: ibis.Value, cutoff_day: ibis.Value) -> ibis.Value:
 
 R(Feature("tickets_{w}", "Support tickets and complaints opened {span}.", "tickets",
           Say("opened {value} support {ticket|tickets} {span}", zero="no support tickets {span}"),
-          agg=lambda j, w: wsum(j.tickets, w), windowed=True, inc=Inc("sum", lambda r: r.tickets)))
+          agg=lambda j, w: wsum(j.tickets, w), windowed=True, inc=Inc("sum", lambda r: r.tickets), whole=True))
 R(Feature("complaints_{w}", "Complaints {span}.", "complaints", Say("{value} {complaint|complaints} {span}",
                                                                     zero="no complaints {span}"),
-          agg=lambda j, w: wsum(j.complaints, w), windowed=True, inc=Inc("sum", lambda r: r.complaints)))
+          agg=lambda j, w: wsum(j.complaints, w), windowed=True, inc=Inc("sum", lambda r: r.complaints), whole=True))
 # computed by build() from tickets/complaints opened and those resolved before the cut-off (_RESOLVED)
 R(Feature("unresolved_now", "Tickets and complaints still unresolved at the cut-off.", "tickets",
-          Say("{value} support {ticket|tickets} still unresolved", zero="no unresolved support tickets")))
+          Say("{value} support {ticket|tickets} still unresolved", zero="no unresolved support tickets"), whole=True))
 R(Feature("unresolved_complaints_now", "Complaints still unresolved at the cut-off.", "complaints",
-          Say("{value} {complaint|complaints} still unresolved", zero="no unresolved complaints")))
+          Say("{value} {complaint|complaints} still unresolved", zero="no unresolved complaints"), whole=True))
 R(Feature("resolution_days_mean", "Mean days to resolve tickets resolved before the cut-off.", "days",
           Say("tickets took {value} to resolve on average", zero="tickets were resolved immediately",
               missing="no resolved tickets", kind="days"), fill=None, requires=("resolved_ts",)))
 R(Feature("returns_{w}", "Returns and refund events {span}.", "returns", Say("{value} {return|returns} {span}",
                                                                              zero="no returns {span}"),
-          agg=lambda j, w: wsum(j.returns, w), windowed=True, inc=Inc("sum", lambda r: r.returns)))
+          agg=lambda j, w: wsum(j.returns, w), windowed=True, inc=Inc("sum", lambda r: r.returns), whole=True))
 R(Feature("refund_amount_all", "Amount refunded through after-sales over all history.", "currency",
           Say("{value} refunded through support", zero="nothing refunded through support", kind="money"),
           agg=lambda j, w: from_units(wsum(j.refund_units)), requires=("amount",),
           inc=Inc("sum", lambda r: r.refund_units, then=_units)))
 R(Feature("surveys_all", "Surveys answered.", "surveys", Say("answered {value} {survey|surveys}",
                                                              zero="answered no surveys"),
-          agg=lambda j, w: wsum(j.surveys), inc=Inc("sum", lambda r: r.surveys)))
+          agg=lambda j, w: wsum(j.surveys), inc=Inc("sum", lambda r: r.surveys), whole=True))
 R(Feature("satisfaction_last", "Latest satisfaction score (1-5).", "score",
           Say("latest satisfaction score {value}/5", missing="no satisfaction score given", kind="score"),
           fill=None, requires=("satisfaction",),
@@ -80,7 +80,7 @@ R(Feature("days_since_complaint", "Days from the last complaint to the cut-off."
           Say("last complaint {value} ago", zero="last complaint less than a day ago",
               missing="no complaints recorded", kind="days"), fill=None,
           agg=lambda j, w: (j.cutoff_day - j.day).min(where=j.complaints > 0),
-          inc=Inc("max", lambda r: ibis.ifelse(r.complaints > 0, r.day, ibis.null("int64")), then=_since)))
+          inc=Inc("max", lambda r: ibis.ifelse(r.complaints > 0, r.day, ibis.null("int64")), then=_since), whole=True))
 
 #: tickets resolved before a cut-off, counted on the day they are both opened and resolved (the later of
 #: the two): a ticket opened before the cut-off is resolved at it exactly when that day is before it, so

@@ -248,9 +248,10 @@ def finish_in_memory(src: ibis.Table, result: ibis.Table) -> ibis.Table | None:
     :func:`~clvml.features.incremental.arrow_of` gives the finished feature table without an engine pass.
 
     The values and types are exactly what the engine gives for ``result`` (``to_pyarrow``): a column is
-    taken as it is, a fill is Arrow's ``fill_null``, an integer-to-float64 cast the same IEEE rounding,
-    and anything else goes through :class:`~clvml.features.evaluate.Evaluator` (DuckDB's semantics). None
-    when ``src`` is not in memory or an expression is not one of these (the caller runs ``result``).
+    taken as it is, a fill is Arrow's ``fill_null``, an integer-to-float64 cast and a cast to float32 the
+    same IEEE rounding, and anything else goes through :class:`~clvml.features.evaluate.Evaluator`
+    (DuckDB's semantics). None when ``src`` is not in memory or an expression is not one of these (the caller
+    runs ``result``).
     """
     table = arrow_of(src)
     if table is None or not isinstance(result.op(), ops.Project):
@@ -286,6 +287,10 @@ def _column(op: ops.Value, src: ops.Relation, table: pa.Table, ev: Evaluator) ->
         if col.null_count == 0:  # most columns: nothing to fill (Arrow's fill_null would still copy)
             return col
         return pc.fill_null(col, pa.scalar(fill.value, type=col.type))
+    if isinstance(op, ops.Cast) and op.to.is_float32() and (op.arg.dtype.is_float64() or op.arg.dtype.is_int64()):
+        # a whole-number feature stored as float32: DuckDB's CAST(x AS FLOAT) is C's conversion (round to
+        # nearest even), as Arrow's unchecked cast; nulls stay nulls
+        return pc.cast(_column(op.arg, src, table, ev), pa.float32(), safe=False)
     if isinstance(op, ops.Cast) and op.to.is_date() and op.arg.dtype.is_date():
         op = op.arg
     if isinstance(op, ops.DateAdd) and _is_epoch(op.left) and isinstance(op.right, ops.IntervalFromInteger) \

@@ -8,6 +8,7 @@ pandas round-trips until the caller asks for the result.
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -24,7 +25,7 @@ from clvml.features.assemble import finish_in_memory, side_by_side, strictly_asc
 from clvml.features.custom import build_custom, registered
 from clvml.features.incremental import arrow_of
 from clvml.features.query import day_of, resolve_plan, safe_div
-from clvml.features.registry import FAMILIES, REGISTRY, Feature, FeatureSpec, Say
+from clvml.features.registry import FAMILIES, REGISTRY, WHOLE_EXACT, Feature, FeatureSpec, Say
 
 DEFAULT_WINDOWS = (30, 90, 180, 365)
 _BUILDERS = {"activity": activity.build, "social": social.build, "after_sales": after_sales.build}
@@ -171,14 +172,49 @@ def build_features(
             # the float fill makes the column float64 anyway; DuckDB's COALESCE(BIGINT, 0.0) is a DECIMAL
             # (slow, and cast back to float64 by Ibis): the same values, converted first
             col = col.cast("float64")
-        out[s.name] = col.fill_null(s.fill) if s.fill is not None else col
+        col = col.fill_null(s.fill) if s.fill is not None else col
+        # a count, flag or number of days is stored as float32: exact up to 2**24 (count_rounded)
+        out[s.name] = col.cast("float32") if s.storage == "float32" else col
     cutoff = (ibis.date(1970, 1, 1) + base.cutoff_day.as_interval("D")).cast("date")
     result = base.select("customer_id", cutoff=cutoff, **out)
     if plan == "incremental":  # the parts are in memory: finished there too, not by one more engine pass
         finished = finish_in_memory(src, result)
         if finished is not None:
+            warn_rounded(arrow_of(finished))
             return finished
     return result
+
+
+class RoundedWholeWarning(UserWarning):
+    """Whole-number features at or past 2**24 in magnitude, stored as float32 to within 1 part in 2**24."""
+
+
+def count_rounded(table: pa.Table) -> dict[str, int]:
+    """Rows of every float32 column of ``table`` (the whole-number features) whose magnitude is at or past
+    2**24 (:data:`~clvml.features.registry.WHOLE_EXACT`): float32 holds every whole number below it exactly,
+    one at or past it only to within 1 part in 2**24 (16,777,217 is stored as 16,777,216)."""
+    out = {}
+    for name, col in zip(table.column_names, table.columns, strict=True):
+        if not pa.types.is_float32(col.type) or col.null_count == len(col):
+            continue
+        lo, hi = (x.as_py() for x in pc.min_max(col).values())
+        if lo <= -WHOLE_EXACT or hi >= WHOLE_EXACT:
+            out[name] = pc.sum(pc.greater_equal(pc.abs(col), WHOLE_EXACT)).as_py()
+    return out
+
+
+def warn_rounded(table: pa.Table | None, counted: Mapping[str, int] | None = None) -> dict[str, int]:
+    """:func:`count_rounded` of ``table`` (or the counts given), with a :class:`RoundedWholeWarning` naming
+    the columns and rows when there is any (a count that large is almost always an input error: bot
+    traffic, a repeated export)."""
+    got = dict(counted or {}) if table is None else count_rounded(table)
+    got = {name: n for name, n in got.items() if n}
+    if got:
+        detail = ", ".join(f"{name}: {n:,} row(s)" for name, n in got.items())
+        warnings.warn(f"whole-number features at or past 16,777,216 (2**24) are stored as float32 to within 1 part "
+                      f"in 2**24, not exactly ({detail}); check the source rows behind counts that large",
+                      RoundedWholeWarning, stacklevel=3)
+    return got
 
 
 @in_build_allocators
@@ -192,8 +228,10 @@ def to_arrow(features: ibis.Table, *, ordered: bool = True) -> pa.Table:
     per 2M rows × 65 columns on DuckDB); otherwise the engine runs the expression.
     """
     table = arrow_of(features)
-    if table is None:
-        return (features.order_by(["cutoff", "customer_id"]) if ordered else features).to_pyarrow()
+    if table is None:  # computed by the engine (the in-memory plan's table was counted as it was finished)
+        table = (features.order_by(["cutoff", "customer_id"]) if ordered else features).to_pyarrow()
+        warn_rounded(table)
+        return table
     if ordered:  # the same order as DuckDB's ORDER BY: dates, then ids byte by byte (keys unique, never null)
         order = _cutoff_customer_order(table)
         if order is not None:

@@ -29,7 +29,10 @@ def catalog_markdown(windows: Sequence[int] = (30, 90, 180, 365)) -> str:
         "Generated from the feature registry by `clvml features list --markdown` — do not edit by hand.",
         f"Windows: {', '.join(str(w) for w in windows)} days and all history. Every feature of cut-off "
         "*c* uses only events with `ts < c`. The reason text is what a reason code says when the feature "
-        "drives a score (its template lives in the registry beside the feature).",
+        "drives a score (its template lives in the registry beside the feature). The type is the "
+        "column's type in the feature table: counts, flags and numbers of days are whole numbers, stored "
+        "as `float32` (exact up to 16,777,216; a larger value is stored to within 1 part in 2²⁴ and "
+        "counted in a warning), other numbers as `float64`, categories as strings.",
         "",
     ]
     custom = [s for s in specs if s.family == FAMILY]
@@ -43,7 +46,8 @@ def catalog_markdown(windows: Sequence[int] = (30, 90, 180, 365)) -> str:
                   "|---|---|---|---|---|---|---|"]
         for s in rows:
             w = f"{s.window} d" if s.window else "all"
-            lines.append(f"| `{s.name}` | {w} | {s.unit} | {s.dtype} | {s.description} | {s.missing} | "
+            kind = "categorical" if s.dtype == "categorical" else f"numeric, {s.storage}"
+            lines.append(f"| `{s.name}` | {w} | {s.unit} | {kind} | {s.description} | {s.missing} | "
                          f"{reason_examples(s)} |")
         lines.append("")
     return "\n".join(lines)

@@ -19,7 +19,7 @@ R(Feature("signup_tenure_days", "Days from sign-up to the cut-off (null if signe
           Say("signed up {value} ago", zero="signed up less than a day ago", missing="sign-up date unknown",
               kind="days"), fill=None, requires=("signup_ts",),
           derive=lambda c, w: ibis.ifelse(c.signup_day < c.cutoff_day, c.cutoff_day - c.signup_day,
-                                          ibis.null("int64")), calendar=True))
+                                          ibis.null("int64")), calendar=True, whole=True))
 for _col, _desc in (("acquisition_channel", "Acquisition channel."),
                     ("membership_tier", "Membership tier."), ("region", "Region.")):
     _what = _col.replace("_", " ")

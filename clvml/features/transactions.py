@@ -58,7 +58,7 @@ def _since(day, cutoff_day):
 
 
 R(Feature("orders_{w}", "Orders {span}.", "orders", Say("{value} {order|orders} {span}", zero="no orders {span}"),
-          agg=lambda j, w: wsum(j.orders, w), windowed=True, inc=Inc("sum", lambda r: r.orders)))
+          agg=lambda j, w: wsum(j.orders, w), windowed=True, inc=Inc("sum", lambda r: r.orders), whole=True))
 R(Feature("spend_{w}", "Gross spend (positive amounts) {span}.", "currency", Say("spent {value} {span}",
                                                                                  zero="spent nothing {span}",
                                                                                  kind="money"),
@@ -66,7 +66,7 @@ R(Feature("spend_{w}", "Gross spend (positive amounts) {span}.", "currency", Say
           inc=Inc("sum", lambda r: r.spend, then=_units)))
 R(Feature("purchase_days_{w}", "Distinct days with a purchase {span}.", "days",
           Say("bought on {value} {day|days} {span}", zero="no purchases {span}"),
-          agg=lambda j, w: wsum(j.orders > 0, w), windowed=True, inc=Inc("sum", lambda r: r.orders > 0)))
+          agg=lambda j, w: wsum(j.orders > 0, w), windowed=True, inc=Inc("sum", lambda r: r.orders > 0), whole=True))
 R(Feature("spend_max_{w}", "Largest order {span}.", "currency", Say("largest order {value} {span}",
                                                                     missing="no orders {span}", kind="money"),
           agg=lambda j, w: wmax(j.max_amount, w), windowed=True, fill=None,
@@ -84,7 +84,7 @@ R(Feature("spend_std_{w}", "Standard deviation of order values {span}.", "curren
           windowed=True, fill=None))
 R(Feature("refunds_{w}", "Refund/return rows (negative amounts) {span}.", "refunds",
           Say("{value} {refund|refunds} {span}", zero="no refunds {span}"),
-          agg=lambda j, w: wsum(j.refunds, w), windowed=True, inc=Inc("sum", lambda r: r.refunds)))
+          agg=lambda j, w: wsum(j.refunds, w), windowed=True, inc=Inc("sum", lambda r: r.refunds), whole=True))
 R(Feature("refund_amount_{w}", "Amount refunded {span}.", "currency", Say("{value} refunded {span}",
                                                                           zero="nothing refunded {span}",
                                                                           kind="money"),
@@ -94,11 +94,11 @@ R(Feature("recency_days", "Days from the last purchase to the cut-off.", "days",
           Say("last purchase {value} ago", zero="last purchase less than a day ago", missing="no purchase yet",
               kind="days"),
           agg=lambda j, w: (j.cutoff_day - j.day).min(where=_purchase(j)), fill=None,
-          inc=Inc("max", lambda r: _purchase_day(r), then=_since)))
+          inc=Inc("max", lambda r: _purchase_day(r), then=_since), whole=True))
 R(Feature("tenure_days", "Days from the first transaction to the cut-off.", "days",
           Say("customer for {value}", zero="customer for less than a day", missing="no purchase yet", kind="days"),
           agg=lambda j, w: (j.cutoff_day - j.day).max(), calendar=True,
-          inc=Inc("min", lambda r: r.day, then=_since)))
+          inc=Inc("min", lambda r: r.day, then=_since), whole=True))
 R(Feature("first_amount", "Spend on the first purchase day.", "currency",
           Say("first purchase was {value}", zero="first purchase was free", missing="no purchase yet", kind="money"),
           agg=lambda j, w: from_units(j.spend.argmin(j.day, where=_purchase(j))), fill=None,
@@ -111,7 +111,7 @@ R(Feature("ipt_last", "Days between the last two purchase days.", "days",
           Say("the last gap between purchases was {value}", zero="the last two purchases were on the same day",
               missing="no purchase gap yet (one purchase day so far)", kind="days"),
           agg=lambda j, w: j.gap.argmax(j.day, where=j.gap.notnull()), fill=None,
-          inc=Inc("last", lambda r: r.gap)))
+          inc=Inc("last", lambda r: r.gap), whole=True))
 R(Feature("ipt_mean", "Mean days between purchase days.", "days",
           Say("usually buys every {value}", zero="usually buys several times a day", one="usually buys every day",
               missing="no purchase gap yet (one order so far)", kind="days"),
@@ -147,7 +147,7 @@ R(Feature("orders_trend_90d", "Orders in the last 90 days minus orders in the 90
                         zero="as many orders as in the previous 90 days",
                         negative="{value} fewer {order|orders} than in the previous 90 days",
                         missing="no order history to compare"),
-          derive=lambda c, w: c.orders_last90.fill_null(0) - c.orders_prev90.fill_null(0)))
+          derive=lambda c, w: c.orders_last90.fill_null(0) - c.orders_prev90.fill_null(0), whole=True))
 R(Feature("spend_trend_90d", "Spend in the last 90 days minus spend in the 90 days before.",
           "currency", Say("spent {value} more than in the previous 90 days",
                           zero="spent as much as in the previous 90 days",
@@ -178,13 +178,13 @@ R(Feature("margin_{w}", "Gross margin (refunds net) {span}.", "currency", Say("m
 # computed by the mix queries below (one per categorical column)
 R(Feature("categories_all", "Distinct product categories bought.", "categories",
           Say("bought from {value} {category|categories}", zero="no product category recorded"),
-          requires=("category",)))
+          requires=("category",), whole=True))
 R(Feature("category_hhi", "Concentration of spend over categories (Herfindahl, 1 = one category).",
           "ratio", Say("category concentration {value} (1 = a single category)", missing="no category data",
                        kind="number"), fill=None, requires=("category",)))
 R(Feature("channels_all", "Distinct sales channels used.", "channels", Say("used {value} sales {channel|channels}",
                                                                            zero="no sales channel recorded"),
-          requires=("channel",)))
+          requires=("channel",), whole=True))
 R(Feature("main_channel_share", "Share of orders placed in the customer's main channel.", "ratio",
           Say("{value} of orders in the main channel", missing="no channel data", kind="share"),
           fill=None, requires=("channel",)))

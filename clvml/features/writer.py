@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import uuid
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,9 +23,19 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from clvml.features.builder import DEFAULT_WINDOWS, arrow_to_pandas, as_cutoffs, build_features, to_arrow, to_pandas
+from clvml.features.builder import (
+    DEFAULT_WINDOWS,
+    RoundedWholeWarning,
+    arrow_to_pandas,
+    as_cutoffs,
+    build_features,
+    count_rounded,
+    to_arrow,
+    to_pandas,
+    warn_rounded,
+)
 from clvml.features.query import resolve_plan
-from clvml.features.registry import FAMILIES
+from clvml.features.registry import FAMILIES, WHOLE_EXACT
 from clvml.io import remove_dead_staging, replace_dir, staging_dir
 
 #: (customer, cut-off) rows per batch by default: keeps DuckDB's aggregation state near 1-2 GiB
@@ -161,10 +172,14 @@ class FeatureBatches:
             return to_arrow(expr, ordered=self.ordered)
         sql = self._compiled(expr)
         if sql is None:
-            return expr.to_pyarrow()
+            out = expr.to_pyarrow()
+            warn_rounded(out)
+            return out
         res = self.con.raw_sql(sql)
         out = res.to_arrow_table() if hasattr(res, "to_arrow_table") else res.fetch_arrow_table()
-        return out.cast(expr.schema().to_pyarrow())
+        out = out.cast(expr.schema().to_pyarrow())
+        warn_rounded(out)
+        return out
 
     def to_parquet(self, b: int, out: Path) -> None:
         """Write batch ``b`` to the Parquet file ``out`` (zstd)."""
@@ -248,13 +263,35 @@ def write_features(
     path = Path(path)
     rows = columns = 0
     remove_dead_staging(path.parent, f".{path.name}.")  # killed runs' folders (never a live run's)
-    with staging_dir(path.parent, f".{path.name}.", f"features to {path}") as tmp, \
-            FeatureBatches(tables, cuts, windows=windows, families=families, batches=batches,
-                           plan=plan) as fb:
-        for b in range(batches):
-            out = tmp / f"part-{b:04d}.parquet"
-            fb.to_parquet(b, out)
-            meta = pq.ParquetFile(out).metadata
-            rows, columns = rows + meta.num_rows, meta.num_columns
-        replace_dir(tmp, path)
+    rounded: dict[str, int] = {}
+    with warnings.catch_warnings():  # whole numbers past 2**24: counted once for all parts, from the files
+        warnings.simplefilter("ignore", RoundedWholeWarning)
+        with staging_dir(path.parent, f".{path.name}.", f"features to {path}") as tmp, \
+                FeatureBatches(tables, cuts, windows=windows, families=families, batches=batches,
+                               plan=plan) as fb:
+            for b in range(batches):
+                out = tmp / f"part-{b:04d}.parquet"
+                fb.to_parquet(b, out)
+                meta = pq.ParquetFile(out).metadata
+                rows, columns = rows + meta.num_rows, meta.num_columns
+                for name, n in _rounded_in_file(out).items():
+                    rounded[name] = rounded.get(name, 0) + n
+            replace_dir(tmp, path)
+    warn_rounded(None, rounded)
     return FeatureFiles(path, batches, rows, columns)
+
+
+def _rounded_in_file(path: Path) -> dict[str, int]:
+    """:func:`~clvml.features.builder.count_rounded` of a written part, from its row groups' statistics
+    (a float32 column is read only when a row group's minimum or maximum is at or past 2**24)."""
+    f = pq.ParquetFile(path)
+    suspect = []
+    for i, field in enumerate(f.schema_arrow):
+        if not pa.types.is_float32(field.type):
+            continue
+        for g in range(f.metadata.num_row_groups):
+            st = f.metadata.row_group(g).column(i).statistics
+            if st is None or not st.has_min_max or st.min <= -WHOLE_EXACT or st.max >= WHOLE_EXACT:
+                suspect.append(field.name)
+                break
+    return count_rounded(f.read(columns=suspect)) if suspect else {}
