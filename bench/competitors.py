@@ -2,7 +2,7 @@
 competitors of ``bench/fair_features.py``.
 
 Both compute exactly the columns of ``build_features(tables, cutoffs, windows=…,
-families=["transactions"])`` (names, order, null/zero conventions, int64 vs float64), the way a
+families=["transactions"])`` (names, order, null/zero conventions, float32 vs float64), the way a
 competent user would write them by hand: the transactions are reduced once to one row per customer and
 day, then each cut-off is one filtered group-by over those rows (no Python loop over customers). They
 share no code with clvml; ``tests/test_competitors.py`` checks them against it column by column.
@@ -58,8 +58,15 @@ def feature_columns(columns: Sequence[str], windows: Sequence[int]) -> list[str]
 NULLABLE = ("tx_spend_max_", "tx_spend_mean_", "tx_spend_std_", "tx_recency_days", "tx_first_amount",
             "tx_ipt_", "tx_recency_rel", "tx_basket_size", "tx_discount_share_", "tx_category_hhi",
             "tx_main_channel_share")
-#: integer columns (nullable); all other features are float64
-INTEGER = ("tx_recency_days", "tx_ipt_last")
+#: whole-number columns, stored as float32 like clvml's (exact below 2**24); all other features are float64
+WHOLE = ("tx_recency_days", "tx_tenure_days", "tx_ipt_last", "tx_orders_trend_90d", "tx_categories_all",
+         "tx_channels_all")
+WHOLE_PREFIXES = ("tx_orders_", "tx_purchase_days_", "tx_refunds_")
+
+
+def is_whole(name: str) -> bool:
+    """Whether clvml stores the feature ``name`` as float32 (a count or a number of days)."""
+    return name in WHOLE or name.startswith(WHOLE_PREFIXES)
 
 
 # ---------------------------------------------------------------------------------------------- Polars
@@ -234,7 +241,7 @@ def _polars_features(out, cols: Sequence[str], windows: Sequence[int]) -> list:
         feats[name] = c(name).fill_null(0.0)
     feats["tx_category_hhi"] = c("tx_category_hhi")
     feats["tx_main_channel_share"] = c("tx_main_channel_share")
-    return [feats[n].alias(n) for n in feature_columns(cols, windows)]
+    return [(feats[n].cast(pl.Float32) if is_whole(n) else feats[n]).alias(n) for n in feature_columns(cols, windows)]
 
 
 def polars_transaction_features(transactions, cutoffs: Iterable[dt.date | str],
@@ -271,8 +278,8 @@ def _std(n, s, ss) -> np.ndarray:
 def pandas_transaction_features(df: pd.DataFrame, cutoffs: Iterable[dt.date | str],
                                 windows: Sequence[int] = (30, 90, 180, 365)) -> pd.DataFrame:
     """clvml's transaction features computed with pandas/NumPy: one row per (customer, cut-off) with
-    ``customer_id``, ``cutoff`` (datetime64) and one column per feature (float64; the two integer
-    features nullable ``Int64``)."""
+    ``customer_id``, ``cutoff`` (datetime64) and one column per feature (float64; the counts and numbers
+    of days float32, NaN where undefined, like clvml's)."""
     windows = sorted({int(w) for w in windows})
     cols = list(df.columns)
     ts = df["ts"]
@@ -391,7 +398,8 @@ def pandas_transaction_features(df: pd.DataFrame, cutoffs: Iterable[dt.date | st
             else:
                 f["tx_channels_all"] = count
                 f["tx_main_channel_share"] = _div(agg["nmax"], agg["ntot"])
-        frames.append(pd.DataFrame(f))
+        frames.append(pd.DataFrame({n: pd.array(v).to_numpy("float32", na_value=np.nan) if is_whole(n) else v
+                                    for n, v in f.items()}))
     names = ["customer_id", "cutoff", *feature_columns(cols, windows)]
     if not frames:
         return pd.DataFrame(columns=names)

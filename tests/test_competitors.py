@@ -9,7 +9,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from bench.competitors import INTEGER, pandas_transaction_features, polars_transaction_features
+from bench.competitors import is_whole, pandas_transaction_features, polars_transaction_features
 from clvml.data.dataset import load_dataset
 from clvml.features import build_features
 
@@ -25,14 +25,14 @@ def clvml_features(tx: pd.DataFrame, cutoffs, windows=WINDOWS) -> pa.Table:
 
 
 def assert_same(got: pa.Table | pd.DataFrame, want: pa.Table) -> None:
-    """Same columns in the same order, int64 where clvml has int64 (else float64), same rows, nulls
+    """Same columns in the same order, float32 where clvml has float32 (else float64), same rows, nulls
     where clvml has nulls and values equal to rtol 1e-9."""
     if isinstance(got, pd.DataFrame):
         got = pa.Table.from_pandas(got, preserve_index=False)
     assert got.column_names == want.column_names
     for c in want.column_names[2:]:
         assert got.schema.field(c).type == want.schema.field(c).type, c
-        assert want.schema.field(c).type == (pa.int64() if c in INTEGER else pa.float64()), c
+        assert want.schema.field(c).type == (pa.float32() if is_whole(c) else pa.float64()), c
     got, want = got.to_pandas(), want.to_pandas()
 
     def keyed(d):

@@ -86,7 +86,7 @@ def test_custom_features_exact_values_catalog_and_reason_text(registry):
     assert by["days_since_refund"].explain(None) == "no refund yet"
     md = catalog_markdown((30, 90))
     assert "## custom (registered in this process" in md and "(source: `transactions`)" in md
-    assert "| `buy_days_7d` | 7 d | count | numeric | Days with an order in the last 7 days." in md
+    assert "| `buy_days_7d` | 7 d | count | numeric, float64 | Days with an order in the last 7 days." in md
     assert "| `tx_orders_30d` |" in md  # the built-in catalog is still there
 
 
@@ -181,7 +181,7 @@ def test_features_cli_lists_config_custom_features(registry, tmp_path):
     assert [ln.split()[:3] for ln in lines] == [["session_days_30d", "activity", "30d"],
                                                ["session_days_all", "activity", "all"]]
     r = CliRunner().invoke(app, ["features", "list", "--markdown", "-c", str(path)])
-    assert "| `session_days_30d` | 30 d | count | numeric | Days with a session in the last 30 days. |" in r.output
+    assert "| `session_days_30d` | 30 d | count | numeric, float64 | Days with a session in the last 30 days. |" in r.output
 
 
 def test_cache_key_holds_the_function_source(registry, small_world, tmp_path, monkeypatch):

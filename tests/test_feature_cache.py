@@ -144,3 +144,23 @@ def test_cutoffs_built_in_several_queries_give_identical_features(file_world):
     assert len(frames[0]) > 0 and frames[0]["cutoff"].nunique() == 5
     for other in frames[1:]:
         pd.testing.assert_frame_equal(frames[0], other, check_exact=True)
+
+
+def test_an_entry_with_other_column_types_is_never_served(file_world, monkeypatch):
+    """An entry written by a build that stored the columns otherwise (counts as float64, as clvml did before
+    they were float32) misses, saying so, and the table is rebuilt with today's types."""
+    from clvml.features import registry
+
+    path, _ = file_world
+    cfg = load_config(path)
+    cuts = [dt.date(2024, 3, 1)]
+    said: list[str] = []
+    monkeypatch.setattr(registry, "storage", lambda f: "string" if f.dtype == "categorical" else "float64")
+    old = training_features(load_data(cfg), cfg, cuts, said.append)
+    monkeypatch.undo()
+    new = training_features(load_data(cfg), cfg, cuts, said.append)
+    assert said[1] == "feature cache miss (changed since the last entry: columns); building features"
+    assert old.tx_orders_all.dtype == "float64" and new.tx_orders_all.dtype == "float32"
+    assert (old.tx_orders_all == new.tx_orders_all).all()
+    assert training_features(load_data(cfg), cfg, cuts, said.append).equals(new)
+    assert said[2].startswith("feature cache hit:")

@@ -265,6 +265,8 @@ def to_pandas(features: ibis.Table) -> pd.DataFrame:
     """Execute and return a deterministic (sorted) DataFrame with categoricals as ``category``."""
     if features._find_backend().name != "duckdb":
         df = features.order_by(["cutoff", "customer_id"]).to_pandas()
+        warn_rounded(None, {c: int((df[c].abs() >= WHOLE_EXACT).sum()) for c in df.columns
+                            if df[c].dtype == np.float32})
         df["cutoff"] = pd.to_datetime(df["cutoff"])
         return df
     return arrow_to_pandas(to_arrow(features), features.schema())

@@ -154,7 +154,11 @@ def training_features(ds: Dataset, cfg: Config, cutoffs: list[dt.date],
     parts = {"clvml": __version__, "data": ds.inputs["data"], "inputs": ds.inputs["files"],
              "features": cfg.features.model_dump(mode="json", exclude={"cache", "cutoffs_per_query"}),
              "cutoffs": [str(c) for c in cutoffs],
-             "btyd": cfg.labels.horizon_days if cfg.model.btyd_features else None}
+             "btyd": cfg.labels.horizon_days if cfg.model.btyd_features else None,
+             # the columns and their types as this clvml declares them (an entry of a build that stored
+             # them otherwise, e.g. counts as float64 before they were float32, is never served)
+             "columns": {s.name: s.storage for s in feature_specs(ds.tables, cfg.features.windows,
+                                                                 cfg.features.families)}}
     custom = [f for f in registered() if f.table in ds.tables]
     if custom:  # a changed function (its source hash) or setting gives another key
         parts["custom_features"] = identities(custom)
