@@ -67,6 +67,11 @@ def test_count_rounded_counts_magnitudes_at_or_past_2_24():
         "empty": pa.array([None] * 6, pa.float32()),
     })
     assert count_rounded(t) == {"n": 4}
+    # a large value under a null, or outside a slice, is not counted
+    hidden = pa.array(np.array([1, 3e7], np.float32), mask=np.array([False, True]))
+    sliced = pa.array(np.array([3e7, 1, 2, -3e7], np.float32))[1:3]
+    assert count_rounded(pa.table({"a": hidden, "b": sliced, "c": pa.chunked_array([sliced[:1], hidden[1:]])})) == {}
+    assert count_rounded(pa.table({"c": pa.chunked_array([sliced, hidden[:1], t.column("n").chunk(0)])})) == {"c": 4}
     assert t.column("n")[2].as_py() == 16_777_216  # what the count is for: 16,777,217 does not survive
     with pytest.warns(RoundedWholeWarning, match=r"n: 4 row\(s\)"):
         assert warn_rounded(t) == {"n": 4}
@@ -117,3 +122,30 @@ def test_every_path_to_a_feature_table_counts_the_rounded_values(tables, tmp_pat
     assert len(ours) == 1  # one warning for the whole output, not one per part
     msg = str(ours[0].message)
     assert f"tx_orders_all: {ref['tx_orders_all']:,} row(s)" in msg  # summed over the written parts
+
+
+def test_the_incremental_plan_finishes_in_memory_with_float32_columns(tables, monkeypatch):
+    """The filled whole-number columns of the other families are placed as float32 (no float64 copy) and
+    the table, including the cart conversion computed from two of them, is still finished without an
+    engine pass, with the engine's values and types (the cross join's)."""
+    from clvml.features import builder
+    from clvml.features.incremental import arrow_of
+
+    placed = {}
+    real = builder.finish_in_memory
+
+    def spy(src, result):
+        placed["src"] = arrow_of(src)
+        out = real(src, result)
+        placed["finished"] = out is not None
+        return out
+
+    monkeypatch.setattr(builder, "finish_in_memory", spy)
+    got = build_features(tables, CUTS, plan="incremental")
+    assert placed["finished"] and arrow_of(got) is not None
+    narrow = [s.name for s in feature_specs(tables)
+              if s.storage == "float32" and s.fill is not None and not s.name.startswith("tx_")]
+    assert len(narrow) == 65 and "act_carts_90d" in narrow
+    assert all(pa.types.is_float32(placed["src"].schema.field(n).type) for n in narrow)
+    ref = to_arrow(build_features(tables, CUTS, plan="cross_join"))
+    assert to_arrow(got).equals(ref)

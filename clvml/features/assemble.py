@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import ibis
@@ -30,7 +30,8 @@ KEYS = ("customer_id", "cutoff_day")
 
 
 def side_by_side(base: ibis.Table, parts: Sequence[ibis.Table],
-                 fills: Mapping[str, int | float] | None = None) -> ibis.Table | None:
+                 fills: Mapping[str, int | float] | None = None,
+                 narrow: Collection[str] = ()) -> ibis.Table | None:
     """``base`` left-joined to every table of ``parts`` on (``customer_id``, ``cutoff_day``), computed now
     and returned as an in-memory table on ``base``'s (DuckDB) engine.
 
@@ -44,6 +45,9 @@ def side_by_side(base: ibis.Table, parts: Sequence[ibis.Table],
     ``fills``: a value for the nulls of some parts' numeric columns (``COALESCE(column, fill)`` of the join,
     the builder's fills; an integer column with a float fill becomes float64 as ``CAST(column AS DOUBLE)``
     would make it), applied while the rows are placed instead of in a pass over the joined column.
+    ``narrow``: columns among those filled that are stored as float32 (the whole-number features,
+    ``CAST(COALESCE(column, fill) AS FLOAT)`` of the builder), made float32 as they are placed, without a
+    float64 copy first.
     """
     b = _arrow(base)
     n = b.num_rows
@@ -76,25 +80,31 @@ def side_by_side(base: ibis.Table, parts: Sequence[ibis.Table],
         placed = functools.partial(_place, n=n, dest=rows[found], src=np.flatnonzero(found), take=take)
         with ThreadPoolExecutor(THREADS) as pool:  # Arrow and NumPy release the GIL: a column per thread
             columns.update(zip(names, pool.map(placed, [p.column(name) for name in names],
-                                               [(fills or {}).get(name) for name in names]), strict=True))
+                                               [(fills or {}).get(name) for name in names],
+                                               [name in narrow for name in names]), strict=True))
         del p
     del b
     return in_memory(base._find_backend(), pa.table(columns))
 
 
-def _place(col: pa.ChunkedArray, fill: float | None, *, n: int, dest: np.ndarray, src: np.ndarray,
-           take: pa.Array) -> pa.Array | pa.ChunkedArray:
+def _place(col: pa.ChunkedArray, fill: float | None, narrow: bool = False, *, n: int, dest: np.ndarray,
+           src: np.ndarray, take: pa.Array) -> pa.Array | pa.ChunkedArray:
     """A part's column at the base's rows: its rows ``src`` at ``dest`` (``take``: the same as Arrow indices,
     null where the base has no row of the part), nulls filled with ``fill`` when given."""
-    filled = None if fill is None else _filled(col, fill, n, dest, src)
+    filled = None if fill is None else _filled(col, fill, n, dest, src, narrow)
     return col.take(take) if filled is None else filled
 
 
-def _filled(col: pa.ChunkedArray, fill: float, n: int, dest: np.ndarray, src: np.ndarray) -> pa.Array | None:
+def _filled(col: pa.ChunkedArray, fill: float, n: int, dest: np.ndarray, src: np.ndarray,
+            narrow: bool = False) -> pa.Array | None:
     """``COALESCE(col, fill)`` of the left join that places ``col``'s rows ``src`` at the base's rows ``dest``
     (``n`` rows), built in one array; None for a column that is not float64 or int64 (then joined as it is)."""
     t = col.type
-    if pa.types.is_float64(t) or (pa.types.is_int64(t) and isinstance(fill, float)):
+    if narrow and (pa.types.is_float64(t) or pa.types.is_int64(t)) and isinstance(fill, float):
+        # float32: C's conversion, as DuckDB's CAST(… AS FLOAT) (an int64 below 2**53 is the same through
+        # float64 first, and a count is far below it)
+        dtype = np.float32
+    elif pa.types.is_float64(t) or (pa.types.is_int64(t) and isinstance(fill, float)):
         dtype = np.float64
     elif pa.types.is_int64(t) and isinstance(fill, int) and not isinstance(fill, bool):
         dtype = np.int64

@@ -156,7 +156,8 @@ def build_features(
     # (the specs' numeric fills applied as the rows are placed: COALESCE(column, fill) below then has no null
     # left to fill; the cart conversion's division is null for no carts whether they are null or 0)
     fills = {s.name: s.fill for s in specs if isinstance(s.fill, (int, float)) and not isinstance(s.fill, bool)}
-    joined = side_by_side(base, parts, fills) if plan == "incremental" and parts else None
+    narrow = {s.name for s in specs if s.storage == "float32"}
+    joined = side_by_side(base, parts, fills, narrow) if plan == "incremental" and parts else None
     for part in parts if joined is None else ():
         base = base.left_join(part, keys).drop("customer_id_right", "cutoff_day_right")
     base = base if joined is None else joined
@@ -172,6 +173,9 @@ def build_features(
             # the float fill makes the column float64 anyway; DuckDB's COALESCE(BIGINT, 0.0) is a DECIMAL
             # (slow, and cast back to float64 by Ibis): the same values, converted first
             col = col.cast("float64")
+        if col.type().is_float32():  # placed as float32 already (side_by_side's narrow), filled too
+            out[s.name] = col.fill_null(ibis.literal(s.fill, "float32")) if s.fill is not None else col
+            continue
         col = col.fill_null(s.fill) if s.fill is not None else col
         # a count, flag or number of days is stored as float32: exact up to 2**24 (count_rounded)
         out[s.name] = col.cast("float32") if s.storage == "float32" else col
@@ -192,14 +196,25 @@ class RoundedWholeWarning(UserWarning):
 def count_rounded(table: pa.Table) -> dict[str, int]:
     """Rows of every float32 column of ``table`` (the whole-number features) whose magnitude is at or past
     2**24 (:data:`~clvml.features.registry.WHOLE_EXACT`): float32 holds every whole number below it exactly,
-    one at or past it only to within 1 part in 2**24 (16,777,217 is stored as 16,777,216)."""
+    one at or past it only to within 1 part in 2**24 (16,777,217 is stored as 16,777,216).
+
+    A chunk is first bounded by NumPy's min and max of its values buffer as it is (nulls' slots included:
+    ~0.1 ms per million values, a tenth of Arrow's ``min_max``); only a chunk reaching the bound is counted
+    exactly, nulls excluded."""
     out = {}
     for name, col in zip(table.column_names, table.columns, strict=True):
-        if not pa.types.is_float32(col.type) or col.null_count == len(col):
+        if not pa.types.is_float32(col.type):
             continue
-        lo, hi = (x.as_py() for x in pc.min_max(col).values())
-        if lo <= -WHOLE_EXACT or hi >= WHOLE_EXACT:
-            out[name] = pc.sum(pc.greater_equal(pc.abs(col), WHOLE_EXACT)).as_py()
+        n = 0
+        for chunk in col.chunks:
+            if len(chunk) == 0 or chunk.null_count == len(chunk):
+                continue
+            v = np.frombuffer(chunk.buffers()[1], dtype=np.float32, count=len(chunk), offset=4 * chunk.offset)
+            if v.max() < WHOLE_EXACT and v.min() > -WHOLE_EXACT:  # (a NaN fails both: counted exactly)
+                continue
+            n += pc.sum(pc.greater_equal(pc.abs(chunk), WHOLE_EXACT)).as_py() or 0
+        if n:
+            out[name] = n
     return out
 
 

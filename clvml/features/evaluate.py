@@ -14,6 +14,8 @@ DuckDB evaluates them:
   every number (DuckDB's order);
 * a decimal is given as its int64 units (value x 10**scale); its only operation here is the cast to
   float64 (units below 2**53: the same bits as DuckDB's ``units / 10**scale``);
+* float32 values (the whole-number features) are read, compared, filled and converted (to float64 exactly;
+  to float32 by C's conversion, DuckDB's ``CAST(… AS FLOAT)``), never computed in;
 * a comparison with a NaN operand, a cast to anything but float64/int64 from integers or booleans,
   any other use of a decimal, and every operation not listed raise :class:`Unsupported`: the caller keeps
   DuckDB for that column (``tests/test_incremental.py`` compares the float bits and null masks of both).
@@ -51,8 +53,11 @@ _COMPARE: dict[type, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
 
 
 def _np_type(t: object) -> type:
-    """The NumPy type holding values of the Ibis type ``t`` (int64 for every integer: DuckDB widens)."""
+    """The NumPy type holding values of the Ibis type ``t`` (int64 for every integer: DuckDB widens;
+    float32 for the whole-number features stored so, read and passed on, never computed in)."""
     if t.is_floating():
+        if t.nbytes == 4:
+            return np.float32
         if t.nbytes != 8:
             raise Unsupported(f"type {t}")
         return np.float64
@@ -144,8 +149,10 @@ class Evaluator:
         out_t = _np_type(op.dtype)
         if isinstance(op, ops.Cast):
             v, null = self.column(op.arg)
-            if out_t is np.float64 and v.dtype in (np.int64, np.bool_, np.float64):
+            if out_t is np.float64 and v.dtype in (np.int64, np.bool_, np.float64, np.float32):
                 return v.astype(np.float64, copy=False), null
+            if out_t is np.float32 and v.dtype in (np.int64, np.bool_, np.float64, np.float32):
+                return v.astype(np.float32, copy=False), null  # C's conversion, as DuckDB's CAST(… AS FLOAT)
             if out_t is np.int64 and v.dtype in (np.int64, np.bool_):
                 return v.astype(np.int64, copy=False), null
             raise Unsupported(f"cast {op.arg.dtype} -> {op.dtype}")
@@ -157,13 +164,13 @@ class Evaluator:
                     return f(a.astype(np.float64, copy=False), b.astype(np.float64, copy=False)), _or(an, bn)
                 if out_t is np.int64 and not isinstance(op, ops.Divide):
                     return _ARITH[type(op)](a.astype(np.int64, copy=False), b.astype(np.int64, copy=False)), _or(an, bn)
-            raise Unsupported(f"{type(op).__name__} -> {op.dtype}")
+            raise Unsupported(f"{type(op).__name__} -> {op.dtype}")  # (float32 arithmetic among them)
         if type(op) in _COMPARE:
             (a, an), (b, bn) = self.column(op.left), self.column(op.right)
             for x, xn in ((a, an), (b, bn)):  # DuckDB orders NaN above every number and equal to itself
-                if x.dtype == np.float64 and np.isnan(x if xn is None else np.where(xn, 0.0, x)).any():
+                if x.dtype.kind == "f" and np.isnan(x if xn is None else np.where(xn, 0.0, x)).any():
                     raise Unsupported("comparison with NaN")  # (a NaN standing for a null does not count)
-            if a.dtype == np.float64 or b.dtype == np.float64:
+            if a.dtype.kind == "f" or b.dtype.kind == "f":  # float32 to float64 is exact: the same order
                 a, b = a.astype(np.float64, copy=False), b.astype(np.float64, copy=False)
             return _COMPARE[type(op)](a, b), _or(an, bn)
         if isinstance(op, (ops.IsNull, ops.NotNull)):
