@@ -54,16 +54,27 @@ def measure(path: Path, windows: list[int], memory_limit: str | None, batches: i
     load_s = time.perf_counter() - t0
     events = {t: ds.tables[t].count().execute() for t in TABLES[1:]}
     c0, t0 = _cpu(), time.perf_counter()
-    if to == "memory":  # every batch built to an in-memory Arrow table (released after counting it)
+    table_gib = None
+    if to in ("memory", "table"):  # every batch built to an in-memory Arrow table: released after counting
+        # it ("memory"), or all kept as one training table ("table": the batches concatenated, not copied)
         # default: as many batches as write_features makes
         n_batches = batches or max(1, math.ceil(ds.tables["transactions"].customer_id.nunique().execute()
                                                 * len(CUTOFFS) / ROWS_PER_BATCH))
         rows = columns = 0
+        kept = []
         with FeatureBatches(ds.tables, CUTOFFS, windows=windows, batches=n_batches, plan=plan) as fb:
             for b in range(n_batches):
                 t = fb.arrow(b)
                 rows, columns = rows + t.num_rows, t.num_columns
+                if to == "table":
+                    kept.append(t)
                 del t
+        if to == "table":
+            import pyarrow as pa
+
+            table = pa.concat_tables(kept)
+            del kept
+            table_gib = round(table.nbytes / 2**30, 2)
     else:
         # written to Parquet in customer batches, as a user would at this size: the stacked table itself
         # is ~1.2e9 values at 10M transactions and does not fit the memory target in one piece
@@ -77,7 +88,7 @@ def measure(path: Path, windows: list[int], memory_limit: str | None, batches: i
             "features_cpu_s": round(_cpu() - c0, 1),
             "load_s": round(load_s, 1),
             "features_s": round(secs, 1), "events_per_s": int(total / secs),
-            "peak_rss_gib": round(peak_rss_gib(), 2), "plan": plan or "default",
+            "peak_rss_gib": round(peak_rss_gib(), 2), "table_gib": table_gib, "plan": plan or "default",
             "cpu_s_total": round(sum(resource.getrusage(resource.RUSAGE_SELF)[:2]), 1)}
 
 
@@ -156,9 +167,10 @@ def main() -> None:
     ap.add_argument("--batches", type=int, default=None, help="customer batches (default: automatic)")
     ap.add_argument("--plan", default=None, choices=["auto", "cross_join", "incremental"],
                     help="features plan (default: clvml's default, auto)")
-    ap.add_argument("--to", default="parquet", choices=["parquet", "memory"],
-                    help="write the features to Parquet (write_features) or build each batch to an in-memory "
-                         "Arrow table (FeatureBatches.arrow)")
+    ap.add_argument("--to", default="parquet", choices=["parquet", "memory", "table"],
+                    help="write the features to Parquet (write_features), build each batch to an in-memory "
+                         "Arrow table (FeatureBatches.arrow) released once counted (memory), or keep them all "
+                         "as one in-memory training table (table)")
     ap.add_argument("--breakdown", action="store_true",
                     help="CPU/wall of each family alone and of the whole build to memory (one process)")
     ap.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
