@@ -14,8 +14,8 @@ DuckDB evaluates them:
   every number (DuckDB's order);
 * a decimal is given as its int64 units (value x 10**scale); its only operation here is the cast to
   float64 (units below 2**53: the same bits as DuckDB's ``units / 10**scale``);
-* float32 values (the whole-number features) are read, compared, filled and converted (to float64 exactly;
-  to float32 by C's conversion, DuckDB's ``CAST(… AS FLOAT)``), never computed in;
+* float32 values (the whole-number features) are read, compared, filled and converted to float64
+  (exactly), never computed in;
 * a comparison with a NaN operand, a cast to anything but float64/int64 from integers or booleans,
   any other use of a decimal, and every operation not listed raise :class:`Unsupported`: the caller keeps
   DuckDB for that column (``tests/test_incremental.py`` compares the float bits and null masks of both).
@@ -151,8 +151,6 @@ class Evaluator:
             v, null = self.column(op.arg)
             if out_t is np.float64 and v.dtype in (np.int64, np.bool_, np.float64, np.float32):
                 return v.astype(np.float64, copy=False), null
-            if out_t is np.float32 and v.dtype in (np.int64, np.bool_, np.float64, np.float32):
-                return v.astype(np.float32, copy=False), null  # C's conversion, as DuckDB's CAST(… AS FLOAT)
             if out_t is np.int64 and v.dtype in (np.int64, np.bool_):
                 return v.astype(np.int64, copy=False), null
             raise Unsupported(f"cast {op.arg.dtype} -> {op.dtype}")

@@ -272,19 +272,18 @@ def write_features(
             for b in range(batches):
                 out = tmp / f"part-{b:04d}.parquet"
                 fb.to_parquet(b, out)
-                meta = pq.ParquetFile(out).metadata
-                rows, columns = rows + meta.num_rows, meta.num_columns
-                for name, n in _rounded_in_file(out).items():
+                part = pq.ParquetFile(out)
+                rows, columns = rows + part.metadata.num_rows, part.metadata.num_columns
+                for name, n in _rounded_in_file(part).items():
                     rounded[name] = rounded.get(name, 0) + n
             replace_dir(tmp, path)
     warn_rounded(None, rounded)
     return FeatureFiles(path, batches, rows, columns)
 
 
-def _rounded_in_file(path: Path) -> dict[str, int]:
+def _rounded_in_file(f: pq.ParquetFile) -> dict[str, int]:
     """:func:`~clvml.features.builder.count_rounded` of a written part, from its row groups' statistics
     (a float32 column is read only when a row group's minimum or maximum is at or past 2**24)."""
-    f = pq.ParquetFile(path)
     suspect = []
     for i, field in enumerate(f.schema_arrow):
         if not pa.types.is_float32(field.type):
