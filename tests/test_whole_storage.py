@@ -149,3 +149,31 @@ def test_the_incremental_plan_finishes_in_memory_with_float32_columns(tables, mo
     assert all(pa.types.is_float32(placed["src"].schema.field(n).type) for n in narrow)
     ref = to_arrow(build_features(tables, CUTS, plan="cross_join"))
     assert to_arrow(got).equals(ref)
+
+
+def test_a_whole_feature_fills_with_a_whole_number_below_2_24():
+    """Filled before or after the cast to float32, such a fill gives the same values."""
+    for fill in (0.5, float(2**24), -1e30):
+        with pytest.raises(ValueError, match="fill must be a whole number below 2"):
+            Feature("n", "a count", "count", Say("{value}"), whole=True, fill=fill)
+    assert Feature("n", "a count", "count", Say("{value}"), whole=True, fill=-1.0).fill == -1.0
+    assert Feature("n", "a count", "count", Say("{value}"), whole=True, fill=None).fill is None
+
+
+@pytest.mark.parametrize("plan", ["incremental", "cross_join"])
+def test_a_family_gives_its_whole_features_as_float32(tables, plan):
+    """The family's own table already stores its counts, flags and days as float32 (the incremental plan
+    writes them so from its NumPy evaluation, the cross join casts), the other numbers as float64."""
+    from clvml.features import query, transactions
+    from clvml.features.builder import as_cutoffs, cutoff_table
+    from clvml.features.incremental import arrow_of
+
+    t = tables["transactions"]
+    e = query.aggregate_family(transactions.FAM, transactions.daily(t), cutoff_table(as_cutoffs(CUTS)), [30, 90],
+                               t.columns, plan=plan, one_row_per_day=True)
+    assert (arrow_of(e) is not None) == (plan == "incremental")  # in memory: from the NumPy evaluation
+    got = e.to_pyarrow()
+    whole = {s.name for s in feature_specs(tables, [30, 90], ["transactions"]) if s.storage == "float32"}
+    types = {f.name: str(f.type) for f in got.schema if f.name not in ("customer_id", "cutoff_day")}
+    assert whole & set(types) and {n for n, ty in types.items() if ty == "float"} == whole & set(types)
+    assert set(types.values()) == {"float", "double"}

@@ -147,10 +147,13 @@ def build(af: ibis.Table, cutoffs: ibis.Table, windows: Sequence[int],
                            one_row_per_day=True)
 
     def finish(j: ibis.Table) -> ibis.Table:
+        def f64(v: ibis.Value) -> ibis.Value:  # the counts come as float32 (their storage): subtracted in float64
+            return v.cast("float64")
+
         return j.select(
             *keys, *names,
-            as_unresolved_now=j.as_tickets_all - j.as_resolved.fill_null(0),
-            as_unresolved_complaints_now=j.as_complaints_all - j.as_resolved_complaints.fill_null(0),
+            as_unresolved_now=f64(j.as_tickets_all) - f64(j.as_resolved.fill_null(0)),
+            as_unresolved_complaints_now=f64(j.as_complaints_all) - f64(j.as_resolved_complaints.fill_null(0)),
             as_resolution_days_mean=safe_div(j.as_resolution_s.cast("float64") / 86400, j.as_resolution_n),
         )
 

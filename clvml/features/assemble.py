@@ -98,9 +98,10 @@ def _place(col: pa.ChunkedArray, fill: float | None, narrow: bool = False, *, n:
 def _filled(col: pa.ChunkedArray, fill: float, n: int, dest: np.ndarray, src: np.ndarray,
             narrow: bool = False) -> pa.Array | None:
     """``COALESCE(col, fill)`` of the left join that places ``col``'s rows ``src`` at the base's rows ``dest``
-    (``n`` rows), built in one array; None for a column that is not float64 or int64 (then joined as it is)."""
+    (``n`` rows), built in one array; None for a column that is not float64 or int64 (then joined as it is),
+    or float32 (a whole-number feature the family stores so already) among the ``narrow`` ones."""
     t = col.type
-    if narrow and (pa.types.is_float64(t) or pa.types.is_int64(t)) and isinstance(fill, float):
+    if narrow and (pa.types.is_floating(t) or pa.types.is_int64(t)) and isinstance(fill, float):
         # float32: C's conversion, as DuckDB's CAST(… AS FLOAT) (an int64 below 2**53 is the same through
         # float64 first, and a count is far below it)
         dtype = np.float32

@@ -54,7 +54,7 @@ _COMPARE: dict[type, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
 
 def _np_type(t: object) -> type:
     """The NumPy type holding values of the Ibis type ``t`` (int64 for every integer: DuckDB widens;
-    float32 for the whole-number features stored so, read and passed on, never computed in)."""
+    float32 for the whole-number features stored so: cast to, read and passed on, never computed in)."""
     if t.is_floating():
         if t.nbytes == 4:
             return np.float32
@@ -153,6 +153,9 @@ class Evaluator:
                 return v.astype(np.float64, copy=False), null
             if out_t is np.int64 and v.dtype in (np.int64, np.bool_):
                 return v.astype(np.int64, copy=False), null
+            if out_t is np.float32 and v.dtype in (np.float64, np.int64, np.float32):
+                # a whole-number feature stored as float32: CAST(x AS FLOAT) is C's conversion (to nearest)
+                return v.astype(np.float32, copy=False), null
             raise Unsupported(f"cast {op.arg.dtype} -> {op.dtype}")
         if type(op) in _ARITH or isinstance(op, ops.Divide):
             (a, an), (b, bn) = self.column(op.left), self.column(op.right)

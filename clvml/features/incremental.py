@@ -37,7 +37,7 @@ import functools
 import os
 import uuid
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -87,7 +87,8 @@ class NotExact(Exception):
 
 
 def aggregate_incremental(items: Sequence[Item], rows: ibis.Table, cutoffs: ibis.Table,
-                          day: str = "day", outputs: Outputs | None = None) -> ibis.Table | None:
+                          day: str = "day", outputs: Outputs | None = None,
+                          narrow: Collection[str] = ()) -> ibis.Table | None:
     """The aggregates ``items`` per (customer, cut-off), as an in-memory table on ``rows``' engine.
 
     ``rows`` must hold at most one row per customer and day (a family's daily rows). Returns None when a
@@ -98,6 +99,8 @@ def aggregate_incremental(items: Sequence[Item], rows: ibis.Table, cutoffs: ibis
     ``then``), the output columns as Ibis expressions over it; the result is then ``customer_id``,
     ``cutoff_day`` and those columns, each evaluated in NumPy (:mod:`clvml.features.evaluate`: the same
     bits as DuckDB) where the evaluator can, by DuckDB otherwise. None: the aggregates themselves.
+    ``narrow``: output columns stored as float32 (whole-number features): a float64 or int64 one is
+    written as float32 directly (C's conversion, as DuckDB's ``CAST(x AS FLOAT)``), without a float64 copy.
     """
     for it in items:
         if it.inc.kind not in ("sum", "max", "min", "first", "last"):
@@ -149,7 +152,7 @@ def aggregate_incremental(items: Sequence[Item], rows: ibis.Table, cutoffs: ibis
                           **{it.name: dec.get(it.name) or ibis.dtype(_arrow(*empty[it.name]).type) for it in items}})
     holder = ibis.table(schema, name=f"_clvml_aggregates_{uuid.uuid4().hex}")
     exprs = outputs(finish(holder, units=False))
-    done = _evaluate_in_chunks(cells, holder, exprs)
+    done = _evaluate_in_chunks(cells, holder, exprs, narrow)
     if len(done) == len(exprs):
         return in_memory(backend, pa.table({"customer_id": ids, "cutoff_day": pa.array(cut_day, pa.int64()),
                                             **done}))
@@ -159,7 +162,15 @@ def aggregate_incremental(items: Sequence[Item], rows: ibis.Table, cutoffs: ibis
     f = finish(t, list(tmp.values()))
     exprs = outputs(f)
     return f.select("customer_id", "cutoff_day",
-                    **{name: f[tmp[name]] if name in done else e for name, e in exprs.items()})
+                    **{name: f[tmp[name]] if name in done else stored(e, name in narrow) for name, e in exprs.items()})
+
+
+def stored(value: ibis.Value, narrow: bool) -> ibis.Value:
+    """``value`` as its feature is stored: cast to float32 (``CAST(x AS FLOAT)``, exact below 2**24) when
+    ``narrow`` (a whole-number feature: a count, flag or number of days) and it is a float64 or int64, as
+    :func:`_evaluate_in_chunks` writes such columns; anything else as it is."""
+    t = value.type()
+    return value.cast("float32") if narrow and (t.is_float64() or t.is_int64()) else value
 
 
 def cut_days(cutoffs: ibis.Table) -> np.ndarray:
@@ -187,7 +198,8 @@ def _sorted_rows(rows: ibis.Table, day: str, values: dict[str, ibis.Value]) -> p
     return sel.order_by(["customer_id", "_day"]).to_pyarrow()
 
 
-def _evaluate_in_chunks(cells: _Cells, holder: ibis.Table, exprs: dict[str, ibis.Value]) -> dict[str, pa.Array]:
+def _evaluate_in_chunks(cells: _Cells, holder: ibis.Table, exprs: dict[str, ibis.Value],
+                        narrow: Collection[str] = ()) -> dict[str, pa.Array]:
     """The output columns ``exprs`` (over ``holder``: the items after their ``then``) that the NumPy evaluator
     computes for every cell, as Arrow arrays; a column it refuses for any cell is left out.
 
@@ -211,8 +223,10 @@ def _evaluate_in_chunks(cells: _Cells, holder: ibis.Table, exprs: dict[str, ibis
         if not (t.is_float64() or t.is_int64() or t.is_boolean()):
             refused.add(name)
             continue
-        out[name] = (np.empty(n, dtype=np.float64 if t.is_float64() else np.int64 if t.is_int64() else bool),
-                     np.zeros(n, dtype=bool))
+        # a whole-number feature's float64 or int64 values are written as float32 (C's conversion)
+        dtype = (np.float32 if name in narrow and (t.is_float64() or t.is_int64()) else
+                 np.float64 if t.is_float64() else np.int64 if t.is_int64() else bool)
+        out[name] = (np.empty(n, dtype=dtype), np.zeros(n, dtype=bool))
 
     def run(lo: int) -> None:
         sl = slice(lo, min(lo + CHUNK, n))

@@ -19,7 +19,8 @@ from typing import Literal
 
 import ibis
 
-from clvml.features.incremental import Item, aggregate_incremental
+from clvml.features import registry
+from clvml.features.incremental import Item, aggregate_incremental, stored
 from clvml.features.registry import Family
 
 Plan = Literal["auto", "cross_join", "incremental"]
@@ -72,10 +73,15 @@ def aggregate_family(
     row per customer and day (``one_row_per_day``) and to the aggregates declaring an
     :class:`~clvml.features.registry.Inc`; it executes the daily rows at once (not lazily).
 
-    Returns the declared features (hidden helpers dropped) with prefix ``fam.prefix``; customers with
-    no rows before a cut-off are simply absent (the builder fills them).
+    Returns the declared features (hidden helpers dropped) with prefix ``fam.prefix``, the whole-number
+    ones (:attr:`~clvml.features.registry.Feature.whole`) as float32, their storage; customers with no
+    rows before a cut-off are simply absent (the builder fills them).
     """
     feats = fam.active(columns)
+    # the whole-number features (counts, flags, days) as float32, their storage (registry.storage): C's
+    # conversion, as CAST(x AS FLOAT); the incremental plan writes them so directly, without a float64 copy
+    whole = {f"{fam.prefix}_{name}" for f in feats if not f.hidden and registry.storage(f) == "float32"
+             for name, _ in f.instances(windows)}
     out = None
     joined = [f for f in feats if f.agg is not None]
     keep = [name for f in feats if not f.hidden and (f.agg or f.derive) for name, _ in f.instances(windows)]
@@ -93,7 +99,8 @@ def aggregate_family(
         items = [Item(name, f.inc, w) for f in joined if f.inc is not None for name, w in f.instances(windows)]
         every = all(f.inc is not None for f in joined)
         # every aggregate incremental: the derived columns too are computed from the NumPy aggregates
-        out = aggregate_incremental(items, rows, cutoffs, day, outputs=outputs if every else None) if items else None
+        out = (aggregate_incremental(items, rows, cutoffs, day, outputs=outputs if every else None, narrow=whole)
+               if items else None)
         if out is not None and every:
             return out
         if out is not None:
@@ -103,7 +110,9 @@ def aggregate_family(
                                ["customer_id", "cutoff_day"]).drop("customer_id_right", "cutoff_day_right")
     if out is None:
         out = _cross_join_aggregate(joined, rows, cutoffs, windows, day)
-    return out.select("customer_id", "cutoff_day", **outputs(out))
+    return out.select("customer_id", "cutoff_day",
+                      **{name: stored(v, name in whole) for name, v in outputs(out).items()})
+
 
 
 def _cross_join_aggregate(feats: Sequence, rows: ibis.Table, cutoffs: ibis.Table, windows: Sequence[int],

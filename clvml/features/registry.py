@@ -92,6 +92,11 @@ class Feature:
     def __post_init__(self) -> None:
         if self.whole and self.dtype != "numeric":
             raise ValueError(f"feature {self.name!r}: only a numeric feature can be whole")
+        if self.whole and self.fill is not None and not (float(self.fill).is_integer()
+                                                         and abs(self.fill) < WHOLE_EXACT):
+            # exact in float32: filling before or after the cast to float32 then gives the same values
+            raise ValueError(f"feature {self.name!r}: a whole feature's fill must be a whole number below 2**24, "
+                             f"not {self.fill!r}")
         if isinstance(self.sentence, str):  # a plain template: "{value}" as a count
             object.__setattr__(self, "sentence", Say(self.sentence))
 
