@@ -4,7 +4,7 @@ discounts, channels, refunds and margin. One transactions row is one order (nega
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import ibis
 import pyarrow as pa
@@ -275,23 +275,27 @@ def build(tx: ibis.Table, cutoffs: ibis.Table, windows: Sequence[int], plan: str
     (``plan``: :func:`~clvml.features.query.resolve_plan`).
 
     With the incremental plan the daily rows and the mixes' rows come from one export
-    (:func:`~clvml.features.tx_daily.daily_and_mix_rows`), and the mixes are computed on threads while the
-    family's aggregates are."""
+    (:func:`~clvml.features.tx_daily.daily_and_mix_rows`), and the mixes are computed on threads from the
+    moment their rows are made, while the daily rows and the family's aggregates are."""
     keys = ["customer_id", "cutoff_day"]
     cols = [c for c in MIXES if c in tx.columns]
-    rows, early = daily(tx), {}
+    rows = daily(tx)
+    early: dict[str, Future] = {}  # the mixes computed in NumPy, started as soon as their rows are made
     with ThreadPoolExecutor(max(1, len(cols))) as pool:
         if resolve_plan(plan, tx._find_backend().name) == "incremental":
+            def start(data: pa.Table) -> None:  # the mixes on the pool while the daily rows are aggregated
+                cuts = cut_days(cutoffs)
+                early.update({c: pool.submit(mix_arrays, data, cuts, *MIXES[c], decimals=DECIMALS,
+                                             exact_scale=EXACT.scale, exact_below=HHI_EXACT_BELOW, key=f"k_{c}")
+                              for c in cols})
+
             # None: DuckDB's queries give the rows (and the mixes' rows below, if needed)
             found = daily_and_mix_rows(tx, day_of(tx.ts), cols, decimals=DECIMALS, ss_decimals=SS_DECIMALS,
-                                       schema=rows.schema())
-            if found is not None:
-                rows, data = found
-                if data is not None:
-                    early = {c: pool.submit(mix_arrays, data, cut_days(cutoffs), *MIXES[c], decimals=DECIMALS,
-                                            exact_scale=EXACT.scale, exact_below=HHI_EXACT_BELOW, key=f"k_{c}")
-                             for c in cols}
-                del data
+                                       schema=rows.schema(), mixes_ready=start)
+            if found is None:
+                early.clear()  # computed by the cross join's path below, as before (mixes started are dropped)
+            else:
+                rows = found[0]
         out = aggregate_family(FAM, rows, cutoffs, windows, tx.columns, plan=plan, one_row_per_day=True)
         by_position = arrow_of(out) is not None  # the incremental plan ran: its rows are in memory
         mixes, data = [], None
@@ -303,7 +307,8 @@ def build(tx: ibis.Table, cutoffs: ibis.Table, windows: Sequence[int], plan: str
             if by_position and data is None:  # the rows of both mixes from one query
                 data = mix_rows(_mix_rows(tx, cols), [f"k_{c}" for c in cols])
             mixes.append(_mix(tx, cutoffs, c, *MIXES[c], plan, data))
-    del data, early
+    del data
+    early.clear()
     # the family's rows are in memory already: the mixes placed by position, not joined
     placed = side_by_side(out, mixes) if mixes and by_position else None
     if placed is not None:

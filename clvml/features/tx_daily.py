@@ -25,7 +25,7 @@ an amount is not finite: DuckDB's query then runs as before.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import ibis
 import numpy as np
@@ -43,7 +43,8 @@ INT_LIMIT = 2.0**62
 
 
 def daily_and_mix_rows(tx: ibis.Table, day: ibis.Value, mix_keys: Sequence[str], *,
-                       decimals: int, ss_decimals: int, schema: ibis.Schema
+                       decimals: int, ss_decimals: int, schema: ibis.Schema,
+                       mixes_ready: Callable[[pa.Table], None] | None = None
                        ) -> tuple[ibis.Table, pa.Table | None] | None:
     """(the daily rows as an in-memory table sorted by customer and day, the mixes' rows or None).
 
@@ -51,6 +52,10 @@ def daily_and_mix_rows(tx: ibis.Table, day: ibis.Value, mix_keys: Sequence[str],
     categorical columns of the mixes (empty: no mix rows); ``decimals`` / ``ss_decimals``: the units of the
     sums and of the squares; ``schema``: the daily query's schema (the result's types). None when the rows
     cannot be given DuckDB's bits here (see the module): the caller runs DuckDB's queries.
+    ``mixes_ready``: called with the mixes' rows as soon as they are made, before the daily rows are
+    aggregated (the caller can start the mixes on other threads meanwhile); not called when this returns
+    None before that point, and the rows it was given are then still exact (they do not depend on the
+    daily aggregates' checks), though the caller need not use them.
     """
     cols = tx.columns
     opt = [c for c in OPTIONAL if c in cols and c in schema]
@@ -75,6 +80,20 @@ def daily_and_mix_rows(tx: ibis.Table, day: ibis.Value, mix_keys: Sequence[str],
     while len(extra) < 3:
         extra.append((np.zeros(0), np.zeros(0, dtype=bool)))
     a_sorted, ok_sorted = amount[order], a_ok[order]
+    mixes = None
+    if mix_keys:
+        # every string dictionary-encoded once, then only integer codes move (mix_arrays reads the codes)
+        pos = a_sorted > 0  # null amounts are 0 here: not purchases
+        mix = {"customer_id": found.coded_ids()}
+        for c in mix_keys:
+            mix[f"k_{c}"] = _coded_keys(raw.column(f"_k_{c}").combine_chunks(), order, ~pos)
+        mix["_day"] = pa.array(found.days(slice(None)))
+        mix["s"] = pa.array(round_half_away(a_sorted * float(10**decimals)), mask=~pos)
+        mixes = pa.table(mix)
+        del mix, pos
+        if mixes_ready is not None:
+            mixes_ready(mixes)
+    del raw
     out = _kernel()(key, span, a_sorted, ok_sorted, *extra[0], *extra[1], *extra[2], float(10**decimals),
                  float(10**ss_decimals), FLOAT_LIMIT, INT_LIMIT)
     status, n_groups = int(out[0]), int(out[1])
@@ -89,16 +108,6 @@ def daily_and_mix_rows(tx: ibis.Table, day: ibis.Value, mix_keys: Sequence[str],
         table[c] = sums[i]
     table["gap"] = pa.array(gap, mask=~gap_ok)
     daily = pa.table({name: table[name] for name in target.names}).cast(target)
-    mixes = None
-    if mix_keys:
-        # every string dictionary-encoded once, then only integer codes move (mix_arrays reads the codes)
-        pos = a_sorted > 0  # null amounts are 0 here: not purchases
-        mix = {"customer_id": found.coded_ids()}
-        for c in mix_keys:
-            mix[f"k_{c}"] = _coded_keys(raw.column(f"_k_{c}").combine_chunks(), order, ~pos)
-        mix["_day"] = pa.array(found.days(slice(None)))
-        mix["s"] = pa.array(round_half_away(a_sorted * float(10**decimals)), mask=~pos)
-        mixes = pa.table(mix)
     return in_memory(tx._find_backend(), daily, sorted_by=("customer_id", "day")), mixes
 
 
