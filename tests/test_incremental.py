@@ -398,17 +398,16 @@ def test_auto_builds_a_training_set_incrementally_and_scoring_by_the_cross_join(
         assert not fb._eager and sum(len(fb.arrow(b)) for b in range(2)) == 2
 
 
-def test_cells_are_cut_off_major_within_each_block_and_written_in_the_output_order(monkeypatch):
-    """Hand-built rows, blocks of 5 cells (across customers): inside a block the cells of one cut-off are consecutive output rows
-    (written by one slice copy each), the blocks keep their customers, and the sums and the output order
-    (cut-off, then customer) are exact."""
+def test_cells_give_exact_window_sums_in_the_output_order():
+    """Hand-built rows: every (customer, cut-off) with a row before
+    the cut-off, in the output order (cut-off, then customer), with exact sums over all history and over
+    the last 3 days."""
     import pyarrow as pa
     from ibis.expr import datatypes as idt
 
     from clvml.features import incremental
     from clvml.features.registry import Inc
 
-    monkeypatch.setattr(incremental, "CHUNK", 5)
     # customer: its (day, value) rows, sorted by customer and day
     rows = {"a": [(1, 1), (5, 2)], "b": [(2, 10)], "c": [(0, 100), (6, 200), (9, 400)], "d": [(7, 1000)]}
     ids = [c for c, rs in rows.items() for _ in rs]
@@ -418,17 +417,9 @@ def test_cells_are_cut_off_major_within_each_block_and_written_in_the_output_ord
     items = [incremental.Item("s", Inc("sum", lambda r: r.x), None),
              incremental.Item("s3", Inc("sum", lambda r: r.x), 3)]
     cells = incremental._Cells(items, {"s": "_v0", "s3": "_v0"}, {"_v0": idt.int64}, data, cuts)
-    # the cells with a row before their cut-off: customer-major, cut-offs ascending = the blocks' content
+    # the cells: (customer, cut-off) with a row before the cut-off
     want = [(c, k) for c, rs in rows.items() for k in cuts if rs[0][0] < k]
     assert cells.n == len(want) == 14
-    for lo in range(0, cells.n, 5):
-        block = want[lo:lo + 5]
-        got = sorted(zip(cells.ids.take(pa.array(cells.at[lo:lo + 5])).to_pylist(),
-                         cells.cutoff_day[lo:lo + 5].tolist(), strict=True))
-        assert got == sorted((c, int(k)) for c, k in block)  # the same cells in each block as before
-        assert list(cells.cutoff_day[lo:lo + 5]) == sorted(cells.cutoff_day[lo:lo + 5])  # cut-off-major
-        runs = np.flatnonzero(np.diff(cells.at[lo:lo + 5]) != 1) + 1
-        assert len(runs) + 1 == len(set(cells.cutoff_day[lo:lo + 5].tolist()))  # one run per cut-off
     # the output order: by cut-off, then customer
     out = list(zip(cells.out_cutoff_day.tolist(), cells.ids.to_pylist(), strict=True))
     assert out == sorted((int(k), c) for c, k in want)

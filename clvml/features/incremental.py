@@ -232,30 +232,21 @@ def _evaluate_in_chunks(cells: _Cells, holder: ibis.Table, exprs: dict[str, ibis
         sl = slice(lo, min(lo + CHUNK, n))
         k = sl.stop - sl.start
         ev = Evaluator({holder.op(): {"cutoff_day": (cells.cutoff_day[sl], None), **cells.items(sl)}}, k)
-        if cells.at is None:
-            runs = [(0, k, sl.start)]
-        else:  # a few runs of consecutive output rows (one per cut-off: see _Cells)
-            at = cells.at[sl]
-            cut = np.flatnonzero(np.diff(at) != 1) + 1
-            runs = [(a, b, int(at[a])) for a, b in zip(np.r_[0, cut].tolist(), np.r_[cut, k].tolist(), strict=True)]
-
-        def put(target: np.ndarray, v: np.ndarray) -> None:
-            for a, b, to in runs:
-                target[to:to + b - a] = v[a:b]
+        dest = sl if cells.at is None else cells.at[sl]
         for name, e in exprs.items():
             if name in refused:
                 continue
             try:
                 if name in labels:
-                    put(out[name][0], ev.codes(e))
+                    out[name][0][dest] = ev.codes(e)
                     continue
                 v, null = ev.values(e)
             except Unsupported:  # left to DuckDB
                 refused.add(name)
                 continue
-            put(out[name][0], v)
+            out[name][0][dest] = v
             if null is not None:
-                put(out[name][1], null)
+                out[name][1][dest] = null
 
     with ThreadPoolExecutor(THREADS) as pool:
         list(pool.map(run, range(0, n, CHUNK)))
@@ -393,38 +384,25 @@ class _Cells:
         keep = hi > starts[cell_c]  # rows exist before the cut-off: exactly the cross join's groups
         cell_c, cell_k, hi = cell_c[keep], cell_k[keep], hi[keep]
         del keep
-        start = starts[cell_c]
+        self.start, self.hi, self.cutoff_day = starts[cell_c], hi, cell_k
         self.n = len(hi)
         # the output rows are cut-off-major (by cut-off, then customer in the rows' order of ids): the order
         # of a finished feature table (ORDER BY cutoff, customer_id), so that no pass reorders ~150 columns
-        # afterwards. The cells are kept customer-major by blocks of CHUNK (a block reads the rows of a range
-        # of customers: they stay in the CPU cache), cut-off-major inside each block, so that a block's
-        # cells of one cut-off are consecutive output rows: written by one slice copy each, not scattered.
-        # ``at``: every cell's output row (None: the same, one cut-off); ``order``: its inverse
-        self.at = self.order = perm = None
+        # afterwards. ``at``: every cell's output row (None: the same, one cut-off); ``order``: its inverse
+        self.at = self.order = None
         if n_cut > 1 and self.n:
             rank = np.searchsorted(cuts, cell_k).astype(np.int16 if n_cut < 2**15 else np.int64)  # a radix sort
-            order = np.argsort(rank, kind="stable")
-            at = np.empty(self.n, dtype=np.int64)
-            at[order] = np.arange(self.n)
-            del order
-            block = np.arange(self.n, dtype=np.int64) // CHUNK * n_cut + rank
-            perm = np.argsort(block, kind="stable")
-            del block, rank
-            self.at = at[perm]
-            del at
-            self.order = np.empty(self.n, dtype=np.int64)
-            self.order[self.at] = np.arange(self.n)
-        arranged = (lambda v: v) if perm is None else (lambda v: v[perm])  # noqa: E731
-        self.start, self.hi, self.cutoff_day = arranged(start), arranged(hi), arranged(cell_k)
+            self.order = np.argsort(rank, kind="stable")
+            self.at = np.empty(self.n, dtype=np.int64)
+            self.at[self.order] = np.arange(self.n)
+            del rank
         self.ids = ids.take(pa.array(self.ordered(self.start))) if n else ids
-        self.out_cutoff_day = self.ordered(self.cutoff_day)
+        self.out_cutoff_day = self.ordered(cell_k)
         with ThreadPoolExecutor(THREADS) as pool:
             wins = sorted({it.window for it in items if it.window is not None})
             bands = sorted({it.inc.band for it in items if it.inc.band is not None})
             found = dict(zip(wins + bands, pool.map(
-                lambda o: arranged(pos(o)) if isinstance(o, int) else (arranged(pos(o[0])), arranged(pos(o[1]))),
-                wins + bands), strict=True))
+                lambda o: pos(o) if isinstance(o, int) else (pos(o[0]), pos(o[1])), wins + bands), strict=True))
             self.los = {None: self.start, **{w: found[w] for w in wins}}
             self.bounds = {b: found[b] for b in bands}
             srcs = sorted({col_of[it.name] for it in items})
