@@ -114,7 +114,6 @@ def aggregate_family(
                       **{name: stored(v, name in whole) for name, v in outputs(out).items()})
 
 
-
 def _cross_join_aggregate(feats: Sequence, rows: ibis.Table, cutoffs: ibis.Table, windows: Sequence[int],
                           day: str) -> ibis.Table:
     """The aggregates of ``feats`` by joining every row to every later cut-off."""
