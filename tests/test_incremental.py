@@ -428,3 +428,32 @@ def test_cells_give_exact_window_sums_in_the_output_order():
     last3 = {(int(k), c): sum(v for d, v in rows[c] if k - 3 <= d < k) for c, k in want}
     assert cells.ordered(got["s"][0]).tolist() == [total[key] for key in out]
     assert cells.ordered(got["s3"][0]).tolist() == [last3[key] for key in out]
+
+
+def test_mixes_started_early_are_dropped_when_the_daily_rows_fall_back(monkeypatch, ran):
+    """The mixes start on their threads as soon as their rows are made (``mixes_ready``), before the daily
+    rows' pass; when that pass then finds a sum it cannot take exactly (a margin past 2**53 units), the
+    family falls back to DuckDB's daily rows and the mixes started early are not used: both plans agree."""
+    from clvml.features import tx_daily
+
+    calls = []
+    orig = tx_daily.daily_and_mix_rows
+
+    def spy(*args, **kwargs):
+        ready = kwargs["mixes_ready"]
+        kwargs["mixes_ready"] = lambda data: (calls.append(("ready", data.num_rows)), ready(data))
+        out = orig(*args, **kwargs)
+        calls.append("rows" if out is not None else "fell back")
+        return out
+
+    monkeypatch.setattr(transactions, "daily_and_mix_rows", spy)
+    frame = tx([("a", "2024-01-01", 5.0), ("a", "2024-02-01", 7.0), ("b", "2024-01-03", 1.5),
+                ("b", "2024-01-04", -1.5)]).assign(category=["x", "y", "x", None], channel="web",
+                                                  margin=[1e10, 1.0, 2.0, None])  # 1e16 units
+    t = load_dataset(frames={"transactions": frame}).tables["transactions"]
+    out = _both({"transactions": t}, [C1, C2, C3])
+    _assert_same_bits(out["incremental"], out["cross_join"])
+    assert calls == [("ready", 4), "fell back"]  # started, then dropped with the daily rows' fall-back
+    a = out["incremental"].query("customer_id == 'a'").iloc[-1]  # at C3: both purchases
+    assert (a.tx_categories_all, a.tx_category_hhi, a.tx_channels_all, a.tx_main_channel_share) == (
+        2, (5.0**2 + 7.0**2) / 12.0**2, 1, 1.0)
