@@ -169,8 +169,12 @@ def stored(value: ibis.Value, narrow: bool) -> ibis.Value:
     """``value`` as its feature is stored: cast to float32 (``CAST(x AS FLOAT)``, exact below 2**24) when
     ``narrow`` (a whole-number feature: a count, flag or number of days) and it is a float64 or int64, as
     :func:`_evaluate_in_chunks` writes such columns; anything else as it is."""
-    t = value.type()
-    return value.cast("float32") if narrow and (t.is_float64() or t.is_int64()) else value
+    return value.cast("float32") if _as_float32(value.type(), narrow) else value
+
+
+def _as_float32(t: dt.DataType, narrow: bool) -> bool:
+    """Whether an output column of type ``t`` is stored as float32: a narrow (whole-number) float64 or int64."""
+    return narrow and (t.is_float64() or t.is_int64())
 
 
 def cut_days(cutoffs: ibis.Table) -> np.ndarray:
@@ -224,7 +228,7 @@ def _evaluate_in_chunks(cells: _Cells, holder: ibis.Table, exprs: dict[str, ibis
             refused.add(name)
             continue
         # a whole-number feature's float64 or int64 values are written as float32 (C's conversion)
-        dtype = (np.float32 if name in narrow and (t.is_float64() or t.is_int64()) else
+        dtype = (np.float32 if _as_float32(t, name in narrow) else
                  np.float64 if t.is_float64() else np.int64 if t.is_int64() else bool)
         out[name] = (np.empty(n, dtype=dtype), np.zeros(n, dtype=bool))
 
